@@ -1,0 +1,34 @@
+"""Every domain-separation label, defined once. docs/SPEC.md lists them all.
+
+A label is prepended to (or used as the BLAKE2b personalisation of) whatever is signed,
+hashed or keyed, so that a signature or key made for one purpose is useless for another.
+"""
+
+from __future__ import annotations
+
+# Signatures (Ed25519 over label || canonical bytes).
+RECORD_SIGNATURE = b"canopy/record/v1"
+BODY_SIGNATURE = b"canopy/body/v1"
+INVITE_SIGNATURE = b"canopy/invite/v1"
+
+# BLAKE2b personalisations (exactly 16 bytes each, as BLAKE2b requires).
+RECIPIENT_WRAP = b"canopy-wrap-dh-1"
+NETWORK_WRAP = b"canopy-wrap-nk-1"
+SAFETY_CODE = b"canopy-safety-v1"
+INVITE_CAPABILITY = b"canopy-invcap-v1"
+STORAGE_TAG = b"canopy-stortag-1"
+
+# Key file.
+KEY_FILE_MAGIC = b"canopy-keyfile-1"
+
+# Human-facing prefixes.
+INVITE_PREFIX = "canopy-invite:"
+
+ALL_PERSONALISATIONS = (
+    RECIPIENT_WRAP,
+    NETWORK_WRAP,
+    SAFETY_CODE,
+    INVITE_CAPABILITY,
+    STORAGE_TAG,
+)
+assert all(len(p) == 16 for p in ALL_PERSONALISATIONS)

@@ -1,0 +1,31 @@
+"""Every bound Canopy enforces, as a named constant. docs/SPEC.md, "Limits", lists them."""
+
+from __future__ import annotations
+
+# Records.
+MAX_RECORD_BYTES = 1_048_576  # a whole encoded record, signature included
+MAX_DEPTH = 16  # nesting of arrays/maps in any decoded value
+MAX_CLOCK_SKEW_MS = 10 * 60 * 1000  # a record may be dated at most this far in the future
+MAX_LIFETIME_MS = 5 * 365 * 24 * 3600 * 1000  # expires - created
+DEFAULT_GUIDE_LIFETIME_MS = 2 * 365 * 24 * 3600 * 1000
+MAX_KIND_LEN = 32
+
+# Sealed payloads.
+MAX_RECIPIENT_SLOTS = 1024
+MIN_RECIPIENT_SLOTS = 4  # slot counts are padded to a power of two, at least this
+MIN_PAD_BUCKET = 256  # plaintext is padded to a power of two, at least this
+
+# Box-stream (fixed by the published specification).
+BOXSTREAM_MAX_BODY = 4096
+BOXSTREAM_HEADER_BYTES = 34
+
+# Application messages inside box-stream.
+MAX_MESSAGE_BYTES = MAX_RECORD_BYTES + 4096
+MAX_IDS_PER_MESSAGE = 2048
+MAX_WANT_OUTSTANDING = 8192
+
+# Invites.
+MAX_INVITE_ADDRESSES = 8
+MAX_ADDRESS_LEN = 512
+MAX_NAME_LEN = 128
+DEFAULT_INVITE_LIFETIME_MS = 7 * 24 * 3600 * 1000
