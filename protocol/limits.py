@@ -29,3 +29,19 @@ MAX_INVITE_ADDRESSES = 8
 MAX_ADDRESS_LEN = 512
 MAX_NAME_LEN = 128
 DEFAULT_INVITE_LIFETIME_MS = 7 * 24 * 3600 * 1000
+
+# Identity and key file (docs/spec/10-identity-records.md).
+SAFETY_CODE_GROUPS = 6  # groups of 5 decimal digits
+KEY_FILE_OPSLIMIT = 2  # = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
+KEY_FILE_MEMLIMIT = 67_108_864  # = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE (64 MiB)
+KEY_FILE_MAX_OPSLIMIT = 4  # = OPSLIMIT_SENSITIVE: a key file asking for more is refused
+KEY_FILE_MAX_MEMLIMIT = 1_073_741_824  # = MEMLIMIT_SENSITIVE (1 GiB)
+
+# Records and sealed payloads (docs/spec/10-identity-records.md).
+MAX_TIMESTAMP_MS = 2**63 - 1  # created/expires are unsigned ms since the Unix epoch, below this
+SEALED_NONCE_BYTES = 24
+SEALED_SLOT_BYTES = 48  # secretbox of a 32-byte content key: 16 MAC + 32
+SEALED_LENGTH_BYTES = 4  # u32 true plaintext length at the start of the padded plaintext
+
+# Invites.
+MAX_INVITE_BYTES = 6144  # decoded msgpack of an invite code

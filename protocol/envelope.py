@@ -1,0 +1,345 @@
+"""Sealed payloads (private-box style, padded, recipients hidden) and the author-signed Body.
+
+Owns the sealed-payload layout and the Body codec (SPEC "Identities, records, sealed payloads
+and invites"). Never lists recipients in clear and never draws randomness except from `random`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import nacl.bindings
+import nacl.exceptions
+
+from protocol import labels, limits
+from protocol.encoding import Value, pack, unpack
+from protocol.errors import (
+    DecodeError,
+    LocalProtocolError,
+    NotForUs,
+    VerificationError,
+)
+from protocol.identity import SIGNATURE_BYTES, Identity, NodeId, Random, random_bytes
+from protocol.record import Kind, Record, Scope
+
+BODY_VERSION = 1
+SEALED_VERSION = 1
+KEY_BYTES = 32
+MAC_BYTES = 16
+_NONCE = limits.SEALED_NONCE_BYTES
+_SLOT = limits.SEALED_SLOT_BYTES
+_LEN = struct.Struct(">I")
+_COUNT = struct.Struct(">H")
+HEADER_BYTES = 1 + _NONCE + KEY_BYTES + _COUNT.size  # version, nonce, eph_pk, slot count
+_KINDS: dict[str, Kind] = {k.value: k for k in Kind}
+_SIG_TAIL = 2 + SIGNATURE_BYTES  # bin8 header + signature, last element of a Body
+
+assert 2 * KEY_BYTES + MAC_BYTES == _SLOT + KEY_BYTES
+
+
+def _body_signed_bytes(
+    kind: Kind, author: NodeId, created: int, content: dict[str, Value]
+) -> bytes:
+    return labels.BODY_SIGNATURE + pack([BODY_VERSION, kind.value, author.raw, created, content])
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """The plaintext inside a sealed payload, carrying its own author signature.
+
+    `content` must be treated as immutable once the Body exists (its encoding is cached).
+    """
+
+    kind: Kind
+    author: NodeId
+    created: int
+    content: dict[str, Value]
+    signature: bytes
+    _encoded: bytes | None = field(init=False, default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, Kind) or not isinstance(self.author, NodeId):
+            raise LocalProtocolError("kind and author must be Kind and NodeId")
+        if isinstance(self.created, bool) or not isinstance(self.created, int):
+            raise LocalProtocolError("created must be an integer")
+        if not 0 <= self.created <= limits.MAX_TIMESTAMP_MS:
+            raise LocalProtocolError("created out of range")
+        if not isinstance(self.content, dict):
+            raise LocalProtocolError("content must be a map")
+        if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_BYTES:
+            raise LocalProtocolError("signature must be 64 bytes")
+
+    @classmethod
+    def create(
+        cls, identity: Identity, kind: Kind, created: int, content: dict[str, Value]
+    ) -> Body:
+        author = identity.node_id
+        signature = identity.sign(_body_signed_bytes(kind, author, created, content))
+        return cls(kind, author, created, content, signature)
+
+    def to_bytes(self) -> bytes:
+        """Canonical msgpack [1, kind, author, created, content, signature]."""
+        encoded = self._encoded
+        if encoded is None:
+            encoded = pack(
+                [
+                    BODY_VERSION,
+                    self.kind.value,
+                    self.author.raw,
+                    self.created,
+                    self.content,
+                    self.signature,
+                ]
+            )
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Body:
+        """Strictly decode a body (DecodeError); the signature is NOT checked here."""
+        if isinstance(data, bytearray | memoryview):
+            data = bytes(data)
+        if not isinstance(data, bytes):
+            raise LocalProtocolError("from_bytes takes bytes")
+        value = unpack(data, max_bytes=limits.MAX_RECORD_BYTES)
+        if not isinstance(value, list) or len(value) != 6:
+            raise DecodeError("body must be an array of 6")
+        version, kind, author, created, content, signature = value
+        if version != BODY_VERSION or isinstance(version, bool):
+            raise DecodeError("unknown body version")
+        if not isinstance(kind, str) or kind not in _KINDS:
+            raise DecodeError("unknown body kind")
+        if not isinstance(author, bytes) or len(author) != KEY_BYTES:
+            raise DecodeError("author must be 32 bytes")
+        if isinstance(created, bool) or not isinstance(created, int):
+            raise DecodeError("created must be an integer")
+        if not 0 <= created <= limits.MAX_TIMESTAMP_MS:
+            raise DecodeError("created out of range")
+        if not isinstance(content, dict):
+            raise DecodeError("content must be a map")
+        if not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES:
+            raise DecodeError("signature must be 64 bytes")
+        body = cls(_KINDS[kind], NodeId(author), created, content, signature)
+        object.__setattr__(body, "_encoded", data)
+        return body
+
+    def signed_bytes(self) -> bytes:
+        """BODY_SIGNATURE || pack([1, kind, author, created, content])."""
+        # Canonical encoding makes this a slice (6-array header 0x96 -> 0x95, drop signature).
+        data = self.to_bytes()
+        return labels.BODY_SIGNATURE + b"\x95" + data[1:-_SIG_TAIL]
+
+    def verify(self) -> None:
+        """Raise VerificationError unless `author` signed exactly this body."""
+        self.author.verify(self.signed_bytes(), self.signature)
+
+
+# Sealed payloads -----------------------------------------------------------------------
+
+
+def _next_pow2(n: int, floor: int) -> int:
+    size = floor
+    while size < n:
+        size *= 2
+    return size
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def _randbelow(random: Random, n: int) -> int:
+    """Uniform integer in [0, n) from big-endian u32 draws, by rejection (SPEC, "random use")."""
+    limit = 2**32 - (2**32 % n)
+    while True:
+        r = int.from_bytes(random_bytes(random, 4), "big")
+        if r < limit:
+            return r % n
+
+
+def _recipient_slot_key(shared: bytes, eph_pk: bytes, recipient_x: bytes) -> bytes:
+    return hashlib.blake2b(
+        shared + eph_pk + recipient_x, digest_size=KEY_BYTES, person=labels.RECIPIENT_WRAP
+    ).digest()
+
+
+def _network_slot_key(eph_pk: bytes, network_key: bytes) -> bytes:
+    return hashlib.blake2b(
+        eph_pk, digest_size=KEY_BYTES, key=network_key, person=labels.NETWORK_WRAP
+    ).digest()
+
+
+def _check_network_key(network_key: bytes | None) -> None:
+    if network_key is not None and (
+        not isinstance(network_key, bytes) or len(network_key) != KEY_BYTES
+    ):
+        raise LocalProtocolError("network key must be 32 bytes")
+
+
+def padded_size(length: int) -> int:
+    """The padded plaintext size (length prefix included) for a plaintext of `length` bytes."""
+    return _next_pow2(_LEN.size + length, limits.MIN_PAD_BUCKET)
+
+
+def slot_count(real: int) -> int:
+    """How many slots a payload with `real` recipient/network wraps carries."""
+    return _next_pow2(real, limits.MIN_RECIPIENT_SLOTS)
+
+
+def seal(
+    plaintext: bytes, recipients: Sequence[NodeId], network_key: bytes | None, random: Random
+) -> bytes:
+    """Encrypt `plaintext` so that each recipient, and any holder of `network_key`, can open it.
+
+    Layout: version u8 = 1 || nonce 24 || eph_pk 32 || slot_count u16 BE || slots (48 each)
+    || secretbox(content_key, nonce, u32 BE length || plaintext || zero padding).
+    """
+    if not isinstance(plaintext, bytes):
+        raise LocalProtocolError("plaintext must be bytes")
+    _check_network_key(network_key)
+    unique: dict[bytes, NodeId] = {}
+    for recipient in recipients:
+        if not isinstance(recipient, NodeId):
+            raise LocalProtocolError("recipients must be NodeIds")
+        unique.setdefault(recipient.raw, recipient)
+    real = len(unique) + (network_key is not None)
+    if real == 0:
+        raise LocalProtocolError("a sealed payload needs a recipient or a network key")
+    count = slot_count(real)
+    if count > limits.MAX_RECIPIENT_SLOTS:
+        raise LocalProtocolError("too many recipients")
+    bucket = padded_size(len(plaintext))
+    if bucket > limits.MAX_RECORD_BYTES:
+        raise LocalProtocolError("plaintext too large to seal")
+
+    content_key = random_bytes(random, KEY_BYTES)
+    eph_sk = random_bytes(random, KEY_BYTES)
+    nonce = random_bytes(random, _NONCE)
+    eph_pk: bytes = nacl.bindings.crypto_scalarmult_base(eph_sk)
+
+    # Every slot key below is derived from the fresh eph_pk, and the content key is fresh,
+    # so each key seals exactly one box: sharing `nonce` among them never reuses a (key, nonce).
+    slots: list[bytes] = []
+    for recipient in unique.values():
+        recipient_x = recipient.x25519()
+        try:
+            shared: bytes = nacl.bindings.crypto_scalarmult(eph_sk, recipient_x)
+        except nacl.exceptions.CryptoError as exc:
+            raise DecodeError("recipient key is a low-order point") from exc
+        slot_key = _recipient_slot_key(shared, eph_pk, recipient_x)
+        slots.append(nacl.bindings.crypto_secretbox_easy(content_key, nonce, slot_key))
+    if network_key is not None:
+        slot_key = _network_slot_key(eph_pk, network_key)
+        slots.append(nacl.bindings.crypto_secretbox_easy(content_key, nonce, slot_key))
+    while len(slots) < count:
+        slots.append(random_bytes(random, _SLOT))
+    for i in range(count - 1, 0, -1):  # Fisher-Yates
+        j = _randbelow(random, i + 1)
+        slots[i], slots[j] = slots[j], slots[i]
+
+    framed = _LEN.pack(len(plaintext)) + plaintext
+    framed += bytes(bucket - len(framed))
+    body: bytes = nacl.bindings.crypto_secretbox_easy(framed, nonce, content_key)
+    header = bytes([SEALED_VERSION]) + nonce + eph_pk + _COUNT.pack(count)
+    return header + b"".join(slots) + body
+
+
+def _try_slots(slots: list[bytes], nonce: bytes, slot_key: bytes) -> bytes | None:
+    for slot in slots:
+        try:
+            key: bytes = nacl.bindings.crypto_secretbox_open_easy(slot, nonce, slot_key)
+        except nacl.exceptions.CryptoError:
+            continue
+        return key
+    return None
+
+
+def unseal(sealed: bytes, identity: Identity, network_key: bytes | None) -> bytes:
+    """Open a sealed payload as `identity` or as a holder of `network_key`.
+
+    DecodeError if malformed, NotForUs if no slot opens, VerificationError if a slot opens
+    but the body box does not.
+    """
+    _check_network_key(network_key)
+    if isinstance(sealed, bytearray | memoryview):
+        sealed = bytes(sealed)
+    if not isinstance(sealed, bytes):
+        raise LocalProtocolError("unseal takes bytes")
+    if len(sealed) > limits.MAX_RECORD_BYTES:
+        raise DecodeError("sealed payload too large")
+    if len(sealed) < HEADER_BYTES:
+        raise DecodeError("sealed payload truncated")
+    if sealed[0] != SEALED_VERSION:
+        raise DecodeError("unknown sealed payload version")
+    nonce = sealed[1 : 1 + _NONCE]
+    eph_pk = sealed[1 + _NONCE : 1 + _NONCE + KEY_BYTES]
+    (count,) = _COUNT.unpack_from(sealed, HEADER_BYTES - _COUNT.size)
+    if not _is_pow2(count) or not limits.MIN_RECIPIENT_SLOTS <= count <= limits.MAX_RECIPIENT_SLOTS:
+        raise DecodeError("bad slot count")
+    body_at = HEADER_BYTES + count * _SLOT
+    bucket = len(sealed) - body_at - MAC_BYTES
+    if bucket < limits.MIN_PAD_BUCKET or not _is_pow2(bucket):
+        raise DecodeError("sealed body is not a padding bucket")
+    slots = [sealed[at : at + _SLOT] for at in range(HEADER_BYTES, body_at, _SLOT)]
+
+    content_key: bytes | None = None
+    own_x = identity.node_id.x25519()
+    try:
+        shared: bytes | None = nacl.bindings.crypto_scalarmult(identity.x25519_secret(), eph_pk)
+    except nacl.exceptions.CryptoError:
+        shared = None  # a low-order eph_pk opens nothing for us; the network slot may still
+    if shared is not None:
+        content_key = _try_slots(slots, nonce, _recipient_slot_key(shared, eph_pk, own_x))
+    if content_key is None and network_key is not None:
+        content_key = _try_slots(slots, nonce, _network_slot_key(eph_pk, network_key))
+    if content_key is None:
+        raise NotForUs("no recipient slot opens with our keys")
+    try:
+        framed: bytes = nacl.bindings.crypto_secretbox_open_easy(
+            sealed[body_at:], nonce, content_key
+        )
+    except nacl.exceptions.CryptoError as exc:
+        raise VerificationError("sealed body failed to authenticate") from exc
+    (length,) = _LEN.unpack_from(framed)
+    end = _LEN.size + length
+    if end > len(framed) or framed[end:].count(0) != len(framed) - end:
+        raise DecodeError("bad padding in sealed payload")
+    if padded_size(length) != len(framed):
+        raise DecodeError("sealed payload padded to the wrong bucket")
+    return framed[_LEN.size : end]
+
+
+def seal_record(
+    identity: Identity,
+    kind: Kind,
+    content: dict[str, Value],
+    *,
+    created: int,
+    expires: int,
+    scope: Scope,
+    recipients: Sequence[NodeId],
+    network_key: bytes | None,
+    random: Random,
+) -> Record:
+    """Sign a Body, seal it to `recipients` + the author (+ network key), sign the Record."""
+    body = Body.create(identity, kind, created, content)
+    readers = [*recipients, identity.node_id]
+    sealed = seal(body.to_bytes(), readers, network_key, random)
+    return Record.create(
+        identity, kind, created=created, expires=expires, scope=scope, payload=sealed
+    )
+
+
+def open_record(record: Record, identity: Identity, network_key: bytes | None) -> Body:
+    """Unseal and verify a record's Body; its kind/author/created must match the record.
+
+    Does not check the record's own signature: `Record.verify()` is the ingest check.
+    """
+    body = Body.from_bytes(unseal(record.payload, identity, network_key))
+    body.verify()
+    if (body.kind, body.author, body.created) != (record.kind, record.author, record.created):
+        raise VerificationError("body does not match its record")
+    return body
