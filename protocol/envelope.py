@@ -172,6 +172,13 @@ def _network_slot_key(eph_pk: bytes, network_key: bytes) -> bytes:
     ).digest()
 
 
+def _body_key(content_key: bytes, header_and_slots: bytes) -> bytes:
+    """Bind the body box to the exact header and slots: altering any slot breaks the body."""
+    return hashlib.blake2b(
+        header_and_slots, digest_size=KEY_BYTES, key=content_key, person=labels.SEALED_BODY
+    ).digest()
+
+
 def _check_network_key(network_key: bytes | None) -> None:
     if network_key is not None and (
         not isinstance(network_key, bytes) or len(network_key) != KEY_BYTES
@@ -195,7 +202,8 @@ def seal(
     """Encrypt `plaintext` so that each recipient, and any holder of `network_key`, can open it.
 
     Layout: version u8 = 1 || nonce 24 || eph_pk 32 || slot_count u16 BE || slots (48 each)
-    || secretbox(content_key, nonce, u32 BE length || plaintext || zero padding).
+    || secretbox(body_key, nonce, u32 BE length || plaintext || zero padding), where
+    body_key = BLAKE2b-256(everything before the box, key=content_key, person=SEALED_BODY).
     """
     if not isinstance(plaintext, bytes):
         raise LocalProtocolError("plaintext must be bytes")
@@ -220,8 +228,8 @@ def seal(
     nonce = random_bytes(random, _NONCE)
     eph_pk: bytes = nacl.bindings.crypto_scalarmult_base(eph_sk)
 
-    # Every slot key below is derived from the fresh eph_pk, and the content key is fresh,
-    # so each key seals exactly one box: sharing `nonce` among them never reuses a (key, nonce).
+    # Every slot key below is derived from the fresh eph_pk, and the body key from the fresh
+    # content key, so each key seals exactly one box: sharing `nonce` never reuses a (key, nonce).
     slots: list[bytes] = []
     for recipient in unique.values():
         recipient_x = recipient.x25519()
@@ -242,9 +250,9 @@ def seal(
 
     framed = _LEN.pack(len(plaintext)) + plaintext
     framed += bytes(bucket - len(framed))
-    body: bytes = nacl.bindings.crypto_secretbox_easy(framed, nonce, content_key)
-    header = bytes([SEALED_VERSION]) + nonce + eph_pk + _COUNT.pack(count)
-    return header + b"".join(slots) + body
+    head = bytes([SEALED_VERSION]) + nonce + eph_pk + _COUNT.pack(count) + b"".join(slots)
+    body: bytes = nacl.bindings.crypto_secretbox_easy(framed, nonce, _body_key(content_key, head))
+    return head + body
 
 
 def _try_slots(slots: list[bytes], nonce: bytes, slot_key: bytes) -> bytes | None:
@@ -299,7 +307,7 @@ def unseal(sealed: bytes, identity: Identity, network_key: bytes | None) -> byte
         raise NotForUs("no recipient slot opens with our keys")
     try:
         framed: bytes = nacl.bindings.crypto_secretbox_open_easy(
-            sealed[body_at:], nonce, content_key
+            sealed[body_at:], nonce, _body_key(content_key, sealed[:body_at])
         )
     except nacl.exceptions.CryptoError as exc:
         raise VerificationError("sealed body failed to authenticate") from exc

@@ -32,3 +32,7 @@ ALL_PERSONALISATIONS = (
     STORAGE_TAG,
 )
 assert all(len(p) == 16 for p in ALL_PERSONALISATIONS)
+
+# Sealed payloads: the body key is bound to the exact header and slots (docs/spec/10-...).
+SEALED_BODY = b"canopy-sealbody1"
+assert len(SEALED_BODY) == 16
