@@ -36,7 +36,11 @@ def _write(data: bytes) -> None:
 
 
 def _outcome(keys: SessionKeys) -> bytes:
-    return keys.encrypt_key + keys.encrypt_nonce + keys.decrypt_key + keys.decrypt_nonce
+    out = keys.encrypt_key + keys.encrypt_nonce + keys.decrypt_key + keys.decrypt_nonce
+    if os.environ.get("SHS1_ADAPTER_SABOTAGE"):
+        # Negative control for the interop test: a wrong outcome must make the harness fail.
+        out = bytes([out[0] ^ 1]) + out[1:]
+    return out
 
 
 def _pump(machine: ClientHandshake | ServerHandshake) -> None:
