@@ -33,6 +33,12 @@ ALL_PERSONALISATIONS = (
 )
 assert all(len(p) == 16 for p in ALL_PERSONALISATIONS)
 
+# At-rest sub-keys, derived from the storage key (BLAKE2b personalisation, 16 bytes).
+STORAGE_RECORDS = b"canopy-st-recs-1"
+STORAGE_SETTINGS = b"canopy-st-sets-1"
+STORAGE_ROWS = b"canopy-st-rows-1"
+assert all(len(p) == 16 for p in (STORAGE_RECORDS, STORAGE_SETTINGS, STORAGE_ROWS))
+
 # Sealed payloads: the body key is bound to the exact header and slots (docs/spec/10-...).
 SEALED_BODY = b"canopy-sealbody1"
 assert len(SEALED_BODY) == 16

@@ -1,0 +1,609 @@
+"""The `canopy` command line: parse arguments, call node/, print. Nothing else lives here.
+
+Every CanopyError (and every OS error about a file the user named) becomes one line on
+stderr and exit code 1; usage errors exit 2. Listing commands take --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from protocol.errors import CanopyError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class UsageError(CanopyError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from node.local import default_data_dir
+
+    return Path(args.data).expanduser() if args.data else default_data_dir()
+
+
+def _passphrase(args: argparse.Namespace, *, confirm: bool = False) -> bytes:
+    from node.local import read_passphrase_file
+
+    if args.passphrase_file:
+        return read_passphrase_file(Path(args.passphrase_file))
+    env = os.environ.get("CANOPY_PASSPHRASE")
+    if env is not None:
+        return env.encode("utf-8")
+    if not sys.stdin.isatty():
+        raise CanopyError(
+            "a passphrase is needed: set CANOPY_PASSPHRASE or pass --passphrase-file FILE"
+        )
+    first = getpass.getpass("Passphrase: ")
+    if confirm and getpass.getpass("Passphrase again: ") != first:
+        raise CanopyError("the passphrases differ")
+    if not first:
+        raise CanopyError("an empty passphrase is not allowed; use init --no-passphrase to opt out")
+    return first.encode("utf-8")
+
+
+async def _open(args: argparse.Namespace) -> Any:
+    from node.local import Local
+
+    path = _data_dir(args)
+    if not Local.is_initialised(path):
+        raise CanopyError(f"no Canopy identity in {path}; run: canopy --data {path} init")
+    passphrase = _passphrase(args) if Local.key_needs_passphrase(path) else None
+    return await Local.open(path, passphrase)
+
+
+def _api(path: Path, method: str, route: str) -> dict[str, Any] | None:
+    """Call the running node's local API; None when no node runs on this data directory."""
+    from node.local import read_runtime
+
+    runtime = read_runtime(path)
+    if runtime is None:
+        return None
+    request = urllib.request.Request(
+        runtime["api"] + route,
+        method=method,
+        headers={"Authorization": f"Bearer {runtime['token']}"},
+        data=b"" if method == "POST" else None,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            data: dict[str, Any] = json.loads(response.read())
+            return data
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _notify(path: Path) -> None:
+    _api(path, "POST", "/v1/notify")
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+async def cmd_init(args: argparse.Namespace) -> int:
+    from node.local import Local
+
+    path = _data_dir(args)
+    passphrase = None if args.no_passphrase else _passphrase(args, confirm=True)
+    local = await Local.create(path, args.name or "", passphrase)
+    try:
+        node_id = local.node_id
+        print(f"Created a Canopy identity in {path}")
+        print(f"node id:      {node_id}")
+        print(f"safety code:  {node_id.safety_code()}")
+        if passphrase is None:
+            print("warning: the secret key is stored WITHOUT a passphrase (--no-passphrase)")
+    finally:
+        await local.close()
+    return 0
+
+
+async def cmd_id(args: argparse.Namespace) -> int:
+    from node.config import load_config
+
+    local = await _open(args)
+    try:
+        status = _api(local.path, "GET", "/v1/status")
+        addresses = (
+            status.get("advertise", [])
+            if status
+            else list(load_config(Path(args.config) if args.config else None).advertised())
+        )
+        info = {
+            "id": str(local.node_id),
+            "name": await local.name(),
+            "safety_code": local.node_id.safety_code(),
+            "addresses": addresses,
+            "running": status is not None,
+        }
+    finally:
+        await local.close()
+    if args.json:
+        _print_json(info)
+    else:
+        print(f"name:         {info['name'] or '(none)'}")
+        print(f"node id:      {info['id']}")
+        print(f"safety code:  {info['safety_code']}")
+        print(f"addresses:    {', '.join(addresses) or '(none)'}")
+        print(f"running:      {'yes' if info['running'] else 'no'}")
+    return 0
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from node.config import load_config, split_host_port
+    from node.runtime import Node
+
+    config = load_config(Path(args.config) if args.config else None)
+    if args.listen:
+        try:
+            split_host_port(args.listen)
+        except ValueError:
+            raise UsageError("--listen must be HOST:PORT") from None
+        config = replace(config, listen=args.listen)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    local = await _open(args)
+    node = Node(local, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+        print(f"canopy node {local.node_id} running; peer endpoint {node.listen_url}", flush=True)
+        await stop.wait()
+    finally:
+        await node.stop()
+        await local.close()
+    return 0
+
+
+async def cmd_invite(args: argparse.Namespace) -> int:
+    from node.config import load_config
+    from node.trust import create_invite
+
+    local = await _open(args)
+    try:
+        addresses = list(args.address or [])
+        if not addresses:
+            status = _api(local.path, "GET", "/v1/status")
+            if status:
+                addresses = list(status.get("advertise", []))
+            else:
+                addresses = list(
+                    load_config(Path(args.config) if args.config else None).advertised()
+                )
+        invite = await create_invite(local, addresses, _now_ms(), int(args.hours * 3600 * 1000))
+    finally:
+        await local.close()
+    _notify(local.path)
+    print(invite.to_code())
+    print(
+        f"(valid until {_when(invite.expires)}, once; give it only to the organisation you mean "
+        "to trust, over a channel you trust)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def cmd_accept(args: argparse.Namespace) -> int:
+    from node.trust import accept_invite
+
+    local = await _open(args)
+    try:
+        peer = await accept_invite(local, args.code, _now_ms())
+    finally:
+        await local.close()
+    _notify(local.path)
+    print(f"trusted {peer.label}")
+    print(f"  id:          {peer.node_id}")
+    print(f"  safety code: {peer.node_id.safety_code()}")
+    print(f"  addresses:   {', '.join(peer.addresses) or '(none)'}")
+    return 0
+
+
+async def cmd_trust(args: argparse.Namespace) -> int:
+    from node.trust import trust_node
+
+    local = await _open(args)
+    try:
+        peer = await trust_node(local, args.id, args.address, args.name or "", _now_ms())
+    finally:
+        await local.close()
+    _notify(local.path)
+    print(f"trusted {peer.label}; safety code {peer.node_id.safety_code()}")
+    return 0
+
+
+async def cmd_distrust(args: argparse.Namespace) -> int:
+    from node.trust import distrust
+
+    local = await _open(args)
+    try:
+        peer = await distrust(local, args.peer)
+    finally:
+        await local.close()
+    _notify(local.path)
+    print(f"trust withdrawn from {peer.label}")
+    return 0
+
+
+async def cmd_peers(args: argparse.Namespace) -> int:
+    local = await _open(args)
+    try:
+        peers = await local.peers()
+    finally:
+        await local.close()
+    live = _api(local.path, "GET", "/v1/peers")
+    live_rows = {row["id"]: row for row in live["peers"]} if live else {}
+    rows = []
+    for node_id, peer in sorted(peers.items(), key=lambda kv: kv[1].label):
+        row = live_rows.get(str(node_id), {})
+        rows.append(
+            {
+                "id": str(node_id),
+                "name": peer.name,
+                "safety_code": node_id.safety_code(),
+                "addresses": peer.addresses,
+                "state": row.get("state", "node not running" if live is None else "offline"),
+                "last_sync": row.get("last_sync", peer.last_sync),
+                "score": row.get("score"),
+                "last_error": row.get("last_error", ""),
+                "invite_pending": peer.invite_capability is not None,
+            }
+        )
+    if args.json:
+        _print_json({"peers": rows})
+        return 0
+    if not rows:
+        print("no trusted peers yet: `canopy invite` / `canopy accept CODE`")
+        return 0
+    _table(
+        [
+            [
+                r["name"] or "-",
+                r["id"][:16],
+                r["state"],
+                _when(r["last_sync"]),
+                "-" if r["score"] is None else str(r["score"]),
+                r["last_error"][:40],
+            ]
+            for r in rows
+        ],
+        ["NAME", "ID", "STATE", "LAST SYNC", "SCORE", "LAST ERROR"],
+    )
+    return 0
+
+
+async def cmd_publish_guide(args: argparse.Namespace) -> int:
+    from node.content import publish_guides
+
+    local = await _open(args)
+    try:
+        published = await publish_guides(
+            local,
+            [Path(f) for f in args.files],
+            title=args.title,
+            lang=args.lang or "",
+            topics=list(args.topic or []),
+            region=args.region or "",
+            to=args.to,
+            now_ms=_now_ms(),
+        )
+    finally:
+        await local.close()
+    _notify(local.path)
+    for record, title in published:
+        print(f"{record.id.hex()}  {title}  (to {args.to})")
+    return 0
+
+
+async def cmd_guides(args: argparse.Namespace) -> int:
+    from node.content import readable
+    from protocol.record import Kind
+
+    local = await _open(args)
+    try:
+        items, unreadable = await readable(local, Kind.GUIDE, _now_ms())
+        peers = await local.peers()
+    finally:
+        await local.close()
+
+    def author(node_id: Any) -> str:
+        if node_id == local.node_id:
+            return "you"
+        peer = peers.get(node_id)
+        return peer.label if peer else node_id.short
+
+    rows = [
+        {
+            "id": it.record.id.hex(),
+            "title": it.body.content.get("title", ""),
+            "lang": it.body.content.get("lang", ""),
+            "region": it.body.content.get("region", ""),
+            "topics": it.body.content.get("topics", []),
+            "author": str(it.record.author),
+            "author_label": author(it.record.author),
+            "created": it.record.created,
+            "scope": it.record.scope.name.lower(),
+        }
+        for it in sorted(items, key=lambda it: -it.record.created)
+    ]
+    if args.json:
+        _print_json({"guides": rows, "held_unreadable": unreadable})
+        return 0
+    if rows:
+        _table(
+            [
+                [
+                    r["id"][:12],
+                    str(r["title"])[:48],
+                    str(r["lang"]),
+                    r["author_label"],
+                    _when(r["created"]),
+                ]
+                for r in rows
+            ],
+            ["ID", "TITLE", "LANG", "FROM", "PUBLISHED"],
+        )
+    else:
+        print("no guides this node can read")
+    if unreadable:
+        print(f"({unreadable} more held for others, unreadable here)")
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    from node.content import find
+
+    local = await _open(args)
+    try:
+        item = await find(local, args.id)
+        peers = await local.peers()
+    finally:
+        await local.close()
+    content = item.body.content
+    peer = peers.get(item.record.author)
+    if args.json:
+        _print_json(
+            {
+                "id": item.record.id.hex(),
+                "kind": str(item.record.kind),
+                "author": str(item.record.author),
+                "created": item.record.created,
+                "expires": item.record.expires,
+                "content": {k: v for k, v in content.items() if not isinstance(v, bytes)},
+            }
+        )
+        return 0
+    who = (
+        "you"
+        if item.record.author == local.node_id
+        else (peer.label if peer else item.record.author.short)
+    )
+    print(f"# {content.get('title', '')}")
+    print(f"id: {item.record.id.hex()}")
+    print(
+        f"from: {who}   published: {_when(item.record.created)}"
+        f"   expires: {_when(item.record.expires)}"
+    )
+    meta = [f"{k}: {content[k]}" for k in ("lang", "region") if content.get(k)]
+    if content.get("topics"):
+        meta.append("topics: " + ", ".join(str(t) for t in content["topics"]))  # type: ignore[union-attr]
+    if meta:
+        print("   ".join(meta))
+    print()
+    print(content.get("text", ""))
+    return 0
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    local = await _open(args)
+    try:
+        counts = await local.store.count_by_kind()
+        rejections = await local.store.rejections()
+        peers = await local.peers()
+        name = await local.name()
+    finally:
+        await local.close()
+    live = _api(local.path, "GET", "/v1/status")
+    status = {
+        "id": str(local.node_id),
+        "name": name,
+        "running": live is not None,
+        "uptime_s": live.get("uptime_s") if live else None,
+        "peers": len(peers),
+        "connected": live.get("connected") if live else 0,
+        "records": counts,
+        "rejected": live.get("rejected", rejections) if live else rejections,
+    }
+    if args.json:
+        _print_json(status)
+        return 0
+    print(f"node:       {status['name'] or '-'} {status['id']}")
+    print(f"running:    {'yes, up ' + str(status['uptime_s']) + ' s' if live else 'no'}")
+    print(f"peers:      {status['peers']} trusted, {status['connected']} connected")
+    print(f"records:    {', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}")
+    rejected = status["rejected"]
+    print(f"rejected:   {', '.join(f'{k} {v}' for k, v in sorted(rejected.items())) or 'none'}")
+    return 0
+
+
+async def cmd_config_check(args: argparse.Namespace) -> int:
+    from node.config import load_config
+
+    config = load_config(Path(args.file))
+    print(f"{args.file}: ok (listen {config.listen}, api {config.api_listen})")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from node.demo import run_demo
+
+    return await run_demo(keep=args.keep)
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="canopy",
+        description="Share protection know-how and know-who with organisations you trust.",
+    )
+    parser.add_argument(
+        "--data", metavar="DIR", help="data directory (default: $CANOPY_DATA or the user data dir)"
+    )
+    parser.add_argument(
+        "--passphrase-file", metavar="F", help="read the passphrase from F (unattended use)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], Awaitable[int]], help: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("init", cmd_init, "create this node's identity")
+    p.add_argument("--name", help="your organisation's name, shown to peers")
+    p.add_argument(
+        "--no-passphrase",
+        action="store_true",
+        help="store the key unencrypted (unattended servers only)",
+    )
+
+    p = add("run", cmd_run, "run the node in the foreground")
+    p.add_argument("--listen", metavar="HOST:PORT")
+    p.add_argument("--config", metavar="FILE")
+    p.add_argument("--verbose", action="store_true")
+
+    p = add("id", cmd_id, "show node id, safety code and addresses")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--config", metavar="FILE")
+
+    p = add("invite", cmd_invite, "print a one-time invite code")
+    p.add_argument(
+        "--address", action="append", metavar="URL", help="where you can be reached (repeatable)"
+    )
+    p.add_argument("--hours", type=float, default=168.0, help="validity (default 168 = 7 days)")
+    p.add_argument("--config", metavar="FILE")
+
+    p = add("accept", cmd_accept, "trust the node that gave you an invite code")
+    p.add_argument("code")
+
+    p = add("trust", cmd_trust, "trust a node whose id and safety code you compared out of band")
+    p.add_argument("id")
+    p.add_argument("--address", metavar="URL")
+    p.add_argument("--name")
+
+    p = add("peers", cmd_peers, "list trusted peers")
+    p.add_argument("--json", action="store_true")
+
+    p = add("distrust", cmd_distrust, "withdraw trust from a peer at once")
+    p.add_argument("peer")
+
+    p = add("publish", cmd_publish_guide, "publish content")
+    kinds = p.add_subparsers(dest="what", metavar="KIND", parser_class=_Parser, required=True)
+    g = kinds.add_parser("guide", help="publish Markdown guides, one record per file")
+    g.set_defaults(func=cmd_publish_guide)
+    g.add_argument("files", nargs="+", metavar="FILE")
+    g.add_argument("--title")
+    g.add_argument("--lang")
+    g.add_argument("--topic", action="append")
+    g.add_argument("--region")
+    g.add_argument("--to", default="peers", help="peers | network | ID[,ID...] (default peers)")
+
+    p = add("guides", cmd_guides, "list the guides this node can read")
+    p.add_argument("--json", action="store_true")
+
+    p = add("show", cmd_show, "show one record")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+
+    p = add("status", cmd_status, "counts, peers, rejected inputs")
+    p.add_argument("--json", action="store_true")
+
+    p = add("config", cmd_config_check, "check a configuration file")
+    cfg = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
+    c = cfg.add_parser("check", help="validate FILE")
+    c.set_defaults(func=cmd_config_check)
+    c.add_argument("file")
+
+    p = add("demo", cmd_demo, "three nodes on loopback doing the whole story")
+    p.add_argument("--keep", action="store_true", help="keep the demo's data directories")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+        return asyncio.run(args.func(args))
+    except UsageError as exc:
+        print(f"canopy: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CanopyError as exc:
+        print(f"canopy: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("canopy: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

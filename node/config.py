@@ -1,0 +1,168 @@
+"""Node configuration: TOML file, then CANOPY_* environment overrides, then CLI flags.
+
+Owns validation with errors that name the file, line and key ("config.toml:4: node.listen
+must be HOST:PORT"). Unknown keys are errors. config.example.toml documents every option.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from protocol.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: str = "127.0.0.1:7420"  # node.listen: the peer endpoint (WebSocket)
+    advertise: tuple[str, ...] = ()  # node.advertise: addresses put in invites
+    name: str = ""  # node.name: overrides the name given at init
+    api_listen: str = "127.0.0.1:0"  # api.listen: local API; loopback only unless changed
+    handshake_timeout: float = 10.0  # network.handshake_timeout (seconds)
+    idle_timeout: float = 300.0  # network.idle_timeout (seconds without any frame)
+    heartbeat: float = 30.0  # network.heartbeat: WebSocket ping interval (seconds)
+    reconnect_min: float = 0.5  # network.reconnect_min: first retry delay (seconds)
+    reconnect_max: float = 60.0  # network.reconnect_max: retry delay cap (seconds)
+    poll_interval: float = 1.0  # sync.poll_interval: how often CLI changes are picked up
+    min_score: int = 0  # sync.min_score: below this a peer is cut off and backed off
+    source: Path | None = field(default=None, compare=False)
+
+    def advertised(self) -> tuple[str, ...]:
+        """Where peers can reach us: configured, else derived from the listen address."""
+        if self.advertise:
+            return self.advertise
+        host, port = split_host_port(self.listen)
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return (f"ws://{host}:{port}/canopy",)
+
+
+# (section, key) -> (Config field, type)
+_SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
+    ("node", "listen"): ("listen", str),
+    ("node", "advertise"): ("advertise", list),
+    ("node", "name"): ("name", str),
+    ("api", "listen"): ("api_listen", str),
+    ("network", "handshake_timeout"): ("handshake_timeout", float),
+    ("network", "idle_timeout"): ("idle_timeout", float),
+    ("network", "heartbeat"): ("heartbeat", float),
+    ("network", "reconnect_min"): ("reconnect_min", float),
+    ("network", "reconnect_max"): ("reconnect_max", float),
+    ("sync", "poll_interval"): ("poll_interval", float),
+    ("sync", "min_score"): ("min_score", int),
+}
+_ENV_PREFIX = "CANOPY_"
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """Parse HOST:PORT (IPv6 as [::1]:PORT); ValueError with a plain message otherwise."""
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([^:\s\[\]]*):(\d{1,5})", text.strip())
+    if not match:
+        raise ValueError("must be HOST:PORT")
+    host = match.group(1) or match.group(3) or ""
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ValueError("port must be 0..65535")
+    return host, port
+
+
+def _line_of(text: str, section: str, key: str) -> int:
+    """Best-effort line number of `key` in `[section]` (tomllib does not report positions)."""
+    current = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([A-Za-z0-9_.-]+)\s*\]", stripped)
+        if header:
+            current = header.group(1)
+            if current == section and not key:
+                return number
+            continue
+        if current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    return 0
+
+
+def _coerce(value: object, kind: type, where: str, dotted: str) -> object:
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(f"{where}: {dotted} must not be negative")
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    if kind is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    names = {float: "a number", int: "an integer", str: "a string", list: "a list of strings"}
+    raise ConfigError(f"{where}: {dotted} must be {names[kind]}")
+
+
+def _validate(config: Config, where: str) -> Config:
+    for dotted, value in (("node.listen", config.listen), ("api.listen", config.api_listen)):
+        try:
+            split_host_port(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {dotted} {exc}") from None
+    for address in config.advertise:
+        if not re.fullmatch(r"wss?://\S+", address):
+            raise ConfigError(f"{where}: node.advertise entries must be ws:// or wss:// URLs")
+    if config.reconnect_min <= 0 or config.reconnect_max < config.reconnect_min:
+        raise ConfigError(f"{where}: network.reconnect_min must be > 0 and <= reconnect_max")
+    if config.poll_interval <= 0:
+        raise ConfigError(f"{where}: sync.poll_interval must be > 0")
+    return config
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (if given), apply CANOPY_SECTION_KEY environment overrides, validate."""
+    values: dict[str, object] = {}
+    where = "defaults"
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                line = _line_of(text, "", section)
+                raise ConfigError(f"{path}:{line}: {section} must be a [section]")
+            if not any(s == section for s, _ in _SCHEMA):
+                line = _line_of(text, section, "")
+                raise ConfigError(f"{path}:{line}: unknown section [{section}]")
+            for key, value in table.items():
+                line = _line_of(text, section, key)
+                here = f"{path}:{line}"
+                if (section, key) not in _SCHEMA:
+                    raise ConfigError(f"{here}: unknown key {section}.{key}")
+                name, kind = _SCHEMA[(section, key)]
+                values[name] = _coerce(value, kind, here, f"{section}.{key}")
+        where = str(path)
+    env = os.environ if environ is None else environ
+    for (section, key), (name, kind) in _SCHEMA.items():
+        var = f"{_ENV_PREFIX}{section.upper()}_{key.upper()}"
+        if var in env:
+            raw = env[var]
+            parsed: object = raw
+            try:
+                if kind is float:
+                    parsed = float(raw)
+                elif kind is int:
+                    parsed = int(raw)
+                elif kind is list:
+                    parsed = [part for part in raw.split(",") if part]
+            except ValueError:
+                raise ConfigError(f"environment: {var} must be {kind.__name__}") from None
+            values[name] = _coerce(parsed, kind, "environment", var)
+    known = {f.name for f in fields(Config)}
+    assert set(values) <= known
+    return _validate(replace(Config(source=path), **values), where)  # type: ignore[arg-type]

@@ -1,0 +1,180 @@
+"""Publishing and reading content on an unlocked data directory (guides for now).
+
+Owns the mapping from what a person types (files, --to, short ids) to sealed records,
+and back from stored records to what this node can read. Decrypts into memory only;
+nothing readable is ever written back to disk.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.local import Local, random
+from node.store import RecordRow
+from node.trust import parse_node_id
+from protocol import limits
+from protocol.encoding import Value
+from protocol.envelope import Body, open_record, seal_record
+from protocol.errors import CanopyError, NotForUs, RemoteProtocolError
+from protocol.identity import NodeId
+from protocol.record import Kind, Record, Scope
+
+# Room left in a record for the envelope, slots and padding around a guide's text.
+_GUIDE_TEXT_MAX = limits.MAX_RECORD_BYTES // 2 - 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    scope: Scope
+    recipients: tuple[NodeId, ...]
+    network: bool
+
+    def describe(self) -> str:
+        if self.network:
+            return "network"
+        if self.scope is Scope.PEERS:
+            return "peers"
+        return ",".join(r.short for r in self.recipients)
+
+
+async def parse_audience(local: Local, to: str) -> Audience:
+    """`peers`, `network`, or a comma-separated list of node ids / trusted peer names."""
+    to = to.strip()
+    if to == "network":
+        return Audience(Scope.NETWORK, (), True)
+    peers = await local.peers()
+    if to == "peers":
+        return Audience(Scope.PEERS, tuple(peers), False)
+    recipients: list[NodeId] = []
+    for ref in filter(None, (part.strip() for part in to.split(","))):
+        named = [p.node_id for p in peers.values() if p.name == ref or str(p.node_id) == ref]
+        if not named and len(ref) < 52:
+            named = [p for p in peers if len(ref) >= 4 and str(p).startswith(ref.lower())]
+        if len(named) == 1:
+            recipients.append(named[0])
+        elif len(named) > 1:
+            raise CanopyError(f"--to {ref!r} matches several peers; give more of the id")
+        else:
+            recipients.append(parse_node_id(ref))
+    if not recipients:
+        raise CanopyError("--to must be peers, network, or node ids separated by commas")
+    return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False)
+
+
+def _title_of(text: str, path: Path) -> str:
+    for line in text.splitlines():
+        match = re.match(r"#\s+(.+)", line.strip())
+        if match:
+            return match.group(1).strip()[:200]
+    return path.stem
+
+
+async def publish_guides(
+    local: Local,
+    files: list[Path],
+    *,
+    title: str | None,
+    lang: str,
+    topics: list[str],
+    region: str,
+    to: str,
+    now_ms: int,
+) -> list[tuple[Record, str]]:
+    """Seal one guide record per file and store them; returns (record, title) pairs."""
+    audience = await parse_audience(local, to)
+    texts: list[tuple[Path, str]] = []
+    for path in files:  # read and check every file before storing anything
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CanopyError(f"cannot read {path}: {exc.strerror}") from None
+        if len(data) > _GUIDE_TEXT_MAX:
+            raise CanopyError(f"{path} is too large ({len(data)} bytes; limit {_GUIDE_TEXT_MAX})")
+        try:
+            texts.append((path, data.decode("utf-8")))
+        except UnicodeDecodeError:
+            raise CanopyError(f"{path} is not UTF-8 text") from None
+    network_key = await local.network_key() if audience.network else None
+    published: list[tuple[Record, str]] = []
+    for path, text in texts:
+        guide_title = title or _title_of(text, path)
+        content: dict[str, Value] = {
+            "title": guide_title,
+            "lang": lang,
+            "topics": list(topics),
+            "region": region,
+            "format": "text/markdown",
+            "filename": path.name,
+            "text": text,
+        }
+        record = seal_record(
+            local.identity,
+            Kind.GUIDE,
+            content,
+            created=now_ms,
+            expires=now_ms + limits.DEFAULT_GUIDE_LIFETIME_MS,
+            scope=audience.scope,
+            recipients=audience.recipients,
+            network_key=network_key,
+            random=random,
+        )
+        published.append((record, guide_title))
+    await local.store.put_records([row_of(r, local=True) for r, _ in published], now_ms)
+    return published
+
+
+def row_of(record: Record, *, local: bool) -> RecordRow:
+    return RecordRow(
+        id=record.id,
+        kind=str(record.kind),
+        scope=int(record.scope),
+        created=record.created,
+        expires=record.expires,
+        author=record.author.raw,
+        local=local,
+        data=record.to_bytes(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Readable:
+    record: Record
+    body: Body
+
+
+async def readable(local: Local, kind: Kind, now_ms: int) -> tuple[list[Readable], int]:
+    """Records of `kind` this node can open, and how many it holds but cannot read."""
+    network_key = await local.network_key()
+    out: list[Readable] = []
+    unreadable = 0
+    for data in await local.store.records_of_kind(str(kind)):
+        record = Record.from_bytes(data)
+        if record.expires <= now_ms:
+            continue
+        try:
+            out.append(Readable(record, open_record(record, local.identity, network_key)))
+        except (NotForUs, RemoteProtocolError):
+            unreadable += 1
+    return out, unreadable
+
+
+async def find(local: Local, ref: str) -> Readable:
+    """One readable record by full or short (8+ hex characters) id."""
+    ref = ref.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{8,64}", ref):
+        raise CanopyError(f"not a record id: {ref!r} (expected 8 to 64 hex characters)")
+    prefix = bytes.fromhex(ref[: len(ref) - len(ref) % 2])
+    ids = [i for i in await local.store.ids_with_prefix(prefix) if i.hex().startswith(ref)]
+    if not ids:
+        raise CanopyError(f"no record {ref} on this node")
+    if len(ids) > 1:
+        raise CanopyError(f"{ref} matches several records; give more of the id")
+    data = (await local.store.get_records(ids))[ids[0]]
+    record = Record.from_bytes(data)
+    try:
+        body = open_record(record, local.identity, await local.network_key())
+    except (NotForUs, RemoteProtocolError):
+        raise CanopyError(f"record {ref} is held here but this node cannot read it") from None
+    return Readable(record, body)

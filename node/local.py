@@ -1,0 +1,232 @@
+"""An unlocked data directory: identity, store, settings and the trusted-peer list.
+
+Used the same way by the running node and by CLI commands run while it is stopped, so
+that `publish`, `accept` or `distrust` work either way (a running node notices through
+the store's epoch and sequence numbers). Owns the directory's files and their modes; it
+must never write a secret or any content outside the sealed store and the key file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nacl.utils
+import platformdirs
+
+from node.store import Store
+from protocol.encoding import Value
+from protocol.errors import CanopyError, KeyFileError, StoreError
+from protocol.identity import (
+    Identity,
+    KeyMaterial,
+    NodeId,
+    key_file_is_encrypted,
+    open_key_file,
+    seal_key_file,
+)
+
+KEY_FILE = "identity.key"
+DB_FILE = "canopy.db"
+RUNTIME_FILE = "node.json"
+
+random: Callable[[int], bytes] = nacl.utils.random
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("CANOPY_DATA")
+    return Path(env) if env else Path(platformdirs.user_data_dir("canopy", appauthor=False))
+
+
+class NotInitialised(CanopyError):
+    """The data directory has no identity yet."""
+
+
+@dataclass(slots=True)
+class Peer:
+    """A trusted peer, as kept (sealed) in the store."""
+
+    node_id: NodeId
+    name: str = ""
+    addresses: list[str] = field(default_factory=list)
+    added: int = 0
+    invite_capability: bytes | None = None  # one-time SHS key until the first handshake
+    last_sync: int | None = None
+
+    def to_value(self) -> dict[str, Value]:
+        return {
+            "name": self.name,
+            "addresses": list(self.addresses),
+            "added": self.added,
+            "invite": self.invite_capability,
+            "last_sync": self.last_sync,
+        }
+
+    @classmethod
+    def from_value(cls, raw: bytes, value: dict[str, Value]) -> Peer:
+        addresses = value.get("addresses")
+        invite = value.get("invite")
+        last_sync = value.get("last_sync")
+        added = value.get("added")
+        return cls(
+            node_id=NodeId(raw),
+            name=str(value.get("name") or ""),
+            addresses=[a for a in addresses if isinstance(a, str)]
+            if isinstance(addresses, list)
+            else [],
+            added=added if isinstance(added, int) else 0,
+            invite_capability=invite if isinstance(invite, bytes) else None,
+            last_sync=last_sync if isinstance(last_sync, int) else None,
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.node_id.short})" if self.name else self.node_id.short
+
+
+def _check_private(path: Path) -> None:
+    """Refuse a data directory or key file that others can read, as ssh does."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CanopyError(
+            f"{path} is accessible to other users (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod go-rwx {path}"
+        )
+
+
+def read_passphrase_file(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CanopyError(f"cannot read passphrase file {path}: {exc.strerror}") from None
+    return data.rstrip(b"\r\n")
+
+
+class Local:
+    """An open data directory. Create with `await Local.create(...)` or `await Local.open(...)`."""
+
+    def __init__(self, path: Path, identity: Identity, store: Store) -> None:
+        self.path = path
+        self.identity = identity
+        self.store = store
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.identity.node_id
+
+    @staticmethod
+    def is_initialised(path: Path) -> bool:
+        return (path / KEY_FILE).exists()
+
+    @staticmethod
+    def key_needs_passphrase(path: Path) -> bool:
+        try:
+            return key_file_is_encrypted((path / KEY_FILE).read_bytes())
+        except OSError as exc:
+            raise KeyFileError(f"cannot read {path / KEY_FILE}: {exc.strerror}") from None
+
+    @classmethod
+    async def create(
+        cls, path: Path, name: str, passphrase: bytes | None, *, network_key: bytes | None = None
+    ) -> Local:
+        if cls.is_initialised(path):
+            raise CanopyError(f"{path} already holds a Canopy identity")
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
+        material = KeyMaterial(seed=random(32), storage_key=random(32))
+        sealed = seal_key_file(material, passphrase, random)
+        key_path = path / KEY_FILE
+        tmp = key_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(sealed)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, key_path)
+        local = await cls._open_material(path, material)
+        await local.store.set_setting("name", name.encode("utf-8"))
+        await local.store.set_setting("network_key", network_key or random(32))
+        return local
+
+    @classmethod
+    async def open(cls, path: Path, passphrase: bytes | None) -> Local:
+        key_path = path / KEY_FILE
+        if not key_path.exists():
+            raise NotInitialised(f"no Canopy identity in {path}; run: canopy init")
+        _check_private(path)
+        _check_private(key_path)
+        material = open_key_file(key_path.read_bytes(), passphrase)
+        return await cls._open_material(path, material)
+
+    @classmethod
+    async def _open_material(cls, path: Path, material: KeyMaterial) -> Local:
+        db_path = path / DB_FILE
+        new_db = not db_path.exists()
+        store = await Store.open(db_path, material.storage_key)
+        if new_db:
+            for suffix in ("", "-wal", "-shm"):
+                candidate = Path(str(db_path) + suffix)
+                if candidate.exists():
+                    os.chmod(candidate, 0o600)
+        return cls(path, Identity(material.seed), store)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    # -- settings --------------------------------------------------------------------------
+
+    async def name(self) -> str:
+        raw = await self.store.get_setting("name")
+        return raw.decode("utf-8", "replace") if raw else ""
+
+    async def network_key(self) -> bytes:
+        key = await self.store.get_setting("network_key")
+        if key is None or len(key) != 32:
+            raise StoreError("the network key is missing from the store")
+        return key
+
+    async def set_network_key(self, key: bytes) -> None:
+        await self.store.set_setting("network_key", key)
+        await self.store.bump_epoch()  # a running node must switch keys at once
+
+    # -- peers -------------------------------------------------------------------------------
+
+    async def peers(self) -> dict[NodeId, Peer]:
+        rows = await self.store.rows("peers")
+        return {NodeId(raw): Peer.from_value(raw, value) for raw, value in rows.items()}
+
+    async def save_peer(self, peer: Peer) -> None:
+        await self.store.put_row("peers", peer.node_id.raw, peer.to_value())
+
+    async def remove_peer(self, node_id: NodeId) -> bool:
+        return await self.store.delete_row("peers", node_id.raw)
+
+    # -- runtime file: how the CLI finds a running node ----------------------------------------
+
+    def write_runtime(self, api_url: str, token: str) -> None:
+        path = self.path / RUNTIME_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"api": api_url, "token": token, "pid": os.getpid()}, handle)
+
+    def clear_runtime(self) -> None:
+        (self.path / RUNTIME_FILE).unlink(missing_ok=True)
+
+
+def read_runtime(path: Path) -> dict[str, str] | None:
+    """The running node's API address and token, if a node seems to be running."""
+    try:
+        data = json.loads((path / RUNTIME_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not {"api", "token", "pid"} <= data.keys():
+        return None
+    try:
+        os.kill(int(data["pid"]), 0)
+    except (OSError, ValueError):
+        return None
+    return {"api": str(data["api"]), "token": str(data["token"])}

@@ -1,0 +1,32 @@
+"""Versioned schema migrations, applied in order; PRAGMA user_version is the version.
+
+Never edit a migration that has shipped: append a new one. Nothing here stores plaintext:
+`data` columns hold sealed bytes, `author_tag`/`tag` are keyed hashes.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: records, sealed settings, sealed peer/invite rows, counters.
+    """
+    CREATE TABLE records (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id BLOB NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        scope INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        author_tag BLOB NOT NULL,
+        local INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX records_created ON records (created, id);
+    CREATE INDEX records_expires ON records (expires);
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE peers (tag BLOB PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE invites (tag BLOB PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE rejections (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
+    """,
+)

@@ -1,0 +1,360 @@
+"""The node's database: records, settings, peers and invites in one SQLite file (WAL).
+
+Owns durability ("acknowledged = survives kill -9": synchronous=FULL, one transaction per
+batch) and at-rest encryption: every row that could reveal content or who we work with is
+sealed with a sub-key of the storage key. It must never write plaintext of a record, a
+peer's name or address, or a network key to disk; temp tables live in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+import nacl.exceptions
+import nacl.secret
+
+from node.migrations import MIGRATIONS
+from protocol import labels
+from protocol.encoding import Value, pack, unpack
+from protocol.errors import StoreError
+
+
+def _subkey(storage_key: bytes, person: bytes) -> bytes:
+    return hashlib.blake2b(b"", key=storage_key, person=person, digest_size=32).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """A record as the store keeps it; `data` is the record's wire bytes (sealed on disk)."""
+
+    id: bytes
+    kind: str
+    scope: int
+    created: int
+    expires: int
+    author: bytes
+    local: bool
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMeta:
+    seq: int
+    id: bytes
+    kind: str
+    scope: int
+    created: int
+    expires: int
+    local: bool
+
+
+class Store:
+    """Async facade over one aiosqlite connection. Open with `await Store.open(...)`."""
+
+    def __init__(self, db: aiosqlite.Connection, storage_key: bytes) -> None:
+        self._db = db
+        self._records_box = nacl.secret.SecretBox(_subkey(storage_key, labels.STORAGE_RECORDS))
+        self._settings_box = nacl.secret.SecretBox(_subkey(storage_key, labels.STORAGE_SETTINGS))
+        self._tag_key = _subkey(storage_key, labels.STORAGE_TAG)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path, storage_key: bytes) -> Store:
+        try:
+            db = await aiosqlite.connect(str(path), timeout=30.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA temp_store=MEMORY")
+            await db.execute("PRAGMA secure_delete=ON")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=30000")
+            await _migrate(db)
+            store = cls(db, storage_key)
+            await store._check_key()
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise StoreError(f"database {path} is unreadable: {exc}") from exc
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _check_key(self) -> None:
+        """A canary sealed with the storage key: a mismatched key file is caught at open."""
+        canary = await self.get_setting("canary")
+        if canary is None:
+            await self.set_setting("canary", b"canopy")
+        elif canary != b"canopy":
+            raise StoreError("the database does not belong to this key")
+
+    # -- sealing helpers -----------------------------------------------------------------
+
+    def tag(self, raw: bytes) -> bytes:
+        """A keyed, stable stand-in for an identifier that must not be stored in clear."""
+        return hashlib.blake2b(
+            raw, key=self._tag_key, person=labels.STORAGE_TAG, digest_size=16
+        ).digest()
+
+    def _open_settings(self, sealed: bytes) -> bytes:
+        try:
+            return bytes(self._settings_box.decrypt(sealed))
+        except nacl.exceptions.CryptoError as exc:
+            raise StoreError("the database does not belong to this key") from exc
+
+    # -- records -------------------------------------------------------------------------
+
+    async def put_records(self, rows: Sequence[RecordRow], received_at: int) -> list[bool]:
+        """Insert in one durable transaction; returns, per row, whether it was new."""
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        already = await self.has(ids)
+        fresh: list[RecordRow] = []
+        seen: set[bytes] = set()
+        result: list[bool] = []
+        for row in rows:
+            new = row.id not in already and row.id not in seen
+            result.append(new)
+            if new:
+                seen.add(row.id)
+                fresh.append(row)
+        if fresh:
+            params = [
+                (
+                    r.id,
+                    r.kind,
+                    r.scope,
+                    r.created,
+                    r.expires,
+                    self.tag(r.author),
+                    int(r.local),
+                    received_at,
+                    bytes(self._records_box.encrypt(r.data)),
+                )
+                for r in fresh
+            ]
+            await self._write_many(
+                "INSERT OR IGNORE INTO records"
+                " (id, kind, scope, created, expires, author_tag, local, received_at, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+        return result
+
+    async def _write_many(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.executemany(sql, params)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"database write failed: {exc}") from exc
+
+    async def has(self, ids: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            async with self._db.execute(
+                f"SELECT id FROM records WHERE id IN ({marks})", chunk
+            ) as cur:
+                found.update([bytes(row[0]) async for row in cur])
+        return found
+
+    async def get_records(self, ids: Sequence[bytes]) -> dict[bytes, bytes]:
+        """Record wire bytes by id, for the ids that are stored."""
+        out: dict[bytes, bytes] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, data FROM records WHERE id IN ({marks})"
+            async with self._db.execute(sql, chunk) as cur:
+                async for rid, data in cur:
+                    out[bytes(rid)] = self._open_record(data)
+        return out
+
+    def _open_record(self, sealed: bytes) -> bytes:
+        try:
+            return bytes(self._records_box.decrypt(bytes(sealed)))
+        except nacl.exceptions.CryptoError as exc:
+            raise StoreError("a stored record failed its integrity check") from exc
+
+    async def local_records_after(
+        self, seq: int, limit: int = 1000
+    ) -> list[tuple[RecordMeta, bytes]]:
+        """Records authored here, in insertion order after `seq`, with their wire bytes."""
+        sql = (
+            "SELECT seq, id, kind, scope, created, expires, local, data FROM records"
+            " WHERE seq > ? AND local = 1 ORDER BY seq LIMIT ?"
+        )
+        out: list[tuple[RecordMeta, bytes]] = []
+        async with self._db.execute(sql, (seq, limit)) as cur:
+            async for s, rid, kind, scope, created, expires, local, data in cur:
+                meta = RecordMeta(s, bytes(rid), kind, scope, created, expires, bool(local))
+                out.append((meta, self._open_record(data)))
+        return out
+
+    async def records_of_kind(self, kind: str) -> list[bytes]:
+        """Wire bytes of every stored record of `kind`, oldest first."""
+        sql = "SELECT data FROM records WHERE kind = ? ORDER BY created, id"
+        async with self._db.execute(sql, (kind,)) as cur:
+            return [self._open_record(data) async for (data,) in cur]
+
+    async def ids_with_prefix(self, prefix: bytes) -> list[bytes]:
+        """Stored ids starting with `prefix` (for short ids typed by people)."""
+        upper = prefix + b"\xff" * (32 - len(prefix))
+        sql = "SELECT id FROM records WHERE id >= ? AND id <= ? LIMIT 10"
+        async with self._db.execute(sql, (prefix, upper)) as cur:
+            return [bytes(row[0]) async for row in cur]
+
+    async def offerable_ids(self) -> list[bytes]:
+        """Ids any peer may receive from us: network-scoped records, our own peers-scoped ones."""
+        sql = "SELECT id FROM records WHERE scope = 1 OR local = 1 ORDER BY created, id"
+        async with self._db.execute(sql) as cur:
+            return [bytes(row[0]) async for row in cur]
+
+    async def max_seq(self) -> int:
+        async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM records") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def count_by_kind(self) -> dict[str, int]:
+        async with self._db.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind") as cur:
+            return {str(kind): int(n) async for kind, n in cur}
+
+    async def delete_expired(self, now_ms: int) -> int:
+        try:
+            cur = await self._db.execute("DELETE FROM records WHERE expires <= ?", (now_ms,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"database write failed: {exc}") from exc
+        return cur.rowcount
+
+    # -- settings (sealed key-value) -----------------------------------------------------
+
+    async def get_setting(self, name: str) -> bytes | None:
+        async with self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else self._open_settings(bytes(row[0]))
+
+    async def set_setting(self, name: str, value: bytes) -> None:
+        sealed = bytes(self._settings_box.encrypt(value))
+        await self._write_many(
+            "INSERT INTO settings (name, value) VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            [(name, sealed)],
+        )
+
+    # -- sealed rows: peers and invites ----------------------------------------------------
+
+    async def put_row(self, table: str, key: bytes, value: dict[str, Value]) -> None:
+        """Store `value` under a keyed tag of `key`; both the key and the value stay sealed."""
+        _check_table(table)
+        sealed = bytes(self._settings_box.encrypt(pack([key, value])))
+        await self._write_many(
+            f"INSERT INTO {table} (tag, data) VALUES (?, ?)"
+            " ON CONFLICT(tag) DO UPDATE SET data = excluded.data",
+            [(self.tag(key), sealed)],
+        )
+        await self.bump_epoch()
+
+    async def delete_row(self, table: str, key: bytes) -> bool:
+        _check_table(table)
+        try:
+            cur = await self._db.execute(f"DELETE FROM {table} WHERE tag = ?", (self.tag(key),))
+        except sqlite3.Error as exc:
+            raise StoreError(f"database write failed: {exc}") from exc
+        await self.bump_epoch()
+        return cur.rowcount > 0
+
+    async def rows(self, table: str) -> dict[bytes, dict[str, Value]]:
+        _check_table(table)
+        out: dict[bytes, dict[str, Value]] = {}
+        async with self._db.execute(f"SELECT data FROM {table}") as cur:
+            async for (data,) in cur:
+                decoded = unpack(self._open_settings(bytes(data)))
+                if not (
+                    isinstance(decoded, list)
+                    and len(decoded) == 2
+                    and isinstance(decoded[0], bytes)
+                    and isinstance(decoded[1], dict)
+                ):
+                    raise StoreError(f"a row of {table} is damaged")
+                out[decoded[0]] = decoded[1]
+        return out
+
+    # -- change signal for a running node ----------------------------------------------------
+
+    async def bump_epoch(self) -> None:
+        """Tell a running node (which polls `epoch`) that trust or invites changed."""
+        await self._db.execute(
+            "INSERT INTO meta (name, value) VALUES ('epoch', 1)"
+            " ON CONFLICT(name) DO UPDATE SET value = value + 1"
+        )
+
+    async def epoch(self) -> int:
+        async with self._db.execute("SELECT value FROM meta WHERE name = 'epoch'") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- counters ----------------------------------------------------------------------------
+
+    async def count_rejection(self, reason: str, n: int = 1) -> None:
+        await self._db.execute(
+            "INSERT INTO rejections (reason, count) VALUES (?, ?)"
+            " ON CONFLICT(reason) DO UPDATE SET count = count + excluded.count",
+            (reason, n),
+        )
+
+    async def rejections(self) -> dict[str, int]:
+        async with self._db.execute("SELECT reason, count FROM rejections ORDER BY reason") as cur:
+            return {str(reason): int(n) async for reason, n in cur}
+
+    async def integrity_check(self) -> str:
+        async with self._db.execute("PRAGMA integrity_check") as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else "no answer"
+
+
+_TABLES = frozenset({"peers", "invites"})
+
+
+def _check_table(table: str) -> None:
+    if table not in _TABLES:
+        raise ValueError(f"no such sealed table: {table}")
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Apply every migration newer than PRAGMA user_version, each in its own transaction."""
+    async with db.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database is at schema {version}, newer than this Canopy ({len(MIGRATIONS)})"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            for statement in script.split(";"):
+                if statement.strip():
+                    await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {number}")
+            await db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            await db.execute("ROLLBACK")
+            raise StoreError(f"migration {number} failed: {exc}") from exc
