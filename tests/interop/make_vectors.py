@@ -20,8 +20,9 @@ from protocol.handshake import ClientHandshake, ServerHandshake
 
 ROOT = Path(__file__).resolve().parents[2]
 PYSSB = (
-    "python-ssb/secret-handshake (PySecretHandshake, MIT), tests/test_crypto.py and "
-    "tests/test_boxstream.py at commit 1d07f9ba02c698141d29c13c14c262f78a5eee9f"
+    "python-ssb/secret-handshake (PySecretHandshake, MIT): tests/test_crypto.py at commit "
+    "1d07f9ba02c698141d29c13c14c262f78a5eee9f, tests/test_boxstream.py at commit "
+    "3f7a6565889148d3b6be50ae8b23570176c9f54b"
 )
 BOXRS = (
     "sunrise-choir/box-stream-rs (LGPL-3.0), src/test.rs at commit "
