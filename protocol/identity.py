@@ -201,11 +201,17 @@ class KeyMaterial:
         return Identity(self.seed)
 
 
-def _argon2id(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> bytes:
-    key: bytes = nacl.pwhash.argon2id.kdf(
+def _file_key(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int, header: bytes) -> bytes:
+    """Argon2id, then BLAKE2b over the whole header so that no header byte can be altered.
+
+    (libsodium rounds memlimit down to KiB, so without this some edits would go unnoticed.)
+    """
+    stretched: bytes = nacl.pwhash.argon2id.kdf(
         KEY_BYTES, passphrase, salt, opslimit=opslimit, memlimit=memlimit
     )
-    return key
+    return hashlib.blake2b(
+        header, digest_size=KEY_BYTES, key=stretched, person=labels.KEY_FILE_MAGIC
+    ).digest()
 
 
 def seal_key_file(
@@ -230,9 +236,10 @@ def seal_key_file(
         raise LocalProtocolError("argon2id limits out of range")
     salt = random_bytes(random, _SALT_BYTES)
     nonce = random_bytes(random, 24)
-    key = _argon2id(passphrase, salt, opslimit, memlimit)
+    header = head + bytes([KEY_FILE_ARGON2ID]) + _PARAMS.pack(opslimit, memlimit) + salt + nonce
+    key = _file_key(passphrase, salt, opslimit, memlimit, header)
     box: bytes = nacl.bindings.crypto_secretbox_easy(secret, nonce, key)
-    return head + bytes([KEY_FILE_ARGON2ID]) + _PARAMS.pack(opslimit, memlimit) + salt + nonce + box
+    return header + box
 
 
 def key_file_is_encrypted(data: bytes) -> bool:
@@ -263,12 +270,13 @@ def open_key_file(data: bytes, passphrase: bytes | None) -> KeyMaterial:
     pos += _PARAMS.size
     salt, pos = data[pos : pos + _SALT_BYTES], pos + _SALT_BYTES
     nonce, box = data[pos : pos + 24], data[pos + 24 :]
+    header = data[: pos + 24]
     if not (
         nacl.pwhash.argon2id.OPSLIMIT_MIN <= opslimit <= limits.KEY_FILE_MAX_OPSLIMIT
         and nacl.pwhash.argon2id.MEMLIMIT_MIN <= memlimit <= limits.KEY_FILE_MAX_MEMLIMIT
     ):
         raise KeyFileError("key file is damaged")
-    key = _argon2id(passphrase, salt, opslimit, memlimit)
+    key = _file_key(passphrase, salt, opslimit, memlimit, header)
     try:
         secret: bytes = nacl.bindings.crypto_secretbox_open_easy(box, nonce, key)
     except nacl.exceptions.CryptoError as exc:
