@@ -16,7 +16,7 @@ import msgpack
 from protocol import limits
 from protocol.errors import DecodeError, LocalProtocolError
 
-Value: TypeAlias = None | bool | int | str | bytes | list["Value"] | dict[str, "Value"]
+Value: TypeAlias = bool | int | str | bytes | list["Value"] | dict[str, "Value"] | None
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
@@ -142,7 +142,9 @@ def as_map(value: Value, what: str = "value") -> dict[str, Value]:
     return value
 
 
-def as_bytes(value: Value, size: int | None = None, what: str = "value", max_len: int | None = None) -> bytes:
+def as_bytes(
+    value: Value, size: int | None = None, what: str = "value", max_len: int | None = None
+) -> bytes:
     if not isinstance(value, bytes):
         raise DecodeError(f"{what} must be bytes")
     if size is not None and len(value) != size:
