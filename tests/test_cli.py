@@ -1,0 +1,424 @@
+"""The `canopy` command line as a user runs it: real subprocesses, real data directories.
+
+The bad-input walk checks the contract of DESIGN.md ("a clear one-line message on stderr, a
+non-zero exit code, never a traceback for bad input") for every input in WALK; `pytest -s`
+prints the walk as a table. The happy path covers init, id, invite/accept, peers, publish,
+guides, show and status between two data directories, offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSPHRASE = "correct horse"
+
+
+def run(
+    data: Path | None,
+    *args: str,
+    passphrase: str | None = PASSPHRASE,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANOPY_")}
+    env["PYTHONPATH"] = str(ROOT)
+    if passphrase is not None:
+        env["CANOPY_PASSPHRASE"] = passphrase
+    env.update(extra_env or {})
+    argv = [sys.executable, "-m", "cli"]
+    if data is not None:
+        argv += ["--data", str(data)]
+    return subprocess.run(
+        [*argv, *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,  # never a terminal: no prompt can hang a test
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+# -- the bad-input walk ---------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Data directories and files the walk's inputs refer to (built once, with the CLI)."""
+
+    base: Path
+    node: Path  # initialised, passphrase PASSPHRASE
+    other_code: str = ""  # a valid invite code from another node
+    own_code: str = ""  # a valid invite code from `node` itself
+    guide: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guide = self.base / "guide.md"
+
+
+@dataclass
+class Case:
+    name: str
+    args: Callable[[World], list[str]]  # the whole argv after `canopy`, --data included
+    passphrase: str | None = PASSPHRASE
+    env: dict[str, str] = field(default_factory=dict)
+    bug: str = ""  # non-empty: a known bug, the case is expected to break the contract
+
+
+def _with_node(*args: str) -> Callable[[World], list[str]]:
+    return lambda w: ["--data", str(w.node), *args]
+
+
+WALK: list[Case] = [
+    Case("unknown command", _with_node("frobnicate")),
+    Case("missing argument", _with_node("accept")),
+    Case("missing sub-command", _with_node("publish")),
+    Case("unknown option", _with_node("guides", "--colour")),
+    Case("show unknown id", _with_node("show", "deadbeef00")),
+    Case("show not hex", _with_node("show", "zz")),
+    Case("show id too short", _with_node("show", "abc")),
+    Case("accept garbage", _with_node("accept", "garbage")),
+    Case("accept truncated code", lambda w: ["--data", str(w.node), "accept", w.other_code[:60]]),
+    Case(
+        "accept code, one char changed",
+        lambda w: [
+            "--data",
+            str(w.node),
+            "accept",
+            w.other_code[:-10] + ("a" if w.other_code[-10] != "a" else "b") + w.other_code[-9:],
+        ],
+    ),
+    Case("accept own invite", lambda w: ["--data", str(w.node), "accept", w.own_code]),
+    Case("trust notanid", _with_node("trust", "notanid")),
+    Case(
+        "trust with http address",
+        _with_node("trust", "a" * 52, "--address", "http://x.example/canopy"),
+    ),
+    Case("distrust nobody", _with_node("distrust", "nobody")),
+    Case("publish missing file", _with_node("publish", "guide", "/no/such/file")),
+    Case(
+        "publish --to nosuchpeer",
+        lambda w: ["--data", str(w.node), "publish", "guide", "--to", "nosuchpeer", str(w.guide)],
+    ),
+    Case(
+        "publish non-UTF-8 file",
+        lambda w: ["--data", str(w.node), "publish", "guide", str(w.base / "latin1.md")],
+    ),
+    Case("publish a directory", lambda w: ["--data", str(w.node), "publish", "guide", str(w.base)]),
+    Case("--data uninitialised", lambda w: ["--data", str(w.base / "empty"), "status"]),
+    Case("init twice", _with_node("init")),
+    Case("wrong passphrase", _with_node("status"), passphrase="wrong horse"),
+    Case("no passphrase, no tty", _with_node("status"), passphrase=None),
+    Case(
+        "--passphrase-file missing",
+        lambda w: ["--data", str(w.node), "--passphrase-file", "/no/such/pass", "status"],
+        passphrase=None,
+    ),
+    Case("world-readable data dir", lambda w: ["--data", str(w.base / "open"), "status"]),
+    Case("config check missing", lambda w: ["config", "check", str(w.base / "missing.toml")]),
+    Case("config check bad TOML", lambda w: ["config", "check", str(w.base / "bad.toml")]),
+    Case("config check unknown key", lambda w: ["config", "check", str(w.base / "unknown.toml")]),
+    Case("run --listen bad", _with_node("run", "--listen", "bad")),
+    Case(
+        "run, bad CANOPY_NODE_LISTEN",
+        _with_node("run"),
+        env={"CANOPY_NODE_LISTEN": "nohost"},
+    ),
+    Case("invite --address http", _with_node("invite", "--address", "http://x.example")),
+    Case(
+        "invite --hours nan",
+        _with_node("invite", "--hours", "nan", "--address", "ws://a.example/canopy"),
+        bug="int(nan) raises ValueError: traceback",
+    ),
+    Case(
+        "invite --hours inf",
+        _with_node("invite", "--hours", "inf", "--address", "ws://a.example/canopy"),
+        bug="int(inf) raises OverflowError: traceback",
+    ),
+    Case(
+        "invite --hours -1",
+        _with_node("invite", "--hours", "-1", "--address", "ws://a.example/canopy"),
+        bug="prints an invite that has already expired, exit 0",
+    ),
+    Case(
+        "--data is a file, init",
+        lambda w: ["--data", str(w.guide), "init"],
+        bug="Path.mkdir raises FileExistsError: traceback",
+    ),
+]
+
+
+@dataclass
+class Outcome:
+    case: Case
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    base = tmp_path_factory.mktemp("cli-walk")
+    w = World(base=base, node=base / "node")
+    ok(run(w.node, "init", "--name", "Walker"))
+    other = base / "other"
+    ok(run(other, "init", "--no-passphrase", "--name", "Other"))
+    w.other_code = ok(run(other, "invite", "--address", "ws://other.example/canopy")).strip()
+    w.own_code = ok(run(w.node, "invite", "--address", "ws://node.example/canopy")).strip()
+    (base / "empty").mkdir()
+    ok(run(base / "open", "init", "--no-passphrase"))
+    os.chmod(base / "open", 0o755)
+    w.guide.write_text("# Walk\n\ntext\n")
+    (base / "latin1.md").write_bytes("Caf\xe9 des droits".encode("latin-1"))
+    (base / "bad.toml").write_text("[node\nlisten = 1\n")
+    (base / "unknown.toml").write_text('[node]\nlisten = "127.0.0.1:7420"\nfoo = 1\n')
+    return w
+
+
+@pytest.fixture(scope="module")
+def walk(world: World) -> dict[str, Outcome]:
+    """Run every case once (two at a time), before and independent of the assertions."""
+
+    def one(case: Case) -> Outcome:
+        argv = case.args(world)
+        result = run(None, *argv, passphrase=case.passphrase, extra_env=case.env)
+        return Outcome(case, argv, result.returncode, result.stdout, result.stderr)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return {o.case.name: o for o in pool.map(one, WALK)}
+
+
+def _contract_problems(o: Outcome) -> list[str]:
+    problems = []
+    if o.returncode == 0:
+        problems.append("exit code 0")
+    if "Traceback" in o.stdout + o.stderr:
+        problems.append("traceback")
+    lines = o.stderr.splitlines()
+    if len(lines) != 1:
+        problems.append(f"{len(lines)} stderr lines")
+    elif not lines[0].startswith("canopy: ") or len(lines[0]) <= len("canopy: "):
+        problems.append("stderr line does not start with 'canopy: '")
+    return problems
+
+
+def _params() -> Iterator[object]:
+    for case in WALK:
+        marks = [pytest.mark.xfail(strict=True, reason=f"BUG: {case.bug}")] if case.bug else []
+        yield pytest.param(case.name, id=case.name, marks=marks)
+
+
+@pytest.mark.parametrize("name", list(_params()))
+def test_bad_input_gives_one_line_and_nonzero_exit(walk: dict[str, Outcome], name: str) -> None:
+    outcome = walk[name]
+    assert _contract_problems(outcome) == [], (outcome.argv, outcome.stdout, outcome.stderr)
+
+
+def test_bad_input_messages_say_what_is_wrong(walk: dict[str, Outcome], world: World) -> None:
+    """Each message names the problem (a generic 'error' would pass the contract test)."""
+    expected = {
+        "unknown command": "invalid choice: 'frobnicate'",
+        "missing argument": "required: code",
+        "show unknown id": "no record deadbeef00",
+        "show not hex": "not a record id",
+        "show id too short": "not a record id",
+        "accept garbage": "not a Canopy invite code",
+        "accept truncated code": "invite",
+        "accept own invite": "your own invite",
+        "trust notanid": "not a node id: 'notanid'",
+        "trust with http address": "ws://",
+        "distrust nobody": "no trusted peer matches 'nobody'",
+        "publish missing file": "cannot read /no/such/file",
+        "publish --to nosuchpeer": "not a node id: 'nosuchpeer'",
+        "publish non-UTF-8 file": "not UTF-8",
+        "--data uninitialised": "no Canopy identity",
+        "init twice": "already holds a Canopy identity",
+        "wrong passphrase": "wrong passphrase",
+        "no passphrase, no tty": "CANOPY_PASSPHRASE",
+        "--passphrase-file missing": "cannot read passphrase file",
+        "world-readable data dir": "accessible to other users",
+        "config check missing": "cannot read",
+        "config check bad TOML": "bad.toml",
+        "config check unknown key": "unknown.toml:3: unknown key node.foo",
+        "run --listen bad": "--listen must be HOST:PORT",
+        "run, bad CANOPY_NODE_LISTEN": "node.listen must be HOST:PORT",
+    }
+    wrong = {
+        name: walk[name].stderr.strip()
+        for name, text in expected.items()
+        if text not in walk[name].stderr
+    }
+    assert wrong == {}
+    # Usage errors exit 2, everything else 1.
+    assert walk["unknown command"].returncode == 2
+    assert walk["missing argument"].returncode == 2
+    assert walk["run --listen bad"].returncode == 2
+    assert walk["trust notanid"].returncode == 1
+    # Nothing secret or typed-in leaks into messages.
+    for o in walk.values():
+        assert PASSPHRASE not in o.stderr
+        assert "wrong horse" not in o.stderr
+    # The refused commands changed nothing on the node.
+    status = json.loads(ok(run(world.node, "status", "--json")))
+    assert status["records"] == {} and status["peers"] == 0
+
+
+def test_print_bad_input_walk(walk: dict[str, Outcome]) -> None:
+    """`pytest -s tests/test_cli.py -k walk` shows what a user sees for each bad input."""
+    width = max(len(name) for name in walk)
+    print()
+    print(f"{'INPUT'.ljust(width)}  EXIT  STDERR")
+    for case in WALK:
+        o = walk[case.name]
+        first = (o.stderr.splitlines() or [""])[0]
+        if "Traceback" in o.stderr:
+            first = "TRACEBACK ... " + o.stderr.strip().splitlines()[-1]
+        flag = "  [known bug]" if case.bug else ""
+        print(f"{case.name.ljust(width)}  {o.returncode:>4}  {first[:110]}{flag}")
+    assert set(walk) == {c.name for c in WALK}
+    good = [c.name for c in WALK if not c.bug]
+    assert all(not _contract_problems(walk[name]) for name in good)
+
+
+# -- the happy path -------------------------------------------------------------------------------
+
+NODE_ID = re.compile(r"^[a-z2-7]{52}$")
+SAFETY_CODE = re.compile(r"^\d{5}( \d{5}){5}$")
+
+
+def test_init_with_and_without_passphrase(tmp_path: Path) -> None:
+    out = ok(run(tmp_path / "a", "init", "--name", "Alpha"))
+    assert "node id:" in out and "safety code:" in out
+    assert "WITHOUT a passphrase" not in out
+    key = (tmp_path / "a" / "identity.key").read_bytes()
+    # The passphrase protects the key: another one does not open it.
+    assert run(tmp_path / "a", "id", passphrase="other").returncode != 0
+
+    out = ok(run(tmp_path / "b", "init", "--no-passphrase", passphrase=None))
+    assert "WITHOUT a passphrase" in out
+    # No passphrase needed afterwards, and none is asked for.
+    info = json.loads(ok(run(tmp_path / "b", "id", "--json", passphrase=None)))
+    assert NODE_ID.match(info["id"])
+    assert info["id"] in out
+    assert len((tmp_path / "b" / "identity.key").read_bytes()) < len(key)
+
+
+def test_happy_path_two_nodes_offline(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    init_out = ok(run(a, "init", "--name", "Alpha Legal Aid"))
+    ok(run(b, "init", "--name", "Beta Shelter", passphrase="beta pass"))
+
+    # id --json
+    info = json.loads(ok(run(a, "id", "--json")))
+    assert NODE_ID.match(info["id"]) and len(info["id"]) == 52
+    assert SAFETY_CODE.match(info["safety_code"])
+    assert info["id"] in init_out and info["safety_code"] in init_out
+    assert info["name"] == "Alpha Legal Aid"
+    assert info["running"] is False
+    assert info["addresses"] == ["ws://127.0.0.1:7420/canopy"]  # derived from the default listen
+    plain = ok(run(a, "id"))
+    assert info["id"] in plain and info["safety_code"] in plain
+
+    # invite / accept, offline
+    result = run(a, "invite", "--address", "wss://alpha.example.org/canopy", "--hours", "2")
+    code = ok(result).strip()
+    assert code.startswith("canopy-invite:") and "\n" not in code
+    assert "valid until" in result.stderr
+    accepted = ok(run(b, "accept", code, passphrase="beta pass"))
+    assert "trusted Alpha Legal Aid" in accepted
+    assert info["safety_code"] in accepted  # shown for comparing out of band
+
+    peers = json.loads(ok(run(b, "peers", "--json", passphrase="beta pass")))["peers"]
+    assert len(peers) == 1
+    (peer,) = peers
+    assert peer["id"] == info["id"]
+    assert peer["name"] == "Alpha Legal Aid"
+    assert peer["safety_code"] == info["safety_code"]
+    assert peer["addresses"] == ["wss://alpha.example.org/canopy"]
+    assert peer["invite_pending"] is True
+    assert peer["state"] == "node not running"
+    assert json.loads(ok(run(a, "peers", "--json")))["peers"] == []  # A learns of B on redeem
+
+    # publish two guides at once, to peers
+    g1 = tmp_path / "phones.md"
+    g1.write_text("# Phone safety\n\nUse a separate SIM. Marker-Q7.\n")
+    g2 = tmp_path / "lawyers.md"
+    g2.write_text("Lawyers who take land-rights cases in Mombasa.\n")
+    out = ok(
+        run(
+            b,
+            "publish",
+            "guide",
+            str(g1),
+            str(g2),
+            "--lang",
+            "sw",
+            "--topic",
+            "safety",
+            "--region",
+            "KE",
+            passphrase="beta pass",
+        )
+    )
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    ids = [line.split()[0] for line in lines]
+    assert all(re.fullmatch(r"[0-9a-f]{64}", i) for i in ids)
+    assert "Phone safety" in lines[0] and "lawyers" in lines[1]
+
+    listing = json.loads(ok(run(b, "guides", "--json", passphrase="beta pass")))
+    assert listing["held_unreadable"] == 0
+    by_id = {g["id"]: g for g in listing["guides"]}
+    assert set(by_id) == set(ids)
+    assert by_id[ids[0]]["title"] == "Phone safety"
+    assert by_id[ids[1]]["title"] == "lawyers"
+    for g in by_id.values():
+        assert g["author_label"] == "you" and g["lang"] == "sw" and g["region"] == "KE"
+        assert g["topics"] == ["safety"] and g["scope"] == "peers"
+    table = ok(run(b, "guides", passphrase="beta pass"))
+    assert "Phone safety" in table and ids[0][:12] in table
+
+    shown = ok(run(b, "show", ids[0][:10], passphrase="beta pass"))
+    assert shown.startswith("# Phone safety\n")
+    assert "Use a separate SIM. Marker-Q7." in shown
+    shown_json = json.loads(ok(run(b, "show", ids[1], "--json", passphrase="beta pass")))
+    assert shown_json["content"]["text"] == g2.read_text()
+    assert shown_json["kind"] == "guide"
+
+    status = json.loads(ok(run(b, "status", "--json", passphrase="beta pass")))
+    assert status["records"] == {"guide": 2}
+    assert status["peers"] == 1
+    assert status["running"] is False
+    assert status["name"] == "Beta Shelter"
+    # A holds none of it: nothing travels without a running node.
+    assert json.loads(ok(run(a, "status", "--json")))["records"] == {}
+
+    # trust by id, then distrust by name, at once
+    b_id = json.loads(ok(run(b, "id", "--json", passphrase="beta pass")))["id"]
+    ok(run(a, "trust", b_id, "--address", "ws://beta.example:7420/canopy", "--name", "Beta"))
+    assert [p["id"] for p in json.loads(ok(run(a, "peers", "--json")))["peers"]] == [b_id]
+    assert "trust withdrawn" in ok(run(a, "distrust", "Beta"))
+    assert json.loads(ok(run(a, "peers", "--json")))["peers"] == []
+
+
+def test_config_check_accepts_the_example() -> None:
+    out = ok(run(None, "config", "check", str(ROOT / "config.example.toml")))
+    assert "ok" in out and "127.0.0.1:7420" in out
