@@ -339,12 +339,84 @@ async def cmd_publish_guide(args: argparse.Namespace) -> int:
             region=args.region or "",
             to=args.to,
             now_ms=_now_ms(),
+            replaces=args.replaces,
         )
     finally:
         await local.close()
     _notify(local.path)
+    if args.replaces:
+        print(f"withdrew {args.replaces} (superseded)")
     for record, title in published:
         print(f"{record.id.hex()}  {title}  (to {args.to})")
+    return 0
+
+
+async def cmd_alert(args: argparse.Namespace) -> int:
+    from node.content import publish_alert
+    from protocol import limits
+
+    local = await _open(args)
+    try:
+        record = await publish_alert(
+            local,
+            args.text,
+            to=args.to,
+            urgency=args.urgency,
+            now_ms=_now_ms(),
+            lifetime_ms=int(args.hours * 3600 * 1000)
+            if args.hours
+            else limits.DEFAULT_ALERT_LIFETIME_MS,
+        )
+    finally:
+        await local.close()
+    _notify(local.path)
+    print(f"{record.id.hex()}  alert ({args.urgency}) to {args.to}")
+    return 0
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    """Print alerts as the running node receives them (Ctrl-C to stop)."""
+    from node.local import read_runtime
+
+    path = _data_dir(args)
+    runtime = read_runtime(path)
+    if runtime is None:
+        raise CanopyError(f"no node is running on {path}; start it with: canopy run")
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {runtime['token']}"}
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        try:
+            async with http.get(runtime["api"] + "/v1/watch", headers=headers) as response:
+                if response.status != 200:
+                    raise CanopyError(f"the node refused: HTTP {response.status}")
+                print("watching for alerts (Ctrl-C to stop)", file=sys.stderr, flush=True)
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    entry = json.loads(line)
+                    if args.json:
+                        print(json.dumps(entry), flush=True)
+                    elif entry.get("readable"):
+                        mark = "!!" if entry.get("urgency") == "high" else "--"
+                        when = _when(int(entry["created"]))
+                        print(f"{mark} {when} from {entry['from']}: {entry['text']}", flush=True)
+        except aiohttp.ClientError as exc:
+            raise CanopyError(f"lost the node: {type(exc).__name__}") from None
+    return 0
+
+
+async def cmd_withdraw(args: argparse.Namespace) -> int:
+    from node.content import withdraw
+
+    local = await _open(args)
+    try:
+        tombstone = await withdraw(local, args.id, _now_ms())
+    finally:
+        await local.close()
+    _notify(local.path)
+    print(f"withdrew {args.id}; the withdrawal ({tombstone.id.hex()[:12]}) purges it everywhere")
     return 0
 
 
@@ -564,6 +636,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--topic", action="append")
     g.add_argument("--region")
     g.add_argument("--to", default="peers", help="peers | network | ID[,ID...] (default peers)")
+    g.add_argument("--replaces", metavar="ID", help="this is a new version of your guide ID")
+
+    p = add("alert", cmd_alert, "publish an urgent alert, pushed ahead of everything else")
+    p.add_argument("text")
+    p.add_argument("--to", default="network", help="peers | network | ID[,ID...] (default network)")
+    p.add_argument("--urgency", choices=["normal", "high"], default="normal")
+    p.add_argument("--hours", type=float, help="how long the alert stays (default 7 days)")
+
+    p = add("watch", cmd_watch, "print alerts as they arrive (needs the node running)")
+    p.add_argument("--json", action="store_true", help="one JSON document per line")
+
+    p = add("withdraw", cmd_withdraw, "withdraw one of your records everywhere")
+    p.add_argument("id")
 
     p = add("guides", cmd_guides, "list the guides this node can read")
     p.add_argument("--json", action="store_true")

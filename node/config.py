@@ -28,6 +28,7 @@ class Config:
     reconnect_min: float = 0.5  # network.reconnect_min: first retry delay (seconds)
     reconnect_max: float = 60.0  # network.reconnect_max: retry delay cap (seconds)
     poll_interval: float = 1.0  # sync.poll_interval: how often CLI changes are picked up
+    resync_interval: float = 60.0  # sync.resync_interval: re-run reconciliation this often
     min_score: int = 0  # sync.min_score: below this a peer is cut off and backed off
     source: Path | None = field(default=None, compare=False)
 
@@ -53,6 +54,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("network", "reconnect_min"): ("reconnect_min", float),
     ("network", "reconnect_max"): ("reconnect_max", float),
     ("sync", "poll_interval"): ("poll_interval", float),
+    ("sync", "resync_interval"): ("resync_interval", float),
     ("sync", "min_score"): ("min_score", int),
 }
 _ENV_PREFIX = "CANOPY_"

@@ -1,8 +1,9 @@
 """One authenticated peer connection: a thin driver around box-stream and SyncSession.
 
 Reads WebSocket binary messages, feeds the box-stream decoder and the sync session, and
-hands each event to the node. Writes go through one queue and one writer task so frames
-leave in nonce order. Protocol rules live in protocol/; this module only moves bytes.
+hands each event to the node. Writes go through one writer task so frames leave in nonce
+order; urgent bytes (alerts) jump the queue. Sending never blocks the read loop: that is
+what keeps two peers that both have a lot to say from waiting on each other forever.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from aiohttp.client import ClientWebSocketResponse
 
 from protocol import limits
 from protocol.boxstream import BoxStreamDecoder, BoxStreamEncoder, StreamEnd
-from protocol.errors import DecodeError, RemoteProtocolError
+from protocol.errors import DecodeError, RemoteProtocolError, UnexpectedMessage
 from protocol.handshake import SessionKeys
 from protocol.identity import NodeId
-from protocol.session import SyncSession
+from protocol.reconcile import Reconciler
+from protocol.session import RecordsReceived, SyncSession
 
 if TYPE_CHECKING:
     from node.runtime import Node
@@ -29,8 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("canopy.connection")
 
 WebSocket = web.WebSocketResponse | ClientWebSocketResponse
-# Plaintext bytes queued for a peer before we stop reading from it (backpressure).
-SEND_QUEUE_LIMIT = 64
+WS_CHUNK = 65536  # box-stream bytes per WebSocket message: well under proxy limits
+SERVE_BACKLOG = 8 * 1024 * 1024  # queued plaintext before we stop reading more records to send
+PUSH_DROP_BACKLOG = 64 * 1024 * 1024  # past this, pushes are dropped; the next resync repairs
+MAX_REQUESTED = 4 * limits.MAX_WANT_OUTSTANDING  # ids a peer may have asked of us, unanswered
+INGEST_QUEUE = 4  # received Records messages waiting for verification and storage
 
 
 class Closed(Exception):
@@ -52,55 +57,122 @@ class PeerConnection:
         self.ws = ws
         self.peer_id = peer_id
         self.outbound = outbound
-        self.session = SyncSession()
+        # The client initiates reconciliation; the server answers.
+        self.session = SyncSession(initiator=outbound)
         self._encoder = BoxStreamEncoder(keys.encrypt_key, keys.encrypt_nonce)
         self._decoder = BoxStreamDecoder(keys.decrypt_key, keys.decrypt_nonce)
         self._decoder.receive_data(leftover)
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE_LIMIT)
+        self._urgent: deque[bytes] = deque()
+        self._normal: deque[bytes] = deque()
+        self._queued = 0
+        self._wake_writer = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.ingest_queue: asyncio.Queue[RecordsReceived] = asyncio.Queue(INGEST_QUEUE)
+        self.serve_queue: deque[tuple[bytes, bool]] = deque()  # (id, asked by the peer)
+        self.requested = 0  # of serve_queue, how many the peer asked for
+        self._wake_server = asyncio.Event()
         self.pending_wants: deque[bytes] = deque()
+        self.reconciler: Reconciler | None = None
+        self.reconcile_seen = (0, 0)  # how much of reconciler.have/need was acted on
+        self.synced_once = False
         self.close_reason = ""
-        self._closing = False
-        self._writer: asyncio.Task[None] | None = None
+        self.closing = False
+        self._goodbye = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.record_bytes_sent = 0
+        self.record_bytes_received = 0
+        self.reconcile_rounds = 0
+        self.pushes_dropped = 0
 
-    # -- sending ---------------------------------------------------------------------------
+    # -- sending -------------------------------------------------------------------------
 
-    async def send(self, data: bytes) -> None:
-        """Queue plaintext stream bytes (already framed by the session)."""
-        if data and not self._closing:
-            await self._queue.put(data)
+    def send(self, data: bytes, *, urgent: bool = False) -> None:
+        """Queue framed plaintext; never blocks. Urgent bytes go out before anything queued."""
+        if not data or self.closing:
+            return
+        (self._urgent if urgent else self._normal).append(data)
+        self._queued += len(data)
+        self._drained.clear()
+        self._wake_writer.set()
+
+    def push(self, data: bytes, *, urgent: bool = False) -> bool:
+        """Queue a push unless the peer is far behind; False if dropped (resync repairs it)."""
+        if self._queued > PUSH_DROP_BACKLOG and not urgent:
+            self.pushes_dropped += 1
+            return False
+        self.send(data, urgent=urgent)
+        return True
+
+    async def drain(self, limit: int) -> None:
+        """Wait until at most `limit` bytes are queued (backpressure for bulk senders)."""
+        while self._queued > limit and not self.closing:
+            self._drained.clear()
+            await self._drained.wait()
+
+    @property
+    def queued(self) -> int:
+        return self._queued
 
     async def _write_loop(self) -> None:
         while True:
-            data = await self._queue.get()
-            if data is None:
-                with contextlib.suppress(Exception):
-                    await self.ws.send_bytes(self._encoder.goodbye())
+            await self._wake_writer.wait()
+            self._wake_writer.clear()
+            while self._urgent or self._normal:
+                data = self._urgent.popleft() if self._urgent else self._normal.popleft()
+                self._queued -= len(data)
+                frames = self._encoder.encode(data)
+                for start in range(0, len(frames), WS_CHUNK):
+                    chunk = frames[start : start + WS_CHUNK]
+                    await self.ws.send_bytes(chunk)
+                    self.bytes_sent += len(chunk)
+                if self._queued <= SERVE_BACKLOG:
+                    self._drained.set()
+            self._drained.set()
+            if self._goodbye:
+                # Only here, between whole messages, is a goodbye in nonce order.
+                await self.ws.send_bytes(self._encoder.goodbye())
                 return
-            frames = self._encoder.encode(data)
-            # One WebSocket message per ~64 KiB keeps messages well under proxy limits.
-            for start in range(0, len(frames), 65536):
-                await self.ws.send_bytes(frames[start : start + 65536])
 
-    # -- running -----------------------------------------------------------------------------
+    # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Drive the connection until it ends; never raises for the peer's faults."""
-        self._writer = asyncio.create_task(self._write_loop())
+        self._tasks = [
+            asyncio.create_task(self._write_loop()),
+            asyncio.create_task(self._ingest_loop()),
+            asyncio.create_task(self._serve_loop()),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_done)
         try:
             await self.node.on_open(self)
             await self._read_loop()
         except Closed as exc:
-            self.close_reason = str(exc)
+            self.close_reason = self.close_reason or str(exc)
         except RemoteProtocolError as exc:
             self.close_reason = f"protocol error: {exc}"
             await self.node.penalise(self.peer_id, exc, reason=type(exc).__name__)
         except (ConnectionError, asyncio.CancelledError) as exc:
-            self.close_reason = f"connection lost: {type(exc).__name__}"
+            self.close_reason = self.close_reason or f"connection lost: {type(exc).__name__}"
             if isinstance(exc, asyncio.CancelledError):
                 await self._shutdown()
                 raise
         finally:
             await self._shutdown()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.closing:
+            return
+        exc = task.exception()
+        if exc is not None:
+            if not isinstance(exc, ConnectionError):
+                log.error("connection task failed", exc_info=exc)
+            self.close_reason = self.close_reason or f"connection lost: {type(exc).__name__}"
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().create_task(self.ws.close())
 
     async def _read_loop(self) -> None:
         idle = self.node.config.idle_timeout
@@ -110,6 +182,7 @@ class PeerConnection:
             except TimeoutError:
                 raise Closed("idle timeout") from None
             if msg.type == WSMsgType.BINARY:
+                self.bytes_received += len(msg.data)
                 self._decoder.receive_data(msg.data)
                 if not await self._drain_decoder():
                     raise Closed("peer said goodbye")
@@ -136,30 +209,78 @@ class PeerConnection:
             if isinstance(event, StreamEnd):
                 return False
             for session_event in self.session.receive_data(event):
-                await self.node.on_event(self, session_event)
+                if isinstance(session_event, RecordsReceived):
+                    self.record_bytes_received += sum(len(r) for r in session_event.records)
+                    await self.ingest_queue.put(session_event)  # backpressure on the peer
+                else:
+                    await self.node.on_event(self, session_event)
+
+    async def _ingest_loop(self) -> None:
+        while True:
+            batch = await self.ingest_queue.get()
+            await self.node.ingest(batch.records, self)
+            await self.node.after_records(self)
+
+    def request(self, ids: list[tuple[bytes, bool]], *, by_peer: bool) -> None:
+        """Queue ids to send; a peer may not have more than MAX_REQUESTED unanswered."""
+        if by_peer:
+            self.requested += len(ids)
+            if self.requested > MAX_REQUESTED:
+                raise UnexpectedMessage("asked for more records than the protocol allows")
+        self.serve_queue.extend(ids)
+        self._wake_server.set()
+
+    async def _serve_loop(self) -> None:
+        while True:
+            await self._wake_server.wait()
+            self._wake_server.clear()
+            while self.serve_queue:
+                batch = [
+                    self.serve_queue.popleft()
+                    for _ in range(min(len(self.serve_queue), limits.MAX_IDS_PER_MESSAGE))
+                ]
+                self.requested = max(0, self.requested - len(batch))
+                await self.node.serve(self, batch)
+                await self.drain(SERVE_BACKLOG)
+
+    def note_records_sent(self, size: int) -> None:
+        self.record_bytes_sent += size
 
     async def close(self, reason: str) -> None:
-        """Say goodbye and close (used for distrust, duplicates, shutdown)."""
+        """Say goodbye and close (used for distrust, duplicates, misbehaviour, shutdown)."""
         if not self.close_reason:
             self.close_reason = reason
         await self._shutdown()
 
     async def _shutdown(self) -> None:
-        if self._closing:
+        if self.closing:
             return
-        self._closing = True
+        self.closing = True
         self.session.close()
-        if self._writer is not None and not self._writer.done():
-            try:
-                self._queue.put_nowait(None)
-            except asyncio.QueueFull:
-                self._writer.cancel()
+        # Whatever is still queued is dropped: the next reconciliation repairs it.
+        self._urgent.clear()
+        self._normal.clear()
+        self._queued = 0
+        self._drained.set()
+        self._goodbye = True
+        self._wake_writer.set()
+        current = asyncio.current_task()
+        writer = self._tasks[0] if self._tasks else None
+        others = self._tasks[1:]
+        for task in others:
+            if task is not current:
+                task.cancel()
+        if writer is not None and writer is not current:
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._writer, 2.0)
+                await asyncio.wait_for(writer, 2.0)
+        for task in others:
+            if task is not current:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await task
         with contextlib.suppress(Exception):
             await self.ws.close()
         self.node.on_closed(self)
 
     @property
     def want_capacity(self) -> int:
-        return min(self.session.want_capacity(), limits.MAX_WANT_OUTSTANDING)
+        return self.session.want_capacity()

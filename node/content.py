@@ -19,6 +19,7 @@ from protocol.encoding import Value
 from protocol.envelope import Body, open_record, seal_record
 from protocol.errors import CanopyError, NotForUs, RemoteProtocolError
 from protocol.identity import NodeId
+from protocol.lifecycle import Withdrawal
 from protocol.record import Kind, Record, Scope
 
 # Room left in a record for the envelope, slots and padding around a guide's text.
@@ -81,8 +82,12 @@ async def publish_guides(
     region: str,
     to: str,
     now_ms: int,
+    replaces: str | None = None,
 ) -> list[tuple[Record, str]]:
-    """Seal one guide record per file and store them; returns (record, title) pairs."""
+    """Seal one guide record per file and store them; returns (record, title) pairs.
+
+    With `replaces`, the one new guide supersedes an earlier one of ours: a tombstone
+    naming the old record (and the new one as its successor) purges it everywhere."""
     audience = await parse_audience(local, to)
     texts: list[tuple[Path, str]] = []
     for path in files:  # read and check every file before storing anything
@@ -96,6 +101,9 @@ async def publish_guides(
             texts.append((path, data.decode("utf-8")))
         except UnicodeDecodeError:
             raise CanopyError(f"{path} is not UTF-8 text") from None
+    if replaces and len(texts) != 1:
+        raise CanopyError("--replaces takes exactly one file: the new version")
+    old = await _own_record(local, replaces) if replaces else None
     network_key = await local.network_key() if audience.network else None
     published: list[tuple[Record, str]] = []
     for path, text in texts:
@@ -122,7 +130,68 @@ async def publish_guides(
         )
         published.append((record, guide_title))
     await local.store.put_records([row_of(r, local=True) for r, _ in published], now_ms)
+    if old is not None:
+        await _withdraw(local, [old], now_ms, successor=published[0][0].id)
     return published
+
+
+async def publish_alert(
+    local: Local, text: str, *, to: str, urgency: str, now_ms: int, lifetime_ms: int
+) -> Record:
+    """An urgent notice: sealed like a guide, pushed ahead of every queue."""
+    if not text.strip():
+        raise CanopyError("an alert needs some text")
+    if len(text.encode("utf-8")) > limits.MAX_ALERT_TEXT_BYTES:
+        raise CanopyError(f"alert text is limited to {limits.MAX_ALERT_TEXT_BYTES} bytes")
+    if urgency not in ("normal", "high"):
+        raise CanopyError("--urgency must be normal or high")
+    audience = await parse_audience(local, to)
+    record = seal_record(
+        local.identity,
+        Kind.ALERT,
+        {"text": text, "urgency": urgency},
+        created=now_ms,
+        expires=now_ms + lifetime_ms,
+        scope=audience.scope,
+        recipients=audience.recipients,
+        network_key=await local.network_key() if audience.network else None,
+        random=random,
+    )
+    await local.store.put_records([row_of(record, local=True)], now_ms)
+    return record
+
+
+async def _own_record(local: Local, ref: str) -> Record:
+    rid = await _resolve_id(local, ref)
+    record = Record.from_bytes((await local.store.get_records([rid]))[rid])
+    if record.author != local.node_id:
+        raise CanopyError(
+            f"record {ref} was written by another node; only its author can withdraw it"
+        )
+    return record
+
+
+async def withdraw(local: Local, ref: str, now_ms: int) -> Record:
+    """Publish a tombstone for one of our records and purge it here at once."""
+    record = await _own_record(local, ref)
+    return await _withdraw(local, [record], now_ms)
+
+
+async def _withdraw(
+    local: Local, targets: list[Record], now_ms: int, successor: bytes | None = None
+) -> Record:
+    expires = max(max(t.expires for t in targets), now_ms + 1)
+    tombstone = Record.create(
+        local.identity,
+        Kind.TOMBSTONE,
+        created=now_ms,
+        expires=expires,
+        scope=Scope.NETWORK,
+        payload=Withdrawal(tuple(t.id for t in targets), successor).to_payload(),
+    )
+    await local.store.put_records([row_of(tombstone, local=True)], now_ms)
+    await local.store.withdraw([t.id for t in targets], local.node_id.raw, expires)
+    return tombstone
 
 
 def row_of(record: Record, *, local: bool) -> RecordRow:
@@ -160,18 +229,26 @@ async def readable(local: Local, kind: Kind, now_ms: int) -> tuple[list[Readable
     return out, unreadable
 
 
-async def find(local: Local, ref: str) -> Readable:
-    """One readable record by full or short (8+ hex characters) id."""
+async def _resolve_id(local: Local, ref: str) -> bytes:
+    """A stored record's id from its full or short (8+ hex characters) form."""
     ref = ref.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{8,64}", ref):
         raise CanopyError(f"not a record id: {ref!r} (expected 8 to 64 hex characters)")
     prefix = bytes.fromhex(ref[: len(ref) - len(ref) % 2])
     ids = [i for i in await local.store.ids_with_prefix(prefix) if i.hex().startswith(ref)]
     if not ids:
+        if len(ref) == 64 and await local.store.is_withdrawn(bytes.fromhex(ref)):
+            raise CanopyError(f"record {ref[:12]} was withdrawn by its author")
         raise CanopyError(f"no record {ref} on this node")
     if len(ids) > 1:
         raise CanopyError(f"{ref} matches several records; give more of the id")
-    data = (await local.store.get_records(ids))[ids[0]]
+    return ids[0]
+
+
+async def find(local: Local, ref: str) -> Readable:
+    """One readable record by full or short (8+ hex characters) id."""
+    rid = await _resolve_id(local, ref)
+    data = (await local.store.get_records([rid]))[rid]
     record = Record.from_bytes(data)
     try:
         body = open_record(record, local.identity, await local.network_key())

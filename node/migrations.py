@@ -29,4 +29,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE rejections (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
     CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
     """,
+    # 2: withdrawn record ids (from tombstones), so a late copy is refused until expiry;
+    #    an index for the per-peer reconciliation set.
+    """
+    CREATE TABLE withdrawn (
+        id BLOB PRIMARY KEY,
+        author_tag BLOB NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    CREATE INDEX withdrawn_expires ON withdrawn (expires);
+    CREATE INDEX records_author ON records (author_tag)
+    """,
 )

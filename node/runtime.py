@@ -1,8 +1,8 @@
-"""The running node: peer endpoint, dialer, gossip (sync, push, relay) and the local API.
+"""The running node: peer endpoint, dialer, gossip (reconcile, push, relay) and local API.
 
 Owns the decisions the sans-IO session leaves to the node: what each peer may receive,
-what to ask for, which records to store and forward, whom to penalise and back off.
-Bad input from a peer costs that peer score and never stops the node.
+what to ask for, which records to store, purge and forward, whom to penalise and back
+off. Bad input from a peer costs that peer score and never stops the node.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import random as stdrandom
 import secrets
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -27,18 +28,25 @@ from node.content import row_of
 from node.local import Local, Peer, random
 from node.trust import PendingInvite, pending_invites, redeem_invite
 from protocol import limits
-from protocol.errors import HandshakeError, RecordRejected, RemoteProtocolError
+from protocol.envelope import open_record
+from protocol.errors import (
+    HandshakeError,
+    NotForUs,
+    RecordRejected,
+    RemoteProtocolError,
+)
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
 from protocol.identity import NodeId
-from protocol.record import Record, Scope
+from protocol.lifecycle import Withdrawal
+from protocol.reconcile import Reconciler
+from protocol.record import Kind, Record, Scope
 from protocol.session import (
     Event,
-    PeerHave,
-    PeerHaveDone,
     PeerHello,
+    PeerMissing,
+    PeerReconcile,
+    PeerSyncDone,
     PeerWant,
-    RecordsReceived,
-    SyncComplete,
     record_id,
 )
 
@@ -47,7 +55,9 @@ log = logging.getLogger("canopy.node")
 PEER_PATH = "/canopy"
 INITIAL_SCORE = 100
 BAN_SECONDS = 300.0
-VERIFY_IN_THREAD_OVER = 32  # batches larger than this are verified off the event loop
+PARALLEL_VERIFY_OVER = 16  # batches larger than this are verified on worker threads
+PURGE_EVERY_S = 5.0
+RECENT_ALERTS = 1000
 
 
 def now_ms() -> int:
@@ -64,7 +74,6 @@ class PeerState:
     dialing: bool = False
     banned_until: float = 0.0
     last_error: str = ""
-    use_invite: bool = True
 
 
 class Node:
@@ -77,67 +86,71 @@ class Node:
         self.network_key = b""
         self.peers: dict[NodeId, Peer] = {}
         self.invites: list[PendingInvite] = []
+        self._claimed_invites: set[bytes] = set()
         self.state: dict[NodeId, PeerState] = {}
         self.connections: dict[NodeId, PeerConnection] = {}
-        self.inflight: set[bytes] = set()
+        self.inflight: set[bytes] = set()  # ids asked of some peer and not yet answered
         self.rejected: Counter[str] = Counter()
         self._pending_rejections: Counter[str] = Counter()  # not yet written to the store
         self.received = 0
+        self.totals: Counter[str] = Counter()  # traffic of closed connections
+        self.alerts: deque[dict[str, object]] = deque(maxlen=RECENT_ALERTS)
+        self._watchers: set[asyncio.Queue[dict[str, object]]] = set()
+        self._next_round: dict[NodeId, float] = {}
         self._epoch = -1
         self._local_seq = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self._client: aiohttp.ClientSession | None = None
-        self._stopping = False
         self.listen_url = ""
         self.advertise: tuple[str, ...] = ()
         self.api_url = ""
         self.api_token = secrets.token_urlsafe(32)
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         self.name = self.config.name or await self.local.name()
         await self._reload_trust()
-        # Our own records published while we were stopped are offered in the first sync.
+        # Our records published while we were stopped reach peers by reconciliation.
         self._local_seq = await self.local.store.max_seq()
         self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
         peer_app = web.Application()
         peer_app.router.add_get(PEER_PATH, self._accept_ws)
         host, port = split_host_port(self.config.listen)
-        self.listen_url = await self._serve(peer_app, host, port)
-        bound = int(self.listen_url.rsplit(":", 1)[1])
-        self.advertise = self.config.advertise or (
-            f"ws://{host if host not in ('', '0.0.0.0', '::') else '127.0.0.1'}:{bound}{PEER_PATH}",
-        )
+        bound = await self._serve(peer_app, host, port)
+        shown = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        shown = f"[{shown}]" if ":" in shown else shown
+        self.listen_url = f"ws://{shown}:{bound}{PEER_PATH}"
+        self.advertise = self.config.advertise or (self.listen_url,)
         api_app = web.Application(middlewares=[self._auth_middleware])
         api_app.router.add_get("/v1/status", self._api_status)
         api_app.router.add_get("/v1/peers", self._api_peers)
+        api_app.router.add_get("/v1/alerts", self._api_alerts)
+        api_app.router.add_get("/v1/watch", self._api_watch)
         api_app.router.add_post("/v1/notify", self._api_notify)
         api_host, api_port = split_host_port(self.config.api_listen)
-        self.api_url = await self._serve(api_app, api_host, api_port)
+        api_bound = await self._serve(api_app, api_host, api_port)
+        self.api_url = f"http://{api_host or '127.0.0.1'}:{api_bound}"
         self.local.write_runtime(self.api_url, self.api_token)
         self._tasks = [
             asyncio.create_task(self._dial_loop()),
             asyncio.create_task(self._poll_loop()),
+            asyncio.create_task(self._resync_loop()),
         ]
         log.info("node %s listening on %s", self.node_id.short, self.listen_url)
 
-    async def _serve(self, app: web.Application, host: str, port: int) -> str:
+    async def _serve(self, app: web.Application, host: str, port: int) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, host or "127.0.0.1", port, reuse_address=True)
         await site.start()
         self._runners.append(runner)
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
-        shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown or '127.0.0.1'}:{bound}"
+        sockets = getattr(site._server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else port
 
     async def stop(self) -> None:
-        self._stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -145,13 +158,16 @@ class Node:
                 await task
         for conn in list(self.connections.values()):
             await conn.close("node stopping")
+        for queue in self._watchers:
+            queue.put_nowait({})
         for runner in self._runners:
             await runner.cleanup()
         if self._client is not None:
             await self._client.close()
+        await self._flush_rejections()
         self.local.clear_runtime()
 
-    # -- trust ---------------------------------------------------------------------------------
+    # -- trust -------------------------------------------------------------------------------
 
     async def _reload_trust(self) -> None:
         self._epoch = await self.local.store.epoch()
@@ -168,7 +184,7 @@ class Node:
                 log.info("trust withdrawn from %s: disconnecting", node_id.short)
                 await conn.close("trust withdrawn")
 
-    def _authorize(self, invites: Sequence[PendingInvite]) -> object:
+    def _authorize(self, invites: Sequence[PendingInvite]) -> Callable[[bytes, int], bool]:
         def authorize(public_key: bytes, index: int) -> bool:
             if len(public_key) != 32 or public_key == self.node_id.raw:
                 return False
@@ -178,7 +194,13 @@ class Node:
                 return False
             if index == 0:
                 return node_id in self.peers
-            return 0 < index <= len(invites) and invites[index - 1].expires > now_ms()
+            if not 0 < index <= len(invites):
+                return False
+            invite = invites[index - 1]
+            if invite.expires <= now_ms() or invite.secret in self._claimed_invites:
+                return False
+            self._claimed_invites.add(invite.secret)  # one-time, even for racing handshakes
+            return True
 
         return authorize
 
@@ -194,7 +216,7 @@ class Node:
             [self.network_key, *(i.capability for i in invites)],
             self.local.identity.secret_key,
             random(32),
-            self._authorize(invites),  # type: ignore[arg-type]
+            self._authorize(invites),
         )
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
@@ -206,18 +228,17 @@ class Node:
                     if reply:
                         await ws.send_bytes(reply)
         except (RemoteProtocolError, TimeoutError) as exc:
-            self._count(
-                "handshake_refused" if isinstance(exc, RemoteProtocolError) else "handshake_timeout"
-            )
+            refused = isinstance(exc, RemoteProtocolError)
+            self._count("handshake_refused" if refused else "handshake_timeout")
             await ws.close()
             return ws
         keys = handshake.keys
         peer_id = NodeId(keys.remote_public_key)
         if keys.network_key_index > 0:
             invite = invites[keys.network_key_index - 1]
-            peer = await redeem_invite(self.local, invite, peer_id, now_ms())
+            await redeem_invite(self.local, invite, peer_id, now_ms())
             await self._reload_trust()
-            log.info("invite redeemed by %s", peer.node_id.short)
+            log.info("invite redeemed by %s", peer_id.short)
         conn = PeerConnection(
             self, ws, peer_id, keys, outbound=False, leftover=handshake.leftover()
         )
@@ -251,68 +272,79 @@ class Node:
         state.next_attempt = time.monotonic() + state.delay * (0.75 + 0.5 * stdrandom.random())
 
     async def _dial(self, peer: Peer, state: PeerState) -> None:
-        assert self._client is not None
-        use_invite = peer.invite_capability is not None and state.use_invite
-        network_key = (
-            peer.invite_capability if use_invite and peer.invite_capability else self.network_key
-        )
-        connected = False
+        """Try each address; with a pending invite, its one-time key first, then ours."""
         try:
+            keys = [k for k in (peer.invite_capability, self.network_key) if k]
             for address in peer.addresses:
-                try:
-                    ws = await self._client.ws_connect(
-                        address,
-                        heartbeat=self.config.heartbeat,
-                        compress=0,
-                        max_msg_size=4 * 1024 * 1024,
-                        timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                for network_key in keys:
+                    ws = await self._open_ws(address, state)
+                    if ws is None:
+                        break  # unreachable: try the next address
+                    handshake = ClientHandshake(
+                        network_key, self.local.identity.secret_key, peer.node_id.raw, random(32)
                     )
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    state.last_error = f"cannot reach {address}: {type(exc).__name__}"
-                    log.debug("dial %s: %s", peer.node_id.short, state.last_error)
-                    continue
-                handshake = ClientHandshake(
-                    network_key, self.local.identity.secret_key, peer.node_id.raw, random(32)
-                )
-                try:
-                    async with asyncio.timeout(self.config.handshake_timeout):
-                        await ws.send_bytes(handshake.start())
-                        while handshake.state is not HandshakeState.DONE:
-                            msg = await ws.receive()
-                            if msg.type != WSMsgType.BINARY:
-                                raise HandshakeError("refused by the peer")
-                            reply = handshake.receive_data(msg.data)
-                            if reply:
-                                await ws.send_bytes(reply)
-                except (RemoteProtocolError, TimeoutError, aiohttp.ClientError) as exc:
-                    state.last_error = f"handshake with {address} failed: {type(exc).__name__}"
-                    log.info("dial %s: %s", peer.node_id.short, state.last_error)
-                    if use_invite:
-                        state.use_invite = False  # the invite may be spent; try the network key
-                    await ws.close()
-                    continue
-                if use_invite:
-                    peer.invite_capability = None
-                    await self.local.save_peer(peer)
-                state.delay = 0.0
-                state.last_error = ""
-                connected = True
-                conn = PeerConnection(
-                    self,
-                    ws,
-                    peer.node_id,
-                    handshake.keys,
-                    outbound=True,
-                    leftover=handshake.leftover(),
-                )
-                state.dialing = False
-                await conn.run()
-                break
+                    if not await self._client_handshake(ws, handshake, address, state):
+                        continue
+                    if network_key == peer.invite_capability:
+                        peer.invite_capability = None
+                        await self.local.save_peer(peer)
+                    state.delay = 0.0
+                    state.last_error = ""
+                    state.dialing = False
+                    conn = PeerConnection(
+                        self,
+                        ws,
+                        peer.node_id,
+                        handshake.keys,
+                        outbound=True,
+                        leftover=handshake.leftover(),
+                    )
+                    await conn.run()
+                    return
         finally:
             state.dialing = False
-            if not connected:
-                state.use_invite = not state.use_invite if peer.invite_capability else False
             self._backoff(state)
+
+    async def _open_ws(
+        self, address: str, state: PeerState
+    ) -> aiohttp.ClientWebSocketResponse | None:
+        assert self._client is not None
+        try:
+            return await self._client.ws_connect(
+                address,
+                heartbeat=self.config.heartbeat,
+                compress=0,
+                max_msg_size=4 * 1024 * 1024,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            state.last_error = f"cannot reach {address}: {type(exc).__name__}"
+            log.debug("dial: %s", state.last_error)
+            return None
+
+    async def _client_handshake(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        handshake: ClientHandshake,
+        address: str,
+        state: PeerState,
+    ) -> bool:
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                await ws.send_bytes(handshake.start())
+                while handshake.state is not HandshakeState.DONE:
+                    msg = await ws.receive()
+                    if msg.type != WSMsgType.BINARY:
+                        raise HandshakeError("refused by the peer")
+                    reply = handshake.receive_data(msg.data)
+                    if reply:
+                        await ws.send_bytes(reply)
+            return True
+        except (RemoteProtocolError, TimeoutError, aiohttp.ClientError) as exc:
+            state.last_error = f"handshake with {address} refused ({type(exc).__name__})"
+            log.info("dial: %s", state.last_error)
+            await ws.close()
+            return False
 
     # -- connection events ---------------------------------------------------------------------
 
@@ -331,16 +363,18 @@ class Node:
             self.connections[conn.peer_id] = conn
             await existing.close("duplicate connection")
         self.connections[conn.peer_id] = conn
-        state = self.state.setdefault(conn.peer_id, PeerState())
-        state.delay = 0.0
+        self.state.setdefault(conn.peer_id, PeerState()).delay = 0.0
         log.info("connected to %s (%s)", conn.peer_id.short, "out" if conn.outbound else "in")
-        await conn.send(conn.session.hello(self.name, self.advertise))
-        ids = await self.local.store.offerable_ids()
-        if ids:
-            await conn.send(conn.session.have(ids))
-        await conn.send(conn.session.have_done())
+        conn.send(conn.session.hello(self.name, self.advertise))
+        if conn.outbound:
+            await self.start_round(conn)
 
     def on_closed(self, conn: PeerConnection) -> None:
+        for key in ("bytes_sent", "bytes_received", "record_bytes_sent", "record_bytes_received"):
+            self.totals[key] += getattr(conn, key)
+        self.totals["reconcile_rounds"] += conn.reconcile_rounds
+        self.inflight.difference_update(conn.pending_wants)
+        self.inflight.difference_update(conn.session.outstanding_wants)
         if self.connections.get(conn.peer_id) is conn:
             del self.connections[conn.peer_id]
             log.info("disconnected from %s: %s", conn.peer_id.short, conn.close_reason)
@@ -350,27 +384,28 @@ class Node:
                 state.next_attempt = max(
                     state.next_attempt, time.monotonic() + self.config.reconnect_min
                 )
-        for rid in conn.pending_wants:
-            self.inflight.discard(rid)
+
+    async def start_round(self, conn: PeerConnection) -> None:
+        """Initiator: reconcile the records this pair may exchange (docs/SPEC.md, "Sync")."""
+        items = await self.local.store.exchangeable_items(conn.peer_id.raw, now_ms())
+        conn.reconciler = Reconciler(items, presorted=True)
+        conn.reconcile_seen = (0, 0)
+        conn.send(conn.session.reconcile(conn.reconciler.initiate()))
+        conn.reconcile_rounds += 1
 
     async def on_event(self, conn: PeerConnection, event: Event) -> None:
         if isinstance(event, PeerHello):
             await self._on_hello(conn, event)
-        elif isinstance(event, PeerHave):
-            await self._on_have(conn, event.ids)
+        elif isinstance(event, PeerReconcile):
+            await self._on_reconcile(conn, event.payload)
+        elif isinstance(event, PeerSyncDone):
+            conn.reconciler = None
+            await self._synced(conn)
         elif isinstance(event, PeerWant):
-            await self._on_want(conn, event.ids)
-        elif isinstance(event, RecordsReceived):
-            await self.ingest(event.records, conn)
-            await self._top_up_wants(conn)
-        elif isinstance(event, PeerHaveDone):
-            pass
-        elif isinstance(event, SyncComplete):
-            peer = self.peers.get(conn.peer_id)
-            if peer is not None:
-                peer.last_sync = now_ms()
-                await self.local.save_peer(peer)
-                self._epoch += 1  # our own write; no need to reload trust for it
+            conn.request([(i, True) for i in event.ids], by_peer=True)
+        elif isinstance(event, PeerMissing):
+            self.inflight.difference_update(event.ids)
+            await self.after_records(conn)
 
     async def _on_hello(self, conn: PeerConnection, hello: PeerHello) -> None:
         peer = self.peers.get(conn.peer_id)
@@ -384,23 +419,86 @@ class Node:
             peer.addresses, changed = usable, True
         if changed:
             await self.local.save_peer(peer)
-            self._epoch += 1
+            self._epoch += 1  # our own write: no need to reload trust for it
 
-    async def _on_have(self, conn: PeerConnection, ids: Sequence[bytes]) -> None:
+    async def _on_reconcile(self, conn: PeerConnection, payload: bytes) -> None:
+        if not conn.outbound:  # responder: answer every step of the peer's round
+            if conn.reconciler is None:
+                items = await self.local.store.exchangeable_items(conn.peer_id.raw, now_ms())
+                conn.reconciler = Reconciler(items, presorted=True)
+            reply = conn.reconciler.reconcile(payload)
+            conn.send(conn.session.reconcile(reply or b""))
+            conn.reconcile_rounds += 1
+            return
+        reconciler = conn.reconciler
+        if reconciler is None:  # pragma: no cover - the session refuses unasked replies
+            return
+        following = reconciler.reconcile(payload)
+        have_seen, need_seen = conn.reconcile_seen
+        have, need = reconciler.have, reconciler.need
+        conn.reconcile_seen = (len(have), len(need))
+        if len(have) > have_seen:
+            conn.request([(i, False) for i in have[have_seen:]], by_peer=False)
+        if len(need) > need_seen:
+            await self._queue_wants(conn, need[need_seen:])
+        if following is not None:
+            conn.send(conn.session.reconcile(following))
+            conn.reconcile_rounds += 1
+        else:
+            await self.after_records(conn)
+
+    async def _queue_wants(self, conn: PeerConnection, ids: Sequence[bytes]) -> None:
         held = await self.local.store.has(ids)
         for rid in ids:
             if rid not in held and rid not in self.inflight:
                 conn.pending_wants.append(rid)
                 self.inflight.add(rid)
-        await self._top_up_wants(conn)
+        self._top_up_wants(conn)
 
-    async def _top_up_wants(self, conn: PeerConnection) -> None:
+    def _top_up_wants(self, conn: PeerConnection) -> None:
         room = conn.want_capacity
         batch: list[bytes] = []
         while conn.pending_wants and len(batch) < room:
             batch.append(conn.pending_wants.popleft())
         if batch:
-            await conn.send(conn.session.want(batch))
+            conn.send(conn.session.want(batch))
+
+    async def after_records(self, conn: PeerConnection) -> None:
+        """More wants if there is room; SyncDone once the initiator's round is complete."""
+        self._top_up_wants(conn)
+        reconciler = conn.reconciler
+        if (
+            conn.outbound
+            and reconciler is not None
+            and reconciler.done
+            and not conn.pending_wants
+            and not conn.session.outstanding_wants
+            and not conn.closing
+        ):
+            conn.reconciler = None
+            conn.send(conn.session.sync_done())
+            await self._synced(conn)
+
+    async def _synced(self, conn: PeerConnection) -> None:
+        conn.synced_once = True
+        self._next_round[conn.peer_id] = time.monotonic() + self.config.resync_interval
+        peer = self.peers.get(conn.peer_id)
+        if peer is not None:
+            peer.last_sync = now_ms()
+            await self.local.save_peer(peer)
+            self._epoch += 1
+
+    async def _resync_loop(self) -> None:
+        """Re-run reconciliation now and then: repairs dropped pushes and missed relays."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for peer_id, conn in list(self.connections.items()):
+                due = self._next_round.get(peer_id, 0.0) <= now or conn.pushes_dropped
+                if conn.outbound and conn.synced_once and conn.reconciler is None and due:
+                    conn.pushes_dropped = 0
+                    with contextlib.suppress(Exception):
+                        await self.start_round(conn)
 
     def may_receive(self, record: Record, peer_id: NodeId) -> bool:
         """Network-scoped records go to everyone; peers-scoped ones only from their author."""
@@ -408,30 +506,35 @@ class Node:
             return False
         return record.scope is Scope.NETWORK or record.author == self.node_id
 
-    async def _on_want(self, conn: PeerConnection, ids: Sequence[bytes]) -> None:
-        found = await self.local.store.get_records(ids)
+    async def serve(self, conn: PeerConnection, batch: list[tuple[bytes, bool]]) -> None:
+        """Send what the peer asked for (or lacks); say Missing for what it asked and won't get."""
+        found = await self.local.store.get_records([i for i, _ in batch])
+        now = now_ms()
         out: list[bytes] = []
-        for rid in ids:
+        missing: list[bytes] = []
+        for rid, asked in batch:
             data = found.get(rid)
-            if data is None:
-                continue
-            record = Record.from_bytes(data)
-            if self.may_receive(record, conn.peer_id) and record.expires > now_ms():
-                out.append(data)
+            record = Record.from_bytes(data) if data is not None else None
+            if (
+                record is not None
+                and record.expires > now
+                and self.may_receive(record, conn.peer_id)
+            ):
+                out.append(data)  # type: ignore[arg-type]
+            elif asked:
+                missing.append(rid)
         if out:
-            await conn.send(conn.session.records(out))
+            conn.note_records_sent(sum(len(d) for d in out))
+            conn.send(conn.session.records(out))
+        if missing:
+            conn.send(conn.session.missing(missing))
 
-    # -- ingest, store, forward ---------------------------------------------------------------
+    # -- ingest, store, purge, forward ---------------------------------------------------------
 
     async def ingest(self, datas: Sequence[bytes], conn: PeerConnection) -> None:
         """Validate records from `conn`, store the good ones durably, forward the new ones."""
         now = now_ms()
-        if len(datas) > VERIFY_IN_THREAD_OVER:
-            checked = await asyncio.get_running_loop().run_in_executor(
-                None, _check_records, datas, now, conn.peer_id
-            )
-        else:
-            checked = _check_records(datas, now, conn.peer_id)
+        checked = await _check_parallel(datas, now, conn.peer_id)
         good: list[Record] = []
         for data, outcome in zip(datas, checked, strict=True):
             if isinstance(outcome, RemoteProtocolError):
@@ -441,28 +544,82 @@ class Node:
                 self.inflight.discard(record_id(data))
             else:
                 good.append(outcome)
-        if not good:
-            return
-        flags = await self.local.store.put_records([row_of(r, local=False) for r in good], now)
-        fresh = [r for r, new in zip(good, flags, strict=True) if new]
-        for record in good:
-            self.inflight.discard(record.id)
-        self.received += len(fresh)
-        if fresh:
-            await self.push(fresh, exclude=conn.peer_id)
+        if good:
+            await self.accept(good, source=conn)
 
-    async def push(self, records: Sequence[Record], exclude: NodeId | None = None) -> None:
+    async def accept(self, records: Sequence[Record], source: PeerConnection | None) -> None:
+        """Store checked records, apply tombstones, announce alerts, push the new ones on."""
+        now = now_ms()
+        withdrawn = await self.local.store.withdrawn_among([(r.id, r.author.raw) for r in records])
+        if withdrawn:
+            self._count("withdrawn_refused", len(withdrawn))
+        keep = [r for r in records if r.id not in withdrawn]
+        flags = await self.local.store.put_records(
+            [row_of(r, local=r.author == self.node_id) for r in keep], now
+        )
+        self.inflight.difference_update(r.id for r in records)
+        fresh = [r for r, new in zip(keep, flags, strict=True) if new]
+        self.received += len(fresh) if source is not None else 0
+        for record in fresh:
+            if record.kind is Kind.TOMBSTONE:
+                await self._apply_tombstone(record)
+            elif record.kind is Kind.ALERT:
+                self._announce_alert(record, now)
+        if fresh:
+            self.push(fresh, exclude=source.peer_id if source else None)
+
+    async def _apply_tombstone(self, tombstone: Record) -> None:
+        try:
+            withdrawal = Withdrawal.from_payload(tombstone.payload)
+        except RemoteProtocolError:
+            return  # signed by its author, so not the relay's fault; nothing to apply
+        deleted = await self.local.store.withdraw(
+            withdrawal.targets, tombstone.author.raw, tombstone.expires
+        )
+        if deleted:
+            log.info("purged %d withdrawn record(s)", len(deleted))
+            await self.local.store.checkpoint()
+
+    def push(self, records: Sequence[Record], exclude: NodeId | None = None) -> None:
         """Send records at once to every connected peer that may have them and lacks them."""
+        urgent = [r for r in records if r.kind is Kind.ALERT]
+        normal = [r for r in records if r.kind is not Kind.ALERT]
         for peer_id, conn in list(self.connections.items()):
-            if peer_id == exclude:
+            if peer_id == exclude or conn.closing:
                 continue
-            out = [
-                r.to_bytes()
-                for r in records
-                if self.may_receive(r, peer_id) and not conn.session.peer_knows(r.id)
-            ]
-            if out:
-                await conn.send(conn.session.records(out))
+            for group, is_urgent in ((urgent, True), (normal, False)):
+                out = [
+                    r.to_bytes()
+                    for r in group
+                    if self.may_receive(r, peer_id) and not conn.session.peer_knows(r.id)
+                ]
+                if out and conn.push(conn.session.records(out), urgent=is_urgent):
+                    conn.note_records_sent(sum(len(d) for d in out))
+
+    def _announce_alert(self, record: Record, now: int) -> None:
+        entry: dict[str, object] = {
+            "id": record.id.hex(),
+            "author": str(record.author),
+            "created": record.created,
+            "received_at_ms": now,
+        }
+        try:
+            body = open_record(record, self.local.identity, self.network_key)
+            entry["text"] = body.content.get("text", "")
+            entry["urgency"] = body.content.get("urgency", "normal")
+            peer = self.peers.get(record.author)
+            entry["from"] = (
+                "you"
+                if record.author == self.node_id
+                else (peer.label if peer else record.author.short)
+            )
+            entry["readable"] = True
+        except (NotForUs, RemoteProtocolError):
+            entry["readable"] = False
+        self.alerts.append(entry)
+        for queue in list(self._watchers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(entry)
 
     async def penalise(self, peer_id: NodeId, error: RemoteProtocolError, *, reason: str) -> None:
         self._count(reason)
@@ -480,9 +637,14 @@ class Node:
             if conn is not None:
                 await conn.close(f"cut off for misbehaving ({reason})")
 
-    def _count(self, reason: str) -> None:
-        self.rejected[reason] += 1
-        self._pending_rejections[reason] += 1
+    def _count(self, reason: str, n: int = 1) -> None:
+        self.rejected[reason] += n
+        self._pending_rejections[reason] += n
+
+    async def _flush_rejections(self) -> None:
+        for reason, n in self._pending_rejections.items():
+            await self.local.store.count_rejection(reason, n)
+        self._pending_rejections.clear()
 
     # -- picking up changes made by the CLI ----------------------------------------------------
 
@@ -492,21 +654,31 @@ class Node:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
             self._wake.clear()
-            if await self.local.store.epoch() != self._epoch:
-                await self._reload_trust()
-            while True:
-                batch = await self.local.store.local_records_after(self._local_seq, 500)
-                if not batch:
-                    break
-                self._local_seq = batch[-1][0].seq
-                await self.push([Record.from_bytes(data) for _, data in batch])
-            if self._pending_rejections:
-                for reason, n in self._pending_rejections.items():
-                    await self.local.store.count_rejection(reason, n)
-                self._pending_rejections.clear()
-            if time.monotonic() - last_purge > 60:
-                last_purge = time.monotonic()
-                await self.local.store.delete_expired(now_ms())
+            try:
+                await self._poll_once()
+                if time.monotonic() - last_purge > PURGE_EVERY_S:
+                    last_purge = time.monotonic()
+                    purged = await self.local.store.delete_expired(now_ms())
+                    if purged:
+                        log.info("purged %d expired record(s)", purged)
+            except Exception:  # never let one bad poll stop the node
+                log.exception("poll failed")
+
+    async def _poll_once(self) -> None:
+        if await self.local.store.epoch() != self._epoch:
+            await self._reload_trust()
+        while True:
+            batch = await self.local.store.local_records_after(self._local_seq, 500)
+            if not batch:
+                break
+            self._local_seq = batch[-1][0].seq
+            records = [Record.from_bytes(data) for _, data in batch]
+            now = now_ms()
+            for record in records:
+                if record.kind is Kind.ALERT:
+                    self._announce_alert(record, now)
+            self.push(records)
+        await self._flush_rejections()
 
     # -- local API -------------------------------------------------------------------------------
 
@@ -514,12 +686,12 @@ class Node:
     async def _auth_middleware(
         self,
         request: web.Request,
-        handler: web.RequestHandler,  # type: ignore[type-arg]
+        handler: Callable[[web.Request], object],
     ) -> web.StreamResponse:
         supplied = request.headers.get("Authorization", "")
         if not hmac.compare_digest(supplied.encode(), f"Bearer {self.api_token}".encode()):
             return web.json_response({"error": "unauthorised"}, status=401)
-        return await handler(request)
+        return await handler(request)  # type: ignore[misc, no-any-return]
 
     async def _api_notify(self, request: web.Request) -> web.Response:
         self._wake.set()
@@ -540,12 +712,60 @@ class Node:
                     "last_sync": peer.last_sync,
                     "score": state.score,
                     "last_error": state.last_error,
+                    "queued_bytes": conn.queued if conn else 0,
                 }
             )
         return rows
 
+    def traffic(self) -> dict[str, int]:
+        out = Counter(self.totals)
+        for conn in self.connections.values():
+            for key in (
+                "bytes_sent",
+                "bytes_received",
+                "record_bytes_sent",
+                "record_bytes_received",
+            ):
+                out[key] += getattr(conn, key)
+            out["reconcile_rounds"] += conn.reconcile_rounds
+        return {
+            key: out[key]
+            for key in (
+                "bytes_sent",
+                "bytes_received",
+                "record_bytes_sent",
+                "record_bytes_received",
+                "reconcile_rounds",
+            )
+        }
+
     async def _api_peers(self, request: web.Request) -> web.Response:
         return web.json_response({"peers": self.peer_rows()})
+
+    async def _api_alerts(self, request: web.Request) -> web.Response:
+        return web.json_response({"alerts": list(self.alerts)})
+
+    async def _api_watch(self, request: web.Request) -> web.StreamResponse:
+        """Alerts as they arrive, one JSON document per line (for `canopy watch`)."""
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        queue: asyncio.Queue[dict[str, object]] = asyncio.Queue(256)
+        self._watchers.add(queue)
+        try:
+            while True:
+                try:
+                    entry = await asyncio.wait_for(queue.get(), 15.0)
+                except TimeoutError:
+                    await response.write(b"\n")  # keep-alive; also notices a gone client
+                    continue
+                if not entry:
+                    break
+                await response.write(json.dumps(entry).encode() + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._watchers.discard(queue)
+        return response
 
     async def _api_status(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -560,8 +780,25 @@ class Node:
                 "records": await self.local.store.count_by_kind(),
                 "received": self.received,
                 "rejected": dict(self.rejected),
+                "traffic": self.traffic(),
+                "inflight": len(self.inflight),
             }
         )
+
+
+async def _check_parallel(
+    datas: Sequence[bytes], now: int, sender: NodeId
+) -> list[Record | RemoteProtocolError]:
+    """Verify on two worker threads when the batch is large (libsodium releases the GIL)."""
+    if len(datas) <= PARALLEL_VERIFY_OVER:
+        return _check_records(datas, now, sender)
+    loop = asyncio.get_running_loop()
+    half = (len(datas) + 1) // 2
+    first, second = await asyncio.gather(
+        loop.run_in_executor(None, _check_records, datas[:half], now, sender),
+        loop.run_in_executor(None, _check_records, datas[half:], now, sender),
+    )
+    return [*first, *second]
 
 
 def _check_records(
@@ -576,6 +813,8 @@ def _check_records(
             record.check_time(now)
             if record.scope is Scope.PEERS and record.author != sender:
                 raise RecordRejected("a peers-scoped record may only come from its author")
+            if record.kind is Kind.TOMBSTONE:
+                Withdrawal.from_payload(record.payload)
             out.append(record)
         except RemoteProtocolError as exc:
             out.append(exc)

@@ -8,6 +8,7 @@ peer's name or address, or a network key to disk; temp tables live in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -222,11 +223,58 @@ class Store:
         async with self._db.execute(sql, (prefix, upper)) as cur:
             return [bytes(row[0]) async for row in cur]
 
-    async def offerable_ids(self) -> list[bytes]:
-        """Ids any peer may receive from us: network-scoped records, our own peers-scoped ones."""
-        sql = "SELECT id FROM records WHERE scope = 1 OR local = 1 ORDER BY created, id"
-        async with self._db.execute(sql) as cur:
-            return [bytes(row[0]) async for row in cur]
+    async def exchangeable_items(self, peer: bytes, now_ms: int) -> list[tuple[int, bytes]]:
+        """(created, id), sorted, of unexpired records this node and `peer` may exchange:
+        network-scoped ones, and peers-scoped ones written by either of the two."""
+        sql = (
+            "SELECT created, id FROM records WHERE expires > ?"
+            " AND (scope = 1 OR local = 1 OR author_tag = ?) ORDER BY created, id"
+        )
+        async with self._db.execute(sql, (now_ms, self.tag(peer))) as cur:
+            return [(int(created), bytes(rid)) for created, rid in await cur.fetchall()]
+
+    async def withdraw(self, targets: Sequence[bytes], author: bytes, expires: int) -> list[bytes]:
+        """Apply a tombstone by `author`: delete its targets written by that author, and
+        remember them until `expires` so a late copy is refused. Returns the deleted ids."""
+        tag = self.tag(author)
+        marks = ",".join("?" * len(targets))
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                sql = f"SELECT id FROM records WHERE id IN ({marks}) AND author_tag = ?"
+                async with self._db.execute(sql, (*targets, tag)) as cur:
+                    deleted = [bytes(row[0]) for row in await cur.fetchall()]
+                await self._db.execute(
+                    f"DELETE FROM records WHERE id IN ({marks}) AND author_tag = ?", (*targets, tag)
+                )
+                await self._db.executemany(
+                    "INSERT INTO withdrawn (id, author_tag, expires) VALUES (?, ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET expires = MAX(expires, excluded.expires)",
+                    [(t, tag, expires) for t in targets],
+                )
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"database write failed: {exc}") from exc
+        return deleted
+
+    async def withdrawn_among(self, items: Sequence[tuple[bytes, bytes]]) -> set[bytes]:
+        """Of (id, author) pairs, the ids their own author has withdrawn."""
+        out: set[bytes] = set()
+        for start in range(0, len(items), 500):
+            chunk = items[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, author_tag FROM withdrawn WHERE id IN ({marks})"
+            async with self._db.execute(sql, [i for i, _ in chunk]) as cur:
+                found = {bytes(rid): bytes(tag) for rid, tag in await cur.fetchall()}
+            out.update(i for i, author in chunk if found.get(i) == self.tag(author))
+        return out
+
+    async def is_withdrawn(self, rid: bytes) -> bool:
+        async with self._db.execute("SELECT 1 FROM withdrawn WHERE id = ?", (rid,)) as cur:
+            return await cur.fetchone() is not None
 
     async def max_seq(self) -> int:
         async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM records") as cur:
@@ -238,11 +286,21 @@ class Store:
             return {str(kind): int(n) async for kind, n in cur}
 
     async def delete_expired(self, now_ms: int) -> int:
+        """Purge expired records and tombstone memories; returns how many records went."""
         try:
             cur = await self._db.execute("DELETE FROM records WHERE expires <= ?", (now_ms,))
+            await self._db.execute("DELETE FROM withdrawn WHERE expires <= ?", (now_ms,))
         except sqlite3.Error as exc:
             raise StoreError(f"database write failed: {exc}") from exc
+        if cur.rowcount:
+            await self.checkpoint()
         return cur.rowcount
+
+    async def checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it, so purged pages leave the disk
+        (secure_delete zeroes them in the main file)."""
+        with contextlib.suppress(sqlite3.Error):
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- settings (sealed key-value) -----------------------------------------------------
 

@@ -42,3 +42,7 @@ assert all(len(p) == 16 for p in (STORAGE_RECORDS, STORAGE_SETTINGS, STORAGE_ROW
 # Sealed payloads: the body key is bound to the exact header and slots (docs/spec/10-...).
 SEALED_BODY = b"canopy-sealbody1"
 assert len(SEALED_BODY) == 16
+
+# Set reconciliation: the fingerprint of a range (docs/spec/35-reconcile.md).
+RECONCILE_FINGERPRINT = b"canopy-recon-fp1"
+assert len(RECONCILE_FINGERPRINT) == 16

@@ -45,3 +45,17 @@ SEALED_LENGTH_BYTES = 4  # u32 true plaintext length at the start of the padded 
 
 # Invites.
 MAX_INVITE_BYTES = 6144  # decoded msgpack of an invite code
+
+# Lifecycle (tombstones).
+MAX_WITHDRAW_TARGETS = 64
+MAX_WITHDRAW_PAYLOAD_BYTES = 4096
+RESYNC_INTERVAL_S = 60.0  # default: how often connected peers re-run reconciliation
+MAX_ALERT_TEXT_BYTES = 4096
+DEFAULT_ALERT_LIFETIME_MS = 7 * 24 * 3600 * 1000
+
+# Set reconciliation (docs/spec/35-reconcile.md).
+MAX_RECONCILE_MESSAGE_BYTES = 262_144  # one encoded reconciliation message (256 KiB)
+MIN_RECONCILE_MESSAGE_BYTES = 2048  # smallest frame limit that still guarantees progress
+RECONCILE_BRANCHING = 16  # sub-ranges a mismatching range is split into
+RECONCILE_IDLIST_THRESHOLD = 2 * RECONCILE_BRANCHING  # ranges holding fewer items send ids
+MAX_RECONCILE_RANGES = 16_384  # ranges in one reconciliation message

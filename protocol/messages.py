@@ -23,10 +23,12 @@ ID_BYTES = 32
 
 class MessageType(enum.IntEnum):
     HELLO = 1
-    HAVE = 2
-    HAVE_DONE = 3
+    # 2 is reserved (an O(total) inventory message of pre-release drafts).
+    SYNC_DONE = 3
     WANT = 4
     RECORDS = 5
+    RECONCILE = 6
+    MISSING = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,20 +41,27 @@ class Hello:
 
 
 @dataclass(frozen=True, slots=True)
-class Have:
-    """Ids of records the sender holds and the receiver may receive."""
+class Reconcile:
+    """One step of set reconciliation (protocol.reconcile); the payload is its own message."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDone:
+    """The initiator finished reconciling: what is missing either way has been asked or sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """Ids the sender asks for."""
 
     ids: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class HaveDone:
-    """The sender's inventory is complete."""
-
-
-@dataclass(frozen=True, slots=True)
-class Want:
-    """Ids the sender asks for; each must have been offered in a Have."""
+class Missing:
+    """Ids that were asked for but will not be sent (gone, expired, or not for the asker)."""
 
     ids: tuple[bytes, ...]
 
@@ -64,7 +73,7 @@ class Records:
     records: tuple[bytes, ...]
 
 
-Message = Hello | Have | HaveDone | Want | Records
+Message = Hello | Reconcile | SyncDone | Want | Records | Missing
 
 
 def _ids(value: Value, what: str) -> tuple[bytes, ...]:
@@ -79,17 +88,22 @@ def encode_message(message: Message) -> bytes:
     body: list[Value]
     if isinstance(message, Hello):
         body = [MessageType.HELLO, message.version, message.name, list(message.addresses)]
-    elif isinstance(message, Have):
-        body = [MessageType.HAVE, list(message.ids)]
-    elif isinstance(message, HaveDone):
-        body = [MessageType.HAVE_DONE]
+    elif isinstance(message, Reconcile):
+        body = [MessageType.RECONCILE, message.payload]
+    elif isinstance(message, SyncDone):
+        body = [MessageType.SYNC_DONE]
     elif isinstance(message, Want):
         body = [MessageType.WANT, list(message.ids)]
+    elif isinstance(message, Missing):
+        body = [MessageType.MISSING, list(message.ids)]
     elif isinstance(message, Records):
         body = [MessageType.RECORDS, list(message.records)]
     else:  # pragma: no cover - exhaustive over Message
         raise LocalProtocolError(f"not a message: {message!r}")
-    if isinstance(message, Have | Want) and not 0 < len(message.ids) <= limits.MAX_IDS_PER_MESSAGE:
+    if (
+        isinstance(message, Want | Missing)
+        and not 0 < len(message.ids) <= limits.MAX_IDS_PER_MESSAGE
+    ):
         raise LocalProtocolError("id lists hold 1..MAX_IDS_PER_MESSAGE ids")
     if isinstance(message, Records) and not message.records:
         raise LocalProtocolError("a Records message holds at least one record")
@@ -115,15 +129,18 @@ def decode_message(data: bytes) -> Message:
             as_str(value[2], "name", limits.MAX_NAME_LEN),
             tuple(as_str(a, "address", limits.MAX_ADDRESS_LEN) for a in addresses),
         )
-    if kind == MessageType.HAVE:
-        as_list(value, 2, "have")
-        return Have(_ids(value[1], "have"))
-    if kind == MessageType.HAVE_DONE:
-        as_list(value, 1, "have-done")
-        return HaveDone()
+    if kind == MessageType.RECONCILE:
+        as_list(value, 2, "reconcile")
+        return Reconcile(as_bytes(value[1], None, "reconcile", limits.MAX_RECONCILE_MESSAGE_BYTES))
+    if kind == MessageType.SYNC_DONE:
+        as_list(value, 1, "sync-done")
+        return SyncDone()
     if kind == MessageType.WANT:
         as_list(value, 2, "want")
         return Want(_ids(value[1], "want"))
+    if kind == MessageType.MISSING:
+        as_list(value, 2, "missing")
+        return Missing(_ids(value[1], "missing"))
     if kind == MessageType.RECORDS:
         as_list(value, 2, "records")
         items = as_list(value[1], what="records")

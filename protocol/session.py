@@ -1,20 +1,23 @@
 """The sync session between two authenticated peers (docs/SPEC.md, "Sync session").
 
 Owns the order of application messages after the handshake and the bookkeeping that
-bounds what a peer may send: nothing before Hello, no inventory after HaveDone, a Want
-only for ids we offered, at most MAX_WANT_OUTSTANDING ids asked of a peer at once.
-It never decides what is stored or offered: the node does, and feeds the answers back.
+bounds what a peer may send: nothing before Hello, reconciliation replies only when one
+was asked for, Missing only for ids we asked for, at most MAX_WANT_OUTSTANDING ids asked
+of a peer at once. It never decides what is stored, offered or reconciled: the node
+does (it runs protocol.reconcile over the records it may exchange with this peer).
 
-States and transitions (anything else -> FAILED with UnexpectedMessage):
+The client of the connection is the reconciliation initiator, the server the responder.
 
-    state          input              -> state         event
-    AWAIT_HELLO    Hello(v=1)         -> OPEN          PeerHello
-    OPEN           Have               -> OPEN          PeerHave(ids)
-    OPEN           HaveDone           -> OPEN          PeerHaveDone (once)
-    OPEN           Want               -> OPEN          PeerWant(ids)  (ids must have been offered)
-    OPEN           Records            -> OPEN          RecordsReceived
-    any            bad bytes          -> FAILED        (raises RemoteProtocolError)
-    any            close()            -> CLOSED
+    state        input                      -> state    event
+    AWAIT_HELLO  Hello(v=1)                 -> OPEN     PeerHello
+    OPEN         Reconcile (responder)      -> OPEN     PeerReconcile   (opens a round)
+    OPEN         Reconcile (initiator)      -> OPEN     PeerReconcile   (only as a reply)
+    OPEN         SyncDone (responder)       -> OPEN     PeerSyncDone    (closes the round)
+    OPEN         Want                       -> OPEN     PeerWant
+    OPEN         Records                    -> OPEN     RecordsReceived
+    OPEN         Missing (ids we wanted)    -> OPEN     PeerMissing
+    any          anything else / bad bytes  -> FAILED   (raises RemoteProtocolError)
+    any          close()                    -> CLOSED
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from protocol import limits
 from protocol.errors import LocalProtocolError, RemoteProtocolError, UnexpectedMessage
 from protocol.messages import (
     PROTOCOL_VERSION,
-    Have,
-    HaveDone,
     Hello,
     Message,
     MessageReader,
+    Missing,
+    Reconcile,
+    SyncDone,
     Want,
     encode_message,
     split_records,
@@ -54,17 +58,22 @@ class PeerHello:
 
 
 @dataclass(frozen=True, slots=True)
-class PeerHave:
-    ids: tuple[bytes, ...]
+class PeerReconcile:
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class PeerHaveDone:
+class PeerSyncDone:
     pass
 
 
 @dataclass(frozen=True, slots=True)
 class PeerWant:
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMissing:
     ids: tuple[bytes, ...]
 
 
@@ -76,12 +85,7 @@ class RecordsReceived:
     solicited: tuple[bool, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class SyncComplete:
-    """The peer's inventory is done and every record we wanted has arrived."""
-
-
-Event = PeerHello | PeerHave | PeerHaveDone | PeerWant | RecordsReceived | SyncComplete
+Event = PeerHello | PeerReconcile | PeerSyncDone | PeerWant | PeerMissing | RecordsReceived
 
 
 def record_id(data: bytes) -> bytes:
@@ -92,18 +96,19 @@ def record_id(data: bytes) -> bytes:
 class SyncSession:
     """One side of a sync session. Feed decrypted stream bytes, drain events, send messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, initiator: bool) -> None:
+        self.initiator = initiator
         self.state = SessionState.AWAIT_HELLO
         self._reader = MessageReader()
-        # Ids both sides know the peer has or was offered: it may Want them, and we never
-        # push them to it (no echo).
-        self._offered: set[bytes] = set()
-        self._wanted: set[bytes] = set()  # ids we asked for and have not received
-        self._peer_done = False
-        self._complete_sent = False
+        self._known: set[bytes] = set()  # ids the peer sent us or we sent it: never push them
+        self._wanted: set[bytes] = (
+            set()
+        )  # ids we asked for and have neither received nor been denied
         self._hello_sent = False
+        self._awaiting_reply = False  # initiator: a Reconcile of ours is unanswered
+        self._round_open = False  # a reconciliation round has started and not ended
 
-    # -- outgoing ---------------------------------------------------------------------------
+    # -- outgoing ------------------------------------------------------------------------
 
     def hello(self, name: str = "", addresses: Sequence[str] = ()) -> bytes:
         if self._hello_sent:
@@ -112,18 +117,23 @@ class SyncSession:
         self._hello_sent = True
         return encode_message(Hello(PROTOCOL_VERSION, name, tuple(addresses)))
 
-    def have(self, ids: Sequence[bytes]) -> bytes:
-        """Offer ids (any number; split into messages as needed)."""
+    def reconcile(self, payload: bytes) -> bytes:
+        """Send a reconciliation message: the initiator's next step or the responder's reply."""
         self._require_usable()
-        self._offered.update(ids)
-        out = bytearray()
-        for start in range(0, len(ids), limits.MAX_IDS_PER_MESSAGE):
-            out += encode_message(Have(tuple(ids[start : start + limits.MAX_IDS_PER_MESSAGE])))
-        return bytes(out)
+        if self.initiator:
+            if self._awaiting_reply:
+                raise LocalProtocolError("a reconcile message is already in flight")
+            self._awaiting_reply = True
+            self._round_open = True
+        return encode_message(Reconcile(payload))
 
-    def have_done(self) -> bytes:
+    def sync_done(self) -> bytes:
+        """Initiator: the round is over (asked for what it lacks, sent what the peer lacks)."""
         self._require_usable()
-        return encode_message(HaveDone())
+        if not self.initiator or not self._round_open or self._awaiting_reply:
+            raise LocalProtocolError("only the initiator ends a round it started")
+        self._round_open = False
+        return encode_message(SyncDone())
 
     def want_capacity(self) -> int:
         return max(0, limits.MAX_WANT_OUTSTANDING - len(self._wanted))
@@ -135,18 +145,20 @@ class SyncSession:
         if len(fresh) > self.want_capacity():
             raise LocalProtocolError("too many outstanding wants")
         self._wanted.update(fresh)
-        out = bytearray()
-        for start in range(0, len(fresh), limits.MAX_IDS_PER_MESSAGE):
-            out += encode_message(Want(tuple(fresh[start : start + limits.MAX_IDS_PER_MESSAGE])))
-        return bytes(out)
+        return _chunked(Want, fresh)
+
+    def missing(self, ids: Sequence[bytes]) -> bytes:
+        """Tell the peer we will not send these (it asked; we lack them or may not send them)."""
+        self._require_usable()
+        return _chunked(Missing, list(ids))
 
     def records(self, records: Sequence[bytes]) -> bytes:
-        """Send record bytes (answers or pushes); the peer may ask for none of them again."""
+        """Send record bytes (answers or pushes); they are never pushed to this peer again."""
         self._require_usable()
-        self._offered.update(record_id(r) for r in records)
+        self._known.update(record_id(r) for r in records)
         return b"".join(encode_message(m) for m in split_records(records))
 
-    # -- incoming ---------------------------------------------------------------------------
+    # -- incoming ------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed decrypted bytes; returns the events they complete. Raises RemoteProtocolError."""
@@ -158,63 +170,67 @@ class SyncSession:
                 message = self._reader.next_message()
                 if message is None:
                     break
-                events.extend(self._handle(message))
+                events.append(self._handle(message))
         except RemoteProtocolError:
             self.state = SessionState.FAILED
             raise
         return events
 
-    def _handle(self, message: Message) -> list[Event]:
+    def _handle(self, message: Message) -> Event:
         if self.state is SessionState.AWAIT_HELLO:
             if not isinstance(message, Hello):
                 raise UnexpectedMessage("expected hello")
             if message.version != PROTOCOL_VERSION:
                 raise UnexpectedMessage("unsupported sync protocol version")
             self.state = SessionState.OPEN
-            return [PeerHello(message.version, message.name, message.addresses)]
+            return PeerHello(message.version, message.name, message.addresses)
         if isinstance(message, Hello):
             raise UnexpectedMessage("second hello")
-        if isinstance(message, Have):
-            if self._peer_done:
-                raise UnexpectedMessage("have after have-done")
-            self._offered.update(message.ids)  # the peer has them: never push them back
-            return [PeerHave(message.ids)]
-        if isinstance(message, HaveDone):
-            if self._peer_done:
-                raise UnexpectedMessage("second have-done")
-            self._peer_done = True
-            return [PeerHaveDone(), *self._maybe_complete()]
+        if isinstance(message, Reconcile):
+            if self.initiator:
+                if not self._awaiting_reply:
+                    raise UnexpectedMessage("reconcile reply that was not asked for")
+                self._awaiting_reply = False
+            else:
+                self._round_open = True
+            return PeerReconcile(message.payload)
+        if isinstance(message, SyncDone):
+            if self.initiator or not self._round_open:
+                raise UnexpectedMessage("sync-done without a round")
+            self._round_open = False
+            return PeerSyncDone()
         if isinstance(message, Want):
-            if any(i not in self._offered for i in message.ids):
-                raise UnexpectedMessage("want for an id that was never offered")
-            return [PeerWant(message.ids)]
+            return PeerWant(message.ids)
+        if isinstance(message, Missing):
+            if any(i not in self._wanted for i in message.ids):
+                raise UnexpectedMessage("missing for an id that was not asked for")
+            self._wanted.difference_update(message.ids)
+            return PeerMissing(message.ids)
         solicited = []
         for data in message.records:
             rid = record_id(data)
             solicited.append(rid in self._wanted)
             self._wanted.discard(rid)
-            self._offered.add(rid)  # the peer has it; never offer it back
-        return [RecordsReceived(message.records, tuple(solicited)), *self._maybe_complete()]
+            self._known.add(rid)
+        return RecordsReceived(message.records, tuple(solicited))
 
-    def _maybe_complete(self) -> list[Event]:
-        if self._peer_done and not self._wanted and not self._complete_sent:
-            self._complete_sent = True
-            return [SyncComplete()]
-        return []
-
-    def forget_wants(self, ids: Iterable[bytes]) -> list[Event]:
-        """The node decided not to wait for these (e.g. it got them from another peer)."""
-        for i in ids:
-            self._wanted.discard(i)
-        return self._maybe_complete()
+    # -- queries -------------------------------------------------------------------------
 
     def peer_knows(self, rid: bytes) -> bool:
-        """Whether the peer offered, sent or was sent this id (so a push would be an echo)."""
-        return rid in self._offered
+        """Whether the peer sent us or was sent this id (so a push would be an echo)."""
+        return rid in self._known
+
+    def note_known(self, ids: Iterable[bytes]) -> None:
+        """Ids the node learnt the peer holds (e.g. from reconciliation)."""
+        self._known.update(ids)
 
     @property
-    def outstanding_wants(self) -> int:
-        return len(self._wanted)
+    def outstanding_wants(self) -> frozenset[bytes]:
+        return frozenset(self._wanted)
+
+    @property
+    def reconciling(self) -> bool:
+        return self._awaiting_reply
 
     def close(self) -> None:
         self.state = SessionState.CLOSED
@@ -222,3 +238,10 @@ class SyncSession:
     def _require_usable(self) -> None:
         if self.state in (SessionState.FAILED, SessionState.CLOSED):
             raise LocalProtocolError(f"session is {self.state.value}")
+
+
+def _chunked(kind: type[Want] | type[Missing], ids: list[bytes]) -> bytes:
+    out = bytearray()
+    for start in range(0, len(ids), limits.MAX_IDS_PER_MESSAGE):
+        out += encode_message(kind(tuple(ids[start : start + limits.MAX_IDS_PER_MESSAGE])))
+    return bytes(out)

@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 
 from protocol import labels, limits
-from protocol.messages import HaveDone, Hello, encode_message
+from protocol.messages import Hello, SyncDone, encode_message
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "docs" / "SPEC.md"
@@ -52,7 +52,7 @@ def test_every_limit_is_in_the_spec(name: str) -> None:
 def test_worked_examples_match_the_code() -> None:
     text = SPEC.read_text(encoding="utf-8")
     assert encode_message(Hello(1, "A", ())).hex() in text
-    assert encode_message(HaveDone()).hex() in text
+    assert encode_message(SyncDone()).hex() in text
 
 
 def test_readme_starts_with_the_two_commands() -> None:

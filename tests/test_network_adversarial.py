@@ -35,7 +35,7 @@ class RawPeer:
     def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.http = http
         self.ws = ws
-        self.session = SyncSession()
+        self.session = SyncSession(initiator=True)
         self.encoder: BoxStreamEncoder | None = None
         self.decoder: BoxStreamDecoder | None = None
 
@@ -59,7 +59,7 @@ class RawPeer:
         keys = hs.keys
         self.encoder = BoxStreamEncoder(keys.encrypt_key, keys.encrypt_nonce)
         self.decoder = BoxStreamDecoder(keys.decrypt_key, keys.decrypt_nonce)
-        await self.send(self.session.hello("raw") + self.session.have_done())
+        await self.send(self.session.hello("raw"))
         return True
 
     async def send(self, plaintext: bytes) -> None:

@@ -199,17 +199,34 @@ async def test_ids_with_prefix(store: Store) -> None:
     assert await store.ids_with_prefix(absent) == []
 
 
-async def test_offerable_ids_are_network_scoped_or_our_own(store: Store) -> None:
+async def test_exchangeable_items_are_what_this_pair_may_trade(store: Store) -> None:
+    peer, other = b"\xbb" * 32, b"\xcc" * 32
     await store.put_records(
         [
             row(1, scope=1, local=False, created=NOW + 3),  # relayed network record
-            row(2, scope=0, local=False),  # a peer's peers-scoped record: not ours to pass on
+            row(2, scope=0, local=False, author=other),  # a third node's peers-scoped record
             row(3, scope=0, local=True, created=NOW + 1),  # our own peers-scoped record
             row(4, scope=1, local=True, created=NOW + 2),
+            row(5, scope=0, local=False, author=peer, created=NOW + 4),  # the peer's own
+            row(6, scope=1, local=False, expires=NOW + 10),  # expired by the time we ask
         ],
         NOW,
     )
-    assert await store.offerable_ids() == [rid(3), rid(4), rid(1)]
+    items = await store.exchangeable_items(peer, NOW + 10)
+    assert items == [(NOW + 1, rid(3)), (NOW + 2, rid(4)), (NOW + 3, rid(1)), (NOW + 4, rid(5))]
+
+
+async def test_withdraw_deletes_only_the_authors_records_and_remembers(store: Store) -> None:
+    author, other = b"\xaa" * 32, b"\xcc" * 32
+    await store.put_records([row(1, author=author), row(2, author=other)], NOW)
+    deleted = await store.withdraw([rid(1), rid(2), rid(3)], author, NOW + HOUR)
+    assert deleted == [rid(1)]
+    assert set(await store.get_records([rid(1), rid(2)])) == {rid(2)}
+    assert await store.withdrawn_among([(rid(1), author), (rid(3), author)]) == {rid(1), rid(3)}
+    # A withdrawal by someone else does not hold against the real author's record.
+    assert await store.withdrawn_among([(rid(2), other)]) == set()
+    await store.delete_expired(NOW + HOUR)
+    assert await store.withdrawn_among([(rid(1), author)]) == set()
 
 
 async def test_local_records_after_pages_our_own_in_insertion_order(store: Store) -> None:

@@ -13,24 +13,26 @@ from hypothesis import strategies as st
 from protocol import limits
 from protocol.errors import DecodeError, LocalProtocolError, RemoteProtocolError, UnexpectedMessage
 from protocol.messages import (
-    Have,
-    HaveDone,
     Hello,
     MessageReader,
+    Missing,
+    Reconcile,
     Records,
+    SyncDone,
     Want,
     decode_message,
     encode_message,
     split_records,
 )
+from protocol.reconcile import Reconciler
 from protocol.session import (
-    PeerHave,
-    PeerHaveDone,
     PeerHello,
+    PeerMissing,
+    PeerReconcile,
+    PeerSyncDone,
     PeerWant,
     RecordsReceived,
     SessionState,
-    SyncComplete,
     SyncSession,
     record_id,
 )
@@ -43,9 +45,10 @@ messages = st.one_of(
         st.text(max_size=20),
         st.lists(st.text(max_size=30), max_size=3).map(tuple),
     ),
-    st.builds(Have, st.lists(ids, min_size=1, max_size=20).map(tuple)),
-    st.just(HaveDone()),
+    st.builds(Reconcile, st.binary(max_size=100)),
+    st.just(SyncDone()),
     st.builds(Want, st.lists(ids, min_size=1, max_size=20).map(tuple)),
+    st.builds(Missing, st.lists(ids, min_size=1, max_size=20).map(tuple)),
     st.builds(Records, st.lists(st.binary(max_size=300), min_size=1, max_size=5).map(tuple)),
 )
 
@@ -112,78 +115,115 @@ def _record(n: int) -> bytes:
     return hashlib.sha256(str(n).encode()).digest() * 3
 
 
-def test_two_sessions_sync_what_each_lacks() -> None:
-    a_store = {record_id(_record(i)): _record(i) for i in range(0, 30)}
-    b_store = {record_id(_record(i)): _record(i) for i in range(20, 50)}
-    a, b = SyncSession(), SyncSession()
-    to_b = a.hello("A") + a.have(list(a_store)) + a.have_done()
-    to_a = b.hello("B") + b.have(list(b_store)) + b.have_done()
-    complete = {"a": False, "b": False}
-    for _ in range(10):
-        next_to_b, next_to_a = b"", b""
-        for side, session, incoming, store in (("b", b, to_b, b_store), ("a", a, to_a, a_store)):
-            out = b""
-            for event in session.receive_data(incoming):
-                if isinstance(event, PeerHave):
-                    missing = [i for i in event.ids if i not in store]
-                    if missing:
-                        out += session.want(missing)
-                elif isinstance(event, PeerWant):
-                    out += session.records([store[i] for i in event.ids])
-                elif isinstance(event, RecordsReceived):
-                    assert all(event.solicited)
-                    for rec in event.records:
-                        store[record_id(rec)] = rec
-                elif isinstance(event, SyncComplete):
-                    complete[side] = True
+def _items(store: dict[bytes, bytes]) -> list[tuple[int, bytes]]:
+    return sorted((0, rid) for rid in store)
+
+
+def test_two_sessions_reconcile_and_exchange_what_each_lacks() -> None:
+    """Client initiates, server answers; both end with the union, with no echo."""
+    a_store = {record_id(_record(i)): _record(i) for i in range(0, 300)}
+    b_store = {record_id(_record(i)): _record(i) for i in range(290, 600)}
+    a, b = SyncSession(initiator=True), SyncSession(initiator=False)
+    ra = Reconciler(_items(a_store))
+    b_reconciler: Reconciler | None = None
+    to_b = a.hello("A") + a.reconcile(ra.initiate())
+    to_a = b.hello("B")
+    done = False
+    for _ in range(50):
+        out_a, out_b = b"", b""
+        for event in b.receive_data(to_b):
+            if isinstance(event, PeerReconcile):
+                b_reconciler = b_reconciler or Reconciler(_items(b_store))
+                out_b += b.reconcile(b_reconciler.reconcile(event.payload) or b"")
+            elif isinstance(event, PeerWant):
+                out_b += b.records([b_store[i] for i in event.ids])
+            elif isinstance(event, RecordsReceived):
+                for rec in event.records:
+                    b_store[record_id(rec)] = rec
+            elif isinstance(event, PeerSyncDone):
+                done = True
+        for event in a.receive_data(to_a):
+            if isinstance(event, PeerReconcile):
+                following = ra.reconcile(event.payload)
+                if following is not None:
+                    out_a += a.reconcile(following)
                 else:
-                    assert isinstance(event, PeerHello | PeerHaveDone)
-            if side == "b":
-                next_to_a += out
+                    out_a += a.want(ra.need) + a.records([a_store[i] for i in ra.have])
+            elif isinstance(event, RecordsReceived):
+                assert all(event.solicited)
+                for rec in event.records:
+                    a_store[record_id(rec)] = rec
+                if not a.outstanding_wants:
+                    out_a += a.sync_done()
             else:
-                next_to_b += out
-        to_a, to_b = next_to_a, next_to_b
+                assert isinstance(event, PeerHello)
+        to_a, to_b = out_b, out_a
         if not to_a and not to_b:
             break
-    assert a_store == b_store and len(a_store) == 50
-    assert complete == {"a": True, "b": True}
+    assert done
+    assert a_store == b_store and len(a_store) == 600
+    assert all(a.peer_knows(i) for i in ra.need + ra.have)
 
 
 def test_message_before_hello_is_unexpected() -> None:
-    s = SyncSession()
+    s = SyncSession(initiator=False)
     with pytest.raises(UnexpectedMessage):
-        s.receive_data(encode_message(HaveDone()))
+        s.receive_data(encode_message(SyncDone()))
     assert s.state is SessionState.FAILED
     with pytest.raises(LocalProtocolError):
         s.receive_data(b"")
 
 
-def test_second_hello_and_second_have_done_are_unexpected() -> None:
-    s = SyncSession()
+def test_second_hello_is_unexpected() -> None:
+    s = SyncSession(initiator=False)
     s.receive_data(encode_message(Hello(1)))
     with pytest.raises(UnexpectedMessage):
         s.receive_data(encode_message(Hello(1)))
-    s = SyncSession()
-    s.receive_data(encode_message(Hello(1)) + encode_message(HaveDone()))
-    with pytest.raises(UnexpectedMessage):
-        s.receive_data(encode_message(Have((b"\x01" * 32,))))
 
 
-def test_want_for_unoffered_id_is_unexpected() -> None:
-    s = SyncSession()
-    s.have([b"\x01" * 32])
-    s.receive_data(encode_message(Hello(1)) + encode_message(Want((b"\x01" * 32,))))
+def test_unasked_reconcile_reply_is_unexpected() -> None:
+    s = SyncSession(initiator=True)
+    s.receive_data(encode_message(Hello(1)))
     with pytest.raises(UnexpectedMessage):
-        s.receive_data(encode_message(Want((b"\x02" * 32,))))
+        s.receive_data(encode_message(Reconcile(b"x")))
+
+
+def test_sync_done_only_from_the_initiator_and_once_per_round() -> None:
+    s = SyncSession(initiator=True)
+    s.receive_data(encode_message(Hello(1)))
+    with pytest.raises(UnexpectedMessage):
+        s.receive_data(encode_message(SyncDone()))
+    r = SyncSession(initiator=False)
+    r.receive_data(encode_message(Hello(1)) + encode_message(Reconcile(b"x")))
+    r.receive_data(encode_message(SyncDone()))
+    with pytest.raises(UnexpectedMessage):
+        r.receive_data(encode_message(SyncDone()))
+
+
+def test_responder_accepts_a_new_round_after_sync_done() -> None:
+    r = SyncSession(initiator=False)
+    r.receive_data(encode_message(Hello(1)) + encode_message(Reconcile(b"x")))
+    r.receive_data(encode_message(SyncDone()))
+    events = r.receive_data(encode_message(Reconcile(b"y")) + encode_message(SyncDone()))
+    assert [type(e) for e in events] == [PeerReconcile, PeerSyncDone]
+
+
+def test_missing_only_for_ids_we_asked() -> None:
+    s = SyncSession(initiator=True)
+    s.want([b"\x01" * 32])
+    events = s.receive_data(encode_message(Hello(1)) + encode_message(Missing((b"\x01" * 32,))))
+    assert isinstance(events[-1], PeerMissing) and not s.outstanding_wants
+    with pytest.raises(UnexpectedMessage):
+        s.receive_data(encode_message(Missing((b"\x02" * 32,))))
 
 
 def test_wrong_version_is_unexpected() -> None:
     with pytest.raises(UnexpectedMessage):
-        SyncSession().receive_data(encode_message(Hello(2)))
+        SyncSession(initiator=False).receive_data(encode_message(Hello(2)))
 
 
 def test_outstanding_wants_are_bounded() -> None:
-    s = SyncSession()
+    s = SyncSession(initiator=True)
     many = [i.to_bytes(32, "big") for i in range(limits.MAX_WANT_OUTSTANDING)]
     s.want(many)
     assert s.want_capacity() == 0
@@ -192,7 +232,7 @@ def test_outstanding_wants_are_bounded() -> None:
 
 
 def test_pushed_records_are_marked_unsolicited_and_not_echoed() -> None:
-    s = SyncSession()
+    s = SyncSession(initiator=False)
     rec = _record(1)
     events = s.receive_data(encode_message(Hello(1)) + encode_message(Records((rec,))))
     received = next(e for e in events if isinstance(e, RecordsReceived))

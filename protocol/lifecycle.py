@@ -1,0 +1,54 @@
+"""Withdrawal (tombstone) payloads: which records an author takes back, and why.
+
+A tombstone's payload is public on purpose: every relay must be able to purge the
+records it names, including relays that could never read them (docs/SPEC.md,
+"Lifecycle"). It never carries content; a withdrawal applies only to records by the
+tombstone's own author, which the node checks against what it stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol import limits
+from protocol.encoding import as_bytes, as_list, as_map, check_keys, pack, unpack
+from protocol.errors import DecodeError, LocalProtocolError
+
+_REQUIRED = frozenset({"targets"})
+_OPTIONAL = frozenset({"successor"})
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """The payload of a `tombstone` record: ids withdrawn, and the new version if any."""
+
+    targets: tuple[bytes, ...]
+    successor: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.targets) <= limits.MAX_WITHDRAW_TARGETS:
+            raise LocalProtocolError("a withdrawal names 1..MAX_WITHDRAW_TARGETS records")
+        if any(len(t) != 32 for t in self.targets) or len(set(self.targets)) != len(self.targets):
+            raise LocalProtocolError("targets must be distinct 32-byte record ids")
+        if self.successor is not None and (
+            len(self.successor) != 32 or self.successor in self.targets
+        ):
+            raise LocalProtocolError("successor must be a 32-byte id not among the targets")
+
+    def to_payload(self) -> bytes:
+        value: dict[str, object] = {"targets": list(self.targets)}
+        if self.successor is not None:
+            value["successor"] = self.successor
+        return pack(value)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_payload(cls, data: bytes) -> Withdrawal:
+        value = as_map(unpack(data, max_bytes=limits.MAX_WITHDRAW_PAYLOAD_BYTES), "withdrawal")
+        check_keys(value, _REQUIRED, _OPTIONAL, "withdrawal")
+        raw = as_list(value["targets"], what="targets")
+        targets = tuple(as_bytes(t, 32, "target") for t in raw)
+        successor = value.get("successor")
+        try:
+            return cls(targets, None if successor is None else as_bytes(successor, 32, "successor"))
+        except LocalProtocolError as exc:
+            raise DecodeError(str(exc)) from None
