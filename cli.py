@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -109,6 +110,13 @@ def _api(path: Path, method: str, route: str) -> dict[str, Any] | None:
 
 def _notify(path: Path) -> None:
     _api(path, "POST", "/v1/notify")
+
+
+def _hours(hours: float) -> int:
+    """--hours as milliseconds: finite, positive, at most five years."""
+    if not math.isfinite(hours) or hours <= 0 or hours > 5 * 365 * 24:
+        raise UsageError("--hours must be a number of hours between 0 and 43800")
+    return int(hours * 3600 * 1000)
 
 
 def _print_json(value: object) -> None:
@@ -223,7 +231,7 @@ async def cmd_invite(args: argparse.Namespace) -> int:
                 addresses = list(
                     load_config(Path(args.config) if args.config else None).advertised()
                 )
-        invite = await create_invite(local, addresses, _now_ms(), int(args.hours * 3600 * 1000))
+        invite = await create_invite(local, addresses, _now_ms(), _hours(args.hours))
     finally:
         await local.close()
     _notify(local.path)
@@ -480,7 +488,7 @@ async def cmd_show(args: argparse.Namespace) -> int:
 
     local = await _open(args)
     try:
-        item = await find(local, args.id)
+        item = await find(local, args.id, _now_ms())
         peers = await local.peers()
     finally:
         await local.close()
@@ -684,6 +692,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except CanopyError as exc:
         print(f"canopy: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # a file or directory the user named
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"canopy: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("canopy: interrupted", file=sys.stderr)

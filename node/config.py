@@ -6,10 +6,11 @@ must be HOST:PORT"). Unknown keys are errors. config.example.toml documents ever
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -39,6 +40,8 @@ class Config:
         host, port = split_host_port(self.listen)
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
         return (f"ws://{host}:{port}/canopy",)
 
 
@@ -90,6 +93,8 @@ def _line_of(text: str, section: str, key: str) -> int:
 
 def _coerce(value: object, kind: type, where: str, dotted: str) -> object:
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {dotted} must be a finite number")
         if value < 0:
             raise ConfigError(f"{where}: {dotted} must not be negative")
         return float(value)
@@ -103,26 +108,35 @@ def _coerce(value: object, kind: type, where: str, dotted: str) -> object:
     raise ConfigError(f"{where}: {dotted} must be {names[kind]}")
 
 
-def _validate(config: Config, where: str) -> Config:
-    for dotted, value in (("node.listen", config.listen), ("api.listen", config.api_listen)):
+def _validate(config: Config, origin: Callable[[str], str]) -> Config:
+    """Cross-field and format checks; `origin(field)` says where that field was set."""
+    for name, dotted, value in (
+        ("listen", "node.listen", config.listen),
+        ("api_listen", "api.listen", config.api_listen),
+    ):
         try:
             split_host_port(value)
         except ValueError as exc:
-            raise ConfigError(f"{where}: {dotted} {exc}") from None
+            raise ConfigError(f"{origin(name)}: {dotted} {exc}") from None
     for address in config.advertise:
-        if not re.fullmatch(r"wss?://\S+", address):
-            raise ConfigError(f"{where}: node.advertise entries must be ws:// or wss:// URLs")
+        if not re.fullmatch(r"wss?://\S+", address) or address.rstrip("/") in ("ws:", "wss:"):
+            raise ConfigError(
+                f"{origin('advertise')}: node.advertise entries must be ws:// or wss:// URLs"
+            )
     if config.reconnect_min <= 0 or config.reconnect_max < config.reconnect_min:
-        raise ConfigError(f"{where}: network.reconnect_min must be > 0 and <= reconnect_max")
-    if config.poll_interval <= 0:
-        raise ConfigError(f"{where}: sync.poll_interval must be > 0")
+        raise ConfigError(
+            f"{origin('reconnect_min')}: network.reconnect_min must be > 0 and <= reconnect_max"
+        )
+    for name in ("poll_interval", "resync_interval"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{origin(name)}: sync.{name} must be > 0")
     return config
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
     """Read `path` (if given), apply CANOPY_SECTION_KEY environment overrides, validate."""
     values: dict[str, object] = {}
-    where = "defaults"
+    origins: dict[str, str] = {}  # field -> "file:line" or the environment variable
     if path is not None:
         try:
             text = path.read_text(encoding="utf-8")
@@ -148,7 +162,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
                     raise ConfigError(f"{here}: unknown key {section}.{key}")
                 name, kind = _SCHEMA[(section, key)]
                 values[name] = _coerce(value, kind, here, f"{section}.{key}")
-        where = str(path)
+                origins[name] = here
     env = os.environ if environ is None else environ
     for (section, key), (name, kind) in _SCHEMA.items():
         var = f"{_ENV_PREFIX}{section.upper()}_{key.upper()}"
@@ -165,6 +179,9 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             except ValueError:
                 raise ConfigError(f"environment: {var} must be {kind.__name__}") from None
             values[name] = _coerce(parsed, kind, "environment", var)
+            origins[name] = f"environment: {var}"
     known = {f.name for f in fields(Config)}
     assert set(values) <= known
-    return _validate(replace(Config(source=path), **values), where)  # type: ignore[arg-type]
+    default_origin = str(path) if path is not None else "defaults"
+    config = replace(Config(source=path), **values)  # type: ignore[arg-type]
+    return _validate(config, lambda name: origins.get(name, default_origin))

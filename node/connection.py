@@ -211,7 +211,12 @@ class PeerConnection:
             for session_event in self.session.receive_data(event):
                 if isinstance(session_event, RecordsReceived):
                     self.record_bytes_received += sum(len(r) for r in session_event.records)
-                    await self.ingest_queue.put(session_event)  # backpressure on the peer
+                    if len(session_event.records) == 1 and not any(session_event.solicited):
+                        # A push (an alert is always pushed alone): don't queue it behind
+                        # a bulk transfer.
+                        await self.node.ingest(session_event.records, self)
+                    else:
+                        await self.ingest_queue.put(session_event)  # backpressure on the peer
                 else:
                     await self.node.on_event(self, session_event)
 

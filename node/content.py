@@ -13,7 +13,7 @@ from pathlib import Path
 
 from node.local import Local, random
 from node.store import RecordRow
-from node.trust import parse_node_id
+from node.trust import match_peers, parse_node_id
 from protocol import limits
 from protocol.encoding import Value
 from protocol.envelope import Body, open_record, seal_record
@@ -50,9 +50,7 @@ async def parse_audience(local: Local, to: str) -> Audience:
         return Audience(Scope.PEERS, tuple(peers), False)
     recipients: list[NodeId] = []
     for ref in filter(None, (part.strip() for part in to.split(","))):
-        named = [p.node_id for p in peers.values() if p.name == ref or str(p.node_id) == ref]
-        if not named and len(ref) < 52:
-            named = [p for p in peers if len(ref) >= 4 and str(p).startswith(ref.lower())]
+        named = [p.node_id for p in match_peers(list(peers.values()), ref)]
         if len(named) == 1:
             recipients.append(named[0])
         elif len(named) > 1:
@@ -245,11 +243,13 @@ async def _resolve_id(local: Local, ref: str) -> bytes:
     return ids[0]
 
 
-async def find(local: Local, ref: str) -> Readable:
-    """One readable record by full or short (8+ hex characters) id."""
+async def find(local: Local, ref: str, now_ms: int) -> Readable:
+    """One readable, unexpired record by full or short (8+ hex characters) id."""
     rid = await _resolve_id(local, ref)
     data = (await local.store.get_records([rid]))[rid]
     record = Record.from_bytes(data)
+    if record.expires <= now_ms:
+        raise CanopyError(f"record {ref} has expired")
     try:
         body = open_record(record, local.identity, await local.network_key())
     except (NotForUs, RemoteProtocolError):

@@ -129,17 +129,25 @@ def parse_node_id(text: str) -> NodeId:
         raise CanopyError(f"not a node id: {text!r}") from None
 
 
+def match_peers(peers: list[Peer], ref: str) -> list[Peer]:
+    """Peers a person may mean by `ref`: the full id, or else every peer whose name equals it
+    or whose id starts with it (4+ characters). Names are chosen by the peers themselves, so
+    a name never wins over an id prefix: both match, and the caller reports the ambiguity."""
+    ref = ref.strip()
+    exact = [p for p in peers if str(p.node_id) == ref.lower()]
+    if exact:
+        return exact
+    by_name = {p.node_id: p for p in peers if p.name and p.name == ref}
+    if len(ref) >= 4:
+        by_name.update({p.node_id: p for p in peers if str(p.node_id).startswith(ref.lower())})
+    return list(by_name.values())
+
+
 async def resolve_peer(local: Local, ref: str) -> Peer:
     """A trusted peer by full id, unique id prefix (4+ characters) or exact name."""
-    ref = ref.strip()
-    peers = list((await local.peers()).values())
-    matches = [p for p in peers if str(p.node_id) == ref]
+    matches = match_peers(list((await local.peers()).values()), ref)
     if not matches:
-        matches = [p for p in peers if p.name and p.name == ref]
-    if not matches and len(ref) >= 4:
-        matches = [p for p in peers if str(p.node_id).startswith(ref.lower())]
-    if not matches:
-        raise CanopyError(f"no trusted peer matches {ref!r}")
+        raise CanopyError(f"no trusted peer matches {ref.strip()!r}")
     if len(matches) > 1:
-        raise CanopyError(f"{ref!r} matches {len(matches)} peers; give more of the id")
+        raise CanopyError(f"{ref.strip()!r} matches {len(matches)} peers; give more of the id")
     return matches[0]

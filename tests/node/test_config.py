@@ -175,11 +175,6 @@ def test_bad_listen(tmp_path: Path, listen: str, message: str) -> None:
     assert str(info.value).endswith(message)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: validation errors (_validate) name the file but not the line, unlike the "
-    "module's promise 'config.toml:4: node.listen must be HOST:PORT'",
-)
 def test_bad_listen_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, '[node]\nname = "x"\n\nlisten = "nohost"\n')
     with pytest.raises(ConfigError) as info:
@@ -203,11 +198,6 @@ def test_invalid_values(tmp_path: Path, text: str, message: str) -> None:
         load_config(write(tmp_path, text), NO_ENV)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: nan passes every range check (nan < 0 and nan <= 0 are False), so "
-    "'poll_interval = nan' or CANOPY_NETWORK_HANDSHAKE_TIMEOUT=nan is accepted",
-)
 @pytest.mark.parametrize(
     ("text", "env"),
     [
@@ -262,11 +252,6 @@ def test_bad_env_value(var: str, value: str, message: str) -> None:
         load_config(None, {var: value})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a bad CANOPY_NODE_LISTEN is reported against the config file (or 'defaults') "
-    "instead of the environment variable that holds it",
-)
 def test_bad_env_listen_names_the_variable(tmp_path: Path) -> None:
     path = write(tmp_path, '[node]\nlisten = "127.0.0.1:7420"\n')
     with pytest.raises(ConfigError) as info:
@@ -289,11 +274,6 @@ def test_advertised(listen: str, advertise: tuple[str, ...], expected: tuple[str
     assert Config(listen=listen, advertise=advertise).advertised() == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: advertised() of an IPv6 listen address drops the brackets "
-    "('ws://::1:7420/canopy'), which is not a URL and is refused in invites",
-)
 def test_advertised_ipv6_keeps_brackets() -> None:
     from protocol.invite import check_address
 

@@ -350,11 +350,6 @@ async def test_distrust_withdraws_at_once(alice: Local) -> None:
         await distrust(alice, "nobody")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a peer's name (chosen by that peer, in its invite) that equals another peer's "
-    "id prefix wins over the prefix: distrust removes the wrong peer",
-)
 async def test_peer_name_cannot_shadow_another_peers_id_prefix_on_distrust(
     alice: Local,
 ) -> None:
@@ -464,11 +459,6 @@ async def test_audience_matching_two_peers_refused(alice: Local) -> None:
         await parse_audience(alice, "Same")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --to with another peer's id prefix goes to a peer whose (self-chosen) name "
-    "equals that prefix: the guide is sealed to the impostor, not the intended peer",
-)
 async def test_peer_name_cannot_redirect_a_guide_meant_for_another_peer(
     alice: Local, tmp_path: Path
 ) -> None:
@@ -582,7 +572,7 @@ async def test_find_by_full_and_short_ids(alice: Local, tmp_path: Path) -> None:
     record = await publish(alice, tmp_path, "peers", "# Found\n")
     full = record.id.hex()
     for ref in (full, full[:8], full[:9], full[:8].upper(), f"  {full[:12]}\n"):
-        found = await find(alice, ref)
+        found = await find(alice, ref, NOW)
         assert found.record.id == record.id, ref
         assert found.body.content["title"] == "Found"
 
@@ -599,18 +589,18 @@ async def test_find_by_full_and_short_ids(alice: Local, tmp_path: Path) -> None:
 )
 async def test_find_rejects_non_ids(alice: Local, ref: str, message: str) -> None:
     with pytest.raises(CanopyError, match=message):
-        await find(alice, ref)
+        await find(alice, ref, NOW)
 
 
 async def test_find_unknown_and_unreadable(alice: Local, tmp_path: Path) -> None:
     mine = await publish(alice, tmp_path, "peers")
     unknown = bytes(b ^ 0xFF for b in mine.id[:4]).hex()
     with pytest.raises(CanopyError, match="no record"):
-        await find(alice, unknown)
+        await find(alice, unknown, NOW)
     other = foreign_record(OUTSIDER, PEER)
     await alice.store.put_records([row_of(other, local=False)], NOW)
     with pytest.raises(CanopyError, match="cannot read"):
-        await find(alice, other.id.hex()[:10])
+        await find(alice, other.id.hex()[:10], NOW)
 
 
 async def test_find_ambiguous_short_id(alice: Local) -> None:
@@ -631,15 +621,10 @@ async def test_find_ambiguous_short_id(alice: Local) -> None:
     ]
     await alice.store.put_records(twins, NOW)
     with pytest.raises(CanopyError, match="several records"):
-        await find(alice, "abcdef01")
-    assert (await find(alice, "abcdef0101")).record.id == record.id  # longer prefix: unique
+        await find(alice, "abcdef01", NOW)
+    assert (await find(alice, "abcdef0101", NOW)).record.id == record.id  # longer prefix: unique
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: find() (canopy show) still shows a guide after it expired, while readable() "
-    "(canopy guides) hides it; DESIGN: expired content is purged everywhere",
-)
 async def test_expired_guide_not_shown(alice: Local, tmp_path: Path) -> None:
     past = NOW - limits.DEFAULT_GUIDE_LIFETIME_MS - DAY
     ((record, _),) = await publish_guides(
@@ -655,7 +640,7 @@ async def test_expired_guide_not_shown(alice: Local, tmp_path: Path) -> None:
     assert record.expires < NOW
     assert await readable(alice, Kind.GUIDE, NOW) == ([], 0)
     with pytest.raises(CanopyError):
-        await find(alice, record.id.hex())  # find() takes no clock; it never checks expiry
+        await find(alice, record.id.hex(), NOW)
 
 
 def test_node_id_of_twins_is_real() -> None:
