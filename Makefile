@@ -26,3 +26,13 @@ test: $(STAMP) lint typecheck
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+BENCH  := $(VENV)/.bench-installed
+
+$(BENCH): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH)
+
+.PHONY: bench
+bench: $(BENCH)
+	$(BIN)/python -m bench

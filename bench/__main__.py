@@ -1,0 +1,81 @@
+"""`python -m bench [NAME ...] [--json] [--quick] [--list]`: run benchmarks, print figures.
+
+With --json exactly one JSON document goes to stdout (one benchmark: its result; several:
+{"results": [...]}); progress always goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import json
+import signal
+import sys
+import time
+import traceback
+
+from bench.benchmarks import BENCHMARKS, QUICK
+from bench.harness import kill_all_sync
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks (default: all)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, (_, about) in BENCHMARKS.items():
+            print(f"{name:18} {about}")
+        return 0
+    names = args.names or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark: {', '.join(unknown)} (see --list)", file=sys.stderr)
+        return 2
+    atexit.register(kill_all_sync)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results = []
+    failed = False
+    for name in names:
+        func, _ = BENCHMARKS[name]
+        kwargs = QUICK[name] if args.quick else {}
+        print(f"[bench] running {name}…", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        try:
+            result = asyncio.run(func(**kwargs)).to_json()
+        except KeyboardInterrupt:
+            kill_all_sync()
+            print("[bench] interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            failed = True
+            traceback.print_exc(file=sys.stderr)
+            result = {"benchmark": name, "error": f"{type(exc).__name__}: {exc}"}
+        result["wall_seconds"] = round(time.monotonic() - start, 1)
+        results.append(result)
+        if not args.json:
+            print(render(result), flush=True)
+            print(flush=True)
+    if args.json:
+        doc = results[0] if len(results) == 1 else {"results": results}
+        print(json.dumps(doc, indent=2))
+    return 1 if failed else 0
+
+
+def render(result: dict[str, object]) -> str:
+    from bench.harness import Result
+
+    if "error" in result:
+        return f"== {result['benchmark']}\n  FAILED: {result['error']}"
+    res = Result(str(result["benchmark"]))
+    for f in result["figures"]:  # type: ignore[attr-defined]
+        res.figures.append(f)
+    res.notes = list(result["notes"])  # type: ignore[call-overload]
+    return res.render() + f"\n  (benchmark wall time {result['wall_seconds']} s)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

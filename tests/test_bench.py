@@ -1,0 +1,80 @@
+"""Smoke test of the benchmark harness: every benchmark at its smallest size, real nodes.
+
+Checks that the harness runs end to end and reports well-formed figures, not how fast
+Canopy is (that is `make bench`). The gossipsub side runs too when py-libp2p is installed;
+without it the benchmark must say why instead of giving a number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.benchmarks import BENCHMARKS, QUICK
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _check(result: dict[str, object], name: str) -> dict[str, dict[str, object]]:
+    assert result["benchmark"] == name
+    figures = {str(f["key"]): f for f in result["figures"]}  # type: ignore[attr-defined]
+    assert figures
+    for figure in figures.values():
+        value = figure["value"]
+        if value is not None:
+            assert isinstance(value, int | float) and math.isfinite(value), figure
+        if figure["target"] is not None and value is not None:
+            assert isinstance(figure["pass"], bool)
+    assert figures["ceiling_records_per_s"]["value"] > 0  # type: ignore[operator]
+    return figures
+
+
+@pytest.mark.parametrize("name", [n for n in BENCHMARKS if n != "versus-gossipsub"])
+async def test_benchmark_smallest(name: str) -> None:
+    func, _ = BENCHMARKS[name]
+    result = (await func(**QUICK[name])).to_json()
+    figures = _check(result, name)
+    if name == "sync":
+        assert figures["records"]["value"] == QUICK["sync"]["records"]
+        assert figures["seconds"]["value"] > 0  # type: ignore[operator]
+    if name == "catch-up":
+        assert figures["records"]["value"] == QUICK["catch-up"]["records"]
+
+
+async def test_versus_gossipsub_reports_a_figure_or_why_not() -> None:
+    func, _ = BENCHMARKS["versus-gossipsub"]
+    result = (await func(**QUICK["versus-gossipsub"])).to_json()
+    figures = _check(result, "versus-gossipsub")
+    gossipsub = figures["gossipsub_seconds"]
+    if gossipsub["value"] is None:
+        assert "n/a (" in str(gossipsub["missing"])  # says exactly why
+    else:
+        assert gossipsub["value"] > 0  # type: ignore[operator]
+
+
+def test_cli_lists_and_prints_one_json_document() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [line.split()[0] for line in out.splitlines()] == list(BENCHMARKS)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "catch-up", "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads(done.stdout)  # exactly one JSON document, progress on stderr
+    assert document["benchmark"] == "catch-up"
