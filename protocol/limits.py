@@ -62,3 +62,4 @@ RECONCILE_IDLIST_THRESHOLD = 2 * RECONCILE_BRANCHING  # responder: fewer items -
 RECONCILE_INITIATOR_IDLIST_THRESHOLD = 2  # initiator: its ids are echoed back, so split longer
 MAX_RECONCILE_BRANCHING = 16  # local tuning may not exceed these: MIN_..._BYTES relies on them
 MAX_RECONCILE_IDLIST_THRESHOLD = 32
+MAX_RECONCILE_ROUNDS = 64  # initiator messages in one round before the peer is cut off
