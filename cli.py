@@ -134,19 +134,120 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 
 async def cmd_init(args: argparse.Namespace) -> int:
     from node.local import Local
+    from node.revocation import create_certificate
 
     path = _data_dir(args)
     passphrase = None if args.no_passphrase else _passphrase(args, confirm=True)
     local = await Local.create(path, args.name or "", passphrase)
     try:
         node_id = local.node_id
+        await create_certificate(local, _now_ms())
         print(f"Created a Canopy identity in {path}")
         print(f"node id:      {node_id}")
         print(f"safety code:  {node_id.safety_code()}")
+        print(
+            "A revocation certificate was made. Keep a copy OFFLINE (paper, a USB stick in a "
+            "safe):\n  canopy revocation export --out FILE\nIf this device is seized or its "
+            "key stolen, any node can publish it: canopy revoke-key --certificate FILE"
+        )
         if passphrase is None:
             print("warning: the secret key is stored WITHOUT a passphrase (--no-passphrase)")
     finally:
         await local.close()
+    return 0
+
+
+async def cmd_revocation_export(args: argparse.Namespace) -> int:
+    from node.revocation import own_certificate
+    from protocol.revocation import to_text
+
+    local = await _open(args)
+    try:
+        text = to_text(await own_certificate(local))
+    finally:
+        await local.close()
+    if args.out:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text + "\n")
+        print(f"revocation certificate written to {args.out}; keep it offline", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+async def cmd_revoke_key(args: argparse.Namespace) -> int:
+    from node.revocation import publish_revocation
+
+    text = None
+    if args.certificate:
+        try:
+            text = Path(args.certificate).read_text(encoding="ascii", errors="replace")
+        except OSError as exc:
+            raise CanopyError(f"cannot read {args.certificate}: {exc.strerror}") from None
+    local = await _open(args)
+    try:
+        record = await publish_revocation(local, text, _now_ms())
+    finally:
+        await local.close()
+    _notify(local.path)
+    if record.author == local.node_id:
+        print(f"revoked this node's key {record.author}")
+        print(
+            "peers refuse it as soon as they receive the revocation; create a new identity "
+            "(canopy --data NEW_DIR init) and ask each peer to trust it after comparing "
+            "safety codes by phone"
+        )
+    else:
+        print(f"published the revocation of {record.author}; peers refuse it on receipt")
+    return 0
+
+
+async def cmd_exposure(args: argparse.Namespace) -> int:
+    from node.revocation import exposure
+
+    local = await _open(args)
+    try:
+        author, report = await exposure(local, args.id)
+    finally:
+        await local.close()
+    if args.json:
+        _print_json(
+            {
+                "author": str(author),
+                "peers": [
+                    {
+                        "peer": e.peer,
+                        "peer_id": e.peer_id,
+                        "records": [
+                            {"id": rid, "kind": kind, "sent_at": at} for rid, kind, at in e.records
+                        ],
+                    }
+                    for e in report
+                ],
+            }
+        )
+        return 0
+    if not report:
+        print(f"no record by {author.short} was sent to any peer from this node")
+        return 0
+    for entry in report:
+        print(f"{entry.peer}: {len(entry.records)} record(s)")
+        for rid, kind, at in entry.records:
+            print(f"  {rid[:16]}  {kind:<10} sent {_when(at)}")
+    return 0
+
+
+async def cmd_wipe(args: argparse.Namespace) -> int:
+    from node.wipe import wipe
+
+    if not args.yes:
+        raise UsageError("wipe destroys this node's keys for good; confirm with --yes")
+    report = wipe(_data_dir(args))
+    print(
+        f"keys destroyed in {report.seconds * 1000:.0f} ms; the data directory is unreadable"
+        + ("; the running node was stopped" if report.stopped_node else "")
+    )
     return 0
 
 
@@ -287,9 +388,12 @@ async def cmd_distrust(args: argparse.Namespace) -> int:
 
 
 async def cmd_peers(args: argparse.Namespace) -> int:
+    from node.revocation import revoked_ids
+
     local = await _open(args)
     try:
         peers = await local.peers()
+        revoked = await revoked_ids(local)
     finally:
         await local.close()
     live = _api(local.path, "GET", "/v1/peers")
@@ -303,10 +407,14 @@ async def cmd_peers(args: argparse.Namespace) -> int:
                 "name": peer.name,
                 "safety_code": node_id.safety_code(),
                 "addresses": peer.addresses,
-                "state": row.get("state", "node not running" if live is None else "offline"),
+                "state": "revoked"
+                if node_id in revoked
+                else row.get("state", "node not running" if live is None else "offline"),
+                "revoked": node_id in revoked,
                 "last_sync": row.get("last_sync", peer.last_sync),
                 "score": row.get("score"),
-                "last_error": row.get("last_error", ""),
+                "last_error": row.get("last_error", "")
+                or ("key revoked (compromised)" if node_id in revoked else ""),
                 "invite_pending": peer.invite_capability is not None,
             }
         )
@@ -430,12 +538,14 @@ async def cmd_withdraw(args: argparse.Namespace) -> int:
 
 async def cmd_guides(args: argparse.Namespace) -> int:
     from node.content import readable
+    from node.revocation import revoked_ids
     from protocol.record import Kind
 
     local = await _open(args)
     try:
         items, unreadable = await readable(local, Kind.GUIDE, _now_ms())
         peers = await local.peers()
+        revoked = await revoked_ids(local)
     finally:
         await local.close()
 
@@ -456,6 +566,8 @@ async def cmd_guides(args: argparse.Namespace) -> int:
             "author_label": author(it.record.author),
             "created": it.record.created,
             "scope": it.record.scope.name.lower(),
+            # Its author's key was revoked: anyone holding the key may have written it.
+            "unverified": it.record.author in revoked,
         }
         for it in sorted(items, key=lambda it: -it.record.created)
     ]
@@ -469,7 +581,7 @@ async def cmd_guides(args: argparse.Namespace) -> int:
                     r["id"][:12],
                     str(r["title"])[:48],
                     str(r["lang"]),
-                    r["author_label"],
+                    r["author_label"] + (" UNVERIFIED (key revoked)" if r["unverified"] else ""),
                     _when(r["created"]),
                 ]
                 for r in rows
@@ -528,12 +640,15 @@ async def cmd_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
+    from node.revocation import revoked_ids
+
     local = await _open(args)
     try:
         counts = await local.store.count_by_kind()
         rejections = await local.store.rejections()
         peers = await local.peers()
         name = await local.name()
+        revoked = await revoked_ids(local)
     finally:
         await local.close()
     live = _api(local.path, "GET", "/v1/status")
@@ -546,6 +661,8 @@ async def cmd_status(args: argparse.Namespace) -> int:
         "connected": live.get("connected") if live else 0,
         "records": counts,
         "rejected": live.get("rejected", rejections) if live else rejections,
+        "revoked": sorted(str(n) for n in revoked),
+        "own_key_revoked": local.node_id in revoked,
     }
     if args.json:
         _print_json(status)
@@ -556,6 +673,12 @@ async def cmd_status(args: argparse.Namespace) -> int:
     print(f"records:    {', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}")
     rejected = status["rejected"]
     print(f"rejected:   {', '.join(f'{k} {v}' for k, v in sorted(rejected.items())) or 'none'}")
+    if status["own_key_revoked"]:
+        print("WARNING:    THIS NODE'S KEY IS REVOKED; peers refuse it. Create a new identity.")
+    for node_id in revoked:
+        if node_id != local.node_id:
+            who = peers[node_id].label if node_id in peers else node_id.short
+            print(f"REVOKED:    {who}: key compromised; its guides are unverified")
     return 0
 
 
@@ -667,6 +790,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("status", cmd_status, "counts, peers, rejected inputs")
     p.add_argument("--json", action="store_true")
+
+    p = add("revocation", cmd_revocation_export, "this node's pre-signed revocation certificate")
+    rev = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
+    r = rev.add_parser("export", help="print it (or write it to --out FILE); keep it offline")
+    r.set_defaults(func=cmd_revocation_export)
+    r.add_argument("--out", metavar="FILE")
+
+    p = add("revoke-key", cmd_revoke_key, "publish a revocation: this node's key, or --certificate")
+    p.add_argument("--certificate", metavar="FILE", help="a certificate exported by another node")
+
+    p = add("exposure", cmd_exposure, "which peers received which records by ID from this node")
+    p.add_argument("id", help="node id (or a trusted peer's name or id prefix)")
+    p.add_argument("--json", action="store_true")
+
+    p = add("wipe", cmd_wipe, "destroy this node's keys at once: the data becomes unreadable")
+    p.add_argument("--yes", action="store_true", help="really destroy them")
 
     p = add("config", cmd_config_check, "check a configuration file")
     cfg = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -19,11 +20,12 @@ from aiohttp.client import ClientWebSocketResponse
 
 from protocol import limits
 from protocol.boxstream import BoxStreamDecoder, BoxStreamEncoder, StreamEnd
-from protocol.errors import DecodeError, RemoteProtocolError, UnexpectedMessage
+from protocol.errors import DecodeError, QuotaExceeded, RemoteProtocolError, UnexpectedMessage
 from protocol.handshake import SessionKeys
 from protocol.identity import NodeId
+from protocol.quota import TokenBucket
 from protocol.reconcile import Reconciler
-from protocol.session import RecordsReceived, SyncSession
+from protocol.session import PeerReconcile, PeerWant, RecordsReceived, SyncSession
 
 if TYPE_CHECKING:
     from node.runtime import Node
@@ -86,6 +88,25 @@ class PeerConnection:
         self.record_bytes_received = 0
         self.reconcile_rounds = 0
         self.pushes_dropped = 0
+        self.serving = False
+        self.throttled_s = 0.0
+        # Quotas (docs/SPEC.md, "Quotas"): bytes and messages make us read more slowly;
+        # queries and records nobody asked for beyond the allowance cut the peer off.
+        now = time.monotonic()
+        self._bytes_in = TokenBucket.full(limits.PEER_BYTES_PER_S, limits.PEER_BYTES_BURST, now)
+        self._messages_in = TokenBucket.full(
+            limits.PEER_MESSAGES_PER_S, limits.PEER_MESSAGES_BURST, now
+        )
+        self._queries_in = TokenBucket.full(
+            limits.PEER_QUERIES_PER_S, limits.PEER_QUERIES_BURST, now
+        )
+        self._pushes_in = TokenBucket.full(
+            limits.PEER_PUSH_RECORDS_PER_S, limits.PEER_PUSH_RECORDS_BURST, now
+        )
+        # We hold ourselves to the peer's push allowance: past it, pushes wait for a resync.
+        self._pushes_out = TokenBucket.full(
+            limits.PEER_PUSH_RECORDS_PER_S, limits.PEER_PUSH_RECORDS_BURST, now
+        )
 
     # -- sending -------------------------------------------------------------------------
 
@@ -98,9 +119,12 @@ class PeerConnection:
         self._drained.clear()
         self._wake_writer.set()
 
-    def push(self, data: bytes, *, urgent: bool = False) -> bool:
-        """Queue a push unless the peer is far behind; False if dropped (resync repairs it)."""
-        if self._queued > PUSH_DROP_BACKLOG and not urgent:
+    def push(self, data: bytes, *, urgent: bool = False, count: int = 0) -> bool:
+        """Queue a push of `count` records unless the peer is far behind or the push
+        allowance is spent; False if dropped (the next resync repairs it)."""
+        if (self._queued > PUSH_DROP_BACKLOG and not urgent) or (
+            count and not self._pushes_out.take(count, time.monotonic())
+        ):
             self.pushes_dropped += 1
             return False
         self.send(data, urgent=urgent)
@@ -154,7 +178,9 @@ class PeerConnection:
             self.close_reason = self.close_reason or str(exc)
         except RemoteProtocolError as exc:
             self.close_reason = f"protocol error: {exc}"
-            await self.node.penalise(self.peer_id, exc, reason=type(exc).__name__)
+            await self.node.penalise(
+                self.peer_id, exc, reason=type(exc).__name__, ban=isinstance(exc, QuotaExceeded)
+            )
         except (ConnectionError, asyncio.CancelledError) as exc:
             self.close_reason = self.close_reason or f"connection lost: {type(exc).__name__}"
             if isinstance(exc, asyncio.CancelledError):
@@ -183,6 +209,7 @@ class PeerConnection:
                 raise Closed("idle timeout") from None
             if msg.type == WSMsgType.BINARY:
                 self.bytes_received += len(msg.data)
+                await self._throttle(self._bytes_in.charge(len(msg.data), time.monotonic()))
                 self._decoder.receive_data(msg.data)
                 if not await self._drain_decoder():
                     raise Closed("peer said goodbye")
@@ -209,6 +236,7 @@ class PeerConnection:
             if isinstance(event, StreamEnd):
                 return False
             for session_event in self.session.receive_data(event):
+                self._check_quota(session_event)
                 if isinstance(session_event, RecordsReceived):
                     self.record_bytes_received += sum(len(r) for r in session_event.records)
                     if len(session_event.records) == 1 and not any(session_event.solicited):
@@ -219,6 +247,25 @@ class PeerConnection:
                         await self.ingest_queue.put(session_event)  # backpressure on the peer
                 else:
                     await self.node.on_event(self, session_event)
+
+    def _check_quota(self, event: object) -> None:
+        now = time.monotonic()
+        self.throttled_s += self._messages_in.charge(1, now)  # repaid in _throttle, below
+        if isinstance(event, PeerWant | PeerReconcile) and not self._queries_in.take(1, now):
+            raise QuotaExceeded("query rate over quota")
+        if isinstance(event, RecordsReceived):
+            unasked = event.solicited.count(False)
+            # The initiator of a round sends what we lack without being asked: allowed
+            # while that round is open. Anything else unasked is a push, on an allowance.
+            in_round = not self.outbound and self.session.round_open
+            if unasked and not in_round and not self._pushes_in.take(unasked, now):
+                raise QuotaExceeded("sent far more records than asked for")
+
+    async def _throttle(self, wait: float) -> None:
+        wait = max(wait, self.throttled_s)
+        self.throttled_s = 0.0
+        if wait > 0:
+            await asyncio.sleep(min(wait, 5.0))
 
     async def _ingest_loop(self) -> None:
         while True:
@@ -245,8 +292,14 @@ class PeerConnection:
                     for _ in range(min(len(self.serve_queue), limits.MAX_IDS_PER_MESSAGE))
                 ]
                 self.requested = max(0, self.requested - len(batch))
-                await self.node.serve(self, batch)
+                self.serving = True
+                try:
+                    await self.node.serve(self, batch)
+                finally:
+                    self.serving = False
                 await self.drain(SERVE_BACKLOG)
+            if self.outbound:  # what we sent unasked went first: the round may now end
+                await self.node.after_records(self)
 
     def note_records_sent(self, size: int) -> None:
         self.record_bytes_sent += size

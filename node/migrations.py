@@ -40,4 +40,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX withdrawn_expires ON withdrawn (expires);
     CREATE INDEX records_author ON records (author_tag)
     """,
+    # 3: revoked identities (sealed rows, like peers), and which record went to which peer
+    #    (keyed tags only) so `canopy exposure` can say who received a compromised node's records.
+    """
+    CREATE TABLE revoked (tag BLOB PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE deliveries (
+        peer_tag BLOB NOT NULL,
+        record_tag BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (peer_tag, record_tag)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_record ON deliveries (record_tag)
+    """,
 )

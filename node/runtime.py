@@ -12,10 +12,11 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import random as stdrandom
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,21 +27,25 @@ from node.config import Config, split_host_port
 from node.connection import PeerConnection
 from node.content import row_of
 from node.local import Local, Peer, random
+from node.revocation import mark_revoked, revoked_ids
 from node.trust import PendingInvite, pending_invites, redeem_invite
 from protocol import limits
 from protocol.envelope import open_record
 from protocol.errors import (
+    DecodeError,
     HandshakeError,
     NotForUs,
     RecordRejected,
     RemoteProtocolError,
     UnexpectedMessage,
+    VerificationError,
 )
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
 from protocol.identity import NodeId
 from protocol.lifecycle import Withdrawal
 from protocol.reconcile import Reconciler
 from protocol.record import Kind, Record, Scope
+from protocol.revocation import check_revocation
 from protocol.session import (
     Event,
     PeerHello,
@@ -91,6 +96,11 @@ class Node:
         self.state: dict[NodeId, PeerState] = {}
         self.connections: dict[NodeId, PeerConnection] = {}
         self.inflight: set[bytes] = set()  # ids asked of some peer and not yet answered
+        self.revoked: dict[NodeId, int] = {}  # revoked identities -> when we learnt (ms)
+        self._bad: OrderedDict[bytes, str] = OrderedDict()  # negative cache: id -> error name
+        self._pending: Counter[str] = Counter()  # inbound handshakes in progress, per address
+        self._inbound: Counter[str] = Counter()  # inbound connections of any state, per address
+        self._deliveries: list[tuple[bytes, bytes]] = []  # (peer, record id) not yet stored
         self.rejected: Counter[str] = Counter()
         self._pending_rejections: Counter[str] = Counter()  # not yet written to the store
         self.received = 0
@@ -131,6 +141,7 @@ class Node:
         api_app.router.add_get("/v1/alerts", self._api_alerts)
         api_app.router.add_get("/v1/watch", self._api_watch)
         api_app.router.add_post("/v1/notify", self._api_notify)
+        api_app.router.add_post("/v1/wipe", self._api_wipe)
         api_host, api_port = split_host_port(self.config.api_listen)
         api_bound = await self._serve(api_app, api_host, api_port)
         self.api_url = f"http://{api_host or '127.0.0.1'}:{api_bound}"
@@ -166,6 +177,7 @@ class Node:
         if self._client is not None:
             await self._client.close()
         await self._flush_rejections()
+        await self._flush_deliveries()
         self.local.clear_runtime()
 
     # -- trust -------------------------------------------------------------------------------
@@ -175,6 +187,8 @@ class Node:
         self.network_key = await self.local.network_key()
         self.peers = await self.local.peers()
         self.invites = await pending_invites(self.local, now_ms())
+        for node_id in (await revoked_ids(self.local)).keys() - self.revoked.keys():
+            self._revoked_now(node_id)
         for node_id in list(self.state):
             if node_id not in self.peers:
                 del self.state[node_id]
@@ -190,6 +204,9 @@ class Node:
             if len(public_key) != 32 or public_key == self.node_id.raw:
                 return False
             node_id = NodeId(public_key)
+            if node_id in self.revoked:
+                self._count("handshake_revoked")
+                return False
             state = self.state.get(node_id)
             if state is not None and state.banned_until > time.monotonic():
                 return False
@@ -208,6 +225,26 @@ class Node:
     # -- inbound -----------------------------------------------------------------------------
 
     async def _accept_ws(self, request: web.Request) -> web.StreamResponse:
+        """Admit within the connection caps, then handshake; the caps hold before any
+        cryptography is done, so a flood of half-open connections costs us little."""
+        address = request.remote or "?"
+        if (
+            self._pending.total() >= limits.MAX_PENDING_HANDSHAKES
+            or self._pending[address] >= limits.MAX_PENDING_PER_ADDRESS
+            or self._inbound.total() >= limits.MAX_INBOUND_CONNECTIONS
+            or self._inbound[address] >= limits.MAX_INBOUND_PER_ADDRESS
+        ):
+            self._count("connection_cap")
+            return web.Response(status=503, text="busy")
+        self._inbound[address] += 1
+        try:
+            return await self._admit(request, address)
+        finally:
+            self._inbound[address] -= 1
+            if self._inbound[address] <= 0:
+                del self._inbound[address]
+
+    async def _admit(self, request: web.Request, address: str) -> web.StreamResponse:
         ws = web.WebSocketResponse(
             heartbeat=self.config.heartbeat, compress=False, max_msg_size=4 * 1024 * 1024
         )
@@ -219,6 +256,7 @@ class Node:
             random(32),
             self._authorize(invites),
         )
+        self._pending[address] += 1
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
                 while handshake.state is not HandshakeState.DONE:
@@ -233,6 +271,10 @@ class Node:
             self._count("handshake_refused" if refused else "handshake_timeout")
             await ws.close()
             return ws
+        finally:
+            self._pending[address] -= 1
+            if self._pending[address] <= 0:
+                del self._pending[address]
         keys = handshake.keys
         peer_id = NodeId(keys.remote_public_key)
         if keys.network_key_index > 0:
@@ -255,6 +297,7 @@ class Node:
                 state = self.state.setdefault(node_id, PeerState())
                 if (
                     node_id in self.connections
+                    or node_id in self.revoked
                     or state.dialing
                     or not peer.addresses
                     or now < state.next_attempt
@@ -350,7 +393,7 @@ class Node:
     # -- connection events ---------------------------------------------------------------------
 
     async def on_open(self, conn: PeerConnection) -> None:
-        if conn.peer_id not in self.peers:
+        if conn.peer_id not in self.peers or conn.peer_id in self.revoked:
             await conn.close("not trusted")
             return
         existing = self.connections.get(conn.peer_id)
@@ -476,6 +519,8 @@ class Node:
             and reconciler.done
             and not conn.pending_wants
             and not conn.session.outstanding_wants
+            and not conn.serve_queue
+            and not conn.serving
             and not conn.closing
         ):
             conn.reconciler = None
@@ -519,6 +564,7 @@ class Node:
         if out:
             conn.note_records_sent(sum(len(d) for d in out))
             conn.send(conn.session.records(out))
+            self._deliveries.extend((conn.peer_id.raw, rid) for rid, _ in batch if rid in found)
         if missing:
             conn.send(conn.session.missing(missing))
 
@@ -527,18 +573,45 @@ class Node:
     async def ingest(self, datas: Sequence[bytes], conn: PeerConnection) -> None:
         """Validate records from `conn`, store the good ones durably, forward the new ones."""
         now = now_ms()
-        checked = await _check_parallel(datas, now, conn.peer_id)
+        # Negative cache: a record that failed decoding or verification once is refused
+        # again by id, without a second signature check; the sender pays the same penalty.
+        fresh: list[bytes] = []
+        for data in datas:
+            rid = record_id(data)
+            known_bad = self._bad.get(rid)
+            if known_bad is None:
+                fresh.append(data)
+                continue
+            self._bad.move_to_end(rid)
+            self._count("record_known_bad")
+            self.inflight.discard(rid)
+            error = DecodeError if known_bad == "DecodeError" else VerificationError
+            await self.penalise(
+                conn.peer_id, error("known bad record"), reason=f"record_{known_bad}"
+            )
+        checked = await _check_parallel(fresh, now, conn.peer_id)
         good: list[Record] = []
-        for data, outcome in zip(datas, checked, strict=True):
+        for data, outcome in zip(fresh, checked, strict=True):
             if isinstance(outcome, RemoteProtocolError):
+                rid = record_id(data)
+                if isinstance(outcome, DecodeError | VerificationError):
+                    self._remember_bad(rid, type(outcome).__name__)
+                # Only the sender is held to account: until the signature verified, the
+                # author named inside is just a claim, so an honest author is never blamed.
                 await self.penalise(
                     conn.peer_id, outcome, reason=f"record_{type(outcome).__name__}"
                 )
-                self.inflight.discard(record_id(data))
+                self.inflight.discard(rid)
             else:
                 good.append(outcome)
         if good:
             await self.accept(good, source=conn)
+
+    def _remember_bad(self, rid: bytes, error: str) -> None:
+        self._bad[rid] = "DecodeError" if error == "DecodeError" else "VerificationError"
+        self._bad.move_to_end(rid)
+        while len(self._bad) > limits.NEGATIVE_CACHE_SIZE:
+            self._bad.popitem(last=False)
 
     async def accept(self, records: Sequence[Record], source: PeerConnection | None) -> None:
         """Store checked records, apply tombstones, announce alerts, push the new ones on."""
@@ -547,6 +620,12 @@ class Node:
         if withdrawn:
             self._count("withdrawn_refused", len(withdrawn))
         keep = [r for r in records if r.id not in withdrawn]
+        refused = {r.id for r in keep if r.author in self.revoked and r.kind is not Kind.REVOCATION}
+        if refused:
+            # Not the sender's fault: it may not have heard of the revocation yet.
+            self._count("revoked_author_refused", len(refused))
+            self.inflight.difference_update(refused)
+            keep = [r for r in keep if r.id not in refused]
         flags = await self.local.store.put_records(
             [row_of(r, local=r.author == self.node_id) for r in keep], now
         )
@@ -556,6 +635,8 @@ class Node:
         for record in fresh:
             if record.kind is Kind.TOMBSTONE:
                 await self._apply_tombstone(record)
+            elif record.kind is Kind.REVOCATION:
+                await self._apply_revocation(record, now)
             elif record.kind is Kind.ALERT:
                 self._announce_alert(record, now)
         if fresh:
@@ -573,6 +654,35 @@ class Node:
             log.info("purged %d withdrawn record(s)", len(deleted))
             await self.local.store.checkpoint()
 
+    async def _apply_revocation(self, record: Record, now: int) -> None:
+        if await mark_revoked(self.local, record, now):
+            self._epoch += 1  # our own write: no need to reload trust for it
+            self._revoked_now(record.author)
+
+    def _revoked_now(self, node_id: NodeId) -> None:
+        """Refuse the identity at once: its handshakes, its records, its live connection."""
+        self.revoked[node_id] = now_ms()
+        if node_id == self.node_id:
+            log.error(
+                "THIS NODE'S KEY IS REVOKED: peers now refuse it; create a new identity"
+                " (canopy init in a new data directory) and ask peers to trust it"
+            )
+            return
+        peer = self.peers.get(node_id)
+        log.warning(
+            "KEY REVOKED: %s declared its key compromised; its records are refused and"
+            " its guides marked unverified (canopy exposure %s shows who received them)",
+            peer.label if peer else node_id.short,
+            node_id,
+        )
+        state = self.state.get(node_id)
+        if state is not None:
+            state.last_error = "key revoked (compromised)"
+        conn = self.connections.get(node_id)
+        if conn is not None:
+            task = asyncio.get_running_loop().create_task(conn.close("key revoked"))
+            self._tasks.append(task)
+
     def push(self, records: Sequence[Record], exclude: NodeId | None = None) -> None:
         """Send records at once to every connected peer that may have them and lacks them."""
         urgent = [r for r in records if r.kind is Kind.ALERT]
@@ -581,13 +691,15 @@ class Node:
             if peer_id == exclude or conn.closing:
                 continue
             for group, is_urgent in ((urgent, True), (normal, False)):
-                out = [
-                    r.to_bytes()
+                chosen = [
+                    r
                     for r in group
                     if self.may_receive(r, peer_id) and not conn.session.peer_knows(r.id)
                 ]
-                if out and conn.push(conn.session.records(out), urgent=is_urgent):
+                out = [r.to_bytes() for r in chosen]
+                if out and conn.push(conn.session.records(out), urgent=is_urgent, count=len(out)):
                     conn.note_records_sent(sum(len(d) for d in out))
+                    self._deliveries.extend((peer_id.raw, r.id) for r in chosen)
 
     def _announce_alert(self, record: Record, now: int) -> None:
         entry: dict[str, object] = {
@@ -614,7 +726,9 @@ class Node:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(entry)
 
-    async def penalise(self, peer_id: NodeId, error: RemoteProtocolError, *, reason: str) -> None:
+    async def penalise(
+        self, peer_id: NodeId, error: RemoteProtocolError, *, reason: str, ban: bool = False
+    ) -> None:
         self._count(reason)
         state = self.state.get(peer_id)
         if state is None:
@@ -622,7 +736,7 @@ class Node:
         state.score -= error.penalty
         state.last_error = f"{reason}: {error}"
         log.warning("peer %s sent bad input (%s); score %d", peer_id.short, reason, state.score)
-        if state.score < self.config.min_score:
+        if ban or state.score < self.config.min_score:
             state.banned_until = time.monotonic() + BAN_SECONDS
             state.next_attempt = state.banned_until
             state.score = INITIAL_SCORE // 2
@@ -672,6 +786,12 @@ class Node:
                     self._announce_alert(record, now)
             self.push(records)
         await self._flush_rejections()
+        await self._flush_deliveries()
+
+    async def _flush_deliveries(self) -> None:
+        if self._deliveries:
+            batch, self._deliveries = self._deliveries, []
+            await self.local.store.record_deliveries(batch, now_ms())
 
     # -- local API -------------------------------------------------------------------------------
 
@@ -685,6 +805,14 @@ class Node:
         if not hmac.compare_digest(supplied.encode(), f"Bearer {self.api_token}".encode()):
             return web.json_response({"error": "unauthorised"}, status=401)
         return await handler(request)  # type: ignore[misc, no-any-return]
+
+    async def _api_wipe(self, request: web.Request) -> web.Response:
+        """`canopy wipe`: the key file is already destroyed; leave memory at once, unclean on
+        purpose (no flush, no goodbye): the process and the keys it holds end now."""
+        log.warning("wipe requested: exiting now")
+        self.local.clear_runtime()
+        asyncio.get_running_loop().call_later(0.05, os._exit, 75)
+        return web.json_response({"ok": True, "exiting": True})
 
     async def _api_notify(self, request: web.Request) -> web.Response:
         self._wake.set()
@@ -700,7 +828,11 @@ class Node:
                     "id": str(node_id),
                     "name": peer.name,
                     "addresses": peer.addresses,
-                    "state": "connected" if conn else ("dialing" if state.dialing else "offline"),
+                    "state": "revoked"
+                    if node_id in self.revoked
+                    else ("connected" if conn else ("dialing" if state.dialing else "offline")),
+                    "revoked": node_id in self.revoked,
+                    "banned_for_s": max(0.0, round(state.banned_until - time.monotonic(), 1)),
                     "direction": ("out" if conn.outbound else "in") if conn else None,
                     "last_sync": peer.last_sync,
                     "score": state.score,
@@ -775,6 +907,7 @@ class Node:
                 "rejected": dict(self.rejected),
                 "traffic": self.traffic(),
                 "inflight": len(self.inflight),
+                "revoked": sorted(str(n) for n in self.revoked),
             }
         )
 
@@ -808,6 +941,8 @@ def _check_records(
                 raise RecordRejected("a peers-scoped record may only come from its author")
             if record.kind is Kind.TOMBSTONE:
                 Withdrawal.from_payload(record.payload)
+            elif record.kind is Kind.REVOCATION:
+                check_revocation(record)
             out.append(record)
         except RemoteProtocolError as exc:
             out.append(exc)

@@ -62,6 +62,7 @@ class Store:
         self._records_box = nacl.secret.SecretBox(_subkey(storage_key, labels.STORAGE_RECORDS))
         self._settings_box = nacl.secret.SecretBox(_subkey(storage_key, labels.STORAGE_SETTINGS))
         self._tag_key = _subkey(storage_key, labels.STORAGE_TAG)
+        self._delivery_key = _subkey(storage_key, labels.STORAGE_DELIVERY)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -202,7 +203,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             sql = (
                 f"SELECT id, data FROM records WHERE id IN ({marks}) AND expires > ?"
-                " AND (scope = 1 OR local = 1) AND author_tag != ?"
+                " AND (scope = 1 OR local = 1) AND author_tag != ?" + _NOT_REVOKED
             )
             async with self._db.execute(sql, (*chunk, now_ms, peer_tag)) as cur:
                 for rid, data in await cur.fetchall():
@@ -248,7 +249,9 @@ class Store:
         network-scoped ones, and peers-scoped ones written by either of the two."""
         sql = (
             "SELECT created, id FROM records WHERE expires > ?"
-            " AND (scope = 1 OR local = 1 OR author_tag = ?) ORDER BY created, id"
+            " AND (scope = 1 OR local = 1 OR author_tag = ?)"
+            + _NOT_REVOKED
+            + " ORDER BY created, id"
         )
         async with self._db.execute(sql, (now_ms, self.tag(peer))) as cur:
             return [(int(created), bytes(rid)) for created, rid in await cur.fetchall()]
@@ -375,6 +378,41 @@ class Store:
                 out[decoded[0]] = decoded[1]
         return out
 
+    # -- deliveries: who received which record (for `canopy exposure`) -------------------------
+
+    def delivery_tag(self, rid: bytes) -> bytes:
+        """A keyed stand-in for a record id in the deliveries table (never the id itself)."""
+        return hashlib.blake2b(
+            rid, key=self._delivery_key, person=labels.STORAGE_DELIVERY, digest_size=16
+        ).digest()
+
+    async def record_deliveries(self, items: Sequence[tuple[bytes, bytes]], at: int) -> None:
+        """Remember that each (peer id, record id) pair was sent; one transaction."""
+        await self._write_many(
+            "INSERT OR IGNORE INTO deliveries (peer_tag, record_tag, at) VALUES (?, ?, ?)",
+            [(self.tag(peer), self.delivery_tag(rid), at) for peer, rid in items],
+        )
+
+    async def exposure(self, author: bytes) -> dict[bytes, list[tuple[bytes, str, int]]]:
+        """Per peer tag: (record id, kind, sent at) of the held records by `author` sent to it."""
+        async with self._db.execute(
+            "SELECT id, kind FROM records WHERE author_tag = ?", (self.tag(author),)
+        ) as cur:
+            held = {
+                self.delivery_tag(bytes(rid)): (bytes(rid), str(kind)) async for rid, kind in cur
+            }
+        out: dict[bytes, list[tuple[bytes, str, int]]] = {}
+        tags = list(held)
+        for start in range(0, len(tags), 500):
+            chunk = tags[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT peer_tag, record_tag, at FROM deliveries WHERE record_tag IN ({marks})"
+            async with self._db.execute(sql, chunk) as cur:
+                async for peer_tag, record_tag, at in cur:
+                    rid, kind = held[bytes(record_tag)]
+                    out.setdefault(bytes(peer_tag), []).append((rid, kind, int(at)))
+        return out
+
     # -- change signal for a running node ----------------------------------------------------
 
     async def bump_epoch(self) -> None:
@@ -408,7 +446,10 @@ class Store:
         return str(row[0]) if row else "no answer"
 
 
-_TABLES = frozenset({"peers", "invites"})
+_TABLES = frozenset({"peers", "invites", "revoked"})
+# A revoked author's records are kept (flagged) but never offered or served onward; the
+# revocation itself always is.
+_NOT_REVOKED = " AND (kind = 'revocation' OR author_tag NOT IN (SELECT tag FROM revoked))"
 
 
 def _check_table(table: str) -> None:

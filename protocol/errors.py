@@ -46,6 +46,12 @@ class UnexpectedMessage(RemoteProtocolError):
     penalty = 20
 
 
+class QuotaExceeded(UnexpectedMessage):
+    """More queries, or more records nobody asked for, than the peer's quota allows."""
+
+    penalty = 50
+
+
 class RecordRejected(RemoteProtocolError):
     """A valid record we refuse to store: expired, future-dated, withdrawn, revoked author."""
 

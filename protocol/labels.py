@@ -10,6 +10,7 @@ from __future__ import annotations
 RECORD_SIGNATURE = b"canopy/record/v1"
 BODY_SIGNATURE = b"canopy/body/v1"
 INVITE_SIGNATURE = b"canopy/invite/v1"
+REVOCATION_SIGNATURE = b"canopy/revocation/v1"
 
 # BLAKE2b personalisations (exactly 16 bytes each, as BLAKE2b requires).
 RECIPIENT_WRAP = b"canopy-wrap-dh-1"
@@ -23,6 +24,7 @@ KEY_FILE_MAGIC = b"canopy-keyfile-1"
 
 # Human-facing prefixes.
 INVITE_PREFIX = "canopy-invite:"
+REVOCATION_PREFIX = "canopy-revocation:"
 
 ALL_PERSONALISATIONS = (
     RECIPIENT_WRAP,
@@ -46,3 +48,7 @@ assert len(SEALED_BODY) == 16
 # Set reconciliation: the fingerprint of a range (docs/spec/35-reconcile.md).
 RECONCILE_FINGERPRINT = b"canopy-recon-fp1"
 assert len(RECONCILE_FINGERPRINT) == 16
+
+# At rest: which record went to which peer (for `canopy exposure`), as keyed tags.
+STORAGE_DELIVERY = b"canopy-st-dlvr-1"
+assert len(STORAGE_DELIVERY) == 16

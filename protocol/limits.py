@@ -63,3 +63,24 @@ RECONCILE_INITIATOR_IDLIST_THRESHOLD = 2  # initiator: its ids are echoed back, 
 MAX_RECONCILE_BRANCHING = 16  # local tuning may not exceed these: MIN_..._BYTES relies on them
 MAX_RECONCILE_IDLIST_THRESHOLD = 32
 MAX_RECONCILE_ROUNDS = 64  # initiator messages in one round before the peer is cut off
+
+# Revocation certificates (docs/spec/60-revocation-and-defences.md).
+MAX_REVOCATION_PAYLOAD_BYTES = 256  # the certificate inside a `revocation` record
+MAX_REVOCATION_TEXT_LEN = 4096  # the text form handed to operators (REVOCATION_PREFIX + base64)
+
+# Per-connection quotas: token buckets refilled continuously (docs/spec/60-...).
+PEER_BYTES_PER_S = 16 * 1024 * 1024  # WebSocket bytes read from one peer; over it, reads wait
+PEER_BYTES_BURST = 32 * 1024 * 1024
+PEER_MESSAGES_PER_S = 2000  # sync messages from one peer; over it, reads wait
+PEER_MESSAGES_BURST = 8000
+PEER_QUERIES_PER_S = 100  # Want and Reconcile messages from one peer; over it, cut off
+PEER_QUERIES_BURST = 500
+PEER_PUSH_RECORDS_PER_S = 500  # records nobody asked for (outside a peer's own round); over: cut
+PEER_PUSH_RECORDS_BURST = 5000
+
+# Connections and caches (docs/spec/60-...).
+MAX_PENDING_HANDSHAKES = 64  # inbound connections not yet authenticated, in all
+MAX_PENDING_PER_ADDRESS = 8  # of those, from one remote address
+MAX_INBOUND_CONNECTIONS = 512  # inbound WebSocket connections of any state, in all
+MAX_INBOUND_PER_ADDRESS = 64  # of those, from one remote address
+NEGATIVE_CACHE_SIZE = 8192  # ids of records that failed decoding or verification (LRU)

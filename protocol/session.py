@@ -229,6 +229,11 @@ class SyncSession:
         return frozenset(self._wanted)
 
     @property
+    def round_open(self) -> bool:
+        """Responder: the peer started a reconciliation round and has not said SyncDone."""
+        return self._round_open
+
+    @property
     def reconciling(self) -> bool:
         return self._awaiting_reply
 
