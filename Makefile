@@ -36,3 +36,17 @@ $(BENCH): $(STAMP) pyproject.toml
 .PHONY: bench
 bench: $(BENCH)
 	$(BIN)/python -m bench
+
+FUZZ_SECONDS ?= 60
+FUZZ := $(VENV)/.fuzz-installed
+
+$(FUZZ): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[fuzz]'
+	touch $(FUZZ)
+
+.PHONY: fuzz soak
+fuzz: $(FUZZ)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m fuzz.run
+
+soak: $(STAMP)
+	CANOPY_SOAK_KILLS=200 $(BIN)/pytest -p no:cacheprovider tests/test_crash_safety.py --timeout=1800

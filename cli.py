@@ -411,6 +411,7 @@ async def cmd_peers(args: argparse.Namespace) -> int:
                 if node_id in revoked
                 else row.get("state", "node not running" if live is None else "offline"),
                 "revoked": node_id in revoked,
+                "banned_for_s": row.get("banned_for_s", 0.0),
                 "last_sync": row.get("last_sync", peer.last_sync),
                 "score": row.get("score"),
                 "last_error": row.get("last_error", "")

@@ -8,6 +8,7 @@ peer's name or address, or a network key to disk; temp tables live in memory.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import sqlite3
@@ -63,6 +64,8 @@ class Store:
         self._settings_box = nacl.secret.SecretBox(_subkey(storage_key, labels.STORAGE_SETTINGS))
         self._tag_key = _subkey(storage_key, labels.STORAGE_TAG)
         self._delivery_key = _subkey(storage_key, labels.STORAGE_DELIVERY)
+        # One connection, many tasks: explicit transactions must not interleave.
+        self._write_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -156,6 +159,10 @@ class Store:
         return result
 
     async def _write_many(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        async with self._write_lock:
+            await self._write_many_locked(sql, params)
+
+    async def _write_many_locked(self, sql: str, params: Iterable[Sequence[object]]) -> None:
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -259,6 +266,12 @@ class Store:
     async def withdraw(self, targets: Sequence[bytes], author: bytes, expires: int) -> list[bytes]:
         """Apply a tombstone by `author`: delete its targets written by that author, and
         remember them until `expires` so a late copy is refused. Returns the deleted ids."""
+        async with self._write_lock:
+            return await self._withdraw_locked(targets, author, expires)
+
+    async def _withdraw_locked(
+        self, targets: Sequence[bytes], author: bytes, expires: int
+    ) -> list[bytes]:
         tag = self.tag(author)
         marks = ",".join("?" * len(targets))
         try:

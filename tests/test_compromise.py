@@ -59,7 +59,9 @@ async def test_revoked_key_refused_everywhere_and_its_guides_flagged_unverified(
     assert "revoked this node's key" in out
 
     # Every node learns at once (pushed), marks A revoked and tells its operator.
-    await wait_until("B and C learn", lambda: _all(revoked_on(b, a.node_id), revoked_on(c, a.node_id)))
+    await wait_until(
+        "B and C learn", lambda: _all(revoked_on(b, a.node_id), revoked_on(c, a.node_id))
+    )
     row = await peer_row(b, a.node_id)
     assert row["state"] == "revoked" and row["revoked"] is True
     assert "revoked" in str(row["last_error"])
@@ -80,7 +82,9 @@ async def test_revoked_key_refused_everywhere_and_its_guides_flagged_unverified(
 
     invite = Invite.from_code(code.strip())
     relay = await RawPeer.open(b.address)
-    assert await relay.handshake(invite.capability(), Identity.generate(os.urandom), invite.node_id.raw)
+    assert await relay.handshake(
+        invite.capability(), Identity.generate(os.urandom), invite.node_id.raw
+    )
     network_key = invite.network_key
     forged_new = guide(a_identity, network_key)
     await relay.send(relay.session.records([forged_new.to_bytes()]))

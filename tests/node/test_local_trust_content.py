@@ -647,3 +647,18 @@ def test_node_id_of_twins_is_real() -> None:
     """The twins used above are real, distinct identities (guards the collision search)."""
     assert NodeId.from_text(str(TWIN_A.node_id)) == TWIN_A.node_id
     assert TWIN_A.seed != TWIN_B.seed
+
+
+async def test_runtime_file_and_database_files_are_private(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    old = os.umask(0o000)  # the worst umask: only explicit modes protect the files
+    try:
+        local = await Local.create(data, "Org", PW)
+        local.write_runtime("http://127.0.0.1:1", "token")
+        await local.save_peer(Peer(PEER.node_id, name="p"))
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()}
+        await local.close()
+    finally:
+        os.umask(old)
+    assert {"node.json", "canopy.db", KEY_FILE} <= modes.keys()
+    assert {name: m for name, m in modes.items() if m & 0o077} == {}
