@@ -46,3 +46,10 @@ assert len(SEALED_BODY) == 16
 # Set reconciliation: the fingerprint of a range (docs/spec/35-reconcile.md).
 RECONCILE_FINGERPRINT = b"canopy-recon-fp1"
 assert len(RECONCILE_FINGERPRINT) == 16
+
+# Sneakernet bundles and encrypted backups (docs/spec/50-bundles.md).
+BUNDLE_MAGIC = b"canopy-bundle-v1"  # first 16 bytes of a bundle file
+BUNDLE_KEY = b"canopy-bundlek-1"  # BLAKE2b personalisation of the bundle box key
+BUNDLE_SIGNATURE = b"canopy/bundle/v1"
+BACKUP_MAGIC = b"canopy-backup-v1"  # first 16 bytes of a backup file; also its KDF label
+assert all(len(p) == 16 for p in (BUNDLE_MAGIC, BUNDLE_KEY, BACKUP_MAGIC))

@@ -59,3 +59,8 @@ MIN_RECONCILE_MESSAGE_BYTES = 2048  # smallest frame limit that still guarantees
 RECONCILE_BRANCHING = 16  # sub-ranges a mismatching range is split into
 RECONCILE_IDLIST_THRESHOLD = 2 * RECONCILE_BRANCHING  # ranges holding fewer items send ids
 MAX_RECONCILE_RANGES = 16_384  # ranges in one reconciliation message
+
+# Sneakernet bundles and backups (docs/spec/50-bundles.md).
+MAX_BUNDLE_BYTES = 268_435_456  # a whole bundle file (256 MiB): it is opened in memory
+MAX_BUNDLE_RECORDS = 100_000  # records in one bundle
+MAX_BACKUP_BYTES = 2_147_483_648  # a whole backup file (2 GiB)
