@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
 import math
 import os
 import signal
@@ -185,6 +184,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from node.config import load_config, split_host_port
+    from node.logs import setup_logging
     from node.runtime import Node
 
     config = load_config(Path(args.config) if args.config else None)
@@ -194,12 +194,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError("--listen must be HOST:PORT") from None
         config = replace(config, listen=args.listen)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    setup_logging(
+        args.log_format or config.log_format, "debug" if args.verbose else config.log_level
     )
-    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     local = await _open(args)
     node = Node(local, config)
     stop = asyncio.Event()
@@ -537,25 +534,160 @@ async def cmd_status(args: argparse.Namespace) -> int:
     finally:
         await local.close()
     live = _api(local.path, "GET", "/v1/status")
+    live_peers = _api(local.path, "GET", "/v1/peers") if live else None
+    live_rows = {row["id"]: row for row in live_peers["peers"]} if live_peers else {}
+    now = _now_ms()
+    peer_list = []
+    for node_id, peer in sorted(peers.items(), key=lambda kv: kv[1].label):
+        row = live_rows.get(str(node_id), {})
+        last_sync = row.get("last_sync", peer.last_sync)
+        peer_list.append(
+            {
+                "id": str(node_id),
+                "short": node_id.short,
+                "name": peer.name,
+                "state": row.get("state", "offline" if live else "node not running"),
+                "last_sync": last_sync,
+                "sync_age_s": round((now - last_sync) / 1000, 1) if last_sync else None,
+            }
+        )
+    # Rejections: what the store has counted (all time), plus what the running node has
+    # counted since it last wrote them; the live figures are the node's since it started.
     status = {
         "id": str(local.node_id),
         "name": name,
+        "safety_code": local.node_id.safety_code(),
         "running": live is not None,
         "uptime_s": live.get("uptime_s") if live else None,
+        "listen": live.get("listen") if live else None,
         "peers": len(peers),
         "connected": live.get("connected") if live else 0,
+        "peer_list": peer_list,
         "records": counts,
         "rejected": live.get("rejected", rejections) if live else rejections,
+        "rejected_all_time": rejections,
+        "sync": {
+            "lag_s": live.get("sync_lag_s") if live else None,
+            "inflight": live.get("inflight", 0) if live else 0,
+            "received": live.get("received", 0) if live else 0,
+        },
+        "traffic": live.get("traffic", {}) if live else {},
     }
     if args.json:
         _print_json(status)
         return 0
+    uptime = f"yes, up {_duration(float(status['uptime_s']))}" if live else "no"
     print(f"node:       {status['name'] or '-'} {status['id']}")
-    print(f"running:    {'yes, up ' + str(status['uptime_s']) + ' s' if live else 'no'}")
+    print(f"safety:     {status['safety_code']}")
+    print(f"running:    {uptime}")
     print(f"peers:      {status['peers']} trusted, {status['connected']} connected")
     print(f"records:    {', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}")
     rejected = status["rejected"]
     print(f"rejected:   {', '.join(f'{k} {v}' for k, v in sorted(rejected.items())) or 'none'}")
+    if live:
+        sync = status["sync"]
+        lag = "-" if not sync["lag_s"] else _duration(float(sync["lag_s"]))
+        print(
+            f"sync:       lag {lag}, {sync['inflight']} records in flight, {sync['received']}"
+            " received since start"
+        )
+    if peer_list:
+        print()
+        _table(
+            [
+                [
+                    p["name"] or "-",
+                    p["short"],
+                    p["state"],
+                    _when(p["last_sync"]),
+                    "-" if p["sync_age_s"] is None else _duration(p["sync_age_s"]) + " ago",
+                ]
+                for p in peer_list
+            ],
+            ["PEER", "ID", "STATE", "LAST SYNC", "AGE"],
+        )
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    from node.bundles import export_bundle
+
+    local = await _open(args)
+    try:
+        done = await export_bundle(local, args.peer, Path(args.out), _now_ms())
+    finally:
+        await local.close()
+    print(
+        f"wrote {args.out}: {done.records} records for {done.peer_label} "
+        f"({done.bytes} bytes, encrypted to that peer and signed by this node)"
+    )
+    return 0
+
+
+async def cmd_import(args: argparse.Namespace) -> int:
+    from node.bundles import import_bundle
+
+    local = await _open(args)
+    try:
+        done = await import_bundle(local, Path(args.file), _now_ms())
+    finally:
+        await local.close()
+    _notify(local.path)
+    rejected = sum(done.rejected.values())
+    held = done.records - done.new - rejected
+    print(
+        f"imported from {done.sender_label}: {done.new} new, {held} already held, "
+        f"{rejected} rejected"
+        + (
+            f" ({', '.join(f'{k} {v}' for k, v in sorted(done.rejected.items()))})"
+            if rejected
+            else ""
+        )
+    )
+    return 0
+
+
+async def cmd_backup(args: argparse.Namespace) -> int:
+    from node.backups import make_backup
+
+    local = await _open(args)
+    try:
+        if Path(args.out).exists():
+            raise CanopyError(f"{args.out} already exists; choose a new file name")
+        from node.local import Local
+
+        # The backup is encrypted with the node's passphrase; a node without one must be
+        # given a passphrase for the backup all the same (it leaves the machine).
+        passphrase = (
+            _passphrase(args)
+            if Local.key_needs_passphrase(local.path)
+            else _passphrase(args, confirm=True)
+        )
+        size = await make_backup(local, Path(args.out), passphrase, _now_ms())
+    finally:
+        await local.close()
+    print(f"wrote {args.out} ({size} bytes, encrypted with the passphrase)")
+    print("keep it away from this machine; restore with: canopy restore FILE", file=sys.stderr)
+    return 0
+
+
+async def cmd_restore(args: argparse.Namespace) -> int:
+    from node.backups import restore_backup
+
+    target = Path(args.restore_data).expanduser() if args.restore_data else _data_dir(args)
+    done = await restore_backup(Path(args.file), target, _passphrase(args), force=args.force)
+    records = ", ".join(f"{k} {v}" for k, v in sorted(done.records.items())) or "no records"
+    print(f"restored {done.node_id} into {target} (backup of {_when(done.created)}; {records})")
     return 0
 
 
@@ -607,7 +739,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "run the node in the foreground")
     p.add_argument("--listen", metavar="HOST:PORT")
     p.add_argument("--config", metavar="FILE")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="log at debug level")
+    p.add_argument(
+        "--log-format", choices=["text", "json"], help="log lines on stderr (default: config)"
+    )
 
     p = add("id", cmd_id, "show node id, safety code and addresses")
     p.add_argument("--json", action="store_true")
@@ -665,8 +800,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
 
-    p = add("status", cmd_status, "counts, peers, rejected inputs")
+    p = add("status", cmd_status, "identity, uptime, peers, records, rejected inputs, sync")
     p.add_argument("--json", action="store_true")
+
+    p = add("export", cmd_export, "write a bundle for one peer to carry by hand (USB stick)")
+    p.add_argument("--for", dest="peer", required=True, metavar="PEER", help="id, prefix or name")
+    p.add_argument("--out", required=True, metavar="FILE", help="a new file")
+
+    p = add("import", cmd_import, "take in a bundle a peer exported for this node")
+    p.add_argument("file")
+
+    p = add("backup", cmd_backup, "write an encrypted backup of this node (key and database)")
+    p.add_argument("--out", required=True, metavar="FILE", help="a new file")
+
+    p = add("restore", cmd_restore, "recreate a data directory from a backup")
+    p.add_argument("file")
+    p.add_argument(
+        "--data", dest="restore_data", metavar="DIR", help="where to restore (default: --data)"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing identity")
 
     p = add("config", cmd_config_check, "check a configuration file")
     cfg = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)

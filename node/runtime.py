@@ -15,14 +15,16 @@ import logging
 import random as stdrandom
 import secrets
 import time
+import urllib.parse
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from aiohttp_socks import ProxyConnector, ProxyError, ProxyType
 
-from node.config import Config, split_host_port
+from node.config import Config, parse_socks5, split_host_port
 from node.connection import PeerConnection
 from node.content import row_of
 from node.local import Local, Peer, random
@@ -53,12 +55,21 @@ from protocol.session import (
 
 log = logging.getLogger("canopy.node")
 
+PUBLIC_ROUTES = frozenset({"/healthz", "/metrics"})  # no token: they reveal only counts
+
 PEER_PATH = "/canopy"
 INITIAL_SCORE = 100
 BAN_SECONDS = 300.0
 PARALLEL_VERIFY_OVER = 16  # batches larger than this are verified on worker threads
 PURGE_EVERY_S = 5.0
 RECENT_ALERTS = 1000
+
+
+def _proxy_connector(url: str) -> ProxyConnector:
+    """Every outbound peer connection through SOCKS5; names resolved by the proxy (rdns), so
+    .onion addresses work and no DNS query leaves this machine."""
+    host, port = parse_socks5(url)
+    return ProxyConnector(proxy_type=ProxyType.SOCKS5, host=host, port=port, rdns=True)
 
 
 def now_ms() -> int:
@@ -116,7 +127,10 @@ class Node:
         await self._reload_trust()
         # Our records published while we were stopped reach peers by reconciliation.
         self._local_seq = await self.local.store.max_seq()
-        self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
+        self._client = aiohttp.ClientSession(
+            connector=_proxy_connector(self.config.socks5) if self.config.socks5 else None,
+            timeout=aiohttp.ClientTimeout(total=None, connect=30 if self.config.socks5 else 10),
+        )
         peer_app = web.Application()
         peer_app.router.add_get(PEER_PATH, self._accept_ws)
         host, port = split_host_port(self.config.listen)
@@ -131,6 +145,8 @@ class Node:
         api_app.router.add_get("/v1/alerts", self._api_alerts)
         api_app.router.add_get("/v1/watch", self._api_watch)
         api_app.router.add_post("/v1/notify", self._api_notify)
+        api_app.router.add_get("/healthz", self._api_healthz)
+        api_app.router.add_get("/metrics", self._api_metrics)
         api_host, api_port = split_host_port(self.config.api_listen)
         api_bound = await self._serve(api_app, api_host, api_port)
         self.api_url = f"http://{api_host or '127.0.0.1'}:{api_bound}"
@@ -310,6 +326,10 @@ class Node:
         self, address: str, state: PeerState
     ) -> aiohttp.ClientWebSocketResponse | None:
         assert self._client is not None
+        host = (urllib.parse.urlsplit(address).hostname or "").lower()
+        if host.endswith(".onion") and not self.config.socks5:
+            state.last_error = f"cannot reach {address}: a .onion address needs network.socks5"
+            return None
         try:
             return await self._client.ws_connect(
                 address,
@@ -318,7 +338,7 @@ class Node:
                 max_msg_size=4 * 1024 * 1024,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
             )
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError, ProxyError) as exc:
             state.last_error = f"cannot reach {address}: {type(exc).__name__}"
             log.debug("dial: %s", state.last_error)
             return None
@@ -543,35 +563,17 @@ class Node:
     async def accept(self, records: Sequence[Record], source: PeerConnection | None) -> None:
         """Store checked records, apply tombstones, announce alerts, push the new ones on."""
         now = now_ms()
-        withdrawn = await self.local.store.withdrawn_among([(r.id, r.author.raw) for r in records])
-        if withdrawn:
-            self._count("withdrawn_refused", len(withdrawn))
-        keep = [r for r in records if r.id not in withdrawn]
-        flags = await self.local.store.put_records(
-            [row_of(r, local=r.author == self.node_id) for r in keep], now
-        )
+        stored = await store_checked(self.local, records, now)
+        if stored.withdrawn_refused:
+            self._count("withdrawn_refused", stored.withdrawn_refused)
         self.inflight.difference_update(r.id for r in records)
-        fresh = [r for r, new in zip(keep, flags, strict=True) if new]
+        fresh = stored.fresh
         self.received += len(fresh) if source is not None else 0
         for record in fresh:
-            if record.kind is Kind.TOMBSTONE:
-                await self._apply_tombstone(record)
-            elif record.kind is Kind.ALERT:
+            if record.kind is Kind.ALERT:
                 self._announce_alert(record, now)
         if fresh:
             self.push(fresh, exclude=source.peer_id if source else None)
-
-    async def _apply_tombstone(self, tombstone: Record) -> None:
-        try:
-            withdrawal = Withdrawal.from_payload(tombstone.payload)
-        except RemoteProtocolError:
-            return  # signed by its author, so not the relay's fault; nothing to apply
-        deleted = await self.local.store.withdraw(
-            withdrawal.targets, tombstone.author.raw, tombstone.expires
-        )
-        if deleted:
-            log.info("purged %d withdrawn record(s)", len(deleted))
-            await self.local.store.checkpoint()
 
     def push(self, records: Sequence[Record], exclude: NodeId | None = None) -> None:
         """Send records at once to every connected peer that may have them and lacks them."""
@@ -681,6 +683,8 @@ class Node:
         request: web.Request,
         handler: Callable[[web.Request], object],
     ) -> web.StreamResponse:
+        if request.path in PUBLIC_ROUTES:
+            return await handler(request)  # type: ignore[misc, no-any-return]
         supplied = request.headers.get("Authorization", "")
         if not hmac.compare_digest(supplied.encode(), f"Bearer {self.api_token}".encode()):
             return web.json_response({"error": "unauthorised"}, status=401)
@@ -688,7 +692,96 @@ class Node:
 
     async def _api_notify(self, request: web.Request) -> web.Response:
         self._wake.set()
+        # Records may have arrived by other paths (`canopy import`): reconcile again soon.
+        for peer_id in self._next_round:
+            self._next_round[peer_id] = 0.0
         return web.json_response({"ok": True})
+
+    async def _api_healthz(self, request: web.Request) -> web.Response:
+        """Liveness for supervisors and proxies: no token, and nothing but "ok"."""
+        return web.json_response({"status": "ok"})
+
+    def sync_lag_s(self) -> float:
+        """Seconds since the least recently synced connected peer last finished a round."""
+        now = now_ms()
+        ages = [
+            max(0.0, (now - peer.last_sync) / 1000)
+            for node_id, peer in self.peers.items()
+            if node_id in self.connections and peer.last_sync
+        ]
+        return round(max(ages), 1) if ages else 0.0
+
+    async def _api_metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format: counts only (no ids, names or content), so no token."""
+        records = await self.local.store.count_by_kind()
+        traffic = self.traffic()
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP {name} {help}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+
+        metric("canopy_up", "gauge", "1 while the node runs.", [("", 1)])
+        metric(
+            "canopy_uptime_seconds",
+            "gauge",
+            "Seconds since the node started.",
+            [("", round(time.time() - self.started, 3))],
+        )
+        metric(
+            "canopy_records",
+            "gauge",
+            "Records held, by kind.",
+            [(f'{{kind="{k}"}}', n) for k, n in sorted(records.items())],
+        )
+        metric("canopy_peers_trusted", "gauge", "Trusted peers.", [("", len(self.peers))])
+        metric(
+            "canopy_peers_connected", "gauge", "Peers connected now.", [("", len(self.connections))]
+        )
+        metric(
+            "canopy_records_received_total",
+            "counter",
+            "New records received from peers since start.",
+            [("", self.received)],
+        )
+        for key in ("bytes_sent", "bytes_received", "record_bytes_sent", "record_bytes_received"):
+            metric(
+                f"canopy_{key}_total",
+                "counter",
+                f"{key.replace('_', ' ').capitalize()} on peer connections since start.",
+                [("", traffic[key])],
+            )
+        metric(
+            "canopy_reconcile_rounds_total",
+            "counter",
+            "Reconciliation messages sent since start.",
+            [("", traffic["reconcile_rounds"])],
+        )
+        metric(
+            "canopy_rejected_total",
+            "counter",
+            "Inputs rejected since start, by reason.",
+            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.rejected.items())],
+        )
+        metric(
+            "canopy_sync_lag_seconds",
+            "gauge",
+            "Seconds since the least recently synced connected peer finished a round.",
+            [("", self.sync_lag_s())],
+        )
+        metric(
+            "canopy_sync_inflight_records",
+            "gauge",
+            "Records asked of peers and not yet received (the backlog being fetched).",
+            [("", len(self.inflight))],
+        )
+        return web.Response(
+            text="\n".join(lines) + "\n",
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
 
     def peer_rows(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = []
@@ -775,6 +868,7 @@ class Node:
                 "rejected": dict(self.rejected),
                 "traffic": self.traffic(),
                 "inflight": len(self.inflight),
+                "sync_lag_s": self.sync_lag_s(),
             }
         )
 
@@ -784,17 +878,17 @@ async def _check_parallel(
 ) -> list[Record | RemoteProtocolError]:
     """Verify on two worker threads when the batch is large (libsodium releases the GIL)."""
     if len(datas) <= PARALLEL_VERIFY_OVER:
-        return _check_records(datas, now, sender)
+        return check_records(datas, now, sender)
     loop = asyncio.get_running_loop()
     half = (len(datas) + 1) // 2
     first, second = await asyncio.gather(
-        loop.run_in_executor(None, _check_records, datas[:half], now, sender),
-        loop.run_in_executor(None, _check_records, datas[half:], now, sender),
+        loop.run_in_executor(None, check_records, datas[:half], now, sender),
+        loop.run_in_executor(None, check_records, datas[half:], now, sender),
     )
     return [*first, *second]
 
 
-def _check_records(
+def check_records(
     datas: Sequence[bytes], now: int, sender: NodeId
 ) -> list[Record | RemoteProtocolError]:
     """Decode, verify and time-check each record (pure; may run in a worker thread)."""
@@ -812,3 +906,42 @@ def _check_records(
         except RemoteProtocolError as exc:
             out.append(exc)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What `store_checked` did: the records that were new, and how many were refused
+    because their author had withdrawn them."""
+
+    fresh: list[Record]
+    withdrawn_refused: int
+
+
+async def store_checked(local: Local, records: Sequence[Record], now: int) -> Stored:
+    """Store records that passed `check_records`, durably, and apply new tombstones.
+
+    The one path into the store for records from elsewhere: network sync and imported
+    bundles both come through here, so both obey the same withdrawal rules."""
+    withdrawn = await local.store.withdrawn_among([(r.id, r.author.raw) for r in records])
+    keep = [r for r in records if r.id not in withdrawn]
+    flags = await local.store.put_records(
+        [row_of(r, local=r.author == local.node_id) for r in keep], now
+    )
+    fresh = [r for r, new in zip(keep, flags, strict=True) if new]
+    for record in fresh:
+        if record.kind is Kind.TOMBSTONE:
+            await apply_tombstone(local, record)
+    return Stored(fresh, len(withdrawn))
+
+
+async def apply_tombstone(local: Local, tombstone: Record) -> None:
+    try:
+        withdrawal = Withdrawal.from_payload(tombstone.payload)
+    except RemoteProtocolError:
+        return  # signed by its author, so not the relay's fault; nothing to apply
+    deleted = await local.store.withdraw(
+        withdrawal.targets, tombstone.author.raw, tombstone.expires
+    )
+    if deleted:
+        log.info("purged %d withdrawn record(s)", len(deleted))
+        await local.store.checkpoint()
