@@ -502,7 +502,7 @@ class Node:
 
     def may_receive(self, record: Record, peer_id: NodeId) -> bool:
         """Network-scoped records go to everyone; peers-scoped ones only from their author."""
-        if record.author == peer_id:
+        if record.author == peer_id or record.scope is Scope.PRIVATE:
             return False
         return record.scope is Scope.NETWORK or record.author == self.node_id
 
@@ -811,6 +811,8 @@ def _check_records(
             record = Record.from_bytes(data)
             record.verify()
             record.check_time(now)
+            if record.scope is Scope.PRIVATE:
+                raise RecordRejected("a private record never leaves its node")
             if record.scope is Scope.PEERS and record.author != sender:
                 raise RecordRejected("a peers-scoped record may only come from its author")
             if record.kind is Kind.TOMBSTONE:

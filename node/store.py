@@ -225,10 +225,12 @@ class Store:
 
     async def exchangeable_items(self, peer: bytes, now_ms: int) -> list[tuple[int, bytes]]:
         """(created, id), sorted, of unexpired records this node and `peer` may exchange:
-        network-scoped ones, and peers-scoped ones written by either of the two."""
+        network-scoped ones, and peers-scoped ones written by either of the two (private
+        ones never)."""
         sql = (
             "SELECT created, id FROM records WHERE expires > ?"
-            " AND (scope = 1 OR local = 1 OR author_tag = ?) ORDER BY created, id"
+            " AND (scope = 1 OR (scope = 0 AND (local = 1 OR author_tag = ?)))"
+            " ORDER BY created, id"
         )
         async with self._db.execute(sql, (now_ms, self.tag(peer))) as cur:
             return [(int(created), bytes(rid)) for created, rid in await cur.fetchall()]
@@ -388,7 +390,7 @@ class Store:
         return str(row[0]) if row else "no answer"
 
 
-_TABLES = frozenset({"peers", "invites"})
+_TABLES = frozenset({"peers", "invites", "introductions"})
 
 
 def _check_table(table: str) -> None:

@@ -46,3 +46,6 @@ assert len(SEALED_BODY) == 16
 # Set reconciliation: the fingerprint of a range (docs/spec/35-reconcile.md).
 RECONCILE_FINGERPRINT = b"canopy-recon-fp1"
 assert len(RECONCILE_FINGERPRINT) == 16
+
+# Know-who: an introduction request is signed by the node asking to be introduced.
+INTRO_REQUEST_SIGNATURE = b"canopy/intro-request/v1"
