@@ -118,13 +118,25 @@ class ContactIndex:
         return True
 
     def _add_contact(self, record: Record, contact: Contact) -> None:
-        rid = record.id
-        if rid in self.entries:
+        if record.id in self.entries:
             return
         words = tuple(dict.fromkeys(tokens(contact.words())))
-        entry = Entry(
-            rid, record.author.raw, record.scope, record.created, record.expires, contact, words
+        self.insert(
+            Entry(
+                record.id,
+                record.author.raw,
+                record.scope,
+                record.created,
+                record.expires,
+                contact,
+                words,
+            )
         )
+
+    def insert(self, entry: Entry) -> None:
+        rid = entry.rid
+        contact = entry.contact
+        words = entry.words
         self.entries[rid] = entry
         self.by_key.setdefault(entry.key, set()).add(rid)
         self.by_kind.setdefault(contact.kind, set()).add(rid)
@@ -188,6 +200,28 @@ class ContactIndex:
 
     # -- web of trust ------------------------------------------------------------------------
 
+    def vouch_ids_for(self, keys: set[tuple[bytes, bytes]], people: set[bytes]) -> list[bytes]:
+        """Network-scoped vouches that endorse these contacts or these organisations."""
+        out = []
+        for v in self.vouches.values():
+            if v.scope is not Scope.NETWORK:
+                continue
+            about = (v.vouch.subject, v.vouch.uid)
+            if (v.vouch.about is VouchAbout.CONTACT and about in keys) or (
+                v.vouch.about is VouchAbout.PEER and v.vouch.subject in people
+            ):
+                out.append(v.rid)
+        return out
+
+    def overlay(self, flt: Filter, now_ms: int) -> ContactIndex:
+        """A scratch index: our matching contacts and all our vouches, to merge answers into."""
+        scratch = ContactIndex(self.me)
+        for entry in self.matching(flt, now_ms):
+            scratch.insert(entry)
+        scratch.vouches = dict(self.vouches)
+        scratch.contact_vouches = {k: dict(v) for k, v in self.contact_vouches.items()}
+        return scratch
+
     def peer_edges(self) -> list[tuple[bytes, bytes]]:
         return [
             (v.voucher, v.vouch.subject)
@@ -231,11 +265,11 @@ class ContactIndex:
                 break
         return result
 
-    def matching(self, flt: Filter, now_ms: int) -> list[Entry]:
+    def matching(self, flt: Filter, now_ms: int, answerable: bool = False) -> list[Entry]:
         out = []
         for rid in self.candidates(flt):
             entry = self.entries[rid]
-            if entry.expires <= now_ms:
+            if entry.expires <= now_ms or (answerable and not entry.answerable()):
                 continue
             if flt.region and not region_matches(flt.region, entry.contact.region):
                 continue
@@ -248,10 +282,13 @@ class ContactIndex:
         now_ms: int,
         distances: dict[bytes, int],
         limit: int = limits.DEFAULT_RESULTS,
+        answerable: bool = False,
     ) -> list[Hit]:
-        """Deduplicated (one per author+uid, details over teasers), ranked best first."""
+        """Deduplicated (one per author+uid, details over teasers), ranked best first.
+
+        `answerable`: only what this node may pass on to a peer that asks."""
         best: dict[tuple[bytes, bytes], Entry] = {}
-        for entry in self.matching(flt, now_ms):
+        for entry in self.matching(flt, now_ms, answerable):
             have = best.get(entry.key)
             if have is None or (have.contact.teaser and not entry.contact.teaser):
                 best[entry.key] = entry

@@ -162,7 +162,10 @@ def check_channel(text: str) -> tuple[str, str]:
         raise ContactError(f"unknown channel type {kind!r}; choose one of: {', '.join(CHANNELS)}")
     if len(value.encode("utf-8")) > limits.MAX_CONTACT_FIELD_BYTES:
         raise ContactError(f"{kind} value too long")
-    return kind, CHANNELS[kind](value)
+    try:
+        return kind, CHANNELS[kind](value)
+    except ContactError as exc:
+        raise ContactError(f"--channel {kind}:{value}: {exc}") from None
 
 
 def check_specialty(text: str) -> str:
