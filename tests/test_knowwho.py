@@ -152,7 +152,9 @@ async def test_policies_across_two_hops_introduction_and_query_privacy(net: Net)
     assert ids["private"] not in json.dumps(await b.json("status"))
 
     # Nothing readable of any contact in any data file.
-    needles = [v[1].encode() for v in CONTACTS.values()] + [v[3].encode() for v in CONTACTS.values()]
+    needles = [v[1].encode() for v in CONTACTS.values()] + [
+        v[3].encode() for v in CONTACTS.values()
+    ]
     for node in (a, b, c):
         scanned, hits = scan_for(node.data, needles)
         assert scanned >= 2
