@@ -64,6 +64,8 @@ _URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[^\s]*)?")
 _SIGNAL_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,31}\.[0-9]{2,9}")
 _TELEGRAM = re.compile(r"@?[A-Za-z][A-Za-z0-9_]{4,31}")
 _MATRIX = re.compile(r"@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_WORD = re.compile(r"\w+")
 _SPECIALTY = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
@@ -183,7 +185,7 @@ def check_name(name: str) -> str:
         raise ContactError("a contact needs a --name")
     if len(value.encode("utf-8")) > limits.MAX_CONTACT_FIELD_BYTES:
         raise ContactError(f"--name is limited to {limits.MAX_CONTACT_FIELD_BYTES} bytes")
-    if any(unicodedata.category(c) == "Cc" for c in value):
+    if _CONTROL.search(value):
         raise ContactError("--name must not contain control characters")
     return value
 
@@ -426,9 +428,11 @@ class Vouch:
 
 def tokens(text: str) -> list[str]:
     """Case- and accent-folded words (what text search compares)."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
-    return re.findall(r"[\w]+", folded)
+    folded = text.casefold()
+    if not folded.isascii():
+        folded = unicodedata.normalize("NFKD", folded)
+        folded = "".join(c for c in folded if not unicodedata.combining(c))
+    return _WORD.findall(folded)
 
 
 @dataclass(frozen=True, slots=True)
