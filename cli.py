@@ -803,6 +803,10 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
+    if args.know_who:
+        from node.demo_knowwho import run_knowwho_demo
+
+        return await run_knowwho_demo(keep=args.keep)
     from node.demo import run_demo
 
     return await run_demo(keep=args.keep)
@@ -953,6 +957,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "three nodes on loopback doing the whole story")
     p.add_argument("--keep", action="store_true", help="keep the demo's data directories")
+    p.add_argument(
+        "--know-who", action="store_true", help="the know-who story: contacts, queries, intros"
+    )
     return parser
 
 
