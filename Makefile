@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/canopy demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check protocol node cli.py tests bench fuzz
+	$(BIN)/ruff check protocol node cli.py tests $(wildcard bench fuzz)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict protocol

@@ -21,13 +21,7 @@ TOPIC = "canopy-bench"
 async def _run(config: dict[str, Any]) -> dict[str, Any]:
     import libp2p.pubsub.pubsub as pubsub_module
     import msgpack
-    import multiaddr
     import trio
-    from libp2p import new_host
-    from libp2p.peer.peerinfo import info_from_p2p_addr
-    from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
-    from libp2p.pubsub.pubsub import Pubsub
-    from libp2p.tools.anyio_service import background_trio_service
 
     # The default per-subscription channel (32) drops messages when a burst arrives faster
     # than the subscriber task runs; make it large so that every message can be counted.
@@ -36,11 +30,38 @@ async def _run(config: dict[str, Any]) -> dict[str, Any]:
     edges = [tuple(e) for e in config["edges"]]
     with open(config["messages"], "rb") as handle:
         payloads: list[bytes] = msgpack.unpackb(handle.read())
-    total = len(payloads)
     received = [0] * n
     last_at = [0.0] * n
     all_done = trio.Event()
+    outcome: dict[str, Any] = {}
+    try:
+        await _hosts(config, n, edges, payloads, received, last_at, all_done, outcome)
+    except BaseException as exc:  # py-libp2p may raise while tearing down its services
+        if not outcome:
+            raise
+        outcome["teardown_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return outcome
 
+
+async def _hosts(
+    config: dict[str, Any],
+    n: int,
+    edges: list[Any],
+    payloads: list[bytes],
+    received: list[int],
+    last_at: list[float],
+    all_done: Any,
+    outcome: dict[str, Any],
+) -> None:
+    import multiaddr
+    import trio
+    from libp2p import new_host
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.tools.anyio_service import background_trio_service
+
+    total = len(payloads)
     async with AsyncExitStack() as stack:
         hosts = [new_host() for _ in range(n)]
         for host in hosts:
@@ -99,15 +120,17 @@ async def _run(config: dict[str, Any]) -> dict[str, Any]:
         done = time.monotonic()
         nursery.cancel_scope.cancel()
         complete = all(r >= total for r in received[1:])
-        return {
-            "ok": complete,
-            "seconds": max(last_at[1:]) - start if complete else None,
-            "publish_seconds": published - start,
-            "waited_seconds": done - start,
-            "received": received[1:],
-            "messages": total,
-            "error": None if complete else "not every host received every message in time",
-        }
+        outcome.update(
+            {
+                "ok": complete,
+                "seconds": max(last_at[1:]) - start if complete else None,
+                "publish_seconds": published - start,
+                "waited_seconds": done - start,
+                "received": received[1:],
+                "messages": total,
+                "error": None if complete else "not every host received every message in time",
+            }
+        )
 
 
 def main() -> int:

@@ -36,6 +36,7 @@ from protocol.errors import (
     NotForUs,
     RecordRejected,
     RemoteProtocolError,
+    UnexpectedMessage,
 )
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
 from protocol.identity import NodeId
@@ -460,6 +461,8 @@ class Node:
         if len(need) > need_seen:
             await self._queue_wants(conn, need[need_seen:])
         if following is not None:
+            if reconciler.rounds > limits.MAX_RECONCILE_ROUNDS:
+                raise UnexpectedMessage("reconciliation does not converge")
             conn.send(conn.session.reconcile(following))
             conn.reconcile_rounds += 1
         else:
@@ -526,21 +529,11 @@ class Node:
 
     async def serve(self, conn: PeerConnection, batch: list[tuple[bytes, bool]]) -> None:
         """Send what the peer asked for (or lacks); say Missing for what it asked and won't get."""
-        found = await self.local.store.get_records([i for i, _ in batch])
-        now = now_ms()
-        out: list[bytes] = []
-        missing: list[bytes] = []
-        for rid, asked in batch:
-            data = found.get(rid)
-            record = Record.from_bytes(data) if data is not None else None
-            if (
-                record is not None
-                and record.expires > now
-                and self.may_receive(record, conn.peer_id)
-            ):
-                out.append(data)  # type: ignore[arg-type]
-            elif asked:
-                missing.append(rid)
+        found = await self.local.store.records_for_peer(
+            [i for i, _ in batch], conn.peer_id.raw, now_ms()
+        )
+        out = [found[rid] for rid, _ in batch if rid in found]
+        missing = [rid for rid, asked in batch if asked and rid not in found]
         if out:
             conn.note_records_sent(sum(len(d) for d in out))
             conn.send(conn.session.records(out))

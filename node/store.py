@@ -189,6 +189,26 @@ class Store:
                     out[bytes(rid)] = self._open_record(data)
         return out
 
+    async def records_for_peer(
+        self, ids: Sequence[bytes], peer: bytes, now_ms: int
+    ) -> dict[bytes, bytes]:
+        """Wire bytes of the stored, unexpired `ids` that `peer` may receive from us: network-
+        scoped, or peers-scoped and ours; never a record back to its author. The rules of
+        docs/SPEC.md "Who may receive what", applied without parsing the records."""
+        out: dict[bytes, bytes] = {}
+        peer_tag = self.tag(peer)
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                f"SELECT id, data FROM records WHERE id IN ({marks}) AND expires > ?"
+                " AND (scope = 1 OR local = 1) AND author_tag != ?"
+            )
+            async with self._db.execute(sql, (*chunk, now_ms, peer_tag)) as cur:
+                for rid, data in await cur.fetchall():
+                    out[bytes(rid)] = self._open_record(data)
+        return out
+
     def _open_record(self, sealed: bytes) -> bytes:
         try:
             return bytes(self._records_box.decrypt(bytes(sealed)))

@@ -56,9 +56,13 @@ DEFAULT_ALERT_LIFETIME_MS = 7 * 24 * 3600 * 1000
 # Set reconciliation (docs/spec/35-reconcile.md).
 MAX_RECONCILE_MESSAGE_BYTES = 262_144  # one encoded reconciliation message (256 KiB)
 MIN_RECONCILE_MESSAGE_BYTES = 2048  # smallest frame limit that still guarantees progress
-RECONCILE_BRANCHING = 16  # sub-ranges a mismatching range is split into
-RECONCILE_IDLIST_THRESHOLD = 2 * RECONCILE_BRANCHING  # ranges holding fewer items send ids
 MAX_RECONCILE_RANGES = 16_384  # ranges in one reconciliation message
+RECONCILE_BRANCHING = 4  # sub-ranges a mismatching range is split into (tuned: see the SPEC)
+RECONCILE_IDLIST_THRESHOLD = 2 * RECONCILE_BRANCHING  # responder: fewer items -> send the ids
+RECONCILE_INITIATOR_IDLIST_THRESHOLD = 2  # initiator: its ids are echoed back, so split longer
+MAX_RECONCILE_BRANCHING = 16  # local tuning may not exceed these: MIN_..._BYTES relies on them
+MAX_RECONCILE_IDLIST_THRESHOLD = 32
+MAX_RECONCILE_ROUNDS = 64  # initiator messages in one round before the peer is cut off
 
 # Know-who: contacts, vouches and queries (docs/spec/70-contacts-and-queries.md).
 MAX_CONTACT_FIELD_BYTES = 256  # a name, a channel value, a specialty

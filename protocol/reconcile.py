@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import operator
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,17 @@ _MAX_BOUND_BYTES = 9 + 1 + ID_BYTES  # varint of a timestamp delta < 2^63, lengt
 _INF_FINGERPRINT_BYTES = 1 + 1 + 1 + FINGERPRINT_BYTES  # bound(inf) || mode || fingerprint
 # Room always kept free so a message can be closed: a pending Skip and a Fingerprint to inf.
 _RESERVE = _MAX_BOUND_BYTES + 1 + _INF_FINGERPRINT_BYTES
+# Progress needs the first answered range of every message to fit whole: a split into the
+# most sub-ranges, or an id list just under the largest threshold, after a pending Skip.
+assert (
+    _ENVELOPE_BYTES
+    + 2 * _RESERVE
+    + max(
+        limits.MAX_RECONCILE_BRANCHING * (_MAX_BOUND_BYTES + 1 + FINGERPRINT_BYTES),
+        _MAX_BOUND_BYTES + 1 + 3 + limits.MAX_RECONCILE_IDLIST_THRESHOLD * ID_BYTES,
+    )
+    <= limits.MIN_RECONCILE_MESSAGE_BYTES
+)
 
 
 class ReconcileState(enum.Enum):
@@ -284,31 +296,38 @@ class Reconciler:
         max_message_bytes: int = limits.MAX_RECONCILE_MESSAGE_BYTES,
         branching: int = limits.RECONCILE_BRANCHING,
         idlist_threshold: int = limits.RECONCILE_IDLIST_THRESHOLD,
+        initiator_idlist_threshold: int = limits.RECONCILE_INITIATOR_IDLIST_THRESHOLD,
     ) -> None:
+        # branching and thresholds are local choices (the peer never needs to know them);
+        # the bounds on them are what makes MIN_RECONCILE_MESSAGE_BYTES always enough.
         if max_message_bytes < limits.MIN_RECONCILE_MESSAGE_BYTES:
             raise LocalProtocolError("max_message_bytes below MIN_RECONCILE_MESSAGE_BYTES")
-        if not 2 <= branching <= idlist_threshold or branching > limits.RECONCILE_BRANCHING:
-            raise LocalProtocolError("need 2 <= branching <= idlist_threshold")
-        if idlist_threshold > limits.RECONCILE_IDLIST_THRESHOLD:
-            raise LocalProtocolError("idlist_threshold above RECONCILE_IDLIST_THRESHOLD")
-        if presorted:
-            ordered = list(items)
-            if __debug__:
-                _check_items(ordered)
-                if any(ordered[i] >= ordered[i + 1] for i in range(len(ordered) - 1)):
-                    raise LocalProtocolError("presorted items are not sorted and unique")
-        else:
-            ordered = sorted(set(items))
-            _check_items(ordered)
+        if not 2 <= branching <= limits.MAX_RECONCILE_BRANCHING:
+            raise LocalProtocolError("branching out of range")
+        if not branching <= idlist_threshold <= limits.MAX_RECONCILE_IDLIST_THRESHOLD:
+            raise LocalProtocolError("idlist_threshold out of range")
+        if not 1 <= initiator_idlist_threshold <= limits.MAX_RECONCILE_IDLIST_THRESHOLD:
+            raise LocalProtocolError("initiator_idlist_threshold out of range")
         self._max = max_message_bytes
         self._body_limit = max_message_bytes - _ENVELOPE_BYTES
         self._branching = branching
         self._threshold = idlist_threshold
-        self._ithreshold = idlist_threshold
-        self._ts = [ts for ts, _ in ordered]
-        self._ids = [i for _, i in ordered]
-        self._keys = [ts.to_bytes(_TS_BYTES, "big") + i for ts, i in ordered]
-        self._prefix = [0, *accumulate(int.from_bytes(i, "little") for i in self._ids)]
+        self._ithreshold = initiator_idlist_threshold
+        # 40-byte keys (u64 big-endian timestamp || id) sort exactly as (timestamp, id), and
+        # bytes sort and bisect far faster than tuples in CPython.
+        keys = _keys(items)
+        if presorted:
+            if __debug__ and any(map(operator.ge, keys, keys[1:])):
+                raise LocalProtocolError("presorted items are not sorted and unique")
+        else:
+            keys = sorted(set(keys))
+        if keys and keys[-1][0] >= 0x80:
+            raise LocalProtocolError("item timestamp out of range")
+        self._keys = keys
+        self._ids = [k[_TS_BYTES:] for k in keys]
+        # Prefix sums: the id sum of any range is one subtraction, so a fingerprint is O(1).
+        from_le = int.from_bytes
+        self._prefix = [0, *accumulate(from_le(i, "little") for i in self._ids)]
         self._state = ReconcileState.IDLE
         self._initiator = False
         self._have: list[bytes] = []
@@ -392,9 +411,10 @@ class Reconciler:
 
     def _split_bound(self, index: int) -> Bound:
         """The shortest bound above item index-1 and at most item index."""
-        ts = self._ts[index]
-        if self._ts[index - 1] != ts:
-            return Bound(ts)
+        head = self._keys[index][:_TS_BYTES]
+        if self._keys[index - 1][:_TS_BYTES] != head:
+            return Bound(int.from_bytes(head, "big"))
+        ts = int.from_bytes(head, "big")
         prev, cur = self._ids[index - 1], self._ids[index]
         k = 0
         while prev[k] == cur[k]:
@@ -487,14 +507,14 @@ class Reconciler:
         return cut
 
 
-def _check_items(items: Sequence[Item]) -> None:
-    for item in items:
-        if not (isinstance(item, tuple) and len(item) == 2):
-            raise LocalProtocolError("an item is a (timestamp, id) tuple")
-        ts, rid = item
-        if isinstance(ts, bool) or not isinstance(ts, int):
-            raise LocalProtocolError("item timestamp must be an int")
-        if not 0 <= ts <= limits.MAX_TIMESTAMP_MS:
-            raise LocalProtocolError("item timestamp out of range")
-        if not isinstance(rid, bytes) or len(rid) != ID_BYTES:
-            raise LocalProtocolError("item id must be 32 bytes")
+def _keys(items: Sequence[Item]) -> list[bytes]:
+    """The 40-byte key of every item; LocalProtocolError for anything that is not an Item."""
+    try:
+        keys = [ts.to_bytes(_TS_BYTES, "big") + rid for ts, rid in items]
+    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise LocalProtocolError("items must be (timestamp >= 0, 32-byte id) tuples") from exc
+    if not all(len(k) == _TS_BYTES + ID_BYTES and type(k) is bytes for k in keys):
+        raise LocalProtocolError("item id must be 32 bytes")
+    if any(type(ts) is not int for ts, _ in items):
+        raise LocalProtocolError("item timestamp must be an int")
+    return keys
