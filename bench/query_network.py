@@ -102,11 +102,16 @@ async def run(n_nodes: int = 30, per_node: int = 20, queries: int = 100) -> Resu
         await start_all(nodes)
         total = n_nodes * per_node
 
+        counts: list[int] = []
+
         async def settled() -> bool:
-            counts = [(await n.status())["records"].get("contact", 0) for n in nodes]
+            counts[:] = [(await n.status())["records"].get("contact", 0) for n in nodes]
             return all(c >= total for c in counts)
 
-        await wait_for("contacts to spread", settled, timeout=300, interval=0.5)
+        try:
+            await wait_for("contacts to spread", settled, timeout=90, interval=0.5)
+        except TimeoutError:  # measure anyway: queries work on whatever has spread
+            res.notes.append(f"not fully spread after 90 s: min {min(counts)}/{total} contacts")
         rng = stdrandom.Random(SEED)
         latencies: list[float] = []
         answered: list[int] = []
