@@ -86,23 +86,40 @@ async def _open(args: argparse.Namespace) -> Any:
     return await Local.open(path, passphrase)
 
 
-def _api(path: Path, method: str, route: str) -> dict[str, Any] | None:
+def _api(
+    path: Path,
+    method: str,
+    route: str,
+    body: dict[str, Any] | None = None,
+    timeout: float = 5,
+) -> dict[str, Any] | None:
     """Call the running node's local API; None when no node runs on this data directory."""
     from node.local import read_runtime
 
     runtime = read_runtime(path)
     if runtime is None:
         return None
+    headers = {"Authorization": f"Bearer {runtime['token']}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     request = urllib.request.Request(
         runtime["api"] + route,
         method=method,
-        headers={"Authorization": f"Bearer {runtime['token']}"},
-        data=b"" if method == "POST" else None,
+        headers=headers,
+        data=json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None),
     )
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             data: dict[str, Any] = json.loads(response.read())
             return data
+    except urllib.error.HTTPError as exc:
+        if exc.code != 400:
+            return None
+        try:
+            message = json.loads(exc.read()).get("error", "")
+        except (ValueError, OSError):
+            message = ""
+        raise CanopyError(message or f"the node refused: HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
@@ -413,7 +430,7 @@ async def cmd_watch(args: argparse.Namespace) -> int:
 
 
 async def cmd_withdraw(args: argparse.Namespace) -> int:
-    from node.content import withdraw
+    from node.directory import withdraw
 
     local = await _open(args)
     try:
@@ -422,6 +439,224 @@ async def cmd_withdraw(args: argparse.Namespace) -> int:
         await local.close()
     _notify(local.path)
     print(f"withdrew {args.id}; the withdrawal ({tombstone.id.hex()[:12]}) purges it everywhere")
+    return 0
+
+
+# -- know-who --------------------------------------------------------------------------------
+
+
+async def cmd_contact_add(args: argparse.Namespace) -> int:
+    from node.directory import add_contact
+
+    local = await _open(args)
+    try:
+        added = await add_contact(
+            local,
+            kind=args.kind,
+            name=args.name,
+            region=args.region,
+            langs=list(args.lang or []),
+            channels=list(args.channel or []),
+            specialties=list(args.specialty or []),
+            notes=args.notes or "",
+            share=args.share,
+            to=args.to,
+            review_days=args.review_days,
+            now_ms=_now_ms(),
+        )
+    finally:
+        await local.close()
+    _notify(local.path)
+    what = {
+        "peers": "readable by your peers only, never passed on",
+        "network": "readable by the whole network",
+        "on-request": "others see that it exists; details only by introduction",
+        "private": "never leaves this node",
+    }[added.share.value]
+    print(f"{added.record.id.hex()}  {args.kind} contact, share {added.share.value} ({what})")
+    if added.details is not None:
+        print(
+            f"(details kept here as {added.details.id.hex()[:12]}; the id above is what others see)"
+        )
+    return 0
+
+
+def _stars(row: dict[str, Any]) -> str:
+    vouchers = row.get("vouchers", [])
+    names = ", ".join(
+        f"{v['label']}" + (f" (d{v['distance']})" if v.get("distance") is not None else "")
+        for v in vouchers
+    )
+    return names
+
+
+def _print_hits(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no contacts match")
+        return
+    for row in rows:
+        mark = " [STALE: due for re-verification]" if row["stale"] else ""
+        langs = ",".join(row["langs"]) or "-"
+        if row["teaser"]:
+            title = f"(on request) {row['kind']} in {row['region']}, {langs}"
+        else:
+            title = f"{row['name']} — {row['kind']} in {row['region']}, {langs}"
+        via = f"  via {row['via']}" if "via" in row else ""
+        print(f"{row['id'][:12]}  {title}{mark}")
+        if row.get("specialties"):
+            print(f"    specialties: {', '.join(row['specialties'])}")
+        for channel in row.get("channels", []):
+            print(f"    {channel}")
+        if row["teaser"]:
+            print(f"    ask for an introduction: canopy introduce {row['id'][:12]}")
+        print(
+            f"    vouched by: {_stars(row)}; trust distance {row['distance']};"
+            f" score {row['score']}{via}"
+        )
+
+
+async def cmd_query(args: argparse.Namespace) -> int:
+    from node.directory import local_query
+    from protocol import limits
+    from protocol.contact import Filter
+
+    flt = Filter.build(
+        " ".join(args.text or []), args.kind or "", args.region or "", args.lang or ""
+    )
+    if not 1 <= args.limit <= limits.MAX_LOCAL_RESULTS:
+        raise UsageError(f"--limit must be between 1 and {limits.MAX_LOCAL_RESULTS}")
+    if not 1 <= args.depth <= limits.MAX_QUERY_DEPTH:
+        raise UsageError(f"--depth must be between 1 and {limits.MAX_QUERY_DEPTH}")
+    path = _data_dir(args)
+    body = {
+        "text": flt.text,
+        "kind": flt.kind,
+        "region": flt.region,
+        "lang": flt.lang,
+        "limit": args.limit,
+        "depth": args.depth,
+        "network": bool(args.network),
+    }
+    local = await _open(args)  # checks the passphrase even when the node answers
+    try:
+        timeout = limits.QUERY_TIMEOUT_MS / 1000 + 10
+        result = _api(local.path, "POST", "/v1/query", body, timeout=timeout)
+        if result is None:
+            if args.network:
+                raise CanopyError(
+                    f"--network needs the node running on {path}: start it with canopy run"
+                )
+            result = {"results": await local_query(local, flt, _now_ms(), args.limit)}
+    finally:
+        await local.close()
+    if args.json:
+        _print_json(result)
+        return 0
+    _print_hits(result["results"])
+    if args.network:
+        print(
+            f"({result['asked']} peers asked, {result['answered']} answered"
+            f" in {result['elapsed_ms']} ms)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def cmd_vouch(args: argparse.Namespace) -> int:
+    from node.directory import vouch
+
+    local = await _open(args)
+    try:
+        record, what = await vouch(local, args.target, _now_ms())
+    finally:
+        await local.close()
+    _notify(local.path)
+    print(f"{record.id.hex()}  you vouch for {what} (withdraw it with: canopy withdraw ID)")
+    return 0
+
+
+async def cmd_review(args: argparse.Namespace) -> int:
+    from node.directory import review
+
+    local = await _open(args)
+    try:
+        rows = await review(local, _now_ms())
+    finally:
+        await local.close()
+    if args.json:
+        _print_json({"due": rows})
+        return 0
+    if not rows:
+        print("no contacts are due for re-verification")
+        return 0
+    _table(
+        [
+            [r["id"][:12], r["state"], _when(r["due"]), r["kind"], r["region"], r["name"] or "-"]
+            for r in rows
+        ],
+        ["ID", "STATE", "DUE", "KIND", "REGION", "NAME"],
+    )
+    print("re-verify a contact, then renew it with: canopy vouch ID", file=sys.stderr)
+    return 0
+
+
+async def cmd_introduce(args: argparse.Namespace) -> int:
+    from node.directory import request_introduction
+
+    local = await _open(args)
+    try:
+        row = await request_introduction(local, args.id, args.note or "", _now_ms())
+    finally:
+        await local.close()
+    _notify(local.path)
+    request_id = row["request_id"]
+    assert isinstance(request_id, bytes)
+    print(
+        f"introduction requested ({request_id.hex()[:12]}); it goes out while the node runs."
+        " Follow it with: canopy introductions"
+    )
+    return 0
+
+
+async def cmd_introductions(args: argparse.Namespace) -> int:
+    from node.directory import decide, introductions
+
+    if args.approve and args.decline:
+        raise UsageError("--approve and --decline exclude each other")
+    local = await _open(args)
+    try:
+        if args.approve or args.decline:
+            row = await decide(local, args.approve or args.decline, bool(args.approve), _now_ms())
+            decided = str(row["status"])
+        else:
+            decided = ""
+        rows = await introductions(local)
+    finally:
+        await local.close()
+    if decided:
+        _notify(local.path)
+        print(f"{decided}: {(args.approve or args.decline)}")
+        return 0
+    if args.json:
+        _print_json({"introductions": rows})
+        return 0
+    if not rows:
+        print("no introduction requests")
+        return 0
+    _table(
+        [
+            [
+                r["id"][:12],
+                r["direction"],
+                r["status"],
+                f"{r['kind']} {r['region']}",
+                (r["asker"] if r["direction"] == "incoming" else r["introducer"])[:16],
+                str(r["note"])[:40],
+            ]
+            for r in rows
+        ],
+        ["ID", "DIRECTION", "STATUS", "CONTACT", "WHO", "NOTE"],
+    )
     return 0
 
 
@@ -700,6 +935,10 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
+    if args.know_who:
+        from node.demo_knowwho import run_knowwho_demo
+
+        return await run_knowwho_demo(keep=args.keep)
     from node.demo import run_demo
 
     return await run_demo(keep=args.keep)
@@ -790,6 +1029,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("watch", cmd_watch, "print alerts as they arrive (needs the node running)")
     p.add_argument("--json", action="store_true", help="one JSON document per line")
 
+    p = add("contact", cmd_contact_add, "add a contact to the know-who directory")
+    acts = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
+    c = acts.add_parser("add", help="add a vetted contact")
+    c.set_defaults(func=cmd_contact_add)
+    c.add_argument("--kind", required=True, help="lawyer, shelter, medical, psychosocial, ...")
+    c.add_argument("--name", required=True)
+    c.add_argument("--region", required=True, help="ISO 3166 code: KE or KE-30")
+    c.add_argument("--lang", action="append", help="BCP 47 tag, repeatable: sw, fr-CD")
+    c.add_argument("--channel", action="append", metavar="TYPE:VALUE", help="repeatable")
+    c.add_argument("--specialty", action="append", help="repeatable: land-rights")
+    c.add_argument("--notes")
+    c.add_argument(
+        "--share", default="peers", help="peers | network | on-request | private (default peers)"
+    )
+    c.add_argument("--to", help="with --share peers: only these peers (ID[,ID...])")
+    c.add_argument("--review-days", type=int, default=180, help="re-verify after (default 180)")
+
+    p = add("query", cmd_query, "search the know-who directory (offline, or --network)")
+    p.add_argument("text", nargs="*")
+    p.add_argument("--kind")
+    p.add_argument("--region")
+    p.add_argument("--lang")
+    p.add_argument("--network", action="store_true", help="also ask trusted peers (node running)")
+    p.add_argument("--depth", type=int, default=2, help="network hops (default 2)")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+
+    p = add("vouch", cmd_vouch, "vouch for a contact (record id) or an organisation (peer)")
+    p.add_argument("target", metavar="PEER|CONTACT_ID")
+
+    p = add("review", cmd_review, "contacts due for re-verification")
+    p.add_argument("--json", action="store_true")
+
+    p = add("introduce", cmd_introduce, "ask for an introduction to an on-request contact")
+    p.add_argument("id")
+    p.add_argument("--note", help="a short message for the organisation that decides")
+
+    p = add("introductions", cmd_introductions, "introduction requests, to and from you")
+    p.add_argument("--approve", metavar="REQUEST_ID")
+    p.add_argument("--decline", metavar="REQUEST_ID")
+    p.add_argument("--json", action="store_true")
+
     p = add("withdraw", cmd_withdraw, "withdraw one of your records everywhere")
     p.add_argument("id")
 
@@ -828,6 +1109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "three nodes on loopback doing the whole story")
     p.add_argument("--keep", action="store_true", help="keep the demo's data directories")
+    p.add_argument(
+        "--know-who", action="store_true", help="the know-who story: contacts, queries, intros"
+    )
     return parser
 
 

@@ -40,4 +40,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX withdrawn_expires ON withdrawn (expires);
     CREATE INDEX records_author ON records (author_tag)
     """,
+    # 3: introduction requests (sealed rows, like peers): who asked for which contact.
+    """
+    CREATE TABLE introductions (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
+    """,
 )

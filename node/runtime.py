@@ -28,8 +28,10 @@ from node.config import Config, parse_socks5, split_host_port
 from node.connection import PeerConnection
 from node.content import row_of
 from node.local import Local, Peer, random
+from node.queries import KnowWho
 from node.trust import PendingInvite, pending_invites, redeem_invite
 from protocol import limits
+from protocol.contact import ContactError, Filter
 from protocol.envelope import open_record
 from protocol.errors import (
     HandshakeError,
@@ -45,8 +47,12 @@ from protocol.reconcile import Reconciler
 from protocol.record import Kind, Record, Scope
 from protocol.session import (
     Event,
+    PeerAnswer,
     PeerHello,
+    PeerIntroReply,
+    PeerIntroRequest,
     PeerMissing,
+    PeerQuery,
     PeerReconcile,
     PeerSyncDone,
     PeerWant,
@@ -119,12 +125,14 @@ class Node:
         self.advertise: tuple[str, ...] = ()
         self.api_url = ""
         self.api_token = secrets.token_urlsafe(32)
+        self.knowwho = KnowWho(self)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         self.name = self.config.name or await self.local.name()
         await self._reload_trust()
+        await self.knowwho.start()
         # Our records published while we were stopped reach peers by reconciliation.
         self._local_seq = await self.local.store.max_seq()
         self._client = aiohttp.ClientSession(
@@ -147,6 +155,8 @@ class Node:
         api_app.router.add_post("/v1/notify", self._api_notify)
         api_app.router.add_get("/healthz", self._api_healthz)
         api_app.router.add_get("/metrics", self._api_metrics)
+        api_app.router.add_post("/v1/query", self._api_query)
+        api_app.router.add_get("/v1/queries", self._api_queries)
         api_host, api_port = split_host_port(self.config.api_listen)
         api_bound = await self._serve(api_app, api_host, api_port)
         self.api_url = f"http://{api_host or '127.0.0.1'}:{api_bound}"
@@ -168,6 +178,7 @@ class Node:
         return int(sockets[0].getsockname()[1]) if sockets else port
 
     async def stop(self) -> None:
+        self.knowwho.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -389,6 +400,7 @@ class Node:
         conn.send(conn.session.hello(self.name, self.advertise))
         if conn.outbound:
             await self.start_round(conn)
+        await self.knowwho.tick_introductions()
 
     def on_closed(self, conn: PeerConnection) -> None:
         for key in ("bytes_sent", "bytes_received", "record_bytes_sent", "record_bytes_received"):
@@ -427,6 +439,12 @@ class Node:
         elif isinstance(event, PeerMissing):
             self.inflight.difference_update(event.ids)
             await self.after_records(conn)
+        elif isinstance(event, PeerQuery | PeerAnswer | PeerIntroRequest | PeerIntroReply):
+            await self.knowwho.on_event(conn, event)
+
+    def bump_own_epoch(self) -> None:
+        """We changed a sealed row ourselves: no need to reload for it."""
+        self._epoch += 1
 
     async def _on_hello(self, conn: PeerConnection, hello: PeerHello) -> None:
         peer = self.peers.get(conn.peer_id)
@@ -525,7 +543,7 @@ class Node:
 
     def may_receive(self, record: Record, peer_id: NodeId) -> bool:
         """Network-scoped records go to everyone; peers-scoped ones only from their author."""
-        if record.author == peer_id:
+        if record.author == peer_id or record.scope is Scope.PRIVATE:
             return False
         return record.scope is Scope.NETWORK or record.author == self.node_id
 
@@ -568,10 +586,14 @@ class Node:
             self._count("withdrawn_refused", stored.withdrawn_refused)
         self.inflight.difference_update(r.id for r in records)
         fresh = stored.fresh
+        if stored.purged:
+            self.knowwho.remove(stored.purged)
         self.received += len(fresh) if source is not None else 0
         for record in fresh:
             if record.kind is Kind.ALERT:
                 self._announce_alert(record, now)
+            elif record.kind in (Kind.CONTACT, Kind.VOUCH):
+                self.knowwho.add(record, verify_body=True)
         if fresh:
             self.push(fresh, exclude=source.peer_id if source else None)
 
@@ -654,6 +676,7 @@ class Node:
                 if time.monotonic() - last_purge > PURGE_EVERY_S:
                     last_purge = time.monotonic()
                     purged = await self.local.store.delete_expired(now_ms())
+                    self.knowwho.expire(now_ms())
                     if purged:
                         log.info("purged %d expired record(s)", purged)
             except Exception:  # never let one bad poll stop the node
@@ -662,6 +685,7 @@ class Node:
     async def _poll_once(self) -> None:
         if await self.local.store.epoch() != self._epoch:
             await self._reload_trust()
+            await self.knowwho.tick_introductions()
         while True:
             batch = await self.local.store.local_records_after(self._local_seq, 500)
             if not batch:
@@ -672,6 +696,10 @@ class Node:
             for record in records:
                 if record.kind is Kind.ALERT:
                     self._announce_alert(record, now)
+                elif record.kind in (Kind.CONTACT, Kind.VOUCH):
+                    self.knowwho.add(record, verify_body=False)
+                elif record.kind is Kind.TOMBSTONE:
+                    self.knowwho.remove(Withdrawal.from_payload(record.payload).targets)
             self.push(records)
         await self._flush_rejections()
 
@@ -825,6 +853,40 @@ class Node:
             )
         }
 
+    async def _api_query(self, request: web.Request) -> web.Response:
+        """A know-who query from the CLI: local (the in-memory index) or across peers."""
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError
+            flt = Filter.build(
+                str(body.get("text", "")),
+                str(body.get("kind", "")),
+                str(body.get("region", "")),
+                str(body.get("lang", "")),
+            )
+            limit = int(body.get("limit", limits.DEFAULT_RESULTS))
+            depth = int(body.get("depth", limits.DEFAULT_QUERY_DEPTH))
+            if not 1 <= limit <= limits.MAX_LOCAL_RESULTS:
+                raise ContactError(f"--limit must be between 1 and {limits.MAX_LOCAL_RESULTS}")
+            if not 1 <= depth <= limits.MAX_QUERY_DEPTH:
+                raise ContactError(f"--depth must be between 1 and {limits.MAX_QUERY_DEPTH}")
+        except ContactError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except (ValueError, TypeError):
+            return web.json_response({"error": "malformed query"}, status=400)
+        if body.get("network"):
+            result = await self.knowwho.network_query(flt, depth, limit)
+        else:
+            result = self.knowwho.local_query(flt, limit)
+        return web.json_response(result)
+
+    async def _api_queries(self, request: web.Request) -> web.Response:
+        """Queries peers sent us (what a peer can learn about who asks: only the peer)."""
+        return web.json_response(
+            {"received": list(self.knowwho.received), "answered": self.knowwho.answered}
+        )
+
     async def _api_peers(self, request: web.Request) -> web.Response:
         return web.json_response({"peers": self.peer_rows()})
 
@@ -898,6 +960,8 @@ def check_records(
             record = Record.from_bytes(data)
             record.verify()
             record.check_time(now)
+            if record.scope is Scope.PRIVATE:
+                raise RecordRejected("a private record never leaves its node")
             if record.scope is Scope.PEERS and record.author != sender:
                 raise RecordRejected("a peers-scoped record may only come from its author")
             if record.kind is Kind.TOMBSTONE:
@@ -915,6 +979,7 @@ class Stored:
 
     fresh: list[Record]
     withdrawn_refused: int
+    purged: list[bytes]  # ids deleted by tombstones among the fresh records
 
 
 async def store_checked(local: Local, records: Sequence[Record], now: int) -> Stored:
@@ -928,20 +993,23 @@ async def store_checked(local: Local, records: Sequence[Record], now: int) -> St
         [row_of(r, local=r.author == local.node_id) for r in keep], now
     )
     fresh = [r for r, new in zip(keep, flags, strict=True) if new]
+    purged: list[bytes] = []
     for record in fresh:
         if record.kind is Kind.TOMBSTONE:
-            await apply_tombstone(local, record)
-    return Stored(fresh, len(withdrawn))
+            purged += await apply_tombstone(local, record)
+    return Stored(fresh, len(withdrawn), purged)
 
 
-async def apply_tombstone(local: Local, tombstone: Record) -> None:
+async def apply_tombstone(local: Local, tombstone: Record) -> list[bytes]:
+    """Delete what `tombstone` withdraws (its own author's records only); the ids deleted."""
     try:
         withdrawal = Withdrawal.from_payload(tombstone.payload)
     except RemoteProtocolError:
-        return  # signed by its author, so not the relay's fault; nothing to apply
+        return []  # signed by its author, so not the relay's fault; nothing to apply
     deleted = await local.store.withdraw(
         withdrawal.targets, tombstone.author.raw, tombstone.expires
     )
     if deleted:
         log.info("purged %d withdrawn record(s)", len(deleted))
         await local.store.checkpoint()
+    return deleted

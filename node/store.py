@@ -193,7 +193,8 @@ class Store:
         self, ids: Sequence[bytes], peer: bytes, now_ms: int
     ) -> dict[bytes, bytes]:
         """Wire bytes of the stored, unexpired `ids` that `peer` may receive from us: network-
-        scoped, or peers-scoped and ours; never a record back to its author. The rules of
+        scoped, or peers-scoped and ours; never a private one, never a record back to its
+        author. The rules of
         docs/SPEC.md "Who may receive what", applied without parsing the records."""
         out: dict[bytes, bytes] = {}
         peer_tag = self.tag(peer)
@@ -202,7 +203,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             sql = (
                 f"SELECT id, data FROM records WHERE id IN ({marks}) AND expires > ?"
-                " AND (scope = 1 OR local = 1) AND author_tag != ?"
+                " AND (scope = 1 OR (scope = 0 AND local = 1)) AND author_tag != ?"
             )
             async with self._db.execute(sql, (*chunk, now_ms, peer_tag)) as cur:
                 for rid, data in await cur.fetchall():
@@ -245,10 +246,12 @@ class Store:
 
     async def exchangeable_items(self, peer: bytes, now_ms: int) -> list[tuple[int, bytes]]:
         """(created, id), sorted, of unexpired records this node and `peer` may exchange:
-        network-scoped ones, and peers-scoped ones written by either of the two."""
+        network-scoped ones, and peers-scoped ones written by either of the two (private
+        ones never)."""
         sql = (
             "SELECT created, id FROM records WHERE expires > ?"
-            " AND (scope = 1 OR local = 1 OR author_tag = ?) ORDER BY created, id"
+            " AND (scope = 1 OR (scope = 0 AND (local = 1 OR author_tag = ?)))"
+            " ORDER BY created, id"
         )
         async with self._db.execute(sql, (now_ms, self.tag(peer))) as cur:
             return [(int(created), bytes(rid)) for created, rid in await cur.fetchall()]
@@ -408,7 +411,7 @@ class Store:
         return str(row[0]) if row else "no answer"
 
 
-_TABLES = frozenset({"peers", "invites"})
+_TABLES = frozenset({"peers", "invites", "introductions"})
 
 
 def _check_table(table: str) -> None:

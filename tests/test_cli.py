@@ -90,6 +90,8 @@ def _with_node(*args: str) -> Callable[[World], list[str]]:
     return lambda w: ["--data", str(w.node), *args]
 
 
+_CONTACT_OK = ("--kind", "lawyer", "--name", "Walk Test", "--region", "KE-28")
+
 WALK: list[Case] = [
     Case("unknown command", _with_node("frobnicate")),
     Case("missing argument", _with_node("accept")),
@@ -235,6 +237,36 @@ WALK: list[Case] = [
         "trust .onion with http",
         _with_node("trust", "a" * 52, "--address", "http://abcdefghijklmnop.onion/canopy"),
     ),
+    *[
+        Case(f"contact add {name}", _with_node("contact", "add", *_CONTACT_OK, *extra))
+        for name, extra in (
+            ("bad kind", ("--kind", "lawyr")),
+            ("bad region", ("--region", "KE-999")),
+            ("region not a code", ("--region", "Kenya")),
+            ("bad lang", ("--lang", "zz")),
+            ("bad channel type", ("--channel", "fax:+254700000000")),
+            ("channel without value", ("--channel", "phone")),
+            ("bad phone", ("--channel", "phone:0700")),
+            ("bad email", ("--channel", "email:nobody")),
+            ("bad specialty", ("--specialty", "Land Rights!")),
+            ("bad share", ("--share", "public")),
+            ("--to with network", ("--share", "network", "--to", "peers")),
+            ("--review-days 0", ("--review-days", "0")),
+            ("--review-days not a number", ("--review-days", "soon")),
+            ("empty name", ("--name", " ")),
+        )
+    ],
+    Case("contact add without --name", _with_node("contact", "add", "--kind", "lawyer")),
+    Case("query bad region", _with_node("query", "--region", "XX")),
+    Case("query bad lang", _with_node("query", "--lang", "english")),
+    Case("query bad kind", _with_node("query", "--kind", "spy")),
+    Case("query --limit 0", _with_node("query", "--limit", "0")),
+    Case("query --network, node stopped", _with_node("query", "--network", "--kind", "lawyer")),
+    Case("vouch unknown contact", _with_node("vouch", "deadbeef00")),
+    Case("vouch not a peer", _with_node("vouch", "nobody")),
+    Case("introduce unknown", _with_node("introduce", "deadbeef00")),
+    Case("introductions approve unknown", _with_node("introductions", "--approve", "abcdef12")),
+    Case("withdraw unknown", _with_node("withdraw", "deadbeef00")),
 ]
 
 
