@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
 import math
 import os
 import signal
@@ -87,23 +86,40 @@ async def _open(args: argparse.Namespace) -> Any:
     return await Local.open(path, passphrase)
 
 
-def _api(path: Path, method: str, route: str) -> dict[str, Any] | None:
+def _api(
+    path: Path,
+    method: str,
+    route: str,
+    body: dict[str, Any] | None = None,
+    timeout: float = 5,
+) -> dict[str, Any] | None:
     """Call the running node's local API; None when no node runs on this data directory."""
     from node.local import read_runtime
 
     runtime = read_runtime(path)
     if runtime is None:
         return None
+    headers = {"Authorization": f"Bearer {runtime['token']}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     request = urllib.request.Request(
         runtime["api"] + route,
         method=method,
-        headers={"Authorization": f"Bearer {runtime['token']}"},
-        data=b"" if method == "POST" else None,
+        headers=headers,
+        data=json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None),
     )
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             data: dict[str, Any] = json.loads(response.read())
             return data
+    except urllib.error.HTTPError as exc:
+        if exc.code != 400:
+            return None
+        try:
+            message = json.loads(exc.read()).get("error", "")
+        except (ValueError, OSError):
+            message = ""
+        raise CanopyError(message or f"the node refused: HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
@@ -286,6 +302,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from node.config import load_config, split_host_port
+    from node.logs import setup_logging
     from node.runtime import Node
 
     config = load_config(Path(args.config) if args.config else None)
@@ -295,12 +312,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError("--listen must be HOST:PORT") from None
         config = replace(config, listen=args.listen)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    setup_logging(
+        args.log_format or config.log_format, "debug" if args.verbose else config.log_level
     )
-    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     local = await _open(args)
     node = Node(local, config)
     stop = asyncio.Event()
@@ -525,7 +539,7 @@ async def cmd_watch(args: argparse.Namespace) -> int:
 
 
 async def cmd_withdraw(args: argparse.Namespace) -> int:
-    from node.content import withdraw
+    from node.directory import withdraw
 
     local = await _open(args)
     try:
@@ -534,6 +548,224 @@ async def cmd_withdraw(args: argparse.Namespace) -> int:
         await local.close()
     _notify(local.path)
     print(f"withdrew {args.id}; the withdrawal ({tombstone.id.hex()[:12]}) purges it everywhere")
+    return 0
+
+
+# -- know-who --------------------------------------------------------------------------------
+
+
+async def cmd_contact_add(args: argparse.Namespace) -> int:
+    from node.directory import add_contact
+
+    local = await _open(args)
+    try:
+        added = await add_contact(
+            local,
+            kind=args.kind,
+            name=args.name,
+            region=args.region,
+            langs=list(args.lang or []),
+            channels=list(args.channel or []),
+            specialties=list(args.specialty or []),
+            notes=args.notes or "",
+            share=args.share,
+            to=args.to,
+            review_days=args.review_days,
+            now_ms=_now_ms(),
+        )
+    finally:
+        await local.close()
+    _notify(local.path)
+    what = {
+        "peers": "readable by your peers only, never passed on",
+        "network": "readable by the whole network",
+        "on-request": "others see that it exists; details only by introduction",
+        "private": "never leaves this node",
+    }[added.share.value]
+    print(f"{added.record.id.hex()}  {args.kind} contact, share {added.share.value} ({what})")
+    if added.details is not None:
+        print(
+            f"(details kept here as {added.details.id.hex()[:12]}; the id above is what others see)"
+        )
+    return 0
+
+
+def _stars(row: dict[str, Any]) -> str:
+    vouchers = row.get("vouchers", [])
+    names = ", ".join(
+        f"{v['label']}" + (f" (d{v['distance']})" if v.get("distance") is not None else "")
+        for v in vouchers
+    )
+    return names
+
+
+def _print_hits(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no contacts match")
+        return
+    for row in rows:
+        mark = " [STALE: due for re-verification]" if row["stale"] else ""
+        langs = ",".join(row["langs"]) or "-"
+        if row["teaser"]:
+            title = f"(on request) {row['kind']} in {row['region']}, {langs}"
+        else:
+            title = f"{row['name']} — {row['kind']} in {row['region']}, {langs}"
+        via = f"  via {row['via']}" if "via" in row else ""
+        print(f"{row['id'][:12]}  {title}{mark}")
+        if row.get("specialties"):
+            print(f"    specialties: {', '.join(row['specialties'])}")
+        for channel in row.get("channels", []):
+            print(f"    {channel}")
+        if row["teaser"]:
+            print(f"    ask for an introduction: canopy introduce {row['id'][:12]}")
+        print(
+            f"    vouched by: {_stars(row)}; trust distance {row['distance']};"
+            f" score {row['score']}{via}"
+        )
+
+
+async def cmd_query(args: argparse.Namespace) -> int:
+    from node.directory import local_query
+    from protocol import limits
+    from protocol.contact import Filter
+
+    flt = Filter.build(
+        " ".join(args.text or []), args.kind or "", args.region or "", args.lang or ""
+    )
+    if not 1 <= args.limit <= limits.MAX_LOCAL_RESULTS:
+        raise UsageError(f"--limit must be between 1 and {limits.MAX_LOCAL_RESULTS}")
+    if not 1 <= args.depth <= limits.MAX_QUERY_DEPTH:
+        raise UsageError(f"--depth must be between 1 and {limits.MAX_QUERY_DEPTH}")
+    path = _data_dir(args)
+    body = {
+        "text": flt.text,
+        "kind": flt.kind,
+        "region": flt.region,
+        "lang": flt.lang,
+        "limit": args.limit,
+        "depth": args.depth,
+        "network": bool(args.network),
+    }
+    local = await _open(args)  # checks the passphrase even when the node answers
+    try:
+        timeout = limits.QUERY_TIMEOUT_MS / 1000 + 10
+        result = _api(local.path, "POST", "/v1/query", body, timeout=timeout)
+        if result is None:
+            if args.network:
+                raise CanopyError(
+                    f"--network needs the node running on {path}: start it with canopy run"
+                )
+            result = {"results": await local_query(local, flt, _now_ms(), args.limit)}
+    finally:
+        await local.close()
+    if args.json:
+        _print_json(result)
+        return 0
+    _print_hits(result["results"])
+    if args.network:
+        print(
+            f"({result['asked']} peers asked, {result['answered']} answered"
+            f" in {result['elapsed_ms']} ms)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def cmd_vouch(args: argparse.Namespace) -> int:
+    from node.directory import vouch
+
+    local = await _open(args)
+    try:
+        record, what = await vouch(local, args.target, _now_ms())
+    finally:
+        await local.close()
+    _notify(local.path)
+    print(f"{record.id.hex()}  you vouch for {what} (withdraw it with: canopy withdraw ID)")
+    return 0
+
+
+async def cmd_review(args: argparse.Namespace) -> int:
+    from node.directory import review
+
+    local = await _open(args)
+    try:
+        rows = await review(local, _now_ms())
+    finally:
+        await local.close()
+    if args.json:
+        _print_json({"due": rows})
+        return 0
+    if not rows:
+        print("no contacts are due for re-verification")
+        return 0
+    _table(
+        [
+            [r["id"][:12], r["state"], _when(r["due"]), r["kind"], r["region"], r["name"] or "-"]
+            for r in rows
+        ],
+        ["ID", "STATE", "DUE", "KIND", "REGION", "NAME"],
+    )
+    print("re-verify a contact, then renew it with: canopy vouch ID", file=sys.stderr)
+    return 0
+
+
+async def cmd_introduce(args: argparse.Namespace) -> int:
+    from node.directory import request_introduction
+
+    local = await _open(args)
+    try:
+        row = await request_introduction(local, args.id, args.note or "", _now_ms())
+    finally:
+        await local.close()
+    _notify(local.path)
+    request_id = row["request_id"]
+    assert isinstance(request_id, bytes)
+    print(
+        f"introduction requested ({request_id.hex()[:12]}); it goes out while the node runs."
+        " Follow it with: canopy introductions"
+    )
+    return 0
+
+
+async def cmd_introductions(args: argparse.Namespace) -> int:
+    from node.directory import decide, introductions
+
+    if args.approve and args.decline:
+        raise UsageError("--approve and --decline exclude each other")
+    local = await _open(args)
+    try:
+        if args.approve or args.decline:
+            row = await decide(local, args.approve or args.decline, bool(args.approve), _now_ms())
+            decided = str(row["status"])
+        else:
+            decided = ""
+        rows = await introductions(local)
+    finally:
+        await local.close()
+    if decided:
+        _notify(local.path)
+        print(f"{decided}: {(args.approve or args.decline)}")
+        return 0
+    if args.json:
+        _print_json({"introductions": rows})
+        return 0
+    if not rows:
+        print("no introduction requests")
+        return 0
+    _table(
+        [
+            [
+                r["id"][:12],
+                r["direction"],
+                r["status"],
+                f"{r['kind']} {r['region']}",
+                (r["asker"] if r["direction"] == "incoming" else r["introducer"])[:16],
+                str(r["note"])[:40],
+            ]
+            for r in rows
+        ],
+        ["ID", "DIRECTION", "STATUS", "CONTACT", "WHO", "NOTE"],
+    )
     return 0
 
 
@@ -653,23 +885,54 @@ async def cmd_status(args: argparse.Namespace) -> int:
     finally:
         await local.close()
     live = _api(local.path, "GET", "/v1/status")
+    live_peers = _api(local.path, "GET", "/v1/peers") if live else None
+    live_rows = {row["id"]: row for row in live_peers["peers"]} if live_peers else {}
+    now = _now_ms()
+    peer_list = []
+    for node_id, peer in sorted(peers.items(), key=lambda kv: kv[1].label):
+        row = live_rows.get(str(node_id), {})
+        last_sync = row.get("last_sync", peer.last_sync)
+        peer_list.append(
+            {
+                "id": str(node_id),
+                "short": node_id.short,
+                "name": peer.name,
+                "state": row.get("state", "offline" if live else "node not running"),
+                "last_sync": last_sync,
+                "sync_age_s": round((now - last_sync) / 1000, 1) if last_sync else None,
+            }
+        )
+    # Rejections: what the store has counted (all time), plus what the running node has
+    # counted since it last wrote them; the live figures are the node's since it started.
     status = {
         "id": str(local.node_id),
         "name": name,
+        "safety_code": local.node_id.safety_code(),
         "running": live is not None,
         "uptime_s": live.get("uptime_s") if live else None,
+        "listen": live.get("listen") if live else None,
         "peers": len(peers),
         "connected": live.get("connected") if live else 0,
+        "peer_list": peer_list,
         "records": counts,
         "rejected": live.get("rejected", rejections) if live else rejections,
         "revoked": sorted(str(n) for n in revoked),
         "own_key_revoked": local.node_id in revoked,
+        "rejected_all_time": rejections,
+        "sync": {
+            "lag_s": live.get("sync_lag_s") if live else None,
+            "inflight": live.get("inflight", 0) if live else 0,
+            "received": live.get("received", 0) if live else 0,
+        },
+        "traffic": live.get("traffic", {}) if live else {},
     }
     if args.json:
         _print_json(status)
         return 0
+    uptime = f"yes, up {_duration(float(status['uptime_s']))}" if live else "no"
     print(f"node:       {status['name'] or '-'} {status['id']}")
-    print(f"running:    {'yes, up ' + str(status['uptime_s']) + ' s' if live else 'no'}")
+    print(f"safety:     {status['safety_code']}")
+    print(f"running:    {uptime}")
     print(f"peers:      {status['peers']} trusted, {status['connected']} connected")
     print(f"records:    {', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}")
     rejected = status["rejected"]
@@ -680,6 +943,110 @@ async def cmd_status(args: argparse.Namespace) -> int:
         if node_id != local.node_id:
             who = peers[node_id].label if node_id in peers else node_id.short
             print(f"REVOKED:    {who}: key compromised; its guides are unverified")
+    if live:
+        sync = status["sync"]
+        lag = "-" if not sync["lag_s"] else _duration(float(sync["lag_s"]))
+        print(
+            f"sync:       lag {lag}, {sync['inflight']} records in flight, {sync['received']}"
+            " received since start"
+        )
+    if peer_list:
+        print()
+        _table(
+            [
+                [
+                    p["name"] or "-",
+                    p["short"],
+                    p["state"],
+                    _when(p["last_sync"]),
+                    "-" if p["sync_age_s"] is None else _duration(p["sync_age_s"]) + " ago",
+                ]
+                for p in peer_list
+            ],
+            ["PEER", "ID", "STATE", "LAST SYNC", "AGE"],
+        )
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    from node.bundles import export_bundle
+
+    local = await _open(args)
+    try:
+        done = await export_bundle(local, args.peer, Path(args.out), _now_ms())
+    finally:
+        await local.close()
+    print(
+        f"wrote {args.out}: {done.records} records for {done.peer_label} "
+        f"({done.bytes} bytes, encrypted to that peer and signed by this node)"
+    )
+    return 0
+
+
+async def cmd_import(args: argparse.Namespace) -> int:
+    from node.bundles import import_bundle
+
+    local = await _open(args)
+    try:
+        done = await import_bundle(local, Path(args.file), _now_ms())
+    finally:
+        await local.close()
+    _notify(local.path)
+    rejected = sum(done.rejected.values())
+    held = done.records - done.new - rejected
+    print(
+        f"imported from {done.sender_label}: {done.new} new, {held} already held, "
+        f"{rejected} rejected"
+        + (
+            f" ({', '.join(f'{k} {v}' for k, v in sorted(done.rejected.items()))})"
+            if rejected
+            else ""
+        )
+    )
+    return 0
+
+
+async def cmd_backup(args: argparse.Namespace) -> int:
+    from node.backups import make_backup
+
+    local = await _open(args)
+    try:
+        if Path(args.out).exists():
+            raise CanopyError(f"{args.out} already exists; choose a new file name")
+        from node.local import Local
+
+        # The backup is encrypted with the node's passphrase; a node without one must be
+        # given a passphrase for the backup all the same (it leaves the machine).
+        passphrase = (
+            _passphrase(args)
+            if Local.key_needs_passphrase(local.path)
+            else _passphrase(args, confirm=True)
+        )
+        size = await make_backup(local, Path(args.out), passphrase, _now_ms())
+    finally:
+        await local.close()
+    print(f"wrote {args.out} ({size} bytes, encrypted with the passphrase)")
+    print("keep it away from this machine; restore with: canopy restore FILE", file=sys.stderr)
+    return 0
+
+
+async def cmd_restore(args: argparse.Namespace) -> int:
+    from node.backups import restore_backup
+
+    target = Path(args.restore_data).expanduser() if args.restore_data else _data_dir(args)
+    done = await restore_backup(Path(args.file), target, _passphrase(args), force=args.force)
+    records = ", ".join(f"{k} {v}" for k, v in sorted(done.records.items())) or "no records"
+    print(f"restored {done.node_id} into {target} (backup of {_when(done.created)}; {records})")
     return 0
 
 
@@ -692,6 +1059,10 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
+    if args.know_who:
+        from node.demo_knowwho import run_knowwho_demo
+
+        return await run_knowwho_demo(keep=args.keep)
     from node.demo import run_demo
 
     return await run_demo(keep=args.keep)
@@ -731,7 +1102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "run the node in the foreground")
     p.add_argument("--listen", metavar="HOST:PORT")
     p.add_argument("--config", metavar="FILE")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="log at debug level")
+    p.add_argument(
+        "--log-format", choices=["text", "json"], help="log lines on stderr (default: config)"
+    )
 
     p = add("id", cmd_id, "show node id, safety code and addresses")
     p.add_argument("--json", action="store_true")
@@ -779,6 +1153,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("watch", cmd_watch, "print alerts as they arrive (needs the node running)")
     p.add_argument("--json", action="store_true", help="one JSON document per line")
 
+    p = add("contact", cmd_contact_add, "add a contact to the know-who directory")
+    acts = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
+    c = acts.add_parser("add", help="add a vetted contact")
+    c.set_defaults(func=cmd_contact_add)
+    c.add_argument("--kind", required=True, help="lawyer, shelter, medical, psychosocial, ...")
+    c.add_argument("--name", required=True)
+    c.add_argument("--region", required=True, help="ISO 3166 code: KE or KE-30")
+    c.add_argument("--lang", action="append", help="BCP 47 tag, repeatable: sw, fr-CD")
+    c.add_argument("--channel", action="append", metavar="TYPE:VALUE", help="repeatable")
+    c.add_argument("--specialty", action="append", help="repeatable: land-rights")
+    c.add_argument("--notes")
+    c.add_argument(
+        "--share", default="peers", help="peers | network | on-request | private (default peers)"
+    )
+    c.add_argument("--to", help="with --share peers: only these peers (ID[,ID...])")
+    c.add_argument("--review-days", type=int, default=180, help="re-verify after (default 180)")
+
+    p = add("query", cmd_query, "search the know-who directory (offline, or --network)")
+    p.add_argument("text", nargs="*")
+    p.add_argument("--kind")
+    p.add_argument("--region")
+    p.add_argument("--lang")
+    p.add_argument("--network", action="store_true", help="also ask trusted peers (node running)")
+    p.add_argument("--depth", type=int, default=2, help="network hops (default 2)")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+
+    p = add("vouch", cmd_vouch, "vouch for a contact (record id) or an organisation (peer)")
+    p.add_argument("target", metavar="PEER|CONTACT_ID")
+
+    p = add("review", cmd_review, "contacts due for re-verification")
+    p.add_argument("--json", action="store_true")
+
+    p = add("introduce", cmd_introduce, "ask for an introduction to an on-request contact")
+    p.add_argument("id")
+    p.add_argument("--note", help="a short message for the organisation that decides")
+
+    p = add("introductions", cmd_introductions, "introduction requests, to and from you")
+    p.add_argument("--approve", metavar="REQUEST_ID")
+    p.add_argument("--decline", metavar="REQUEST_ID")
+    p.add_argument("--json", action="store_true")
+
     p = add("withdraw", cmd_withdraw, "withdraw one of your records everywhere")
     p.add_argument("id")
 
@@ -789,7 +1205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
 
-    p = add("status", cmd_status, "counts, peers, rejected inputs")
+    p = add("status", cmd_status, "identity, uptime, peers, records, rejected inputs, sync")
     p.add_argument("--json", action="store_true")
 
     p = add("revocation", cmd_revocation_export, "this node's pre-signed revocation certificate")
@@ -807,6 +1223,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("wipe", cmd_wipe, "destroy this node's keys at once: the data becomes unreadable")
     p.add_argument("--yes", action="store_true", help="really destroy them")
+    p = add("export", cmd_export, "write a bundle for one peer to carry by hand (USB stick)")
+    p.add_argument("--for", dest="peer", required=True, metavar="PEER", help="id, prefix or name")
+    p.add_argument("--out", required=True, metavar="FILE", help="a new file")
+
+    p = add("import", cmd_import, "take in a bundle a peer exported for this node")
+    p.add_argument("file")
+
+    p = add("backup", cmd_backup, "write an encrypted backup of this node (key and database)")
+    p.add_argument("--out", required=True, metavar="FILE", help="a new file")
+
+    p = add("restore", cmd_restore, "recreate a data directory from a backup")
+    p.add_argument("file")
+    p.add_argument(
+        "--data", dest="restore_data", metavar="DIR", help="where to restore (default: --data)"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing identity")
 
     p = add("config", cmd_config_check, "check a configuration file")
     cfg = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
@@ -816,6 +1248,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "three nodes on loopback doing the whole story")
     p.add_argument("--keep", action="store_true", help="keep the demo's data directories")
+    p.add_argument(
+        "--know-who", action="store_true", help="the know-who story: contacts, queries, intros"
+    )
     return parser
 
 

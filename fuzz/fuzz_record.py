@@ -5,6 +5,7 @@ RemoteProtocolError is a crash.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import atheris
@@ -32,10 +33,8 @@ def one_input(data: bytes) -> None:
     except RemoteProtocolError:
         pass
     for decode in (Withdrawal.from_payload, RevocationCertificate.from_payload):
-        try:
+        with contextlib.suppress(RemoteProtocolError):
             decode(data)
-        except RemoteProtocolError:
-            pass
 
 
 def main() -> None:

@@ -31,6 +31,9 @@ class Config:
     poll_interval: float = 1.0  # sync.poll_interval: how often CLI changes are picked up
     resync_interval: float = 60.0  # sync.resync_interval: re-run reconciliation this often
     min_score: int = 0  # sync.min_score: below this a peer is cut off and backed off
+    socks5: str = ""  # network.socks5: dial peers through this SOCKS5 proxy (Tor), if set
+    log_format: str = "text"  # log.format: "text" or "json" (one JSON object per line)
+    log_level: str = "info"  # log.level: debug, info, warning or error
     source: Path | None = field(default=None, compare=False)
 
     def advertised(self) -> tuple[str, ...]:
@@ -59,7 +62,12 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("sync", "poll_interval"): ("poll_interval", float),
     ("sync", "resync_interval"): ("resync_interval", float),
     ("sync", "min_score"): ("min_score", int),
+    ("network", "socks5"): ("socks5", str),
+    ("log", "format"): ("log_format", str),
+    ("log", "level"): ("log_level", str),
 }
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 _ENV_PREFIX = "CANOPY_"
 
 
@@ -73,6 +81,19 @@ def split_host_port(text: str) -> tuple[str, int]:
     if port > 65535:
         raise ValueError("port must be 0..65535")
     return host, port
+
+
+def parse_socks5(url: str) -> tuple[str, int]:
+    """socks5://HOST:PORT (or socks5h://): the proxy's host and port; ValueError otherwise.
+
+    Names are always resolved by the proxy (so .onion works and no DNS query leaks)."""
+    match = re.fullmatch(r"socks5h?://(\[[0-9a-fA-F:.]+\]|[^:/\s\[\]@]+):(\d{1,5})/?", url.strip())
+    if not match:
+        raise ValueError("must be socks5://HOST:PORT, e.g. socks5://127.0.0.1:9050")
+    port = int(match.group(2))
+    if not 0 < port <= 65535:
+        raise ValueError("port must be 1..65535")
+    return match.group(1).strip("[]"), port
 
 
 def _line_of(text: str, section: str, key: str) -> int:
@@ -126,6 +147,17 @@ def _validate(config: Config, origin: Callable[[str], str]) -> Config:
     if config.reconnect_min <= 0 or config.reconnect_max < config.reconnect_min:
         raise ConfigError(
             f"{origin('reconnect_min')}: network.reconnect_min must be > 0 and <= reconnect_max"
+        )
+    if config.socks5:
+        try:
+            parse_socks5(config.socks5)
+        except ValueError as exc:
+            raise ConfigError(f"{origin('socks5')}: network.socks5 {exc}") from None
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError(f'{origin("log_format")}: log.format must be "text" or "json"')
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            f"{origin('log_level')}: log.level must be one of {', '.join(LOG_LEVELS)}"
         )
     for name in ("poll_interval", "resync_interval"):
         if getattr(config, name) <= 0:

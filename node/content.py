@@ -175,6 +175,11 @@ async def withdraw(local: Local, ref: str, now_ms: int) -> Record:
     return await _withdraw(local, [record], now_ms)
 
 
+async def withdraw_records(local: Local, targets: list[Record], now_ms: int) -> Record:
+    """Publish one tombstone for several of our records and purge them here at once."""
+    return await _withdraw(local, targets, now_ms)
+
+
 async def _withdraw(
     local: Local, targets: list[Record], now_ms: int, successor: bytes | None = None
 ) -> Record:

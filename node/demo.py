@@ -17,6 +17,7 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,21 @@ async def run_demo(keep: bool = False) -> int:
         took = await wait_until("C to catch up", lambda: _has_titles(c, expected["C"]))
         say(f"C restarted and read {title!r} after {took:.2f} s")
 
+        say("\n== an alert jumps every queue; a withdrawal purges everywhere")
+        await wait_until("C to reconnect", lambda: _connected(c))
+        sent = time.time()
+        await a.cli(
+            "alert", "Checkpoint on the coast road: use the inland route", "--urgency", "high"
+        )
+        await wait_until("C to get the alert", lambda: _has_alert(c))
+        say(f"C got A's alert through B {time.time() - sent:.2f} s after `canopy alert` started")
+        await a.cli("withdraw", published["peers"])
+        expected["B"] = [t for t in (await _readable_titles(b))[0] if t != GUIDES["peers"][1]]
+        took = await wait_until(
+            "B to purge the withdrawn guide", lambda: _has_titles(b, expected["B"])
+        )
+        say(f"A withdrew {GUIDES['peers'][1]!r}; B purged it after {took:.2f} s")
+
         say("\n== kill -9 B, restart it: nothing it had acknowledged is lost")
         before = (await b.json("status"))["records"]
         await b.kill9()
@@ -267,11 +283,11 @@ async def run_demo(keep: bool = False) -> int:
         scanned = 0
         hits: list[str] = []
         for node in nodes:
-            n, found = scan_for(node.data, [MARKER.encode(), b"checkpoints"])
+            n, found = scan_for(node.data, [MARKER.encode(), b"checkpoints", b"coast road"])
             scanned += n
             hits += found
         say(
-            f"scanned {scanned} files in 3 data directories for the guides' text: "
+            f"scanned {scanned} files in 3 data directories for the guides' and alert's text: "
             f"{'found in ' + ', '.join(hits) if hits else 'none found'}"
         )
         ok = before == after and not hits
@@ -294,6 +310,21 @@ async def run_demo(keep: bool = False) -> int:
             say(f"(kept {root})")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+async def _connected(node: NodeProcess) -> bool:
+    return any(p["state"] == "connected" for p in (await node.json("peers"))["peers"])
+
+
+async def _has_alert(node: NodeProcess) -> bool:
+    runtime = json.loads((node.data / "node.json").read_text())
+    request = urllib.request.Request(
+        runtime["api"] + "/v1/alerts", headers={"Authorization": f"Bearer {runtime['token']}"}
+    )
+    data = await asyncio.to_thread(
+        lambda: json.loads(urllib.request.urlopen(request, timeout=5).read())
+    )
+    return bool(data["alerts"])
 
 
 async def _has_titles(node: NodeProcess, titles: list[str]) -> bool:

@@ -40,7 +40,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX withdrawn_expires ON withdrawn (expires);
     CREATE INDEX records_author ON records (author_tag)
     """,
-    # 3: revoked identities (sealed rows, like peers), and which record went to which peer
+    # 3: introduction requests (sealed rows, like peers): who asked for which contact.
+    """
+    CREATE TABLE introductions (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
+    """,
+    # 4: revoked identities (sealed rows, like peers), and which record went to which peer
     #    (keyed tags only) so `canopy exposure` can say who received a compromised node's records.
     """
     CREATE TABLE revoked (tag BLOB PRIMARY KEY, data BLOB NOT NULL);

@@ -2,7 +2,7 @@
 publishing a revocation, and the exposure report.
 
 Used by the CLI (offline or online) and by the running node when a revocation arrives.
-Revoked ids live in the sealed `revoked` table (migration 3); which record went to which
+Revoked ids live in the sealed `revoked` table (migration 4); which record went to which
 peer is kept as keyed tags only. Never stores a certificate or an id in clear.
 """
 

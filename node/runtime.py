@@ -16,20 +16,24 @@ import os
 import random as stdrandom
 import secrets
 import time
+import urllib.parse
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from aiohttp_socks import ProxyConnector, ProxyError, ProxyType
 
-from node.config import Config, split_host_port
+from node.config import Config, parse_socks5, split_host_port
 from node.connection import PeerConnection
 from node.content import row_of
 from node.local import Local, Peer, random
+from node.queries import KnowWho
 from node.revocation import mark_revoked, revoked_ids
 from node.trust import PendingInvite, pending_invites, redeem_invite
 from protocol import limits
+from protocol.contact import ContactError, Filter
 from protocol.envelope import open_record
 from protocol.errors import (
     DecodeError,
@@ -48,8 +52,12 @@ from protocol.record import Kind, Record, Scope
 from protocol.revocation import check_revocation
 from protocol.session import (
     Event,
+    PeerAnswer,
     PeerHello,
+    PeerIntroReply,
+    PeerIntroRequest,
     PeerMissing,
+    PeerQuery,
     PeerReconcile,
     PeerSyncDone,
     PeerWant,
@@ -58,12 +66,21 @@ from protocol.session import (
 
 log = logging.getLogger("canopy.node")
 
+PUBLIC_ROUTES = frozenset({"/healthz", "/metrics"})  # no token: they reveal only counts
+
 PEER_PATH = "/canopy"
 INITIAL_SCORE = 100
 BAN_SECONDS = 300.0
 PARALLEL_VERIFY_OVER = 16  # batches larger than this are verified on worker threads
 PURGE_EVERY_S = 5.0
 RECENT_ALERTS = 1000
+
+
+def _proxy_connector(url: str) -> ProxyConnector:
+    """Every outbound peer connection through SOCKS5; names resolved by the proxy (rdns), so
+    .onion addresses work and no DNS query leaves this machine."""
+    host, port = parse_socks5(url)
+    return ProxyConnector(proxy_type=ProxyType.SOCKS5, host=host, port=port, rdns=True)
 
 
 def now_ms() -> int:
@@ -118,15 +135,20 @@ class Node:
         self.advertise: tuple[str, ...] = ()
         self.api_url = ""
         self.api_token = secrets.token_urlsafe(32)
+        self.knowwho = KnowWho(self)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         self.name = self.config.name or await self.local.name()
         await self._reload_trust()
+        await self.knowwho.start()
         # Our records published while we were stopped reach peers by reconciliation.
         self._local_seq = await self.local.store.max_seq()
-        self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
+        self._client = aiohttp.ClientSession(
+            connector=_proxy_connector(self.config.socks5) if self.config.socks5 else None,
+            timeout=aiohttp.ClientTimeout(total=None, connect=30 if self.config.socks5 else 10),
+        )
         peer_app = web.Application()
         peer_app.router.add_get(PEER_PATH, self._accept_ws)
         host, port = split_host_port(self.config.listen)
@@ -142,6 +164,10 @@ class Node:
         api_app.router.add_get("/v1/watch", self._api_watch)
         api_app.router.add_post("/v1/notify", self._api_notify)
         api_app.router.add_post("/v1/wipe", self._api_wipe)
+        api_app.router.add_get("/healthz", self._api_healthz)
+        api_app.router.add_get("/metrics", self._api_metrics)
+        api_app.router.add_post("/v1/query", self._api_query)
+        api_app.router.add_get("/v1/queries", self._api_queries)
         api_host, api_port = split_host_port(self.config.api_listen)
         api_bound = await self._serve(api_app, api_host, api_port)
         self.api_url = f"http://{api_host or '127.0.0.1'}:{api_bound}"
@@ -163,6 +189,7 @@ class Node:
         return int(sockets[0].getsockname()[1]) if sockets else port
 
     async def stop(self) -> None:
+        self.knowwho.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -353,6 +380,10 @@ class Node:
         self, address: str, state: PeerState
     ) -> aiohttp.ClientWebSocketResponse | None:
         assert self._client is not None
+        host = (urllib.parse.urlsplit(address).hostname or "").lower()
+        if host.endswith(".onion") and not self.config.socks5:
+            state.last_error = f"cannot reach {address}: a .onion address needs network.socks5"
+            return None
         try:
             return await self._client.ws_connect(
                 address,
@@ -361,7 +392,7 @@ class Node:
                 max_msg_size=4 * 1024 * 1024,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
             )
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError, ProxyError) as exc:
             state.last_error = f"cannot reach {address}: {type(exc).__name__}"
             log.debug("dial: %s", state.last_error)
             return None
@@ -412,6 +443,7 @@ class Node:
         conn.send(conn.session.hello(self.name, self.advertise))
         if conn.outbound:
             await self.start_round(conn)
+        await self.knowwho.tick_introductions()
 
     def on_closed(self, conn: PeerConnection) -> None:
         for key in ("bytes_sent", "bytes_received", "record_bytes_sent", "record_bytes_received"):
@@ -450,6 +482,12 @@ class Node:
         elif isinstance(event, PeerMissing):
             self.inflight.difference_update(event.ids)
             await self.after_records(conn)
+        elif isinstance(event, PeerQuery | PeerAnswer | PeerIntroRequest | PeerIntroReply):
+            await self.knowwho.on_event(conn, event)
+
+    def bump_own_epoch(self) -> None:
+        """We changed a sealed row ourselves: no need to reload for it."""
+        self._epoch += 1
 
     async def _on_hello(self, conn: PeerConnection, hello: PeerHello) -> None:
         peer = self.peers.get(conn.peer_id)
@@ -550,7 +588,7 @@ class Node:
 
     def may_receive(self, record: Record, peer_id: NodeId) -> bool:
         """Network-scoped records go to everyone; peers-scoped ones only from their author."""
-        if record.author == peer_id:
+        if record.author == peer_id or record.scope is Scope.PRIVATE:
             return False
         return record.scope is Scope.NETWORK or record.author == self.node_id
 
@@ -616,43 +654,31 @@ class Node:
     async def accept(self, records: Sequence[Record], source: PeerConnection | None) -> None:
         """Store checked records, apply tombstones, announce alerts, push the new ones on."""
         now = now_ms()
-        withdrawn = await self.local.store.withdrawn_among([(r.id, r.author.raw) for r in records])
-        if withdrawn:
-            self._count("withdrawn_refused", len(withdrawn))
-        keep = [r for r in records if r.id not in withdrawn]
-        refused = {r.id for r in keep if r.author in self.revoked and r.kind is not Kind.REVOCATION}
+        refused = {
+            r.id for r in records if r.author in self.revoked and r.kind is not Kind.REVOCATION
+        }
         if refused:
             # Not the sender's fault: it may not have heard of the revocation yet.
             self._count("revoked_author_refused", len(refused))
             self.inflight.difference_update(refused)
-            keep = [r for r in keep if r.id not in refused]
-        flags = await self.local.store.put_records(
-            [row_of(r, local=r.author == self.node_id) for r in keep], now
-        )
+            records = [r for r in records if r.id not in refused]
+        stored = await store_checked(self.local, records, now)
+        if stored.withdrawn_refused:
+            self._count("withdrawn_refused", stored.withdrawn_refused)
         self.inflight.difference_update(r.id for r in records)
-        fresh = [r for r, new in zip(keep, flags, strict=True) if new]
+        fresh = stored.fresh
+        if stored.purged:
+            self.knowwho.remove(stored.purged)
         self.received += len(fresh) if source is not None else 0
         for record in fresh:
-            if record.kind is Kind.TOMBSTONE:
-                await self._apply_tombstone(record)
-            elif record.kind is Kind.REVOCATION:
+            if record.kind is Kind.REVOCATION:
                 await self._apply_revocation(record, now)
             elif record.kind is Kind.ALERT:
                 self._announce_alert(record, now)
+            elif record.kind in (Kind.CONTACT, Kind.VOUCH):
+                self.knowwho.add(record, verify_body=True)
         if fresh:
             self.push(fresh, exclude=source.peer_id if source else None)
-
-    async def _apply_tombstone(self, tombstone: Record) -> None:
-        try:
-            withdrawal = Withdrawal.from_payload(tombstone.payload)
-        except RemoteProtocolError:
-            return  # signed by its author, so not the relay's fault; nothing to apply
-        deleted = await self.local.store.withdraw(
-            withdrawal.targets, tombstone.author.raw, tombstone.expires
-        )
-        if deleted:
-            log.info("purged %d withdrawn record(s)", len(deleted))
-            await self.local.store.checkpoint()
 
     async def _apply_revocation(self, record: Record, now: int) -> None:
         if await mark_revoked(self.local, record, now):
@@ -766,6 +792,7 @@ class Node:
                 if time.monotonic() - last_purge > PURGE_EVERY_S:
                     last_purge = time.monotonic()
                     purged = await self.local.store.delete_expired(now_ms())
+                    self.knowwho.expire(now_ms())
                     if purged:
                         log.info("purged %d expired record(s)", purged)
             except Exception:  # never let one bad poll stop the node
@@ -774,6 +801,7 @@ class Node:
     async def _poll_once(self) -> None:
         if await self.local.store.epoch() != self._epoch:
             await self._reload_trust()
+            await self.knowwho.tick_introductions()
         while True:
             batch = await self.local.store.local_records_after(self._local_seq, 500)
             if not batch:
@@ -784,6 +812,10 @@ class Node:
             for record in records:
                 if record.kind is Kind.ALERT:
                     self._announce_alert(record, now)
+                elif record.kind in (Kind.CONTACT, Kind.VOUCH):
+                    self.knowwho.add(record, verify_body=False)
+                elif record.kind is Kind.TOMBSTONE:
+                    self.knowwho.remove(Withdrawal.from_payload(record.payload).targets)
             self.push(records)
         await self._flush_rejections()
         await self._flush_deliveries()
@@ -801,6 +833,8 @@ class Node:
         request: web.Request,
         handler: Callable[[web.Request], object],
     ) -> web.StreamResponse:
+        if request.path in PUBLIC_ROUTES:
+            return await handler(request)  # type: ignore[misc, no-any-return]
         supplied = request.headers.get("Authorization", "")
         if not hmac.compare_digest(supplied.encode(), f"Bearer {self.api_token}".encode()):
             return web.json_response({"error": "unauthorised"}, status=401)
@@ -816,7 +850,96 @@ class Node:
 
     async def _api_notify(self, request: web.Request) -> web.Response:
         self._wake.set()
+        # Records may have arrived by other paths (`canopy import`): reconcile again soon.
+        for peer_id in self._next_round:
+            self._next_round[peer_id] = 0.0
         return web.json_response({"ok": True})
+
+    async def _api_healthz(self, request: web.Request) -> web.Response:
+        """Liveness for supervisors and proxies: no token, and nothing but "ok"."""
+        return web.json_response({"status": "ok"})
+
+    def sync_lag_s(self) -> float:
+        """Seconds since the least recently synced connected peer last finished a round."""
+        now = now_ms()
+        ages = [
+            max(0.0, (now - peer.last_sync) / 1000)
+            for node_id, peer in self.peers.items()
+            if node_id in self.connections and peer.last_sync
+        ]
+        return round(max(ages), 1) if ages else 0.0
+
+    async def _api_metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format: counts only (no ids, names or content), so no token."""
+        records = await self.local.store.count_by_kind()
+        traffic = self.traffic()
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP {name} {help}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+
+        metric("canopy_up", "gauge", "1 while the node runs.", [("", 1)])
+        metric(
+            "canopy_uptime_seconds",
+            "gauge",
+            "Seconds since the node started.",
+            [("", round(time.time() - self.started, 3))],
+        )
+        metric(
+            "canopy_records",
+            "gauge",
+            "Records held, by kind.",
+            [(f'{{kind="{k}"}}', n) for k, n in sorted(records.items())],
+        )
+        metric("canopy_peers_trusted", "gauge", "Trusted peers.", [("", len(self.peers))])
+        metric(
+            "canopy_peers_connected", "gauge", "Peers connected now.", [("", len(self.connections))]
+        )
+        metric(
+            "canopy_records_received_total",
+            "counter",
+            "New records received from peers since start.",
+            [("", self.received)],
+        )
+        for key in ("bytes_sent", "bytes_received", "record_bytes_sent", "record_bytes_received"):
+            metric(
+                f"canopy_{key}_total",
+                "counter",
+                f"{key.replace('_', ' ').capitalize()} on peer connections since start.",
+                [("", traffic[key])],
+            )
+        metric(
+            "canopy_reconcile_rounds_total",
+            "counter",
+            "Reconciliation messages sent since start.",
+            [("", traffic["reconcile_rounds"])],
+        )
+        metric(
+            "canopy_rejected_total",
+            "counter",
+            "Inputs rejected since start, by reason.",
+            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.rejected.items())],
+        )
+        metric(
+            "canopy_sync_lag_seconds",
+            "gauge",
+            "Seconds since the least recently synced connected peer finished a round.",
+            [("", self.sync_lag_s())],
+        )
+        metric(
+            "canopy_sync_inflight_records",
+            "gauge",
+            "Records asked of peers and not yet received (the backlog being fetched).",
+            [("", len(self.inflight))],
+        )
+        return web.Response(
+            text="\n".join(lines) + "\n",
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
 
     def peer_rows(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = []
@@ -864,6 +987,40 @@ class Node:
             )
         }
 
+    async def _api_query(self, request: web.Request) -> web.Response:
+        """A know-who query from the CLI: local (the in-memory index) or across peers."""
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError
+            flt = Filter.build(
+                str(body.get("text", "")),
+                str(body.get("kind", "")),
+                str(body.get("region", "")),
+                str(body.get("lang", "")),
+            )
+            limit = int(body.get("limit", limits.DEFAULT_RESULTS))
+            depth = int(body.get("depth", limits.DEFAULT_QUERY_DEPTH))
+            if not 1 <= limit <= limits.MAX_LOCAL_RESULTS:
+                raise ContactError(f"--limit must be between 1 and {limits.MAX_LOCAL_RESULTS}")
+            if not 1 <= depth <= limits.MAX_QUERY_DEPTH:
+                raise ContactError(f"--depth must be between 1 and {limits.MAX_QUERY_DEPTH}")
+        except ContactError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except (ValueError, TypeError):
+            return web.json_response({"error": "malformed query"}, status=400)
+        if body.get("network"):
+            result = await self.knowwho.network_query(flt, depth, limit)
+        else:
+            result = self.knowwho.local_query(flt, limit)
+        return web.json_response(result)
+
+    async def _api_queries(self, request: web.Request) -> web.Response:
+        """Queries peers sent us (what a peer can learn about who asks: only the peer)."""
+        return web.json_response(
+            {"received": list(self.knowwho.received), "answered": self.knowwho.answered}
+        )
+
     async def _api_peers(self, request: web.Request) -> web.Response:
         return web.json_response({"peers": self.peer_rows()})
 
@@ -908,6 +1065,7 @@ class Node:
                 "traffic": self.traffic(),
                 "inflight": len(self.inflight),
                 "revoked": sorted(str(n) for n in self.revoked),
+                "sync_lag_s": self.sync_lag_s(),
             }
         )
 
@@ -917,17 +1075,17 @@ async def _check_parallel(
 ) -> list[Record | RemoteProtocolError]:
     """Verify on two worker threads when the batch is large (libsodium releases the GIL)."""
     if len(datas) <= PARALLEL_VERIFY_OVER:
-        return _check_records(datas, now, sender)
+        return check_records(datas, now, sender)
     loop = asyncio.get_running_loop()
     half = (len(datas) + 1) // 2
     first, second = await asyncio.gather(
-        loop.run_in_executor(None, _check_records, datas[:half], now, sender),
-        loop.run_in_executor(None, _check_records, datas[half:], now, sender),
+        loop.run_in_executor(None, check_records, datas[:half], now, sender),
+        loop.run_in_executor(None, check_records, datas[half:], now, sender),
     )
     return [*first, *second]
 
 
-def _check_records(
+def check_records(
     datas: Sequence[bytes], now: int, sender: NodeId
 ) -> list[Record | RemoteProtocolError]:
     """Decode, verify and time-check each record (pure; may run in a worker thread)."""
@@ -937,6 +1095,8 @@ def _check_records(
             record = Record.from_bytes(data)
             record.verify()
             record.check_time(now)
+            if record.scope is Scope.PRIVATE:
+                raise RecordRejected("a private record never leaves its node")
             if record.scope is Scope.PEERS and record.author != sender:
                 raise RecordRejected("a peers-scoped record may only come from its author")
             if record.kind is Kind.TOMBSTONE:
@@ -947,3 +1107,46 @@ def _check_records(
         except RemoteProtocolError as exc:
             out.append(exc)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What `store_checked` did: the records that were new, and how many were refused
+    because their author had withdrawn them."""
+
+    fresh: list[Record]
+    withdrawn_refused: int
+    purged: list[bytes]  # ids deleted by tombstones among the fresh records
+
+
+async def store_checked(local: Local, records: Sequence[Record], now: int) -> Stored:
+    """Store records that passed `check_records`, durably, and apply new tombstones.
+
+    The one path into the store for records from elsewhere: network sync and imported
+    bundles both come through here, so both obey the same withdrawal rules."""
+    withdrawn = await local.store.withdrawn_among([(r.id, r.author.raw) for r in records])
+    keep = [r for r in records if r.id not in withdrawn]
+    flags = await local.store.put_records(
+        [row_of(r, local=r.author == local.node_id) for r in keep], now
+    )
+    fresh = [r for r, new in zip(keep, flags, strict=True) if new]
+    purged: list[bytes] = []
+    for record in fresh:
+        if record.kind is Kind.TOMBSTONE:
+            purged += await apply_tombstone(local, record)
+    return Stored(fresh, len(withdrawn), purged)
+
+
+async def apply_tombstone(local: Local, tombstone: Record) -> list[bytes]:
+    """Delete what `tombstone` withdraws (its own author's records only); the ids deleted."""
+    try:
+        withdrawal = Withdrawal.from_payload(tombstone.payload)
+    except RemoteProtocolError:
+        return []  # signed by its author, so not the relay's fault; nothing to apply
+    deleted = await local.store.withdraw(
+        withdrawal.targets, tombstone.author.raw, tombstone.expires
+    )
+    if deleted:
+        log.info("purged %d withdrawn record(s)", len(deleted))
+        await local.store.checkpoint()
+    return deleted

@@ -201,7 +201,8 @@ class Store:
         self, ids: Sequence[bytes], peer: bytes, now_ms: int
     ) -> dict[bytes, bytes]:
         """Wire bytes of the stored, unexpired `ids` that `peer` may receive from us: network-
-        scoped, or peers-scoped and ours; never a record back to its author. The rules of
+        scoped, or peers-scoped and ours; never a private one, never a record back to its
+        author. The rules of
         docs/SPEC.md "Who may receive what", applied without parsing the records."""
         out: dict[bytes, bytes] = {}
         peer_tag = self.tag(peer)
@@ -210,7 +211,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             sql = (
                 f"SELECT id, data FROM records WHERE id IN ({marks}) AND expires > ?"
-                " AND (scope = 1 OR local = 1) AND author_tag != ?" + _NOT_REVOKED
+                " AND (scope = 1 OR (scope = 0 AND local = 1)) AND author_tag != ?" + _NOT_REVOKED
             )
             async with self._db.execute(sql, (*chunk, now_ms, peer_tag)) as cur:
                 for rid, data in await cur.fetchall():
@@ -253,10 +254,11 @@ class Store:
 
     async def exchangeable_items(self, peer: bytes, now_ms: int) -> list[tuple[int, bytes]]:
         """(created, id), sorted, of unexpired records this node and `peer` may exchange:
-        network-scoped ones, and peers-scoped ones written by either of the two."""
+        network-scoped ones, and peers-scoped ones written by either of the two (private
+        ones never)."""
         sql = (
             "SELECT created, id FROM records WHERE expires > ?"
-            " AND (scope = 1 OR local = 1 OR author_tag = ?)"
+            " AND (scope = 1 OR (scope = 0 AND (local = 1 OR author_tag = ?)))"
             + _NOT_REVOKED
             + " ORDER BY created, id"
         )
@@ -459,7 +461,7 @@ class Store:
         return str(row[0]) if row else "no answer"
 
 
-_TABLES = frozenset({"peers", "invites", "revoked"})
+_TABLES = frozenset({"peers", "invites", "introductions", "revoked"})
 # A revoked author's records are kept (flagged) but never offered or served onward; the
 # revocation itself always is.
 _NOT_REVOKED = " AND (kind = 'revocation' OR author_tag NOT IN (SELECT tag FROM revoked))"

@@ -265,8 +265,13 @@ def _try_slots(slots: list[bytes], nonce: bytes, slot_key: bytes) -> bytes | Non
     return None
 
 
-def unseal(sealed: bytes, identity: Identity, network_key: bytes | None) -> bytes:
+def unseal(
+    sealed: bytes, identity: Identity, network_key: bytes | None, *, network_first: bool = False
+) -> bytes:
     """Open a sealed payload as `identity` or as a holder of `network_key`.
+
+    `network_first` tries the network slot before the (costlier) X25519 recipient slots:
+    same result, faster for bulk opening of network-scoped records.
 
     DecodeError if malformed, NotForUs if no slot opens, VerificationError if a slot opens
     but the body box does not.
@@ -294,14 +299,11 @@ def unseal(sealed: bytes, identity: Identity, network_key: bytes | None) -> byte
     slots = [sealed[at : at + _SLOT] for at in range(HEADER_BYTES, body_at, _SLOT)]
 
     content_key: bytes | None = None
-    own_x = identity.node_id.x25519()
-    try:
-        shared: bytes | None = nacl.bindings.crypto_scalarmult(identity.x25519_secret(), eph_pk)
-    except nacl.exceptions.CryptoError:
-        shared = None  # a low-order eph_pk opens nothing for us; the network slot may still
-    if shared is not None:
-        content_key = _try_slots(slots, nonce, _recipient_slot_key(shared, eph_pk, own_x))
-    if content_key is None and network_key is not None:
+    if network_first and network_key is not None:
+        content_key = _try_slots(slots, nonce, _network_slot_key(eph_pk, network_key))
+    if content_key is None:
+        content_key = _open_own_slot(slots, nonce, eph_pk, identity)
+    if content_key is None and network_key is not None and not network_first:
         content_key = _try_slots(slots, nonce, _network_slot_key(eph_pk, network_key))
     if content_key is None:
         raise NotForUs("no recipient slot opens with our keys")
@@ -318,6 +320,20 @@ def unseal(sealed: bytes, identity: Identity, network_key: bytes | None) -> byte
     if padded_size(length) != len(framed):
         raise DecodeError("sealed payload padded to the wrong bucket")
     return framed[_LEN.size : end]
+
+
+def _open_own_slot(
+    slots: list[bytes], nonce: bytes, eph_pk: bytes, identity: Identity
+) -> bytes | None:
+    content_key: bytes | None = None
+    own_x = identity.node_id.x25519()
+    try:
+        shared: bytes | None = nacl.bindings.crypto_scalarmult(identity.x25519_secret(), eph_pk)
+    except nacl.exceptions.CryptoError:
+        shared = None  # a low-order eph_pk opens nothing for us; the network slot may still
+    if shared is not None:
+        content_key = _try_slots(slots, nonce, _recipient_slot_key(shared, eph_pk, own_x))
+    return content_key
 
 
 def seal_record(
@@ -341,13 +357,24 @@ def seal_record(
     )
 
 
-def open_record(record: Record, identity: Identity, network_key: bytes | None) -> Body:
+def open_record(
+    record: Record,
+    identity: Identity,
+    network_key: bytes | None,
+    *,
+    verify_body: bool = True,
+    network_first: bool = False,
+) -> Body:
     """Unseal and verify a record's Body; its kind/author/created must match the record.
 
     Does not check the record's own signature: `Record.verify()` is the ingest check.
+    `verify_body=False` is only for records whose record signature this node already
+    checked (its own store): that signature already binds the author to the sealed body.
     """
-    body = Body.from_bytes(unseal(record.payload, identity, network_key))
-    body.verify()
+    sealed = unseal(record.payload, identity, network_key, network_first=network_first)
+    body = Body.from_bytes(sealed)
+    if verify_body:
+        body.verify()
     if (body.kind, body.author, body.created) != (record.kind, record.author, record.created):
         raise VerificationError("body does not match its record")
     return body

@@ -58,6 +58,12 @@ class RecordRejected(RemoteProtocolError):
     penalty = 5
 
 
+class RateLimited(RemoteProtocolError):
+    """The peer asks more often than the limits allow (queries, introductions)."""
+
+    penalty = 5
+
+
 class NotForUs(CanopyError):
     """A sealed payload has no recipient slot that opens with our keys (normal for a relay)."""
 

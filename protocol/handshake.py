@@ -348,9 +348,7 @@ class ClientHandshake(_Machine):
         k4 = _sha256(self._N, self._ab, self._aB, Ab)
         sig_b = _unbox(k4, msg4)
         _verify(self._B_pk, sig_b, self._N + self._msg3_plain + _sha256(self._ab))
-        self._keys = _session_keys(
-            k4, self._A_pk, self._B_pk, self._msg1_mac, self._msg2_mac, 0
-        )
+        self._keys = _session_keys(k4, self._A_pk, self._B_pk, self._msg1_mac, self._msg2_mac, 0)
         self._forget()
 
     def _forget(self) -> None:

@@ -97,8 +97,7 @@ class NodeId:
             self.raw, digest_size=5 * limits.SAFETY_CODE_GROUPS, person=labels.SAFETY_CODE
         ).digest()
         groups = (
-            int.from_bytes(digest[i : i + 5], "big") % 100_000
-            for i in range(0, len(digest), 5)
+            int.from_bytes(digest[i : i + 5], "big") % 100_000 for i in range(0, len(digest), 5)
         )
         return " ".join(f"{g:05d}" for g in groups)
 

@@ -131,9 +131,7 @@ class Invite:
         node_id = identity.node_id
         # Validate every field (LocalProtocolError) before signing anything.
         cls(node_id, name, addrs, network_key, secret, expires, bytes(SIGNATURE_BYTES))
-        signature = identity.sign(
-            _signed_bytes(node_id, name, addrs, network_key, secret, expires)
-        )
+        signature = identity.sign(_signed_bytes(node_id, name, addrs, network_key, secret, expires))
         invite = cls(node_id, name, addrs, network_key, secret, expires, signature)
         if len(invite.to_bytes()) > limits.MAX_INVITE_BYTES:
             raise LocalProtocolError("invite too large")

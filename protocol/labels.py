@@ -52,3 +52,11 @@ assert len(RECONCILE_FINGERPRINT) == 16
 # At rest: which record went to which peer (for `canopy exposure`), as keyed tags.
 STORAGE_DELIVERY = b"canopy-st-dlvr-1"
 assert len(STORAGE_DELIVERY) == 16
+# Sneakernet bundles and encrypted backups (docs/spec/50-bundles.md).
+BUNDLE_MAGIC = b"canopy-bundle-v1"  # first 16 bytes of a bundle file
+BUNDLE_KEY = b"canopy-bundlek-1"  # BLAKE2b personalisation of the bundle box key
+BUNDLE_SIGNATURE = b"canopy/bundle/v1"
+BACKUP_MAGIC = b"canopy-backup-v1"  # first 16 bytes of a backup file; also its KDF label
+assert all(len(p) == 16 for p in (BUNDLE_MAGIC, BUNDLE_KEY, BACKUP_MAGIC))
+# Know-who: an introduction request is signed by the node asking to be introduced.
+INTRO_REQUEST_SIGNATURE = b"canopy/intro-request/v1"

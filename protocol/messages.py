@@ -12,9 +12,11 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from protocol import limits
+from protocol import labels, limits
+from protocol.contact import Filter
 from protocol.encoding import Value, as_bytes, as_int, as_list, as_str, pack, unpack
 from protocol.errors import DecodeError, LocalProtocolError
+from protocol.identity import SIGNATURE_BYTES, Identity, NodeId
 
 PROTOCOL_VERSION = 1
 _LENGTH = struct.Struct(">I")
@@ -29,6 +31,21 @@ class MessageType(enum.IntEnum):
     RECORDS = 5
     RECONCILE = 6
     MISSING = 7
+    QUERY = 8
+    ANSWER = 9
+    INTRO_REQUEST = 10
+    INTRO_REPLY = 11
+
+
+class AnswerStatus(enum.IntEnum):
+    OK = 0
+    REFUSED = 1  # rate limit exceeded: ask again later
+
+
+class IntroStatus(enum.IntEnum):
+    APPROVED = 1
+    DECLINED = 2
+    UNKNOWN = 3  # the broker does not hold that contact (withdrawn, or never its own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +90,89 @@ class Records:
     records: tuple[bytes, ...]
 
 
-Message = Hello | Reconcile | SyncDone | Want | Records | Missing
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A know-who query. It names no asker: a forwarding node asks on its own behalf."""
+
+    query_id: bytes
+    depth: int  # hops it may still travel, this one included (1 = answer, do not forward)
+    filter: Filter
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Signed records answering one Query (contacts, teasers, vouches), bounded in size."""
+
+    query_id: bytes
+    status: AnswerStatus
+    records: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IntroRequest:
+    """`asker` asks `introducer` for the details behind the on-request teaser `teaser_id`.
+
+    Signed by the asker (INTRO_REQUEST_SIGNATURE), so a relay cannot ask in someone's name;
+    `hops` (how far it may still be forwarded) is not signed."""
+
+    request_id: bytes
+    teaser_id: bytes
+    introducer: bytes
+    asker: bytes
+    note: str
+    hops: int
+    signature: bytes
+
+    @staticmethod
+    def signed_bytes_for(
+        request_id: bytes, teaser_id: bytes, introducer: bytes, asker: bytes, note: str
+    ) -> bytes:
+        return labels.INTRO_REQUEST_SIGNATURE + pack(
+            [request_id, teaser_id, introducer, asker, note]
+        )
+
+    @classmethod
+    def create(
+        cls,
+        identity: Identity,
+        request_id: bytes,
+        teaser_id: bytes,
+        introducer: bytes,
+        note: str = "",
+        hops: int = limits.MAX_INTRO_HOPS,
+    ) -> IntroRequest:
+        asker = identity.node_id.raw
+        signed = cls.signed_bytes_for(request_id, teaser_id, introducer, asker, note)
+        return cls(request_id, teaser_id, introducer, asker, note, hops, identity.sign(signed))
+
+    def verify(self) -> None:
+        """VerificationError unless the asker signed this request."""
+        signed = self.signed_bytes_for(
+            self.request_id, self.teaser_id, self.introducer, self.asker, self.note
+        )
+        NodeId(self.asker).verify(signed, self.signature)
+
+
+@dataclass(frozen=True, slots=True)
+class IntroReply:
+    """The broker's decision, sent back along the path the request came."""
+
+    request_id: bytes
+    status: IntroStatus
+
+
+Message = (
+    Hello
+    | Reconcile
+    | SyncDone
+    | Want
+    | Records
+    | Missing
+    | Query
+    | Answer
+    | IntroRequest
+    | IntroReply
+)
 
 
 def _ids(value: Value, what: str) -> tuple[bytes, ...]:
@@ -98,6 +197,29 @@ def encode_message(message: Message) -> bytes:
         body = [MessageType.MISSING, list(message.ids)]
     elif isinstance(message, Records):
         body = [MessageType.RECORDS, list(message.records)]
+    elif isinstance(message, Query):
+        if not 1 <= message.depth <= limits.MAX_QUERY_DEPTH:
+            raise LocalProtocolError("query depth out of range")
+        body = [MessageType.QUERY, message.query_id, message.depth, message.filter.to_value()]
+    elif isinstance(message, Answer):
+        if len(message.records) > limits.MAX_ANSWER_RECORDS or (
+            sum(len(r) for r in message.records) > limits.MAX_ANSWER_BYTES
+        ):
+            raise LocalProtocolError("answer too large; trim it")
+        body = [MessageType.ANSWER, message.query_id, int(message.status), list(message.records)]
+    elif isinstance(message, IntroRequest):
+        body = [
+            MessageType.INTRO_REQUEST,
+            message.request_id,
+            message.teaser_id,
+            message.introducer,
+            message.asker,
+            message.note,
+            message.hops,
+            message.signature,
+        ]
+    elif isinstance(message, IntroReply):
+        body = [MessageType.INTRO_REPLY, message.request_id, int(message.status)]
     else:  # pragma: no cover - exhaustive over Message
         raise LocalProtocolError(f"not a message: {message!r}")
     if (
@@ -147,6 +269,41 @@ def decode_message(data: bytes) -> Message:
         if not items:
             raise DecodeError("records must not be empty")
         return Records(tuple(as_bytes(r, None, "record", limits.MAX_RECORD_BYTES) for r in items))
+    if kind == MessageType.QUERY:
+        as_list(value, 4, "query")
+        return Query(
+            as_bytes(value[1], limits.QUERY_ID_BYTES, "query id"),
+            as_int(value[2], "depth", 1, limits.MAX_QUERY_DEPTH),
+            Filter.from_value(value[3]),
+        )
+    if kind == MessageType.ANSWER:
+        as_list(value, 4, "answer")
+        query_id = as_bytes(value[1], limits.QUERY_ID_BYTES, "query id")
+        status = AnswerStatus(as_int(value[2], "answer status", 0, max(AnswerStatus)))
+        items = as_list(value[3], what="answer records")
+        if len(items) > limits.MAX_ANSWER_RECORDS:
+            raise DecodeError("answer holds too many records")
+        records = tuple(as_bytes(r, None, "record", limits.MAX_RECORD_BYTES) for r in items)
+        if sum(len(r) for r in records) > limits.MAX_ANSWER_BYTES:
+            raise DecodeError("answer too large")
+        return Answer(query_id, status, records)
+    if kind == MessageType.INTRO_REQUEST:
+        as_list(value, 8, "intro-request")
+        return IntroRequest(
+            as_bytes(value[1], limits.QUERY_ID_BYTES, "request id"),
+            as_bytes(value[2], ID_BYTES, "teaser id"),
+            as_bytes(value[3], 32, "introducer"),
+            as_bytes(value[4], 32, "asker"),
+            as_str(value[5], "note", limits.MAX_INTRO_NOTE_BYTES),
+            as_int(value[6], "hops", 0, limits.MAX_INTRO_HOPS),
+            as_bytes(value[7], SIGNATURE_BYTES, "signature"),
+        )
+    if kind == MessageType.INTRO_REPLY:
+        as_list(value, 3, "intro-reply")
+        return IntroReply(
+            as_bytes(value[1], limits.QUERY_ID_BYTES, "request id"),
+            IntroStatus(as_int(value[2], "intro status", 1, max(IntroStatus))),
+        )
     raise DecodeError("unknown message type")
 
 

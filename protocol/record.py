@@ -31,6 +31,7 @@ class Kind(enum.StrEnum):
 class Scope(enum.IntEnum):
     PEERS = 0  # readable by the author's direct peers; NOT forwarded beyond them
     NETWORK = 1  # forwarded by every node; who can read it is hidden inside the sealed payload
+    PRIVATE = 2  # never leaves the node that wrote it: never offered, refused from a peer
 
 
 _KINDS: dict[str, Kind] = {k.value: k for k in Kind}

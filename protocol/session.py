@@ -16,6 +16,10 @@ The client of the connection is the reconciliation initiator, the server the res
     OPEN         Want                       -> OPEN     PeerWant
     OPEN         Records                    -> OPEN     RecordsReceived
     OPEN         Missing (ids we wanted)    -> OPEN     PeerMissing
+    OPEN         Query (< 8 open from peer) -> OPEN     PeerQuery       (answer it once)
+    OPEN         Answer (to a query of ours)-> OPEN     PeerAnswer
+    OPEN         IntroRequest (bounded)     -> OPEN     PeerIntroRequest
+    OPEN         IntroReply (to ours)       -> OPEN     PeerIntroReply
     any          anything else / bad bytes  -> FAILED   (raises RemoteProtocolError)
     any          close()                    -> CLOSED
 """
@@ -24,17 +28,25 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from protocol import limits
+from protocol.contact import Filter
 from protocol.errors import LocalProtocolError, RemoteProtocolError, UnexpectedMessage
 from protocol.messages import (
     PROTOCOL_VERSION,
+    Answer,
+    AnswerStatus,
     Hello,
+    IntroReply,
+    IntroRequest,
+    IntroStatus,
     Message,
     MessageReader,
     Missing,
+    Query,
     Reconcile,
     SyncDone,
     Want,
@@ -85,7 +97,48 @@ class RecordsReceived:
     solicited: tuple[bool, ...]
 
 
-Event = PeerHello | PeerReconcile | PeerSyncDone | PeerWant | PeerMissing | RecordsReceived
+@dataclass(frozen=True, slots=True)
+class PeerQuery:
+    query_id: bytes
+    depth: int
+    filter: Filter
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAnswer:
+    query_id: bytes
+    status: AnswerStatus
+    records: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIntroRequest:
+    request: IntroRequest
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIntroReply:
+    request_id: bytes
+    status: IntroStatus
+
+
+Event = (
+    PeerHello
+    | PeerReconcile
+    | PeerSyncDone
+    | PeerWant
+    | PeerMissing
+    | RecordsReceived
+    | PeerQuery
+    | PeerAnswer
+    | PeerIntroRequest
+    | PeerIntroReply
+)
+
+# Queries of ours a peer has not answered; the oldest are forgotten past this (a late
+# answer to a forgotten query is then unexpected).
+_QUERIES_REMEMBERED = 256
+_INTROS_REMEMBERED = 256
 
 
 def record_id(data: bytes) -> bytes:
@@ -107,6 +160,10 @@ class SyncSession:
         self._hello_sent = False
         self._awaiting_reply = False  # initiator: a Reconcile of ours is unanswered
         self._round_open = False  # a reconciliation round has started and not ended
+        self._queries_out: OrderedDict[bytes, None] = OrderedDict()  # ours, unanswered
+        self._queries_in: set[bytes] = set()  # the peer's, not yet answered by us
+        self._intros_out: OrderedDict[bytes, None] = OrderedDict()  # requests we sent
+        self._intros_in: OrderedDict[bytes, None] = OrderedDict()  # requests the peer sent
 
     # -- outgoing ------------------------------------------------------------------------
 
@@ -158,6 +215,43 @@ class SyncSession:
         self._known.update(record_id(r) for r in records)
         return b"".join(encode_message(m) for m in split_records(records))
 
+    def query(self, query_id: bytes, depth: int, filter: Filter) -> bytes:
+        """Ask the peer a know-who query; its one Answer is expected."""
+        self._require_usable()
+        if query_id in self._queries_out:
+            raise LocalProtocolError("query id already in use")
+        data = encode_message(Query(query_id, depth, filter))
+        _remember(self._queries_out, query_id, _QUERIES_REMEMBERED)
+        return data
+
+    def answer(
+        self, query_id: bytes, records: Sequence[bytes], status: AnswerStatus = AnswerStatus.OK
+    ) -> bytes:
+        """Answer the peer's query `query_id`, once."""
+        self._require_usable()
+        if query_id not in self._queries_in:
+            raise LocalProtocolError("no such query from this peer")
+        data = encode_message(Answer(query_id, status, tuple(records)))
+        self._queries_in.discard(query_id)
+        return data
+
+    def intro_request(self, request: IntroRequest) -> bytes:
+        self._require_usable()
+        data = encode_message(request)
+        _remember(self._intros_out, request.request_id, _INTROS_REMEMBERED)
+        return data
+
+    def intro_reply(self, request_id: bytes, status: IntroStatus) -> bytes:
+        """Reply to a request this peer sent us on this session."""
+        self._require_usable()
+        if request_id not in self._intros_in:
+            raise LocalProtocolError("no such introduction request from this peer")
+        del self._intros_in[request_id]
+        return encode_message(IntroReply(request_id, status))
+
+    def can_reply_intro(self, request_id: bytes) -> bool:
+        return request_id in self._intros_in
+
     # -- incoming ------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:
@@ -206,6 +300,30 @@ class SyncSession:
                 raise UnexpectedMessage("missing for an id that was not asked for")
             self._wanted.difference_update(message.ids)
             return PeerMissing(message.ids)
+        if isinstance(message, Query):
+            if message.query_id in self._queries_in:
+                raise UnexpectedMessage("query id reused while open")
+            if len(self._queries_in) >= limits.MAX_QUERIES_IN_FLIGHT:
+                raise UnexpectedMessage("too many unanswered queries")
+            self._queries_in.add(message.query_id)
+            return PeerQuery(message.query_id, message.depth, message.filter)
+        if isinstance(message, Answer):
+            if message.query_id not in self._queries_out:
+                raise UnexpectedMessage("answer to a query we did not ask")
+            del self._queries_out[message.query_id]
+            return PeerAnswer(message.query_id, message.status, message.records)
+        if isinstance(message, IntroRequest):
+            if message.request_id in self._intros_in:
+                raise UnexpectedMessage("introduction request id reused")
+            if len(self._intros_in) >= limits.MAX_INTROS_OPEN:
+                raise UnexpectedMessage("too many open introduction requests")
+            self._intros_in[message.request_id] = None
+            return PeerIntroRequest(message)
+        if isinstance(message, IntroReply):
+            if message.request_id not in self._intros_out:
+                raise UnexpectedMessage("introduction reply that was not asked for")
+            del self._intros_out[message.request_id]
+            return PeerIntroReply(message.request_id, message.status)
         solicited = []
         for data in message.records:
             rid = record_id(data)
@@ -243,6 +361,12 @@ class SyncSession:
     def _require_usable(self) -> None:
         if self.state in (SessionState.FAILED, SessionState.CLOSED):
             raise LocalProtocolError(f"session is {self.state.value}")
+
+
+def _remember(table: OrderedDict[bytes, None], key: bytes, bound: int) -> None:
+    table[key] = None
+    while len(table) > bound:
+        table.popitem(last=False)
 
 
 def _chunked(kind: type[Want] | type[Missing], ids: list[bytes]) -> bytes:

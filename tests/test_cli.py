@@ -68,9 +68,13 @@ class World:
     other_code: str = ""  # a valid invite code from another node
     own_code: str = ""  # a valid invite code from `node` itself
     guide: Path = field(init=False)
+    bundle: Path = field(init=False)  # from `other` (trusted by `node`) for `node`
+    backup: Path = field(init=False)  # of `node`, under PASSPHRASE
 
     def __post_init__(self) -> None:
         self.guide = self.base / "guide.md"
+        self.bundle = self.base / "for-node.bundle"
+        self.backup = self.base / "node.backup"
 
 
 @dataclass
@@ -85,6 +89,8 @@ class Case:
 def _with_node(*args: str) -> Callable[[World], list[str]]:
     return lambda w: ["--data", str(w.node), *args]
 
+
+_CONTACT_OK = ("--kind", "lawyer", "--name", "Walk Test", "--region", "KE-28")
 
 WALK: list[Case] = [
     Case("unknown command", _with_node("frobnicate")),
@@ -158,6 +164,109 @@ WALK: list[Case] = [
         "--data is a file, init",
         lambda w: ["--data", str(w.guide), "init"],
     ),
+    # operations (issue 6): export/import, backup/restore, logs, proxy
+    Case("export without --for", lambda w: ["--data", str(w.node), "export", "--out", "x"]),
+    Case(
+        "export --for nobody",
+        lambda w: ["--data", str(w.node), "export", "--for", "nobody", "--out", str(w.base / "n")],
+    ),
+    Case(
+        "export --out existing file",
+        lambda w: ["--data", str(w.node), "export", "--for", "Other", "--out", str(w.guide)],
+    ),
+    Case(
+        "export --out in missing dir",
+        lambda w: ["--data", str(w.node), "export", "--for", "Other", "--out", "/no/such/dir/b"],
+    ),
+    Case("import missing file", _with_node("import", "/no/such/bundle")),
+    Case("import a directory", lambda w: ["--data", str(w.node), "import", str(w.base)]),
+    Case("import not a bundle", lambda w: ["--data", str(w.node), "import", str(w.guide)]),
+    Case(
+        "import truncated bundle",
+        lambda w: ["--data", str(w.node), "import", str(w.base / "truncated.bundle")],
+    ),
+    Case(
+        "import tampered bundle",
+        lambda w: ["--data", str(w.node), "import", str(w.base / "tampered.bundle")],
+    ),
+    Case(
+        "import bundle for another node",
+        lambda w: ["--data", str(w.base / "other"), "import", str(w.bundle)],
+        passphrase=None,
+    ),
+    Case(
+        "import bundle from untrusted node",
+        lambda w: ["--data", str(w.node), "import", str(w.base / "stranger.bundle")],
+    ),
+    Case(
+        "backup --out existing file",
+        lambda w: ["--data", str(w.node), "backup", "--out", str(w.guide)],
+    ),
+    Case(
+        "backup, no-passphrase node, no passphrase",
+        lambda w: ["--data", str(w.base / "other"), "backup", "--out", str(w.base / "o.bak")],
+        passphrase=None,
+    ),
+    Case("restore missing file", lambda w: ["restore", "/no/such/backup", "--data", "/tmp/x"]),
+    Case(
+        "restore not a backup",
+        lambda w: ["restore", str(w.guide), "--data", str(w.base / "r1")],
+    ),
+    Case(
+        "restore wrong passphrase",
+        lambda w: ["restore", str(w.backup), "--data", str(w.base / "r2")],
+        passphrase="wrong horse",
+    ),
+    Case(
+        "restore truncated backup",
+        lambda w: ["restore", str(w.base / "truncated.backup"), "--data", str(w.base / "r3")],
+    ),
+    Case(
+        "restore over an identity",
+        lambda w: ["restore", str(w.backup), "--data", str(w.node)],
+    ),
+    Case("run --log-format xml", _with_node("run", "--log-format", "xml")),
+    Case(
+        "run, bad CANOPY_NETWORK_SOCKS5",
+        _with_node("run"),
+        env={"CANOPY_NETWORK_SOCKS5": "http://127.0.0.1:9050"},
+    ),
+    Case("config check bad log.format", lambda w: ["config", "check", str(w.base / "log.toml")]),
+    Case("config check wrong type", lambda w: ["config", "check", str(w.base / "type.toml")]),
+    Case(
+        "trust .onion with http",
+        _with_node("trust", "a" * 52, "--address", "http://abcdefghijklmnop.onion/canopy"),
+    ),
+    *[
+        Case(f"contact add {name}", _with_node("contact", "add", *_CONTACT_OK, *extra))
+        for name, extra in (
+            ("bad kind", ("--kind", "lawyr")),
+            ("bad region", ("--region", "KE-999")),
+            ("region not a code", ("--region", "Kenya")),
+            ("bad lang", ("--lang", "zz")),
+            ("bad channel type", ("--channel", "fax:+254700000000")),
+            ("channel without value", ("--channel", "phone")),
+            ("bad phone", ("--channel", "phone:0700")),
+            ("bad email", ("--channel", "email:nobody")),
+            ("bad specialty", ("--specialty", "Land Rights!")),
+            ("bad share", ("--share", "public")),
+            ("--to with network", ("--share", "network", "--to", "peers")),
+            ("--review-days 0", ("--review-days", "0")),
+            ("--review-days not a number", ("--review-days", "soon")),
+            ("empty name", ("--name", " ")),
+        )
+    ],
+    Case("contact add without --name", _with_node("contact", "add", "--kind", "lawyer")),
+    Case("query bad region", _with_node("query", "--region", "XX")),
+    Case("query bad lang", _with_node("query", "--lang", "english")),
+    Case("query bad kind", _with_node("query", "--kind", "spy")),
+    Case("query --limit 0", _with_node("query", "--limit", "0")),
+    Case("query --network, node stopped", _with_node("query", "--network", "--kind", "lawyer")),
+    Case("vouch unknown contact", _with_node("vouch", "deadbeef00")),
+    Case("vouch not a peer", _with_node("vouch", "nobody")),
+    Case("introduce unknown", _with_node("introduce", "deadbeef00")),
+    Case("introductions approve unknown", _with_node("introductions", "--approve", "abcdef12")),
+    Case("withdraw unknown", _with_node("withdraw", "deadbeef00")),
 ]
 
 
@@ -183,6 +292,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     ok(run(base / "open", "init", "--no-passphrase"))
     os.chmod(base / "open", 0o755)
     w.guide.write_text("# Walk\n\ntext\n")
+    # A bundle for `node` from `other`, which `node` trusts; one from a stranger it does not.
+    node_id = json.loads(ok(run(w.node, "id", "--json")))["id"]
+    other_id = json.loads(ok(run(other, "id", "--json", passphrase=None)))["id"]
+    ok(run(w.node, "trust", other_id, "--name", "Other"))
+    ok(run(other, "trust", node_id, "--name", "Walker", passphrase=None))
+    (base / "o.md").write_text("# For walker\n\nnetwork text\n")
+    ok(run(other, "publish", "guide", str(base / "o.md"), "--to", "network", passphrase=None))
+    ok(run(other, "export", "--for", "Walker", "--out", str(w.bundle), passphrase=None))
+    data = w.bundle.read_bytes()
+    (base / "truncated.bundle").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[len(data) - 40] ^= 0x01
+    (base / "tampered.bundle").write_bytes(bytes(flipped))
+    stranger = base / "stranger"
+    ok(run(stranger, "init", "--no-passphrase"))
+    ok(run(stranger, "trust", node_id, passphrase=None))
+    ok(run(stranger, "export", "--for", node_id, "--out", str(base / "stranger.bundle")))
+    ok(run(w.node, "backup", "--out", str(w.backup)))
+    (base / "truncated.backup").write_bytes(w.backup.read_bytes()[:-100])
+    (base / "log.toml").write_text('[log]\nformat = "xml"\n')
+    (base / "type.toml").write_text('[network]\nheartbeat = "often"\n')
     (base / "latin1.md").write_bytes("Caf\xe9 des droits".encode("latin-1"))
     (base / "bad.toml").write_text("[node\nlisten = 1\n")
     (base / "unknown.toml").write_text('[node]\nlisten = "127.0.0.1:7420"\nfoo = 1\n')
@@ -256,6 +386,29 @@ def test_bad_input_messages_say_what_is_wrong(walk: dict[str, Outcome], world: W
         "config check unknown key": "unknown.toml:3: unknown key node.foo",
         "run --listen bad": "--listen must be HOST:PORT",
         "run, bad CANOPY_NODE_LISTEN": "node.listen must be HOST:PORT",
+        "export without --for": "required: --for",
+        "export --for nobody": "no trusted peer matches 'nobody'",
+        "export --out existing file": "already exists",
+        "export --out in missing dir": "is not a directory",
+        "import missing file": "cannot read /no/such/bundle",
+        "import a directory": "is a directory",
+        "import not a bundle": "not a Canopy bundle",
+        "import truncated bundle": "bundle refused, nothing imported",
+        "import tampered bundle": "bundle refused, nothing imported",
+        "import bundle for another node": "addressed to another node",
+        "import bundle from untrusted node": "a node you do not trust",
+        "backup --out existing file": "already exists",
+        "backup, no-passphrase node, no passphrase": "CANOPY_PASSPHRASE",
+        "restore missing file": "cannot read /no/such/backup",
+        "restore not a backup": "not a Canopy backup",
+        "restore wrong passphrase": "wrong passphrase",
+        "restore truncated backup": "wrong passphrase, or the backup is damaged or truncated",
+        "restore over an identity": "--force",
+        "run --log-format xml": "invalid choice: 'xml'",
+        "run, bad CANOPY_NETWORK_SOCKS5": "network.socks5 must be socks5://HOST:PORT",
+        "config check bad log.format": "log.toml:2: log.format must be",
+        "config check wrong type": "type.toml:2: network.heartbeat must be a number",
+        "trust .onion with http": "ws://",
     }
     wrong = {
         name: walk[name].stderr.strip()
@@ -272,9 +425,11 @@ def test_bad_input_messages_say_what_is_wrong(walk: dict[str, Outcome], world: W
     for o in walk.values():
         assert PASSPHRASE not in o.stderr
         assert "wrong horse" not in o.stderr
-    # The refused commands changed nothing on the node.
+    # The refused commands changed nothing on the node (it trusts `other`, from the fixture).
     status = json.loads(ok(run(world.node, "status", "--json")))
-    assert status["records"] == {} and status["peers"] == 0
+    assert status["records"] == {} and status["peers"] == 1
+    assert not (world.base / "r1").exists() or not any((world.base / "r1").iterdir())
+    assert not (world.base / "r2" / "identity.key").exists()
 
 
 def test_print_bad_input_walk(walk: dict[str, Outcome]) -> None:

@@ -93,7 +93,7 @@ async def test_revoked_key_refused_everywhere_and_its_guides_flagged_unverified(
     assert sum((await b.json("status"))["records"].values()) == 2  # the guide + the revocation
     rows = (await b.json("peers"))["peers"]
     assert all(r["score"] in (None, 100) for r in rows if r["id"] != a.node_id)
-    print(f"\nADVERSARIAL revoked-author: attempts=1 accepted=0 crashes=0")
+    print("\nADVERSARIAL revoked-author: attempts=1 accepted=0 crashes=0")
     for node in (b, c):
         assert node.proc is not None and node.proc.returncode is None
 

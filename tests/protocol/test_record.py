@@ -202,7 +202,7 @@ def _reencoded(fields: list[object]) -> bytes:
         pytest.param(
             lambda f: [*f[:4], f[3] + limits.MAX_LIFETIME_MS + 1, *f[5:]], id="too-long-lifetime"
         ),
-        pytest.param(lambda f: [*f[:5], 2, *f[6:]], id="unknown-scope"),
+        pytest.param(lambda f: [*f[:5], 3, *f[6:]], id="unknown-scope"),
         pytest.param(lambda f: [*f[:5], True, *f[6:]], id="scope-bool"),
         pytest.param(lambda f: [*f[:6], "text", f[7]], id="payload-str"),
         pytest.param(lambda f: [*f[:7], f[7][:63]], id="short-signature"),
@@ -279,7 +279,7 @@ def test_kind_values_are_the_spec_strings() -> None:
         "tombstone",
         "alert",
     ]
-    assert [int(s) for s in Scope] == [0, 1]
+    assert [int(s) for s in Scope] == [0, 1, 2]
 
 
 # Vectors: docs/vectors/records.json, one parametrised case each ------------------------------

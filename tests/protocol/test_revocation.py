@@ -3,6 +3,7 @@ under its own label, revokes it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,8 @@ def test_certificate_round_trip(created: int) -> None:
 
 @given(st.binary(max_size=300))
 def test_certificate_decoder_raises_only_decode_errors(blob: bytes) -> None:
-    try:
+    with contextlib.suppress(DecodeError):
         RevocationCertificate.from_payload(blob)
-    except DecodeError:
-        pass
 
 
 @given(st.integers(0, 200), st.integers(1, 255))

@@ -1,0 +1,134 @@
+"""Sneakernet: `canopy export --for PEER` and `canopy import FILE` on an unlocked data dir.
+
+Owns choosing what a peer may receive in a bundle (the same rule and SQL as sync) and
+putting a bundle's records through exactly the checks and store path of network sync
+(`runtime.check_records`, `runtime.store_checked`). Nothing from a bundle is stored
+unless the whole bundle opened and verified. Bundles are encrypted; no temp file holds
+anything readable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from node.local import Local, random
+from node.progress import Progress
+from node.runtime import check_records, store_checked
+from node.trust import resolve_peer
+from protocol import limits
+from protocol.bundle import open_bundle, seal_bundle
+from protocol.errors import CanopyError, RemoteProtocolError
+from protocol.identity import NodeId
+from protocol.record import Record
+
+CHUNK = 500  # records checked and stored per transaction (and per progress step)
+
+
+class BundleError(CanopyError):
+    """A bundle cannot be written, or is refused; the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    peer_label: str
+    records: int
+    bytes: int
+
+
+@dataclass(slots=True)
+class Imported:
+    sender: NodeId
+    sender_label: str
+    records: int = 0
+    new: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+async def export_bundle(
+    local: Local, peer_ref: str, out: Path, now_ms: int, stream: TextIO | None = None
+) -> Exported:
+    """Seal every record `peer_ref` may receive from us into a new file `out`."""
+    peer = await resolve_peer(local, peer_ref)
+    if out.exists():
+        raise BundleError(f"{out} already exists; choose a new file name")
+    if not out.parent.is_dir():
+        raise BundleError(f"{out.parent} is not a directory")
+    items = await local.store.exchangeable_items(peer.node_id.raw, now_ms)
+    ids = [rid for _, rid in items]
+    datas: list[bytes] = []
+    with Progress("export", len(ids), stream) as progress:
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            found = await local.store.records_for_peer(chunk, peer.node_id.raw, now_ms)
+            datas.extend(found[rid] for rid in chunk if rid in found)
+            progress.advance(len(chunk))
+    if len(datas) > limits.MAX_BUNDLE_RECORDS:
+        raise BundleError(
+            f"{len(datas)} records are more than one bundle may carry ({limits.MAX_BUNDLE_RECORDS})"
+        )
+    sealed = seal_bundle(local.identity, peer.node_id, datas, created=now_ms, random=random)
+    _write_new(out, sealed)
+    return Exported(peer.label, len(datas), len(sealed))
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create `path` (never overwrite), mode 0600, fsynced; remove it again on failure."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+async def import_bundle(
+    local: Local, path: Path, now_ms: int, stream: TextIO | None = None
+) -> Imported:
+    """Open a bundle for us from a trusted peer; check and store its records like sync does."""
+    try:
+        size = path.stat().st_size
+        if size > limits.MAX_BUNDLE_BYTES:
+            raise BundleError(f"{path}: bundle refused: larger than {limits.MAX_BUNDLE_BYTES}")
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise BundleError(f"{path}: is a directory, not a bundle") from None
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        bundle = open_bundle(data, local.identity, now_ms)
+    except RemoteProtocolError as exc:
+        raise BundleError(f"{path}: bundle refused, nothing imported: {exc}") from None
+    if bundle.sender == local.node_id:
+        raise BundleError(f"{path}: this bundle was made by this node")
+    peers = await local.peers()
+    sender = peers.get(bundle.sender)
+    if sender is None:
+        raise BundleError(
+            f"{path}: bundle refused: it comes from {bundle.sender.short}, a node you do not "
+            "trust (trust it first: canopy trust ID)"
+        )
+    result = Imported(bundle.sender, sender.label, records=len(bundle.records))
+    with Progress("import", len(bundle.records), stream) as progress:
+        for start in range(0, len(bundle.records), CHUNK):
+            chunk = bundle.records[start : start + CHUNK]
+            good: list[Record] = []
+            for outcome in check_records(chunk, now_ms, bundle.sender):
+                if isinstance(outcome, RemoteProtocolError):
+                    result.rejected[f"record_{type(outcome).__name__}"] += 1
+                else:
+                    good.append(outcome)
+            stored = await store_checked(local, good, now_ms)
+            result.new += len(stored.fresh)
+            if stored.withdrawn_refused:
+                result.rejected["withdrawn_refused"] += stored.withdrawn_refused
+            progress.advance(len(chunk))
+    for reason, n in result.rejected.items():
+        await local.store.count_rejection(f"bundle_{reason}", n)
+    return result

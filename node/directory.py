@@ -1,0 +1,830 @@
+"""Know-who on a data directory: adding contacts and vouches, the in-memory search index,
+introductions, reviews, and which records a node may reveal to whom.
+
+Owns the mapping from sharing policies to records (docs/spec/70-contacts-and-queries.md):
+peers -> scope peers sealed to our peers; network -> scope network sealed with the network
+key; on-request -> a private details record plus a network-scoped teaser; private -> scope
+private sealed to ourselves. The index lives in memory only: nothing readable of a contact
+is ever written to disk or to a log line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gc
+import heapq
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import msgpack
+
+from node.content import parse_audience, row_of, withdraw_records
+from node.local import Local, random
+from node.trust import match_peers, parse_node_id
+from protocol import limits
+from protocol.contact import (
+    DAY_MS,
+    UID_BYTES,
+    UNKNOWN_DISTANCE,
+    Contact,
+    ContactError,
+    Filter,
+    Share,
+    Vouch,
+    VouchAbout,
+    is_stale,
+    primary_lang,
+    rank_score,
+    region_matches,
+    tokens,
+    trust_distances,
+)
+from protocol.encoding import Value
+from protocol.envelope import Body, open_record, seal, seal_record, unseal
+from protocol.errors import (
+    CanopyError,
+    LocalProtocolError,
+    NotForUs,
+    RemoteProtocolError,
+    VerificationError,
+)
+from protocol.identity import Identity, NodeId
+from protocol.messages import IntroRequest
+from protocol.record import Kind, Record, Scope
+
+INTRODUCTIONS = "introductions"
+
+
+# -- the index -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Entry:
+    """One readable contact record, in memory only."""
+
+    rid: bytes
+    author: bytes
+    scope: Scope
+    created: int
+    expires: int
+    contact: Contact
+    words: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[bytes, bytes]:
+        return (self.author, self.contact.uid)
+
+    def answerable(self) -> bool:
+        """May a node pass this record on to a peer that asks? (policy, SPEC "Sharing")."""
+        if self.scope is not Scope.NETWORK:
+            return False
+        return self.contact.share is Share.NETWORK or self.contact.teaser
+
+
+@dataclass(slots=True)
+class VouchEntry:
+    rid: bytes
+    voucher: bytes
+    scope: Scope
+    created: int
+    expires: int
+    vouch: Vouch
+
+
+@dataclass(slots=True)
+class ContactIndex:
+    """Inverted indexes over readable contacts and vouches (kind, country, language, words)."""
+
+    me: bytes
+    entries: dict[bytes, Entry] = field(default_factory=dict)
+    vouches: dict[bytes, VouchEntry] = field(default_factory=dict)
+    by_key: dict[tuple[bytes, bytes], set[bytes]] = field(default_factory=dict)
+    by_kind: dict[str, set[bytes]] = field(default_factory=dict)
+    by_country: dict[str, set[bytes]] = field(default_factory=dict)
+    by_lang: dict[str, set[bytes]] = field(default_factory=dict)
+    by_token: dict[str, set[bytes]] = field(default_factory=dict)
+    contact_vouches: dict[tuple[bytes, bytes], dict[bytes, int]] = field(default_factory=dict)
+    unreadable: int = 0
+    malformed: int = 0
+    _vocab: list[str] = field(default_factory=list)
+    _vocab_dirty: bool = False
+    _generation: int = 0  # bumped when vouches change: cached scores are then stale
+    _scores: dict[bytes, float] = field(default_factory=dict)
+    _score_key: tuple[int, int, int] = (-1, 0, 0)
+
+    # -- building ----------------------------------------------------------------------------
+
+    def add(self, record: Record, body: Body) -> bool:
+        """Index one opened record; False (and counted) if its content is malformed."""
+        try:
+            if record.kind is Kind.CONTACT:
+                self._add_contact(record, Contact.from_content(body.content))
+            elif record.kind is Kind.VOUCH:
+                self._add_vouch(record, Vouch.from_content(body.content))
+            else:
+                return False
+        except RemoteProtocolError:
+            self.malformed += 1
+            return False
+        return True
+
+    def _add_contact(self, record: Record, contact: Contact) -> None:
+        if record.id in self.entries:
+            return
+        words = tuple(dict.fromkeys(tokens(contact.words())))
+        self.insert(
+            Entry(
+                record.id,
+                record.author.raw,
+                record.scope,
+                record.created,
+                record.expires,
+                contact,
+                words,
+            )
+        )
+
+    def insert(self, entry: Entry) -> None:
+        rid = entry.rid
+        contact = entry.contact
+        words = entry.words
+        self.entries[rid] = entry
+        self.by_key.setdefault(entry.key, set()).add(rid)
+        self.by_kind.setdefault(contact.kind, set()).add(rid)
+        self.by_country.setdefault(contact.region[:2], set()).add(rid)
+        for lang in contact.langs:
+            self.by_lang.setdefault(primary_lang(lang), set()).add(rid)
+        for word in words:
+            ids = self.by_token.get(word)
+            if ids is None:
+                self.by_token[word] = {rid}
+                self._vocab_dirty = True
+            else:
+                ids.add(rid)
+
+    def _add_vouch(self, record: Record, vouch: Vouch) -> None:
+        entry = VouchEntry(
+            record.id, record.author.raw, record.scope, record.created, record.expires, vouch
+        )
+        self.vouches[record.id] = entry
+        self._generation += 1
+        if vouch.about is VouchAbout.CONTACT:
+            held = self.contact_vouches.setdefault((vouch.subject, vouch.uid), {})
+            held[entry.voucher] = max(held.get(entry.voucher, 0), entry.created)
+
+    def remove(self, ids: Iterable[bytes]) -> int:
+        """Forget withdrawn or expired records; returns how many were indexed."""
+        removed = 0
+        for rid in ids:
+            entry = self.entries.pop(rid, None)
+            if entry is not None:
+                removed += 1
+                _discard(self.by_key, entry.key, rid)
+                _discard(self.by_kind, entry.contact.kind, rid)
+                _discard(self.by_country, entry.contact.region[:2], rid)
+                for lang in entry.contact.langs:
+                    _discard(self.by_lang, primary_lang(lang), rid)
+                for word in entry.words:
+                    if _discard(self.by_token, word, rid):
+                        self._vocab_dirty = True
+            vouch = self.vouches.pop(rid, None)
+            if vouch is not None:
+                removed += 1
+                self._generation += 1
+                if vouch.vouch.about is VouchAbout.CONTACT:
+                    key = (vouch.vouch.subject, vouch.vouch.uid)
+                    self._recount(key)
+        return removed
+
+    def _recount(self, key: tuple[bytes, bytes]) -> None:
+        held: dict[bytes, int] = {}
+        for v in self.vouches.values():
+            if v.vouch.about is VouchAbout.CONTACT and (v.vouch.subject, v.vouch.uid) == key:
+                held[v.voucher] = max(held.get(v.voucher, 0), v.created)
+        if held:
+            self.contact_vouches[key] = held
+        else:
+            self.contact_vouches.pop(key, None)
+
+    def expired(self, now_ms: int) -> list[bytes]:
+        return [r for r, e in self.entries.items() if e.expires <= now_ms] + [
+            r for r, v in self.vouches.items() if v.expires <= now_ms
+        ]
+
+    # -- web of trust ------------------------------------------------------------------------
+
+    def vouch_ids_for(self, keys: set[tuple[bytes, bytes]], people: set[bytes]) -> list[bytes]:
+        """Network-scoped vouches that endorse these contacts or these organisations."""
+        out = []
+        for v in self.vouches.values():
+            if v.scope is not Scope.NETWORK:
+                continue
+            about = (v.vouch.subject, v.vouch.uid)
+            if (v.vouch.about is VouchAbout.CONTACT and about in keys) or (
+                v.vouch.about is VouchAbout.PEER and v.vouch.subject in people
+            ):
+                out.append(v.rid)
+        return out
+
+    def overlay(self, flt: Filter, now_ms: int) -> ContactIndex:
+        """A scratch index: our matching contacts and all our vouches, to merge answers into."""
+        scratch = ContactIndex(self.me)
+        for entry in self.matching(flt, now_ms):
+            scratch.insert(entry)
+        scratch.vouches = dict(self.vouches)
+        scratch.contact_vouches = {k: dict(v) for k, v in self.contact_vouches.items()}
+        return scratch
+
+    def peer_edges(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (v.voucher, v.vouch.subject)
+            for v in self.vouches.values()
+            if v.vouch.about is VouchAbout.PEER
+        ]
+
+    def distances(self, peers: Iterable[bytes]) -> dict[bytes, int]:
+        return trust_distances(self.me, peers, self.peer_edges())
+
+    # -- searching ---------------------------------------------------------------------------
+
+    def _prefixed(self, token: str) -> set[bytes]:
+        if self._vocab_dirty:
+            self._vocab = sorted(self.by_token)
+            self._vocab_dirty = False
+        out: set[bytes] = set()
+        at = bisect.bisect_left(self._vocab, token)
+        while at < len(self._vocab) and self._vocab[at].startswith(token):
+            out |= self.by_token[self._vocab[at]]
+            at += 1
+        return out
+
+    def candidates(self, flt: Filter) -> Iterable[bytes]:
+        sets: list[set[bytes]] = []
+        if flt.kind:
+            sets.append(self.by_kind.get(flt.kind, set()))
+        if flt.region:
+            sets.append(self.by_country.get(flt.region[:2], set()))
+        if flt.lang:
+            sets.append(self.by_lang.get(primary_lang(flt.lang), set()))
+        for token in dict.fromkeys(tokens(flt.text)):
+            sets.append(self._prefixed(token))
+        if not sets:
+            return self.entries.keys()
+        sets.sort(key=len)
+        result = set(sets[0])
+        for other in sets[1:]:
+            result &= other
+            if not result:
+                break
+        return result
+
+    def matching(self, flt: Filter, now_ms: int, answerable: bool = False) -> list[Entry]:
+        out = []
+        for rid in self.candidates(flt):
+            entry = self.entries[rid]
+            if entry.expires <= now_ms or (answerable and not entry.answerable()):
+                continue
+            if flt.region and not region_matches(flt.region, entry.contact.region):
+                continue
+            out.append(entry)
+        return out
+
+    def search(
+        self,
+        flt: Filter,
+        now_ms: int,
+        distances: dict[bytes, int],
+        limit: int = limits.DEFAULT_RESULTS,
+        answerable: bool = False,
+    ) -> list[Hit]:
+        """Deduplicated (one per author+uid, details over teasers), ranked best first.
+
+        `answerable`: only what this node may pass on to a peer that asks."""
+        best: dict[tuple[bytes, bytes], Entry] = {}
+        for entry in self.matching(flt, now_ms, answerable):
+            have = best.get(entry.key)
+            if have is None or (have.contact.teaser and not entry.contact.teaser):
+                best[entry.key] = entry
+        # Scores change only with vouches, trust distances and the passing of time: cache
+        # them (per hour) so that broad queries over many thousands of contacts stay fast.
+        key = (self._generation, now_ms // 3_600_000, hash(frozenset(distances.items())))
+        if key != self._score_key:
+            self._scores.clear()
+            self._score_key = key
+        scores = self._scores
+
+        def score(entry: Entry) -> tuple[float, bytes]:
+            value = scores.get(entry.rid)
+            if value is None:
+                value = scores[entry.rid] = self.hit(entry, now_ms, distances).score
+            return (value, entry.rid)
+
+        top = heapq.nlargest(limit, best.values(), key=score)
+        return [self.hit(e, now_ms, distances) for e in top]
+
+    def hit(self, entry: Entry, now_ms: int, distances: dict[bytes, int]) -> Hit:
+        vouchers = dict(self.contact_vouches.get(entry.key, {}))
+        vouchers[entry.author] = max(vouchers.get(entry.author, 0), entry.created)
+        others = [t for v, t in vouchers.items() if v != entry.author or t > entry.created]
+        last_vouch = max(others, default=0)
+        distance = min(distances.get(v, UNKNOWN_DISTANCE) for v in vouchers)
+        stale = is_stale(entry.contact.review, last_vouch, now_ms)
+        freshest = max(entry.created, last_vouch)
+        score = rank_score(distance, len(vouchers), freshest, now_ms, stale)
+        return Hit(entry, tuple(sorted(vouchers)), distance, stale, score)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    entry: Entry
+    vouchers: tuple[bytes, ...]
+    distance: int
+    stale: bool
+    score: float
+
+
+def _discard(
+    index: dict[str, set[bytes]] | dict[tuple[bytes, bytes], set[bytes]], key: object, rid: bytes
+) -> bool:
+    """Remove rid from index[key]; True if the key is gone."""
+    ids = index.get(key)  # type: ignore[call-overload]
+    if ids is None:
+        return False
+    ids.discard(rid)
+    if not ids:
+        del index[key]  # type: ignore[arg-type]
+        return True
+    return False
+
+
+def _stored_record(data: bytes) -> Record:
+    """A record from our own store: strictly decoded and verified when it was stored, so the
+    canonical-encoding re-check is skipped (it costs more than the decryption)."""
+    value = msgpack.unpackb(data)
+    try:
+        _, kind, author, created, expires, scope, payload, signature = value
+        record = Record(
+            Kind(kind), NodeId(author), created, expires, Scope(scope), payload, signature
+        )
+    except (ValueError, TypeError, LocalProtocolError):
+        return Record.from_bytes(data)  # raises the precise DecodeError
+    object.__setattr__(record, "_encoded", data)
+    return record
+
+
+def _stored_body(record: Record, identity: Identity, network_key: bytes) -> Body:
+    plain = unseal(record.payload, identity, network_key, network_first=True)
+    value = msgpack.unpackb(plain)
+    try:
+        _, kind, author, created, content, signature = value
+        body = Body(Kind(kind), NodeId(author), created, content, signature)
+    except (ValueError, TypeError, LocalProtocolError):
+        body = Body.from_bytes(plain)
+    if (body.kind, body.author, body.created) != (record.kind, record.author, record.created):
+        raise VerificationError("body does not match its record")
+    return body
+
+
+def open_quietly(local: Local, network_key: bytes, data: bytes) -> tuple[Record, Body] | None:
+    """Open one stored record (its record signature was checked when it was stored)."""
+    try:
+        record = _stored_record(data)
+        return record, _stored_body(record, local.identity, network_key)
+    except (NotForUs, RemoteProtocolError):
+        return None
+
+
+async def build_index(local: Local, now_ms: int) -> ContactIndex:
+    """Decrypt every stored contact and vouch into a fresh in-memory index."""
+    index = ContactIndex(local.node_id.raw)
+    network_key = await local.network_key()
+    # Building allocates ~10 objects per contact and frees none: the cyclic collector would
+    # rescan the growing heap again and again for nothing.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for kind in (Kind.CONTACT, Kind.VOUCH):
+            for data in await local.store.records_of_kind(str(kind)):
+                opened = open_quietly(local, network_key, data)
+                if opened is None:
+                    index.unreadable += 1
+                elif opened[0].expires > now_ms:
+                    index.add(*opened)
+    finally:
+        if collecting:
+            gc.enable()
+    return index
+
+
+# -- presenting ------------------------------------------------------------------------------
+
+
+def hit_row(
+    hit: Hit, me: bytes, labels: dict[bytes, str], distances: dict[bytes, int]
+) -> dict[str, object]:
+    """A result as the CLI prints it (and as --json shows it)."""
+    e = hit.entry
+    c = e.contact
+    row: dict[str, object] = {
+        "id": e.rid.hex(),
+        "kind": c.kind,
+        "region": c.region,
+        "langs": list(c.langs),
+        "specialties": list(c.specialties),
+        "share": c.share.value,
+        "author": str(NodeId(e.author)),
+        "from": labels.get(e.author, NodeId(e.author).short) if e.author != me else "you",
+        "vouchers": [
+            {
+                "id": str(NodeId(v)),
+                "label": "you" if v == me else labels.get(v, NodeId(v).short),
+                "distance": distances.get(v),
+            }
+            for v in hit.vouchers
+        ],
+        "distance": hit.distance,
+        "score": round(hit.score, 2),
+        "stale": hit.stale,
+        "review": c.review,
+        "created": e.created,
+    }
+    if c.teaser:
+        row["teaser"] = True
+        row["introducer"] = str(NodeId(c.introducer))
+        row["name"] = ""
+    else:
+        row["teaser"] = False
+        row["name"] = c.name
+        row["channels"] = [f"{k}:{v}" for k, v in c.channels]
+        if c.notes:
+            row["notes"] = c.notes
+    return row
+
+
+async def peer_labels(local: Local) -> dict[bytes, str]:
+    return {n.raw: p.label for n, p in (await local.peers()).items()}
+
+
+async def local_query(
+    local: Local, flt: Filter, now_ms: int, limit: int = limits.DEFAULT_RESULTS
+) -> list[dict[str, object]]:
+    """The offline query: build the index from the store in this process and search it."""
+    index = await build_index(local, now_ms)
+    peers = await local.peers()
+    distances = index.distances(n.raw for n in peers)
+    labels = {n.raw: p.label for n, p in peers.items()}
+    hits = index.search(flt, now_ms, distances, limit)
+    return [hit_row(h, index.me, labels, distances) for h in hits]
+
+
+# -- adding contacts -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    record: Record  # what the policy lets others see (the details, or the teaser)
+    details: Record | None  # on-request: the private details record
+    share: Share
+
+
+async def add_contact(
+    local: Local,
+    *,
+    kind: str,
+    name: str,
+    region: str,
+    langs: Sequence[str],
+    channels: Sequence[str],
+    specialties: Sequence[str],
+    notes: str,
+    share: str,
+    to: str | None,
+    review_days: int,
+    now_ms: int,
+) -> Added:
+    from protocol.contact import check_review_days
+
+    policy_review = now_ms + check_review_days(review_days) * DAY_MS
+    contact = Contact.build(
+        uid=random(UID_BYTES),
+        share=share,
+        kind=kind,
+        name=name,
+        region=region,
+        langs=langs,
+        channels=channels,
+        specialties=specialties,
+        notes=notes,
+        review=policy_review,
+    )
+    if to is not None and contact.share is not Share.PEERS:
+        raise ContactError("--to narrows --share peers to some of your peers; not with this share")
+    expires = now_ms + limits.DEFAULT_CONTACT_LIFETIME_MS
+    network_key = await local.network_key()
+    rows: list[Record] = []
+    details: Record | None = None
+    if contact.share is Share.PEERS:
+        audience = await parse_audience(local, to or "peers")
+        if audience.network:
+            raise ContactError("--to for --share peers names peers, not the network")
+        record = _seal(
+            local, contact.to_content(), Scope.PEERS, audience.recipients, None, now_ms, expires
+        )
+    elif contact.share is Share.NETWORK:
+        record = _seal(local, contact.to_content(), Scope.NETWORK, (), network_key, now_ms, expires)
+    elif contact.share is Share.PRIVATE:
+        record = _seal(local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires)
+    else:
+        details = _seal(local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires)
+        teaser = contact.teaser_of(local.node_id.raw)
+        record = _seal(local, teaser.to_content(), Scope.NETWORK, (), network_key, now_ms, expires)
+        rows.append(details)
+    rows.append(record)
+    await local.store.put_records([row_of(r, local=True) for r in rows], now_ms)
+    return Added(record, details, contact.share)
+
+
+def _seal(
+    local: Local,
+    content: dict[str, Value],
+    scope: Scope,
+    recipients: Sequence[NodeId],
+    network_key: bytes | None,
+    now_ms: int,
+    expires: int,
+) -> Record:
+    return seal_record(
+        local.identity,
+        Kind.CONTACT,
+        content,
+        created=now_ms,
+        expires=expires,
+        scope=scope,
+        recipients=recipients,
+        network_key=network_key,
+        random=random,
+    )
+
+
+# -- looking records up ----------------------------------------------------------------------
+
+
+async def _resolve(local: Local, ref: str) -> bytes:
+    from node.content import _resolve_id
+
+    return await _resolve_id(local, ref)
+
+
+async def readable_contact(local: Local, ref: str) -> tuple[Record, Body, Contact]:
+    rid = await _resolve(local, ref)
+    data = (await local.store.get_records([rid]))[rid]
+    record = Record.from_bytes(data)
+    if record.kind is not Kind.CONTACT:
+        raise CanopyError(f"{ref} is a {record.kind}, not a contact")
+    try:
+        body = open_record(record, local.identity, await local.network_key())
+        return record, body, Contact.from_content(body.content)
+    except (NotForUs, RemoteProtocolError):
+        raise CanopyError(f"contact {ref} is held here but this node cannot read it") from None
+
+
+async def _own_contacts(local: Local, uid: bytes) -> list[Record]:
+    network_key = await local.network_key()
+    out = []
+    for data in await local.store.records_of_kind(str(Kind.CONTACT)):
+        record = Record.from_bytes(data)
+        if record.author != local.node_id:
+            continue
+        opened = open_quietly(local, network_key, data)
+        if opened is None:
+            continue
+        try:
+            if Contact.from_content(opened[1].content).uid == uid:
+                out.append(record)
+        except RemoteProtocolError:
+            continue
+    return out
+
+
+# -- vouching --------------------------------------------------------------------------------
+
+
+async def vouch(local: Local, ref: str, now_ms: int) -> tuple[Record, str]:
+    """Vouch for a contact (a record id) or for an organisation (a node id or peer name)."""
+    network_key = await local.network_key()
+    recipients: tuple[NodeId, ...] = ()
+    if re.fullmatch(r"[0-9a-fA-F]{8,64}", ref.strip()):
+        record, _, contact = await readable_contact(local, ref)
+        subject = Vouch(VouchAbout.CONTACT, record.author.raw, contact.uid)
+        # A vouch never travels further than the contact it endorses may.
+        if record.scope is Scope.NETWORK and (contact.share is Share.NETWORK or contact.teaser):
+            scope, key, recipients = Scope.NETWORK, network_key, ()
+        elif contact.share is Share.PRIVATE or record.scope is Scope.PRIVATE:
+            scope, key, recipients = Scope.PRIVATE, None, ()
+        else:
+            scope, key = Scope.PEERS, None
+            recipients = tuple(await local.peers())
+        what = f"contact {record.id.hex()[:12]}"
+    else:
+        peers = list((await local.peers()).values())
+        named = match_peers(peers, ref)
+        if len(named) > 1:
+            raise CanopyError(f"{ref!r} matches several peers; give more of the id")
+        node = named[0].node_id if named else parse_node_id(ref)
+        if node == local.node_id:
+            raise CanopyError("vouching for yourself adds nothing")
+        subject = Vouch(VouchAbout.PEER, node.raw)
+        scope, key, recipients = Scope.NETWORK, network_key, ()
+        what = f"organisation {node.short}"
+    vouch_record = seal_record(
+        local.identity,
+        Kind.VOUCH,
+        subject.to_content(),
+        created=now_ms,
+        expires=now_ms + limits.DEFAULT_CONTACT_LIFETIME_MS,
+        scope=scope,
+        recipients=recipients,
+        network_key=key,
+        random=random,
+    )
+    await local.store.put_records([row_of(vouch_record, local=True)], now_ms)
+    return vouch_record, what
+
+
+# -- withdrawing -----------------------------------------------------------------------------
+
+
+async def withdraw(local: Local, ref: str, now_ms: int) -> Record:
+    """Withdraw one of our records; for a contact, every record of it (details, teaser,
+    introduced copies) goes with it."""
+    rid = await _resolve(local, ref)
+    record = Record.from_bytes((await local.store.get_records([rid]))[rid])
+    if record.author != local.node_id:
+        raise CanopyError(
+            f"record {ref} was written by another node; only its author can withdraw it"
+        )
+    targets = [record]
+    if record.kind is Kind.CONTACT:
+        opened = open_quietly(local, await local.network_key(), record.to_bytes())
+        if opened is not None:
+            uid = Contact.from_content(opened[1].content).uid
+            targets += [r for r in await _own_contacts(local, uid) if r.id != record.id]
+    return await withdraw_records(local, targets[: limits.MAX_WITHDRAW_TARGETS], now_ms)
+
+
+# -- reviews ---------------------------------------------------------------------------------
+
+
+async def review(local: Local, now_ms: int) -> list[dict[str, object]]:
+    """Contacts we wrote or vouched for that are due (or nearly due) for re-verification."""
+    index = await build_index(local, now_ms)
+    me = index.me
+    mine_vouched = {
+        (v.vouch.subject, v.vouch.uid)
+        for v in index.vouches.values()
+        if v.voucher == me and v.vouch.about is VouchAbout.CONTACT
+    }
+    soon = now_ms + limits.REVIEW_SOON_DAYS * DAY_MS
+    rows: list[dict[str, object]] = []
+    seen: set[tuple[bytes, bytes]] = set()
+    for entry in sorted(index.entries.values(), key=lambda e: e.contact.teaser):
+        if entry.key in seen or not (entry.author == me or entry.key in mine_vouched):
+            continue
+        seen.add(entry.key)
+        held = index.contact_vouches.get(entry.key, {})
+        last = max(held.values(), default=0)
+        due = max(entry.contact.review, last + limits.DEFAULT_REVIEW_DAYS * DAY_MS if last else 0)
+        if due > soon:
+            continue
+        rows.append(
+            {
+                "id": entry.rid.hex(),
+                "kind": entry.contact.kind,
+                "name": entry.contact.name,
+                "region": entry.contact.region,
+                "share": entry.contact.share.value,
+                "due": due,
+                "state": "overdue" if due <= now_ms else "due soon",
+                "yours": entry.author == me,
+            }
+        )
+    return sorted(rows, key=lambda r: int(str(r["due"])))
+
+
+# -- introductions ---------------------------------------------------------------------------
+
+
+async def request_introduction(local: Local, ref: str, note: str, now_ms: int) -> dict[str, Value]:
+    """Queue a signed request for the details behind a teaser; the running node sends it."""
+    if len(note.encode("utf-8")) > limits.MAX_INTRO_NOTE_BYTES:
+        raise CanopyError(f"--note is limited to {limits.MAX_INTRO_NOTE_BYTES} bytes")
+    record, _, contact = await readable_contact(local, ref)
+    if not contact.teaser:
+        raise CanopyError(f"{ref} is not an on-request contact: its details are already here")
+    if contact.introducer == local.node_id.raw:
+        raise CanopyError("that contact is yours")
+    for held in (await local.store.rows(INTRODUCTIONS)).values():
+        if (
+            held.get("dir") == "out"
+            and held.get("teaser") == record.id
+            and held.get("status") in ("queued", "sent")
+        ):
+            raise CanopyError("an introduction to that contact is already requested")
+    request = IntroRequest.create(
+        local.identity, random(limits.QUERY_ID_BYTES), record.id, contact.introducer, note
+    )
+    row: dict[str, Value] = {
+        "dir": "out",
+        "teaser": record.id,
+        "introducer": contact.introducer,
+        "asker": request.asker,
+        "note": note,
+        "signature": request.signature,
+        "status": "queued",
+        "created": now_ms,
+        "kind": contact.kind,
+        "region": contact.region,
+    }
+    await local.store.put_row(INTRODUCTIONS, request.request_id, row)
+    return {"request_id": request.request_id, **row}
+
+
+def request_of(request_id: bytes, row: dict[str, Value], hops: int) -> IntroRequest:
+    return IntroRequest(
+        request_id,
+        _b(row["teaser"]),
+        _b(row["introducer"]),
+        _b(row["asker"]),
+        str(row.get("note") or ""),
+        hops,
+        _b(row["signature"]),
+    )
+
+
+def _b(value: Value) -> bytes:
+    assert isinstance(value, bytes)
+    return value
+
+
+async def introductions(local: Local) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for rid, row in (await local.store.rows(INTRODUCTIONS)).items():
+        rows.append(
+            {
+                "id": rid.hex(),
+                "direction": "incoming" if row.get("dir") == "in" else "outgoing",
+                "contact": _b(row["teaser"]).hex(),
+                "asker": str(NodeId(_b(row["asker"]))),
+                "introducer": str(NodeId(_b(row["introducer"]))),
+                "note": row.get("note", ""),
+                "status": row.get("status", ""),
+                "created": row.get("created", 0),
+                "kind": row.get("kind", ""),
+                "region": row.get("region", ""),
+            }
+        )
+    return sorted(rows, key=lambda r: -int(str(r["created"])))
+
+
+async def decide(local: Local, ref: str, approve: bool, now_ms: int) -> dict[str, Value]:
+    """Approve (seal the details to the asker, which gossip delivers) or decline a request."""
+    ref = ref.strip().lower()
+    rows = await local.store.rows(INTRODUCTIONS)
+    matches = [k for k, r in rows.items() if k.hex().startswith(ref) and r.get("dir") == "in"]
+    if len(ref) < 6 or not matches:
+        raise CanopyError(f"no incoming introduction request {ref!r}")
+    if len(matches) > 1:
+        raise CanopyError(f"{ref} matches several requests; give more of the id")
+    rid = matches[0]
+    row = rows[rid]
+    if row.get("status") != "pending":
+        raise CanopyError(f"that request is already {row.get('status')!s}")
+    if approve:
+        teaser_id = _b(row["teaser"])
+        found = (await local.store.get_records([teaser_id])).get(teaser_id)
+        if found is None:
+            raise CanopyError("that contact was withdrawn; decline the request instead")
+        opened = open_quietly(local, await local.network_key(), found)
+        if opened is None:
+            raise CanopyError("that contact cannot be read here")
+        uid = Contact.from_content(opened[1].content).uid
+        details = [r for r in await _own_contacts(local, uid) if r.scope is Scope.PRIVATE]
+        if not details:
+            raise CanopyError("the details of that contact are no longer here")
+        original = details[0]
+        body = open_record(original, local.identity, None)
+        # The same author-signed Body, sealed to the asker alone: it proves who vouched.
+        asker = NodeId(_b(row["asker"]))
+        copy = Record.create(
+            local.identity,
+            Kind.CONTACT,
+            created=original.created,
+            expires=original.expires,
+            scope=Scope.NETWORK,
+            payload=seal(body.to_bytes(), [asker, local.node_id], None, random),
+        )
+        await local.store.put_records([row_of(copy, local=True)], now_ms)
+    row = {**row, "status": "approved" if approve else "declined", "decided": now_ms}
+    await local.store.put_row(INTRODUCTIONS, rid, row)
+    return {"request_id": rid, **row}

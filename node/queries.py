@@ -1,0 +1,435 @@
+"""The running node's know-who engine: the in-memory index, network queries, introductions.
+
+Owns what a node answers to a peer's Query (only what each contact's policy lets it pass
+on), forwarding on its own behalf (a fresh query id, no asker: the next hop never learns
+who asked), per-peer rate limits, and routing introduction requests and replies.
+docs/spec/70-contacts-and-queries.md. Logs never carry a contact's content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from node.directory import (
+    INTRODUCTIONS,
+    ContactIndex,
+    build_index,
+    hit_row,
+    request_of,
+)
+from node.local import random
+from protocol import limits
+from protocol.contact import Contact, Filter, Share, Vouch, trust_distances
+from protocol.encoding import Value
+from protocol.envelope import Body, open_record
+from protocol.errors import (
+    LocalProtocolError,
+    NotForUs,
+    RateLimited,
+    RecordRejected,
+    RemoteProtocolError,
+)
+from protocol.identity import NodeId
+from protocol.messages import AnswerStatus, IntroStatus
+from protocol.record import Kind, Record, Scope
+from protocol.session import PeerAnswer, PeerIntroReply, PeerIntroRequest, PeerQuery
+
+if TYPE_CHECKING:
+    from node.connection import PeerConnection
+    from node.runtime import Node
+
+log = logging.getLogger("canopy.knowwho")
+
+RECENT_QUERIES = 200  # received queries kept in memory for `GET /v1/queries`
+_ME = b""  # intro route: the request is ours
+
+
+class RateWindow:
+    """At most `limit` events per key in any `window` seconds (sliding)."""
+
+    def __init__(self, limit: int, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._events: dict[bytes, deque[float]] = {}
+
+    def allow(self, key: bytes, now: float) -> bool:
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        if len(events) >= self.limit:
+            return False
+        events.append(now)
+        return True
+
+
+def check_answer_record(data: bytes, node: Node, now_ms: int) -> tuple[Record, Body]:
+    """A record from an Answer: signed, current, readable with the network key, and one the
+    contact's policy lets travel this way. RemoteProtocolError otherwise."""
+    record = Record.from_bytes(data)
+    record.verify()
+    record.check_time(now_ms)
+    if record.scope is not Scope.NETWORK or record.kind not in (Kind.CONTACT, Kind.VOUCH):
+        raise RecordRejected("an answer carries only network-scoped contacts and vouches")
+    try:
+        body = open_record(record, node.local.identity, node.network_key)
+    except NotForUs:
+        raise RecordRejected("an answer record the network cannot read") from None
+    if record.kind is Kind.CONTACT:
+        contact = Contact.from_content(body.content)
+        if not (contact.share is Share.NETWORK or contact.teaser):
+            raise RecordRejected("a contact whose policy forbids passing it on")
+    else:
+        Vouch.from_content(body.content)
+    return record, body
+
+
+class KnowWho:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.index = ContactIndex(node.node_id.raw)
+        self.query_rate = RateWindow(limits.MAX_QUERIES_PER_PEER_PER_MINUTE)
+        self.intro_rate = RateWindow(limits.MAX_INTROS_PER_PEER_PER_MINUTE)
+        self.received: deque[dict[str, object]] = deque(maxlen=RECENT_QUERIES)
+        self._waiters: dict[bytes, asyncio.Future[tuple[AnswerStatus, tuple[bytes, ...]]]] = {}
+        self.routes: dict[bytes, bytes] = {}  # intro request id -> peer it came from (or _ME)
+        self._seen_intros: deque[bytes] = deque(maxlen=4096)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.answered = 0
+
+    async def start(self) -> None:
+        started = time.monotonic()
+        self.index = await build_index(self.node.local, _now_ms())
+        log.info(
+            "know-who index: %d contacts, %d vouches in %.2f s",
+            len(self.index.entries),
+            len(self.index.vouches),
+            time.monotonic() - started,
+        )
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for future in self._waiters.values():
+            if not future.done():
+                future.cancel()
+
+    # -- keeping the index current -------------------------------------------------------------
+
+    def add(self, record: Record, *, verify_body: bool) -> None:
+        try:
+            body = open_record(
+                record, self.node.local.identity, self.node.network_key, verify_body=verify_body
+            )
+        except (NotForUs, RemoteProtocolError):
+            return
+        self.index.add(record, body)
+
+    def remove(self, ids: Sequence[bytes]) -> None:
+        self.index.remove(ids)
+
+    def expire(self, now_ms: int) -> None:
+        self.index.remove(self.index.expired(now_ms))
+
+    # -- events ------------------------------------------------------------------------------
+
+    def spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def on_event(
+        self,
+        conn: PeerConnection,
+        event: PeerQuery | PeerAnswer | PeerIntroRequest | PeerIntroReply,
+    ) -> None:
+        if isinstance(event, PeerQuery):
+            self.spawn(self._on_query(conn, event))
+        elif isinstance(event, PeerAnswer):
+            future = self._waiters.get(event.query_id)
+            if future is not None and not future.done():
+                future.set_result((event.status, event.records))
+        elif isinstance(event, PeerIntroRequest):
+            await self._on_intro_request(conn, event)
+        else:
+            await self._on_intro_reply(conn, event)
+
+    # -- queries: answering --------------------------------------------------------------------
+
+    async def _on_query(self, conn: PeerConnection, query: PeerQuery) -> None:
+        self.received.append(
+            {
+                "from": str(conn.peer_id),
+                "query_id": query.query_id.hex(),
+                "depth": query.depth,
+                "filter": query.filter.to_value(),
+                "at": _now_ms(),
+            }
+        )
+        if not self.query_rate.allow(conn.peer_id.raw, time.monotonic()):
+            self._send(conn, lambda: conn.session.answer(query.query_id, (), AnswerStatus.REFUSED))
+            await self.node.penalise(
+                conn.peer_id, RateLimited("too many queries"), reason="query_rate_limited"
+            )
+            return
+        records = await self.answer_records(query.filter)
+        if query.depth > 1:
+            forwarded = await self.ask(
+                query.filter,
+                query.depth - 1,
+                exclude=conn.peer_id,
+                timeout=limits.QUERY_FORWARD_TIMEOUT_MS / 1000,
+            )
+            records += [r.to_bytes() for r, _ in forwarded.records]
+        out = _bounded(records)
+        self._send(conn, lambda: conn.session.answer(query.query_id, out))
+        self.answered += 1
+
+    def _send(self, conn: PeerConnection, make: object) -> None:
+        with contextlib.suppress(LocalProtocolError):  # the connection closed meanwhile
+            conn.send(make())  # type: ignore[operator]
+
+    async def answer_records(self, flt: Filter) -> list[bytes]:
+        """What this node may reveal for `flt`: network contacts, teasers and their vouches."""
+        now = _now_ms()
+        distances = self.index.distances(n.raw for n in self.node.peers)
+        hits = self.index.search(
+            flt, now, distances, limits.MAX_ANSWER_RECORDS // 2, answerable=True
+        )
+        keys = {h.entry.key for h in hits}
+        people = {v for h in hits for v in h.vouchers}
+        ids = [h.entry.rid for h in hits] + self.index.vouch_ids_for(keys, people)
+        found = await self.node.local.store.get_records(ids)
+        return [found[i] for i in ids if i in found]
+
+    # -- queries: asking -----------------------------------------------------------------------
+
+    async def ask(
+        self, flt: Filter, depth: int, *, exclude: NodeId | None, timeout: float
+    ) -> Gathered:
+        """Ask every connected peer (but `exclude`) on our own behalf; check what comes back."""
+        gathered = Gathered()
+        asked: dict[bytes, NodeId] = {}
+        loop = asyncio.get_running_loop()
+        for peer_id, conn in list(self.node.connections.items()):
+            if peer_id == exclude or conn.closing:
+                continue
+            query_id = random(limits.QUERY_ID_BYTES)
+            try:
+                data = conn.session.query(query_id, depth, flt)
+            except LocalProtocolError:
+                continue
+            self._waiters[query_id] = loop.create_future()
+            asked[query_id] = peer_id
+            conn.send(data)
+        gathered.query_ids = [q.hex() for q in asked]
+        gathered.asked = len(asked)
+        if asked:
+            await asyncio.wait([self._waiters[q] for q in asked], timeout=timeout)
+        now = _now_ms()
+        for query_id, peer_id in asked.items():
+            future = self._waiters.pop(query_id)
+            if not future.done():
+                future.cancel()
+                continue
+            status, records = future.result()
+            if status is AnswerStatus.REFUSED:
+                gathered.refused += 1
+                continue
+            gathered.answered += 1
+            for data in records:
+                try:
+                    gathered.records.append(check_answer_record(data, self.node, now))
+                except RemoteProtocolError as exc:
+                    await self.node.penalise(peer_id, exc, reason=f"answer_{type(exc).__name__}")
+        return gathered
+
+    async def network_query(self, flt: Filter, depth: int, limit: int) -> dict[str, object]:
+        """For the local API: ask our peers (depth hops), merge with what we hold, rank."""
+        started = time.monotonic()
+        gathered = await self.ask(flt, depth, exclude=None, timeout=limits.QUERY_TIMEOUT_MS / 1000)
+        now = _now_ms()
+        scratch = self.index.overlay(flt, now)
+        local_ids = set(scratch.entries)
+        for record, body in gathered.records:
+            scratch.add(record, body)
+        peers = [n.raw for n in self.node.peers]
+        distances = trust_distances(scratch.me, peers, scratch.peer_edges())
+        hits = scratch.search(flt, now, distances, limit)
+        labels = {n.raw: p.label for n, p in self.node.peers.items()}
+        rows = []
+        for hit in hits:
+            row = hit_row(hit, scratch.me, labels, distances)
+            row["via"] = "local" if hit.entry.rid in local_ids else "network"
+            rows.append(row)
+        return {
+            "results": rows,
+            "asked": gathered.asked,
+            "answered": gathered.answered,
+            "refused": gathered.refused,
+            "query_ids": gathered.query_ids,
+            "answer_records": len(gathered.records),
+            "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+
+    def local_query(self, flt: Filter, limit: int) -> dict[str, object]:
+        now = _now_ms()
+        distances = self.index.distances(n.raw for n in self.node.peers)
+        labels = {n.raw: p.label for n, p in self.node.peers.items()}
+        hits = self.index.search(flt, now, distances, limit)
+        return {"results": [hit_row(h, self.index.me, labels, distances) for h in hits]}
+
+    # -- introductions -------------------------------------------------------------------------
+
+    async def _on_intro_request(self, conn: PeerConnection, event: PeerIntroRequest) -> None:
+        request = event.request
+        if not self.intro_rate.allow(conn.peer_id.raw, time.monotonic()):
+            await self.node.penalise(
+                conn.peer_id, RateLimited("too many introduction requests"), reason="intro_rate"
+            )
+            return
+        request.verify()  # VerificationError: the connection penalises and closes
+        if request.request_id in self._seen_intros:
+            return
+        self._seen_intros.append(request.request_id)
+        me = self.node.node_id.raw
+        if request.introducer == me:
+            entry = self.index.entries.get(request.teaser_id)
+            if entry is None or entry.author != me or not entry.contact.teaser:
+                self._send(
+                    conn,
+                    lambda: conn.session.intro_reply(request.request_id, IntroStatus.UNKNOWN),
+                )
+                return
+            self.routes[request.request_id] = conn.peer_id.raw
+            rows = await self.node.local.store.rows(INTRODUCTIONS)
+            if request.request_id not in rows:
+                row: dict[str, Value] = {
+                    "dir": "in",
+                    "teaser": request.teaser_id,
+                    "introducer": request.introducer,
+                    "asker": request.asker,
+                    "note": request.note,
+                    "signature": request.signature,
+                    "status": "pending",
+                    "created": _now_ms(),
+                    "kind": entry.contact.kind,
+                    "region": entry.contact.region,
+                }
+                await self.node.local.store.put_row(INTRODUCTIONS, request.request_id, row)
+                self.node.bump_own_epoch()
+            log.info("introduction requested by %s", NodeId(request.asker).short)
+            return
+        target = self.node.connections.get(NodeId(request.introducer))
+        if request.hops > 0 and target is not None and not target.closing:
+            self.routes[request.request_id] = conn.peer_id.raw
+            forwarded = replace(request, hops=request.hops - 1)
+            self._send(target, lambda: target.session.intro_request(forwarded))
+            return
+        self._send(conn, lambda: conn.session.intro_reply(request.request_id, IntroStatus.UNKNOWN))
+
+    async def _on_intro_reply(self, conn: PeerConnection, event: PeerIntroReply) -> None:
+        origin = self.routes.pop(event.request_id, None)
+        if origin is None:
+            return
+        if origin == _ME:
+            rows = await self.node.local.store.rows(INTRODUCTIONS)
+            row = rows.get(event.request_id)
+            if row is not None and row.get("status") in ("queued", "sent"):
+                status = {
+                    IntroStatus.APPROVED: "approved",
+                    IntroStatus.DECLINED: "declined",
+                    IntroStatus.UNKNOWN: "unknown",
+                }[event.status]
+                await self.node.local.store.put_row(
+                    INTRODUCTIONS, event.request_id, {**row, "status": status}
+                )
+                self.node.bump_own_epoch()
+            return
+        back = self.node.connections.get(NodeId(origin))
+        if back is not None and back.session.can_reply_intro(event.request_id):
+            self._send(back, lambda: back.session.intro_reply(event.request_id, event.status))
+
+    async def tick_introductions(self) -> None:
+        """Send queued requests of ours; send decisions taken on requests to us."""
+        rows = await self.node.local.store.rows(INTRODUCTIONS)
+        changed = False
+        for request_id, row in rows.items():
+            status = row.get("status")
+            if row.get("dir") == "out" and status == "queued" and self.node.connections:
+                introducer = self.node.connections.get(NodeId(_bytes(row["introducer"])))
+                targets = [introducer] if introducer else list(self.node.connections.values())
+                sent = False
+                for conn in targets:
+                    hops = 0 if conn is introducer else limits.MAX_INTRO_HOPS - 1
+                    request = request_of(request_id, row, hops)
+                    try:
+                        conn.send(conn.session.intro_request(request))
+                        sent = True
+                    except LocalProtocolError:
+                        continue
+                if sent:
+                    self.routes[request_id] = _ME
+                    await self.node.local.store.put_row(
+                        INTRODUCTIONS, request_id, {**row, "status": "sent"}
+                    )
+                    changed = True
+            elif row.get("dir") == "in" and status in ("approved", "declined"):
+                if row.get("replied"):
+                    continue
+                origin = self.routes.get(request_id)
+                back = self.node.connections.get(NodeId(origin)) if origin else None
+                if back is None or not back.session.can_reply_intro(request_id):
+                    continue
+                reply = IntroStatus.APPROVED if status == "approved" else IntroStatus.DECLINED
+                self._send(back, lambda b=back, r=request_id, s=reply: b.session.intro_reply(r, s))
+                self.routes.pop(request_id, None)
+                await self.node.local.store.put_row(
+                    INTRODUCTIONS, request_id, {**row, "replied": True}
+                )
+                changed = True
+        if changed:
+            self.node.bump_own_epoch()
+
+
+class Gathered:
+    def __init__(self) -> None:
+        self.records: list[tuple[Record, Body]] = []
+        self.asked = 0
+        self.answered = 0
+        self.refused = 0
+        self.query_ids: list[str] = []
+
+
+def _bounded(records: list[bytes]) -> list[bytes]:
+    """Deduplicated by id, at most MAX_ANSWER_RECORDS and MAX_ANSWER_BYTES."""
+    from protocol.session import record_id
+
+    out: list[bytes] = []
+    seen: set[bytes] = set()
+    size = 0
+    for data in records:
+        rid = record_id(data)
+        if rid in seen:
+            continue
+        if len(out) >= limits.MAX_ANSWER_RECORDS or size + len(data) > limits.MAX_ANSWER_BYTES:
+            break
+        seen.add(rid)
+        out.append(data)
+        size += len(data)
+    return out
+
+
+def _bytes(value: Value) -> bytes:
+    assert isinstance(value, bytes)
+    return value
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
