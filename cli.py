@@ -179,7 +179,7 @@ async def cmd_revocation_export(args: argparse.Namespace) -> int:
 
     local = await _open(args)
     try:
-        text = to_text(await own_certificate(local))
+        text = to_text(await own_certificate(local, _now_ms()))
     finally:
         await local.close()
     if args.out:

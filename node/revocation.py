@@ -28,11 +28,13 @@ async def create_certificate(local: Local, now_ms: int) -> str:
     return to_text(record)
 
 
-async def own_certificate(local: Local) -> Record:
+async def own_certificate(local: Local, now_ms: int) -> Record:
     """The certificate made at init (or made now, for a directory older than this feature)."""
     data = await local.store.get_setting(CERTIFICATE_SETTING)
     if data is None:
-        raise CanopyError("this node has no revocation certificate; run: canopy revocation new")
+        await create_certificate(local, now_ms)
+        data = await local.store.get_setting(CERTIFICATE_SETTING)
+        assert data is not None
     return Record.from_bytes(data)
 
 
@@ -63,7 +65,7 @@ async def revoked_ids(local: Local) -> dict[NodeId, int]:
 async def publish_revocation(local: Local, text: str | None, now_ms: int) -> Record:
     """Store a revocation for every peer to receive: ours (made at init) or a given one."""
     if text is None:
-        record = await own_certificate(local)
+        record = await own_certificate(local, now_ms)
     else:
         try:
             record = from_text(text)
