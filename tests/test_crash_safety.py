@@ -7,9 +7,11 @@ CANOPY_SOAK_KILLS sets the number of kills (20 here; `make soak` runs 200).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,10 @@ import pytest
 from node.demo import NodeProcess, wait_until
 from node.local import Local
 from tests.test_multinode import link
+from tests.test_sync_lifecycle import bulk
 
 KILLS = int(os.environ.get("CANOPY_SOAK_KILLS", "20"))
-RECORDS = 1500
+RECORDS = 25_000  # enough that every one of 20 kills lands mid-sync
 pytestmark = pytest.mark.timeout(max(120, KILLS * 6))
 
 
@@ -30,30 +33,35 @@ async def guide_count(node: NodeProcess) -> int:
 async def test_kill_9_loop_during_large_sync_loses_nothing(tmp_path: Path) -> None:
     source = NodeProcess(tmp_path, "A", "Source")
     await source.init()
-    files = tmp_path / "guides"
-    files.mkdir()
     rng = random.Random(5)
-    paths = []
-    for i in range(RECORDS):
-        path = files / f"g{i:05}.md"
-        path.write_text(f"# Guide {i}\n\n" + "".join(rng.choice("abcdef ") for _ in range(3000)))
-        paths.append(str(path))
-    await source.cli("publish", "guide", *paths, "--to", "network")
+    await bulk(source, RECORDS, 200)  # sealed network guides, straight into A's store
     await source.start()
     sink = NodeProcess(tmp_path, "B", "Sink")
     await sink.cli("init", "--no-passphrase", "--name", "Sink")
     await link(source, sink)
     try:
         start = time.monotonic()
-        seen = 0
+        history: list[int] = []
         for _ in range(KILLS):
             await sink.start()
-            await asyncio.sleep(rng.uniform(0.02, 0.3))
+            before = history[-1] if history else 0
+            # Kill while records are arriving: once the running node holds more than it
+            # did, give it a random moment more.
+            await wait_until("records to arrive", lambda n=before: _live_count_above(sink, n), 30)
+            await asyncio.sleep(rng.uniform(0.0, 0.1))
             await sink.kill9()
+            # After every kill: the database opens, passes its integrity check, and holds
+            # at least what it held before (acknowledged records are never lost).
+            local = await Local.open(sink.data, None)
+            try:
+                assert await local.store.integrity_check() == "ok"
+                held = (await local.store.count_by_kind()).get("guide", 0)
+            finally:
+                await local.close()
+            assert held >= (history[-1] if history else 0)
+            history.append(held)
         killed_s = time.monotonic() - start
-        # Acknowledged records survived every kill: the count only ever grew, and now
-        # the node finishes the sync.
-        seen = await guide_count(sink)
+        mid_sync = sum(1 for h in history if h < RECORDS)
         await sink.start()
         await wait_until("sync completes", lambda: _count_is(sink, RECORDS), timeout=60)
         await sink.stop()
@@ -64,15 +72,34 @@ async def test_kill_9_loop_during_large_sync_loses_nothing(tmp_path: Path) -> No
         finally:
             await local.close()
         print(
-            f"\nKILL9 kills={KILLS} in {killed_s:.1f} s; held after the last kill={seen};"
-            f" final guides={counts.get('guide', 0)}/{RECORDS}; integrity={integrity}"
+            f"\nKILL9 kills={KILLS} in {killed_s:.1f} s, {mid_sync} of them mid-sync;"
+            f" held after each kill={history}; final guides={counts.get('guide', 0)}/{RECORDS};"
+            f" integrity={integrity}"
         )
         assert integrity == "ok"
         assert counts == {"guide": RECORDS}
-        assert 0 < seen < RECORDS or KILLS == 0 or seen == RECORDS
+        if KILLS >= 20:
+            assert mid_sync >= KILLS // 2, "most kills must land while records are arriving"
     finally:
         await sink.kill9()
         await source.stop()
+
+
+async def _live_count_above(node: NodeProcess, n: int) -> bool:
+    """From the running node's local API (quicker than a CLI process per poll)."""
+    runtime = json.loads((node.data / "node.json").read_text())
+    request = urllib.request.Request(
+        runtime["api"] + "/v1/status", headers={"Authorization": f"Bearer {runtime['token']}"}
+    )
+
+    def fetch() -> int:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(json.loads(response.read())["records"].get("guide", 0))
+
+    try:
+        return await asyncio.to_thread(fetch) > n
+    except (OSError, ValueError):
+        return False
 
 
 async def _count_is(node: NodeProcess, n: int) -> bool:
