@@ -605,6 +605,8 @@ def _print_hits(rows: list[dict[str, Any]]) -> None:
         return
     for row in rows:
         mark = " [STALE: due for re-verification]" if row["stale"] else ""
+        if row.get("unverified"):
+            mark += " [UNVERIFIED: every voucher's key was revoked]"
         langs = ",".join(row["langs"]) or "-"
         if row["teaser"]:
             title = f"(on request) {row['kind']} in {row['region']}, {langs}"

@@ -21,6 +21,7 @@ import msgpack
 
 from node.content import parse_audience, row_of, withdraw_records
 from node.local import Local, random
+from node.revocation import revoked_ids
 from node.trust import match_peers, parse_node_id
 from protocol import limits
 from protocol.contact import (
@@ -107,6 +108,7 @@ class ContactIndex:
     contact_vouches: dict[tuple[bytes, bytes], dict[bytes, int]] = field(default_factory=dict)
     unreadable: int = 0
     malformed: int = 0
+    revoked: set[bytes] = field(default_factory=set)  # keys declared compromised
     _vocab: list[str] = field(default_factory=list)
     _vocab_dirty: bool = False
     _generation: int = 0  # bumped when vouches change: cached scores are then stale
@@ -323,16 +325,31 @@ class ContactIndex:
         top = heapq.nlargest(limit, best.values(), key=score)
         return [self.hit(e, now_ms, distances) for e in top]
 
+    def set_revoked(self, keys: Iterable[bytes]) -> None:
+        """Keys declared compromised: their vouches no longer count, and a contact vouched
+        for only by such keys is unverified (anyone holding the key may have written it)."""
+        self.revoked = set(keys)
+        self._generation += 1
+
     def hit(self, entry: Entry, now_ms: int, distances: dict[bytes, int]) -> Hit:
         vouchers = dict(self.contact_vouches.get(entry.key, {}))
         vouchers[entry.author] = max(vouchers.get(entry.author, 0), entry.created)
-        others = [t for v, t in vouchers.items() if v != entry.author or t > entry.created]
+        trusted = {v: t for v, t in vouchers.items() if v not in self.revoked}
+        unverified = not trusted
+        counted = vouchers if unverified else trusted
+        others = [t for v, t in counted.items() if v != entry.author or t > entry.created]
         last_vouch = max(others, default=0)
-        distance = min(distances.get(v, UNKNOWN_DISTANCE) for v in vouchers)
+        distance = (
+            UNKNOWN_DISTANCE
+            if unverified
+            else min(distances.get(v, UNKNOWN_DISTANCE) for v in trusted)
+        )
         stale = is_stale(entry.contact.review, last_vouch, now_ms)
         freshest = max(entry.created, last_vouch)
-        score = rank_score(distance, len(vouchers), freshest, now_ms, stale)
-        return Hit(entry, tuple(sorted(vouchers)), distance, stale, score)
+        score = rank_score(distance, len(trusted), freshest, now_ms, stale)
+        if unverified:
+            score /= 10  # below every verified answer
+        return Hit(entry, tuple(sorted(vouchers)), distance, stale, score, unverified)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +359,7 @@ class Hit:
     distance: int
     stale: bool
     score: float
+    unverified: bool = False  # every voucher's key (the author's included) is revoked
 
 
 def _discard(
@@ -446,6 +464,7 @@ def hit_row(
         "distance": hit.distance,
         "score": round(hit.score, 2),
         "stale": hit.stale,
+        "unverified": hit.unverified,
         "review": c.review,
         "created": e.created,
     }
@@ -471,6 +490,7 @@ async def local_query(
 ) -> list[dict[str, object]]:
     """The offline query: build the index from the store in this process and search it."""
     index = await build_index(local, now_ms)
+    index.set_revoked(n.raw for n in await revoked_ids(local))
     peers = await local.peers()
     distances = index.distances(n.raw for n in peers)
     labels = {n.raw: p.label for n, p in peers.items()}

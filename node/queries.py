@@ -106,6 +106,7 @@ class KnowWho:
     async def start(self) -> None:
         started = time.monotonic()
         self.index = await build_index(self.node.local, _now_ms())
+        self.index.set_revoked(n.raw for n in self.node.revoked)
         log.info(
             "know-who index: %d contacts, %d vouches in %.2f s",
             len(self.index.entries),

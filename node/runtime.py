@@ -686,8 +686,10 @@ class Node:
             self._revoked_now(record.author)
 
     def _revoked_now(self, node_id: NodeId) -> None:
-        """Refuse the identity at once: its handshakes, its records, its live connection."""
+        """Refuse the identity at once: its handshakes, its records, its live connection;
+        its guides, contacts and vouches become unverified."""
         self.revoked[node_id] = now_ms()
+        self.knowwho.index.set_revoked(n.raw for n in self.revoked)
         if node_id == self.node_id:
             log.error(
                 "THIS NODE'S KEY IS REVOKED: peers now refuse it; create a new identity"

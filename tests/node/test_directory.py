@@ -118,3 +118,23 @@ async def test_vouch_scope_follows_the_contact(tmp_path: Path) -> None:
             await directory.vouch(local, str(local.node_id), now)
     finally:
         await local.close()
+
+
+async def test_contacts_vouched_only_by_a_revoked_key_are_unverified(tmp_path: Path) -> None:
+    from node.revocation import mark_revoked
+    from protocol.revocation import make_revocation
+
+    local = await _local(tmp_path)
+    try:
+        await _add(local, "network", name="Wakili Mwema")
+        now = int(time.time() * 1000)
+        (before,) = await directory.local_query(local, Filter.build(kind="lawyer"), now)
+        assert before["unverified"] is False
+        # The author's key is declared compromised: anyone holding it may have written this.
+        revocation = make_revocation(local.identity, created=now)
+        assert await mark_revoked(local, revocation, now)
+        (after,) = await directory.local_query(local, Filter.build(kind="lawyer"), now)
+        assert after["unverified"] is True
+        assert after["score"] <= before["score"] / 10
+    finally:
+        await local.close()
