@@ -7,11 +7,9 @@ CANOPY_SOAK_KILLS sets the number of kills (20 here; `make soak` runs 200).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -87,17 +85,8 @@ async def test_kill_9_loop_during_large_sync_loses_nothing(tmp_path: Path) -> No
 
 async def _live_count_above(node: NodeProcess, n: int) -> bool:
     """From the running node's local API (quicker than a CLI process per poll)."""
-    runtime = json.loads((node.data / "node.json").read_text())
-    request = urllib.request.Request(
-        runtime["api"] + "/v1/status", headers={"Authorization": f"Bearer {runtime['token']}"}
-    )
-
-    def fetch() -> int:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(json.loads(response.read())["records"].get("guide", 0))
-
     try:
-        return await asyncio.to_thread(fetch) > n
+        return int((await node.api("/v1/status"))["records"].get("guide", 0)) > n
     except (OSError, ValueError):
         return False
 

@@ -9,7 +9,6 @@ for a contact's name and phone number.
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -72,15 +71,6 @@ def names(result: dict[str, Any]) -> set[str]:
     return {r["name"] or f"teaser:{r['kind']}" for r in result["results"]}
 
 
-def api(node: NodeProcess, route: str) -> Any:
-    runtime = json.loads((node.data / "node.json").read_text())
-    request = urllib.request.Request(
-        runtime["api"] + route, headers={"Authorization": f"Bearer {runtime['token']}"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
-
-
 async def test_policies_across_two_hops_introduction_and_query_privacy(net: Net) -> None:
     a, b, c = await line(net)
     ids = {share: await add(a, share) for share in CONTACTS}
@@ -109,12 +99,12 @@ async def test_policies_across_two_hops_introduction_and_query_privacy(net: Net)
     result = await query(c, "--network", "--region", "KE")
     assert result["asked"] == 1 and result["answered"] == 1
     assert names(result) == {network_name, "teaser:shelter"}  # never peers, never private
-    received_at_a = api(a, "/v1/queries")["received"]
+    received_at_a = (await a.api("/v1/queries"))["received"]
     assert received_at_a, "A was never asked"
     assert {q["from"] for q in received_at_a} == {b.node_id}
     assert c.node_id not in json.dumps(received_at_a)
     assert not set(result["query_ids"]) & {q["query_id"] for q in received_at_a}
-    received_at_b = api(b, "/v1/queries")["received"]
+    received_at_b = (await b.api("/v1/queries"))["received"]
     assert {q["from"] for q in received_at_b} == {c.node_id}
 
     # Introduction: C asks, A approves, the details reach C sealed to C alone.

@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import json
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -47,17 +46,8 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
             await node.stop()
 
 
-def api(node: NodeProcess, route: str) -> Any:
-    runtime = json.loads((node.data / "node.json").read_text())
-    request = urllib.request.Request(
-        runtime["api"] + route, headers={"Authorization": f"Bearer {runtime['token']}"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
-
-
 async def status(node: NodeProcess) -> Any:
-    return await asyncio.to_thread(api, node, "/v1/status")
+    return await node.api("/v1/status")
 
 
 async def link(inviter: NodeProcess, invitee: NodeProcess) -> None:
@@ -169,13 +159,13 @@ async def test_alert_overtakes_a_large_backlog(net: Net, tmp_path: Path) -> None
     await wait_until("the alert", lambda: _has_alert(b), timeout=30)
     backlog_held = await total(b)
     assert backlog_held < backlog, "the alert must not wait behind the whole backlog"
-    alert = (await asyncio.to_thread(api, b, "/v1/alerts"))["alerts"][0]
+    alert = (await b.api("/v1/alerts"))["alerts"][0]
     assert alert["text"] == "Office raided: do not come in today"
     assert alert["urgency"] == "high"
 
 
 async def _has_alert(node: NodeProcess) -> bool:
-    return bool((await asyncio.to_thread(api, node, "/v1/alerts"))["alerts"])
+    return bool((await node.api("/v1/alerts"))["alerts"])
 
 
 async def test_watch_prints_alerts_as_they_arrive(net: Net) -> None:
