@@ -16,10 +16,10 @@ import pytest
 from node.demo import MARKER, PASSPHRASE, NodeProcess, scan_for, wait_until
 from node.local import DB_FILE, KEY_FILE, RUNTIME_FILE, Local, NotInitialised
 from protocol.identity import Identity
-from tests.test_multinode import Net, _all, connected, link, net, publish, three_nodes
+from tests.conftest import Net
+from tests.test_multinode import _all, connected, link, publish, three_nodes
 from tests.test_network_adversarial import RawPeer, guide
 
-__all__ = ["net"]  # the fixture, re-exported for pytest
 pytestmark = pytest.mark.timeout(120)
 
 

@@ -9,14 +9,13 @@ for a contact's name and phone number.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from node.demo import NodeProcess, scan_for, wait_until
-from tests.test_multinode import Net, connected, link
+from tests.conftest import Net
+from tests.test_multinode import connected, link
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -26,15 +25,6 @@ CONTACTS = {
     "on-request": ("shelter", "Nyumba Request Salama", "KE-30", "+254711000003"),
     "private": ("medical", "Daktari Private Njeri", "KE-28", "+254711000004"),
 }
-
-
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    network = Net(tmp_path)
-    try:
-        yield network
-    finally:
-        await network.close()
 
 
 async def line(net: Net) -> tuple[NodeProcess, NodeProcess, NodeProcess]:

@@ -8,39 +8,14 @@ distrust at once, and a scan of every data file for plaintext.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from node.demo import MARKER, NodeProcess, scan_for, wait_until
+from tests.conftest import Net
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class Net:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.nodes: list[NodeProcess] = []
-
-    async def node(self, label: str, name: str) -> NodeProcess:
-        node = NodeProcess(self.root, label, name)
-        await node.init()
-        self.nodes.append(node)
-        return node
-
-    async def close(self) -> None:
-        for node in self.nodes:
-            await node.stop()
-
-
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    network = Net(tmp_path)
-    try:
-        yield network
-    finally:
-        await network.close()
 
 
 async def link(inviter: NodeProcess, invitee: NodeProcess) -> None:

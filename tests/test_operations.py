@@ -17,13 +17,13 @@ import signal
 import struct
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from node.demo import NodeProcess, free_port, scan_for, wait_until
+from tests.conftest import Net
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,31 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "deploy" / "canopy.service"
 MARKER = "TAMARIND-4471"  # planted in guide text; must never reach a log line
 NAMES = ("Alpha Legal Aid", "Beta Rights Collective")
-
-
-class Net:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.nodes: list[NodeProcess] = []
-
-    async def node(self, label: str, name: str, **env: str) -> NodeProcess:
-        node = NodeProcess(self.root, label, name, env=env)
-        await node.init()
-        self.nodes.append(node)
-        return node
-
-    async def close(self) -> None:
-        for node in self.nodes:
-            await node.stop()
-
-
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    network = Net(tmp_path)
-    try:
-        yield network
-    finally:
-        await network.close()
 
 
 async def connected(node: NodeProcess, count: int) -> bool:

@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +18,10 @@ from node.demo import PASSPHRASE, NodeProcess, wait_until
 from node.local import Local
 from protocol.envelope import seal_record
 from protocol.record import Kind, Record, Scope
+from tests.conftest import Net
 
 pytestmark = pytest.mark.timeout(240)
 HOUR = 3600 * 1000
-
-
-class Net:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.nodes: list[NodeProcess] = []
-
-    async def node(self, label: str) -> NodeProcess:
-        node = NodeProcess(self.root, label, f"Org {label}")
-        await node.init()
-        self.nodes.append(node)
-        return node
-
-
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    network = Net(tmp_path)
-    try:
-        yield network
-    finally:
-        for node in network.nodes:
-            await node.stop()
 
 
 async def status(node: NodeProcess) -> Any:
