@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,64 +24,29 @@ from typing import Any
 import aiohttp
 import nacl.utils
 import pytest
+from test_shs1_interop import (  # type: ignore[import-not-found, unused-ignore]
+    PINNED as SHARED_PINS,
+)
+from test_shs1_interop import (  # type: ignore[import-not-found, unused-ignore]
+    npm_env,
+)
 
 from node.demo import NodeProcess, wait_until
 from protocol.identity import Identity
 from protocol.invite import Invite
 
-try:  # keep the shared .cache/npm pins in step with the other interop tests
-    from test_shs1_interop import (  # type: ignore[import-not-found, unused-ignore]
-        PINNED as SHARED_PINS,
-    )
-except ImportError:  # pragma: no cover - only if that module moves
-    SHARED_PINS = {
-        "shs1-test": "1.1.1",
-        "shs1-crypto": "1.0.2",
-        "pull-box-stream": "1.0.13",
-        "pull-stream": "3.7.0",
-        "chloride": "2.4.1",
-    }
-
 pytestmark = pytest.mark.timeout(90)
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = Path(__file__).resolve().parent / "js_node_client.js"
-CACHE = ROOT / ".cache" / "npm"
-MODULES = CACHE / "node_modules"
 PINNED = {**SHARED_PINS, "ws": "8.18.3"}
 NODE_NAME = "Mwangaza Legal Aid (Kisumu)"
 CLIENT_TIMEOUT = 15.0
 
 
-def _installed() -> bool:
-    for name, version in PINNED.items():
-        manifest = MODULES / name / "package.json"
-        if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def js_env() -> dict[str, str]:
-    npm, node = shutil.which("npm"), shutil.which("node")
-    if npm is None or node is None:
-        pytest.skip("node/npm not on PATH: cannot run the independent JS client")
-    if not _installed():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            npm,
-            "install",
-            "--prefix",
-            str(CACHE),
-            "--no-audit",
-            "--no-fund",
-            "--ignore-scripts",
-            *(f"{n}@{v}" for n, v in PINNED.items()),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        if proc.returncode != 0 or not _installed():
-            pytest.fail(f"npm install failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    env = dict(os.environ, NODE_PATH=str(MODULES))
+    env = npm_env(PINNED, "the independent JS client")
     for name in ("CANOPY_NETWORK_KEY", "CANOPY_CLIENT_SECRET", "CANOPY_JS_CLIENT_TIMEOUT_MS"):
         env.pop(name, None)
     return env

@@ -39,27 +39,34 @@ TIMEOUT = 60
 SEED = "canopy-interop-1"
 
 
-def _installed() -> bool:
-    for name, version in PINNED.items():
-        manifest = MODULES / name / "package.json"
-        if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
-            return False
-    return True
+def npm_env(pins: dict[str, str], purpose: str) -> dict[str, str]:
+    """Install `pins` into .cache/npm if they are missing; the environment to run node with.
+
+    Skips only when node/npm are absent; a failed install fails the test."""
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        pytest.skip(f"npm/node not on PATH: cannot run {purpose}")
+
+    def installed() -> bool:
+        for name, version in pins.items():
+            manifest = MODULES / name / "package.json"
+            if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
+                return False
+        return True
+
+    if not installed():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        cmd = [npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund",
+               "--ignore-scripts", *(f"{n}@{v}" for n, v in pins.items())]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        if proc.returncode != 0 or not installed():
+            pytest.fail(f"npm install failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return dict(os.environ, NODE_PATH=str(MODULES))
 
 
 @pytest.fixture(scope="module")
 def node_env() -> dict[str, str]:
-    npm, node = shutil.which("npm"), shutil.which("node")
-    if npm is None or node is None:
-        pytest.skip("npm/node not on PATH: cannot run the independent SHS1/box-stream peers")
-    if not _installed():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        cmd = [npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund",
-               "--ignore-scripts", *(f"{n}@{v}" for n, v in PINNED.items())]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        if proc.returncode != 0 or not _installed():
-            pytest.fail(f"npm install failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    env = dict(os.environ, NODE_PATH=str(MODULES))
+    env = npm_env(PINNED, "the independent SHS1/box-stream peers")
     env.pop("SHS1_ADAPTER_SABOTAGE", None)
     return env
 
