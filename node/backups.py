@@ -14,7 +14,15 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.local import DB_FILE, KEY_FILE, RUNTIME_FILE, Local, random, read_runtime
+from node.local import (
+    DB_FILE,
+    KEY_FILE,
+    RUNTIME_FILE,
+    Local,
+    random,
+    read_runtime,
+    write_private,
+)
 from protocol import limits
 from protocol.backup import Backup, open_backup, seal_backup
 from protocol.errors import CanopyError, DecodeError
@@ -46,19 +54,6 @@ def _snapshot(db_path: Path) -> bytes:
         source.close()
 
 
-def _write_private(path: Path, data: bytes, *, exclusive: bool) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
-    fd = os.open(path, flags, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
 async def make_backup(local: Local, out: Path, passphrase: bytes, now_ms: int) -> int:
     """Write an encrypted backup of `local` to the new file `out`; returns its size."""
     if out.exists():
@@ -69,7 +64,7 @@ async def make_backup(local: Local, out: Path, passphrase: bytes, now_ms: int) -
     image = await asyncio.to_thread(_snapshot, local.path / DB_FILE)
     backup = Backup(created=now_ms, key_file=key_file, database=image)
     sealed = await asyncio.to_thread(seal_backup, backup, passphrase, random)
-    _write_private(out, sealed, exclusive=True)
+    write_private(out, sealed, exclusive=True)
     return len(sealed)
 
 
@@ -100,8 +95,8 @@ async def restore_backup(path: Path, target: Path, passphrase: bytes, *, force: 
     os.chmod(target, 0o700)
     for name in (DB_FILE, DB_FILE + "-wal", DB_FILE + "-shm", RUNTIME_FILE, KEY_FILE):
         (target / name).unlink(missing_ok=True)
-    _write_private(target / KEY_FILE, backup.key_file, exclusive=True)
-    _write_private(target / DB_FILE, backup.database, exclusive=True)
+    write_private(target / KEY_FILE, backup.key_file, exclusive=True)
+    write_private(target / DB_FILE, backup.database, exclusive=True)
     try:
         needs = key_file_is_encrypted(backup.key_file)
         local = await Local.open(target, passphrase if needs else None)

@@ -9,13 +9,12 @@ anything readable.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from node.local import Local, random
+from node.local import Local, random, write_private
 from node.progress import Progress
 from node.runtime import check_records, store_checked
 from node.trust import resolve_peer
@@ -71,21 +70,8 @@ async def export_bundle(
             f"{len(datas)} records are more than one bundle may carry ({limits.MAX_BUNDLE_RECORDS})"
         )
     sealed = seal_bundle(local.identity, peer.node_id, datas, created=now_ms, random=random)
-    _write_new(out, sealed)
+    write_private(out, sealed, exclusive=True)
     return Exported(peer.label, len(datas), len(sealed))
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create `path` (never overwrite), mode 0600, fsynced; remove it again on failure."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
 
 
 async def import_bundle(

@@ -98,6 +98,21 @@ def _check_private(path: Path) -> None:
         )
 
 
+def write_private(path: Path, data: bytes, *, exclusive: bool) -> None:
+    """Write `path` with mode 0600 and fsync it; with `exclusive`, never overwrite. On
+    failure the partial file is removed. (Backups, bundles: files that leave the node.)"""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def read_passphrase_file(path: Path) -> bytes:
     try:
         data = path.read_bytes()

@@ -37,7 +37,6 @@ from protocol.invite import Invite
 
 pytestmark = pytest.mark.timeout(90)
 
-ROOT = Path(__file__).resolve().parents[2]
 CLIENT = Path(__file__).resolve().parent / "js_node_client.js"
 PINNED = {**SHARED_PINS, "ws": "8.18.3"}
 NODE_NAME = "Mwangaza Legal Aid (Kisumu)"
