@@ -56,4 +56,11 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX deliveries_record ON deliveries (record_tag)
     """,
+    # 5: indexes for reads the running node makes often: counts by kind (status, metrics)
+    #    and all records of a kind in order (the know-who index at start) read the index
+    #    alone; the poll for records written here by the CLI no longer scans the others.
+    """
+    CREATE INDEX records_kind ON records (kind, created, id);
+    CREATE INDEX records_local ON records (seq) WHERE local = 1
+    """,
 )
