@@ -15,8 +15,6 @@ import os
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +100,9 @@ def _api(
     headers = {"Authorization": f"Bearer {runtime['token']}"}
     if body is not None:
         headers["Content-Type"] = "application/json"
+    import urllib.error  # here, not at the top: `canopy run` never needs it
+    import urllib.request
+
     request = urllib.request.Request(
         runtime["api"] + route,
         method=method,

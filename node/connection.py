@@ -29,6 +29,7 @@ from protocol.session import PeerReconcile, PeerWant, RecordsReceived, SyncSessi
 
 if TYPE_CHECKING:
     from node.runtime import Node
+    from protocol.record import Record
 
 log = logging.getLogger("canopy.connection")
 
@@ -37,7 +38,9 @@ WS_CHUNK = 65536  # box-stream bytes per WebSocket message: well under proxy lim
 SERVE_BACKLOG = 8 * 1024 * 1024  # queued plaintext before we stop reading more records to send
 PUSH_DROP_BACKLOG = 64 * 1024 * 1024  # past this, pushes are dropped; the next resync repairs
 MAX_REQUESTED = 4 * limits.MAX_WANT_OUTSTANDING  # ids a peer may have asked of us, unanswered
-INGEST_QUEUE = 4  # received Records messages waiting for verification and storage
+SERVE_CHUNK = 256  # ids looked up and sent per Records message: small, so the peer starts early
+INGEST_QUEUE = 8  # received Records messages waiting for verification and storage
+INGEST_COALESCE = 4096  # records verified, then stored, as one batch at most
 
 
 class Closed(Exception):
@@ -71,6 +74,7 @@ class PeerConnection:
         self._drained = asyncio.Event()
         self._drained.set()
         self.ingest_queue: asyncio.Queue[RecordsReceived] = asyncio.Queue(INGEST_QUEUE)
+        self.unstored = 0  # Records messages received and not yet stored
         self.serve_queue: deque[tuple[bytes, bool]] = deque()  # (id, asked by the peer)
         self.requested = 0  # of serve_queue, how many the peer asked for
         self._wake_server = asyncio.Event()
@@ -244,6 +248,7 @@ class PeerConnection:
                         # a bulk transfer.
                         await self.node.ingest(session_event.records, self)
                     else:
+                        self.unstored += 1
                         await self.ingest_queue.put(session_event)  # backpressure on the peer
                 else:
                     await self.node.on_event(self, session_event)
@@ -268,10 +273,33 @@ class PeerConnection:
             await asyncio.sleep(min(wait, 5.0))
 
     async def _ingest_loop(self) -> None:
-        while True:
-            batch = await self.ingest_queue.get()
-            await self.node.ingest(batch.records, self)
-            await self.node.after_records(self)
+        """Verify the next records while the previous ones are being stored (a pipeline of
+        two stages), and coalesce what queued up meanwhile into one durable transaction."""
+        storing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                datas = list((await self.ingest_queue.get()).records)
+                taken = 1
+                while not self.ingest_queue.empty() and len(datas) < INGEST_COALESCE:
+                    datas += self.ingest_queue.get_nowait().records
+                    taken += 1
+                good = await self.node.check_incoming(datas, self)
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(self._store(good, taken))
+        finally:
+            # What was verified is still stored, so a shutdown never loses a batch it took.
+            if storing is not None and not storing.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(storing)
+
+    async def _store(self, records: list[Record], messages: int) -> None:
+        try:
+            if records:
+                await self.node.accept(records, source=self)
+        finally:
+            self.unstored -= messages
+        await self.node.after_records(self)
 
     def request(self, ids: list[tuple[bytes, bool]], *, by_peer: bool) -> None:
         """Queue ids to send; a peer may not have more than MAX_REQUESTED unanswered."""
@@ -289,7 +317,7 @@ class PeerConnection:
             while self.serve_queue:
                 batch = [
                     self.serve_queue.popleft()
-                    for _ in range(min(len(self.serve_queue), limits.MAX_IDS_PER_MESSAGE))
+                    for _ in range(min(len(self.serve_queue), SERVE_CHUNK))
                 ]
                 self.requested = max(0, self.requested - len(batch))
                 self.serving = True

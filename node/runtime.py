@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from aiohttp_socks import ProxyConnector, ProxyError, ProxyType
 
 from node.config import Config, parse_socks5, split_host_port
 from node.connection import PeerConnection
@@ -76,11 +75,18 @@ PURGE_EVERY_S = 5.0
 RECENT_ALERTS = 1000
 
 
-def _proxy_connector(url: str) -> ProxyConnector:
+DialErrors = tuple[type[BaseException], ...]
+
+
+def _proxy_connector(url: str) -> tuple[aiohttp.BaseConnector, DialErrors]:
     """Every outbound peer connection through SOCKS5; names resolved by the proxy (rdns), so
-    .onion addresses work and no DNS query leaves this machine."""
+    .onion addresses work and no DNS query leaves this machine. Imported only when
+    configured: most nodes never need it, and every node pays for imports at start."""
+    from aiohttp_socks import ProxyConnector, ProxyError, ProxyType
+
     host, port = parse_socks5(url)
-    return ProxyConnector(proxy_type=ProxyType.SOCKS5, host=host, port=port, rdns=True)
+    connector = ProxyConnector(proxy_type=ProxyType.SOCKS5, host=host, port=port, rdns=True)
+    return connector, (ProxyError,)
 
 
 def now_ms() -> int:
@@ -127,6 +133,7 @@ class Node:
         self._next_round: dict[NodeId, float] = {}
         self._epoch = -1
         self._local_seq = 0
+        self._dial_errors: DialErrors = (aiohttp.ClientError, OSError, TimeoutError)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
@@ -145,8 +152,12 @@ class Node:
         await self.knowwho.start()
         # Our records published while we were stopped reach peers by reconciliation.
         self._local_seq = await self.local.store.max_seq()
+        connector: aiohttp.BaseConnector | None = None
+        if self.config.socks5:
+            connector, proxy_errors = _proxy_connector(self.config.socks5)
+            self._dial_errors += proxy_errors
         self._client = aiohttp.ClientSession(
-            connector=_proxy_connector(self.config.socks5) if self.config.socks5 else None,
+            connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, connect=30 if self.config.socks5 else 10),
         )
         peer_app = web.Application()
@@ -392,7 +403,7 @@ class Node:
                 max_msg_size=4 * 1024 * 1024,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
             )
-        except (aiohttp.ClientError, OSError, TimeoutError, ProxyError) as exc:
+        except self._dial_errors as exc:
             state.last_error = f"cannot reach {address}: {type(exc).__name__}"
             log.debug("dial: %s", state.last_error)
             return None
@@ -559,6 +570,7 @@ class Node:
             and not conn.session.outstanding_wants
             and not conn.serve_queue
             and not conn.serving
+            and not conn.unstored
             and not conn.closing
         ):
             conn.reconciler = None
@@ -610,6 +622,13 @@ class Node:
 
     async def ingest(self, datas: Sequence[bytes], conn: PeerConnection) -> None:
         """Validate records from `conn`, store the good ones durably, forward the new ones."""
+        good = await self.check_incoming(datas, conn)
+        if good:
+            await self.accept(good, source=conn)
+
+    async def check_incoming(self, datas: Sequence[bytes], conn: PeerConnection) -> list[Record]:
+        """Decode and verify records from `conn` (on worker threads for a large batch);
+        the bad ones are remembered, their sender penalised; returns the good ones."""
         now = now_ms()
         # Negative cache: a record that failed decoding or verification once is refused
         # again by id, without a second signature check; the sender pays the same penalty.
@@ -642,8 +661,7 @@ class Node:
                 self.inflight.discard(rid)
             else:
                 good.append(outcome)
-        if good:
-            await self.accept(good, source=conn)
+        return good
 
     def _remember_bad(self, rid: bytes, error: str) -> None:
         self._bad[rid] = "DecodeError" if error == "DecodeError" else "VerificationError"
