@@ -607,6 +607,7 @@ async def catch_up(
         await asyncio.sleep(1.0)
         progress("C comes back…")
         t0 = time.monotonic()
+        a_cpu = na.cpu_s()
         await nc.start()
         total = history + records
 
@@ -615,11 +616,14 @@ async def catch_up(
 
         done = await wait_for("C to catch up", caught_up, timeout, 0.05)
         elapsed = done - t0
+        c_cpu, a_cpu = nc.cpu_s(), na.cpu_s() - a_cpu
         res.add("records", "records missed while offline", records, "", fmt="{:,.0f}")
         res.add("seconds", "time from C's start to holding all", elapsed, "s", target=2.5)
         res.add(
             "seconds_after_running", "  of which after C was running", done - nc.running_at, "s"
         )
+        res.add("cpu_c", "CPU used by C, start-up included", c_cpu, "s")
+        res.add("cpu_a", "CPU used by A meanwhile", a_cpu, "s")
         _add_ceiling(res, ceil, records / elapsed, "catch-up")
         await stop_all([na, nc])
     return res

@@ -146,6 +146,11 @@ class Node:
                 return int(line.split()[1])
         raise RuntimeError(f"no {field_name} for pid {self.pid}")
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the process has used so far (all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     async def cli(self, *args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
