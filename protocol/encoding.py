@@ -22,6 +22,13 @@ _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
 
+# Exact types that encode as they are; checked by `type(v) in _PLAIN` (no subclasses: an
+# int or str subclass could encode differently). The fast paths below only skip the
+# per-element call for these; every other value takes the general path.
+_PLAIN = frozenset({str, bytes, bool, type(None)})
+_PLAIN_OR_INT = _PLAIN | {int}
+
+
 def _canonical(value: object, depth: int) -> object:
     """Return `value` with maps key-sorted; raise LocalProtocolError on what we never encode."""
     if depth > limits.MAX_DEPTH:
@@ -33,6 +40,13 @@ def _canonical(value: object, depth: int) -> object:
             raise LocalProtocolError("integer out of msgpack range")
         return value
     if isinstance(value, list | tuple):
+        if depth < limits.MAX_DEPTH:  # elements are at depth + 1, still allowed
+            return [
+                v
+                if type(v) in _PLAIN or (type(v) is int and _INT_MIN <= v <= _INT_MAX)
+                else _canonical(v, depth + 1)
+                for v in value
+            ]
         return [_canonical(v, depth + 1) for v in value]
     if isinstance(value, dict):
         out: dict[str, object] = {}
@@ -81,7 +95,10 @@ def _check_types(value: object) -> None:
         if item is None or isinstance(item, bool | int | str | bytes):
             continue
         if isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+            if depth < limits.MAX_DEPTH:  # plain elements need no visit of their own
+                stack.extend((v, depth + 1) for v in item if type(v) not in _PLAIN_OR_INT)
+            else:
+                stack.extend((v, depth + 1) for v in item)
         elif isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
         else:
