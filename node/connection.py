@@ -246,7 +246,7 @@ class PeerConnection:
                     if len(session_event.records) == 1 and not any(session_event.solicited):
                         # A push (an alert is always pushed alone): don't queue it behind
                         # a bulk transfer.
-                        await self.node.ingest(session_event.records, self)
+                        await self.node.ingest(session_event.records, self, session_event.ids)
                     else:
                         self.unstored += 1
                         await self.ingest_queue.put(session_event)  # backpressure on the peer
@@ -278,12 +278,14 @@ class PeerConnection:
         storing: asyncio.Task[None] | None = None
         try:
             while True:
-                datas = list((await self.ingest_queue.get()).records)
-                taken = 1
+                first = await self.ingest_queue.get()
+                datas, ids, taken = list(first.records), list(first.ids), 1
                 while not self.ingest_queue.empty() and len(datas) < INGEST_COALESCE:
-                    datas += self.ingest_queue.get_nowait().records
+                    more = self.ingest_queue.get_nowait()
+                    datas += more.records
+                    ids += more.ids
                     taken += 1
-                good = await self.node.check_incoming(datas, self)
+                good = await self.node.check_incoming(datas, self, ids)
                 if storing is not None:
                     await storing
                 storing = asyncio.create_task(self._store(good, taken))

@@ -620,37 +620,41 @@ class Node:
 
     # -- ingest, store, purge, forward ---------------------------------------------------------
 
-    async def ingest(self, datas: Sequence[bytes], conn: PeerConnection) -> None:
+    async def ingest(
+        self, datas: Sequence[bytes], conn: PeerConnection, ids: Sequence[bytes] = ()
+    ) -> None:
         """Validate records from `conn`, store the good ones durably, forward the new ones."""
-        good = await self.check_incoming(datas, conn)
+        good = await self.check_incoming(datas, conn, ids)
         if good:
             await self.accept(good, source=conn)
 
-    async def check_incoming(self, datas: Sequence[bytes], conn: PeerConnection) -> list[Record]:
+    async def check_incoming(
+        self, datas: Sequence[bytes], conn: PeerConnection, ids: Sequence[bytes] = ()
+    ) -> list[Record]:
         """Decode and verify records from `conn` (on worker threads for a large batch);
-        the bad ones are remembered, their sender penalised; returns the good ones."""
+        the bad ones are remembered, their sender penalised; returns the good ones.
+        `ids`: record_id of each, when the session already computed them."""
         now = now_ms()
+        if len(ids) != len(datas):
+            ids = [record_id(data) for data in datas]
         # Negative cache: a record that failed decoding or verification once is refused
         # again by id, without a second signature check; the sender pays the same penalty.
-        fresh: list[bytes] = []
-        for data in datas:
-            rid = record_id(data)
-            known_bad = self._bad.get(rid)
-            if known_bad is None:
-                fresh.append(data)
-                continue
-            self._bad.move_to_end(rid)
-            self._count("record_known_bad")
-            self.inflight.discard(rid)
-            error = DecodeError if known_bad == "DecodeError" else VerificationError
-            await self.penalise(
-                conn.peer_id, error("known bad record"), reason=f"record_{known_bad}"
-            )
-        checked = await _check_parallel(fresh, now, conn.peer_id)
+        # A copy repeated within the batch (messages are coalesced) is checked once, and
+        # then treated like a later arrival: refused as known bad, or dropped as a duplicate.
+        fresh: dict[bytes, bytes] = {}
+        repeats: list[bytes] = []
+        for data, rid in zip(datas, ids, strict=True):
+            if rid in fresh:
+                repeats.append(rid)
+            elif rid in self._bad:
+                await self._refuse_known_bad(rid, conn)
+            else:
+                fresh[rid] = data
+        fresh_ids = list(fresh)
+        checked = await _check_parallel(list(fresh.values()), fresh_ids, now, conn.peer_id)
         good: list[Record] = []
-        for data, outcome in zip(fresh, checked, strict=True):
+        for rid, outcome in zip(fresh_ids, checked, strict=True):
             if isinstance(outcome, RemoteProtocolError):
-                rid = record_id(data)
                 if isinstance(outcome, DecodeError | VerificationError):
                     self._remember_bad(rid, type(outcome).__name__)
                 # Only the sender is held to account: until the signature verified, the
@@ -661,7 +665,18 @@ class Node:
                 self.inflight.discard(rid)
             else:
                 good.append(outcome)
+        for rid in repeats:
+            if rid in self._bad:
+                await self._refuse_known_bad(rid, conn)
         return good
+
+    async def _refuse_known_bad(self, rid: bytes, conn: PeerConnection) -> None:
+        known_bad = self._bad[rid]
+        self._bad.move_to_end(rid)
+        self._count("record_known_bad")
+        self.inflight.discard(rid)
+        error = DecodeError if known_bad == "DecodeError" else VerificationError
+        await self.penalise(conn.peer_id, error("known bad record"), reason=f"record_{known_bad}")
 
     def _remember_bad(self, rid: bytes, error: str) -> None:
         self._bad[rid] = "DecodeError" if error == "DecodeError" else "VerificationError"
@@ -1091,28 +1106,29 @@ class Node:
 
 
 async def _check_parallel(
-    datas: Sequence[bytes], now: int, sender: NodeId
+    datas: Sequence[bytes], ids: Sequence[bytes], now: int, sender: NodeId
 ) -> list[Record | RemoteProtocolError]:
     """Verify on two worker threads when the batch is large (libsodium releases the GIL)."""
     if len(datas) <= PARALLEL_VERIFY_OVER:
-        return check_records(datas, now, sender)
+        return check_records(datas, now, sender, ids)
     loop = asyncio.get_running_loop()
     half = (len(datas) + 1) // 2
     first, second = await asyncio.gather(
-        loop.run_in_executor(None, check_records, datas[:half], now, sender),
-        loop.run_in_executor(None, check_records, datas[half:], now, sender),
+        loop.run_in_executor(None, check_records, datas[:half], now, sender, ids[:half]),
+        loop.run_in_executor(None, check_records, datas[half:], now, sender, ids[half:]),
     )
     return [*first, *second]
 
 
 def check_records(
-    datas: Sequence[bytes], now: int, sender: NodeId
+    datas: Sequence[bytes], now: int, sender: NodeId, ids: Sequence[bytes] = ()
 ) -> list[Record | RemoteProtocolError]:
-    """Decode, verify and time-check each record (pure; may run in a worker thread)."""
+    """Decode, verify and time-check each record (pure; may run in a worker thread).
+    `ids`, when given, are the record_id of each of `datas`."""
     out: list[Record | RemoteProtocolError] = []
-    for data in datas:
+    for i, data in enumerate(datas):
         try:
-            record = Record.from_bytes(data)
+            record = Record.from_bytes(data, known_id=ids[i] if ids else None)
             record.verify()
             record.check_time(now)
             if record.scope is Scope.PRIVATE:

@@ -109,8 +109,11 @@ class Record:
         return record
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Record:
-        """Strictly decode one record (DecodeError); the signature is NOT checked here."""
+    def from_bytes(cls, data: bytes, *, known_id: bytes | None = None) -> Record:
+        """Strictly decode one record (DecodeError); the signature is NOT checked here.
+
+        `known_id`: the caller already hashed these exact bytes (protocol.session does, for
+        every received record); it saves hashing them again."""
         if isinstance(data, bytearray | memoryview):
             data = bytes(data)
         if not isinstance(data, bytes):
@@ -142,6 +145,8 @@ class Record:
             _KINDS[kind], NodeId(author), created, expires, _SCOPES[scope], payload, signature
         )
         object.__setattr__(record, "_encoded", data)
+        if known_id is not None:
+            object.__setattr__(record, "_id", known_id)
         return record
 
     def to_bytes(self) -> bytes:

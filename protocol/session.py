@@ -95,6 +95,7 @@ class RecordsReceived:
 
     records: tuple[bytes, ...]
     solicited: tuple[bool, ...]
+    ids: tuple[bytes, ...] = ()  # record_id of each, computed once here
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,12 +326,12 @@ class SyncSession:
             del self._intros_out[message.request_id]
             return PeerIntroReply(message.request_id, message.status)
         solicited = []
-        for data in message.records:
-            rid = record_id(data)
+        ids = tuple(record_id(data) for data in message.records)
+        for rid in ids:
             solicited.append(rid in self._wanted)
             self._wanted.discard(rid)
             self._known.add(rid)
-        return RecordsReceived(message.records, tuple(solicited))
+        return RecordsReceived(message.records, tuple(solicited), ids)
 
     # -- queries -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from protocol import limits
 from protocol.errors import DecodeError, LocalProtocolError, RemoteProtocolError, UnexpectedMessage
+from protocol.identity import Identity
 from protocol.messages import (
     Hello,
     MessageReader,
@@ -25,6 +26,7 @@ from protocol.messages import (
     split_records,
 )
 from protocol.reconcile import Reconciler
+from protocol.record import Kind, Record, Scope
 from protocol.session import (
     PeerHello,
     PeerMissing,
@@ -238,3 +240,21 @@ def test_pushed_records_are_marked_unsolicited_and_not_echoed() -> None:
     received = next(e for e in events if isinstance(e, RecordsReceived))
     assert received.solicited == (False,)
     assert s.peer_knows(record_id(rec))
+
+
+def test_received_records_carry_their_ids_and_decode_to_the_same() -> None:
+    # The node hands these ids to Record.from_bytes(known_id=...) to skip hashing again:
+    # they must be exactly the ids the record computes for itself.
+    author = Identity(bytes(32))
+    recs = tuple(
+        Record.create(
+            author, Kind.GUIDE, created=n, expires=n + 1, scope=Scope.NETWORK, payload=b"x"
+        ).to_bytes()
+        for n in (1, 2)
+    )
+    s = SyncSession(initiator=False)
+    events = s.receive_data(encode_message(Hello(1)) + encode_message(Records(recs)))
+    received = next(e for e in events if isinstance(e, RecordsReceived))
+    assert received.ids == tuple(record_id(r) for r in recs)
+    for data, rid in zip(received.records, received.ids, strict=True):
+        assert Record.from_bytes(data, known_id=rid).id == Record.from_bytes(data).id == rid
