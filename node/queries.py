@@ -41,7 +41,13 @@ from protocol.errors import (
 from protocol.identity import NodeId
 from protocol.messages import AnswerStatus, IntroStatus
 from protocol.record import Kind, Record, Scope
-from protocol.session import PeerAnswer, PeerIntroReply, PeerIntroRequest, PeerQuery
+from protocol.session import (
+    PeerAnswer,
+    PeerIntroReply,
+    PeerIntroRequest,
+    PeerQuery,
+    record_id,
+)
 
 if TYPE_CHECKING:
     from node.connection import PeerConnection
@@ -209,7 +215,7 @@ class KnowWho:
                     exclude=conn.peer_id,
                     timeout=forward_timeout(query.depth),
                 )
-                records += [r.to_bytes() for r, _ in forwarded.records]
+                records += forwarded.records
             status, out = AnswerStatus.OK, _bounded(records)
             self.answered += 1
         except Exception:
@@ -269,6 +275,8 @@ class KnowWho:
         if asked:
             await asyncio.wait([self._waiters[q][1] for q in asked], timeout=timeout)
         now = _now_ms()
+        checked: dict[bytes, tuple[Record, Body] | RemoteProtocolError | None] = {}
+        accepted: set[bytes] = set()
         for query_id, peer_id in asked.items():
             _, future = self._waiters.pop(query_id)
             if not future.done():
@@ -285,10 +293,19 @@ class KnowWho:
                 continue
             gathered.answered += 1
             for data in records:
-                try:
-                    gathered.records.append(check_answer_record(data, self.node, now))
-                except RemoteProtocolError as exc:
-                    await self.node.penalise(peer_id, exc, reason=f"answer_{type(exc).__name__}")
+                rid = record_id(data)
+                if rid not in checked:  # the same bytes from another peer: checked once
+                    checked[rid] = self._check(data, rid, now)
+                outcome = checked[rid]
+                if isinstance(outcome, RemoteProtocolError):
+                    await self.node.penalise(
+                        peer_id, outcome, reason=f"answer_{type(outcome).__name__}"
+                    )
+                elif rid not in accepted:
+                    accepted.add(rid)
+                    gathered.records.append(data)
+                    if outcome is not None:
+                        gathered.opened.append(outcome)
         log.log(
             logging.INFO if gathered.timed_out or gathered.lost else logging.DEBUG,
             "query at depth %d: %d asked, %d answered, %d refused, %d busy, %d lost, "
@@ -304,6 +321,25 @@ class KnowWho:
         )
         return gathered
 
+    def _check(
+        self, data: bytes, rid: bytes, now: int
+    ) -> tuple[Record, Body] | RemoteProtocolError | None:
+        """check_answer_record's verdict on one answer record; None for a record we hold
+        (verified when it was stored: same id, same bytes) and that may travel this way.
+
+        Most answer records are held already, as network contacts spread by sync; opening
+        each again (two signatures and a decryption) was most of a query's time."""
+        entry = self.index.entries.get(rid)
+        if entry is not None and entry.answerable() and entry.expires > now:
+            return None
+        vouch = self.index.vouches.get(rid)
+        if vouch is not None and vouch.scope is Scope.NETWORK and vouch.expires > now:
+            return None
+        try:
+            return check_answer_record(data, self.node, now)
+        except RemoteProtocolError as exc:
+            return exc
+
     async def network_query(self, flt: Filter, depth: int, limit: int) -> dict[str, object]:
         """For the local API: ask our peers (depth hops), merge with what we hold, rank."""
         started = time.monotonic()
@@ -311,7 +347,7 @@ class KnowWho:
         now = _now_ms()
         scratch = self.index.overlay(flt, now)
         local_ids = set(scratch.entries)
-        for record, body in gathered.records:
+        for record, body in gathered.opened:  # what we hold is in the scratch index already
             scratch.add(record, body)
         peers = [n.raw for n in self.node.peers]
         distances = trust_distances(scratch.me, peers, scratch.peer_edges())
@@ -457,7 +493,8 @@ class KnowWho:
 
 class Gathered:
     def __init__(self) -> None:
-        self.records: list[tuple[Record, Body]] = []
+        self.records: list[bytes] = []  # accepted answer records, each once
+        self.opened: list[tuple[Record, Body]] = []  # of those, the ones we did not hold
         self.asked = 0
         self.answered = 0
         self.refused = 0  # answered `refused` (its rate limit, or it could not answer)
@@ -478,8 +515,6 @@ def forward_timeout(depth: int) -> float:
 
 def _bounded(records: list[bytes]) -> list[bytes]:
     """Deduplicated by id, at most MAX_ANSWER_RECORDS and MAX_ANSWER_BYTES."""
-    from protocol.session import record_id
-
     out: list[bytes] = []
     seen: set[bytes] = set()
     size = 0
