@@ -3,6 +3,8 @@
 Owns what a node answers to a peer's Query (only what each contact's policy lets it pass
 on), forwarding on its own behalf (a fresh query id, no asker: the next hop never learns
 who asked), per-peer rate limits, and routing introduction requests and replies.
+Every Query gets exactly one Answer, and an asker stops waiting for a peer as soon as that
+peer has answered or its connection has closed: nobody waits on silence.
 docs/spec/70-contacts-and-queries.md. Logs never carry a contact's content.
 """
 
@@ -39,7 +41,13 @@ from protocol.errors import (
 from protocol.identity import NodeId
 from protocol.messages import AnswerStatus, IntroStatus
 from protocol.record import Kind, Record, Scope
-from protocol.session import PeerAnswer, PeerIntroReply, PeerIntroRequest, PeerQuery
+from protocol.session import (
+    PeerAnswer,
+    PeerIntroReply,
+    PeerIntroRequest,
+    PeerQuery,
+    record_id,
+)
 
 if TYPE_CHECKING:
     from node.connection import PeerConnection
@@ -49,6 +57,8 @@ log = logging.getLogger("canopy.knowwho")
 
 RECENT_QUERIES = 200  # received queries kept in memory for `GET /v1/queries`
 _ME = b""  # intro route: the request is ours
+
+_Reply = tuple[AnswerStatus, tuple[bytes, ...]] | None  # None: the connection closed first
 
 
 class RateWindow:
@@ -95,9 +105,17 @@ class KnowWho:
         self.node = node
         self.index = ContactIndex(node.node_id.raw)
         self.query_rate = RateWindow(limits.MAX_QUERIES_PER_PEER_PER_MINUTE)
+        # What we send each peer, held to its query_rate so that an honest forwarder is
+        # never refused, penalised or cut off for the traffic of its neighbours.
+        # The window is a little longer than the peer's minute: queries bunched up in
+        # transit still land inside its allowance.
+        self.query_allowance = RateWindow(
+            limits.MAX_QUERIES_PER_PEER_PER_MINUTE, limits.QUERY_ALLOWANCE_WINDOW_MS / 1000
+        )
         self.intro_rate = RateWindow(limits.MAX_INTROS_PER_PEER_PER_MINUTE)
         self.received: deque[dict[str, object]] = deque(maxlen=RECENT_QUERIES)
-        self._waiters: dict[bytes, asyncio.Future[tuple[AnswerStatus, tuple[bytes, ...]]]] = {}
+        # Our open queries: query id -> (the connection it went out on, its answer).
+        self._waiters: dict[bytes, tuple[PeerConnection, asyncio.Future[_Reply]]] = {}
         self.routes: dict[bytes, bytes] = {}  # intro request id -> peer it came from (or _ME)
         self._seen_intros: deque[bytes] = deque(maxlen=4096)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -117,9 +135,15 @@ class KnowWho:
     def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for future in self._waiters.values():
+        for _, future in self._waiters.values():
             if not future.done():
                 future.cancel()
+
+    def connection_closed(self, conn: PeerConnection) -> None:
+        """Queries of ours open on `conn` will never be answered: stop waiting for them."""
+        for owner, future in self._waiters.values():
+            if owner is conn and not future.done():
+                future.set_result(None)
 
     # -- keeping the index current -------------------------------------------------------------
 
@@ -153,9 +177,9 @@ class KnowWho:
         if isinstance(event, PeerQuery):
             self.spawn(self._on_query(conn, event))
         elif isinstance(event, PeerAnswer):
-            future = self._waiters.get(event.query_id)
-            if future is not None and not future.done():
-                future.set_result((event.status, event.records))
+            waiter = self._waiters.get(event.query_id)
+            if waiter is not None and waiter[0] is conn and not waiter[1].done():
+                waiter[1].set_result((event.status, event.records))
         elif isinstance(event, PeerIntroRequest):
             await self._on_intro_request(conn, event)
         else:
@@ -179,18 +203,25 @@ class KnowWho:
                 conn.peer_id, RateLimited("too many queries"), reason="query_rate_limited"
             )
             return
-        records = await self.answer_records(query.filter)
-        if query.depth > 1:
-            forwarded = await self.ask(
-                query.filter,
-                query.depth - 1,
-                exclude=conn.peer_id,
-                timeout=limits.QUERY_FORWARD_TIMEOUT_MS / 1000,
-            )
-            records += [r.to_bytes() for r, _ in forwarded.records]
-        out = _bounded(records)
-        self._send(conn, lambda: conn.session.answer(query.query_id, out))
-        self.answered += 1
+        # Whatever happens below, the peer gets its one Answer now rather than waiting for
+        # its timeout (and the query stops counting against its in-flight bound).
+        status, out = AnswerStatus.REFUSED, []
+        try:
+            records = await self.answer_records(query.filter)
+            if query.depth > 1:
+                forwarded = await self.ask(
+                    query.filter,
+                    query.depth - 1,
+                    exclude=conn.peer_id,
+                    timeout=forward_timeout(query.depth),
+                )
+                records += forwarded.records
+            status, out = AnswerStatus.OK, _bounded(records)
+            self.answered += 1
+        except Exception:
+            log.exception("answering a query failed; refusing it")
+        finally:
+            self._send(conn, lambda: conn.session.answer(query.query_id, out, status))
 
     def _send(self, conn: PeerConnection, make: object) -> None:
         with contextlib.suppress(LocalProtocolError):  # the connection closed meanwhile
@@ -214,42 +245,100 @@ class KnowWho:
     async def ask(
         self, flt: Filter, depth: int, *, exclude: NodeId | None, timeout: float
     ) -> Gathered:
-        """Ask every connected peer (but `exclude`) on our own behalf; check what comes back."""
+        """Ask every connected peer (but `exclude`) on our own behalf; check what comes back.
+
+        Returns once every asked peer has answered (or its connection closed), at the latest
+        after `timeout`. A peer whose allowance we have spent (its per-minute query limit,
+        or MAX_QUERIES_IN_FLIGHT of ours still open with it) is not asked: counted `busy`."""
+        started = time.monotonic()
         gathered = Gathered()
         asked: dict[bytes, NodeId] = {}
         loop = asyncio.get_running_loop()
         for peer_id, conn in list(self.node.connections.items()):
             if peer_id == exclude or conn.closing:
                 continue
+            if not conn.session.query_capacity or not self.query_allowance.allow(
+                peer_id.raw, started
+            ):
+                gathered.busy += 1
+                continue
             query_id = random(limits.QUERY_ID_BYTES)
             try:
                 data = conn.session.query(query_id, depth, flt)
             except LocalProtocolError:
                 continue
-            self._waiters[query_id] = loop.create_future()
+            self._waiters[query_id] = (conn, loop.create_future())
             asked[query_id] = peer_id
             conn.send(data)
         gathered.query_ids = [q.hex() for q in asked]
         gathered.asked = len(asked)
         if asked:
-            await asyncio.wait([self._waiters[q] for q in asked], timeout=timeout)
+            await asyncio.wait([self._waiters[q][1] for q in asked], timeout=timeout)
         now = _now_ms()
+        checked: dict[bytes, tuple[Record, Body] | RemoteProtocolError | None] = {}
+        accepted: set[bytes] = set()
         for query_id, peer_id in asked.items():
-            future = self._waiters.pop(query_id)
+            _, future = self._waiters.pop(query_id)
             if not future.done():
                 future.cancel()
+                gathered.timed_out += 1
                 continue
-            status, records = future.result()
+            reply = future.result()
+            if reply is None:
+                gathered.lost += 1
+                continue
+            status, records = reply
             if status is AnswerStatus.REFUSED:
                 gathered.refused += 1
                 continue
             gathered.answered += 1
             for data in records:
-                try:
-                    gathered.records.append(check_answer_record(data, self.node, now))
-                except RemoteProtocolError as exc:
-                    await self.node.penalise(peer_id, exc, reason=f"answer_{type(exc).__name__}")
+                rid = record_id(data)
+                if rid not in checked:  # the same bytes from another peer: checked once
+                    checked[rid] = self._check(data, rid, now)
+                outcome = checked[rid]
+                if isinstance(outcome, RemoteProtocolError):
+                    await self.node.penalise(
+                        peer_id, outcome, reason=f"answer_{type(outcome).__name__}"
+                    )
+                elif rid not in accepted:
+                    accepted.add(rid)
+                    gathered.records.append(data)
+                    if outcome is not None:
+                        gathered.opened.append(outcome)
+        log.log(
+            logging.INFO if gathered.timed_out or gathered.lost else logging.DEBUG,
+            "query at depth %d: %d asked, %d answered, %d refused, %d busy, %d lost, "
+            "%d timed out, in %.0f ms",
+            depth,
+            gathered.asked,
+            gathered.answered,
+            gathered.refused,
+            gathered.busy,
+            gathered.lost,
+            gathered.timed_out,
+            (time.monotonic() - started) * 1000,
+        )
         return gathered
+
+    def _check(
+        self, data: bytes, rid: bytes, now: int
+    ) -> tuple[Record, Body] | RemoteProtocolError | None:
+        """check_answer_record's verdict on one answer record; None for a record we hold
+        (verified when it was stored: same id, same bytes) and that may travel this way.
+
+        Most answer records are held already, as network contacts spread by sync; opening
+        each again (two signatures and a decryption) was most of a query's time."""
+        entry = self.index.entries.get(rid)
+        if entry is not None and entry.answerable() and entry.expires > now:
+            return None
+        vouch = self.index.vouches.get(rid)
+        if vouch is not None and vouch.scope is Scope.NETWORK and vouch.expires > now:
+            return None
+        try:
+            return check_answer_record(data, self.node, now)
+        except RemoteProtocolError as exc:
+            return exc
 
     async def network_query(self, flt: Filter, depth: int, limit: int) -> dict[str, object]:
         """For the local API: ask our peers (depth hops), merge with what we hold, rank."""
@@ -258,7 +347,7 @@ class KnowWho:
         now = _now_ms()
         scratch = self.index.overlay(flt, now)
         local_ids = set(scratch.entries)
-        for record, body in gathered.records:
+        for record, body in gathered.opened:  # what we hold is in the scratch index already
             scratch.add(record, body)
         peers = [n.raw for n in self.node.peers]
         distances = trust_distances(scratch.me, peers, scratch.peer_edges())
@@ -274,6 +363,9 @@ class KnowWho:
             "asked": gathered.asked,
             "answered": gathered.answered,
             "refused": gathered.refused,
+            "busy": gathered.busy,
+            "lost": gathered.lost,
+            "timed_out": gathered.timed_out,
             "query_ids": gathered.query_ids,
             "answer_records": len(gathered.records),
             "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
@@ -401,17 +493,28 @@ class KnowWho:
 
 class Gathered:
     def __init__(self) -> None:
-        self.records: list[tuple[Record, Body]] = []
+        self.records: list[bytes] = []  # accepted answer records, each once
+        self.opened: list[tuple[Record, Body]] = []  # of those, the ones we did not hold
         self.asked = 0
         self.answered = 0
-        self.refused = 0
+        self.refused = 0  # answered `refused` (its rate limit, or it could not answer)
+        self.busy = 0  # not asked: our allowance with that peer is spent for now
+        self.lost = 0  # the connection closed before the answer came
+        self.timed_out = 0  # no answer within the timeout
         self.query_ids: list[str] = []
+
+
+def forward_timeout(depth: int) -> float:
+    """Seconds a node that received a query of `depth` waits for the peers it forwards to.
+
+    Grows with the hops still to go, so that every node along the way waits longer than
+    the next one does: QUERY_FORWARD_TIMEOUT_MS per hop below it. The asker's
+    QUERY_TIMEOUT_MS exceeds the longest of these (tests/test_knowwho_timing.py)."""
+    return limits.QUERY_FORWARD_TIMEOUT_MS * (depth - 1) / 1000
 
 
 def _bounded(records: list[bytes]) -> list[bytes]:
     """Deduplicated by id, at most MAX_ANSWER_RECORDS and MAX_ANSWER_BYTES."""
-    from protocol.session import record_id
-
     out: list[bytes] = []
     seen: set[bytes] = set()
     size = 0

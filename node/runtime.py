@@ -457,6 +457,7 @@ class Node:
         await self.knowwho.tick_introductions()
 
     def on_closed(self, conn: PeerConnection) -> None:
+        self.knowwho.connection_closed(conn)
         for key in ("bytes_sent", "bytes_received", "record_bytes_sent", "record_bytes_received"):
             self.totals[key] += getattr(conn, key)
         self.totals["reconcile_rounds"] += conn.reconcile_rounds

@@ -105,6 +105,7 @@ DEFAULT_QUERY_DEPTH = 2  # a network query reaches peers and their peers
 MAX_QUERY_DEPTH = 3
 MAX_QUERIES_PER_PEER_PER_MINUTE = 30  # beyond this a peer's queries are refused and penalised
 MAX_QUERIES_IN_FLIGHT = 8  # unanswered queries one peer may have open with us
+QUERY_ALLOWANCE_WINDOW_MS = 65_000  # a sender keeps to the per-minute limit over this window
 QUERY_FORWARD_TIMEOUT_MS = 1500  # how long a forwarding node waits for its own peers
 QUERY_TIMEOUT_MS = 4000  # how long the asker waits for its peers' answers
 MAX_ANSWER_RECORDS = 64  # records in one Answer

@@ -17,7 +17,7 @@ The client of the connection is the reconciliation initiator, the server the res
     OPEN         Records                    -> OPEN     RecordsReceived
     OPEN         Missing (ids we wanted)    -> OPEN     PeerMissing
     OPEN         Query (< 8 open from peer) -> OPEN     PeerQuery       (answer it once)
-    OPEN         Answer (to a query of ours)-> OPEN     PeerAnswer
+    OPEN         Answer (to a query of ours)-> OPEN     PeerAnswer      (closes that query)
     OPEN         IntroRequest (bounded)     -> OPEN     PeerIntroRequest
     OPEN         IntroReply (to ours)       -> OPEN     PeerIntroReply
     any          anything else / bad bytes  -> FAILED   (raises RemoteProtocolError)
@@ -136,9 +136,6 @@ Event = (
     | PeerIntroReply
 )
 
-# Queries of ours a peer has not answered; the oldest are forgotten past this (a late
-# answer to a forgotten query is then unexpected).
-_QUERIES_REMEMBERED = 256
 _INTROS_REMEMBERED = 256
 
 
@@ -161,7 +158,9 @@ class SyncSession:
         self._hello_sent = False
         self._awaiting_reply = False  # initiator: a Reconcile of ours is unanswered
         self._round_open = False  # a reconciliation round has started and not ended
-        self._queries_out: OrderedDict[bytes, None] = OrderedDict()  # ours, unanswered
+        # Ours, unanswered. Every query gets exactly one Answer, so this is exact: we never
+        # have more open than the peer accepts (MAX_QUERIES_IN_FLIGHT; past it, it cuts us off).
+        self._queries_out: set[bytes] = set()
         self._queries_in: set[bytes] = set()  # the peer's, not yet answered by us
         self._intros_out: OrderedDict[bytes, None] = OrderedDict()  # requests we sent
         self._intros_in: OrderedDict[bytes, None] = OrderedDict()  # requests the peer sent
@@ -217,13 +216,21 @@ class SyncSession:
         return b"".join(encode_message(m) for m in split_records(records))
 
     def query(self, query_id: bytes, depth: int, filter: Filter) -> bytes:
-        """Ask the peer a know-who query; its one Answer is expected."""
+        """Ask the peer a know-who query; its one Answer is expected. LocalProtocolError if
+        `query_capacity` is 0: asking anyway would break the peer's in-flight bound."""
         self._require_usable()
         if query_id in self._queries_out:
             raise LocalProtocolError("query id already in use")
+        if not self.query_capacity:
+            raise LocalProtocolError("too many of our queries unanswered by this peer")
         data = encode_message(Query(query_id, depth, filter))
-        _remember(self._queries_out, query_id, _QUERIES_REMEMBERED)
+        self._queries_out.add(query_id)
         return data
+
+    @property
+    def query_capacity(self) -> int:
+        """How many more queries we may send before the peer answers one of ours."""
+        return max(0, limits.MAX_QUERIES_IN_FLIGHT - len(self._queries_out))
 
     def answer(
         self, query_id: bytes, records: Sequence[bytes], status: AnswerStatus = AnswerStatus.OK
@@ -311,7 +318,7 @@ class SyncSession:
         if isinstance(message, Answer):
             if message.query_id not in self._queries_out:
                 raise UnexpectedMessage("answer to a query we did not ask")
-            del self._queries_out[message.query_id]
+            self._queries_out.discard(message.query_id)
             return PeerAnswer(message.query_id, message.status, message.records)
         if isinstance(message, IntroRequest):
             if message.request_id in self._intros_in:

@@ -6,6 +6,7 @@ against that peer, nothing bad was stored, and the node goes on serving honest p
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -18,12 +19,14 @@ from aiohttp import WSMsgType
 
 from node.demo import NodeProcess, wait_until
 from protocol.boxstream import BoxStreamDecoder, BoxStreamEncoder
+from protocol.contact import Contact
 from protocol.envelope import seal_record
 from protocol.handshake import ClientHandshake, HandshakeState
-from protocol.identity import Identity
+from protocol.identity import Identity, NodeId
 from protocol.invite import Invite
 from protocol.record import Kind, Record, Scope
-from protocol.session import SyncSession
+from protocol.session import PeerQuery, SyncSession
+from tests.test_knowwho_timing import network_query
 
 pytestmark = pytest.mark.timeout(120)
 DAY = 24 * 3600 * 1000
@@ -242,6 +245,65 @@ async def test_corrupted_frame_closes_link_and_node_serves_on(
     await honest.close()
     assert node.proc is not None and node.proc.returncode is None
     report("corrupted frame and length bomb", len(refused), refused.count(False), node)
+
+
+def contact(identity: Identity, share: str, scope: Scope, reader: NodeId, key: bytes) -> Record:
+    now = int(time.time() * 1000)
+    content = Contact.build(
+        uid=nacl.utils.random(16),
+        share=share,
+        kind="lawyer",
+        name=f"Wakili {share}",
+        region="KE",
+        channels=["phone:+254711000009"],
+        review=now + DAY,
+    ).to_content()
+    return seal_record(
+        identity,
+        Kind.CONTACT,
+        content,
+        created=now,
+        expires=now + DAY,
+        scope=scope,
+        recipients=[reader] if scope is Scope.PEERS else [],
+        network_key=key,
+        random=nacl.utils.random,
+    )
+
+
+async def next_query(peer: RawPeer) -> PeerQuery:
+    """Read the node's frames (its Hello first) until it asks us a query."""
+    assert peer.decoder is not None
+    while True:
+        msg = await peer.ws.receive(timeout=10)
+        assert msg.type == WSMsgType.BINARY
+        peer.decoder.receive_data(msg.data)
+        while isinstance(plaintext := peer.decoder.next_event(), bytes):
+            for event in peer.session.receive_data(plaintext):
+                if isinstance(event, PeerQuery):
+                    return event
+
+
+async def test_answer_with_a_held_record_that_may_not_travel_is_rejected(
+    target: tuple[NodeProcess, Invite],
+) -> None:
+    # The node skips re-opening answer records it holds, but only those that may travel in
+    # an Answer: a peers-only contact it holds is still RecordRejected and penalised.
+    node, invite = target
+    peer, identity = await trusted_raw_peer(node, invite)
+    key = invite.network_key
+    private = contact(identity, "peers", Scope.PEERS, invite.node_id, key)
+    shared = contact(identity, "network", Scope.NETWORK, invite.node_id, key)
+    await peer.send(peer.session.records([private.to_bytes(), shared.to_bytes()]))
+    await wait_until("both contacts stored", lambda: _records(node, 2))
+    asking = asyncio.create_task(network_query(node, 1, kind="lawyer"))
+    query = await next_query(peer)
+    await peer.send(peer.session.answer(query.query_id, [private.to_bytes(), shared.to_bytes()]))
+    result = await asking
+    await peer.close()
+    assert result["answered"] == 1 and result["answer_records"] == 1
+    assert (await rejected(node)).get("answer_RecordRejected") == 1
+    report("held peers-only contact in an answer", 1, result["answer_records"] - 1, node)
 
 
 async def _count_at_least(node: NodeProcess, reason: str, n: int) -> bool:

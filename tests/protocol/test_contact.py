@@ -22,7 +22,12 @@ from protocol.contact import (
     rank_score,
     trust_distances,
 )
-from protocol.errors import DecodeError, UnexpectedMessage, VerificationError
+from protocol.errors import (
+    DecodeError,
+    LocalProtocolError,
+    UnexpectedMessage,
+    VerificationError,
+)
 from protocol.identity import Identity
 from protocol.messages import (
     Answer,
@@ -259,7 +264,25 @@ def test_session_answers_only_queries_asked_and_bounds_open_queries() -> None:
     for i in range(limits.MAX_QUERIES_IN_FLIGHT):
         right.receive_data(left.query(bytes([i]) * 16, 1, flt))
     with pytest.raises(UnexpectedMessage):
-        right.receive_data(left.query(b"\xff" * 16, 1, flt))
+        right.receive_data(encode_message(Query(b"\xff" * 16, 1, flt)))
+
+
+def test_sender_keeps_to_the_in_flight_bound_until_an_answer_frees_a_slot() -> None:
+    left, right = _open_pair()
+    flt = Filter.build(kind="lawyer")
+    for i in range(limits.MAX_QUERIES_IN_FLIGHT):
+        right.receive_data(left.query(bytes([i]) * 16, 1, flt))
+    assert left.query_capacity == 0
+    # Sending a ninth would get us cut off: the session refuses it as our own misuse.
+    with pytest.raises(LocalProtocolError):
+        left.query(b"\xff" * 16, 1, flt)
+    # A refusal is an answer too: it frees the slot.
+    left.receive_data(right.answer(b"\x00" * 16, (), AnswerStatus.REFUSED))
+    assert left.query_capacity == 1
+    right.receive_data(left.query(b"\xff" * 16, 1, flt))
+    # An answered query is closed: a second answer to it is unexpected.
+    with pytest.raises(UnexpectedMessage):
+        left.receive_data(encode_message(Answer(b"\x00" * 16, AnswerStatus.OK, ())))
 
 
 def test_session_intro_reply_only_for_requests_sent() -> None:
