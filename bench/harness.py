@@ -9,7 +9,6 @@ import os
 import random as stdrandom
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import nacl.utils
 
 from bench.data import BATCH, ROOT, NodeDir, progress
 from node.content import row_of
+from node.demo import free_port as free_port  # re-exported: the benchmarks' ports
 from node.store import Store
 from protocol.envelope import open_record
 from protocol.identity import Identity
@@ -31,38 +31,6 @@ from protocol.record import Record
 # Every process started by the harness, so that nothing outlives a run (also on errors).
 _LIVE: dict[int, asyncio.subprocess.Process] = {}
 _NODES: set[Node] = set()
-
-
-_HANDED_OUT: set[int] = set()
-_LISTEN_PORTS_FROM = 20000  # listen ports are picked from here up to the ephemeral range
-
-
-def free_port() -> int:
-    """A port a node will listen on later, below the OS's ephemeral range: a port from that
-    range (bind to 0) was sometimes taken meanwhile as the local end of one of the many
-    outgoing connections a 30-node run makes ('address already in use' at start)."""
-    low = _ephemeral_low()
-    rng = stdrandom.SystemRandom()
-    for _ in range(1000):
-        port = rng.randrange(_LISTEN_PORTS_FROM, low) if low > _LISTEN_PORTS_FROM + 1000 else 0
-        if port in _HANDED_OUT:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            port = int(sock.getsockname()[1])
-        _HANDED_OUT.add(port)
-        return port
-    raise RuntimeError("no free port to listen on")
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # the Linux default; elsewhere a guess that only narrows the choice
 
 
 def now_ms() -> int:

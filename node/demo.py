@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -26,10 +27,36 @@ PASSPHRASE = "correct horse battery staple (demo only)"
 MARKER = "MANGROVE-7731"  # appears in every demo guide; must never appear on disk
 
 
+_HANDED_OUT: set[int] = set()
+_LISTEN_PORTS_FROM = 20000  # listen ports are picked from here up to the ephemeral range
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port a node will listen on later, below the OS's ephemeral range: a port from that
+    range (bind to 0) was sometimes taken meanwhile as the local end of one of the many
+    outgoing connections a 30-node run makes ('address already in use' at start)."""
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(_LISTEN_PORTS_FROM, low) if low > _LISTEN_PORTS_FROM + 1000 else 0
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free port to listen on")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # the Linux default; elsewhere a guess that only narrows the choice
 
 
 class NodeProcess:
