@@ -1,4 +1,4 @@
-"""The benchmarks of issue 3. Each is `async def NAME(**sizes) -> Result`; sizes default to
+"""The benchmarks of issues 3 and 4. Each is `async def NAME(**sizes) -> Result`; sizes default to
 the issue's full configuration, and the smoke test passes tiny ones."""
 
 from __future__ import annotations
@@ -712,6 +712,21 @@ async def footprint(records: int = 100_000, settle: float = 3.0, timeout: float 
     return res
 
 
+# -- know-who (issue 4) ----------------------------------------------------------------------------
+
+
+async def query_local(contacts: int = 100_000, queries: int = 1000) -> Result:
+    from bench.query_local import run
+
+    return await run(contacts, queries)
+
+
+async def query_network(nodes: int = 30, per_node: int = 20, queries: int = 100) -> Result:
+    from bench.query_network import run
+
+    return await run(nodes, per_node, queries)
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "sync": (sync, "100,000 records from A to an empty B; records/s and ratio to the ceiling"),
     "reconcile": (reconcile, "n = 100,000 shared, d in {0, 10, 1000}: overhead bytes, rounds"),
@@ -719,6 +734,8 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "versus-gossipsub": (versus_gossipsub, "10 nodes, 1,000 messages: Canopy vs py-libp2p"),
     "catch-up": (catch_up, "a node offline while 10,000 records were published comes back"),
     "footprint": (footprint, "RSS idle and with 100,000 records; start-up time"),
+    "query-local": (query_local, "know-who over 100,000 contacts: index build, query p50/p95"),
+    "query-network": (query_network, "know-who queries at depth 2 on 30 nodes: p50/p95"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -728,4 +745,6 @@ QUICK: dict[str, dict[str, Any]] = {
     "versus-gossipsub": {"nodes": 3, "messages": 30, "timeout": 60},
     "catch-up": {"records": 100, "history": 50, "timeout": 60},
     "footprint": {"records": 300, "settle": 0.5, "timeout": 60},
+    "query-local": {"contacts": 300, "queries": 20},
+    "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
 }

@@ -117,6 +117,7 @@ async def run(n_nodes: int = 30, per_node: int = 20, queries: int = 100) -> Resu
             res.notes.append(f"not fully spread after 90 s: min {min(counts)}/{total} contacts")
         rng = stdrandom.Random(SEED)
         latencies: list[float] = []
+        local_latencies: list[float] = []
         totals = dict.fromkeys(("asked", "answered", "refused", "busy", "lost", "timed_out"), 0)
         waited = 0  # queries in which some peer never answered (the asker hit its timeout)
         kinds = list(KINDS)
@@ -130,6 +131,13 @@ async def run(n_nodes: int = 30, per_node: int = 20, queries: int = 100) -> Resu
             async with node._http.post(node.api + "/v1/query", json=body) as response:
                 result = await response.json()
             latencies.append((time.perf_counter() - t0) * 1000)
+            # The floor in the same run: the same query on the same node, its replica only.
+            t0 = time.perf_counter()
+            async with node._http.post(
+                node.api + "/v1/query", json={**body, "network": False}
+            ) as response:
+                await response.read()
+            local_latencies.append((time.perf_counter() - t0) * 1000)
             for key in totals:
                 totals[key] += int(result[key])
             waited += int(result["timed_out"]) > 0
@@ -139,6 +147,14 @@ async def run(n_nodes: int = 30, per_node: int = 20, queries: int = 100) -> Resu
     res.add("edges", "trust edges", len(edges), "", fmt="{:,.0f}")
     res.add("p50_ms", "network query p50 (depth 2)", _pctl(latencies, 0.5), "ms")
     res.add("p95_ms", "network query p95 (depth 2)", _pctl(latencies, 0.95), "ms", target=500.0)
+    local_p50 = _pctl(local_latencies, 0.5)
+    res.add("local_p50_ms", "same query, own replica only, p50", local_p50, "ms")
+    res.add(
+        "ratio_network_local",
+        "ratio network/own-replica p50",
+        _pctl(latencies, 0.5) / local_p50 if local_p50 else None,
+        "x",
+    )
     res.add("timeouts", "queries that waited for the timeout", waited, "", fmt="{:,.0f}")
     res.add("asked", "peers asked (all queries)", totals["asked"], "", fmt="{:,.0f}")
     res.add("unanswered", "peers that did not answer in time", totals["timed_out"], "",
