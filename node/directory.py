@@ -305,6 +305,7 @@ class ContactIndex:
             scratch.insert(entry)
         scratch.vouches = dict(self.vouches)
         scratch.contact_vouches = {k: dict(v) for k, v in self.contact_vouches.items()}
+        scratch.revoked = set(self.revoked)  # network answers are marked unverified too
         return scratch
 
     def peer_edges(self) -> list[tuple[bytes, bytes]]:

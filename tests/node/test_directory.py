@@ -288,3 +288,17 @@ def test_search_agrees_with_scoring_every_match() -> None:
         elif step % 8 == 7:
             index.set_revoked(rng.sample(orgs, step % 3))
         now += rng.choice([0, 3_600_000, 40 * DAY_MS])
+
+
+def test_network_query_overlay_keeps_revoked_keys() -> None:
+    author = b"\x05" * 32
+    index = directory.ContactIndex(b"\x00" * 32)
+    contact = Contact(UID, Share.NETWORK, "lawyer", "KE", ("sw",), name="Wakili", review=0)
+    opened = directory.Opened(
+        b"\x01" * 32, Kind.CONTACT, author, Scope.NETWORK, 1, 2**40, contact.to_content()
+    )
+    assert index.add_opened(opened)
+    index.set_revoked([author])
+    scratch = index.overlay(Filter.build(kind="lawyer"), 0)
+    (hit,) = scratch.search(Filter.build(kind="lawyer"), 0, scratch.distances([]))
+    assert hit.unverified
