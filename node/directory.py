@@ -409,7 +409,7 @@ class ContactIndex:
         else:
             top = self._score_all(cands, fits, now_ms, distances, limit)
         return [
-            Hit(entry, trust.vouchers, distance, stale, score, not trust.trusted)
+            Hit(entry, trust.vouchers, distance, stale, score, trust.unverified)
             for score, _, (entry, distance, stale, trust) in top
         ]
 
@@ -561,7 +561,7 @@ class ContactIndex:
 
     def hit(self, entry: Entry, now_ms: int, distances: dict[bytes, int]) -> Hit:
         score, _, (_, distance, stale, trust) = self._rank(entry, now_ms, distances)
-        return Hit(entry, trust.vouchers, distance, stale, score, not trust.trusted)
+        return Hit(entry, trust.vouchers, distance, stale, score, trust.unverified)
 
 
 # (score, rid, what a Hit needs): ordered by score, then record id
