@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import bisect
 import gc
+import hashlib
 import heapq
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import msgpack
 
@@ -42,19 +44,21 @@ from protocol.contact import (
     trust_distances,
 )
 from protocol.encoding import Value
-from protocol.envelope import Body, open_record, seal, seal_record, unseal
+from protocol.envelope import BODY_VERSION, Body, open_record, seal, seal_record, unseal
 from protocol.errors import (
     CanopyError,
+    DecodeError,
     LocalProtocolError,
     NotForUs,
     RemoteProtocolError,
     VerificationError,
 )
-from protocol.identity import Identity, NodeId
+from protocol.identity import KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId
 from protocol.messages import IntroRequest
-from protocol.record import Kind, Record, Scope
+from protocol.record import ID_BYTES, RECORD_VERSION, Kind, Record, Scope, check_times
 
 INTRODUCTIONS = "introductions"
+_K = TypeVar("_K", bound=Hashable)
 
 
 # -- the index -------------------------------------------------------------------------------
@@ -94,6 +98,35 @@ class VouchEntry:
 
 
 @dataclass(slots=True)
+class _Trust:
+    """An entry's ranking inputs that change only with vouches and revocations."""
+
+    vouchers: tuple[bytes, ...]  # sorted: the author and every organisation vouching for it
+    trusted: tuple[bytes, ...]  # those whose keys are not revoked
+    last_vouch: int  # newest vouch other than the author's original record; 0 if none
+
+    @property
+    def unverified(self) -> bool:
+        return not self.trusted
+
+
+@dataclass(slots=True)
+class _Ranking:
+    """Upper bounds of every entry's score, best first, for the trust distances `basis`.
+
+    A score never rises as time passes (freshness only falls, a contact only becomes stale),
+    so a score computed at `at` bounds the score at any later time. A broad query walks
+    `order` and stops once `limit` results beat the bound of the next entry, instead of
+    scoring thousands of matches. Entries added or re-vouched since are in `extra`, scored
+    exactly on every walk until the next rebuild."""
+
+    basis: frozenset[tuple[bytes, int]]
+    at: int
+    order: list[tuple[float, bytes]]  # (bound, rid), highest first
+    extra: set[bytes] = field(default_factory=set)
+
+
+@dataclass(slots=True)
 class ContactIndex:
     """Inverted indexes over readable contacts and vouches (kind, country, language, words)."""
 
@@ -111,19 +144,55 @@ class ContactIndex:
     revoked: set[bytes] = field(default_factory=set)  # keys declared compromised
     _vocab: list[str] = field(default_factory=list)
     _vocab_dirty: bool = False
-    _generation: int = 0  # bumped when vouches change: cached scores are then stale
-    _scores: dict[bytes, float] = field(default_factory=dict)
-    _score_key: tuple[int, int, int] = (-1, 0, 0)
+    _trusts: dict[bytes, _Trust] = field(default_factory=dict)  # by rid, filled lazily
+    _ranking: _Ranking | None = None
+    _edges: list[tuple[bytes, bytes]] | None = None  # peer vouches, rebuilt when they change
 
     # -- building ----------------------------------------------------------------------------
 
     def add(self, record: Record, body: Body) -> bool:
         """Index one opened record; False (and counted) if its content is malformed."""
+        return self.add_opened(
+            Opened(
+                record.id,
+                record.kind,
+                record.author.raw,
+                record.scope,
+                record.created,
+                record.expires,
+                body.content,
+            )
+        )
+
+    def add_opened(self, opened: Opened) -> bool:
+        """Index one opened record (see `open_stored`); False (and counted) if malformed."""
         try:
-            if record.kind is Kind.CONTACT:
-                self._add_contact(record, Contact.from_content(body.content))
-            elif record.kind is Kind.VOUCH:
-                self._add_vouch(record, Vouch.from_content(body.content))
+            if opened.kind is Kind.CONTACT:
+                if opened.rid not in self.entries:
+                    contact = Contact.from_content(opened.content)
+                    self.insert(
+                        Entry(
+                            opened.rid,
+                            opened.author,
+                            opened.scope,
+                            opened.created,
+                            opened.expires,
+                            contact,
+                            contact.search_words(),
+                        )
+                    )
+            elif opened.kind is Kind.VOUCH:
+                vouch = Vouch.from_content(opened.content)
+                self._add_vouch(
+                    VouchEntry(
+                        opened.rid,
+                        opened.author,
+                        opened.scope,
+                        opened.created,
+                        opened.expires,
+                        vouch,
+                    )
+                )
             else:
                 return False
         except RemoteProtocolError:
@@ -131,49 +200,37 @@ class ContactIndex:
             return False
         return True
 
-    def _add_contact(self, record: Record, contact: Contact) -> None:
-        if record.id in self.entries:
-            return
-        words = tuple(dict.fromkeys(tokens(contact.words())))
-        self.insert(
-            Entry(
-                record.id,
-                record.author.raw,
-                record.scope,
-                record.created,
-                record.expires,
-                contact,
-                words,
-            )
-        )
-
     def insert(self, entry: Entry) -> None:
         rid = entry.rid
         contact = entry.contact
-        words = entry.words
         self.entries[rid] = entry
-        self.by_key.setdefault(entry.key, set()).add(rid)
-        self.by_kind.setdefault(contact.kind, set()).add(rid)
-        self.by_country.setdefault(contact.region[:2], set()).add(rid)
+        _post(self.by_key, (entry.author, contact.uid), rid)
+        _post(self.by_kind, contact.kind, rid)
+        _post(self.by_country, contact.region[:2], rid)
         for lang in contact.langs:
-            self.by_lang.setdefault(primary_lang(lang), set()).add(rid)
-        for word in words:
-            ids = self.by_token.get(word)
+            _post(self.by_lang, primary_lang(lang), rid)
+        by_token = self.by_token
+        for word in entry.words:
+            ids = by_token.get(word)
             if ids is None:
-                self.by_token[word] = {rid}
+                by_token[word] = {rid}
                 self._vocab_dirty = True
             else:
                 ids.add(rid)
+        self._trusts.pop(rid, None)
+        if self._ranking is not None:
+            self._ranking.extra.add(rid)
 
-    def _add_vouch(self, record: Record, vouch: Vouch) -> None:
-        entry = VouchEntry(
-            record.id, record.author.raw, record.scope, record.created, record.expires, vouch
-        )
-        self.vouches[record.id] = entry
-        self._generation += 1
+    def _add_vouch(self, entry: VouchEntry) -> None:
+        vouch = entry.vouch
+        self.vouches[entry.rid] = entry
         if vouch.about is VouchAbout.CONTACT:
-            held = self.contact_vouches.setdefault((vouch.subject, vouch.uid), {})
+            key = (vouch.subject, vouch.uid)
+            held = self.contact_vouches.setdefault(key, {})
             held[entry.voucher] = max(held.get(entry.voucher, 0), entry.created)
+            self._retrust(key)
+        else:
+            self._edges = None
 
     def remove(self, ids: Iterable[bytes]) -> int:
         """Forget withdrawn or expired records; returns how many were indexed."""
@@ -190,13 +247,18 @@ class ContactIndex:
                 for word in entry.words:
                     if _discard(self.by_token, word, rid):
                         self._vocab_dirty = True
+                self._trusts.pop(rid, None)
+                if self._ranking is not None:
+                    self._ranking.extra.discard(rid)  # its place in the order is skipped
             vouch = self.vouches.pop(rid, None)
             if vouch is not None:
                 removed += 1
-                self._generation += 1
                 if vouch.vouch.about is VouchAbout.CONTACT:
                     key = (vouch.vouch.subject, vouch.vouch.uid)
                     self._recount(key)
+                    self._retrust(key)
+                else:
+                    self._edges = None
         return removed
 
     def _recount(self, key: tuple[bytes, bytes]) -> None:
@@ -208,6 +270,13 @@ class ContactIndex:
             self.contact_vouches[key] = held
         else:
             self.contact_vouches.pop(key, None)
+
+    def _retrust(self, key: tuple[bytes, bytes]) -> None:
+        """The vouches for `key` changed: its entries' scores are no longer bounded."""
+        for rid in self.by_key.get(key, ()):
+            self._trusts.pop(rid, None)
+            if self._ranking is not None:
+                self._ranking.extra.add(rid)
 
     def expired(self, now_ms: int) -> list[bytes]:
         return [r for r, e in self.entries.items() if e.expires <= now_ms] + [
@@ -236,17 +305,27 @@ class ContactIndex:
             scratch.insert(entry)
         scratch.vouches = dict(self.vouches)
         scratch.contact_vouches = {k: dict(v) for k, v in self.contact_vouches.items()}
+        scratch.revoked = set(self.revoked)  # network answers are marked unverified too
         return scratch
 
     def peer_edges(self) -> list[tuple[bytes, bytes]]:
-        return [
-            (v.voucher, v.vouch.subject)
-            for v in self.vouches.values()
-            if v.vouch.about is VouchAbout.PEER
-        ]
+        if self._edges is None:
+            self._edges = [
+                (v.voucher, v.vouch.subject)
+                for v in self.vouches.values()
+                if v.vouch.about is VouchAbout.PEER
+            ]
+        return list(self._edges)
 
     def distances(self, peers: Iterable[bytes]) -> dict[bytes, int]:
         return trust_distances(self.me, peers, self.peer_edges())
+
+    def set_revoked(self, keys: Iterable[bytes]) -> None:
+        """Keys declared compromised: their vouches no longer count, and a contact vouched
+        for only by such keys is unverified (anyone holding the key may have written it)."""
+        self.revoked = set(keys)
+        self._trusts.clear()
+        self._ranking = None
 
     # -- searching ---------------------------------------------------------------------------
 
@@ -261,7 +340,10 @@ class ContactIndex:
             at += 1
         return out
 
-    def candidates(self, flt: Filter) -> Iterable[bytes]:
+    def _candidate_set(self, flt: Filter) -> set[bytes] | None:
+        """Ids that match every posting list of `flt` (None: no field, so every entry).
+
+        May be one of the index's own sets: read it, never change it."""
         sets: list[set[bytes]] = []
         if flt.kind:
             sets.append(self.by_kind.get(flt.kind, set()))
@@ -272,14 +354,18 @@ class ContactIndex:
         for token in dict.fromkeys(tokens(flt.text)):
             sets.append(self._prefixed(token))
         if not sets:
-            return self.entries.keys()
-        sets.sort(key=len)
-        result = set(sets[0])
+            return None
+        sets.sort(key=len)  # smallest first: each intersection costs its left side
+        result = sets[0]
         for other in sets[1:]:
-            result &= other
             if not result:
                 break
+            result = result & other
         return result
+
+    def candidates(self, flt: Filter) -> Iterable[bytes]:
+        found = self._candidate_set(flt)
+        return self.entries.keys() if found is None else found
 
     def matching(self, flt: Filter, now_ms: int, answerable: bool = False) -> list[Entry]:
         out = []
@@ -300,56 +386,197 @@ class ContactIndex:
         limit: int = limits.DEFAULT_RESULTS,
         answerable: bool = False,
     ) -> list[Hit]:
-        """Deduplicated (one per author+uid, details over teasers), ranked best first.
+        """Deduplicated (one per author+uid: details over teasers, then the best-ranked),
+        ranked best first (score, then record id).
 
         `answerable`: only what this node may pass on to a peer that asks."""
-        best: dict[tuple[bytes, bytes], Entry] = {}
-        for entry in self.matching(flt, now_ms, answerable):
-            have = best.get(entry.key)
-            if have is None or (have.contact.teaser and not entry.contact.teaser):
-                best[entry.key] = entry
-        # Scores change only with vouches, trust distances and the passing of time: cache
-        # them (per hour) so that broad queries over many thousands of contacts stay fast.
-        key = (self._generation, now_ms // 3_600_000, hash(frozenset(distances.items())))
-        if key != self._score_key:
-            self._scores.clear()
-            self._score_key = key
-        scores = self._scores
+        if limit <= 0:
+            return []
+        cands = self._candidate_set(flt)
+        # A country filter is exactly its posting list; a subdivision also needs this check.
+        sub_region = flt.region if "-" in flt.region else ""
 
-        def score(entry: Entry) -> tuple[float, bytes]:
-            value = scores.get(entry.rid)
-            if value is None:
-                value = scores[entry.rid] = self.hit(entry, now_ms, distances).score
-            return (value, entry.rid)
+        def fits(entry: Entry) -> bool:
+            return (
+                entry.expires > now_ms
+                and (not answerable or entry.answerable())
+                and (not sub_region or region_matches(sub_region, entry.contact.region))
+            )
 
-        top = heapq.nlargest(limit, best.values(), key=score)
-        return [self.hit(e, now_ms, distances) for e in top]
+        found = len(self.entries) if cands is None else len(cands)
+        if found * found * _WALK_COST_RATIO > limit * len(self.entries):
+            top = self._walk(cands, fits, now_ms, distances, limit)
+        else:
+            top = self._score_all(cands, fits, now_ms, distances, limit)
+        return [
+            Hit(entry, trust.vouchers, distance, stale, score, trust.unverified)
+            for score, _, (entry, distance, stale, trust) in top
+        ]
 
-    def set_revoked(self, keys: Iterable[bytes]) -> None:
-        """Keys declared compromised: their vouches no longer count, and a contact vouched
-        for only by such keys is unverified (anyone holding the key may have written it)."""
-        self.revoked = set(keys)
-        self._generation += 1
+    def _score_all(
+        self,
+        cands: set[bytes] | None,
+        fits: Callable[[Entry], bool],
+        now_ms: int,
+        distances: dict[bytes, int],
+        limit: int,
+    ) -> list[_Ranked]:
+        """Few matches: score each, keep the chosen one of each key, take the best."""
+        chosen: dict[tuple[bytes, bytes], tuple[bool, _Ranked]] = {}
+        entries = self.entries
+        for rid in entries if cands is None else cands:
+            entry = entries[rid]
+            if not fits(entry):
+                continue
+            ranked = self._rank(entry, now_ms, distances)
+            item = (not entry.contact.teaser, ranked)
+            key = entry.key
+            have = chosen.get(key)
+            if have is None or (item[0], item[1][:2]) > (have[0], have[1][:2]):
+                chosen[key] = item
+        return heapq.nlargest(limit, (r for _, r in chosen.values()), key=_rank_key)
+
+    def _walk(
+        self,
+        cands: set[bytes] | None,
+        fits: Callable[[Entry], bool],
+        now_ms: int,
+        distances: dict[bytes, int],
+        limit: int,
+    ) -> list[_Ranked]:
+        """Many matches: walk the entries best bound first; stop once `limit` results beat
+        the next bound (no later entry can score above its bound)."""
+        ranking = self._ranking_for(now_ms, distances)
+        entries = self.entries
+        best: list[_Ranked] = []  # a min-heap on (score, rid)
+        seen: set[tuple[bytes, bytes]] = set()
+
+        def consider(entry: Entry) -> None:
+            key = entry.key
+            if key in seen:
+                return
+            seen.add(key)
+            ranked = self._choose(key, entry, cands, fits, now_ms, distances)
+            if len(best) < limit:
+                heapq.heappush(best, ranked)
+            elif ranked[:2] > best[0][:2]:
+                heapq.heapreplace(best, ranked)
+
+        extra = ranking.extra
+        for rid in extra:
+            entry = entries.get(rid)
+            if entry is not None and (cands is None or rid in cands) and fits(entry):
+                consider(entry)
+        for bound, rid in ranking.order:
+            if len(best) >= limit and best[0][:2] > (bound, rid):
+                break
+            if (cands is not None and rid not in cands) or rid in extra:
+                continue
+            entry = entries.get(rid)
+            if entry is not None and fits(entry):
+                consider(entry)
+        return sorted(best, key=_rank_key, reverse=True)
+
+    def _choose(
+        self,
+        key: tuple[bytes, bytes],
+        entry: Entry,
+        cands: set[bytes] | None,
+        fits: Callable[[Entry], bool],
+        now_ms: int,
+        distances: dict[bytes, int],
+    ) -> _Ranked:
+        """The entry a key is answered with: details over a teaser, then the best-ranked."""
+        rids = self.by_key.get(key, ())
+        if len(rids) <= 1:
+            return self._rank(entry, now_ms, distances)
+        best: tuple[bool, _Ranked] | None = None
+        for rid in rids:
+            other = self.entries[rid]
+            if (cands is not None and rid not in cands) or not fits(other):
+                continue
+            item = (not other.contact.teaser, self._rank(other, now_ms, distances))
+            if best is None or (item[0], item[1][:2]) > (best[0], best[1][:2]):
+                best = item
+        assert best is not None  # `entry` itself fits
+        return best[1]
+
+    def _ranking_for(self, now_ms: int, distances: dict[bytes, int]) -> _Ranking:
+        basis = frozenset(distances.items())
+        ranking = self._ranking
+        if (
+            ranking is None
+            or ranking.basis != basis
+            or not ranking.at <= now_ms < ranking.at + _RANKING_REFRESH_MS
+            or len(ranking.extra) > _RANKING_MAX_EXTRA + len(self.entries) // 64
+        ):
+            order = [
+                (self._bound(entry, now_ms, distances), rid) for rid, entry in self.entries.items()
+            ]
+            order.sort(reverse=True)
+            ranking = self._ranking = _Ranking(basis, now_ms, order)
+        return ranking
+
+    def _bound(self, entry: Entry, now_ms: int, distances: dict[bytes, int]) -> float:
+        """`_rank(...)[0]`, with a shortcut for the common case (no vouch, author not
+        revoked: `_trust` gives trusted = (author,), last_vouch = 0)."""
+        author = entry.author
+        if author in self.revoked or (author, entry.contact.uid) in self.contact_vouches:
+            return self._rank(entry, now_ms, distances)[0]
+        stale = now_ms > entry.contact.review  # is_stale(review, 0, now_ms)
+        distance = distances.get(author, UNKNOWN_DISTANCE)
+        return rank_score(distance, 1, entry.created, now_ms, stale)
+
+    def _trust(self, entry: Entry) -> _Trust:
+        author = entry.author
+        held = self.contact_vouches.get((author, entry.contact.uid))
+        if not held and author not in self.revoked:
+            return _Trust((author,), (author,), 0)  # the common case: the author alone
+        trust = self._trusts.get(entry.rid)
+        if trust is None:
+            vouchers = dict(held) if held else {}
+            vouchers[author] = max(vouchers.get(author, 0), entry.created)
+            trusted = {v: at for v, at in vouchers.items() if v not in self.revoked}
+            counted = trusted or vouchers  # unverified: every voucher's key is revoked
+            others = [at for v, at in counted.items() if v != author or at > entry.created]
+            trust = _Trust(tuple(sorted(vouchers)), tuple(trusted), max(others, default=0))
+            self._trusts[entry.rid] = trust
+        return trust
+
+    def _rank(self, entry: Entry, now_ms: int, distances: dict[bytes, int]) -> _Ranked:
+        trust = self._trust(entry)
+        trusted = trust.trusted
+        if not trusted:
+            distance = UNKNOWN_DISTANCE
+        elif len(trusted) == 1:
+            distance = distances.get(trusted[0], UNKNOWN_DISTANCE)
+        else:
+            distance = min(distances.get(v, UNKNOWN_DISTANCE) for v in trusted)
+        stale = is_stale(entry.contact.review, trust.last_vouch, now_ms)
+        freshest = max(entry.created, trust.last_vouch)
+        score = rank_score(distance, len(trusted), freshest, now_ms, stale)
+        if not trusted:
+            score /= 10  # below every verified answer
+        return (score, entry.rid, (entry, distance, stale, trust))
 
     def hit(self, entry: Entry, now_ms: int, distances: dict[bytes, int]) -> Hit:
-        vouchers = dict(self.contact_vouches.get(entry.key, {}))
-        vouchers[entry.author] = max(vouchers.get(entry.author, 0), entry.created)
-        trusted = {v: t for v, t in vouchers.items() if v not in self.revoked}
-        unverified = not trusted
-        counted = vouchers if unverified else trusted
-        others = [t for v, t in counted.items() if v != entry.author or t > entry.created]
-        last_vouch = max(others, default=0)
-        distance = (
-            UNKNOWN_DISTANCE
-            if unverified
-            else min(distances.get(v, UNKNOWN_DISTANCE) for v in trusted)
-        )
-        stale = is_stale(entry.contact.review, last_vouch, now_ms)
-        freshest = max(entry.created, last_vouch)
-        score = rank_score(distance, len(trusted), freshest, now_ms, stale)
-        if unverified:
-            score /= 10  # below every verified answer
-        return Hit(entry, tuple(sorted(vouchers)), distance, stale, score, unverified)
+        score, _, (_, distance, stale, trust) = self._rank(entry, now_ms, distances)
+        return Hit(entry, trust.vouchers, distance, stale, score, trust.unverified)
+
+
+# (score, rid, what a Hit needs): ordered by score, then record id
+_Ranked = tuple[float, bytes, tuple[Entry, int, bool, _Trust]]
+
+
+def _rank_key(ranked: _Ranked) -> tuple[float, bytes]:
+    return (ranked[0], ranked[1])
+
+
+# A query walks the ranking when scoring its matches would cost more: walking costs about
+# limit * entries / matches steps, each ~1/_WALK_COST_RATIO of scoring one match.
+_WALK_COST_RATIO = 10
+_RANKING_REFRESH_MS = 24 * 3600 * 1000  # bounds stay valid; refreshed ones are tighter
+_RANKING_MAX_EXTRA = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +587,14 @@ class Hit:
     stale: bool
     score: float
     unverified: bool = False  # every voucher's key (the author's included) is revoked
+
+
+def _post(index: dict[_K, set[bytes]], key: _K, rid: bytes) -> None:
+    ids = index.get(key)
+    if ids is None:
+        index[key] = {rid}
+    else:
+        ids.add(rid)
 
 
 def _discard(
@@ -374,6 +609,96 @@ def _discard(
         del index[key]  # type: ignore[arg-type]
         return True
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What the index needs of an opened contact or vouch record."""
+
+    rid: bytes
+    kind: Kind
+    author: bytes
+    scope: Scope
+    created: int
+    expires: int
+    content: dict[str, Value]
+
+
+_SCOPES = {int(s): s for s in Scope}
+
+
+def open_stored(
+    data: bytes, kind: Kind, identity: Identity, network_key: bytes | None
+) -> Opened | None:
+    """Open one record of `kind` from our own store, for the index; None if we cannot read it.
+
+    The store holds only records whose signature was checked when they were stored (or that
+    we wrote), so this skips the canonical re-encoding check and builds no Record or Body:
+    at start a node opens every stored contact, and those objects cost more than the
+    decryption. The security checks stay: the Body's kind, author and created must be the
+    record's. Anything unexpected takes the strict path (`open_quietly`), which decides."""
+    try:
+        value = msgpack.unpackb(data)
+        version, k, author, created, expires, scope, payload, signature = value
+        if not (
+            version == RECORD_VERSION
+            and k == kind.value
+            and type(author) is bytes
+            and len(author) == KEY_BYTES
+            and type(created) is int
+            and type(expires) is int
+            and type(scope) is int
+            and scope in _SCOPES
+            and type(payload) is bytes
+            and type(signature) is bytes
+            and len(signature) == SIGNATURE_BYTES
+        ):
+            raise ValueError
+        check_times(created, expires, DecodeError)
+    except (ValueError, TypeError, msgpack.UnpackException, RemoteProtocolError):
+        return _open_strictly(data, kind, identity, network_key)
+    try:
+        plain = unseal(payload, identity, network_key, network_first=True)
+    except (NotForUs, RemoteProtocolError):
+        return None
+    try:
+        body_version, body_kind, body_author, body_created, content, body_signature = (
+            msgpack.unpackb(plain)
+        )
+        if not (
+            body_version == BODY_VERSION
+            and type(content) is dict
+            and type(body_signature) is bytes
+            and len(body_signature) == SIGNATURE_BYTES
+        ):
+            raise ValueError
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return _open_strictly(data, kind, identity, network_key)
+    if (body_kind, body_author, body_created) != (k, author, created):
+        return None  # VerificationError: the body does not match its record
+    rid = hashlib.blake2b(data, digest_size=ID_BYTES).digest()
+    return Opened(rid, kind, author, _SCOPES[scope], created, expires, content)
+
+
+def _open_strictly(
+    data: bytes, kind: Kind, identity: Identity, network_key: bytes | None
+) -> Opened | None:
+    try:
+        record = Record.from_bytes(data)
+        if record.kind is not kind:
+            return None
+        body = open_record(record, identity, network_key, verify_body=False, network_first=True)
+    except (NotForUs, RemoteProtocolError):
+        return None
+    return Opened(
+        record.id,
+        record.kind,
+        record.author.raw,
+        record.scope,
+        record.created,
+        record.expires,
+        body.content,
+    )
 
 
 def _stored_record(data: bytes) -> Record:
@@ -424,11 +749,11 @@ async def build_index(local: Local, now_ms: int) -> ContactIndex:
     try:
         for kind in (Kind.CONTACT, Kind.VOUCH):
             for data in await local.store.records_of_kind(str(kind)):
-                opened = open_quietly(local, network_key, data)
+                opened = open_stored(data, kind, local.identity, network_key)
                 if opened is None:
                     index.unreadable += 1
-                elif opened[0].expires > now_ms:
-                    index.add(*opened)
+                elif opened.expires > now_ms:
+                    index.add_opened(opened)
     finally:
         if collecting:
             gc.enable()

@@ -259,7 +259,8 @@ class Store:
         """Wire bytes of every stored record of `kind`, oldest first."""
         sql = "SELECT data FROM records WHERE kind = ? ORDER BY created, id"
         async with self._db.execute(sql, (kind,)) as cur:
-            return [self._open_record(data) async for (data,) in cur]
+            rows = await cur.fetchall()  # one trip to the database thread, not one per 64 rows
+        return [self._open_record(data) for (data,) in rows]
 
     async def ids_with_prefix(self, prefix: bytes) -> list[bytes]:
         """Stored ids starting with `prefix` (for short ids typed by people)."""

@@ -2,8 +2,9 @@
 
 Owns what a contact's plaintext may hold (docs/spec/70-contacts-and-queries.md), the sharing
 policies and the ranking formula. Pure: regions come from pycountry (ISO 3166-1/3166-2) and
-languages from langcodes (BCP 47), both data-only libraries; time is always an argument.
-It never decides who receives what: node/ does, by the rules written here.
+languages from langcodes (BCP 47), both data-only libraries imported on first use (they cost
+~80 ms at start-up); time is always an argument. It never decides who receives what: node/
+does, by the rules written here.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-
-import langcodes
-import pycountry
 
 from protocol import limits
 from protocol.encoding import Value, as_bytes, as_int, as_list, as_map, as_str, check_keys
@@ -70,6 +68,8 @@ _SPECIALTY = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def _phone(value: str) -> str:
+    if _E164.fullmatch(value):  # already compact: nothing for the substitution to remove
+        return value
     compact = re.sub(r"[\s().-]", "", value)
     if not _E164.fullmatch(compact):
         raise ContactError("a phone number must be international: + then 7 to 15 digits")
@@ -112,6 +112,11 @@ CHANNELS: dict[str, ChannelCheck] = {
 # -- single-field validation (one clear message each) ---------------------------------------
 
 
+# The small vocabularies (kinds, regions, languages, specialties) are validated once per
+# distinct value: an index build decodes every stored contact, and they repeat.
+VOCABULARY_CACHE = 4096
+
+
 def check_kind(kind: str) -> str:
     kind = kind.strip().lower()
     if kind not in KINDS:
@@ -119,8 +124,10 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=VOCABULARY_CACHE)
 def _region(code: str) -> str | None:
+    import pycountry  # on first use: ~30 ms of import a node start does not need
+
     if re.fullmatch(r"[A-Z]{2}", code):
         country = pycountry.countries.get(alpha_2=code)
         return code if country is not None else None
@@ -130,24 +137,38 @@ def _region(code: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=VOCABULARY_CACHE)
+def _region_of(region: str) -> str | None:
+    return _region(region.strip().upper())
+
+
 def check_region(region: str) -> str:
     """An ISO 3166-1 alpha-2 country (KE) or ISO 3166-2 subdivision (KE-30), upper case."""
-    code = region.strip().upper()
-    if _region(code) is None:
+    code = _region_of(region)
+    if code is None:
         raise ContactError(f"unknown region {region!r}; use an ISO 3166 code such as KE or KE-30")
     return code
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=VOCABULARY_CACHE)
 def _lang(tag: str) -> str | None:
-    if not re.fullmatch(r"[A-Za-z0-9-]{2,35}", tag) or not langcodes.tag_is_valid(tag):
+    if not re.fullmatch(r"[A-Za-z0-9-]{2,35}", tag):
+        return None
+    import langcodes  # on first use: ~55 ms of import a node start does not need
+
+    if not langcodes.tag_is_valid(tag):
         return None
     return str(langcodes.standardize_tag(tag))
 
 
+@lru_cache(maxsize=VOCABULARY_CACHE)
+def _lang_of(lang: str) -> str | None:
+    return _lang(lang.strip())
+
+
 def check_lang(lang: str) -> str:
     """A valid BCP 47 tag, in its standard form (sw, sw-KE, pt-BR)."""
-    tag = _lang(lang.strip())
+    tag = _lang_of(lang)
     if tag is None:
         raise ContactError(f"unknown language {lang!r}; use a BCP 47 tag such as sw or fr-CD")
     return tag
@@ -170,9 +191,17 @@ def check_channel(text: str) -> tuple[str, str]:
         raise ContactError(f"--channel {kind}:{value}: {exc}") from None
 
 
-def check_specialty(text: str) -> str:
+@lru_cache(maxsize=VOCABULARY_CACHE)
+def _specialty(text: str) -> str | None:
     value = text.strip().lower()
     if not _SPECIALTY.fullmatch(value) or len(value) > limits.MAX_CONTACT_FIELD_BYTES:
+        return None
+    return value
+
+
+def check_specialty(text: str) -> str:
+    value = _specialty(text)
+    if value is None:
         raise ContactError(
             f"specialty {text!r}: use lower-case words joined by hyphens (land-rights)"
         )
@@ -303,18 +332,22 @@ class Contact:
     def from_content(cls, content: dict[str, Value]) -> Contact:
         """Strictly parse a Body's content (DecodeError): an author's bad contact is dropped."""
         teaser = "introducer" in content
-        optional = frozenset() if teaser else frozenset({"notes"})
-        required = _COMMON | ({"introducer"} if teaser else {"name", "channels"})
-        check_keys(content, frozenset(required), optional, "contact")
+        if teaser:
+            check_keys(content, _TEASER_KEYS, frozenset(), "contact")
+        else:
+            check_keys(content, _DETAILS_KEYS, _DETAILS_OPTIONAL, "contact")
         if as_int(content["v"], "version") != CONTACT_VERSION:
             raise DecodeError("unknown contact version")
         try:
-            share = Share(as_str(content["share"], "share", 16))
-            kind = check_kind(as_str(content["kind"], "kind", 32))
-            region = check_region(as_str(content["region"], "region", 8))
-            langs = tuple(check_lang(as_str(x, "lang", 35)) for x in _list(content, "langs"))
+            share = _SHARES.get(as_str(content["share"], "share", 16))
+            if share is None:
+                raise DecodeError("contact has an invalid field")
+            kind = _vocabulary(content["kind"], "kind", 32, check_kind)
+            region = _vocabulary(content["region"], "region", 8, check_region)
+            langs = tuple(_vocabulary(x, "lang", 35, check_lang) for x in _list(content, "langs"))
             specialties = tuple(
-                check_specialty(as_str(x, "specialty", 64)) for x in _list(content, "specialties")
+                _vocabulary(x, "specialty", 64, check_specialty)
+                for x in _list(content, "specialties")
             )
             if teaser:
                 if share is not Share.ON_REQUEST:
@@ -360,8 +393,44 @@ class Contact:
         parts.extend(region_names(self.region))
         return " ".join(parts)
 
+    def search_words(self) -> tuple[str, ...]:
+        """`tokens(self.words())` without repeats, in order (what the index keys words by).
+
+        Parts are separated by spaces, so tokenising them one by one gives the same words;
+        the kind, specialties and region parts repeat across contacts and are cached."""
+        found = [*_vocabulary_tokens(self.kind), *tokens(self.name)]
+        if self.notes:
+            found += tokens(self.notes)
+        for specialty in self.specialties:
+            found += _vocabulary_tokens(specialty)
+        found += _region_tokens(self.region)
+        return tuple(dict.fromkeys(found))
+
 
 _COMMON = frozenset({"v", "uid", "share", "kind", "region", "langs", "specialties", "review"})
+_TEASER_KEYS = _COMMON | {"introducer"}
+_DETAILS_KEYS = _COMMON | {"name", "channels"}
+_DETAILS_OPTIONAL = frozenset({"notes"})
+_SHARES = {s.value: s for s in Share}
+
+
+def _vocabulary(value: Value, what: str, max_len: int, check: Callable[[str], str]) -> str:
+    """as_str(value, what, max_len) then check(value), remembered for the values that pass."""
+    if isinstance(value, str):
+        checked = _checked_vocabulary(value, max_len, check)
+        if checked is not None:
+            return checked
+    return check(as_str(value, what, max_len))  # raises the precise error
+
+
+@lru_cache(maxsize=VOCABULARY_CACHE)
+def _checked_vocabulary(value: str, max_len: int, check: Callable[[str], str]) -> str | None:
+    if len(value.encode("utf-8")) > max_len:
+        return None
+    try:
+        return check(value)
+    except ContactError:
+        return None
 
 
 def _list(content: dict[str, Value], key: str) -> list[Value]:
@@ -371,9 +440,11 @@ def _list(content: dict[str, Value], key: str) -> list[Value]:
     return items
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=VOCABULARY_CACHE)
 def region_names(region: str) -> tuple[str, ...]:
     """Country (and subdivision) names of a region code, for text search."""
+    import pycountry
+
     names: list[str] = []
     country = pycountry.countries.get(alpha_2=region[:2])
     if country is not None:
@@ -383,6 +454,16 @@ def region_names(region: str) -> tuple[str, ...]:
         if sub is not None:
             names.append(str(sub.name))
     return tuple(names)
+
+
+@lru_cache(maxsize=VOCABULARY_CACHE)
+def _vocabulary_tokens(text: str) -> tuple[str, ...]:
+    return tuple(tokens(text))
+
+
+@lru_cache(maxsize=VOCABULARY_CACHE)
+def _region_tokens(region: str) -> tuple[str, ...]:
+    return tuple(tokens(" ".join((region, *region_names(region)))))
 
 
 # -- vouches ---------------------------------------------------------------------------------
@@ -504,6 +585,7 @@ def region_matches(query: str, region: str) -> bool:
     return region[:2] == query
 
 
+@lru_cache(maxsize=VOCABULARY_CACHE)
 def primary_lang(tag: str) -> str:
     return tag.split("-", 1)[0].lower()
 

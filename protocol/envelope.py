@@ -35,6 +35,7 @@ _LEN = struct.Struct(">I")
 _COUNT = struct.Struct(">H")
 HEADER_BYTES = 1 + _NONCE + KEY_BYTES + _COUNT.size  # version, nonce, eph_pk, slot count
 _KINDS: dict[str, Kind] = {k.value: k for k in Kind}
+_secretbox_open = nacl.bindings.crypto_secretbox_open_easy
 _SIG_TAIL = 2 + SIGNATURE_BYTES  # bin8 header + signature, last element of a Body
 
 assert 2 * KEY_BYTES + MAC_BYTES == _SLOT + KEY_BYTES
@@ -255,10 +256,12 @@ def seal(
     return head + body
 
 
-def _try_slots(slots: list[bytes], nonce: bytes, slot_key: bytes) -> bytes | None:
-    for slot in slots:
+def _try_slots(sealed: bytes, nonce: bytes, slot_key: bytes, body_at: int) -> bytes | None:
+    """The content key from the first slot that `slot_key` opens (slots sit at HEADER_BYTES
+    up to body_at), or None."""
+    for at in range(HEADER_BYTES, body_at, _SLOT):
         try:
-            key: bytes = nacl.bindings.crypto_secretbox_open_easy(slot, nonce, slot_key)
+            key: bytes = _secretbox_open(sealed[at : at + _SLOT], nonce, slot_key)
         except nacl.exceptions.CryptoError:
             continue
         return key
@@ -296,34 +299,35 @@ def unseal(
     bucket = len(sealed) - body_at - MAC_BYTES
     if bucket < limits.MIN_PAD_BUCKET or not _is_pow2(bucket):
         raise DecodeError("sealed body is not a padding bucket")
-    slots = [sealed[at : at + _SLOT] for at in range(HEADER_BYTES, body_at, _SLOT)]
 
     content_key: bytes | None = None
     if network_first and network_key is not None:
-        content_key = _try_slots(slots, nonce, _network_slot_key(eph_pk, network_key))
+        content_key = _try_slots(sealed, nonce, _network_slot_key(eph_pk, network_key), body_at)
     if content_key is None:
-        content_key = _open_own_slot(slots, nonce, eph_pk, identity)
+        content_key = _open_own_slot(sealed, nonce, eph_pk, identity, body_at)
     if content_key is None and network_key is not None and not network_first:
-        content_key = _try_slots(slots, nonce, _network_slot_key(eph_pk, network_key))
+        content_key = _try_slots(sealed, nonce, _network_slot_key(eph_pk, network_key), body_at)
     if content_key is None:
         raise NotForUs("no recipient slot opens with our keys")
     try:
-        framed: bytes = nacl.bindings.crypto_secretbox_open_easy(
+        framed: bytes = _secretbox_open(
             sealed[body_at:], nonce, _body_key(content_key, sealed[:body_at])
         )
     except nacl.exceptions.CryptoError as exc:
         raise VerificationError("sealed body failed to authenticate") from exc
     (length,) = _LEN.unpack_from(framed)
     end = _LEN.size + length
-    if end > len(framed) or framed[end:].count(0) != len(framed) - end:
+    if end > bucket or framed.count(0, end) != bucket - end:
         raise DecodeError("bad padding in sealed payload")
-    if padded_size(length) != len(framed):
+    # padded_size(length) != bucket, without the loop: the bucket is a power of two of at
+    # least MIN_PAD_BUCKET (checked above), right exactly when `end` needs over half of it.
+    if bucket > limits.MIN_PAD_BUCKET and 2 * end <= bucket:
         raise DecodeError("sealed payload padded to the wrong bucket")
     return framed[_LEN.size : end]
 
 
 def _open_own_slot(
-    slots: list[bytes], nonce: bytes, eph_pk: bytes, identity: Identity
+    sealed: bytes, nonce: bytes, eph_pk: bytes, identity: Identity, body_at: int
 ) -> bytes | None:
     content_key: bytes | None = None
     own_x = identity.node_id.x25519()
@@ -332,7 +336,8 @@ def _open_own_slot(
     except nacl.exceptions.CryptoError:
         shared = None  # a low-order eph_pk opens nothing for us; the network slot may still
     if shared is not None:
-        content_key = _try_slots(slots, nonce, _recipient_slot_key(shared, eph_pk, own_x))
+        key = _recipient_slot_key(shared, eph_pk, own_x)
+        content_key = _try_slots(sealed, nonce, key, body_at)
     return content_key
 
 

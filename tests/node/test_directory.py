@@ -3,6 +3,8 @@ travel, the in-memory index (dedupe, region/lang/text matching, ranking, stale m
 
 from __future__ import annotations
 
+import itertools
+import random
 import time
 from pathlib import Path
 
@@ -11,12 +13,23 @@ import pytest
 from node import directory
 from node.local import Local
 from node.trust import trust_node
-from protocol.contact import DAY_MS, Filter
+from protocol.contact import (
+    DAY_MS,
+    UNKNOWN_DISTANCE,
+    Contact,
+    Filter,
+    Share,
+    Vouch,
+    VouchAbout,
+    is_stale,
+    rank_score,
+)
 from protocol.errors import CanopyError
 from protocol.identity import Identity
 from protocol.record import Kind, Record, Scope
 
 PEER = Identity(b"\x11" * 32)
+UID = bytes(range(16))
 ADDR = "ws://peer.example:7420/canopy"
 
 
@@ -138,3 +151,154 @@ async def test_contacts_vouched_only_by_a_revoked_key_are_unverified(tmp_path: P
         assert after["score"] <= before["score"] / 10
     finally:
         await local.close()
+
+
+def _expected(
+    index: directory.ContactIndex,
+    flt: Filter,
+    now: int,
+    distances: dict[bytes, int],
+    limit: int,
+    answerable: bool,
+) -> list[tuple[bytes, float, int, bool, bool, tuple[bytes, ...]]]:
+    """Every matching contact scored with the SPEC formula, straight from the vouches."""
+    best: dict[tuple[bytes, bytes], tuple[bool, float, bytes, tuple[object, ...]]] = {}
+    for e in index.entries.values():
+        if e.expires <= now or (answerable and not e.answerable()):
+            continue
+        if not flt.matches(e.contact, e.words):
+            continue
+        vouchers = {e.author: e.created}
+        for v in index.vouches.values():
+            if v.vouch.about is VouchAbout.CONTACT and (v.vouch.subject, v.vouch.uid) == e.key:
+                vouchers[v.voucher] = max(vouchers.get(v.voucher, 0), v.created)
+        trusted = {v: t for v, t in vouchers.items() if v not in index.revoked}
+        counted = trusted or vouchers
+        last = max((t for v, t in counted.items() if v != e.author or t > e.created), default=0)
+        distance = min((distances.get(v, UNKNOWN_DISTANCE) for v in trusted), default=4)
+        stale = is_stale(e.contact.review, last, now)
+        score = rank_score(distance, len(trusted), max(e.created, last), now, stale)
+        score = score if trusted else score / 10
+        row = (e.rid, score, distance, stale, not trusted, tuple(sorted(vouchers)))
+        item = (not e.contact.teaser, score, e.rid, row)
+        have = best.get(e.key)
+        if have is None or item[:3] > have[:3]:
+            best[e.key] = item
+    ranked = sorted(best.values(), key=lambda i: (i[1], i[2]), reverse=True)
+    return [i[3] for i in ranked[:limit]]  # type: ignore[misc]
+
+
+def test_search_agrees_with_scoring_every_match() -> None:
+    """Posting lists, the ranking walk (bounds that only fall with time) and cached trust
+    give exactly what scoring every matching contact does, as vouches, revocations,
+    withdrawals, new contacts and time come and go."""
+    rng = random.Random(4)
+    me = b"\x00" * 32
+    orgs = [bytes([i]) * 32 for i in range(1, 9)]
+    index = directory.ContactIndex(me)
+    start = 1_800_000_000_000
+    kinds = ["lawyer", "shelter", "medical"]
+    regions = ["KE", "KE-28", "KE-30", "TZ", "UG"]
+    langs = ["sw", "en", "fr", "sw-KE"]
+    uids: list[tuple[bytes, bytes]] = []
+    serial = iter(range(10**6))
+
+    def rid() -> bytes:
+        return next(serial).to_bytes(32, "big")
+
+    def add_contact() -> None:
+        author = rng.choice(orgs)
+        same = uids and rng.random() < 0.15  # a teaser or a second copy of a known contact
+        author, uid = rng.choice(uids) if same else (author, rng.randbytes(16))
+        uids.append((author, uid))
+        details = Contact(
+            uid=uid,
+            share=Share.NETWORK if rng.random() < 0.8 else Share.ON_REQUEST,
+            kind=rng.choice(kinds),
+            region=rng.choice(regions),
+            langs=tuple(rng.sample(langs, rng.randint(1, 2))),
+            specialties=tuple(rng.sample(["land-rights", "asylum", "gbv"], rng.randint(0, 2))),
+            name=f"{rng.choice(['Amina', 'Juma', 'Zoë'])} {rng.randint(1, 50)}",
+            channels=(("phone", "+254700000001"),),
+            review=start + rng.randint(-30, 200) * DAY_MS,
+        )
+        contact = details.teaser_of(author) if rng.random() < 0.2 else details
+        created = start - rng.randint(0, 500) * DAY_MS
+        expires = start + rng.choice([-1, 400]) * DAY_MS
+        scope = rng.choice([Scope.NETWORK, Scope.NETWORK, Scope.PEERS])
+        opened = directory.Opened(
+            rid(), Kind.CONTACT, author, scope, created, expires, contact.to_content()
+        )
+        assert index.add_opened(opened)
+
+    def add_vouch() -> None:
+        if rng.random() < 0.5:
+            subject, uid = rng.choice(uids)
+            vouch = Vouch(VouchAbout.CONTACT, subject, uid)
+        else:
+            vouch = Vouch(VouchAbout.PEER, rng.choice(orgs))
+        voucher = rng.choice([me, *orgs])
+        created = start - rng.randint(0, 400) * DAY_MS
+        opened = directory.Opened(
+            rid(), Kind.VOUCH, voucher, Scope.NETWORK, created, start + 400 * DAY_MS,
+            vouch.to_content(),
+        )  # fmt: skip
+        assert index.add_opened(opened)
+
+    for _ in range(400):
+        add_contact()
+    for _ in range(40):
+        add_vouch()
+    filters = [
+        Filter(),
+        Filter.build(kind="lawyer"),
+        Filter.build(region="KE"),
+        Filter.build(region="KE-28"),
+        Filter.build(kind="shelter", lang="sw"),
+        Filter.build(text="am"),
+        Filter.build(text="land", region="KE-30"),
+        Filter.build(text="nairobi"),
+    ]
+    now = start
+    peers = orgs[:2]
+    for step in range(16):
+        if step == 8:
+            peers = orgs[2:3]
+        distances = index.distances(peers)
+        for flt, limit, answerable in itertools.product(filters, (1, 5, 20, 500), (False, True)):
+            when = now - 2 * DAY_MS if limit == 5 else now  # clocks can go back
+            got = index.search(flt, when, distances, limit, answerable)
+            rows = [
+                (h.entry.rid, h.score, h.distance, h.stale, h.unverified, h.vouchers) for h in got
+            ]
+            want = _expected(index, flt, when, distances, limit, answerable)
+            assert rows == want, (step, flt, limit, answerable)
+        # change the world a little, then ask again (later)
+        action = step % 4
+        if action == 0:
+            for _ in range(10):
+                add_contact()
+        elif action == 1:
+            for _ in range(5):
+                add_vouch()
+        elif action == 2:
+            index.remove(
+                rng.sample(sorted(index.entries), 20) + rng.sample(sorted(index.vouches), 3)
+            )
+        elif step % 8 == 7:
+            index.set_revoked(rng.sample(orgs, step % 3))
+        now += rng.choice([0, 3_600_000, 40 * DAY_MS])
+
+
+def test_network_query_overlay_keeps_revoked_keys() -> None:
+    author = b"\x05" * 32
+    index = directory.ContactIndex(b"\x00" * 32)
+    contact = Contact(UID, Share.NETWORK, "lawyer", "KE", ("sw",), name="Wakili", review=0)
+    opened = directory.Opened(
+        b"\x01" * 32, Kind.CONTACT, author, Scope.NETWORK, 1, 2**40, contact.to_content()
+    )
+    assert index.add_opened(opened)
+    index.set_revoked([author])
+    scratch = index.overlay(Filter.build(kind="lawyer"), 0)
+    (hit,) = scratch.search(Filter.build(kind="lawyer"), 0, scratch.distances([]))
+    assert hit.unverified

@@ -3,7 +3,13 @@ messages and their session rules."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol import limits
 from protocol.contact import (
@@ -20,6 +26,7 @@ from protocol.contact import (
     check_region,
     is_stale,
     rank_score,
+    tokens,
     trust_distances,
 )
 from protocol.errors import (
@@ -297,3 +304,29 @@ def test_session_intro_reply_only_for_requests_sent() -> None:
 
 def test_share_policies_are_the_four_documented() -> None:
     assert [s.value for s in Share] == ["peers", "network", "on-request", "private"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.text(min_size=1, max_size=40),
+    notes=st.text(max_size=40),
+    region=st.sampled_from(["KE", "KE-28", "KE-30", "CD-KN", "SN"]),
+    specialties=st.lists(st.sampled_from(["land-rights", "gbv", "press-freedom"]), max_size=2),
+)
+def test_search_words_are_the_tokens_of_words(
+    name: str, notes: str, region: str, specialties: list[str]
+) -> None:
+    c = Contact(
+        UID, Share.NETWORK, "lawyer", region, ("sw",), tuple(specialties), name, notes=notes
+    )
+    assert c.search_words() == tuple(dict.fromkeys(tokens(c.words())))
+
+
+def test_region_and_language_libraries_load_on_first_use() -> None:
+    code = (
+        "import sys, protocol.contact as c; "
+        "assert 'pycountry' not in sys.modules and 'langcodes' not in sys.modules; "
+        "c.check_region('KE'); c.check_lang('sw'); "
+        "assert 'pycountry' in sys.modules and 'langcodes' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
