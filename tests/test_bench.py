@@ -32,7 +32,10 @@ def _check(result: dict[str, object], name: str) -> dict[str, dict[str, object]]
             assert isinstance(value, int | float) and math.isfinite(value), figure
         if figure["target"] is not None and value is not None:
             assert isinstance(figure["pass"], bool)
-    assert figures["ceiling_records_per_s"]["value"] > 0  # type: ignore[operator]
+    # Every benchmark sets its figure against a ceiling or a peer measured in the same run.
+    assert any(key.startswith("ratio") for key in figures), sorted(figures)
+    if not name.startswith("query-"):  # record benchmarks: the raw ingest ceiling
+        assert figures["ceiling_records_per_s"]["value"] > 0  # type: ignore[operator]
     return figures
 
 
