@@ -10,6 +10,7 @@ is ever written to disk or to a log line.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import gc
 import hashlib
@@ -738,8 +739,11 @@ def open_quietly(local: Local, network_key: bytes, data: bytes) -> tuple[Record,
         return None
 
 
-async def build_index(local: Local, now_ms: int) -> ContactIndex:
-    """Decrypt every stored contact and vouch into a fresh in-memory index."""
+async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> ContactIndex:
+    """Decrypt every stored contact and vouch into a fresh in-memory index.
+
+    `yield_every`: give the event loop a turn after that many records, so that a running
+    node keeps syncing and serving while it builds (0: never)."""
     index = ContactIndex(local.node_id.raw)
     network_key = await local.network_key()
     # Building allocates ~10 objects per contact and frees none: the cyclic collector would
@@ -748,7 +752,9 @@ async def build_index(local: Local, now_ms: int) -> ContactIndex:
     gc.disable()
     try:
         for kind in (Kind.CONTACT, Kind.VOUCH):
-            for data in await local.store.records_of_kind(str(kind)):
+            for n, data in enumerate(await local.store.records_of_kind(str(kind)), 1):
+                if yield_every and n % yield_every == 0:
+                    await asyncio.sleep(0)
                 opened = open_stored(data, kind, local.identity, network_key)
                 if opened is None:
                     index.unreadable += 1

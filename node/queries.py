@@ -15,8 +15,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from node.directory import (
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("canopy.knowwho")
 
+BUILD_SLICE = 64  # records the index build opens between two turns of the event loop (~5 ms)
 RECENT_QUERIES = 200  # received queries kept in memory for `GET /v1/queries`
 _ME = b""  # intro route: the request is ours
 
@@ -100,6 +101,12 @@ def check_answer_record(data: bytes, node: Node, now_ms: int) -> tuple[Record, B
     return record, body
 
 
+@dataclass(frozen=True, slots=True)
+class _Added:
+    record: Record
+    verify_body: bool
+
+
 class KnowWho:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -120,11 +127,30 @@ class KnowWho:
         self._seen_intros: deque[bytes] = deque(maxlen=4096)
         self._tasks: set[asyncio.Task[None]] = set()
         self.answered = 0
+        self.ready = asyncio.Event()  # set once the index is built (see start)
+        self._pending: list[_Added | list[bytes]] | None = None  # changes during a build
 
     async def start(self) -> None:
+        """Build the index in the background: with many contacts the build takes seconds,
+        and the node syncs and serves meanwhile. Changes that arrive during the build are
+        kept and applied to the new index; queries wait for it (peers' queries are refused
+        at once rather than left waiting)."""
+        self._pending = []
+        self.spawn(self._build())
+
+    async def _build(self) -> None:
         started = time.monotonic()
-        self.index = await build_index(self.node.local, _now_ms())
+        index = await build_index(self.node.local, _now_ms(), yield_every=BUILD_SLICE)
+        pending, self._pending = self._pending or [], None
+        self.index = index
+        for change in pending:
+            if isinstance(change, _Added):
+                self.add(change.record, verify_body=change.verify_body)
+            else:
+                self.remove(change)
+        self.index.remove(self.index.expired(_now_ms()))
         self.index.set_revoked(n.raw for n in self.node.revoked)
+        self.ready.set()
         log.info(
             "know-who index: %d contacts, %d vouches in %.2f s",
             len(self.index.entries),
@@ -148,6 +174,9 @@ class KnowWho:
     # -- keeping the index current -------------------------------------------------------------
 
     def add(self, record: Record, *, verify_body: bool) -> None:
+        if self._pending is not None:  # building: applied to the new index when it is done
+            self._pending.append(_Added(record, verify_body))
+            return
         try:
             body = open_record(
                 record, self.node.local.identity, self.node.network_key, verify_body=verify_body
@@ -157,10 +186,14 @@ class KnowWho:
         self.index.add(record, body)
 
     def remove(self, ids: Sequence[bytes]) -> None:
+        if self._pending is not None:
+            self._pending.append(list(ids))
+            return
         self.index.remove(ids)
 
     def expire(self, now_ms: int) -> None:
-        self.index.remove(self.index.expired(now_ms))
+        if self._pending is None:  # (a build drops what expired when it ends)
+            self.index.remove(self.index.expired(now_ms))
 
     # -- events ------------------------------------------------------------------------------
 
@@ -181,9 +214,16 @@ class KnowWho:
             if waiter is not None and waiter[0] is conn and not waiter[1].done():
                 waiter[1].set_result((event.status, event.records))
         elif isinstance(event, PeerIntroRequest):
-            await self._on_intro_request(conn, event)
+            if self.ready.is_set():
+                await self._on_intro_request(conn, event)
+            else:  # answered from the index once it is built; reading goes on meanwhile
+                self.spawn(self._when_ready(self._on_intro_request(conn, event)))
         else:
             await self._on_intro_reply(conn, event)
+
+    async def _when_ready(self, work: Awaitable[None]) -> None:
+        await self.ready.wait()
+        await work
 
     # -- queries: answering --------------------------------------------------------------------
 
@@ -197,6 +237,9 @@ class KnowWho:
                 "at": _now_ms(),
             }
         )
+        if not self.ready.is_set():  # still building: say so now, don't leave it waiting
+            self._send(conn, lambda: conn.session.answer(query.query_id, (), AnswerStatus.REFUSED))
+            return
         if not self.query_rate.allow(conn.peer_id.raw, time.monotonic()):
             self._send(conn, lambda: conn.session.answer(query.query_id, (), AnswerStatus.REFUSED))
             await self.node.penalise(

@@ -1045,6 +1045,7 @@ class Node:
             return web.json_response({"error": str(exc)}, status=400)
         except (ValueError, TypeError):
             return web.json_response({"error": "malformed query"}, status=400)
+        await self.knowwho.ready.wait()  # the index is built in the background at start
         if body.get("network"):
             result = await self.knowwho.network_query(flt, depth, limit)
         else:
@@ -1102,6 +1103,10 @@ class Node:
                 "inflight": len(self.inflight),
                 "revoked": sorted(str(n) for n in self.revoked),
                 "sync_lag_s": self.sync_lag_s(),
+                "knowwho": {
+                    "ready": self.knowwho.ready.is_set(),
+                    "contacts": len(self.knowwho.index.entries),
+                },
             }
         )
 

@@ -1,0 +1,82 @@
+"""A node with many contacts starts syncing at once and builds its know-who index behind.
+
+Real `canopy run` processes on 127.0.0.1. The index build at start takes seconds with tens of
+thousands of contacts; the node must not be deaf meanwhile, a query made during the build
+must wait for it and see everything, and a contact written during the build must not be
+lost when the built index replaces the empty one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.query_data import contacts
+from node.content import row_of
+from node.demo import PASSPHRASE, NodeProcess
+from node.local import Local
+from protocol.record import Record
+
+pytestmark = pytest.mark.timeout(240)
+
+CONTACTS = 20_000  # about two seconds of index build on a 2-core machine
+
+
+async def query(node: NodeProcess, **fields: object) -> dict[str, Any]:
+    runtime = json.loads((node.data / "node.json").read_text())
+    request = urllib.request.Request(
+        runtime["api"] + "/v1/query",
+        data=json.dumps(fields).encode(),
+        headers={"Authorization": f"Bearer {runtime['token']}"},
+        method="POST",
+    )
+
+    def fetch() -> dict[str, Any]:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+
+    return await asyncio.to_thread(fetch)
+
+
+async def test_index_builds_behind_a_running_node_and_keeps_what_arrived_meanwhile(
+    tmp_path: Path,
+) -> None:
+    node = NodeProcess(tmp_path, "A", "Amani Legal Aid")
+    await node.init()
+    local = await Local.open(node.data, PASSPHRASE.encode())
+    try:
+        datas = contacts(CONTACTS, 5, 20, await local.network_key())
+        now = int(time.time() * 1000)
+        for start in range(0, len(datas), 2000):
+            rows = [row_of(Record.from_bytes(d), local=False) for d in datas[start : start + 2000]]
+            await local.store.put_records(rows, now)
+    finally:
+        await local.close()
+    try:
+        await node.start()
+        status = await node.api("/v1/status")
+        # Running (listening, dialling, answering its API) before the index is complete.
+        assert status["knowwho"]["ready"] is False, status["knowwho"]
+
+        # Written while the index builds: kept aside, then applied to the built index.
+        await node.cli(
+            "contact", "add", "--kind", "lawyer", "--name", "Wakili Zawadi Kiptoo",
+            "--region", "KE-30", "--lang", "sw", "--channel", "phone:+254700999111",
+            "--share", "peers",
+        )  # fmt: skip
+        assert (await node.api("/v1/status"))["knowwho"]["ready"] is False  # still building
+        during = await query(node, text="zawadi kiptoo")  # waits for the build
+        assert [r["name"] for r in during["results"]] == ["Wakili Zawadi Kiptoo"]
+        status = await node.api("/v1/status")
+        assert status["knowwho"] == {"ready": True, "contacts": CONTACTS + 1}
+        broad = await query(node, kind="lawyer", limit=200)
+        assert len(broad["results"]) == 200  # ~10 % of 20,000 are lawyers
+    finally:
+        await node.stop()
