@@ -45,11 +45,8 @@ async def query(node: NodeProcess, **fields: object) -> dict[str, Any]:
     return await asyncio.to_thread(fetch)
 
 
-async def test_index_builds_behind_a_running_node_and_keeps_what_arrived_meanwhile(
-    tmp_path: Path,
-) -> None:
-    node = NodeProcess(tmp_path, "A", "Amani Legal Aid")
-    await node.init()
+async def seed_contacts(node: NodeProcess) -> None:
+    """CONTACTS network contacts from 20 other organisations, straight into the store."""
     local = await Local.open(node.data, PASSPHRASE.encode())
     try:
         datas = contacts(CONTACTS, 5, 20, await local.network_key())
@@ -59,6 +56,14 @@ async def test_index_builds_behind_a_running_node_and_keeps_what_arrived_meanwhi
             await local.store.put_records(rows, now)
     finally:
         await local.close()
+
+
+async def test_index_builds_behind_a_running_node_and_keeps_what_arrived_meanwhile(
+    tmp_path: Path,
+) -> None:
+    node = NodeProcess(tmp_path, "A", "Amani Legal Aid")
+    await node.init()
+    await seed_contacts(node)
     try:
         await node.start()
         status = await node.api("/v1/status")
