@@ -560,10 +560,6 @@ class ContactIndex:
             score /= 10  # below every verified answer
         return (score, entry.rid, (entry, distance, stale, trust))
 
-    def hit(self, entry: Entry, now_ms: int, distances: dict[bytes, int]) -> Hit:
-        score, _, (_, distance, stale, trust) = self._rank(entry, now_ms, distances)
-        return Hit(entry, trust.vouchers, distance, stale, score, trust.unverified)
-
 
 # (score, rid, what a Hit needs): ordered by score, then record id
 _Ranked = tuple[float, bytes, tuple[Entry, int, bool, _Trust]]
@@ -637,7 +633,7 @@ def open_stored(
     we wrote), so this skips the canonical re-encoding check and builds no Record or Body:
     at start a node opens every stored contact, and those objects cost more than the
     decryption. The security checks stay: the Body's kind, author and created must be the
-    record's. Anything unexpected takes the strict path (`open_quietly`), which decides."""
+    record's. Anything unexpected takes the strict path (`_open_strictly`), which decides."""
     try:
         value = msgpack.unpackb(data)
         version, k, author, created, expires, scope, payload, signature = value
@@ -743,7 +739,7 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
     """Decrypt every stored contact and vouch into a fresh in-memory index.
 
     `yield_every`: give the event loop a turn after that many records, so that a running
-    node keeps syncing and serving while it builds (0: never)."""
+    node's connections and API keep working, more slowly, while it builds (0: never)."""
     index = ContactIndex(local.node_id.raw)
     network_key = await local.network_key()
     # Building allocates ~10 objects per contact and frees none: the cyclic collector would

@@ -132,9 +132,9 @@ class KnowWho:
 
     async def start(self) -> None:
         """Build the index in the background: with many contacts the build takes seconds,
-        and the node syncs and serves meanwhile. Changes that arrive during the build are
-        kept and applied to the new index; queries wait for it (peers' queries are refused
-        at once rather than left waiting)."""
+        and the node's connections and API work meanwhile, if more slowly. Changes that
+        arrive during the build are kept and applied to the new index; queries wait for it
+        (peers' queries are refused at once rather than left waiting)."""
         self._pending = []
         self.spawn(self._build())
 

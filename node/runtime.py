@@ -60,7 +60,6 @@ from protocol.session import (
     PeerReconcile,
     PeerSyncDone,
     PeerWant,
-    record_id,
 )
 
 log = logging.getLogger("canopy.node")
@@ -622,7 +621,7 @@ class Node:
     # -- ingest, store, purge, forward ---------------------------------------------------------
 
     async def ingest(
-        self, datas: Sequence[bytes], conn: PeerConnection, ids: Sequence[bytes] = ()
+        self, datas: Sequence[bytes], conn: PeerConnection, ids: Sequence[bytes]
     ) -> None:
         """Validate records from `conn`, store the good ones durably, forward the new ones."""
         good = await self.check_incoming(datas, conn, ids)
@@ -630,14 +629,12 @@ class Node:
             await self.accept(good, source=conn)
 
     async def check_incoming(
-        self, datas: Sequence[bytes], conn: PeerConnection, ids: Sequence[bytes] = ()
+        self, datas: Sequence[bytes], conn: PeerConnection, ids: Sequence[bytes]
     ) -> list[Record]:
         """Decode and verify records from `conn` (on worker threads for a large batch);
         the bad ones are remembered, their sender penalised; returns the good ones.
-        `ids`: record_id of each, when the session already computed them."""
+        `ids`: record_id of each, as the session computed them."""
         now = now_ms()
-        if len(ids) != len(datas):
-            ids = [record_id(data) for data in datas]
         # Negative cache: a record that failed decoding or verification once is refused
         # again by id, without a second signature check; the sender pays the same penalty.
         # A copy repeated within the batch (messages are coalesced) is checked once, and

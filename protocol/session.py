@@ -95,7 +95,7 @@ class RecordsReceived:
 
     records: tuple[bytes, ...]
     solicited: tuple[bool, ...]
-    ids: tuple[bytes, ...] = ()  # record_id of each, computed once here
+    ids: tuple[bytes, ...]  # record_id of each, computed once here
 
 
 @dataclass(frozen=True, slots=True)
