@@ -80,3 +80,10 @@ def contacts(n: int, seed: int, authors: int, net_key: bytes) -> list[bytes]:
         out = [r for chunk in pool.imap(_chunk, jobs) for r in chunk]
     progress(f"sealed in {time.monotonic() - started:.1f} s")
     return out
+
+
+def pctl(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (nearest rank, rounding down), as both query benchmarks
+    report it."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -21,7 +21,7 @@ import msgpack
 
 from bench.data import BATCH, create_dir, network_key, progress
 from bench.harness import Result, free_port
-from bench.query_data import LANGS, REGIONS, SPECIALTIES, contacts
+from bench.query_data import LANGS, REGIONS, SPECIALTIES, contacts, pctl
 from node.content import row_of
 from node.directory import build_index, hit_row
 from node.local import Local
@@ -31,11 +31,6 @@ from protocol.envelope import unseal
 from protocol.record import Kind, Record
 
 SEED = 70
-
-
-def _pctl(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _filters(rng: stdrandom.Random, n: int) -> list[Filter]:
@@ -105,8 +100,8 @@ async def run(n_contacts: int = 100_000, queries: int = 1000) -> Result:
             "s",
         )
         res.add("ratio_build_ceiling", "ratio build/ceiling", min(builds) / min(ceilings), "x")
-        res.add("query_p50_ms", "local query p50", _pctl(latencies, 0.5), "ms")
-        res.add("query_p95_ms", "local query p95", _pctl(latencies, 0.95), "ms", target=20.0)
+        res.add("query_p50_ms", "local query p50", pctl(latencies, 0.5), "ms")
+        res.add("query_p95_ms", "local query p95", pctl(latencies, 0.95), "ms", target=20.0)
         res.add("query_max_ms", "local query max", max(latencies), "ms")
         res.details = {"builds_s": builds, "mean_hits": sum(hits) / len(hits)}
         res.notes.append(

@@ -32,7 +32,7 @@ from bench.harness import (
     wait_for,
     workspace,
 )
-from bench.query_data import REGIONS, contacts
+from bench.query_data import REGIONS, contacts, pctl
 from node.content import row_of
 from node.directory import open_quietly
 from node.local import Local
@@ -44,11 +44,6 @@ from protocol.record import Kind, Scope
 
 SEED = 71
 GRAPH_SEED = 4243
-
-
-def _pctl(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def run(n_nodes: int = 30, per_node: int = 20, queries: int = 100) -> Result:
@@ -145,14 +140,14 @@ async def run(n_nodes: int = 30, per_node: int = 20, queries: int = 100) -> Resu
         await stop_all(nodes)
     res.add("nodes", "nodes", n_nodes, "", fmt="{:,.0f}")
     res.add("edges", "trust edges", len(edges), "", fmt="{:,.0f}")
-    res.add("p50_ms", "network query p50 (depth 2)", _pctl(latencies, 0.5), "ms")
-    res.add("p95_ms", "network query p95 (depth 2)", _pctl(latencies, 0.95), "ms", target=500.0)
-    local_p50 = _pctl(local_latencies, 0.5)
+    res.add("p50_ms", "network query p50 (depth 2)", pctl(latencies, 0.5), "ms")
+    res.add("p95_ms", "network query p95 (depth 2)", pctl(latencies, 0.95), "ms", target=500.0)
+    local_p50 = pctl(local_latencies, 0.5)
     res.add("local_p50_ms", "same query, own replica only, p50", local_p50, "ms")
     res.add(
         "ratio_network_local",
         "ratio network/own-replica p50",
-        _pctl(latencies, 0.5) / local_p50 if local_p50 else None,
+        pctl(latencies, 0.5) / local_p50 if local_p50 else None,
         "x",
     )
     res.add("timeouts", "queries that waited for the timeout", waited, "", fmt="{:,.0f}")
