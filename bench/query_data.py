@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import random as stdrandom
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import nacl.utils
 
@@ -75,9 +76,12 @@ def contacts(n: int, seed: int, authors: int, net_key: bytes) -> list[bytes]:
     jobs = [(seed, s, min(step, n - s), authors, base, net_key) for s in range(0, n, step)]
     started = time.monotonic()
     progress(f"sealing {n:,} contact records on 2 cores…")
+    # An executor, not multiprocessing.Pool: leaving a Pool's `with` terminates its workers,
+    # and a worker killed while it holds the task queue's lock leaves the other one (and the
+    # join) waiting forever. The executor's shutdown lets each worker finish and exit.
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(min(2, os.cpu_count() or 1)) as pool:
-        out = [r for chunk in pool.imap(_chunk, jobs) for r in chunk]
+    with ProcessPoolExecutor(min(2, os.cpu_count() or 1), mp_context=ctx) as pool:
+        out = [r for chunk in pool.map(_chunk, jobs) for r in chunk]
     progress(f"sealed in {time.monotonic() - started:.1f} s")
     return out
 
