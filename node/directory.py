@@ -15,6 +15,7 @@ import bisect
 import gc
 import hashlib
 import heapq
+import importlib.metadata
 import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -151,8 +152,8 @@ class ContactIndex:
 
     # -- building ----------------------------------------------------------------------------
 
-    def add(self, record: Record, body: Body) -> bool:
-        """Index one opened record; False (and counted) if its content is malformed."""
+    def add(self, record: Record, body: Body) -> Entry | VouchEntry | None:
+        """Index one opened record; None (and counted) if its content is malformed."""
         return self.add_opened(
             Opened(
                 record.id,
@@ -165,49 +166,40 @@ class ContactIndex:
             )
         )
 
-    def add_opened(self, opened: Opened) -> bool:
-        """Index one opened record (see `open_stored`); False (and counted) if malformed."""
+    def add_opened(self, opened: Opened) -> Entry | VouchEntry | None:
+        """Index one opened record (see `open_stored`); None (and counted) if malformed."""
         try:
-            if opened.kind is Kind.CONTACT:
-                if opened.rid not in self.entries:
-                    contact = Contact.from_content(opened.content)
-                    self.insert(
-                        Entry(
-                            opened.rid,
-                            opened.author,
-                            opened.scope,
-                            opened.created,
-                            opened.expires,
-                            contact,
-                            contact.search_words(),
-                        )
-                    )
-            elif opened.kind is Kind.VOUCH:
-                vouch = Vouch.from_content(opened.content)
-                self._add_vouch(
-                    VouchEntry(
-                        opened.rid,
-                        opened.author,
-                        opened.scope,
-                        opened.created,
-                        opened.expires,
-                        vouch,
-                    )
-                )
-            else:
-                return False
+            item = entry_of(opened)
         except RemoteProtocolError:
             self.malformed += 1
-            return False
-        return True
+            return None
+        self.put(item)
+        return item
+
+    def put(self, item: Entry | VouchEntry) -> None:
+        """Index a checked contact or vouch (from `entry_of` or the opened-record cache)."""
+        if isinstance(item, VouchEntry):
+            self._add_vouch(item)
+        elif item.rid not in self.entries:
+            self.insert(item)
 
     def insert(self, entry: Entry) -> None:
         rid = entry.rid
         contact = entry.contact
         self.entries[rid] = entry
         _post(self.by_key, (entry.author, contact.uid), rid)
-        _post(self.by_kind, contact.kind, rid)
-        _post(self.by_country, contact.region[:2], rid)
+        # The same as _post, inline: an index build does this for every contact.
+        ids = self.by_kind.get(contact.kind)
+        if ids is None:
+            self.by_kind[contact.kind] = {rid}
+        else:
+            ids.add(rid)
+        country = contact.region[:2]
+        ids = self.by_country.get(country)
+        if ids is None:
+            self.by_country[country] = {rid}
+        else:
+            ids.add(rid)
         for lang in contact.langs:
             _post(self.by_lang, primary_lang(lang), rid)
         by_token = self.by_token
@@ -735,31 +727,217 @@ def open_quietly(local: Local, network_key: bytes, data: bytes) -> tuple[Record,
         return None
 
 
-async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> ContactIndex:
-    """Decrypt every stored contact and vouch into a fresh in-memory index.
+def entry_of(opened: Opened) -> Entry | VouchEntry:
+    """The index entry of an opened contact or vouch; RemoteProtocolError if malformed."""
+    if opened.kind is Kind.CONTACT:
+        contact = Contact.from_content(opened.content)
+        return Entry(
+            opened.rid,
+            opened.author,
+            opened.scope,
+            opened.created,
+            opened.expires,
+            contact,
+            contact.search_words(),
+        )
+    if opened.kind is Kind.VOUCH:
+        return VouchEntry(
+            opened.rid,
+            opened.author,
+            opened.scope,
+            opened.created,
+            opened.expires,
+            Vouch.from_content(opened.content),
+        )
+    raise DecodeError(f"{opened.kind} records are not indexed")
 
+
+# -- the opened-record cache -----------------------------------------------------------------
+#
+# Opening a stored contact (its record, its sealed payload, the checks of every field) costs
+# ~60 us; at start a node opens every one. What the index made of each record is kept next
+# to it instead, sealed under the storage key like the record itself and padded to its size
+# (Store.put_opened), and read back at the next start in a few microseconds. Also kept: that
+# a record is unreadable to us or malformed, so a relay does not retry every record it
+# cannot read at every start. The value holds the checked fields, and the search words
+# when they fit (they are recomputed otherwise).
+# Changing how a contact is checked, or this layout, means bumping OPENED_VERSION: cached
+# values of another version are ignored and the records opened again.
+
+OPENED_VERSION = 1
+UNREADABLE = 0  # no key of ours opens the record
+MALFORMED = 3  # it opens, but its content breaks the rules
+_CONTACT = 1
+_VOUCH = 2
+_SHARES = {s.value: s for s in Share}
+_ABOUTS = {a.value: a for a in VouchAbout}
+
+
+def pack_opened(item: Entry | VouchEntry | int, room: int) -> bytes:
+    """What to cache for a record: its index entry, or UNREADABLE / MALFORMED. A contact's
+    search words go along when they fit in `room` bytes (see `Store.opened_room`); else
+    they are recomputed when the value is read."""
+    if isinstance(item, Entry):
+        c = item.contact
+        fields: list[Value] = [
+            c.uid,
+            c.share.value,
+            c.kind,
+            c.region,
+            list(c.langs),
+            list(c.specialties),
+            c.name,
+            [[t, v] for t, v in c.channels],
+            c.notes,
+            c.review,
+            c.teaser,
+            c.introducer,
+        ]
+        value: list[Value] = [OPENED_VERSION, _CONTACT, item.author, item.scope.value]
+        value += [item.created, item.expires, fields, list(item.words)]
+        packed: bytes = msgpack.packb(value)
+        if len(packed) <= room:
+            return packed
+        return msgpack.packb(value[:-1])
+    if isinstance(item, VouchEntry):
+        v = item.vouch
+        head = [OPENED_VERSION, _VOUCH, item.voucher, item.scope.value]
+        return msgpack.packb([*head, item.created, item.expires, [v.about.value, v.subject, v.uid]])
+    if item not in (UNREADABLE, MALFORMED):
+        raise LocalProtocolError("pack_opened takes an entry, UNREADABLE or MALFORMED")
+    return msgpack.packb([OPENED_VERSION, item])
+
+
+def unpack_opened(
+    rid: bytes, data: bytes, shared: dict[object, object] | None = None
+) -> Entry | VouchEntry | int | None:
+    """What `pack_opened` made (rid: the record's id, which the store checked the value is
+    bound to); None if it is of another version or does not parse (open the record again).
+    The values were checked when they were cached, by this version of the code.
+
+    `shared`: one copy of each author, kind, region, languages and specialties for a whole
+    build (they repeat across thousands of contacts): less memory, less to allocate."""
+    one = (shared if shared is not None else {}).setdefault
+    try:
+        value = msgpack.unpackb(data, use_list=False)  # tuples: what Contact and Entry hold
+        if value[0] != OPENED_VERSION:
+            return None
+        what = value[1]
+        if what == _CONTACT:
+            author, scope, created, expires, f = value[2:7]
+            contact = Contact(
+                uid=f[0],
+                share=_SHARES[f[1]],
+                kind=one(f[2], f[2]),
+                region=one(f[3], f[3]),
+                langs=one(f[4], f[4]),
+                specialties=one(f[5], f[5]),
+                name=f[6],
+                channels=f[7],
+                notes=f[8],
+                review=f[9],
+                teaser=f[10],
+                introducer=f[11],
+            )
+            words = value[7] if len(value) == 8 else contact.search_words()
+            author = one(author, author)
+            return Entry(rid, author, _SCOPES[scope], created, expires, contact, words)
+        if what == _VOUCH:
+            _, _, voucher, scope, created, expires, (about, subject, uid) = value
+            vouch = Vouch(_ABOUTS[about], subject, uid)
+            return VouchEntry(rid, voucher, _SCOPES[scope], created, expires, vouch)
+        if what in (UNREADABLE, MALFORMED) and len(value) == 2:
+            return int(what)
+    except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException):
+        pass
+    return None
+
+
+OPEN_CHUNK = 512  # records the build opens per read of the store when they are not cached
+
+
+async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> ContactIndex:
+    """Every stored contact and vouch we can read, in a fresh in-memory index.
+
+    Reads what was cached of each record (see `pack_opened`); opens the records that have
+    nothing cached, then caches what it made of them for the next start.
     `yield_every`: give the event loop a turn after that many records, so that a running
     node's connections and API keep working, more slowly, while it builds (0: never)."""
     index = ContactIndex(local.node_id.raw)
     network_key = await local.network_key()
+    stamp = opened_stamp()
+    if await local.store.get_setting("opened_stamp") != stamp:
+        await local.store.forget_opened()
+        await local.store.set_setting("opened_stamp", stamp)
+    fresh: list[tuple[bytes, bytes]] = []
+    shared: dict[object, object] = {}
     # Building allocates ~10 objects per contact and frees none: the cyclic collector would
     # rescan the growing heap again and again for nothing.
     collecting = gc.isenabled()
     gc.disable()
     try:
         for kind in (Kind.CONTACT, Kind.VOUCH):
-            for n, data in enumerate(await local.store.records_of_kind(str(kind)), 1):
-                if yield_every and n % yield_every == 0:
+            missing: list[bytes] = []
+            n = 0
+            async for rows in local.store.opened_of_kind(str(kind)):
+                for rid, plain in rows:
+                    n += 1
+                    if yield_every and n % yield_every == 0:
+                        await asyncio.sleep(0)
+                    item = None if plain is None else unpack_opened(rid, plain, shared)
+                    if item is None:
+                        missing.append(rid)
+                    else:
+                        _index_item(index, item, now_ms)
+            for start in range(0, len(missing), OPEN_CHUNK):
+                chunk = missing[start : start + OPEN_CHUNK]
+                datas = await local.store.get_records(chunk)
+                if yield_every:
                     await asyncio.sleep(0)
-                opened = open_stored(data, kind, local.identity, network_key)
-                if opened is None:
-                    index.unreadable += 1
-                elif opened.expires > now_ms:
-                    index.add_opened(opened)
+                for rid in chunk:
+                    data = datas.get(rid)
+                    if data is None:
+                        continue  # deleted meanwhile
+                    opened = open_stored(data, kind, local.identity, network_key)
+                    item = UNREADABLE if opened is None else _entry_or_malformed(opened)
+                    fresh.append((rid, pack_opened(item, local.store.opened_room(len(data)))))
+                    _index_item(index, item, now_ms)
     finally:
         if collecting:
             gc.enable()
+    for start in range(0, len(fresh), OPEN_CHUNK):
+        await local.store.put_opened(fresh[start : start + OPEN_CHUNK])
     return index
+
+
+def _entry_or_malformed(opened: Opened) -> Entry | VouchEntry | int:
+    try:
+        return entry_of(opened)
+    except RemoteProtocolError:
+        return MALFORMED
+
+
+def _index_item(index: ContactIndex, item: Entry | VouchEntry | int, now_ms: int) -> None:
+    if isinstance(item, int):
+        if item == UNREADABLE:
+            index.unreadable += 1
+        else:
+            index.malformed += 1
+    elif item.expires > now_ms:
+        index.put(item)
+
+
+def opened_stamp() -> bytes:
+    """What cached openings depend on besides the record: this layout and the data packages
+    that check regions and languages and name them for search. When it changes, every
+    record is opened again (see `build_index`)."""
+    versions = [str(OPENED_VERSION)]
+    for package in ("pycountry", "langcodes"):
+        try:
+            versions.append(f"{package}={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{package}=-")
+    return " ".join(versions).encode()
 
 
 # -- presenting ------------------------------------------------------------------------------

@@ -206,6 +206,7 @@ class Local:
 
     async def set_network_key(self, key: bytes) -> None:
         await self.store.set_setting("network_key", key)
+        await self.store.forget_opened()  # what it opened (or could not) may differ now
         await self.store.bump_epoch()  # a running node must switch keys at once
 
     # -- peers -------------------------------------------------------------------------------

@@ -63,4 +63,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX records_kind ON records (kind, created, id);
     CREATE INDEX records_local ON records (seq) WHERE local = 1
     """,
+    # 6: what the know-who index opened of each contact and vouch record, sealed like the
+    #    record itself (Store.put_opened), so that a node starts without opening them again.
+    """
+    ALTER TABLE records ADD COLUMN opened BLOB
+    """,
 )

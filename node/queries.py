@@ -21,9 +21,14 @@ from typing import TYPE_CHECKING
 
 from node.directory import (
     INTRODUCTIONS,
+    MALFORMED,
+    UNREADABLE,
     ContactIndex,
+    Entry,
+    VouchEntry,
     build_index,
     hit_row,
+    pack_opened,
     request_of,
 )
 from node.local import random
@@ -129,6 +134,9 @@ class KnowWho:
         self.answered = 0
         self.ready = asyncio.Event()  # set once the index is built (see start)
         self._pending: list[_Added | list[bytes]] | None = None  # changes during a build
+        # What the index made of records stored since the last flush, for the next start
+        # (with the size of each record, which bounds what is kept of it).
+        self._opened: dict[bytes, tuple[Entry | VouchEntry | int, int]] = {}
 
     async def start(self) -> None:
         """Build the index in the background: with many contacts the build takes seconds,
@@ -182,8 +190,26 @@ class KnowWho:
                 record, self.node.local.identity, self.node.network_key, verify_body=verify_body
             )
         except (NotForUs, RemoteProtocolError):
+            self._opened[record.id] = (UNREADABLE, len(record.to_bytes()))
             return
-        self.index.add(record, body)
+        item = self.index.add(record, body)
+        self._opened[record.id] = (MALFORMED if item is None else item, len(record.to_bytes()))
+
+    async def flush_opened(self) -> None:
+        """Cache what the index made of the records added since the last flush (see
+        `node.directory.pack_opened`); a record without it is opened again at the next start.
+        Items leave the queue only once written: a flush cancelled by the node stopping
+        leaves them to the flush in `Node.stop`."""
+        if not self._opened:
+            return
+        batch = list(self._opened.items())
+        store = self.node.local.store
+        await store.put_opened(
+            [(rid, pack_opened(it, store.opened_room(n))) for rid, (it, n) in batch]
+        )
+        for rid, queued in batch:
+            if self._opened.get(rid) is queued:
+                del self._opened[rid]
 
     def remove(self, ids: Sequence[bytes]) -> None:
         if self._pending is not None:

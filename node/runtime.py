@@ -215,6 +215,7 @@ class Node:
             await self._client.close()
         await self._flush_rejections()
         await self._flush_deliveries()
+        await self.knowwho.flush_opened()
         self.local.clear_runtime()
 
     # -- trust -------------------------------------------------------------------------------
@@ -852,6 +853,7 @@ class Node:
             self.push(records)
         await self._flush_rejections()
         await self._flush_deliveries()
+        await self.knowwho.flush_opened()
 
     async def _flush_deliveries(self) -> None:
         if self._deliveries:

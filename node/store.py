@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class Store:
         self._db = db
         self._records_key = _subkey(storage_key, labels.STORAGE_RECORDS)
         self._records_box = nacl.secret.SecretBox(self._records_key)
+        self._opened_key = _subkey(storage_key, labels.STORAGE_OPENED)
         self._settings_box = nacl.secret.SecretBox(_subkey(storage_key, labels.STORAGE_SETTINGS))
         self._tag_key = _subkey(storage_key, labels.STORAGE_TAG)
         self._delivery_key = _subkey(storage_key, labels.STORAGE_DELIVERY)
@@ -139,7 +141,7 @@ class Store:
                 seen.add(row.id)
                 fresh.append(row)
         if fresh:
-            sealed = self._seal_records([r.data for r in fresh])
+            sealed = _seal_many(self._records_key, [r.data for r in fresh])
             params = [
                 (
                     r.id,
@@ -197,7 +199,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT id, data FROM records WHERE id IN ({marks})"
             async with self._db.execute(sql, chunk) as cur:
-                async for rid, data in cur:
+                for rid, data in await cur.fetchall():  # one trip to the database thread
                     out[bytes(rid)] = self._open_record(data)
         return out
 
@@ -220,18 +222,6 @@ class Store:
             async with self._db.execute(sql, (*chunk, now_ms, peer_tag)) as cur:
                 for rid, data in await cur.fetchall():
                     out[bytes(rid)] = self._open_record(data)
-        return out
-
-    def _seal_records(self, datas: Sequence[bytes]) -> list[bytes]:
-        """seal_K_records of each: nonce ‖ secretbox, exactly what SecretBox.encrypt makes,
-        with the nonces drawn in one call (one random call per row cost as much as sealing)."""
-        size = nacl.secret.SecretBox.NONCE_SIZE
-        nonces = nacl.utils.random(size * len(datas))
-        key = self._records_key
-        out = []
-        for i, data in enumerate(datas):
-            nonce = nonces[i * size : (i + 1) * size]
-            out.append(nonce + nacl.bindings.crypto_secretbox(data, nonce, key))
         return out
 
     def _open_record(self, sealed: bytes) -> bytes:
@@ -261,6 +251,77 @@ class Store:
         async with self._db.execute(sql, (kind,)) as cur:
             rows = await cur.fetchall()  # one trip to the database thread, not one per 64 rows
         return [self._open_record(data) for (data,) in rows]
+
+    # -- what the index opened (a cache of the records' readable content) ----------------------
+
+    async def opened_of_kind(
+        self, kind: str, chunk: int = 2048
+    ) -> AsyncIterator[list[tuple[bytes, bytes | None]]]:
+        """(id, what `put_opened` stored for it or None) of every stored record of `kind`,
+        oldest first, `chunk` rows at a time. None as well when the sealed value fails to
+        open or names another record (a copy moved between rows): the caller opens that
+        record again. The database thread reads the next rows while the caller works on
+        these."""
+        sql = "SELECT id, opened FROM records WHERE kind = ? ORDER BY created, id"
+        async with self._db.execute(sql, (kind,)) as cur:
+            ahead = asyncio.ensure_future(cur.fetchmany(chunk))
+            while rows := await ahead:
+                ahead = asyncio.ensure_future(cur.fetchmany(chunk))
+                yield [(bytes(rid), self._open_opened(rid, sealed)) for rid, sealed in rows]
+
+    def _open_opened(self, rid: bytes, sealed: bytes | None) -> bytes | None:
+        if sealed is None or len(sealed) <= _NONCE_BYTES:
+            return None
+        try:
+            framed = nacl.bindings.crypto_secretbox_open(
+                sealed[_NONCE_BYTES:], sealed[:_NONCE_BYTES], self._opened_key
+            )
+        except nacl.exceptions.CryptoError:
+            return None
+        if framed[:_ID_BYTES] != rid or len(framed) < _OPENED_HEAD:
+            return None
+        end = _OPENED_HEAD + _LEN.unpack_from(framed, _ID_BYTES)[0]
+        return framed[_OPENED_HEAD:end] if end <= len(framed) else None
+
+    async def put_opened(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Keep, sealed and bound to its record's id, what was opened of each record; a
+        record deleted meanwhile is skipped. Rows go with their record when it is deleted.
+
+        Each value is padded to the size of its record's own sealed row, so that it tells
+        someone holding the disk nothing the record does not: not even whether this node
+        could read it. A value longer than `opened_room` of its record is not kept (what
+        is opened of a record is smaller than the record: the caller makes it fit).
+        """
+        if not items:
+            return
+        sizes: dict[bytes, int] = {}
+        ids = [rid for rid, _ in items]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, length(data) FROM records WHERE id IN ({marks})"
+            async with self._db.execute(sql, chunk) as cur:
+                sizes.update((bytes(rid), int(n)) for rid, n in await cur.fetchall())
+        rows: list[tuple[bytes, bytes]] = []
+        for rid, plain in items:
+            size = sizes.get(rid, 0) - _SEAL_OVERHEAD  # the record's wire bytes
+            framed = rid + _LEN.pack(len(plain)) + plain
+            if len(framed) <= size:
+                rows.append((rid, framed + bytes(size - len(framed))))
+        sealed = _seal_many(self._opened_key, [framed for _, framed in rows])
+        await self._write_many(
+            "UPDATE records SET opened = ? WHERE id = ?",
+            [(box, rid) for (rid, _), box in zip(rows, sealed, strict=True)],
+        )
+
+    @staticmethod
+    def opened_room(record_bytes: int) -> int:
+        """How long a value `put_opened` keeps for a record of that many bytes can be."""
+        return record_bytes - _OPENED_HEAD
+
+    async def forget_opened(self) -> None:
+        """Drop every cached opening (the keys that decide what we can open changed)."""
+        await self._write_many("UPDATE records SET opened = NULL WHERE opened IS NOT NULL", [()])
 
     async def ids_with_prefix(self, prefix: bytes) -> list[bytes]:
         """Stored ids starting with `prefix` (for short ids typed by people)."""
@@ -482,6 +543,24 @@ class Store:
 _TABLES = frozenset({"peers", "invites", "introductions", "revoked"})
 # A revoked author's records are kept (flagged) but never offered or served onward; the
 # revocation itself always is.
+_NONCE_BYTES = nacl.secret.SecretBox.NONCE_SIZE
+_SEAL_OVERHEAD = _NONCE_BYTES + nacl.secret.SecretBox.MACBYTES
+_ID_BYTES = 32
+_LEN = struct.Struct(">I")
+_OPENED_HEAD = _ID_BYTES + _LEN.size  # a cached opening: id ‖ length ‖ value ‖ zeros
+
+
+def _seal_many(key: bytes, datas: Sequence[bytes]) -> list[bytes]:
+    """nonce ‖ secretbox of each, exactly what SecretBox.encrypt makes, with the nonces
+    drawn in one call (one random call per row cost as much as sealing)."""
+    nonces = nacl.utils.random(_NONCE_BYTES * len(datas))
+    out = []
+    for i, data in enumerate(datas):
+        nonce = nonces[i * _NONCE_BYTES : (i + 1) * _NONCE_BYTES]
+        out.append(nonce + nacl.bindings.crypto_secretbox(data, nonce, key))
+    return out
+
+
 _NOT_REVOKED = " AND (kind = 'revocation' OR author_tag NOT IN (SELECT tag FROM revoked))"
 
 

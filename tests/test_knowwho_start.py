@@ -85,3 +85,19 @@ async def test_index_builds_behind_a_running_node_and_keeps_what_arrived_meanwhi
         assert len(broad["results"]) == 200  # ~10 % of 20,000 are lawyers
     finally:
         await node.stop()
+
+    # What the index made of every record is cached for the next start: the seeded ones by
+    # the build, the one written while it ran by the running node.
+    local = await Local.open(node.data, PASSPHRASE.encode())
+    try:
+        cached = [row async for rows in local.store.opened_of_kind("contact") for row in rows]
+        assert len(cached) == CONTACTS + 1 and all(p is not None for _, p in cached)
+    finally:
+        await local.close()
+    try:
+        await node.start()
+        again = await query(node, text="zawadi kiptoo")
+        assert [r["name"] for r in again["results"]] == ["Wakili Zawadi Kiptoo"]
+        assert (await node.api("/v1/status"))["knowwho"]["contacts"] == CONTACTS + 1
+    finally:
+        await node.stop()

@@ -19,7 +19,7 @@ import pytest
 
 from node.local import Local, Peer
 from node.migrations import MIGRATIONS
-from node.store import RecordRow, Store
+from node.store import RecordRow, Store, _seal_many
 from protocol.errors import StoreError
 from protocol.identity import Identity
 from tests.strategies import seeded
@@ -282,7 +282,7 @@ async def test_sealing_in_bulk_matches_secretbox(store: Store) -> None:
     import nacl.secret
 
     datas = [b"", b"x", os.urandom(3000)]
-    sealed = store._seal_records(datas)
+    sealed = _seal_many(store._records_key, datas)
     assert len({s[:24] for s in sealed}) == 3  # a fresh nonce each
     box = nacl.secret.SecretBox(store._records_key)
     assert [box.decrypt(s) for s in sealed] == datas
