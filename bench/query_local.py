@@ -1,8 +1,10 @@
 """`python -m bench.query_local [--json] [--contacts N]`: the know-who index at scale.
 
 Seals N (default 100,000) network-scoped contacts from 50 organisations into a real data
-directory, then measures the index build a node does at start (read + decrypt + index) and
-the latency of 1,000 local queries (the same code path as `canopy query` on a running node).
+directory, then measures the index build a node does at start (read what the index made of
+each record, cached under the storage key, and index it), the first build that fills that
+cache (read + unseal + check + index), and the latency of 1,000 local queries (the same code
+path as `canopy query` on a running node).
 """
 
 from __future__ import annotations
@@ -71,10 +73,17 @@ async def run(n_contacts: int = 100_000, queries: int = 1000) -> Result:
                 ]
                 await local.store.put_records(rows, now)
             progress("stored; the raw ceiling: read and decrypt every contact, nothing else…")
-            ceilings = [await _open_ceiling(local, key) for _ in range(2)]
-            progress("building the index as a node does at start…")
+            cold_ceilings = [await _open_ceiling(local, key) for _ in range(2)]
+            progress("the first build: nothing cached, every record opened…")
+            await local.store.forget_opened()
+            t0 = time.perf_counter()
+            index = await build_index(local, now)
+            cold = time.perf_counter() - t0
+            progress("building the index as a node does at start (cached)…")
+            ceilings = [await _cached_ceiling(local) for _ in range(2)]
             builds = []
             for _ in range(2):
+                del index  # not two indexes in memory at once
                 t0 = time.perf_counter()
                 index = await build_index(local, now)
                 builds.append(time.perf_counter() - t0)
@@ -93,20 +102,22 @@ async def run(n_contacts: int = 100_000, queries: int = 1000) -> Result:
             await local.close()
         res.add("contacts", "contacts indexed", n_contacts, "", fmt="{:,.0f}")
         res.add("build_s", "index build at start", min(builds), "s", target=3.0)
-        res.add(
-            "ceiling_s",
-            "raw ceiling: read + decrypt only (same run)",
-            min(ceilings),
-            "s",
-        )
+        res.add("ceiling_s", "raw ceiling: read + decrypt + unpack cache", min(ceilings), "s")
         res.add("ratio_build_ceiling", "ratio build/ceiling", min(builds) / min(ceilings), "x")
+        res.add("cold_build_s", "first build (nothing cached yet)", cold, "s")
+        res.add(
+            "cold_ceiling_s", "raw ceiling: read + decrypt records only", min(cold_ceilings), "s"
+        )
+        res.add("ratio_cold_ceiling", "ratio first build/ceiling", cold / min(cold_ceilings), "x")
         res.add("query_p50_ms", "local query p50", pctl(latencies, 0.5), "ms")
         res.add("query_p95_ms", "local query p95", pctl(latencies, 0.95), "ms", target=20.0)
         res.add("query_max_ms", "local query max", max(latencies), "ms")
         res.details = {"builds_s": builds, "mean_hits": sum(hits) / len(hits)}
         res.notes.append(
-            "build = read every contact row from SQLite, unseal (network slot first), parse, "
-            "index; query = trust distances + search + result rows, top 20"
+            "build at start = read what the index made of every contact (cached, sealed under "
+            "the storage key), open it, index it; first build = read every contact record, "
+            "unseal it (network slot first), check every field, index it, cache the result; "
+            "query = trust distances + search + result rows, top 20"
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -121,6 +132,17 @@ async def _open_ceiling(local: Local, key: bytes) -> float:
     for data in await local.store.records_of_kind(str(Kind.CONTACT)):
         payload = msgpack.unpackb(data)[6]
         msgpack.unpackb(unseal(payload, local.identity, key, network_first=True))
+    return time.perf_counter() - t0
+
+
+async def _cached_ceiling(local: Local) -> float:
+    """The same floor for a build from the cache: read and open every cached value and
+    unpack it. No objects, no index."""
+    t0 = time.perf_counter()
+    async for rows in local.store.opened_of_kind(str(Kind.CONTACT)):
+        for _, plain in rows:
+            assert plain is not None
+            msgpack.unpackb(plain, use_list=False)
     return time.perf_counter() - t0
 
 
