@@ -10,6 +10,7 @@ check contacts drops the cache.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -20,8 +21,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from node import directory
+from node.config import Config
 from node.content import row_of
 from node.local import DB_FILE, Local
+from node.runtime import Node
 from node.trust import trust_node
 from protocol.contact import Contact, Share, Vouch, VouchAbout
 from protocol.envelope import seal_record
@@ -285,3 +288,36 @@ def test_codec_round_trips(item: directory.Entry | directory.VouchEntry | int) -
 def test_codec_never_raises_on_garbage(data: bytes) -> None:
     got = directory.unpack_opened(b"\x01" * 32, data)
     assert got is None or isinstance(got, directory.Entry | directory.VouchEntry | int)
+
+
+async def test_running_node_caches_what_it_indexes_even_if_a_flush_is_cut_short(
+    tmp_path: Path,
+) -> None:
+    """The running node's side: records it indexes are queued and written at its next
+    flush; a flush cancelled mid-write (the node stopping) keeps them for the last one."""
+    local = await _local(tmp_path)
+    try:
+        node = Node(local, Config())
+        node.network_key = await local.network_key()
+        contact = Contact(b"\x08" * 16, Share.NETWORK, "shelter", "KE", ("sw",), name="Nyumba")
+        record = seal_record(
+            STRANGER, Kind.CONTACT, contact.to_content(), created=_now(),
+            expires=_now() + 10**9, scope=Scope.NETWORK, recipients=[],
+            network_key=node.network_key, random=os.urandom,
+        )  # fmt: skip
+        await local.store.put_records([row_of(record, local=False)], _now())
+        node.knowwho.add(record, verify_body=True)
+        assert record.id in node.knowwho.index.entries
+
+        flush = asyncio.create_task(node.knowwho.flush_opened())
+        await asyncio.sleep(0)  # under way: waiting on the database
+        flush.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await flush
+        assert dict(await _cached(local)).get(record.id) is None
+        await node.knowwho.flush_opened()  # what Node.stop does last
+        assert dict(await _cached(local))[record.id] is not None
+        index = await directory.build_index(local, _now())
+        assert index.entries[record.id].contact == contact
+    finally:
+        await local.close()
