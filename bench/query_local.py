@@ -140,7 +140,7 @@ async def _cached_ceiling(local: Local) -> float:
     unpack it. No objects, no index."""
     t0 = time.perf_counter()
     async for rows in local.store.opened_of_kind(str(Kind.CONTACT)):
-        for _, plain in rows:
+        for _, plain, _ in rows:
             assert plain is not None
             msgpack.unpackb(plain, use_list=False)
     return time.perf_counter() - t0

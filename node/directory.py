@@ -853,14 +853,15 @@ def unpack_opened(
     return None
 
 
-OPEN_CHUNK = 512  # records the build opens per read of the store when they are not cached
+OPEN_CHUNK = 512  # records whose cached value was spoilt, fetched per read of the store
+WRITE_CHUNK = 8192  # cached values the build writes per transaction
 
 
 async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> ContactIndex:
     """Every stored contact and vouch we can read, in a fresh in-memory index.
 
     Reads what was cached of each record (see `pack_opened`); opens the records that have
-    nothing cached, then caches what it made of them for the next start.
+    nothing (valid) cached, then caches what it made of them for the next start.
     `yield_every`: give the event loop a turn after that many records, so that a running
     node's connections and API keep working, more slowly, while it builds (0: never)."""
     index = ContactIndex(local.node_id.raw)
@@ -877,37 +878,45 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
     gc.disable()
     try:
         for kind in (Kind.CONTACT, Kind.VOUCH):
-            missing: list[bytes] = []
+            room = local.store.opened_room
+            spoilt: list[bytes] = []  # a cached value that did not open or parse
             n = 0
             async for rows in local.store.opened_of_kind(str(kind)):
-                for rid, plain in rows:
+                for rid, plain, data in rows:
                     n += 1
                     if yield_every and n % yield_every == 0:
                         await asyncio.sleep(0)
-                    item = None if plain is None else unpack_opened(rid, plain, shared)
-                    if item is None:
-                        missing.append(rid)
+                    if plain is not None:
+                        item = unpack_opened(rid, plain, shared)
+                        if item is None:
+                            spoilt.append(rid)
+                            continue
+                    elif data is not None:
+                        item = _open_to_cache(data, kind, local.identity, network_key)
+                        fresh.append((rid, pack_opened(item, room(len(data)))))
                     else:
-                        _index_item(index, item, now_ms)
-            for start in range(0, len(missing), OPEN_CHUNK):
-                chunk = missing[start : start + OPEN_CHUNK]
-                datas = await local.store.get_records(chunk)
-                if yield_every:
-                    await asyncio.sleep(0)
-                for rid in chunk:
-                    data = datas.get(rid)
-                    if data is None:
-                        continue  # deleted meanwhile
-                    opened = open_stored(data, kind, local.identity, network_key)
-                    item = UNREADABLE if opened is None else _entry_or_malformed(opened)
-                    fresh.append((rid, pack_opened(item, local.store.opened_room(len(data)))))
+                        spoilt.append(rid)
+                        continue
+                    _index_item(index, item, now_ms)
+            for start in range(0, len(spoilt), OPEN_CHUNK):
+                datas = await local.store.get_records(spoilt[start : start + OPEN_CHUNK])
+                for rid, data in datas.items():
+                    item = _open_to_cache(data, kind, local.identity, network_key)
+                    fresh.append((rid, pack_opened(item, room(len(data)))))
                     _index_item(index, item, now_ms)
     finally:
         if collecting:
             gc.enable()
-    for start in range(0, len(fresh), OPEN_CHUNK):
-        await local.store.put_opened(fresh[start : start + OPEN_CHUNK])
+    for start in range(0, len(fresh), WRITE_CHUNK):
+        await local.store.put_opened(fresh[start : start + WRITE_CHUNK])
     return index
+
+
+def _open_to_cache(
+    data: bytes, kind: Kind, identity: Identity, network_key: bytes
+) -> Entry | VouchEntry | int:
+    opened = open_stored(data, kind, identity, network_key)
+    return UNREADABLE if opened is None else _entry_or_malformed(opened)
 
 
 def _entry_or_malformed(opened: Opened) -> Entry | VouchEntry | int:

@@ -256,18 +256,29 @@ class Store:
 
     async def opened_of_kind(
         self, kind: str, chunk: int = 2048
-    ) -> AsyncIterator[list[tuple[bytes, bytes | None]]]:
-        """(id, what `put_opened` stored for it or None) of every stored record of `kind`,
-        oldest first, `chunk` rows at a time. None as well when the sealed value fails to
-        open or names another record (a copy moved between rows): the caller opens that
-        record again. The database thread reads the next rows while the caller works on
-        these."""
-        sql = "SELECT id, opened FROM records WHERE kind = ? ORDER BY created, id"
+    ) -> AsyncIterator[list[tuple[bytes, bytes | None, bytes | None]]]:
+        """(id, cached, data) of every stored record of `kind`, oldest first, `chunk` rows at
+        a time. `cached`: what `put_opened` stored for it, else None; `data`: the record's
+        wire bytes when nothing was stored for it, so the caller can open it now. Both are
+        None when a stored value fails to open or names another record (a copy moved
+        between rows): the caller fetches that record and opens it again. The database
+        thread reads the next rows while the caller works on these."""
+        sql = (
+            "SELECT id, opened, CASE WHEN opened IS NULL THEN data END FROM records"
+            " WHERE kind = ? ORDER BY created, id"
+        )
         async with self._db.execute(sql, (kind,)) as cur:
             ahead = asyncio.ensure_future(cur.fetchmany(chunk))
             while rows := await ahead:
                 ahead = asyncio.ensure_future(cur.fetchmany(chunk))
-                yield [(bytes(rid), self._open_opened(rid, sealed)) for rid, sealed in rows]
+                yield [
+                    (
+                        bytes(rid),
+                        self._open_opened(rid, sealed),
+                        None if data is None else self._open_record(data),
+                    )
+                    for rid, sealed, data in rows
+                ]
 
     def _open_opened(self, rid: bytes, sealed: bytes | None) -> bytes | None:
         if sealed is None or len(sealed) <= _NONCE_BYTES:

@@ -90,7 +90,9 @@ async def test_index_builds_behind_a_running_node_and_keeps_what_arrived_meanwhi
     # the build, the one written while it ran by the running node.
     local = await Local.open(node.data, PASSPHRASE.encode())
     try:
-        cached = [row async for rows in local.store.opened_of_kind("contact") for row in rows]
+        cached = [
+            (rid, p) async for rows in local.store.opened_of_kind("contact") for rid, p, _ in rows
+        ]
         assert len(cached) == CONTACTS + 1 and all(p is not None for _, p in cached)
     finally:
         await local.close()

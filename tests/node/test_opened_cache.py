@@ -95,7 +95,11 @@ def _no_opening(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 
 async def _cached(local: Local) -> list[tuple[bytes, bytes | None]]:
-    return [row async for rows in local.store.opened_of_kind("contact") for row in rows]
+    return [
+        (rid, plain)
+        async for rows in local.store.opened_of_kind("contact")
+        for rid, plain, _ in rows
+    ]
 
 
 def _db(local: Local) -> sqlite3.Connection:
