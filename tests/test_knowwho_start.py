@@ -19,9 +19,12 @@ import pytest
 
 from bench.query_data import contacts
 from node.content import row_of
-from node.demo import PASSPHRASE, NodeProcess
+from node.demo import PASSPHRASE, NodeProcess, wait_until
 from node.local import Local
+from protocol import limits
 from protocol.record import Record
+from tests.conftest import Net
+from tests.test_multinode import connected, link
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -103,3 +106,38 @@ async def test_index_builds_behind_a_running_node_and_keeps_what_arrived_meanwhi
         assert (await node.api("/v1/status"))["knowwho"]["contacts"] == CONTACTS + 1
     finally:
         await node.stop()
+
+
+async def test_a_peer_query_during_the_build_is_refused_at_once_not_left_waiting(
+    net: Net,
+) -> None:
+    """B asks A across the network while A still builds its index: A answers `refused`
+    at once (B does not wait for a timeout), then answers in full once it is ready."""
+    a = await net.node("A", "Amani Legal Aid")
+    b = await net.node("B", "Pwani Rights")
+    await link(a, b)
+    for node in (a, b):  # once connected, both trust each other: no redeem at the restart
+        await node.start()
+    await wait_until("linked", lambda: connected(b, 1))
+    for node in (a, b):
+        await node.stop()
+    await seed_contacts(a)  # uncached: A opens every one at its next start (seconds)
+
+    await a.start()
+    await b.start()
+    await wait_until("reconnected", lambda: connected(b, 1))
+    assert (await a.api("/v1/status"))["knowwho"]["ready"] is False, "A built too fast"
+    started = time.monotonic()
+    during = await query(b, kind="lawyer", network=True, depth=1)
+    waited = time.monotonic() - started
+    # Refused, not answered once the build was over (nor timed out).
+    assert during["refused"] == 1 and during["timed_out"] == 0, during
+    assert during["results"] == [] and waited < limits.QUERY_TIMEOUT_MS / 1000 / 2, waited
+
+    await wait_until("A ready", lambda: _ready(a), timeout=60)
+    after = await query(b, kind="lawyer", network=True, depth=1)
+    assert after["refused"] == 0 and len(after["results"]) == limits.DEFAULT_RESULTS, after
+
+
+async def _ready(node: NodeProcess) -> bool:
+    return bool((await node.api("/v1/status"))["knowwho"]["ready"])
