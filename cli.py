@@ -928,6 +928,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
             "received": live.get("received", 0) if live else 0,
         },
         "traffic": live.get("traffic", {}) if live else {},
+        "knowwho": live.get("knowwho") if live else None,
     }
     if args.json:
         _print_json(status)
@@ -952,6 +953,12 @@ async def cmd_status(args: argparse.Namespace) -> int:
         print(
             f"sync:       lag {lag}, {sync['inflight']} records in flight, {sync['received']}"
             " received since start"
+        )
+        knowwho = status["knowwho"] or {}
+        print(
+            f"know-who:   {knowwho.get('contacts', 0)} contacts indexed"
+            if knowwho.get("ready")
+            else "know-who:   building the index (queries wait for it)"
         )
     if peer_list:
         print()

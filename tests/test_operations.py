@@ -224,9 +224,11 @@ async def test_metrics_status_and_logs_hold_no_content(net: Net, tmp_path: Path)
     assert peer["name"] == NAMES[1] and peer["state"] == "connected"
     assert peer["last_sync"] is not None and peer["sync_age_s"] >= 0
     assert set(status["sync"]) == {"lag_s", "inflight", "received"}
+    assert status["knowwho"] == {"ready": True, "contacts": 0}
     assert isinstance(status["rejected"], dict)
     _, table, _ = await a.cli("status")
     assert "PEER" in table and "connected" in table and NAMES[1] in table
+    assert "know-who:   0 contacts indexed" in table
 
     # Sneakernet into a running node: A, stopped, publishes and exports; B imports while up.
     await a.stop()
