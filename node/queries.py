@@ -211,6 +211,12 @@ class KnowWho:
             if self._opened.get(rid) is queued:
                 del self._opened[rid]
 
+    def network_key_changed(self) -> None:
+        """The store dropped its cached openings (`Local.set_network_key`): values queued
+        under the old key must not bring them back; those records are opened at the next
+        start."""
+        self._opened.clear()
+
     def remove(self, ids: Sequence[bytes]) -> None:
         if self._pending is not None:
             self._pending.append(list(ids))

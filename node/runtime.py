@@ -222,7 +222,10 @@ class Node:
 
     async def _reload_trust(self) -> None:
         self._epoch = await self.local.store.epoch()
-        self.network_key = await self.local.network_key()
+        key = await self.local.network_key()
+        if self.network_key and key != self.network_key:
+            self.knowwho.network_key_changed()
+        self.network_key = key
         self.peers = await self.local.peers()
         self.invites = await pending_invites(self.local, now_ms())
         for node_id in (await revoked_ids(self.local)).keys() - self.revoked.keys():

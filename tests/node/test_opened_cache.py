@@ -325,3 +325,26 @@ async def test_running_node_caches_what_it_indexes_even_if_a_flush_is_cut_short(
         assert index.entries[record.id].contact == contact
     finally:
         await local.close()
+
+
+async def test_values_queued_under_an_old_network_key_are_not_written(tmp_path: Path) -> None:
+    local = await _local(tmp_path)
+    try:
+        node = Node(local, Config())
+        await node._reload_trust()
+        await directory.build_index(local, _now())  # every value cached
+        contact = Contact(b"\x09" * 16, Share.NETWORK, "shelter", "KE", ("sw",), name="Nyumba")
+        record = seal_record(
+            STRANGER, Kind.CONTACT, contact.to_content(), created=_now(),
+            expires=_now() + 10**9, scope=Scope.NETWORK, recipients=[],
+            network_key=node.network_key, random=os.urandom,
+        )  # fmt: skip
+        await local.store.put_records([row_of(record, local=False)], _now())
+        node.knowwho.add(record, verify_body=True)  # queued
+
+        await local.set_network_key(b"\x44" * 32)  # e.g. `canopy accept` while it runs
+        await node._reload_trust()  # what the running node does when the epoch moves
+        await node.knowwho.flush_opened()
+        assert all(plain is None for _, plain in await _cached(local))
+    finally:
+        await local.close()
