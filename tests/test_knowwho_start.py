@@ -130,9 +130,10 @@ async def test_a_peer_query_during_the_build_is_refused_at_once_not_left_waiting
     started = time.monotonic()
     during = await query(b, kind="lawyer", network=True, depth=1)
     waited = time.monotonic() - started
-    # Refused, not answered once the build was over (nor timed out).
+    # Refused, not answered once the build was over (nor timed out). (B may already list
+    # some of A's contacts: they reach it by sync, which A serves while it builds.)
     assert during["refused"] == 1 and during["timed_out"] == 0, during
-    assert during["results"] == [] and waited < limits.QUERY_TIMEOUT_MS / 1000 / 2, waited
+    assert waited < limits.QUERY_TIMEOUT_MS / 1000 / 2, waited
 
     await wait_until("A ready", lambda: _ready(a), timeout=60)
     after = await query(b, kind="lawyer", network=True, depth=1)
