@@ -170,13 +170,17 @@ class Store:
 
     async def _write_many_locked(self, sql: str, params: Iterable[Sequence[object]]) -> None:
         try:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 await self._db.executemany(sql, params)
+                await self._db.execute("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                # Also when the task is cancelled while BEGIN or COMMIT waits on the database
+                # thread: they still run there, in order, so a ROLLBACK queued now ends any
+                # transaction they left open (and finds none after a COMMIT).
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self._db.execute("ROLLBACK")
                 raise
-            await self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"database write failed: {exc}") from exc
 

@@ -6,6 +6,8 @@ the writer in a child process and SIGKILLs it right after it reported a write as
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -574,3 +576,22 @@ async def _count_present(path: Path, batch: int) -> int:
         return len(await s.has(_batch_ids(batch)))
     finally:
         await s.close()
+
+
+async def test_a_write_cancelled_anywhere_leaves_no_transaction_open(store: Store) -> None:
+    """A write task cancelled at any point (a node stopping mid-write), including while
+    its BEGIN or COMMIT waits on the database thread, must not leave the connection inside
+    a transaction: every later write would fail with 'cannot start a transaction within a
+    transaction'."""
+    for turns in range(40):  # cancel after 0, 1, 2... turns of the event loop
+        write = asyncio.create_task(
+            store.set_setting("name", b"x")  # BEGIN is its first wait
+            if turns % 2
+            else store.put_records([row(1000 + turns)], NOW)
+        )
+        for _ in range(turns // 2):
+            await asyncio.sleep(0)
+        write.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await write
+        assert await store.put_records([row(turns)], NOW) == [True], turns
