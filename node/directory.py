@@ -870,15 +870,15 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
     if await local.store.get_setting("opened_stamp") != stamp:
         await local.store.forget_opened()
         await local.store.set_setting("opened_stamp", stamp)
-    fresh: list[tuple[bytes, bytes]] = []
+    fresh: list[tuple[bytes, bytes, int]] = []  # (id, value, record size) to cache
     shared: dict[object, object] = {}
+    room = local.store.opened_room
     # Building allocates ~10 objects per contact and frees none: the cyclic collector would
     # rescan the growing heap again and again for nothing.
     collecting = gc.isenabled()
     gc.disable()
     try:
         for kind in (Kind.CONTACT, Kind.VOUCH):
-            room = local.store.opened_room
             spoilt: list[bytes] = []  # a cached value that did not open or parse
             n = 0
             async for rows in local.store.opened_of_kind(str(kind)):
@@ -893,7 +893,7 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
                             continue
                     elif data is not None:
                         item = _open_to_cache(data, kind, local.identity, network_key)
-                        fresh.append((rid, pack_opened(item, room(len(data)))))
+                        fresh.append((rid, pack_opened(item, room(len(data))), len(data)))
                     else:
                         spoilt.append(rid)
                         continue
@@ -902,7 +902,7 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
                 datas = await local.store.get_records(spoilt[start : start + OPEN_CHUNK])
                 for rid, data in datas.items():
                     item = _open_to_cache(data, kind, local.identity, network_key)
-                    fresh.append((rid, pack_opened(item, room(len(data)))))
+                    fresh.append((rid, pack_opened(item, room(len(data))), len(data)))
                     _index_item(index, item, now_ms)
     finally:
         if collecting:

@@ -192,8 +192,8 @@ class KnowWho:
         except (NotForUs, RemoteProtocolError):
             self._opened[record.id] = (UNREADABLE, len(record.to_bytes()))
             return
-        item = self.index.add(record, body)
-        self._opened[record.id] = (MALFORMED if item is None else item, len(record.to_bytes()))
+        item = self.index.add(record, body) or MALFORMED
+        self._opened[record.id] = (item, len(record.to_bytes()))
 
     async def flush_opened(self) -> None:
         """Cache what the index made of the records added since the last flush (see
@@ -205,7 +205,7 @@ class KnowWho:
         batch = list(self._opened.items())
         store = self.node.local.store
         await store.put_opened(
-            [(rid, pack_opened(it, store.opened_room(n))) for rid, (it, n) in batch]
+            [(rid, pack_opened(it, store.opened_room(n)), n) for rid, (it, n) in batch]
         )
         for rid, queued in batch:
             if self._opened.get(rid) is queued:

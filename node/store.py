@@ -298,35 +298,30 @@ class Store:
         end = _OPENED_HEAD + _LEN.unpack_from(framed, _ID_BYTES)[0]
         return framed[_OPENED_HEAD:end] if end <= len(framed) else None
 
-    async def put_opened(self, items: Sequence[tuple[bytes, bytes]]) -> None:
-        """Keep, sealed and bound to its record's id, what was opened of each record; a
-        record deleted meanwhile is skipped. Rows go with their record when it is deleted.
+    async def put_opened(self, items: Sequence[tuple[bytes, bytes, int]]) -> None:
+        """Keep, sealed and bound to its record's id, what was opened of each record:
+        (id, value, size of the record's wire bytes). A record deleted meanwhile is skipped;
+        rows go with their record when it is deleted.
 
         Each value is padded to the size of its record's own sealed row, so that it tells
         someone holding the disk nothing the record does not: not even whether this node
         could read it. A value longer than `opened_room` of its record is not kept (what
-        is opened of a record is smaller than the record: the caller makes it fit).
-        """
-        if not items:
-            return
-        sizes: dict[bytes, int] = {}
-        ids = [rid for rid, _ in items]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, length(data) FROM records WHERE id IN ({marks})"
-            async with self._db.execute(sql, chunk) as cur:
-                sizes.update((bytes(rid), int(n)) for rid, n in await cur.fetchall())
-        rows: list[tuple[bytes, bytes]] = []
-        for rid, plain in items:
-            size = sizes.get(rid, 0) - _SEAL_OVERHEAD  # the record's wire bytes
+        is opened of a record is smaller than the record: the caller makes it fit), and
+        the write checks that the size given is the row's."""
+        rows: list[tuple[bytes, int, bytes]] = []
+        for rid, plain, size in items:
             framed = rid + _LEN.pack(len(plain)) + plain
             if len(framed) <= size:
-                rows.append((rid, framed + bytes(size - len(framed))))
-        sealed = _seal_many(self._opened_key, [framed for _, framed in rows])
+                rows.append((rid, size, framed + bytes(size - len(framed))))
+        if not rows:
+            return
+        sealed = _seal_many(self._opened_key, [framed for _, _, framed in rows])
         await self._write_many(
-            "UPDATE records SET opened = ? WHERE id = ?",
-            [(box, rid) for (rid, _), box in zip(rows, sealed, strict=True)],
+            "UPDATE records SET opened = ? WHERE id = ? AND length(data) = ?",
+            [
+                (box, rid, size + _SEAL_OVERHEAD)
+                for (rid, size, _), box in zip(rows, sealed, strict=True)
+            ],
         )
 
     @staticmethod
