@@ -8,7 +8,9 @@ for a contact's name and phone number.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import urllib.request
 from typing import Any
 
 import pytest
@@ -27,10 +29,11 @@ CONTACTS = {
 }
 
 
-async def line(net: Net) -> tuple[NodeProcess, NodeProcess, NodeProcess]:
+async def line(net: Net, **c_env: str) -> tuple[NodeProcess, NodeProcess, NodeProcess]:
+    """A - B - C, started and connected (`c_env`: environment of C's process)."""
     a = await net.node("A", "Alpha Legal")
     b = await net.node("B", "Beta Rights")
-    c = await net.node("C", "Gamma Shelter")
+    c = await net.node("C", "Gamma Shelter", **c_env)
     for node in (a, b, c):
         await node.start()
     await link(a, b)
@@ -41,6 +44,24 @@ async def line(net: Net) -> tuple[NodeProcess, NodeProcess, NodeProcess]:
 
     await wait_until("links", linked)
     return a, b, c
+
+
+async def api_query(node: NodeProcess, **fields: object) -> dict[str, Any]:
+    """POST /v1/query straight to the node's API (a `canopy` process per query is slow)."""
+    runtime = json.loads((node.data / "node.json").read_text())
+    request = urllib.request.Request(
+        runtime["api"] + "/v1/query",
+        data=json.dumps(fields).encode(),
+        headers={"Authorization": f"Bearer {runtime['token']}"},
+        method="POST",
+    )
+
+    def fetch() -> dict[str, Any]:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+
+    return await asyncio.to_thread(fetch)
 
 
 async def add(node: NodeProcess, share: str) -> str:

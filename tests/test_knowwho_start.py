@@ -8,12 +8,8 @@ lost when the built index replaces the empty one.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,28 +20,12 @@ from node.local import Local
 from protocol import limits
 from protocol.record import Record
 from tests.conftest import Net
+from tests.test_knowwho import api_query
 from tests.test_multinode import connected, link
 
 pytestmark = pytest.mark.timeout(240)
 
 CONTACTS = 20_000  # about two seconds of index build on a 2-core machine
-
-
-async def query(node: NodeProcess, **fields: object) -> dict[str, Any]:
-    runtime = json.loads((node.data / "node.json").read_text())
-    request = urllib.request.Request(
-        runtime["api"] + "/v1/query",
-        data=json.dumps(fields).encode(),
-        headers={"Authorization": f"Bearer {runtime['token']}"},
-        method="POST",
-    )
-
-    def fetch() -> dict[str, Any]:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            result: dict[str, Any] = json.loads(response.read())
-            return result
-
-    return await asyncio.to_thread(fetch)
 
 
 async def seed_contacts(node: NodeProcess) -> None:
@@ -80,11 +60,11 @@ async def test_index_builds_behind_a_running_node_and_keeps_what_arrived_meanwhi
             "--share", "peers",
         )  # fmt: skip
         assert (await node.api("/v1/status"))["knowwho"]["ready"] is False  # still building
-        during = await query(node, text="zawadi kiptoo")  # waits for the build
+        during = await api_query(node, text="zawadi kiptoo")  # waits for the build
         assert [r["name"] for r in during["results"]] == ["Wakili Zawadi Kiptoo"]
         status = await node.api("/v1/status")
         assert status["knowwho"] == {"ready": True, "contacts": CONTACTS + 1}
-        broad = await query(node, kind="lawyer", limit=200)
+        broad = await api_query(node, kind="lawyer", limit=200)
         assert len(broad["results"]) == 200  # ~10 % of 20,000 are lawyers
     finally:
         await node.stop()
@@ -101,7 +81,7 @@ async def test_index_builds_behind_a_running_node_and_keeps_what_arrived_meanwhi
         await local.close()
     try:
         await node.start()
-        again = await query(node, text="zawadi kiptoo")
+        again = await api_query(node, text="zawadi kiptoo")
         assert [r["name"] for r in again["results"]] == ["Wakili Zawadi Kiptoo"]
         assert (await node.api("/v1/status"))["knowwho"]["contacts"] == CONTACTS + 1
     finally:
@@ -128,7 +108,7 @@ async def test_a_peer_query_during_the_build_is_refused_at_once_not_left_waiting
     await wait_until("reconnected", lambda: connected(b, 1))
     assert (await a.api("/v1/status"))["knowwho"]["ready"] is False, "A built too fast"
     started = time.monotonic()
-    during = await query(b, kind="lawyer", network=True, depth=1)
+    during = await api_query(b, kind="lawyer", network=True, depth=1)
     waited = time.monotonic() - started
     # Refused, not answered once the build was over (nor timed out). (B may already list
     # some of A's contacts: they reach it by sync, which A serves while it builds.)
@@ -136,7 +116,7 @@ async def test_a_peer_query_during_the_build_is_refused_at_once_not_left_waiting
     assert waited < limits.QUERY_TIMEOUT_MS / 1000 / 2, waited
 
     await wait_until("A ready", lambda: _ready(a), timeout=60)
-    after = await query(b, kind="lawyer", network=True, depth=1)
+    after = await api_query(b, kind="lawyer", network=True, depth=1)
     assert after["refused"] == 0 and len(after["results"]) == limits.DEFAULT_RESULTS, after
 
 

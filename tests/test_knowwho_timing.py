@@ -10,9 +10,7 @@ its `refused` answer still queued, and then waited the asker's full QUERY_TIMEOU
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import urllib.request
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ from node.demo import NodeProcess, wait_until
 from node.queries import forward_timeout
 from protocol import limits
 from tests.conftest import Net
-from tests.test_knowwho import add
+from tests.test_knowwho import add, api_query, line
 from tests.test_multinode import connected, link
 
 pytestmark = pytest.mark.timeout(180)
@@ -29,24 +27,6 @@ pytestmark = pytest.mark.timeout(180)
 # Far below QUERY_TIMEOUT_MS and QUERY_FORWARD_TIMEOUT_MS: a query that waited for either
 # of them fails, while a loaded 2-core machine still has room.
 PROMPT_MS = 1000
-
-
-async def network_query(node: NodeProcess, depth: int, **fields: str) -> dict[str, Any]:
-    """POST /v1/query straight to the node's API (a `canopy` process per query is slow)."""
-    runtime = json.loads((node.data / "node.json").read_text())
-    request = urllib.request.Request(
-        runtime["api"] + "/v1/query",
-        data=json.dumps({"network": True, "depth": depth, **fields}).encode(),
-        headers={"Authorization": f"Bearer {runtime['token']}"},
-        method="POST",
-    )
-
-    def fetch() -> Any:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    result: dict[str, Any] = await asyncio.to_thread(fetch)
-    return result
 
 
 async def peer_row(node: NodeProcess, peer: NodeProcess) -> dict[str, Any]:
@@ -65,27 +45,19 @@ def test_each_forwarder_waits_less_than_the_one_before_and_the_asker() -> None:
 async def test_rate_limited_hub_gets_prompt_answers_and_is_never_cut_off(net: Net) -> None:
     # A - B - C. C cuts a peer off at its first penalty (sync.min_score 96), so a single
     # query of B's over C's per-minute limit would end the B-C connection.
-    a = await net.node("A", "Alpha Legal")
-    b = await net.node("B", "Beta Rights")
-    c = await net.node("C", "Gamma Shelter", CANOPY_SYNC_MIN_SCORE="96")
-    for node in (a, b, c):
-        await node.start()
-    await link(a, b)
-    await link(b, c)
-
-    async def linked() -> bool:
-        return (await connected(a, 1)) and (await connected(b, 2)) and (await connected(c, 1))
-
-    await wait_until("links", linked)
+    a, b, c = await line(net, CANOPY_SYNC_MIN_SCORE="96")
     await add(c, "network")
 
     limit = limits.MAX_QUERIES_PER_PEER_PER_MINUTE
     forwarded = limit // 2  # A's depth-2 queries: B forwards each to C on its own behalf
-    results = [await network_query(a, 2, kind="lawyer") for _ in range(forwarded)]
+    results = [await api_query(a, network=True, depth=2, kind="lawyer") for _ in range(forwarded)]
     # B's own queries to C: together with what it forwarded, over C's limit.
-    results += [await network_query(b, 1, kind="lawyer") for _ in range(limit - forwarded + 3)]
+    results += [
+        await api_query(b, network=True, depth=1, kind="lawyer")
+        for _ in range(limit - forwarded + 3)
+    ]
     # And A's once more: B's allowance with C is spent, so B answers from what it holds.
-    results.append(await network_query(a, 2, kind="lawyer"))
+    results.append(await api_query(a, network=True, depth=2, kind="lawyer"))
 
     slow = [r["elapsed_ms"] for r in results if r["elapsed_ms"] >= PROMPT_MS]
     assert slow == [], f"queries waited for a timeout: {slow} ms"
@@ -113,7 +85,7 @@ async def test_asker_stops_waiting_when_a_peer_connection_closes(net: Net) -> No
     assert b.proc is not None
     b.proc.send_signal(signal.SIGSTOP)
     try:
-        pending = asyncio.create_task(network_query(a, 2, kind="lawyer"))
+        pending = asyncio.create_task(api_query(a, network=True, depth=2, kind="lawyer"))
         await asyncio.sleep(0.5)
         await b.kill9()
         result = await pending

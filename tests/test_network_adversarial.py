@@ -26,7 +26,7 @@ from protocol.identity import Identity, NodeId
 from protocol.invite import Invite
 from protocol.record import Kind, Record, Scope
 from protocol.session import PeerQuery, SyncSession
-from tests.test_knowwho_timing import network_query
+from tests.test_knowwho import api_query
 
 pytestmark = pytest.mark.timeout(120)
 DAY = 24 * 3600 * 1000
@@ -296,7 +296,7 @@ async def test_answer_with_a_held_record_that_may_not_travel_is_rejected(
     shared = contact(identity, "network", Scope.NETWORK, invite.node_id, key)
     await peer.send(peer.session.records([private.to_bytes(), shared.to_bytes()]))
     await wait_until("both contacts stored", lambda: _records(node, 2))
-    asking = asyncio.create_task(network_query(node, 1, kind="lawyer"))
+    asking = asyncio.create_task(api_query(node, network=True, depth=1, kind="lawyer"))
     query = await next_query(peer)
     await peer.send(peer.session.answer(query.query_id, [private.to_bytes(), shared.to_bytes()]))
     result = await asking

@@ -29,7 +29,7 @@ from node.trust import trust_node
 from protocol.contact import Contact, Share, Vouch, VouchAbout
 from protocol.envelope import seal_record
 from protocol.identity import Identity
-from protocol.record import Kind, Scope
+from protocol.record import Kind, Record, Scope
 
 PEER = Identity(b"\x11" * 32)
 STRANGER = Identity(b"\x22" * 32)
@@ -102,6 +102,23 @@ async def _cached(local: Local) -> list[tuple[bytes, bytes | None]]:
     ]
 
 
+# A contact sealed by someone else to PEER alone: stored here, but no key of ours opens it.
+_UNREADABLE_CONTACT = Contact(b"\x07" * 16, Share.PEERS, "medical", "UG", ("en",), name="Dr X")
+
+
+async def _strangers_contact(local: Local, contact: Contact, network_key: bytes | None) -> Record:
+    """`contact` by STRANGER, stored as if received: network-scoped when `network_key` is
+    given, else sealed to PEER only."""
+    record = seal_record(
+        STRANGER, Kind.CONTACT, contact.to_content(), created=_now(),
+        expires=_now() + 10**9, scope=Scope.NETWORK if network_key else Scope.PEERS,
+        recipients=[] if network_key else [PEER.node_id], network_key=network_key,
+        random=os.urandom,
+    )  # fmt: skip
+    await local.store.put_records([row_of(record, local=False)], _now())
+    return record
+
+
 def _db(local: Local) -> sqlite3.Connection:
     return sqlite3.connect(local.path / DB_FILE)
 
@@ -131,13 +148,7 @@ async def test_a_record_we_cannot_read_is_remembered_as_such(
 ) -> None:
     local = await _local(tmp_path)
     try:
-        contact = Contact(b"\x07" * 16, Share.PEERS, "medical", "UG", ("en",), name="Dr X")
-        record = seal_record(
-            STRANGER, Kind.CONTACT, contact.to_content(), created=_now(),
-            expires=_now() + 10**9, scope=Scope.PEERS, recipients=[PEER.node_id],
-            network_key=None, random=os.urandom,
-        )  # fmt: skip
-        await local.store.put_records([row_of(record, local=False)], _now())
+        record = await _strangers_contact(local, _UNREADABLE_CONTACT, None)
         cold = await directory.build_index(local, _now())
         assert cold.unreadable == 1 and record.id not in cold.entries
         opened = _no_opening(monkeypatch)
@@ -201,13 +212,7 @@ async def test_a_cached_value_is_the_size_of_its_record(tmp_path: Path) -> None:
     does not tell which records this node could read (recipients stay hidden at rest)."""
     local = await _local(tmp_path)
     try:
-        contact = Contact(b"\x07" * 16, Share.PEERS, "medical", "UG", ("en",), name="Dr X")
-        record = seal_record(
-            STRANGER, Kind.CONTACT, contact.to_content(), created=_now(),
-            expires=_now() + 10**9, scope=Scope.PEERS, recipients=[PEER.node_id],
-            network_key=None, random=os.urandom,
-        )  # fmt: skip
-        await local.store.put_records([row_of(record, local=False)], _now())
+        await _strangers_contact(local, _UNREADABLE_CONTACT, None)
         index = await directory.build_index(local, _now())
         assert index.unreadable == 1
     finally:
@@ -304,12 +309,7 @@ async def test_running_node_caches_what_it_indexes_even_if_a_flush_is_cut_short(
         node = Node(local, Config())
         node.network_key = await local.network_key()
         contact = Contact(b"\x08" * 16, Share.NETWORK, "shelter", "KE", ("sw",), name="Nyumba")
-        record = seal_record(
-            STRANGER, Kind.CONTACT, contact.to_content(), created=_now(),
-            expires=_now() + 10**9, scope=Scope.NETWORK, recipients=[],
-            network_key=node.network_key, random=os.urandom,
-        )  # fmt: skip
-        await local.store.put_records([row_of(record, local=False)], _now())
+        record = await _strangers_contact(local, contact, node.network_key)
         node.knowwho.add(record, verify_body=True)
         assert record.id in node.knowwho.index.entries
 
@@ -334,12 +334,7 @@ async def test_values_queued_under_an_old_network_key_are_not_written(tmp_path: 
         await node._reload_trust()
         await directory.build_index(local, _now())  # every value cached
         contact = Contact(b"\x09" * 16, Share.NETWORK, "shelter", "KE", ("sw",), name="Nyumba")
-        record = seal_record(
-            STRANGER, Kind.CONTACT, contact.to_content(), created=_now(),
-            expires=_now() + 10**9, scope=Scope.NETWORK, recipients=[],
-            network_key=node.network_key, random=os.urandom,
-        )  # fmt: skip
-        await local.store.put_records([row_of(record, local=False)], _now())
+        record = await _strangers_contact(local, contact, node.network_key)
         node.knowwho.add(record, verify_body=True)  # queued
 
         await local.set_network_key(b"\x44" * 32)  # e.g. `canopy accept` while it runs
