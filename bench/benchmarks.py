@@ -55,16 +55,26 @@ async def _plain_dir(root: Path, label: str) -> NodeDir:
 
 
 def _add_ceiling(res: Result, ceil: dict[str, Any], node_rate: float | None, what: str) -> None:
+    """The node's rate beside the libraries' ceiling and our own one-process floor."""
     res.add(
         "ceiling_records_per_s",
-        "raw ceiling (1 process)",
+        "ceiling: the libraries alone (1 process)",
         ceil["records_per_s"],
+        "records/s",
+        fmt="{:,.0f}",
+    )
+    res.add(
+        "floor_records_per_s",
+        "floor: our own ingest path (1 process)",
+        ceil["floor"]["records_per_s"],
         "records/s",
         fmt="{:,.0f}",
     )
     res.add(f"{what}_records_per_s", f"node {what} rate", node_rate, "records/s", fmt="{:,.0f}")
     ratio = node_rate / ceil["records_per_s"] if node_rate else None
     res.add("ratio_to_ceiling", "ratio node/ceiling", ratio, "x", fmt="{:.2f}")
+    floor = node_rate / ceil["floor"]["records_per_s"] if node_rate else None
+    res.add("ratio_to_floor", "ratio node/floor", floor, "x", fmt="{:.2f}")
     res.details["ceiling"] = ceil
 
 
@@ -84,7 +94,7 @@ async def _sync_pair(
     progress(f"inserting {n:,} records into A…")
     await insert(a.path, datas, local=True)
     await link_all([a, b], [(0, 1)])
-    progress("measuring the raw ceiling on the same records…")
+    progress("measuring the ceiling and the floor on the same records…")
     ceil = await ceiling(datas, network_key(SEED), root)
     na, nb = Node(a), Node(b)
     progress("starting A and B; waiting until B holds every record…")
@@ -112,12 +122,11 @@ async def sync(records: int = 100_000, timeout: float = 900.0) -> Result:
     datas = data.records(records, SEED)
     async with workspace("sync") as root:
         _, nb, _ = await _sync_pair(res, records, datas, root, timeout)
-        ratio = res.figures[-1]["value"]
-        res.figures[-1]["target"], res.figures[-1]["goal"] = 0.7, ">="
-        res.figures[-1]["pass"] = ratio is not None and ratio >= 0.7
+        figures = {f["key"]: f for f in res.figures}
+        ratio = figures["ratio_to_ceiling"]["value"]
         res.add(
             "goal_both_cores",
-            "goal: past the ceiling (both cores)",
+            "goal: the libraries' ceiling, using both cores",
             ratio,
             "x",
             target=1.0,
@@ -488,6 +497,16 @@ async def propagate(
             fmt="{:.2f}",
         )
         _add_ceiling(res, ceil, guides / fan["seconds"], "fan-out")
+        ratio = {f["key"]: f for f in res.figures}["ratio_to_ceiling"]["value"]
+        res.add(
+            "goal_fan_out",
+            "goal: fan-out at half the libraries' ceiling",
+            ratio,
+            "x",
+            target=0.5,
+            goal=">=",
+            fmt="{:.2f}",
+        )
     return res
 
 
@@ -618,7 +637,7 @@ async def catch_up(
         elapsed = done - t0
         c_cpu, a_cpu = nc.cpu_s(), na.cpu_s() - a_cpu
         res.add("records", "records missed while offline", records, "", fmt="{:,.0f}")
-        res.add("seconds", "time from C's start to holding all", elapsed, "s", target=2.5)
+        res.add("seconds", "time from C's start to holding all", elapsed, "s", target=2.0)
         res.add(
             "seconds_after_running", "  of which after C was running", done - nc.running_at, "s"
         )
