@@ -775,11 +775,13 @@ async def cmd_introductions(args: argparse.Namespace) -> int:
 async def cmd_guides(args: argparse.Namespace) -> int:
     from node.content import readable
     from node.revocation import revoked_ids
+    from protocol.content import Guide
     from protocol.record import Kind
 
     local = await _open(args)
+    malformed: list[bytes] = []
     try:
-        items, unreadable = await readable(local, Kind.GUIDE, _now_ms())
+        items, unreadable = await readable(local, Kind.GUIDE, _now_ms(), malformed)
         peers = await local.peers()
         revoked = await revoked_ids(local)
     finally:
@@ -791,13 +793,14 @@ async def cmd_guides(args: argparse.Namespace) -> int:
         peer = peers.get(node_id)
         return peer.label if peer else node_id.short
 
+    guides = [(it, Guide.from_content(it.body.content)) for it in items]  # checked: typed
     rows = [
         {
             "id": it.record.id.hex(),
-            "title": it.body.content.get("title", ""),
-            "lang": it.body.content.get("lang", ""),
-            "region": it.body.content.get("region", ""),
-            "topics": it.body.content.get("topics", []),
+            "title": guide.title,
+            "lang": guide.lang,
+            "region": guide.region,
+            "topics": list(guide.topics),
             "author": str(it.record.author),
             "author_label": author(it.record.author),
             "created": it.record.created,
@@ -805,10 +808,12 @@ async def cmd_guides(args: argparse.Namespace) -> int:
             # Its author's key was revoked: anyone holding the key may have written it.
             "unverified": it.record.author in revoked,
         }
-        for it in sorted(items, key=lambda it: -it.record.created)
+        for it, guide in sorted(guides, key=lambda pair: -pair[0].record.created)
     ]
     if args.json:
-        _print_json({"guides": rows, "held_unreadable": unreadable})
+        _print_json(
+            {"guides": rows, "held_unreadable": unreadable, "held_malformed": len(malformed)}
+        )
         return 0
     if rows:
         _table(
@@ -828,11 +833,15 @@ async def cmd_guides(args: argparse.Namespace) -> int:
         print("no guides this node can read")
     if unreadable:
         print(f"({unreadable} more held for others, unreadable here)")
+    if malformed:
+        print(f"({len(malformed)} malformed, not shown: their content breaks the guide schema)")
     return 0
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
     from node.content import find
+    from protocol.content import Alert, Guide
+    from protocol.record import Kind
 
     local = await _open(args)
     try:
@@ -859,19 +868,28 @@ async def cmd_show(args: argparse.Namespace) -> int:
         if item.record.author == local.node_id
         else (peer.label if peer else item.record.author.short)
     )
-    print(f"# {content.get('title', '')}")
+    # open_record checked the content against its kind's schema: typed from here on.
+    if item.record.kind is Kind.GUIDE:
+        guide = Guide.from_content(content)
+        title, text = guide.title, guide.text
+        meta = [f"{k}: {v}" for k, v in (("lang", guide.lang), ("region", guide.region)) if v]
+        if guide.topics:
+            meta.append("topics: " + ", ".join(guide.topics))
+    elif item.record.kind is Kind.ALERT:
+        alert = Alert.from_content(content)
+        title, text, meta = f"alert ({alert.urgency})", alert.text, []
+    else:
+        title, text, meta = str(item.record.kind), "(see: canopy show --json)", []
+    print(f"# {title}")
     print(f"id: {item.record.id.hex()}")
     print(
         f"from: {who}   published: {_when(item.record.created)}"
         f"   expires: {_when(item.record.expires)}"
     )
-    meta = [f"{k}: {content[k]}" for k in ("lang", "region") if content.get(k)]
-    if content.get("topics"):
-        meta.append("topics: " + ", ".join(str(t) for t in content["topics"]))  # type: ignore[union-attr]
     if meta:
         print("   ".join(meta))
     print()
-    print(content.get("text", ""))
+    print(text)
     return 0
 
 

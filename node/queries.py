@@ -189,8 +189,11 @@ class KnowWho:
             body = open_record(
                 record, self.node.local.identity, self.node.network_key, verify_body=verify_body
             )
-        except (NotForUs, RemoteProtocolError):
+        except NotForUs:
             self._opened[record.id] = (UNREADABLE, len(record.to_bytes()))
+            return
+        except RemoteProtocolError:  # it opens, but breaks its kind's schema (or its body's)
+            self._opened[record.id] = (MALFORMED, len(record.to_bytes()))
             return
         item = self.index.add(record, body) or MALFORMED
         self._opened[record.id] = (item, len(record.to_bytes()))

@@ -1,0 +1,170 @@
+"""A trusted but hostile peer (its own real key, redeemed from a real invite) against a real
+`canopy run` process: content that breaks its kind's schema, and names and titles made to
+take over the operator's terminal. Readers (`guides`, `show`, `/v1/alerts`, `watch`) keep
+working, show none of the malformed records, and never print a raw control character.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nacl.utils
+import pytest
+
+from node.demo import NodeProcess, wait_until
+from protocol.encoding import Value
+from protocol.envelope import seal_record
+from protocol.identity import Identity
+from protocol.invite import Invite
+from protocol.record import Kind, Record, Scope
+from tests.test_network_adversarial import RawPeer
+
+pytestmark = pytest.mark.timeout(120)
+DAY = 24 * 3600 * 1000
+# What must never reach a terminal raw (tab and newline aside).
+RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+HOSTILE = (
+    "\x1b[2J\x1b[H"  # clear the screen, cursor home
+    "\x1b]0;pwned\x07"  # OSC 0: window title
+    "\x1b]8;;https://evil.example/\x1b\\click me\x1b]8;;\x1b\\"  # OSC 8: hyperlink
+    "\u202eelif.exe"  # right-to-left override
+    "\x9b31m"  # C1 CSI
+)
+
+
+def sealed(identity: Identity, network_key: bytes, kind: Kind, content: dict[str, Value]) -> Record:
+    """Signed by the hostile peer's own key, readable by every network member."""
+    now = int(time.time() * 1000)
+    return seal_record(
+        identity,
+        kind,
+        content,
+        created=now,
+        expires=now + DAY,
+        scope=Scope.NETWORK,
+        recipients=[],
+        network_key=network_key,
+        random=nacl.utils.random,
+    )
+
+
+@pytest.fixture
+async def target(tmp_path: Path) -> AsyncIterator[NodeProcess]:
+    node = NodeProcess(tmp_path, "T", "Target")
+    await node.init()
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+async def hostile_peer(node: NodeProcess, name: str = "raw") -> tuple[RawPeer, Identity, Invite]:
+    _, code, _ = await node.cli("invite", "--address", node.address)
+    invite = Invite.from_code(code.strip())
+    identity = Identity.generate(nacl.utils.random)
+    peer = await RawPeer.open(node.address)
+    assert await peer.handshake(invite.capability(), identity, invite.node_id.raw, name)
+    return peer, identity, invite
+
+
+async def counts(node: NodeProcess) -> dict[str, int]:
+    return dict((await node.api("/v1/status"))["records"])
+
+
+async def watch(node: NodeProcess) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        "--data",
+        str(node.data),
+        "watch",
+        env=node.env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    line = await asyncio.wait_for(proc.stderr.readline(), 30)
+    assert b"watching" in line, line
+    return proc
+
+
+async def test_malformed_guides_from_trusted_peer_are_never_shown_and_crash_no_reader(
+    target: NodeProcess,
+) -> None:
+    peer, hostile, invite = await hostile_peer(target)
+    key = invite.network_key
+    bad_guides = [
+        {"title": b"bytes title", "text": "x"},
+        {"title": "int topics", "topics": 7, "text": "x"},
+        {"title": "huge list", "topics": ["t"] * 100_000, "text": "x"},
+        {"title": "nested text", "text": {"a": [1, 2]}},
+        {"title": "unknown field", "text": "x", "script": "rm -rf"},
+    ]
+    guides = [sealed(hostile, key, Kind.GUIDE, c) for c in bad_guides]
+    good = sealed(hostile, key, Kind.GUIDE, {"title": "Good guide", "text": "fine"})
+    await peer.send(peer.session.records([r.to_bytes() for r in [*guides, good]]))
+    await wait_until("guides stored", lambda: _has(target, "guide", 6))
+
+    code, out, err = await target.cli("guides", "--json", check=False)
+    assert code == 0, err
+    listed = json.loads(out)
+    assert [g["title"] for g in listed["guides"]] == ["Good guide"]
+    assert listed["held_malformed"] == len(bad_guides)
+    code, out, err = await target.cli("guides", check=False)
+    assert code == 0 and "Good guide" in out and "5 malformed" in out, err
+    for record in guides:
+        code, out, err = await target.cli("show", record.id.hex(), check=False)
+        assert code == 1 and "malformed" in err and "Traceback" not in err, err
+        assert err.count("\n") == 1 and out == ""
+    code, out, err = await target.cli("show", good.id.hex(), check=False)
+    assert code == 0 and "fine" in out, err
+    await peer.close()
+
+
+async def test_malformed_alerts_never_reach_watch_or_the_api_and_cost_their_author(
+    target: NodeProcess,
+) -> None:
+    peer, hostile, invite = await hostile_peer(target)
+    key = invite.network_key
+    watcher = await watch(target)
+    try:
+        bad_alerts = [
+            {"text": b"bytes alert", "urgency": "high"},
+            {"text": "x" * 5000, "urgency": "high"},
+            {"text": "odd urgency", "urgency": 3},
+            {"text": "no urgency"},
+        ]
+        alerts = [sealed(hostile, key, Kind.ALERT, c) for c in bad_alerts]
+        await peer.send(peer.session.records([r.to_bytes() for r in alerts]))
+        await wait_until("bad alerts stored", lambda: _has(target, "alert", len(alerts)))
+        fine = sealed(hostile, key, Kind.ALERT, {"text": "Bridge closed", "urgency": "high"})
+        await peer.send(peer.session.records([fine.to_bytes()]))
+        assert watcher.stdout is not None
+        line = await asyncio.wait_for(watcher.stdout.readline(), 20)
+        assert b"Bridge closed" in line, line  # `watch` outlived every malformed alert
+        assert watcher.returncode is None
+    finally:
+        watcher.terminate()
+        await watcher.wait()
+    buffered = (await target.api("/v1/alerts"))["alerts"]  # 200, not 500
+    assert [a["text"] for a in buffered if a["readable"]] == ["Bridge closed"]
+    assert {a["id"] for a in buffered} == {fine.id.hex()}
+
+    status = await target.json("status")
+    assert status["rejected"]["content_malformed"] == len(bad_alerts)
+    rows = {r["id"]: r for r in (await target.json("peers"))["peers"]}
+    assert int(rows[str(hostile.node_id)]["score"]) < 100  # the author is held to account
+    await peer.close()
+
+
+async def _has(node: NodeProcess, kind: str, n: int) -> bool:
+    return (await counts(node)).get(kind, 0) >= n
