@@ -47,6 +47,7 @@ from protocol.errors import (
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
 from protocol.identity import NodeId
 from protocol.lifecycle import Withdrawal
+from protocol.names import check_name, name_taken
 from protocol.reconcile import Reconciler
 from protocol.record import Kind, Record, Scope
 from protocol.revocation import check_revocation
@@ -511,7 +512,15 @@ class Node:
             return
         changed = False
         if hello.name and not peer.name:
-            peer.name, changed = hello.name[: limits.MAX_NAME_LEN], True
+            # The name rule of invites, and no name another peer (or this node) already
+            # goes by: a peer may not pass itself off as another. Refused names are counted.
+            others = [p.name for n, p in self.peers.items() if n != conn.peer_id]
+            if check_name(hello.name) is not None:
+                self._count("hello_name_refused")
+            elif name_taken(hello.name, [*others, self.name]):
+                self._count("hello_name_taken")
+            else:
+                peer.name, changed = hello.name, True
         usable = [a for a in hello.addresses if a.startswith(("ws://", "wss://"))]
         if usable and not peer.addresses:
             peer.addresses, changed = usable, True

@@ -168,3 +168,99 @@ async def test_malformed_alerts_never_reach_watch_or_the_api_and_cost_their_auth
 
 async def _has(node: NodeProcess, kind: str, n: int) -> bool:
     return (await counts(node)).get(kind, 0) >= n
+
+
+async def test_hello_names_follow_the_name_rule_and_none_poses_as_another_peer(
+    target: NodeProcess,
+) -> None:
+    # A Hello name full of escapes is refused by the name rule; so is a name another peer
+    # already goes by, however it is spelled.
+    first, first_id, _ = await hostile_peer(target, "Alice Aid")
+    await wait_until("first name taken", lambda: _named(target, first_id, "Alice Aid"))
+    evil, evil_id, _ = await hostile_peer(target, HOSTILE)
+    twin, twin_id, _ = await hostile_peer(target, "ALICE  aid")
+    await wait_until("hellos seen", lambda: _refused(target, 2))
+    rows = {r["id"]: r for r in (await target.json("peers"))["peers"]}
+    assert rows[str(first_id.node_id)]["name"] == "Alice Aid"
+    assert rows[str(evil_id.node_id)]["name"] == ""
+    assert rows[str(twin_id.node_id)]["name"] == ""
+    rejected = (await target.json("status"))["rejected"]
+    assert rejected["hello_name_refused"] == 1 and rejected["hello_name_taken"] == 1
+
+    # Two peers that go by one name (here: so named by the operator) are each listed with
+    # their short id.
+    others = [Identity.generate(nacl.utils.random).node_id for _ in range(2)]
+    for other in others:
+        await target.cli(
+            "trust", str(other), "--address", "ws://192.0.2.1:7420/canopy", "--name", "Twin Org"
+        )
+    _, out, _ = await target.cli("peers")
+    for other in others:
+        assert f"Twin Org ({other.short})" in out
+    assert f"Alice Aid ({first_id.node_id.short})" not in out  # a unique name stands alone
+    for p in (first, evil, twin):
+        await p.close()
+
+
+async def test_peer_names_and_guide_titles_never_reach_the_terminal_raw(
+    target: NodeProcess,
+) -> None:
+    # A name stored before the name rule (here: typed by the operator) prints escaped.
+    await target.cli(
+        "trust",
+        str(Identity.generate(nacl.utils.random).node_id),
+        "--address",
+        "ws://192.0.2.2:7420/canopy",
+        "--name",
+        HOSTILE,
+    )
+    code, out, err = await target.cli("peers", check=False)
+    assert code == 0, err
+    assert not RAW.search(out + err), out
+    assert "\\u001b[2J" in out and "\\u202e" in out
+
+    # A guide whose title and text carry the same sequences: readable, and printed escaped.
+    peer, hostile, invite = await hostile_peer(target)
+    title = f"Safety {HOSTILE}"
+    record = sealed(
+        hostile, invite.network_key, Kind.GUIDE, {"title": title, "text": f"line 1\n{HOSTILE}\n"}
+    )
+    await peer.send(peer.session.records([record.to_bytes()]))
+    await wait_until("guide stored", lambda: _has(target, "guide", 1))
+    for args in (("guides",), ("show", record.id.hex()[:12])):
+        code, out, err = await target.cli(*args, check=False)
+        assert code == 0, err
+        assert not RAW.search(out + err), out
+        assert "\\u001b]0;pwned\\u0007" in out
+    assert "\\u202eelif.exe" in out and "line 1\n" in out  # `show`: the text, lines kept
+    code, out, _ = await target.cli("guides", "--json")
+    assert json.loads(out)["guides"][0]["title"] == title  # JSON: escaped by JSON, exact
+    assert not RAW.search(out)
+    await peer.close()
+
+
+async def _named(node: NodeProcess, peer: Identity, name: str) -> bool:
+    rows = {r["id"]: r for r in (await node.json("peers"))["peers"]}
+    return bool(rows.get(str(peer.node_id), {}).get("name") == name)
+
+
+async def _refused(node: NodeProcess, n: int) -> bool:
+    rejected = (await node.api("/v1/status"))["rejected"]
+    return int(rejected.get("hello_name_refused", 0) + rejected.get("hello_name_taken", 0)) >= n
+
+
+def test_cli_output_path_escapes_every_control_and_bidi_character() -> None:
+    import io
+
+    import cli
+
+    every = "".join(map(chr, [*range(0x20), *range(0x7F, 0xA0)])) + "\u061c\u200e\u200f"
+    every += "".join(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])) + "\u2028"
+    assert not RAW.search(cli.printable(every + HOSTILE, cell=True))
+    assert cli.printable("a\tb\nc") == "a\tb\nc"  # lines and tabs pass outside table cells
+    assert cli.printable("a\tb\nc", cell=True) == "a\\u0009b\\u000ac"
+    out = io.StringIO()
+    stream = cli._Printable(out)
+    print(json.dumps({"t": HOSTILE}, ensure_ascii=False), file=stream)  # type: ignore[arg-type]
+    assert json.loads(out.getvalue()) == {"t": HOSTILE}  # a JSON log line stays JSON
+    assert not RAW.search(out.getvalue())

@@ -1,4 +1,4 @@
-"""Content schemas (protocol/content.py)."""
+"""Content schemas (protocol/content.py) and the name rule (protocol/names.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from protocol.encoding import Value
 from protocol.envelope import open_record, seal_record
 from protocol.errors import DecodeError
 from protocol.identity import Identity
+from protocol.names import check_name, name_taken
 from protocol.record import Kind, Scope
 from tests.strategies import contents, kinds, seeded, values
 
@@ -120,3 +121,19 @@ def test_open_record_refuses_a_body_that_breaks_its_kind_schema() -> None:
     ]:
         with pytest.raises(DecodeError):
             sealed(kind, content)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["\x1b[2J", "a\x1b]0;t\x07", "x\u202ey", "x\u2066y", "a\nb", "a\x9bb", "x" * 129],
+)
+def test_name_rule_refuses_controls_bidi_and_long_names(name: str) -> None:
+    assert check_name(name) is not None
+
+
+def test_same_name_however_spelled() -> None:
+    assert check_name("Alice Legal Aid") is None
+    assert name_taken("ALICE  legal aid", ["Bob", "Alice Legal Aid"])
+    assert name_taken("Ａｌｉｃｅ", ["alice"])  # NFKC: full-width letters
+    assert not name_taken("Alice", ["Alicia", ""])
+    assert not name_taken("", [""])
