@@ -724,8 +724,11 @@ class Node:
                     # Its author signed it (record and body): blame the author, never a relay
                     # that may not have been able to read it.
                     await self.penalise(record.author, malformed, reason="content_malformed")
-            elif record.kind in (Kind.CONTACT, Kind.VOUCH):
-                self.knowwho.add(record, verify_body=True)
+            elif record.kind in (Kind.CONTACT, Kind.VOUCH) and self.knowwho.add(
+                record, verify_body=True
+            ):  # opened, but malformed: its author pays, as for alerts
+                error = DecodeError("content breaks its kind's schema")
+                await self.penalise(record.author, error, reason="content_malformed")
         if fresh:
             self.push(fresh, exclude=source.peer_id if source else None)
 

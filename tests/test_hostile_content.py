@@ -127,6 +127,18 @@ async def test_malformed_guides_from_trusted_peer_are_never_shown_and_crash_no_r
         assert err.count("\n") == 1 and out == ""
     code, out, err = await target.cli("show", good.id.hex(), check=False)
     assert code == 0 and "fine" in out, err
+
+    # Contacts and vouches: the know-who index opens them on arrival; the malformed ones
+    # are counted and cost their author.
+    await wait_until("index ready", lambda: _index_ready(target))
+    score = int((await _rows(target))[str(hostile.node_id)]["score"])
+    malformed = [
+        sealed(hostile, key, Kind.CONTACT, {"name": b"bytes name", "v": 1}),
+        sealed(hostile, key, Kind.VOUCH, {"v": 1, "about": "peer", "subject": 7}),
+    ]
+    await peer.send(peer.session.records([r.to_bytes() for r in malformed]))
+    await wait_until("malformed contacts counted", lambda: _rejected(target, 2))
+    assert int((await _rows(target))[str(hostile.node_id)]["score"]) < score
     await peer.close()
 
 
@@ -164,6 +176,18 @@ async def test_malformed_alerts_never_reach_watch_or_the_api_and_cost_their_auth
     rows = {r["id"]: r for r in (await target.json("peers"))["peers"]}
     assert int(rows[str(hostile.node_id)]["score"]) < 100  # the author is held to account
     await peer.close()
+
+
+async def _index_ready(node: NodeProcess) -> bool:
+    return bool((await node.api("/v1/status"))["knowwho"]["ready"])
+
+
+async def _rejected(node: NodeProcess, n: int) -> bool:
+    return int((await node.api("/v1/status"))["rejected"].get("content_malformed", 0)) >= n
+
+
+async def _rows(node: NodeProcess) -> dict[str, dict[str, object]]:
+    return {r["id"]: r for r in (await node.json("peers"))["peers"]}
 
 
 async def _has(node: NodeProcess, kind: str, n: int) -> bool:
