@@ -12,13 +12,14 @@ import getpass
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from protocol.errors import CanopyError
 
@@ -136,14 +137,49 @@ def _hours(hours: float) -> int:
     return int(hours * 3600 * 1000)
 
 
+# What must never reach a terminal raw, whoever wrote it (a peer's name, a guide's title or
+# text, an error message): C0 and C1 controls but tab and newline (ESC starts CSI and OSC
+# sequences: clear screen, window title, hyperlinks), DEL, the bidi embeddings, overrides,
+# isolates and marks, line and paragraph separators, and lone surrogates.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNPRINTABLE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}\u2028\u2029\ud800-\udfff]")
+_UNPRINTABLE_IN_CELL = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}\u2028\u2029\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"  # also a valid JSON escape: JSON lines stay JSON
+
+
+def printable(text: str, *, cell: bool = False) -> str:
+    """`text` with every character above shown as \\uXXXX; `cell`: tab and newline too."""
+    return (_UNPRINTABLE_IN_CELL if cell else _UNPRINTABLE).sub(_escape, text)
+
+
+class _Printable:
+    """A text stream that writes `printable(text)` to the stream it wraps: `main` puts one
+    around stdout and stderr, so every line the CLI (or `canopy run`'s log) writes goes
+    through it. --json output is unchanged by it: JSON already escapes all of these."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.unescaped = stream
+
+    def write(self, text: str) -> int:
+        self.unescaped.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.unescaped, name)
+
+
 def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    cells = [[printable(str(c), cell=True) for c in row] for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -403,7 +439,10 @@ async def cmd_distrust(args: argparse.Namespace) -> int:
 
 
 async def cmd_peers(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from node.revocation import revoked_ids
+    from protocol.names import name_key
 
     local = await _open(args)
     try:
@@ -440,10 +479,13 @@ async def cmd_peers(args: argparse.Namespace) -> int:
     if not rows:
         print("no trusted peers yet: `canopy invite` / `canopy accept CODE`")
         return 0
+    # A name more than one peer goes by is never shown alone: one may pose as the other.
+    keys = Counter(name_key(r["name"]) for r in rows if r["name"])
     _table(
         [
             [
-                r["name"] or "-",
+                (r["name"] + f" ({r['id'][:10]})" if keys[name_key(r["name"])] > 1 else r["name"])
+                or "-",
                 r["id"][:16],
                 r["state"],
                 _when(r["last_sync"]),
@@ -775,11 +817,13 @@ async def cmd_introductions(args: argparse.Namespace) -> int:
 async def cmd_guides(args: argparse.Namespace) -> int:
     from node.content import readable
     from node.revocation import revoked_ids
+    from protocol.content import Guide
     from protocol.record import Kind
 
     local = await _open(args)
+    malformed: list[bytes] = []
     try:
-        items, unreadable = await readable(local, Kind.GUIDE, _now_ms())
+        items, unreadable = await readable(local, Kind.GUIDE, _now_ms(), malformed)
         peers = await local.peers()
         revoked = await revoked_ids(local)
     finally:
@@ -791,13 +835,14 @@ async def cmd_guides(args: argparse.Namespace) -> int:
         peer = peers.get(node_id)
         return peer.label if peer else node_id.short
 
+    guides = [(it, Guide.from_content(it.body.content)) for it in items]  # checked: typed
     rows = [
         {
             "id": it.record.id.hex(),
-            "title": it.body.content.get("title", ""),
-            "lang": it.body.content.get("lang", ""),
-            "region": it.body.content.get("region", ""),
-            "topics": it.body.content.get("topics", []),
+            "title": guide.title,
+            "lang": guide.lang,
+            "region": guide.region,
+            "topics": list(guide.topics),
             "author": str(it.record.author),
             "author_label": author(it.record.author),
             "created": it.record.created,
@@ -805,10 +850,12 @@ async def cmd_guides(args: argparse.Namespace) -> int:
             # Its author's key was revoked: anyone holding the key may have written it.
             "unverified": it.record.author in revoked,
         }
-        for it in sorted(items, key=lambda it: -it.record.created)
+        for it, guide in sorted(guides, key=lambda pair: -pair[0].record.created)
     ]
     if args.json:
-        _print_json({"guides": rows, "held_unreadable": unreadable})
+        _print_json(
+            {"guides": rows, "held_unreadable": unreadable, "held_malformed": len(malformed)}
+        )
         return 0
     if rows:
         _table(
@@ -828,11 +875,15 @@ async def cmd_guides(args: argparse.Namespace) -> int:
         print("no guides this node can read")
     if unreadable:
         print(f"({unreadable} more held for others, unreadable here)")
+    if malformed:
+        print(f"({len(malformed)} malformed, not shown: their content breaks the guide schema)")
     return 0
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
     from node.content import find
+    from protocol.content import Alert, Guide
+    from protocol.record import Kind
 
     local = await _open(args)
     try:
@@ -859,19 +910,28 @@ async def cmd_show(args: argparse.Namespace) -> int:
         if item.record.author == local.node_id
         else (peer.label if peer else item.record.author.short)
     )
-    print(f"# {content.get('title', '')}")
+    # open_record checked the content against its kind's schema: typed from here on.
+    if item.record.kind is Kind.GUIDE:
+        guide = Guide.from_content(content)
+        title, text = guide.title, guide.text
+        meta = [f"{k}: {v}" for k, v in (("lang", guide.lang), ("region", guide.region)) if v]
+        if guide.topics:
+            meta.append("topics: " + ", ".join(guide.topics))
+    elif item.record.kind is Kind.ALERT:
+        alert = Alert.from_content(content)
+        title, text, meta = f"alert ({alert.urgency})", alert.text, []
+    else:
+        title, text, meta = str(item.record.kind), "(see: canopy show --json)", []
+    print(f"# {title}")
     print(f"id: {item.record.id.hex()}")
     print(
         f"from: {who}   published: {_when(item.record.created)}"
         f"   expires: {_when(item.record.expires)}"
     )
-    meta = [f"{k}: {content[k]}" for k in ("lang", "region") if content.get(k)]
-    if content.get("topics"):
-        meta.append("topics: " + ", ".join(str(t) for t in content["topics"]))  # type: ignore[union-attr]
     if meta:
         print("   ".join(meta))
     print()
-    print(content.get("text", ""))
+    print(text)
     return 0
 
 
@@ -1265,6 +1325,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if isinstance(sys.stdout, _Printable):  # called from inside the CLI
+        return _main(argv)
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Printable(out), _Printable(err)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -15,15 +15,16 @@ from node.local import Local, random
 from node.store import RecordRow
 from node.trust import match_peers, parse_node_id
 from protocol import limits
+from protocol.content import Guide
 from protocol.encoding import Value
 from protocol.envelope import Body, open_record, seal_record
-from protocol.errors import CanopyError, NotForUs, RemoteProtocolError
+from protocol.errors import CanopyError, DecodeError, NotForUs, RemoteProtocolError
 from protocol.identity import NodeId
 from protocol.lifecycle import Withdrawal
 from protocol.record import Kind, Record, Scope
 
 # Room left in a record for the envelope, slots and padding around a guide's text.
-_GUIDE_TEXT_MAX = limits.MAX_RECORD_BYTES // 2 - 16_384
+_GUIDE_TEXT_MAX = limits.MAX_GUIDE_TEXT_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,10 @@ async def publish_guides(
             "filename": path.name,
             "text": text,
         }
+        try:  # what every reader will check: refuse here what they would find unreadable
+            Guide.from_content(content)
+        except DecodeError as exc:
+            raise CanopyError(f"cannot publish {path}: {exc}") from None
         record = seal_record(
             local.identity,
             Kind.GUIDE,
@@ -216,8 +221,13 @@ class Readable:
     body: Body
 
 
-async def readable(local: Local, kind: Kind, now_ms: int) -> tuple[list[Readable], int]:
-    """Records of `kind` this node can open, and how many it holds but cannot read."""
+async def readable(
+    local: Local, kind: Kind, now_ms: int, malformed: list[bytes] | None = None
+) -> tuple[list[Readable], int]:
+    """Records of `kind` this node can open, and how many it holds but cannot read.
+
+    A record that opens but breaks its kind's schema is never returned; its id goes to
+    `malformed` when given (else it counts as unreadable)."""
     network_key = await local.network_key()
     out: list[Readable] = []
     unreadable = 0
@@ -227,8 +237,13 @@ async def readable(local: Local, kind: Kind, now_ms: int) -> tuple[list[Readable
             continue
         try:
             out.append(Readable(record, open_record(record, local.identity, network_key)))
-        except (NotForUs, RemoteProtocolError):
+        except NotForUs:
             unreadable += 1
+        except RemoteProtocolError:
+            if malformed is None:
+                unreadable += 1
+            else:
+                malformed.append(record.id)
     return out, unreadable
 
 
@@ -257,6 +272,11 @@ async def find(local: Local, ref: str, now_ms: int) -> Readable:
         raise CanopyError(f"record {ref} has expired")
     try:
         body = open_record(record, local.identity, await local.network_key())
-    except (NotForUs, RemoteProtocolError):
+    except NotForUs:
         raise CanopyError(f"record {ref} is held here but this node cannot read it") from None
+    except RemoteProtocolError:
+        raise CanopyError(
+            f"record {ref} is malformed (its content breaks the {record.kind} schema);"
+            " it is not shown"
+        ) from None
     return Readable(record, body)

@@ -38,7 +38,8 @@ class Progress:
         self.what = what
         self.total = max(0, total)
         self.unit = unit
-        self.stream = stream or sys.stderr
+        # The CLI escapes what it prints (cli._Printable); a bar's own sequences must pass.
+        self.stream = stream or getattr(sys.stderr, "unescaped", sys.stderr)
         self.done = 0
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None

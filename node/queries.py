@@ -181,19 +181,26 @@ class KnowWho:
 
     # -- keeping the index current -------------------------------------------------------------
 
-    def add(self, record: Record, *, verify_body: bool) -> None:
+    def add(self, record: Record, *, verify_body: bool) -> bool:
+        """Index a stored contact or vouch; True if it opens but its content is malformed
+        (False too while the index is being built: it is applied, and counted, after)."""
         if self._pending is not None:  # building: applied to the new index when it is done
             self._pending.append(_Added(record, verify_body))
-            return
+            return False
         try:
             body = open_record(
                 record, self.node.local.identity, self.node.network_key, verify_body=verify_body
             )
-        except (NotForUs, RemoteProtocolError):
+        except NotForUs:
             self._opened[record.id] = (UNREADABLE, len(record.to_bytes()))
-            return
-        item = self.index.add(record, body) or MALFORMED
-        self._opened[record.id] = (item, len(record.to_bytes()))
+            return False
+        except RemoteProtocolError:  # it opens, but breaks its kind's schema (or its body's)
+            self.index.malformed += 1
+            self._opened[record.id] = (MALFORMED, len(record.to_bytes()))
+            return True
+        item = self.index.add(record, body)
+        self._opened[record.id] = (item or MALFORMED, len(record.to_bytes()))
+        return item is None
 
     async def flush_opened(self) -> None:
         """Cache what the index made of the records added since the last flush (see

@@ -33,6 +33,7 @@ from node.revocation import mark_revoked, revoked_ids
 from node.trust import PendingInvite, pending_invites, redeem_invite
 from protocol import limits
 from protocol.contact import ContactError, Filter
+from protocol.content import Alert
 from protocol.envelope import open_record
 from protocol.errors import (
     DecodeError,
@@ -46,6 +47,7 @@ from protocol.errors import (
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
 from protocol.identity import NodeId
 from protocol.lifecycle import Withdrawal
+from protocol.names import check_name, name_taken
 from protocol.reconcile import Reconciler
 from protocol.record import Kind, Record, Scope
 from protocol.revocation import check_revocation
@@ -510,7 +512,15 @@ class Node:
             return
         changed = False
         if hello.name and not peer.name:
-            peer.name, changed = hello.name[: limits.MAX_NAME_LEN], True
+            # The name rule of invites, and no name another peer (or this node) already
+            # goes by: a peer may not pass itself off as another. Refused names are counted.
+            others = [p.name for n, p in self.peers.items() if n != conn.peer_id]
+            if check_name(hello.name) is not None:
+                self._count("hello_name_refused")
+            elif name_taken(hello.name, [*others, self.name]):
+                self._count("hello_name_taken")
+            else:
+                peer.name, changed = hello.name, True
         usable = [a for a in hello.addresses if a.startswith(("ws://", "wss://"))]
         if usable and not peer.addresses:
             peer.addresses, changed = usable, True
@@ -709,9 +719,16 @@ class Node:
             if record.kind is Kind.REVOCATION:
                 await self._apply_revocation(record, now)
             elif record.kind is Kind.ALERT:
-                self._announce_alert(record, now)
-            elif record.kind in (Kind.CONTACT, Kind.VOUCH):
-                self.knowwho.add(record, verify_body=True)
+                malformed = self._announce_alert(record, now)
+                if malformed is not None:
+                    # Its author signed it (record and body): blame the author, never a relay
+                    # that may not have been able to read it.
+                    await self.penalise(record.author, malformed, reason="content_malformed")
+            elif record.kind in (Kind.CONTACT, Kind.VOUCH) and self.knowwho.add(
+                record, verify_body=True
+            ):  # opened, but malformed: its author pays, as for alerts
+                error = DecodeError("content breaks its kind's schema")
+                await self.penalise(record.author, error, reason="content_malformed")
         if fresh:
             self.push(fresh, exclude=source.peer_id if source else None)
 
@@ -764,7 +781,9 @@ class Node:
                     conn.note_records_sent(sum(len(d) for d in out))
                     self._deliveries.extend((peer_id.raw, r.id) for r in chosen)
 
-    def _announce_alert(self, record: Record, now: int) -> None:
+    def _announce_alert(self, record: Record, now: int) -> RemoteProtocolError | None:
+        """Buffer an alert for /v1/alerts and `watch`. One that opens but breaks the alert
+        schema is never buffered nor shown: the error is returned for the caller to count."""
         entry: dict[str, object] = {
             "id": record.id.hex(),
             "author": str(record.author),
@@ -773,8 +792,9 @@ class Node:
         }
         try:
             body = open_record(record, self.local.identity, self.network_key)
-            entry["text"] = body.content.get("text", "")
-            entry["urgency"] = body.content.get("urgency", "normal")
+            alert = Alert.from_content(body.content)  # open_record checked it; typed here
+            entry["text"] = alert.text
+            entry["urgency"] = alert.urgency
             peer = self.peers.get(record.author)
             entry["from"] = (
                 "you"
@@ -782,8 +802,10 @@ class Node:
                 else (peer.label if peer else record.author.short)
             )
             entry["readable"] = True
-        except (NotForUs, RemoteProtocolError):
+        except NotForUs:
             entry["readable"] = False
+        except RemoteProtocolError as exc:
+            return exc
         self.alerts.append(entry)
         for queue in list(self._watchers):
             with contextlib.suppress(asyncio.QueueFull):
@@ -848,7 +870,8 @@ class Node:
             now = now_ms()
             for record in records:
                 if record.kind is Kind.ALERT:
-                    self._announce_alert(record, now)
+                    if self._announce_alert(record, now) is not None:
+                        self._count("content_malformed")
                 elif record.kind in (Kind.CONTACT, Kind.VOUCH):
                     self.knowwho.add(record, verify_body=False)
                 elif record.kind is Kind.TOMBSTONE:

@@ -15,6 +15,7 @@ from protocol.encoding import Value
 from protocol.errors import CanopyError, DecodeError, InviteError
 from protocol.identity import NodeId
 from protocol.invite import Invite
+from protocol.names import name_taken
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,10 @@ async def accept_invite(local: Local, code: str, now_ms: int) -> Peer:
         await local.set_network_key(invite.network_key)
     existing = peers.get(invite.node_id)
     peer = existing or Peer(node_id=invite.node_id, added=now_ms)
-    peer.name = peer.name or invite.name
+    # Invite.from_code applied the name rule; a name another peer goes by is not taken.
+    others = [p.name for n, p in peers.items() if n != invite.node_id]
+    if not peer.name and not name_taken(invite.name, [*others, await local.name()]):
+        peer.name = invite.name
     peer.addresses = list(dict.fromkeys([*invite.addresses, *peer.addresses]))[
         : limits.MAX_INVITE_ADDRESSES
     ]

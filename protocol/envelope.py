@@ -15,6 +15,7 @@ import nacl.bindings
 import nacl.exceptions
 
 from protocol import labels, limits
+from protocol.content import check_content
 from protocol.encoding import Value, pack, unpack
 from protocol.errors import (
     DecodeError,
@@ -370,7 +371,8 @@ def open_record(
     verify_body: bool = True,
     network_first: bool = False,
 ) -> Body:
-    """Unseal and verify a record's Body; its kind/author/created must match the record.
+    """Unseal and verify a record's Body; its kind/author/created must match the record,
+    and its content must follow its kind's schema (`protocol.content`; DecodeError).
 
     Does not check the record's own signature: `Record.verify()` is the ingest check.
     `verify_body=False` is only for records whose record signature this node already
@@ -382,4 +384,5 @@ def open_record(
         body.verify()
     if (body.kind, body.author, body.created) != (record.kind, record.author, record.created):
         raise VerificationError("body does not match its record")
+    check_content(body.kind, body.content)
     return body

@@ -8,7 +8,6 @@ InviteError, and never shows the network key or secret in a repr.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,23 +16,11 @@ from protocol import labels, limits
 from protocol.encoding import pack, unpack
 from protocol.errors import CanopyError, InviteError, LocalProtocolError
 from protocol.identity import SIGNATURE_BYTES, Identity, NodeId, b32decode, b32encode
+from protocol.names import check_name as check_name  # the name rule, re-exported
 
 INVITE_VERSION = 1
 KEY_BYTES = 32
 _SCHEMES = ("ws", "wss")
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def check_name(name: object) -> str | None:
-    """Why `name` is not an acceptable organisation name, or None if it is."""
-    if not isinstance(name, str):
-        return "name must be text"
-    if len(name.encode("utf-8", "surrogatepass")) > limits.MAX_NAME_LEN:
-        return "name too long"
-    # Names are printed on operators' terminals: no control, format (bidi) or unassigned chars.
-    if any(unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in name):
-        return "name contains control characters"
-    return None
 
 
 def check_address(address: object) -> str | None:

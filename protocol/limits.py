@@ -51,6 +51,11 @@ MAX_WITHDRAW_TARGETS = 64
 MAX_WITHDRAW_PAYLOAD_BYTES = 4096
 RESYNC_INTERVAL_S = 60.0  # default: how often connected peers re-run reconciliation
 MAX_ALERT_TEXT_BYTES = 4096
+# Guide content (docs/spec/30-sync.md, "Content"); checked whenever a guide is opened.
+MAX_GUIDE_TITLE_BYTES = 1024
+MAX_GUIDE_TEXT_BYTES = MAX_RECORD_BYTES // 2 - 16_384  # room left for envelope and padding
+MAX_GUIDE_FIELD_BYTES = 256  # lang, region, format, filename, and each topic
+MAX_GUIDE_TOPICS = 32
 DEFAULT_ALERT_LIFETIME_MS = 7 * 24 * 3600 * 1000
 
 # Set reconciliation (docs/spec/35-reconcile.md).

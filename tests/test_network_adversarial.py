@@ -48,8 +48,10 @@ class RawPeer:
         ws = await http.ws_connect(address)
         return cls(http, ws)
 
-    async def handshake(self, network_key: bytes, identity: Identity, server: bytes) -> bool:
-        """Run SHS1; False if the server stopped answering (the refusal we expect)."""
+    async def handshake(
+        self, network_key: bytes, identity: Identity, server: bytes, name: str = "raw"
+    ) -> bool:
+        """Run SHS1, then say Hello as `name`; False if the server stopped answering."""
         hs = ClientHandshake(network_key, identity.secret_key, server, nacl.utils.random(32))
         await self.ws.send_bytes(hs.start())
         while hs.state is not HandshakeState.DONE:
@@ -62,7 +64,7 @@ class RawPeer:
         keys = hs.keys
         self.encoder = BoxStreamEncoder(keys.encrypt_key, keys.encrypt_nonce)
         self.decoder = BoxStreamDecoder(keys.decrypt_key, keys.decrypt_nonce)
-        await self.send(self.session.hello("raw"))
+        await self.send(self.session.hello(name))
         return True
 
     async def send(self, plaintext: bytes) -> None:

@@ -158,9 +158,11 @@ def build() -> dict[str, object]:
             "expect": "ok",
         }
     )
+    # That content is not a contact by the schema of docs/spec/70: the record opens, its
+    # content does not pass, so it is unreadable (SPEC "Content").
     cases.append(
         {
-            "name": "record-contact-opened",
+            "name": "record-contact-content-rejected",
             "type": "open_record",
             "record": contact.to_bytes().hex(),
             "id": contact.id.hex(),
@@ -168,6 +170,40 @@ def build() -> dict[str, object]:
             "network_key": None,
             "body": body.to_bytes().hex(),
             "body_signed_bytes": body.signed_bytes().hex(),
+            "expect": "DecodeError",
+        }
+    )
+    guide_content: dict[str, Value] = {
+        "title": "Phone safety",
+        "text": "# Phone safety\n",
+        "lang": "en",
+        "topics": ["digital-security"],
+        "region": "KE",
+        "format": "text/markdown",
+        "filename": "phone.md",
+    }
+    guide_body = Body.create(ALICE, Kind.GUIDE, NOW, guide_content)
+    guide_sealed = seal(
+        guide_body.to_bytes(), [BOB.node_id, ALICE.node_id], None, SeededRandom(b"seal-guide")
+    )
+    sealed_guide = Record.create(
+        ALICE,
+        Kind.GUIDE,
+        created=NOW,
+        expires=NOW + 30 * DAY,
+        scope=Scope.NETWORK,
+        payload=guide_sealed,
+    )
+    cases.append(
+        {
+            "name": "record-guide-opened",
+            "type": "open_record",
+            "record": sealed_guide.to_bytes().hex(),
+            "id": sealed_guide.id.hex(),
+            "reader_seed": BOB.seed.hex(),
+            "network_key": None,
+            "body": guide_body.to_bytes().hex(),
+            "body_signed_bytes": guide_body.signed_bytes().hex(),
             "expect": "ok",
         }
     )

@@ -39,15 +39,15 @@ NOW = 1_700_000_000_000
 DAY = 24 * 3600 * 1000
 
 
-def contact_record(**kw: object) -> Record:
+def guide_record(**kw: object) -> Record:
     recipients = kw.get("recipients", [BOB.node_id])
     network_key = kw.get("network_key")
     assert isinstance(recipients, list)
     assert network_key is None or isinstance(network_key, bytes)
     return seal_record(
         ALICE,
-        Kind.CONTACT,
-        {"name": "Shelter A", "region": "KE"},
+        Kind.GUIDE,
+        {"title": "Shelter A", "region": "KE"},
         created=NOW,
         expires=NOW + DAY,
         scope=Scope.PEERS,
@@ -167,19 +167,19 @@ def test_non_recipient_cannot_open() -> None:
     with pytest.raises(NotForUs):
         unseal(sealed, CAROL, b"\x00" * 32)  # another network's key
     with pytest.raises(NotForUs):
-        open_record(contact_record(), CAROL, NETWORK_KEY)
+        open_record(guide_record(), CAROL, NETWORK_KEY)
 
 
 def test_network_key_holder_can_open() -> None:
-    record = contact_record(recipients=[], network_key=NETWORK_KEY)
+    record = guide_record(recipients=[], network_key=NETWORK_KEY)
     body = open_record(record, CAROL, NETWORK_KEY)
-    assert body.content["name"] == "Shelter A"
+    assert body.content["title"] == "Shelter A"
     assert body.author == ALICE.node_id
 
 
 def test_author_can_always_open_own_record() -> None:
-    assert open_record(contact_record(), ALICE, None).content["region"] == "KE"
-    assert open_record(contact_record(), BOB, None).kind is Kind.CONTACT
+    assert open_record(guide_record(), ALICE, None).content["region"] == "KE"
+    assert open_record(guide_record(), BOB, None).kind is Kind.GUIDE
 
 
 def test_recipients_not_in_clear() -> None:
@@ -327,7 +327,7 @@ def test_open_record_rejects_forged_body() -> None:
 
 def test_resealed_body_still_proves_its_author() -> None:
     # Bob re-shares Alice's body to Carol inside a sealed payload of his own.
-    body = open_record(contact_record(), BOB, None)
+    body = open_record(guide_record(), BOB, None)
     resealed = seal(body.to_bytes(), [CAROL.node_id], None, seeded("reshare"))
     again = Body.from_bytes(unseal(resealed, CAROL, None))
     again.verify()
