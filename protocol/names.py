@@ -14,6 +14,21 @@ from protocol import limits
 # No control, format (bidi overrides, isolates, zero-width), surrogate, private-use,
 # unassigned, line- or paragraph-separator characters.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Except the zero-width non-joiner and joiner between two letters: Persian, Urdu and Indic
+# names are spelt with them, and there they neither reorder nor hide text.
+_JOINERS = frozenset({"\u200c", "\u200d"})
+
+
+def _letter(c: str) -> bool:
+    return unicodedata.category(c)[0] in "LM"  # letters and combining marks (a virama)
+
+
+def _forbidden(name: str, i: int) -> bool:
+    c = name[i]
+    if c in _JOINERS:
+        inside = 0 < i < len(name) - 1
+        return not (inside and _letter(name[i - 1]) and _letter(name[i + 1]))
+    return unicodedata.category(c) in _FORBIDDEN_CATEGORIES
 
 
 def check_name(name: object) -> str | None:
@@ -23,7 +38,7 @@ def check_name(name: object) -> str | None:
     if len(name.encode("utf-8", "surrogatepass")) > limits.MAX_NAME_LEN:
         return "name too long"
     # Names are printed on operators' terminals: no control, format (bidi) or unassigned chars.
-    if any(unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in name):
+    if any(_forbidden(name, i) for i in range(len(name))):
         return "name contains control characters"
     return None
 

@@ -131,6 +131,15 @@ def test_name_rule_refuses_controls_bidi_and_long_names(name: str) -> None:
     assert check_name(name) is not None
 
 
+def test_name_rule_keeps_the_joiners_persian_names_are_spelt_with() -> None:
+    assert (
+        check_name("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") is None
+    )  # ZWNJ inside a word
+    assert check_name("\u0915\u094d\u200d\u0937") is None  # ZWJ in a Devanagari conjunct
+    for stray in ("\u200cAlice", "Alice\u200d", "a \u200c b", "a\u200c\u200cb"):
+        assert check_name(stray) is not None
+
+
 def test_same_name_however_spelled() -> None:
     assert check_name("Alice Legal Aid") is None
     assert name_taken("ALICE  legal aid", ["Bob", "Alice Legal Aid"])
