@@ -82,7 +82,17 @@ async def _open(args: argparse.Namespace) -> Any:
     if not Local.is_initialised(path):
         raise CanopyError(f"no Canopy identity in {path}; run: canopy --data {path} init")
     passphrase = _passphrase(args) if Local.key_needs_passphrase(path) else None
-    return await Local.open(path, passphrase)
+    local = await Local.open(path, passphrase)
+    try:
+        # A revocation stored but never applied (stores written before every path applied
+        # them) counts from now on, for every command that reads the revoked set.
+        from node.revocation import apply_stored_revocations
+
+        await apply_stored_revocations(local, _now_ms())
+    except BaseException:
+        await local.close()
+        raise
+    return local
 
 
 def _api(
@@ -1065,23 +1075,35 @@ async def cmd_export(args: argparse.Namespace) -> int:
 
 async def cmd_import(args: argparse.Namespace) -> int:
     from node.bundles import import_bundle
+    from node.local import read_runtime
 
+    file = Path(args.file).resolve()
     local = await _open(args)
     try:
-        done = await import_bundle(local, Path(args.file), _now_ms())
+        # A running node imports the bundle itself, through its own accept path (revocations
+        # refused at once, alerts announced, index updated); without one, the same path here.
+        answer = (
+            _api(local.path, "POST", "/v1/import", {"file": str(file)}, timeout=3600)
+            if read_runtime(local.path) is not None
+            else None
+        )
+        if answer is None:
+            done = await import_bundle(local, file, _now_ms())
     finally:
         await local.close()
-    _notify(local.path)
-    rejected = sum(done.rejected.values())
-    held = done.records - done.new - rejected
+    if answer is not None:
+        label, records, new = answer["sender_label"], answer["records"], answer["new"]
+        print(f"import: {records}/{records} records (by the running node)", file=sys.stderr)
+        reasons: dict[str, int] = dict(answer["rejected"])
+    else:
+        _notify(local.path)
+        label, records, new, reasons = done.sender_label, done.records, done.new, done.rejected
+    rejected = sum(reasons.values())
+    held = records - new - rejected
     print(
-        f"imported from {done.sender_label}: {done.new} new, {held} already held, "
+        f"imported from {label}: {new} new, {held} already held, "
         f"{rejected} rejected"
-        + (
-            f" ({', '.join(f'{k} {v}' for k, v in sorted(done.rejected.items()))})"
-            if rejected
-            else ""
-        )
+        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))})" if rejected else "")
     )
     return 0
 

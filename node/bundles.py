@@ -1,8 +1,9 @@
 """Sneakernet: `canopy export --for PEER` and `canopy import FILE` on an unlocked data dir.
 
 Owns choosing what a peer may receive in a bundle (the same rule and SQL as sync) and
-putting a bundle's records through exactly the checks and store path of network sync
-(`runtime.check_records`, `runtime.store_checked`). Nothing from a bundle is stored
+putting a bundle's records through exactly the checks and accept path of network sync
+(`runtime.check_records`, then `runtime.accept_records`, or the running node's
+`Node.accept` when a node runs on the directory). Nothing from a bundle is stored
 unless the whole bundle opened and verified. Bundles are encrypted; no temp file holds
 anything readable.
 """
@@ -10,13 +11,14 @@ anything readable.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from node.local import Local, random, write_private
 from node.progress import Progress
-from node.runtime import check_records, store_checked
+from node.runtime import Accepted, accept_records, check_records
 from node.trust import resolve_peer
 from protocol import limits
 from protocol.bundle import open_bundle, seal_bundle
@@ -74,10 +76,19 @@ async def export_bundle(
     return Exported(peer.label, len(datas), len(sealed))
 
 
+Accept = Callable[[list[Record]], Awaitable[Accepted]]
+
+
 async def import_bundle(
-    local: Local, path: Path, now_ms: int, stream: TextIO | None = None
+    local: Local,
+    path: Path,
+    now_ms: int,
+    stream: TextIO | None = None,
+    accept: Accept | None = None,
 ) -> Imported:
-    """Open a bundle for us from a trusted peer; check and store its records like sync does."""
+    """Open a bundle for us from a trusted peer; check and accept its records like sync does.
+
+    `accept`: the running node's accept path; by default `accept_records` on `local`."""
     try:
         size = path.stat().st_size
         if size > limits.MAX_BUNDLE_BYTES:
@@ -110,10 +121,12 @@ async def import_bundle(
                     result.rejected[f"record_{type(outcome).__name__}"] += 1
                 else:
                     good.append(outcome)
-            stored = await store_checked(local, good, now_ms)
-            result.new += len(stored.fresh)
-            if stored.withdrawn_refused:
-                result.rejected["withdrawn_refused"] += stored.withdrawn_refused
+            if accept is None:
+                accepted = await accept_records(local, good, now_ms)
+            else:
+                accepted = await accept(good)
+            result.new += len(accepted.fresh)
+            result.rejected.update(accepted.refused)
             progress.advance(len(chunk))
     for reason, n in result.rejected.items():
         await local.store.count_rejection(f"bundle_{reason}", n)

@@ -20,7 +20,7 @@ from protocol.encoding import Value
 from protocol.envelope import Body, open_record, seal_record
 from protocol.errors import CanopyError, DecodeError, NotForUs, RemoteProtocolError
 from protocol.identity import NodeId
-from protocol.lifecycle import Withdrawal
+from protocol.lifecycle import Withdrawal, withdrawable
 from protocol.record import Kind, Record, Scope
 
 # Room left in a record for the envelope, slots and padding around a guide's text.
@@ -188,6 +188,8 @@ async def withdraw_records(local: Local, targets: list[Record], now_ms: int) -> 
 async def _withdraw(
     local: Local, targets: list[Record], now_ms: int, successor: bytes | None = None
 ) -> Record:
+    if any(not withdrawable(t.kind) for t in targets):
+        raise CanopyError("a revocation cannot be withdrawn: it stands until it expires")
     expires = max(max(t.expires for t in targets), now_ms + 1)
     tombstone = Record.create(
         local.identity,

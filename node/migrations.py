@@ -68,4 +68,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE records ADD COLUMN opened BLOB
     """,
+    # 7: withdrawn ids keyed by (id, author): only the author's own tombstone withdraws, and
+    #    a tombstone by anyone else naming the same id, first or not, no longer takes the
+    #    author's place. Existing rows keep their id, author and expiry.
+    """
+    CREATE TABLE withdrawn_by_author (
+        id BLOB NOT NULL,
+        author_tag BLOB NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (id, author_tag)
+    ) WITHOUT ROWID;
+    INSERT INTO withdrawn_by_author (id, author_tag, expires)
+        SELECT id, author_tag, expires FROM withdrawn;
+    DROP TABLE withdrawn;
+    ALTER TABLE withdrawn_by_author RENAME TO withdrawn;
+    CREATE INDEX withdrawn_expires ON withdrawn (expires)
+    """,
 )

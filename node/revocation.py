@@ -15,7 +15,7 @@ from node.local import Local
 from node.trust import match_peers, parse_node_id
 from protocol.errors import CanopyError, RemoteProtocolError
 from protocol.identity import NodeId
-from protocol.record import Record
+from protocol.record import Kind, Record
 from protocol.revocation import check_revocation, from_text, make_revocation, to_text
 
 CERTIFICATE_SETTING = "revocation_certificate"
@@ -50,6 +50,28 @@ async def mark_revoked(local: Local, record: Record, now_ms: int) -> bool:
         {"created": certificate.created, "learnt": now_ms, "record": record.id},
     )
     return True
+
+
+async def apply_stored_revocations(local: Local, now_ms: int) -> list[NodeId]:
+    """Apply every stored revocation not applied yet; the identities newly revoked.
+
+    Stores written before every path applied revocations may hold one unapplied (a bundle
+    stored it, and the copy from sync was then "not new"). Run when the node starts and
+    when the CLI opens a data directory, so no revocation stays stored but ignored."""
+    known = await revoked_ids(local)
+    out: list[NodeId] = []
+    for data in await local.store.records_of_kind(Kind.REVOCATION.value):
+        try:
+            record = Record.from_bytes(data)
+            if record.author in known:
+                continue
+            record.verify()
+            if await mark_revoked(local, record, now_ms):
+                out.append(record.author)
+                known[record.author] = now_ms
+        except RemoteProtocolError:
+            continue  # checked on the way in; a bad one is not a revocation
+    return out
 
 
 async def revoked_ids(local: Local) -> dict[NodeId, int]:

@@ -18,8 +18,9 @@ import secrets
 import time
 import urllib.parse
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -29,13 +30,14 @@ from node.connection import PeerConnection
 from node.content import row_of
 from node.local import Local, Peer, random
 from node.queries import KnowWho
-from node.revocation import mark_revoked, revoked_ids
+from node.revocation import apply_stored_revocations, mark_revoked, revoked_ids
 from node.trust import PendingInvite, pending_invites, redeem_invite
 from protocol import limits
 from protocol.contact import ContactError, Filter
 from protocol.content import Alert
 from protocol.envelope import open_record
 from protocol.errors import (
+    CanopyError,
     DecodeError,
     HandshakeError,
     NotForUs,
@@ -46,7 +48,7 @@ from protocol.errors import (
 )
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
 from protocol.identity import NodeId
-from protocol.lifecycle import Withdrawal
+from protocol.lifecycle import Withdrawal, withdrawable
 from protocol.names import check_name, name_taken
 from protocol.reconcile import Reconciler
 from protocol.record import Kind, Record, Scope
@@ -149,6 +151,9 @@ class Node:
 
     async def start(self) -> None:
         self.name = self.config.name or await self.local.name()
+        # Revocations a store holds but never applied (written before every path applied
+        # them) take effect before the first handshake.
+        await apply_stored_revocations(self.local, now_ms())
         await self._reload_trust()
         await self.knowwho.start()
         # Our records published while we were stopped reach peers by reconciliation.
@@ -175,6 +180,7 @@ class Node:
         api_app.router.add_get("/v1/alerts", self._api_alerts)
         api_app.router.add_get("/v1/watch", self._api_watch)
         api_app.router.add_post("/v1/notify", self._api_notify)
+        api_app.router.add_post("/v1/import", self._api_import)
         api_app.router.add_post("/v1/wipe", self._api_wipe)
         api_app.router.add_get("/healthz", self._api_healthz)
         api_app.router.add_get("/metrics", self._api_metrics)
@@ -696,29 +702,26 @@ class Node:
         while len(self._bad) > limits.NEGATIVE_CACHE_SIZE:
             self._bad.popitem(last=False)
 
-    async def accept(self, records: Sequence[Record], source: PeerConnection | None) -> None:
-        """Store checked records, apply tombstones, announce alerts, push the new ones on."""
+    async def accept(self, records: Sequence[Record], source: PeerConnection | None) -> Accepted:
+        """Store checked records through `accept_records` (the one path, shared with bundle
+        import), then act on them live: refuse what they revoke, announce alerts, update
+        the know-who index, push the new ones on."""
         now = now_ms()
-        refused = {
-            r.id for r in records if r.author in self.revoked and r.kind is not Kind.REVOCATION
-        }
-        if refused:
-            # Not the sender's fault: it may not have heard of the revocation yet.
-            self._count("revoked_author_refused", len(refused))
-            self.inflight.difference_update(refused)
-            records = [r for r in records if r.id not in refused]
-        stored = await store_checked(self.local, records, now)
-        if stored.withdrawn_refused:
-            self._count("withdrawn_refused", stored.withdrawn_refused)
+        accepted = await accept_records(self.local, records, now, self.revoked.keys())
+        if source is not None:  # a bundle's refusals are counted by `import_bundle`
+            for reason, n in accepted.refused.items():
+                # Not the sender's fault: it may not have heard of a revocation or withdrawal.
+                self._count(reason, n)
         self.inflight.difference_update(r.id for r in records)
-        fresh = stored.fresh
-        if stored.purged:
-            self.knowwho.remove(stored.purged)
+        for node_id in accepted.revoked:
+            self._epoch += 1  # our own write: no need to reload trust for it
+            self._revoked_now(node_id)
+        fresh = accepted.fresh
+        if accepted.purged:
+            self.knowwho.remove(accepted.purged)
         self.received += len(fresh) if source is not None else 0
         for record in fresh:
-            if record.kind is Kind.REVOCATION:
-                await self._apply_revocation(record, now)
-            elif record.kind is Kind.ALERT:
+            if record.kind is Kind.ALERT:
                 malformed = self._announce_alert(record, now)
                 if malformed is not None:
                     # Its author signed it (record and body): blame the author, never a relay
@@ -731,11 +734,7 @@ class Node:
                 await self.penalise(record.author, error, reason="content_malformed")
         if fresh:
             self.push(fresh, exclude=source.peer_id if source else None)
-
-    async def _apply_revocation(self, record: Record, now: int) -> None:
-        if await mark_revoked(self.local, record, now):
-            self._epoch += 1  # our own write: no need to reload trust for it
-            self._revoked_now(record.author)
+        return accepted
 
     def _revoked_now(self, node_id: NodeId) -> None:
         """Refuse the identity at once: its handshakes, its records, its live connection;
@@ -908,6 +907,37 @@ class Node:
         self.local.clear_runtime()
         asyncio.get_running_loop().call_later(0.05, os._exit, 75)
         return web.json_response({"ok": True, "exiting": True})
+
+    async def _api_import(self, request: web.Request) -> web.Response:
+        """`canopy import` while the node runs: the bundle's records take this node's own
+        accept path, so revocations, alerts, the know-who index and pushes act at once."""
+        from node.bundles import import_bundle  # bundles imports this module
+
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        file = body.get("file") if isinstance(body, dict) else None
+        if not isinstance(file, str) or not os.path.isabs(file):
+            return web.json_response({"error": 'expected {"file": absolute path}'}, status=400)
+        try:
+            done = await import_bundle(
+                self.local,
+                Path(file),
+                now_ms(),
+                accept=lambda records: self.accept(records, source=None),
+            )
+        except CanopyError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(
+            {
+                "sender": str(done.sender),
+                "sender_label": done.sender_label,
+                "records": done.records,
+                "new": done.new,
+                "rejected": dict(done.rejected),
+            }
+        )
 
     async def _api_notify(self, request: web.Request) -> web.Response:
         self._wake.set()
@@ -1177,6 +1207,41 @@ def check_records(
 
 
 @dataclass(frozen=True, slots=True)
+class Accepted:
+    """What `accept_records` did with a batch of checked records."""
+
+    fresh: list[Record]  # stored now for the first time
+    purged: list[bytes]  # ids deleted by tombstones among them
+    revoked: list[NodeId]  # identities this batch revoked (not known revoked before)
+    refused: Counter[str]  # reason -> records refused (revoked_author_refused, withdrawn_refused)
+
+
+async def accept_records(
+    local: Local, records: Sequence[Record], now: int, revoked: Collection[NodeId] | None = None
+) -> Accepted:
+    """The one path for checked records from elsewhere (network sync, `canopy import`),
+    whether or not the node runs: revocations applied (also for a copy already stored, so a
+    revocation never stays stored but unapplied), records of revoked authors refused (those
+    revoked by this very batch too), withdrawal rules obeyed, the new ones stored durably.
+    `revoked`: the identities known revoked (read from the store when not given). The
+    running node adds the live part (`Node.accept`)."""
+    known = set(revoked if revoked is not None else (await revoked_ids(local)).keys())
+    newly: list[NodeId] = []
+    for record in records:
+        if record.kind is Kind.REVOCATION and await mark_revoked(local, record, now):
+            newly.append(record.author)
+            known.add(record.author)
+    refused: Counter[str] = Counter()
+    kept = [r for r in records if r.author not in known or r.kind is Kind.REVOCATION]
+    if len(kept) < len(records):
+        refused["revoked_author_refused"] = len(records) - len(kept)
+    stored = await store_checked(local, kept, now)
+    if stored.withdrawn_refused:
+        refused["withdrawn_refused"] = stored.withdrawn_refused
+    return Accepted(stored.fresh, stored.purged, newly, refused)
+
+
+@dataclass(frozen=True, slots=True)
 class Stored:
     """What `store_checked` did: the records that were new, and how many were refused
     because their author had withdrawn them."""
@@ -1189,10 +1254,13 @@ class Stored:
 async def store_checked(local: Local, records: Sequence[Record], now: int) -> Stored:
     """Store records that passed `check_records`, durably, and apply new tombstones.
 
-    The one path into the store for records from elsewhere: network sync and imported
-    bundles both come through here, so both obey the same withdrawal rules."""
-    withdrawn = await local.store.withdrawn_among([(r.id, r.author.raw) for r in records])
-    keep = [r for r in records if r.id not in withdrawn]
+    Called by `accept_records` only, the one path for records from elsewhere (network
+    sync and imported bundles), so both obey the same withdrawal rules."""
+    # Only the author's own tombstone withdraws, and never a revocation (protocol rule:
+    # `lifecycle.withdrawable`), whatever arrived first.
+    candidates = [r for r in records if withdrawable(r.kind)]
+    withdrawn = await local.store.withdrawn_among([(r.id, r.author.raw) for r in candidates])
+    keep = [r for r in records if r.id not in withdrawn or not withdrawable(r.kind)]
     flags = await local.store.put_records(
         [row_of(r, local=r.author == local.node_id) for r in keep], now
     )

@@ -27,6 +27,7 @@ from node.migrations import MIGRATIONS
 from protocol import labels
 from protocol.encoding import Value, pack, unpack
 from protocol.errors import StoreError
+from protocol.lifecycle import NEVER_WITHDRAWN
 
 
 def _subkey(storage_key: bytes, person: bytes) -> bytes:
@@ -354,8 +355,10 @@ class Store:
             return [(int(created), bytes(rid)) for created, rid in await cur.fetchall()]
 
     async def withdraw(self, targets: Sequence[bytes], author: bytes, expires: int) -> list[bytes]:
-        """Apply a tombstone by `author`: delete its targets written by that author, and
-        remember them until `expires` so a late copy is refused. Returns the deleted ids."""
+        """Apply a tombstone by `author`: delete its targets written by that author (never a
+        revocation: `lifecycle.withdrawable`), and remember them as withdrawn *by that
+        author* until `expires`, so a late copy by that author is refused. Another author's
+        tombstone naming the same ids changes nothing for them. Returns the deleted ids."""
         async with self._write_lock:
             return await self._withdraw_locked(targets, author, expires)
 
@@ -364,18 +367,20 @@ class Store:
     ) -> list[bytes]:
         tag = self.tag(author)
         marks = ",".join("?" * len(targets))
+        kept = sorted(NEVER_WITHDRAWN)
+        where = f"id IN ({marks}) AND author_tag = ? AND kind NOT IN ({','.join('?' * len(kept))})"
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                sql = f"SELECT id FROM records WHERE id IN ({marks}) AND author_tag = ?"
-                async with self._db.execute(sql, (*targets, tag)) as cur:
+                async with self._db.execute(
+                    f"SELECT id FROM records WHERE {where}", (*targets, tag, *kept)
+                ) as cur:
                     deleted = [bytes(row[0]) for row in await cur.fetchall()]
-                await self._db.execute(
-                    f"DELETE FROM records WHERE id IN ({marks}) AND author_tag = ?", (*targets, tag)
-                )
+                await self._db.execute(f"DELETE FROM records WHERE {where}", (*targets, tag, *kept))
                 await self._db.executemany(
                     "INSERT INTO withdrawn (id, author_tag, expires) VALUES (?, ?, ?)"
-                    " ON CONFLICT(id) DO UPDATE SET expires = MAX(expires, excluded.expires)",
+                    " ON CONFLICT(id, author_tag)"
+                    " DO UPDATE SET expires = MAX(expires, excluded.expires)",
                     [(t, tag, expires) for t in targets],
                 )
             except BaseException:
@@ -394,9 +399,10 @@ class Store:
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT id, author_tag FROM withdrawn WHERE id IN ({marks})"
             async with self._db.execute(sql, [i for i, _ in chunk]) as cur:
-                found = {bytes(rid): bytes(tag) for rid, tag in await cur.fetchall()}
+                found = {(bytes(rid), bytes(tag)) for rid, tag in await cur.fetchall()}
             if found:  # rare: tag only the authors of ids that were withdrawn
-                out.update(i for i, author in chunk if i in found and found[i] == self.tag(author))
+                ids = {rid for rid, _ in found}
+                out.update(i for i, author in chunk if i in ids and (i, self.tag(author)) in found)
         return out
 
     async def is_withdrawn(self, rid: bytes) -> bool:

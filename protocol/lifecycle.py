@@ -13,9 +13,22 @@ from dataclasses import dataclass
 from protocol import limits
 from protocol.encoding import as_bytes, as_list, as_map, check_keys, pack, unpack
 from protocol.errors import DecodeError, LocalProtocolError
+from protocol.record import Kind
 
 _REQUIRED = frozenset({"targets"})
 _OPTIONAL = frozenset({"successor"})
+
+NEVER_WITHDRAWN = frozenset({Kind.REVOCATION})
+
+
+def withdrawable(kind: Kind) -> bool:
+    """Whether a tombstone may withdraw a record of `kind`: never a revocation.
+
+    A revocation is the owner's answer to a stolen key, and the thief holds that key: if
+    its author could withdraw it, the thief could (in advance, since its id is fixed at
+    `init`). So a tombstone naming a revocation neither deletes it nor makes a node refuse
+    a copy that arrives later, whoever signed the tombstone and whatever arrives first."""
+    return kind not in NEVER_WITHDRAWN
 
 
 @dataclass(frozen=True, slots=True)

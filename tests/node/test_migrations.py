@@ -75,3 +75,39 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
         assert await local.store.is_withdrawn(record.id)
     finally:
         await local.close()
+
+
+async def test_withdrawn_rows_keep_id_author_and_expiry_when_keyed_by_author(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "node"
+    now = int(time.time() * 1000)
+    author, squatter = b"\xaa" * 32, b"\xcc" * 32
+    rid = b"\x01" * 32
+    # The schema before withdrawn ids were keyed by (id, author).
+    before = next(i for i, m in enumerate(MIGRATIONS) if "withdrawn_by_author" in m)
+    with monkeypatch.context() as patch:
+        patch.setattr(node.store, "MIGRATIONS", MIGRATIONS[:before])
+        old = await Local.create(data, "Old Org", PASS)
+        tag = old.store.tag(author)
+        await old.close()
+    with sqlite3.connect(data / "canopy.db") as db:  # the row the old code's withdraw wrote
+        db.execute(
+            "INSERT INTO withdrawn (id, author_tag, expires) VALUES (?, ?, ?)",
+            (rid, tag, now + 3_600_000),
+        )
+
+    local = await Local.open(data, PASS)
+    try:
+        assert user_version(data / "canopy.db") == len(MIGRATIONS)
+        assert await local.store.withdrawn_among([(rid, author)]) == {rid}
+        assert await local.store.withdrawn_among([(rid, squatter)]) == set()
+        # Another author naming the same id is now a row of its own, not a conflict.
+        await local.store.withdraw([rid], squatter, now + 1)
+        await local.store.delete_expired(now + 1)
+        assert await local.store.withdrawn_among([(rid, author)]) == {rid}  # expiry kept
+        await local.store.delete_expired(now + 3_600_000)
+        assert await local.store.withdrawn_among([(rid, author)]) == set()
+        assert await local.store.integrity_check() == "ok"
+    finally:
+        await local.close()

@@ -231,6 +231,28 @@ async def test_withdraw_deletes_only_the_authors_records_and_remembers(store: St
     assert await store.withdrawn_among([(rid(1), author)]) == set()
 
 
+async def test_withdrawal_is_keyed_by_id_and_author_whoever_tombstones_first(
+    store: Store,
+) -> None:
+    author, squatter = b"\xaa" * 32, b"\xcc" * 32
+    # A squatter's tombstone names the author's record before the author's own arrives.
+    assert await store.withdraw([rid(1)], squatter, NOW + HOUR) == []
+    assert await store.withdrawn_among([(rid(1), author)]) == set()
+    assert await store.withdraw([rid(1)], author, NOW + 2 * HOUR) == []
+    # The author's withdrawal holds all the same: a stale copy of the record is refused.
+    assert await store.withdrawn_among([(rid(1), author)]) == {rid(1)}
+    await store.delete_expired(NOW + HOUR)  # the squatter's memory expires, the author's stays
+    assert await store.withdrawn_among([(rid(1), author)]) == {rid(1)}
+    assert await store.withdrawn_among([(rid(1), squatter)]) == set()
+
+
+async def test_withdraw_never_deletes_a_revocation(store: Store) -> None:
+    author = b"\xaa" * 32
+    await store.put_records([row(1, author=author, kind="revocation")], NOW)
+    assert await store.withdraw([rid(1)], author, NOW + HOUR) == []
+    assert set(await store.get_records([rid(1)])) == {rid(1)}
+
+
 async def test_local_records_after_pages_our_own_in_insertion_order(store: Store) -> None:
     await store.put_records([row(1, local=True), row(2), row(3, local=True)], NOW)
     await store.put_records([row(4, local=True, data=b"four")], NOW)
