@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from protocol.errors import ConfigError
+from protocol.invite import normalise_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,10 @@ def _validate(config: Config, origin: Callable[[str], str]) -> Config:
             raise ConfigError(
                 f"{origin('advertise')}: node.advertise entries must be ws:// or wss:// URLs"
             )
+    # `wss://host` means the peer endpoint there: what invites carry must be dialable.
+    advertise = tuple(dict.fromkeys(normalise_address(a) for a in config.advertise))
+    if advertise != config.advertise:
+        config = replace(config, advertise=advertise)
     if config.reconnect_min <= 0 or config.reconnect_max < config.reconnect_min:
         raise ConfigError(
             f"{origin('reconnect_min')}: network.reconnect_min must be > 0 and <= reconnect_max"

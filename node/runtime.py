@@ -45,6 +45,7 @@ from protocol.errors import (
 )
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
 from protocol.identity import NodeId
+from protocol.invite import normalise_address
 from protocol.lifecycle import Withdrawal
 from protocol.reconcile import Reconciler
 from protocol.record import Kind, Record, Scope
@@ -161,6 +162,7 @@ class Node:
         )
         peer_app = web.Application()
         peer_app.router.add_get(PEER_PATH, self._accept_ws)
+        peer_app.router.add_get("/", self._accept_ws)  # `ws://host:port` works as typed
         host, port = split_host_port(self.config.listen)
         bound = await self._serve(peer_app, host, port)
         shown = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
@@ -360,7 +362,8 @@ class Node:
         """Try each address; with a pending invite, its one-time key first, then ours."""
         try:
             keys = [k for k in (peer.invite_capability, self.network_key) if k]
-            for address in peer.addresses:
+            # Normalised again here for peers stored before addresses were normalised.
+            for address in dict.fromkeys(normalise_address(a) for a in peer.addresses):
                 for network_key in keys:
                     ws = await self._open_ws(address, state)
                     if ws is None:
