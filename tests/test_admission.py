@@ -4,12 +4,24 @@ requests, against real `canopy run` processes over real loopback sockets."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import os
+import struct
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import nacl.utils
 import pytest
+from aiohttp import WSMsgType
 
 from node.demo import NodeProcess, wait_until
+from protocol import limits
+from protocol.handshake import ClientHandshake, HandshakeState
+from protocol.identity import Identity
 from protocol.invite import Invite
 from tests.conftest import Net
 
@@ -55,3 +67,132 @@ async def test_address_without_path_works_end_to_end(net: Net, tmp_path: Path) -
 
 async def _is(value: object, expected: object) -> bool:
     return await value == expected  # type: ignore[misc, no-any-return]
+
+
+# -- pending handshakes behind a proxy (issue 11, item 4) --------------------------------
+
+
+async def _invite(node: NodeProcess) -> Invite:
+    _, code, _ = await node.cli("invite", "--address", node.address)
+    return Invite.from_code(code.strip())
+
+
+async def _handshake(ws: aiohttp.ClientWebSocketResponse, invite: Invite) -> bool:
+    """SHS1 with the invite's one-time key, as a newcomer: True if the node completed it."""
+    me = Identity.generate(nacl.utils.random)
+    hs = ClientHandshake(invite.capability(), me.secret_key, invite.node_id.raw, os.urandom(32))
+    await ws.send_bytes(hs.start())
+    while hs.state is not HandshakeState.DONE:
+        msg = await ws.receive(timeout=5)
+        if msg.type != WSMsgType.BINARY:
+            return False
+        reply = hs.receive_data(msg.data)
+        if reply:
+            await ws.send_bytes(reply)
+    return True
+
+
+async def _still_pending(ws: aiohttp.ClientWebSocketResponse) -> bool:
+    """True while the node still waits for this connection's handshake."""
+    try:
+        msg = await ws.receive(timeout=1.5)
+    except TimeoutError:
+        return True
+    return msg.type == WSMsgType.BINARY
+
+
+async def _rejected(node: NodeProcess, reason: str) -> int:
+    return int((await node.api("/v1/status"))["rejected"].get(reason, 0))
+
+
+@pytest.fixture
+async def proxied(tmp_path: Path) -> AsyncIterator[NodeProcess]:
+    """A node behind a proxy on 127.0.0.1: every connection arrives from there."""
+    node = NodeProcess(tmp_path, "T", "Target", env={"CANOPY_NODE_TRUSTED_PROXIES": "127.0.0.1"})
+    await node.init()
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+async def test_idle_websockets_behind_a_proxy_do_not_lock_out_an_honest_peer(
+    proxied: NodeProcess,
+) -> None:
+    invite = await _invite(proxied)
+    idle: list[aiohttp.ClientWebSocketResponse] = []
+    async with aiohttp.ClientSession() as http:
+        for i in range(2 * limits.MAX_PENDING_PER_ADDRESS):  # more than one address's share
+            forwarded = {"X-Forwarded-For": f"10.0.0.{i + 1}"}
+            idle.append(await http.ws_connect(proxied.address, headers=forwarded))
+        honest = await http.ws_connect(proxied.address, headers={"X-Forwarded-For": "10.9.9.9"})
+        assert await _handshake(honest, invite)
+        # The idle ones were each counted against their own client: none was displaced.
+        assert all(await asyncio.gather(*(_still_pending(ws) for ws in idle)))
+        for ws in [*idle, honest]:
+            await ws.close()
+
+
+async def test_single_source_cannot_hold_every_pending_slot(proxied: NodeProcess) -> None:
+    invite = await _invite(proxied)
+    idle: list[aiohttp.ClientWebSocketResponse] = []
+    async with aiohttp.ClientSession() as http:
+        # One client behind the proxy opens as many idle handshakes as the node has slots.
+        for _ in range(limits.MAX_PENDING_HANDSHAKES):
+            forwarded = {"X-Forwarded-For": "10.1.1.1"}
+            idle.append(await http.ws_connect(proxied.address, headers=forwarded))
+        # It still holds only its share, and a newcomer from the same client gets in too.
+        pending = sum(await asyncio.gather(*(_still_pending(ws) for ws in idle)))
+        assert pending <= limits.MAX_PENDING_PER_ADDRESS
+        same = await http.ws_connect(proxied.address, headers={"X-Forwarded-For": "10.1.1.1"})
+        assert await _handshake(same, invite)
+        assert await _rejected(proxied, "handshake_evicted") >= len(idle) - pending
+        for ws in [*idle, same]:
+            await ws.close()
+    # X-Forwarded-For from a peer that is not a trusted proxy is ignored: connections from
+    # 127.0.0.2 naming a different client each all count against 127.0.0.2.
+    spoofed: list[aiohttp.ClientWebSocketResponse] = []
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        for i in range(2 * limits.MAX_PENDING_PER_ADDRESS):
+            forwarded = {"X-Forwarded-For": f"10.2.0.{i + 1}"}
+            spoofed.append(await http.ws_connect(proxied.address, headers=forwarded))
+        pending = sum(await asyncio.gather(*(_still_pending(ws) for ws in spoofed)))
+        assert pending <= limits.MAX_PENDING_PER_ADDRESS
+        for ws in spoofed:
+            await ws.close()
+
+
+async def test_oversize_message_before_the_handshake_is_refused(proxied: NodeProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(proxied.address)
+        await ws.send_bytes(os.urandom(limits.MAX_HANDSHAKE_MESSAGE_BYTES + 1))
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+        await ws.close()
+    assert await _rejected(proxied, "preauth_oversize") == 1
+    # A frame announcing 4 MiB: the node stops reading after a few KiB, long before the
+    # handshake timeout, instead of buffering the message.
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxied.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            "GET /canopy HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101")
+    size = 4 * 1024 * 1024 - 1
+    writer.write(b"\x82\xff" + struct.pack(">Q", size) + b"\x00\x00\x00\x00")  # masked, binary
+    started = time.monotonic()
+    with contextlib.suppress(ConnectionError):
+        for _ in range(64):
+            writer.write(bytes(16 * 1024))
+            await writer.drain()
+    with contextlib.suppress(ConnectionError):  # reset or EOF: the node hung up
+        await asyncio.wait_for(reader.read(), 5)
+    assert time.monotonic() - started < 5  # well before the 10 s handshake timeout
+    writer.close()
+    assert await _rejected(proxied, "preauth_oversize") == 2
