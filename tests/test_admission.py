@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import os
+import resource
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +20,7 @@ import nacl.utils
 import pytest
 from aiohttp import WSMsgType
 
+from node.admission import AcceptErrorFilter
 from node.demo import NodeProcess, wait_until
 from protocol import limits
 from protocol.handshake import ClientHandshake, HandshakeState
@@ -196,3 +199,98 @@ async def test_oversize_message_before_the_handshake_is_refused(proxied: NodePro
     assert time.monotonic() - started < 5  # well before the 10 s handshake timeout
     writer.close()
     assert await _rejected(proxied, "preauth_oversize") == 2
+
+
+# -- half-open HTTP requests (issue 11, item 5) -------------------------------------------
+
+NOFILE = 256  # the node runs with this many file descriptors, so a flood of 260+ is cheap
+
+
+def _low_nofile() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+
+async def test_half_open_requests_capped_and_honest_peer_and_api_served(
+    net: Net, tmp_path: Path
+) -> None:
+    t = await net.node("T", "Target")
+    b = await net.node("B", "Beta Rights")
+    t.preexec = _low_nofile
+    await t.start()
+    await b.start()
+    _, code, _ = await t.cli("invite", "--address", t.address)
+    flood: list[asyncio.StreamWriter] = []
+    readers: list[asyncio.StreamReader] = []
+
+    async def half_open(port: int) -> None:
+        # From 127.0.0.2, so that the honest peer (127.0.0.1) is another address.
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=("127.0.0.2", 0)
+        )
+        flood.append(writer)
+        readers.append(reader)
+        with contextlib.suppress(OSError):  # over the cap: closed at once
+            writer.write(b"GET /canopy HTTP/1.1\r\nHost: x\r\n")  # and never finish
+            await writer.drain()
+
+    try:
+        await asyncio.gather(*(half_open(t.port) for _ in range(NOFILE + 44)))
+        log_before = t.log_path.stat().st_size
+        # The operator's local API still answers, and a new honest peer gets in and syncs.
+        assert (await t.api("/v1/status"))["id"] == t.node_id
+        await b.cli("accept", code.strip())
+        await wait_until("honest peer connected", lambda: _connected(t, 1))
+        guide = tmp_path / "g.md"
+        guide.write_text("# Through the flood\n\nStill delivered.\n")
+        await b.cli("publish", "guide", str(guide), "--to", "peers")
+        await wait_until("delivery", lambda: _is(_titles(t), ["Through the flood"]))
+        capped = await _rejected(t, "connection_cap")
+        assert capped >= NOFILE + 44 - limits.MAX_TCP_PER_ADDRESS
+        # The ones let in are closed once the header-read deadline passes.
+        async def all_closed() -> bool:
+            return all(r.at_eof() or r.exception() is not None for r in readers)
+
+        for reader in readers:
+            asyncio.get_running_loop().create_task(_drain(reader))
+        await wait_until("header timeout", all_closed, timeout=limits.HTTP_HEADER_TIMEOUT_S + 15)
+        assert await _rejected(t, "header_timeout") >= 1
+        grown = t.log_path.stat().st_size - log_before
+        print(f"\nHALF-OPEN {NOFILE + 44} opened; capped={capped}; log grew {grown} bytes")
+        assert grown < 16 * 1024
+    finally:
+        for writer in flood:
+            writer.close()
+
+
+async def _drain(reader: asyncio.StreamReader) -> None:
+    with contextlib.suppress(ConnectionError):
+        await reader.read()
+
+
+def test_accept_errors_are_logged_once_per_interval() -> None:
+    clock = [100.0]
+    accept_filter = AcceptErrorFilter(interval=10.0, clock=lambda: clock[0])
+    logger = logging.getLogger("test.asyncio.accept")
+    logger.propagate = False
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    logger.addHandler(Collect())
+    logger.addFilter(accept_filter)
+    error = OSError(24, "Too many open files")
+    for _ in range(1000):  # what asyncio does when accept() fails with EMFILE, every time
+        logger.error(
+            "socket.accept() out of system resource\nsocket: <socket>",
+            exc_info=(OSError, error, None),
+        )
+        clock[0] += 0.005
+    clock[0] += 10.0
+    logger.error("socket.accept() out of system resource\nsocket: <socket>")
+    logger.error("Task exception was never retrieved")  # other asyncio errors pass as they are
+    assert len(lines) == 3  # the first, the one after the interval, and the other error
+    assert "(999 more in the last interval not logged)" in lines[1]
+    assert "Traceback" not in "".join(lines)
+    assert lines[-1] == "Task exception was never retrieved"
