@@ -372,7 +372,10 @@ class Node:
                 if refused
                 else ("handshake_evicted" if slot.evicted else "handshake_timeout")
             )
-            await ws.close()
+            if refused or request.transport is None:
+                await ws.close()
+            else:
+                request.transport.abort()  # an idle client would hold a closing handshake 10 s
             return ws
         finally:
             self._pending.release(slot)
