@@ -20,9 +20,11 @@ import nacl.utils
 import pytest
 from aiohttp import WSMsgType
 
-from node.admission import AcceptErrorFilter
+from node.admission import AcceptErrorFilter, PendingSlots, client_address, parse_proxies
+from node.config import load_config
 from node.demo import NodeProcess, wait_until
 from protocol import limits
+from protocol.errors import ConfigError
 from protocol.handshake import ClientHandshake, HandshakeState
 from protocol.identity import Identity
 from protocol.invite import Invite
@@ -295,3 +297,47 @@ def test_accept_errors_are_logged_once_per_interval() -> None:
     assert "(999 more in the last interval not logged)" in lines[1]
     assert "Traceback" not in "".join(lines)
     assert lines[-1] == "Task exception was never retrieved"
+
+
+def test_forwarded_client_is_the_rightmost_untrusted_entry() -> None:
+    proxies = parse_proxies(["127.0.0.1", "10.0.0.0/8", "::1"])
+    # Only the proxy's own entry (the right-most) counts; what the client wrote is ignored.
+    assert client_address("127.0.0.1", ["6.6.6.6, 203.0.113.7"], proxies) == "203.0.113.7"
+    # A chain of trusted proxies is skipped; several headers are one list.
+    assert client_address("::1", ["198.51.100.2", "10.1.2.3, 10.0.0.9"], proxies) == (
+        "198.51.100.2"
+    )
+    assert client_address("::ffff:127.0.0.1", ["203.0.113.7"], proxies) == "203.0.113.7"
+    # From anyone else, or with no proxies configured, the header is never read.
+    assert client_address("192.0.2.1", ["203.0.113.7"], proxies) == "192.0.2.1"
+    assert client_address("127.0.0.1", ["203.0.113.7"], ()) == "127.0.0.1"
+    # Nothing usable: the proxy itself is the source.
+    assert client_address("127.0.0.1", [], proxies) == "127.0.0.1"
+    assert client_address("127.0.0.1", ["10.0.0.1"], proxies) == "127.0.0.1"
+    assert client_address("127.0.0.1", ["203.0.113.7, junk"], proxies) == "127.0.0.1"
+
+
+def test_bad_trusted_proxy_is_one_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[node]\nlisten = "127.0.0.1:7420"\ntrusted_proxies = ["nginx"]\n')
+    with pytest.raises(ConfigError, match=r"c\.toml:3: node\.trusted_proxies: 'nginx' is not"):
+        load_config(path, {})
+    path.write_text('[node]\ntrusted_proxies = ["127.0.0.1", "fd00::/8"]\n')
+    assert load_config(path, {}).trusted_proxies == ("127.0.0.1", "fd00::/8")
+
+
+def test_pending_slots_make_room_from_the_largest_holder() -> None:
+    slots = PendingSlots(total=4, per_source=2)
+    a1, _ = slots.admit("a", 0.0)
+    a2, _ = slots.admit("a", 1.0)
+    b1, _ = slots.admit("b", 2.0)
+    # "a" is at its share: its own oldest makes room.
+    a3, victim = slots.admit("a", 3.0)
+    assert victim is a1 and a1.evicted and len(slots) == 3
+    slots.admit("c", 4.0)
+    # Every slot taken: the oldest of the source holding the most ("a") goes, not "b"'s.
+    _, victim = slots.admit("d", 5.0)
+    assert victim is a2 and not b1.evicted and len(slots) == 4
+    slots.release(a3)
+    slots.release(a3)  # twice is harmless
+    assert slots.by_source == {"b": 1, "c": 1, "d": 1}
