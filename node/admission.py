@@ -138,8 +138,9 @@ class ConnectionGuard:
 
     Every connection must finish its request headers within `header_timeout` seconds of
     connecting (keep-alive requests after the first are bounded by aiohttp's keep-alive
-    timeout, which the node sets to the same value). A connection whose handshake has
-    not finished may send at most `limits.PREAUTH_BYTES` after the upgrade."""
+    timeout, which the node sets to the same value). With `preauth`, a connection may send
+    at most `limits.PREAUTH_BYTES` after its request headers until the handler calls
+    `lift_preauth` (the handshake is done): the peer endpoint has nothing else to read."""
 
     def __init__(
         self,
@@ -148,6 +149,7 @@ class ConnectionGuard:
         total: int,
         per_address: int,
         header_timeout: float,
+        preauth: bool = False,
         exempt: Callable[[str], bool] = lambda address: False,
         count: Callable[[str], None] = lambda reason: None,
     ) -> None:
@@ -155,6 +157,7 @@ class ConnectionGuard:
         self.total = total
         self.per_address = per_address
         self.header_timeout = header_timeout
+        self.preauth = preauth
         self.exempt = exempt  # trusted proxies: their clients are capped once identified
         self.count = count
         self.open: Counter[str] = Counter()
@@ -204,26 +207,31 @@ class GuardedProtocol(asyncio.Protocol):
             self._guard.count(f"{self._guard.prefix}header_timeout")
             self._transport.abort()
 
-    def limit_preauth(self) -> None:
-        """From now until `lift_preauth`, at most `PREAUTH_BYTES` more may arrive."""
-        self._budget = self._received + limits.PREAUTH_BYTES
-
     def lift_preauth(self) -> None:
+        """The handshake is done: from now on aiohttp's own bounds apply."""
         self._budget = None
 
     def data_received(self, data: bytes) -> None:
         if self._inner is None:
             return
         self._received += len(data)
+        if not self._headers_done:
+            window = self._tail + data
+            end = window.find(b"\r\n\r\n")
+            self._tail = window[-3:]
+            if end >= 0:
+                self._headers_done = True
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                if self._guard.preauth:
+                    after = len(window) - (end + 4)  # bytes past the headers in this read
+                    self._budget = self._received - after + limits.PREAUTH_BYTES
         if self._budget is not None and self._received > self._budget:
             self._guard.count("preauth_oversize")
             assert self._transport is not None
             self._transport.abort()
             return
-        if not self._headers_done:
-            window = self._tail + data
-            self._headers_done = b"\r\n\r\n" in window
-            self._tail = window[-3:]
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:

@@ -183,6 +183,7 @@ class Node:
             total=fd_budget(limits.MAX_TCP_CONNECTIONS, reserve),
             per_address=limits.MAX_TCP_PER_ADDRESS,
             header_timeout=limits.HTTP_HEADER_TIMEOUT_S,
+            preauth=True,  # until the handshake is done (_admit)
             exempt=lambda address: is_trusted(address, self._proxies),
             count=self._count,
         )
@@ -336,13 +337,11 @@ class Node:
         """The handshake holds a pending slot for at most the handshake timeout from the
         upgrade, whatever it sends; a newcomer may end it early (`PendingSlots`). Until it
         is done, a message longer than any SHS1 message is refused, and the connection may
-        send only `PREAUTH_BYTES` in all, so a frame announcing megabytes buffers nothing."""
+        send only `PREAUTH_BYTES` after its headers (`ConnectionGuard`), so a frame announcing
+        megabytes buffers nothing."""
         ws = web.WebSocketResponse(
             heartbeat=self.config.heartbeat, compress=False, max_msg_size=4 * 1024 * 1024
         )
-        guard = request.transport.get_protocol() if request.transport is not None else None
-        if isinstance(guard, GuardedProtocol):
-            guard.limit_preauth()
         await ws.prepare(request)
         invites = list(self.invites)
         handshake = ServerHandshake(
@@ -379,6 +378,7 @@ class Node:
             return ws
         finally:
             self._pending.release(slot)
+        guard = request.transport.get_protocol() if request.transport is not None else None
         if isinstance(guard, GuardedProtocol):
             guard.lift_preauth()
         keys = handshake.keys
