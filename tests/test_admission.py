@@ -29,6 +29,8 @@ from protocol.handshake import ClientHandshake, HandshakeState
 from protocol.identity import Identity
 from protocol.invite import Invite
 from tests.conftest import Net
+from tests.test_hostile_network import _sized
+from tests.test_network_adversarial import RawPeer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -171,14 +173,7 @@ async def test_single_source_cannot_hold_every_pending_slot(proxied: NodeProcess
 
 
 async def test_oversize_message_before_the_handshake_is_refused(proxied: NodeProcess) -> None:
-    async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(proxied.address)
-        await ws.send_bytes(os.urandom(limits.MAX_HANDSHAKE_MESSAGE_BYTES + 1))
-        msg = await ws.receive(timeout=5)
-        assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
-        await ws.close()
-    assert await _rejected(proxied, "preauth_oversize") == 1
-    # A frame announcing 4 MiB: the node stops reading after a few KiB, long before the
+    # A frame announcing 4 MiB: the node hangs up after a few KiB, long before the
     # handshake timeout, instead of buffering the message.
     reader, writer = await asyncio.open_connection("127.0.0.1", proxied.port)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -201,7 +196,26 @@ async def test_oversize_message_before_the_handshake_is_refused(proxied: NodePro
         await asyncio.wait_for(reader.read(), 5)
     assert time.monotonic() - started < 5  # well before the 10 s handshake timeout
     writer.close()
+    # One byte more than msg3, the largest handshake message: refused at once.
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(proxied.address)
+        await ws.send_bytes(os.urandom(limits.MAX_HANDSHAKE_MESSAGE_BYTES + 1))
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+        await ws.close()
     assert await _rejected(proxied, "preauth_oversize") == 2
+    # After the handshake the normal bound applies: a 200 kB record arrives.
+    invite = await _invite(proxied)
+    me = Identity.generate(nacl.utils.random)
+    peer = await RawPeer.open(proxied.address)
+    assert await peer.handshake(invite.capability(), me, invite.node_id.raw)
+    await peer.send(peer.session.records([_sized(me, 200_000)]))
+
+    async def stored() -> bool:
+        return sum((await proxied.api("/v1/status"))["records"].values()) >= 1
+
+    await wait_until("large record stored", stored)
+    await peer.close()
 
 
 # -- half-open HTTP requests (issue 11, item 5) -------------------------------------------
