@@ -55,7 +55,7 @@ from protocol.errors import (
 )
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
 from protocol.identity import NodeId
-from protocol.invite import normalise_address
+from protocol.invite import PEER_PATH, normalise_address
 from protocol.lifecycle import Withdrawal
 from protocol.reconcile import Reconciler
 from protocol.record import Kind, Record, Scope
@@ -77,7 +77,6 @@ log = logging.getLogger("canopy.node")
 
 PUBLIC_ROUTES = frozenset({"/healthz", "/metrics"})  # no token: they reveal only counts
 
-PEER_PATH = "/canopy"
 INITIAL_SCORE = 100
 BAN_SECONDS = 300.0
 PARALLEL_VERIFY_OVER = 16  # batches larger than this are verified on worker threads
