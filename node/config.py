@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from node.admission import parse_proxies
 from protocol.errors import ConfigError
+from protocol.invite import normalise_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,7 @@ class Config:
     listen: str = "127.0.0.1:7420"  # node.listen: the peer endpoint (WebSocket)
     advertise: tuple[str, ...] = ()  # node.advertise: addresses put in invites
     name: str = ""  # node.name: overrides the name given at init
+    trusted_proxies: tuple[str, ...] = ()  # node.trusted_proxies: whose X-Forwarded-For counts
     api_listen: str = "127.0.0.1:0"  # api.listen: local API; loopback only unless changed
     handshake_timeout: float = 10.0  # network.handshake_timeout (seconds)
     idle_timeout: float = 300.0  # network.idle_timeout (seconds without any frame)
@@ -53,6 +56,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("node", "listen"): ("listen", str),
     ("node", "advertise"): ("advertise", list),
     ("node", "name"): ("name", str),
+    ("node", "trusted_proxies"): ("trusted_proxies", list),
     ("api", "listen"): ("api_listen", str),
     ("network", "handshake_timeout"): ("handshake_timeout", float),
     ("network", "idle_timeout"): ("idle_timeout", float),
@@ -144,6 +148,16 @@ def _validate(config: Config, origin: Callable[[str], str]) -> Config:
             raise ConfigError(
                 f"{origin('advertise')}: node.advertise entries must be ws:// or wss:// URLs"
             )
+    # `wss://host` means the peer endpoint there: what invites carry must be dialable.
+    advertise = tuple(dict.fromkeys(normalise_address(a) for a in config.advertise))
+    if advertise != config.advertise:
+        config = replace(config, advertise=advertise)
+    try:
+        parse_proxies(config.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{origin('trusted_proxies')}: node.trusted_proxies: {exc}, e.g. \"127.0.0.1\""
+        ) from None
     if config.reconnect_min <= 0 or config.reconnect_max < config.reconnect_min:
         raise ConfigError(
             f"{origin('reconnect_min')}: network.reconnect_min must be > 0 and <= reconnect_max"

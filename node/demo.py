@@ -74,6 +74,7 @@ class NodeProcess:
         self.env.pop("CANOPY_DATA", None)
         self.log_path = root / f"{label}.log"
         self.node_id = ""
+        self.preexec: Callable[[], None] | None = None  # run in the child before `canopy run`
 
     @property
     def address(self) -> str:
@@ -143,6 +144,7 @@ class NodeProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
+            preexec_fn=self.preexec,
         )
         log.close()
         assert self.proc.stdout is not None

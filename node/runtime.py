@@ -25,6 +25,16 @@ from pathlib import Path
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from node.admission import (
+    ConnectionGuard,
+    GuardedProtocol,
+    PendingSlots,
+    client_address,
+    fd_budget,
+    install_accept_error_filter,
+    is_trusted,
+    parse_proxies,
+)
 from node.config import Config, parse_socks5, split_host_port
 from node.connection import PeerConnection
 from node.content import row_of
@@ -48,6 +58,7 @@ from protocol.errors import (
 )
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
 from protocol.identity import NodeId
+from protocol.invite import PEER_PATH, check_address, normalise_address
 from protocol.lifecycle import Withdrawal, withdrawable
 from protocol.names import check_name, name_taken
 from protocol.reconcile import Reconciler
@@ -70,7 +81,6 @@ log = logging.getLogger("canopy.node")
 
 PUBLIC_ROUTES = frozenset({"/healthz", "/metrics"})  # no token: they reveal only counts
 
-PEER_PATH = "/canopy"
 INITIAL_SCORE = 100
 BAN_SECONDS = 300.0
 PARALLEL_VERIFY_OVER = 16  # batches larger than this are verified on worker threads
@@ -124,7 +134,8 @@ class Node:
         self.inflight: set[bytes] = set()  # ids asked of some peer and not yet answered
         self.revoked: dict[NodeId, int] = {}  # revoked identities -> when we learnt (ms)
         self._bad: OrderedDict[bytes, str] = OrderedDict()  # negative cache: id -> error name
-        self._pending: Counter[str] = Counter()  # inbound handshakes in progress, per address
+        self._proxies = parse_proxies(config.trusted_proxies)
+        self._pending = PendingSlots()  # inbound handshakes in progress
         self._inbound: Counter[str] = Counter()  # inbound connections of any state, per address
         self._deliveries: list[tuple[bytes, bytes]] = []  # (peer, record id) not yet stored
         self.rejected: Counter[str] = Counter()
@@ -140,6 +151,7 @@ class Node:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
+        self._servers: list[asyncio.AbstractServer] = []
         self._client: aiohttp.ClientSession | None = None
         self.listen_url = ""
         self.advertise: tuple[str, ...] = ()
@@ -168,8 +180,20 @@ class Node:
         )
         peer_app = web.Application()
         peer_app.router.add_get(PEER_PATH, self._accept_ws)
+        peer_app.router.add_get("/", self._accept_ws)  # `ws://host:port` works as typed
         host, port = split_host_port(self.config.listen)
-        bound = await self._serve(peer_app, host, port)
+        install_accept_error_filter()
+        reserve = limits.FD_RESERVE + limits.MAX_API_CONNECTIONS  # descriptors kept free
+        peer_guard = ConnectionGuard(
+            "",
+            total=fd_budget(limits.MAX_TCP_CONNECTIONS, reserve),
+            per_address=limits.MAX_TCP_PER_ADDRESS,
+            header_timeout=limits.HTTP_HEADER_TIMEOUT_S,
+            preauth=True,  # until the handshake is done (_admit)
+            exempt=lambda address: is_trusted(address, self._proxies),
+            count=self._count,
+        )
+        bound = await self._serve(peer_app, host, port, peer_guard)
         shown = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
         shown = f"[{shown}]" if ":" in shown else shown
         self.listen_url = f"ws://{shown}:{bound}{PEER_PATH}"
@@ -187,7 +211,14 @@ class Node:
         api_app.router.add_post("/v1/query", self._api_query)
         api_app.router.add_get("/v1/queries", self._api_queries)
         api_host, api_port = split_host_port(self.config.api_listen)
-        api_bound = await self._serve(api_app, api_host, api_port)
+        api_guard = ConnectionGuard(
+            "api_",
+            total=limits.MAX_API_CONNECTIONS,
+            per_address=limits.MAX_API_CONNECTIONS,
+            header_timeout=limits.HTTP_HEADER_TIMEOUT_S,
+            count=self._count,
+        )
+        api_bound = await self._serve(api_app, api_host, api_port, api_guard)
         self.api_url = f"http://{api_host or '127.0.0.1'}:{api_bound}"
         self.local.write_runtime(self.api_url, self.api_token)
         self._tasks = [
@@ -197,14 +228,26 @@ class Node:
         ]
         log.info("node %s listening on %s", self.node_id.short, self.listen_url)
 
-    async def _serve(self, app: web.Application, host: str, port: int) -> int:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    async def _serve(
+        self, app: web.Application, host: str, port: int, guard: ConnectionGuard
+    ) -> int:
+        """Listen with aiohttp's protocol behind `guard`, which caps connections before
+        any HTTP parsing (a TCPSite would hand every connection straight to aiohttp).
+        After the first request, aiohttp's keep-alive timeout bounds a slow next one."""
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=limits.HTTP_HEADER_TIMEOUT_S,
+        )
         await runner.setup()
-        site = web.TCPSite(runner, host or "127.0.0.1", port, reuse_address=True)
-        await site.start()
+        assert runner.server is not None
+        server = await asyncio.get_running_loop().create_server(
+            guard.factory(runner.server), host or "127.0.0.1", port, reuse_address=True
+        )
         self._runners.append(runner)
-        sockets = getattr(site._server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else port
+        self._servers.append(server)
+        return int(server.sockets[0].getsockname()[1]) if server.sockets else port
 
     async def stop(self) -> None:
         self.knowwho.stop()
@@ -217,6 +260,8 @@ class Node:
             await conn.close("node stopping")
         for queue in self._watchers:
             queue.put_nowait({})
+        for server in self._servers:
+            server.close()
         for runner in self._runners:
             await runner.cleanup()
         if self._client is not None:
@@ -275,12 +320,14 @@ class Node:
 
     async def _accept_ws(self, request: web.Request) -> web.StreamResponse:
         """Admit within the connection caps, then handshake; the caps hold before any
-        cryptography is done, so a flood of half-open connections costs us little."""
-        address = request.remote or "?"
+        cryptography is done, so a flood of half-open connections costs us little.
+
+        Behind a trusted proxy the caps count the client the proxy names, not the proxy."""
+        address = client_address(
+            request.remote or "?", request.headers.getall("X-Forwarded-For", []), self._proxies
+        )
         if (
-            self._pending.total() >= limits.MAX_PENDING_HANDSHAKES
-            or self._pending[address] >= limits.MAX_PENDING_PER_ADDRESS
-            or self._inbound.total() >= limits.MAX_INBOUND_CONNECTIONS
+            self._inbound.total() >= limits.MAX_INBOUND_CONNECTIONS
             or self._inbound[address] >= limits.MAX_INBOUND_PER_ADDRESS
         ):
             self._count("connection_cap")
@@ -294,6 +341,11 @@ class Node:
                 del self._inbound[address]
 
     async def _admit(self, request: web.Request, address: str) -> web.StreamResponse:
+        """The handshake holds a pending slot for at most the handshake timeout from the
+        upgrade, whatever it sends; a newcomer may end it early (`PendingSlots`). Until it
+        is done, a message longer than any SHS1 message is refused, and the connection may
+        send only `PREAUTH_BYTES` after its headers (`ConnectionGuard`), so a frame announcing
+        megabytes buffers nothing."""
         ws = web.WebSocketResponse(
             heartbeat=self.config.heartbeat, compress=False, max_msg_size=4 * 1024 * 1024
         )
@@ -305,25 +357,37 @@ class Node:
             random(32),
             self._authorize(invites),
         )
-        self._pending[address] += 1
+        slot, _ = self._pending.admit(address, time.monotonic())
         try:
-            async with asyncio.timeout(self.config.handshake_timeout):
+            async with asyncio.timeout(self.config.handshake_timeout) as deadline:
+                slot.deadline = deadline
                 while handshake.state is not HandshakeState.DONE:
                     msg = await ws.receive()
                     if msg.type != WSMsgType.BINARY:
                         raise HandshakeError("connection closed during the handshake")
+                    if len(msg.data) > limits.MAX_HANDSHAKE_MESSAGE_BYTES:
+                        self._count("preauth_oversize")
+                        raise DecodeError("message larger than any handshake message")
                     reply = handshake.receive_data(msg.data)
                     if reply:
                         await ws.send_bytes(reply)
         except (RemoteProtocolError, TimeoutError) as exc:
             refused = isinstance(exc, RemoteProtocolError)
-            self._count("handshake_refused" if refused else "handshake_timeout")
-            await ws.close()
+            self._count(
+                "handshake_refused"
+                if refused
+                else ("handshake_evicted" if slot.evicted else "handshake_timeout")
+            )
+            if refused or request.transport is None:
+                await ws.close()
+            else:
+                request.transport.abort()  # an idle client would hold a closing handshake 10 s
             return ws
         finally:
-            self._pending[address] -= 1
-            if self._pending[address] <= 0:
-                del self._pending[address]
+            self._pending.release(slot)
+        guard = request.transport.get_protocol() if request.transport is not None else None
+        if isinstance(guard, GuardedProtocol):
+            guard.lift_preauth()
         keys = handshake.keys
         peer_id = NodeId(keys.remote_public_key)
         if keys.network_key_index > 0:
@@ -368,7 +432,8 @@ class Node:
         """Try each address; with a pending invite, its one-time key first, then ours."""
         try:
             keys = [k for k in (peer.invite_capability, self.network_key) if k]
-            for address in peer.addresses:
+            # Normalised again here for peers stored before addresses were normalised.
+            for address in dict.fromkeys(normalise_address(a) for a in peer.addresses):
                 for network_key in keys:
                     ws = await self._open_ws(address, state)
                     if ws is None:
@@ -527,7 +592,9 @@ class Node:
                 self._count("hello_name_taken")
             else:
                 peer.name, changed = hello.name, True
-        usable = [a for a in hello.addresses if a.startswith(("ws://", "wss://"))]
+        # The address rule of invites, normalised as everywhere an address is taken.
+        usable = [normalise_address(a) for a in hello.addresses if check_address(a) is None]
+        usable = list(dict.fromkeys(usable))[: limits.MAX_INVITE_ADDRESSES]
         if usable and not peer.addresses:
             peer.addresses, changed = usable, True
         if changed:

@@ -14,7 +14,7 @@ from protocol import limits
 from protocol.encoding import Value
 from protocol.errors import CanopyError, DecodeError, InviteError
 from protocol.identity import NodeId
-from protocol.invite import Invite
+from protocol.invite import Invite, check_address, normalise_address
 from protocol.names import name_taken
 
 
@@ -38,7 +38,7 @@ async def create_invite(
     invite = Invite.create(
         local.identity,
         name=await local.name(),
-        addresses=addresses,
+        addresses=list(dict.fromkeys(normalise_address(a) for a in addresses)),
         network_key=await local.network_key(),
         secret=random(32),
         expires=now_ms + lifetime_ms,
@@ -91,7 +91,9 @@ async def accept_invite(local: Local, code: str, now_ms: int) -> Peer:
     others = [p.name for n, p in peers.items() if n != invite.node_id]
     if not peer.name and not name_taken(invite.name, [*others, await local.name()]):
         peer.name = invite.name
-    peer.addresses = list(dict.fromkeys([*invite.addresses, *peer.addresses]))[
+    # An invite made before addresses were normalised may carry `ws://host:port`.
+    invited = [normalise_address(a) for a in invite.addresses]
+    peer.addresses = list(dict.fromkeys([*invited, *peer.addresses]))[
         : limits.MAX_INVITE_ADDRESSES
     ]
     peer.invite_capability = invite.capability()
@@ -109,10 +111,11 @@ async def trust_node(
     peers = await local.peers()
     peer = peers.get(node_id) or Peer(node_id=node_id, added=now_ms)
     if address:
-        if not address.startswith(("ws://", "wss://")) or len(address) > limits.MAX_ADDRESS_LEN:
+        if check_address(address) is not None:
             raise CanopyError(
                 "the address must be a ws:// or wss:// URL, e.g. ws://HOST:7420/canopy"
             )
+        address = normalise_address(address)
         if address not in peer.addresses:
             peer.addresses.insert(0, address)
     peer.name = name or peer.name

@@ -21,6 +21,7 @@ from protocol.names import check_name as check_name  # the name rule, re-exporte
 INVITE_VERSION = 1
 KEY_BYTES = 32
 _SCHEMES = ("ws", "wss")
+PEER_PATH = "/canopy"  # where a node serves its peer endpoint (it also answers at "/")
 
 
 def check_address(address: object) -> str | None:
@@ -41,6 +42,20 @@ def check_address(address: object) -> str | None:
     if parts.username is not None or parts.password is not None or parts.fragment:
         return "address must not carry credentials or a fragment"
     return None
+
+
+def normalise_address(address: str) -> str:
+    """`address` with an empty path made the peer endpoint's path (`PEER_PATH`).
+
+    `ws://host:7420` is what a newcomer types; dialled as it is, a proxy that forwards only
+    `/canopy` answers 404. Everything else (a query, an explicit path) is kept as given."""
+    try:
+        parts = urllib.parse.urlsplit(address)
+    except ValueError:
+        return address  # check_address says why
+    if parts.scheme in _SCHEMES and parts.netloc and not parts.path:
+        return urllib.parse.urlunsplit(parts._replace(path=PEER_PATH))
+    return address
 
 
 def check_addresses(addresses: Sequence[object]) -> str | None:

@@ -88,6 +88,14 @@ MAX_PENDING_HANDSHAKES = 64  # inbound connections not yet authenticated, in all
 MAX_PENDING_PER_ADDRESS = 8  # of those, from one remote address
 MAX_INBOUND_CONNECTIONS = 512  # inbound WebSocket connections of any state, in all
 MAX_INBOUND_PER_ADDRESS = 64  # of those, from one remote address
+MAX_HANDSHAKE_MESSAGE_BYTES = 112  # largest SHS1 message (msg3): bigger, before auth, refused
+PREAUTH_BYTES = 4096  # bytes a peer connection may send after its headers, before auth
+HTTP_HEADER_TIMEOUT_S = 10.0  # a connection must finish its request headers this quickly
+MAX_TCP_CONNECTIONS = 1024  # open TCP connections to the peer endpoint, before HTTP parsing
+MAX_TCP_PER_ADDRESS = 80  # of those, from one address (trusted proxies exempt)
+MAX_API_CONNECTIONS = 64  # open TCP connections to the local API
+FD_RESERVE = 64  # file descriptors kept free of inbound connections (store, dials, API)
+ACCEPT_ERROR_LOG_INTERVAL_S = 10.0  # "accept() out of system resource": one line per interval
 NEGATIVE_CACHE_SIZE = 8192  # ids of records that failed decoding or verification (LRU)
 # Sneakernet bundles and backups (docs/spec/50-bundles.md).
 MAX_BUNDLE_BYTES = 268_435_456  # a whole bundle file (256 MiB): it is opened in memory
