@@ -66,7 +66,7 @@ async def test_metrics_public_serves_metrics_without_token_and_api_host_is_accep
 ) -> None:
     a = await net.node("A", CANOPY_API_METRICS_PUBLIC="true", CANOPY_API_HOST="canopy.internal")
     await a.start()
-    api, token = runtime(a)
+    api, _ = runtime(a)
     port = urlsplit(api).port
     status, body = await get(api + "/metrics")
     assert status == 200 and "canopy_up 1" in body
