@@ -80,6 +80,7 @@ def api_hosts(listen_host: str, port: int, configured: str) -> frozenset[str]:
             hosts.add(f"{configured.lower()}:{port}")
     return frozenset(hosts)
 
+
 PEER_PATH = "/canopy"
 INITIAL_SCORE = 100
 BAN_SECONDS = 300.0
