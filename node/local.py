@@ -184,13 +184,14 @@ class Local:
     async def _open_material(cls, path: Path, material: KeyMaterial) -> Local:
         db_path = path / DB_FILE
         new_db = not db_path.exists()
-        store = await Store.open(db_path, material.storage_key)
+        identity = Identity(material.seed)
+        store = await Store.open(db_path, material.storage_key, owner=identity.node_id.raw)
         if new_db:
             for suffix in ("", "-wal", "-shm"):
                 candidate = Path(str(db_path) + suffix)
                 if candidate.exists():
                     os.chmod(candidate, 0o600)
-        return cls(path, Identity(material.seed), store)
+        return cls(path, identity, store)
 
     async def close(self) -> None:
         await self.store.close()

@@ -857,10 +857,12 @@ class Node:
             await self._reload_trust()
             await self.knowwho.tick_introductions()
         while True:
-            batch = await self.local.store.local_records_after(self._local_seq, 500)
-            if not batch:
+            seq, batch = await self.local.store.local_records_after(self._local_seq, 500)
+            if seq == self._local_seq:
                 break
-            self._local_seq = batch[-1][0].seq
+            self._local_seq = seq
+            if not batch:
+                continue  # rows received from peers, already pushed on ingest
             records = [Record.from_bytes(data) for _, data in batch]
             now = now_ms()
             for record in records:
