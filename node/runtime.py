@@ -72,7 +72,7 @@ def api_hosts(listen_host: str, port: int, configured: str) -> frozenset[str]:
     the address it listens on, and `[api] host` (as given, and with the port if it has
     none). Anything else is a name someone else chose (DNS rebinding)."""
     hosts = {f"127.0.0.1:{port}", f"[::1]:{port}", f"localhost:{port}"}
-    if listen_host and listen_host not in ("0.0.0.0", "::"):
+    if listen_host:  # an address literal (even 0.0.0.0, which api_url then names)
         hosts.add(f"[{listen_host}]:{port}" if ":" in listen_host else f"{listen_host}:{port}")
     if configured:
         hosts.add(configured.lower())

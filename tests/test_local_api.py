@@ -79,3 +79,20 @@ async def test_metrics_public_serves_metrics_without_token_and_api_host_is_accep
     assert status == 421  # public metrics still refuse a rebinding name
     status, _ = await get(api + "/metrics", Origin="http://evil.example")
     assert status == 403
+
+
+def test_api_hosts_are_loopback_names_the_listen_address_and_the_configured_host() -> None:
+    from node.runtime import api_hosts
+
+    assert api_hosts("127.0.0.1", 7421, "") == {
+        "127.0.0.1:7421",
+        "[::1]:7421",
+        "localhost:7421",
+    }
+    assert "0.0.0.0:7421" in api_hosts("0.0.0.0", 7421, "")  # what api_url then names
+    assert "[::1]:7421" in api_hosts("::1", 7421, "")
+    configured = api_hosts("127.0.0.1", 7421, "Canopy.Internal")
+    assert {"canopy.internal", "canopy.internal:7421"} <= configured
+    assert "canopy.internal:9999" not in configured
+    assert "[fd00::5]:7421" in api_hosts("127.0.0.1", 7421, "[fd00::5]")
+    assert "evil.example:7421" not in configured
