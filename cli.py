@@ -349,8 +349,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from node.config import load_config, split_host_port
+    from node.local import Local, RunLock
     from node.logs import setup_logging
-    from node.runtime import Node
 
     config = load_config(Path(args.config) if args.config else None)
     if args.listen:
@@ -362,6 +362,19 @@ async def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(
         args.log_format or config.log_format, "debug" if args.verbose else config.log_level
     )
+    path = _data_dir(args)
+    if not Local.is_initialised(path):
+        raise CanopyError(f"no Canopy identity in {path}; run: canopy --data {path} init")
+    lock = RunLock.acquire(path)  # one node per data directory, before anything is written
+    try:
+        return await _run_locked(args, config)
+    finally:
+        lock.release()
+
+
+async def _run_locked(args: argparse.Namespace, config: Any) -> int:
+    from node.runtime import Node
+
     local = await _open(args)
     node = Node(local, config)
     stop = asyncio.Event()

@@ -26,6 +26,8 @@ class Config:
     name: str = ""  # node.name: overrides the name given at init
     trusted_proxies: tuple[str, ...] = ()  # node.trusted_proxies: whose X-Forwarded-For counts
     api_listen: str = "127.0.0.1:0"  # api.listen: local API; loopback only unless changed
+    api_host: str = ""  # api.host: one more Host the local API answers to (e.g. behind a proxy)
+    metrics_public: bool = False  # api.metrics_public: serve /metrics without the token
     handshake_timeout: float = 10.0  # network.handshake_timeout (seconds)
     idle_timeout: float = 300.0  # network.idle_timeout (seconds without any frame)
     heartbeat: float = 30.0  # network.heartbeat: WebSocket ping interval (seconds)
@@ -58,6 +60,8 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("node", "name"): ("name", str),
     ("node", "trusted_proxies"): ("trusted_proxies", list),
     ("api", "listen"): ("api_listen", str),
+    ("api", "host"): ("api_host", str),
+    ("api", "metrics_public"): ("metrics_public", bool),
     ("network", "handshake_timeout"): ("handshake_timeout", float),
     ("network", "idle_timeout"): ("idle_timeout", float),
     ("network", "heartbeat"): ("heartbeat", float),
@@ -127,9 +131,17 @@ def _coerce(value: object, kind: type, where: str, dotted: str) -> object:
         return value
     if kind is str and isinstance(value, str):
         return value
+    if kind is bool and isinstance(value, bool):
+        return value
     if kind is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    names = {float: "a number", int: "an integer", str: "a string", list: "a list of strings"}
+    names = {
+        float: "a number",
+        int: "an integer",
+        str: "a string",
+        list: "a list of strings",
+        bool: "true or false",
+    }
     raise ConfigError(f"{where}: {dotted} must be {names[kind]}")
 
 
@@ -143,6 +155,10 @@ def _validate(config: Config, origin: Callable[[str], str]) -> Config:
             split_host_port(value)
         except ValueError as exc:
             raise ConfigError(f"{origin(name)}: {dotted} {exc}") from None
+    if config.api_host and not re.fullmatch(
+        r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?", config.api_host
+    ):
+        raise ConfigError(f"{origin('api_host')}: api.host must be HOST or HOST:PORT")
     for address in config.advertise:
         if not re.fullmatch(r"wss?://\S+", address) or address.rstrip("/") in ("ws:", "wss:"):
             raise ConfigError(
@@ -222,7 +238,9 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
                     parsed = int(raw)
                 elif kind is list:
                     parsed = [part for part in raw.split(",") if part]
-            except ValueError:
+                elif kind is bool:
+                    parsed = {"true": True, "1": True, "false": False, "0": False}[raw.lower()]
+            except (ValueError, KeyError):
                 raise ConfigError(f"environment: {var} must be {kind.__name__}") from None
             values[name] = _coerce(parsed, kind, "environment", var)
             origins[name] = f"environment: {var}"

@@ -8,6 +8,8 @@ must never write a secret or any content outside the sealed store and the key fi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import stat
@@ -33,6 +35,7 @@ from protocol.identity import (
 KEY_FILE = "identity.key"
 DB_FILE = "canopy.db"
 RUNTIME_FILE = "node.json"
+LOCK_FILE = "node.lock"
 
 random: Callable[[int], bytes] = nacl.utils.random
 
@@ -181,13 +184,14 @@ class Local:
     async def _open_material(cls, path: Path, material: KeyMaterial) -> Local:
         db_path = path / DB_FILE
         new_db = not db_path.exists()
-        store = await Store.open(db_path, material.storage_key)
+        identity = Identity(material.seed)
+        store = await Store.open(db_path, material.storage_key, owner=identity.node_id.raw)
         if new_db:
             for suffix in ("", "-wal", "-shm"):
                 candidate = Path(str(db_path) + suffix)
                 if candidate.exists():
                     os.chmod(candidate, 0o600)
-        return cls(path, Identity(material.seed), store)
+        return cls(path, identity, store)
 
     async def close(self) -> None:
         await self.store.close()
@@ -224,13 +228,91 @@ class Local:
     # -- runtime file: how the CLI finds a running node ----------------------------------------
 
     def write_runtime(self, api_url: str, token: str) -> None:
+        """Write node.json whole (a reader never sees half of it); the process that runs
+        the node holds the data directory's RunLock, so no other node writes it."""
         path = self.path / RUNTIME_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = path.with_name(f".{RUNTIME_FILE}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump({"api": api_url, "token": token, "pid": os.getpid()}, handle)
+        os.replace(tmp, path)
+        self._runtime_token = token
 
     def clear_runtime(self) -> None:
-        (self.path / RUNTIME_FILE).unlink(missing_ok=True)
+        """Remove node.json if this process wrote it (same pid and token), never another's."""
+        token = getattr(self, "_runtime_token", None)
+        path = self.path / RUNTIME_FILE
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict) and data.get("pid") == os.getpid() and data.get("token") == token:
+            path.unlink(missing_ok=True)
+
+
+class AlreadyRunning(CanopyError):
+    """Another `canopy run` holds the data directory's lock."""
+
+
+class RunLock:
+    """One node per data directory: an exclusive flock on DATA/node.lock, held for the life
+    of the `canopy run` process (the kernel drops it when the process ends, however it
+    ends). The file holds the holder's pid, for `wipe`. Take it before anything is written."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, path: Path) -> RunLock:
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pid = lock_holder(path)
+            who = f" (pid {pid})" if pid else ""
+            raise AlreadyRunning(
+                f"a Canopy node{who} is already running on {path}; stop it first"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
+
+
+def lock_is_held(path: Path) -> bool:
+    """Whether some process holds the data directory's RunLock (a node is running)."""
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # a probe that got the lock gives it back at once
+    return False
+
+
+def lock_holder(path: Path) -> int | None:
+    """The pid the lock holder wrote into DATA/node.lock, if a node holds it."""
+    if not lock_is_held(path):
+        return None
+    try:
+        text = (path / LOCK_FILE).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 def read_runtime(path: Path) -> dict[str, str] | None:

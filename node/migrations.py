@@ -1,10 +1,51 @@
 """Versioned schema migrations, applied in order; PRAGMA user_version is the version.
 
 Never edit a migration that has shipped: append a new one. Nothing here stores plaintext:
-`data` columns hold sealed bytes, `author_tag`/`tag` are keyed hashes.
+`data` columns hold sealed bytes, `author_tag`/`tag` are keyed hashes. What needs the
+storage key is done by SQL functions the store registers on its connection before it
+migrates (node/store.py `_register_functions`): `canopy_mark(id, local)` and
+`canopy_repad(sealed)`.
 """
 
 from __future__ import annotations
+
+# 7: the disk no longer says which records are ours. `local` (in clear) becomes `mark`:
+#    a keyed tag of the id for records written here, random bytes for every other, placed
+#    before `data` so the poll reads it without the record; `received_at` (which equalled
+#    `created` for our own) goes; the `records_local` index goes with `local`. Sealed
+#    settings and rows are sealed again padded to size buckets.
+_AT_REST = """
+    CREATE TABLE records_new (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id BLOB NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        scope INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        author_tag BLOB NOT NULL,
+        mark BLOB NOT NULL,
+        data BLOB NOT NULL,
+        opened BLOB
+    );
+    INSERT INTO records_new (seq, id, kind, scope, created, expires, author_tag, mark, data, opened)
+        SELECT seq, id, kind, scope, created, expires, author_tag, canopy_mark(id, local), data,
+            opened
+        FROM records ORDER BY seq;
+    DELETE FROM sqlite_sequence WHERE name = 'records_new';
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'records_new', seq FROM sqlite_sequence WHERE name = 'records';
+    DROP TABLE records;
+    ALTER TABLE records_new RENAME TO records;
+    CREATE INDEX records_created ON records (created, id);
+    CREATE INDEX records_expires ON records (expires);
+    CREATE INDEX records_author ON records (author_tag);
+    CREATE INDEX records_kind ON records (kind, created, id);
+    UPDATE settings SET value = canopy_repad(value);
+    UPDATE peers SET data = canopy_repad(data);
+    UPDATE invites SET data = canopy_repad(data);
+    UPDATE introductions SET data = canopy_repad(data);
+    UPDATE revoked SET data = canopy_repad(data)
+"""
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: records, sealed settings, sealed peer/invite rows, counters.
@@ -84,4 +125,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE withdrawn_by_author RENAME TO withdrawn;
     CREATE INDEX withdrawn_expires ON withdrawn (expires)
     """,
+    # 8: nothing in clear says which records are ours; sealed values padded (_AT_REST).
+    _AT_REST,
 )
+# The first schema whose rows the current store code writes (older ones it only converts).
+LAYOUT_SINCE = MIGRATIONS.index(_AT_REST) + 1

@@ -79,7 +79,22 @@ from protocol.session import (
 
 log = logging.getLogger("canopy.node")
 
-PUBLIC_ROUTES = frozenset({"/healthz", "/metrics"})  # no token: they reveal only counts
+PUBLIC_ROUTES = frozenset({"/healthz"})  # no token: it answers only "ok"
+
+
+def api_hosts(listen_host: str, port: int, configured: str) -> frozenset[str]:
+    """The Host values (lowercase) the local API answers to: loopback names with its port,
+    the address it listens on, and `[api] host` (as given, and with the port if it has
+    none). Anything else is a name someone else chose (DNS rebinding)."""
+    hosts = {f"127.0.0.1:{port}", f"[::1]:{port}", f"localhost:{port}"}
+    if listen_host:  # an address literal (even 0.0.0.0, which api_url then names)
+        hosts.add(f"[{listen_host}]:{port}" if ":" in listen_host else f"{listen_host}:{port}")
+    if configured:
+        hosts.add(configured.lower())
+        if configured.endswith("]") or ":" not in configured:  # no port given
+            hosts.add(f"{configured.lower()}:{port}")
+    return frozenset(hosts)
+
 
 INITIAL_SCORE = 100
 BAN_SECONDS = 300.0
@@ -157,6 +172,7 @@ class Node:
         self.advertise: tuple[str, ...] = ()
         self.api_url = ""
         self.api_token = secrets.token_urlsafe(32)
+        self._api_hosts: frozenset[str] = frozenset()  # set once the API is bound
         self.knowwho = KnowWho(self)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -220,6 +236,7 @@ class Node:
         )
         api_bound = await self._serve(api_app, api_host, api_port, api_guard)
         self.api_url = f"http://{api_host or '127.0.0.1'}:{api_bound}"
+        self._api_hosts = api_hosts(api_host, api_bound, self.config.api_host)
         self.local.write_runtime(self.api_url, self.api_token)
         self._tasks = [
             asyncio.create_task(self._dial_loop()),
@@ -928,10 +945,12 @@ class Node:
             await self._reload_trust()
             await self.knowwho.tick_introductions()
         while True:
-            batch = await self.local.store.local_records_after(self._local_seq, 500)
-            if not batch:
+            seq, batch = await self.local.store.local_records_after(self._local_seq, 500)
+            if seq == self._local_seq:
                 break
-            self._local_seq = batch[-1][0].seq
+            self._local_seq = seq
+            if not batch:
+                continue  # rows received from peers, already pushed on ingest
             records = [Record.from_bytes(data) for _, data in batch]
             now = now_ms()
             for record in records:
@@ -960,7 +979,16 @@ class Node:
         request: web.Request,
         handler: Callable[[web.Request], object],
     ) -> web.StreamResponse:
-        if request.path in PUBLIC_ROUTES:
+        # DNS rebinding: a page in the operator's browser may reach this port under a name
+        # of its own; only the names this API is reached by locally, and no foreign page.
+        if request.headers.get("Host", "").lower() not in self._api_hosts:
+            return web.json_response({"error": "unknown host"}, status=421)
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.lower().removeprefix("http://") not in self._api_hosts:
+            return web.json_response({"error": "foreign origin"}, status=403)
+        if request.path in PUBLIC_ROUTES or (
+            request.path == "/metrics" and self.config.metrics_public
+        ):
             return await handler(request)  # type: ignore[misc, no-any-return]
         supplied = request.headers.get("Authorization", "")
         if not hmac.compare_digest(supplied.encode(), f"Bearer {self.api_token}".encode()):
@@ -1028,7 +1056,8 @@ class Node:
         return round(max(ages), 1) if ages else 0.0
 
     async def _api_metrics(self, request: web.Request) -> web.Response:
-        """Prometheus text format: counts only (no ids, names or content), so no token."""
+        """Prometheus text format: counts only (no ids, names or content); the token is needed
+        unless `[api] metrics_public`."""
         records = await self.local.store.count_by_kind()
         traffic = self.traffic()
         lines: list[str] = []

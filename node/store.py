@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import sqlite3
 import struct
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import nacl.utils
 from node.migrations import MIGRATIONS
 from protocol import labels
 from protocol.encoding import Value, pack, unpack
+from protocol.envelope import padded_size
 from protocol.errors import StoreError
 from protocol.lifecycle import NEVER_WITHDRAWN
 
@@ -62,7 +64,9 @@ class RecordMeta:
 class Store:
     """Async facade over one aiosqlite connection. Open with `await Store.open(...)`."""
 
-    def __init__(self, db: aiosqlite.Connection, storage_key: bytes) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, storage_key: bytes, owner: bytes | None = None
+    ) -> None:
         self._db = db
         self._records_key = _subkey(storage_key, labels.STORAGE_RECORDS)
         self._records_box = nacl.secret.SecretBox(self._records_key)
@@ -70,13 +74,17 @@ class Store:
         self._settings_box = nacl.secret.SecretBox(_subkey(storage_key, labels.STORAGE_SETTINGS))
         self._tag_key = _subkey(storage_key, labels.STORAGE_TAG)
         self._delivery_key = _subkey(storage_key, labels.STORAGE_DELIVERY)
+        self._mark_key = _subkey(storage_key, labels.STORAGE_MARK)
+        # This node's author tag: the records it authored are the peers-scoped ones it may
+        # serve (SPEC "Who may receive what"). Without an owner, no record is ours.
+        self._own_tag = self.tag(owner) if owner is not None else b""
         # One connection, many tasks: explicit transactions must not interleave.
         self._write_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path, storage_key: bytes) -> Store:
+    async def open(cls, path: Path, storage_key: bytes, owner: bytes | None = None) -> Store:
         try:
             db = await aiosqlite.connect(str(path), timeout=30.0, isolation_level=None)
         except sqlite3.Error as exc:
@@ -88,8 +96,10 @@ class Store:
             await db.execute("PRAGMA secure_delete=ON")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=30000")
-            await _migrate(db)
-            store = cls(db, storage_key)
+            store = cls(db, storage_key, owner)
+            await store._register_functions()
+            if await _migrate(db, store._check_key_before_migrating):
+                await store.checkpoint()  # the old layout's pages leave the WAL
             await store._check_key()
         except sqlite3.DatabaseError as exc:
             await db.close()
@@ -110,6 +120,28 @@ class Store:
         elif canary != b"canopy":
             raise StoreError("the database does not belong to this key")
 
+    async def _check_key_before_migrating(self) -> None:
+        """The canary of a store in any older layout (sealed, padded or not), so that a wrong
+        key is named as such rather than as a failed migration. Writes nothing."""
+        async with self._db.execute("SELECT value FROM settings WHERE name = 'canary'") as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            plain = self._open_settings_raw(bytes(row[0]))
+            if plain != b"canopy" and _unpad(plain) != b"canopy":
+                raise StoreError("the database does not belong to this key")
+
+    async def _register_functions(self) -> None:
+        """SQL functions the migrations call for what needs the storage key (node/migrations.py)."""
+        await self._db.create_function("canopy_mark", 2, self._mark_of)
+        await self._db.create_function("canopy_repad", 1, self._repad)
+
+    def _mark_of(self, rid: bytes, local: int) -> bytes:
+        return self.mark(bytes(rid)) if local else nacl.utils.random(_MARK_BYTES)
+
+    def _repad(self, sealed: bytes) -> bytes:
+        """An unpadded sealed value of the old layout, sealed again padded to its bucket."""
+        return self._seal_settings(self._open_settings_raw(bytes(sealed)))
+
     # -- sealing helpers -----------------------------------------------------------------
 
     def tag(self, raw: bytes) -> bytes:
@@ -118,16 +150,38 @@ class Store:
             raw, key=self._tag_key, person=labels.STORAGE_TAG, digest_size=16
         ).digest()
 
-    def _open_settings(self, sealed: bytes) -> bytes:
+    def mark(self, rid: bytes) -> bytes:
+        """The keyed mark of a record authored here; every other record has random bytes of
+        the same length, so the column does not say which records are ours."""
+        return hashlib.blake2b(
+            rid, key=self._mark_key, person=labels.STORAGE_MARK, digest_size=_MARK_BYTES
+        ).digest()
+
+    def _open_settings_raw(self, sealed: bytes) -> bytes:
         try:
             return bytes(self._settings_box.decrypt(sealed))
         except nacl.exceptions.CryptoError as exc:
             raise StoreError("the database does not belong to this key") from exc
 
+    def _open_settings(self, sealed: bytes) -> bytes:
+        value = _unpad(self._open_settings_raw(sealed))
+        if value is None:
+            raise StoreError("a sealed setting or row is damaged")
+        return value
+
+    def _seal_settings(self, value: bytes) -> bytes:
+        """seal_K_settings(u32be(len) ‖ value ‖ zeros), padded like a sealed payload (a
+        power of two, at least MIN_PAD_BUCKET), so that its size shows only its bucket."""
+        framed = _LEN.pack(len(value)) + value
+        padded = framed + bytes(padded_size(len(value)) - len(framed))
+        return bytes(self._settings_box.encrypt(padded))
+
     # -- records -------------------------------------------------------------------------
 
     async def put_records(self, rows: Sequence[RecordRow], received_at: int) -> list[bool]:
-        """Insert in one durable transaction; returns, per row, whether it was new."""
+        """Insert in one durable transaction; returns, per row, whether it was new. Nothing
+        in clear says whether a row is ours (`local`): that is the keyed `mark`. The time
+        of arrival is not stored (`received_at` stays in the signature for the callers)."""
         if not rows:
             return []
         ids = [r.id for r in rows]
@@ -151,16 +205,15 @@ class Store:
                     r.created,
                     r.expires,
                     self.tag(r.author),
-                    int(r.local),
-                    received_at,
+                    self.mark(r.id) if r.local else mark,
                     data,
                 )
-                for r, data in zip(fresh, sealed, strict=True)
+                for r, data, mark in zip(fresh, sealed, _random_marks(len(fresh)), strict=True)
             ]
             await self._write_many(
                 "INSERT OR IGNORE INTO records"
-                " (id, kind, scope, created, expires, author_tag, local, received_at, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " (id, kind, scope, created, expires, author_tag, mark, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 params,
             )
         return result
@@ -222,9 +275,10 @@ class Store:
             marks = ",".join("?" * len(chunk))
             sql = (
                 f"SELECT id, data FROM records WHERE id IN ({marks}) AND expires > ?"
-                " AND (scope = 1 OR (scope = 0 AND local = 1)) AND author_tag != ?" + _NOT_REVOKED
+                " AND (scope = 1 OR (scope = 0 AND author_tag = ?)) AND author_tag != ?"
+                + _NOT_REVOKED
             )
-            async with self._db.execute(sql, (*chunk, now_ms, peer_tag)) as cur:
+            async with self._db.execute(sql, (*chunk, now_ms, self._own_tag, peer_tag)) as cur:
                 for rid, data in await cur.fetchall():
                     out[bytes(rid)] = self._open_record(data)
         return out
@@ -237,18 +291,29 @@ class Store:
 
     async def local_records_after(
         self, seq: int, limit: int = 1000
-    ) -> list[tuple[RecordMeta, bytes]]:
-        """Records authored here, in insertion order after `seq`, with their wire bytes."""
-        sql = (
-            "SELECT seq, id, kind, scope, created, expires, local, data FROM records"
-            " WHERE seq > ? AND local = 1 ORDER BY seq LIMIT ?"
-        )
-        out: list[tuple[RecordMeta, bytes]] = []
+    ) -> tuple[int, list[tuple[RecordMeta, bytes]]]:
+        """Records written here (their `mark` is ours), in insertion order, among the next
+        `limit` rows after `seq`, with their wire bytes; and the last seq looked at (where
+        the next call starts; `seq` itself when there was nothing new)."""
+        sql = "SELECT seq, id, mark FROM records WHERE seq > ? ORDER BY seq LIMIT ?"
         async with self._db.execute(sql, (seq, limit)) as cur:
-            async for s, rid, kind, scope, created, expires, local, data in cur:
-                meta = RecordMeta(s, bytes(rid), kind, scope, created, expires, bool(local))
-                out.append((meta, self._open_record(data)))
-        return out
+            rows = list(await cur.fetchall())
+        if not rows:
+            return seq, []
+        ours = [int(s) for s, rid, mark in rows if hmac.compare_digest(mark, self.mark(rid))]
+        out: list[tuple[RecordMeta, bytes]] = []
+        for start in range(0, len(ours), 500):
+            chunk = ours[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT seq, id, kind, scope, created, expires, data FROM records"
+                f" WHERE seq IN ({marks}) ORDER BY seq"
+            )
+            async with self._db.execute(sql, chunk) as cur:
+                for s, rid, kind, scope, created, expires, data in await cur.fetchall():
+                    meta = RecordMeta(s, bytes(rid), kind, scope, created, expires, True)
+                    out.append((meta, self._open_record(data)))
+        return int(rows[-1][0]), out
 
     async def records_of_kind(self, kind: str) -> list[bytes]:
         """Wire bytes of every stored record of `kind`, oldest first."""
@@ -347,11 +412,11 @@ class Store:
         ones never)."""
         sql = (
             "SELECT created, id FROM records WHERE expires > ?"
-            " AND (scope = 1 OR (scope = 0 AND (local = 1 OR author_tag = ?)))"
+            " AND (scope = 1 OR (scope = 0 AND author_tag IN (?, ?)))"
             + _NOT_REVOKED
             + " ORDER BY created, id"
         )
-        async with self._db.execute(sql, (now_ms, self.tag(peer))) as cur:
+        async with self._db.execute(sql, (now_ms, self._own_tag, self.tag(peer))) as cur:
             return [(int(created), bytes(rid)) for created, rid in await cur.fetchall()]
 
     async def withdraw(self, targets: Sequence[bytes], author: bytes, expires: int) -> list[bytes]:
@@ -443,7 +508,7 @@ class Store:
         return None if row is None else self._open_settings(bytes(row[0]))
 
     async def set_setting(self, name: str, value: bytes) -> None:
-        sealed = bytes(self._settings_box.encrypt(value))
+        sealed = self._seal_settings(value)
         await self._write_many(
             "INSERT INTO settings (name, value) VALUES (?, ?)"
             " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -455,7 +520,7 @@ class Store:
     async def put_row(self, table: str, key: bytes, value: dict[str, Value]) -> None:
         """Store `value` under a keyed tag of `key`; both the key and the value stay sealed."""
         _check_table(table)
-        sealed = bytes(self._settings_box.encrypt(pack([key, value])))
+        sealed = self._seal_settings(pack([key, value]))
         await self._write_many(
             f"INSERT INTO {table} (tag, data) VALUES (?, ?)"
             " ON CONFLICT(tag) DO UPDATE SET data = excluded.data",
@@ -564,6 +629,24 @@ _SEAL_OVERHEAD = _NONCE_BYTES + nacl.secret.SecretBox.MACBYTES
 _ID_BYTES = 32
 _LEN = struct.Struct(">I")
 _OPENED_HEAD = _ID_BYTES + _LEN.size  # a cached opening: id ‖ length ‖ value ‖ zeros
+_MARK_BYTES = 16
+
+
+def _random_marks(n: int) -> list[bytes]:
+    """Marks for rows not written here: random, as long as a keyed one (one random call)."""
+    pool = nacl.utils.random(_MARK_BYTES * n) if n else b""
+    return [pool[i * _MARK_BYTES : (i + 1) * _MARK_BYTES] for i in range(n)]
+
+
+def _unpad(framed: bytes) -> bytes | None:
+    """The value of a padded sealed setting or row (see `Store._seal_settings`); None when
+    the frame is not exactly that (wrong length, bucket or padding)."""
+    if len(framed) < _LEN.size:
+        return None
+    end = _LEN.size + _LEN.unpack_from(framed)[0]
+    if len(framed) != padded_size(end - _LEN.size) or framed.count(0, end) != len(framed) - end:
+        return None
+    return framed[_LEN.size : end]
 
 
 def _seal_many(key: bytes, datas: Sequence[bytes]) -> list[bytes]:
@@ -585,8 +668,9 @@ def _check_table(table: str) -> None:
         raise ValueError(f"no such sealed table: {table}")
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
-    """Apply every migration newer than PRAGMA user_version, each in its own transaction."""
+async def _migrate(db: aiosqlite.Connection, check_key: Callable[[], Awaitable[None]]) -> bool:
+    """Apply every migration newer than PRAGMA user_version, each in its own transaction
+    (after `check_key`, when there is an old store to convert); whether any ran."""
     async with db.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     version = int(row[0]) if row else 0
@@ -594,6 +678,10 @@ async def _migrate(db: aiosqlite.Connection) -> None:
         raise StoreError(
             f"the database is at schema {version}, newer than this Canopy ({len(MIGRATIONS)})"
         )
+    if version == len(MIGRATIONS):
+        return False
+    if version > 0:
+        await check_key()
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         try:
             await db.execute("BEGIN IMMEDIATE")
@@ -605,3 +693,4 @@ async def _migrate(db: aiosqlite.Connection) -> None:
         except sqlite3.Error as exc:
             await db.execute("ROLLBACK")
             raise StoreError(f"migration {number} failed: {exc}") from exc
+    return True

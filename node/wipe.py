@@ -1,5 +1,6 @@
 """Panic wipe: destroy the key file (secret key and storage key) so the data directory
-becomes unreadable, then end a running node, all in well under a second.
+becomes unreadable, then end a running node (found through its lock, DATA/node.lock),
+all in well under a second; if that node cannot be ended, say so and fail.
 
 The store stays on disk, but every row in it is sealed with the storage key that lived
 only in the key file (docs/THREAT-MODEL.md, "Border search"). Never asks for the
@@ -8,21 +9,24 @@ passphrase: whoever wipes is in a hurry.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import nacl.utils
 
-from node.local import KEY_FILE, RUNTIME_FILE
+from node.local import KEY_FILE, LOCK_FILE, RUNTIME_FILE, lock_holder, lock_is_held
 from protocol.errors import CanopyError
 
 STOP_WAIT_S = 0.4  # how long a running node gets to leave by itself before SIGKILL
+KILL_WAIT_S = 2.0  # how long the kernel gets to end it after SIGKILL and drop its lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +59,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stop_node(path: Path) -> bool:
+class WipeIncomplete(CanopyError):
+    """The keys are destroyed on disk, but the running node could not be ended."""
+
+
+def _wait(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _ask_to_exit(path: Path, pid: int | None) -> None:
+    """POST /v1/wipe to the node that node.json names (when it is the lock holder)."""
     try:
         runtime = json.loads((path / RUNTIME_FILE).read_text())
-        pid = int(runtime["pid"])
-        api, token = str(runtime["api"]), str(runtime["token"])
+        api, token, written_by = str(runtime["api"]), str(runtime["token"]), int(runtime["pid"])
     except (OSError, ValueError, KeyError, TypeError):
-        return False
-    if pid == os.getpid() or not _alive(pid):
-        return False
+        return
+    if written_by == os.getpid() or (pid is not None and written_by != pid):
+        return
     request = urllib.request.Request(
         api + "/v1/wipe", method="POST", data=b"", headers={"Authorization": f"Bearer {token}"}
     )
@@ -72,11 +89,30 @@ def _stop_node(path: Path) -> bool:
             pass
     except (urllib.error.URLError, OSError, ValueError):
         pass
-    deadline = time.monotonic() + STOP_WAIT_S
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.01)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)  # the keys are in its memory: it must not linger
+
+
+def _stop_node(path: Path) -> bool:
+    """End the node running on `path`, found through its lock (node.json may be gone):
+    ask it through the API, SIGKILL the lock holder if it lingers, and check that the lock
+    was released. Returns whether a node was running; WipeIncomplete if it still is."""
+    if not lock_is_held(path):
+        return False
+    pid = lock_holder(path)
+    if pid is None:  # it took the lock this instant and is writing its pid
+        _wait(lambda: lock_holder(path) is not None or not lock_is_held(path), STOP_WAIT_S)
+        pid = lock_holder(path)
+    _ask_to_exit(path, pid)
+    released = _wait(lambda: not lock_is_held(path), STOP_WAIT_S)
+    if not released and pid is not None and pid != os.getpid():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)  # the keys are in its memory: it must not linger
+        released = _wait(lambda: not lock_is_held(path), KILL_WAIT_S)
+    if not released:
+        who = f"pid {pid}" if pid is not None else "its pid is unknown"
+        raise WipeIncomplete(
+            f"keys destroyed on disk, but the node running on {path} ({who}) could not be "
+            "stopped and still holds the keys in memory: end it now (kill -9, or power off)"
+        )
     return True
 
 
@@ -86,8 +122,10 @@ def wipe(path: Path) -> WipeReport:
     key_path = path / KEY_FILE
     destroyed = _destroy(key_path)
     _destroy(key_path.with_suffix(".tmp"))
-    stopped = _stop_node(path)
-    (path / RUNTIME_FILE).unlink(missing_ok=True)
+    stopped = _stop_node(path)  # raises WipeIncomplete, loudly, if it is still running
+    (path / RUNTIME_FILE).unlink(missing_ok=True)  # the stopped node's, if it left one
+    if stopped:
+        (path / LOCK_FILE).unlink(missing_ok=True)
     if not destroyed and not stopped:
         raise CanopyError(f"no Canopy key in {path}: nothing to wipe")
     return WipeReport(time.perf_counter() - start, stopped)

@@ -53,6 +53,9 @@ assert len(RECONCILE_FINGERPRINT) == 16
 # At rest: which record went to which peer (for `canopy exposure`), as keyed tags.
 STORAGE_DELIVERY = b"canopy-st-dlvr-1"
 assert len(STORAGE_DELIVERY) == 16
+# At rest: the keyed mark of a record authored here (random bytes on every other record).
+STORAGE_MARK = b"canopy-st-mark-1"
+assert len(STORAGE_MARK) == 16
 # Sneakernet bundles and encrypted backups (docs/spec/50-bundles.md).
 BUNDLE_MAGIC = b"canopy-bundle-v1"  # first 16 bytes of a bundle file
 BUNDLE_KEY = b"canopy-bundlek-1"  # BLAKE2b personalisation of the bundle box key

@@ -202,6 +202,10 @@ async def test_metrics_status_and_logs_hold_no_content(net: Net, tmp_path: Path)
         async with http.get(api_url(a) + "/v1/status") as response:
             assert response.status == 401  # the rest of the API still needs the token
         async with http.get(api_url(a) + "/metrics") as response:
+            assert response.status == 401  # counts only, but still behind the token
+        token = json.loads((a.data / "node.json").read_text())["token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        async with http.get(api_url(a) + "/metrics", headers=bearer) as response:
             assert response.status == 200
             assert response.content_type == "text/plain"
             text = await response.text()

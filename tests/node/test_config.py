@@ -54,6 +54,8 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         name = "Legal Aid"
         [api]
         listen = "127.0.0.1:7421"
+        host = "canopy-metrics.internal:8443"
+        metrics_public = true
         [network]
         handshake_timeout = 5
         idle_timeout = 60.5
@@ -71,6 +73,8 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         advertise=("wss://canopy.example.org/canopy", "ws://abc.onion/canopy"),
         name="Legal Aid",
         api_listen="127.0.0.1:7421",
+        api_host="canopy-metrics.internal:8443",
+        metrics_public=True,
         handshake_timeout=5.0,
         idle_timeout=60.5,
         heartbeat=10.0,
@@ -191,6 +195,8 @@ def test_bad_listen_names_the_line(tmp_path: Path) -> None:
         ("[network]\nreconnect_min = 0\n", "reconnect_min must be > 0"),
         ("[network]\nreconnect_min = 10\nreconnect_max = 5\n", "reconnect_min must be > 0"),
         ("[sync]\npoll_interval = 0\n", "poll_interval must be > 0"),
+        ('[api]\nmetrics_public = "yes"\n', "api.metrics_public must be true or false"),
+        ('[api]\nhost = "http://evil.example/"\n', "api.host must be HOST or HOST:PORT"),
     ],
 )
 def test_invalid_values(tmp_path: Path, text: str, message: str) -> None:

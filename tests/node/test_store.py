@@ -29,6 +29,7 @@ from tests.strategies import seeded
 ROOT = Path(__file__).resolve().parents[2]
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
+OWNER = b"\xaa" * 32  # the node whose store it is: `row`'s default author
 NOW = 1_700_000_000_000
 HOUR = 3600 * 1000
 
@@ -73,7 +74,7 @@ def row(
 
 @pytest.fixture
 async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = await Store.open(tmp_path / "canopy.db", KEY)
+    s = await Store.open(tmp_path / "canopy.db", KEY, owner=OWNER)
     yield s
     await s.close()
 
@@ -205,7 +206,7 @@ async def test_exchangeable_items_are_what_this_pair_may_trade(store: Store) -> 
     peer, other = b"\xbb" * 32, b"\xcc" * 32
     await store.put_records(
         [
-            row(1, scope=1, local=False, created=NOW + 3),  # relayed network record
+            row(1, scope=1, local=False, author=b"\xdd" * 32, created=NOW + 3),  # relayed
             row(2, scope=0, local=False, author=other),  # a third node's peers-scoped record
             row(3, scope=0, local=True, created=NOW + 1),  # our own peers-scoped record
             row(4, scope=1, local=True, created=NOW + 2),
@@ -256,15 +257,18 @@ async def test_withdraw_never_deletes_a_revocation(store: Store) -> None:
 async def test_local_records_after_pages_our_own_in_insertion_order(store: Store) -> None:
     await store.put_records([row(1, local=True), row(2), row(3, local=True)], NOW)
     await store.put_records([row(4, local=True, data=b"four")], NOW)
-    page = await store.local_records_after(0)
+    last, page = await store.local_records_after(0)
     assert [(m.id, m.local) for m, _ in page] == [(rid(1), True), (rid(3), True), (rid(4), True)]
     seqs = [m.seq for m, _ in page]
-    assert seqs == sorted(seqs)
+    assert seqs == sorted(seqs) and last == seqs[-1]
     assert page[2][1] == b"four"
-    after = await store.local_records_after(seqs[0])
+    _, after = await store.local_records_after(seqs[0])
     assert [m.id for m, _ in after] == [rid(3), rid(4)]
-    assert [m.id for m, _ in await store.local_records_after(seqs[0], limit=1)] == [rid(3)]
-    assert await store.local_records_after(seqs[-1]) == []
+    # A page is `limit` rows looked at, ours or not: row 2 alone, then row 3.
+    assert await store.local_records_after(seqs[0], limit=1) == (seqs[0] + 1, [])
+    _, (only,) = await store.local_records_after(seqs[0] + 1, limit=1)
+    assert only[0].id == rid(3)
+    assert await store.local_records_after(seqs[-1]) == (seqs[-1], [])
     assert await store.max_seq() == seqs[-1]
 
 
@@ -292,12 +296,9 @@ async def test_frequent_reads_use_an_index_not_a_scan_of_every_record(tmp_path: 
     counts = _plan(db, "SELECT kind, COUNT(*) FROM records GROUP BY kind")
     assert "COVERING INDEX records_kind" in counts
     poll = _plan(
-        db,
-        "SELECT seq, id, kind, scope, created, expires, local, data FROM records"
-        " WHERE seq > ? AND local = 1 ORDER BY seq LIMIT ?",
-        (0, 500),
+        db, "SELECT seq, id, mark FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (0, 500)
     )
-    assert "USING INDEX records_local" in poll
+    assert "USING INTEGER PRIMARY KEY" in poll  # from where the last poll stopped, no further
     by_kind = _plan(db, "SELECT data FROM records WHERE kind = ? ORDER BY created, id", ("x",))
     assert "INDEX records_kind" in by_kind and "TEMP B-TREE" not in by_kind
 
