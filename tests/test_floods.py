@@ -22,12 +22,16 @@ from aiohttp import WSMsgType
 
 from node.demo import NodeProcess, wait_until
 from protocol import limits
+from protocol.contact import Filter
 from protocol.identity import Identity
 from protocol.invite import Invite
 from protocol.messages import Reconcile, SyncDone, encode_message
 from protocol.reconcile import Reconciler
 from protocol.record import Kind, Record, Scope
-from protocol.session import Event, PeerReconcile
+from protocol.session import Event, PeerAnswer, PeerReconcile
+from tests.conftest import Net
+from tests.test_knowwho import api_query
+from tests.test_multinode import connected, link
 from tests.test_network_adversarial import RawPeer
 
 pytestmark = pytest.mark.timeout(180)
@@ -287,6 +291,48 @@ async def test_empty_strings_flood_logs_one_line(tmp_path: Path) -> None:
         assert await stored(node) == 0
     finally:
         await node.stop()
+
+
+# -- 8: query starvation --------------------------------------------------------------------
+
+
+async def test_forwarded_queries_cannot_starve_the_operators_own(net: Net) -> None:
+    target = await net.node("T", "Target")
+    other = await net.node("B", "Beta Rights")
+    await target.start()
+    await other.start()
+    await link(target, other)
+    await wait_until("linked", lambda: connected(target, 1))
+    hostile, _ = await trusted(target, await invite(target))
+    flt = Filter.build("", "lawyer", "", "")
+    answers = 0
+
+    async def drain() -> None:
+        nonlocal answers
+        while True:
+            event = await next_event(hostile, lambda e: isinstance(e, PeerAnswer), timeout=30)
+            answers += 1
+            del event
+
+    reader = asyncio.create_task(drain())
+    try:
+        # 30 depth-2 queries in 12 s: within the per-peer query limit, each one forwarded.
+        for _ in range(30):
+            while not hostile.session.query_capacity:
+                await asyncio.sleep(0.05)
+            await hostile.send(hostile.session.query(os.urandom(16), 2, flt))
+            await asyncio.sleep(0.4)
+        result = await api_query(target, network=True, depth=1, kind="lawyer")
+        forward_refused = await rejected(target, "query_forward_rate")
+        print(
+            f"\nQUERY-STARVATION own query: asked={result['asked']} busy={result['busy']}"
+            f" answered={result['answered']}; forwards refused={forward_refused}"
+        )
+        assert result["busy"] == 0 and result["answered"] == 1
+        assert forward_refused >= 30 - limits.MAX_FORWARDED_QUERIES_PER_PEER_PER_MINUTE
+    finally:
+        reader.cancel()
+        await hostile.close()
 
 
 async def _at_least(value: object, n: int) -> bool:
