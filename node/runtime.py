@@ -232,7 +232,11 @@ class Node:
         if self.network_key and key != self.network_key:
             self.knowwho.network_key_changed()
         self.network_key = key
+        known = self.peers
         self.peers = await self.local.peers()
+        for node_id, peer in self.peers.items():  # last_sync is written only now and then
+            if node_id in known and (known[node_id].last_sync or 0) > (peer.last_sync or 0):
+                peer.last_sync = known[node_id].last_sync
         self.invites = await pending_invites(self.local, now_ms())
         for node_id in (await revoked_ids(self.local)).keys() - self.revoked.keys():
             self._revoked_now(node_id)
