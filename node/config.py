@@ -36,6 +36,7 @@ class Config:
     poll_interval: float = 1.0  # sync.poll_interval: how often CLI changes are picked up
     resync_interval: float = 60.0  # sync.resync_interval: re-run reconciliation this often
     min_score: int = 0  # sync.min_score: below this a peer is cut off and backed off
+    max_source_records: int = 200_000  # sync.max_source_records: stored from one peer, at most
     socks5: str = ""  # network.socks5: dial peers through this SOCKS5 proxy (Tor), if set
     log_format: str = "text"  # log.format: "text" or "json" (one JSON object per line)
     log_level: str = "info"  # log.level: debug, info, warning or error
@@ -70,6 +71,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("sync", "poll_interval"): ("poll_interval", float),
     ("sync", "resync_interval"): ("resync_interval", float),
     ("sync", "min_score"): ("min_score", int),
+    ("sync", "max_source_records"): ("max_source_records", int),
     ("network", "socks5"): ("socks5", str),
     ("log", "format"): ("log_format", str),
     ("log", "level"): ("log_level", str),
@@ -189,6 +191,8 @@ def _validate(config: Config, origin: Callable[[str], str]) -> Config:
         raise ConfigError(
             f"{origin('log_level')}: log.level must be one of {', '.join(LOG_LEVELS)}"
         )
+    if config.max_source_records < 1:
+        raise ConfigError(f"{origin('max_source_records')}: sync.max_source_records must be > 0")
     for name in ("poll_interval", "resync_interval"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{origin(name)}: sync.{name} must be > 0")

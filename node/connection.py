@@ -25,6 +25,8 @@ from protocol.handshake import SessionKeys
 from protocol.identity import NodeId
 from protocol.quota import TokenBucket
 from protocol.reconcile import Reconciler
+from protocol.record import created_of
+from protocol.rounds import RoundLedger
 from protocol.session import PeerReconcile, PeerWant, RecordsReceived, SyncSession
 
 if TYPE_CHECKING:
@@ -80,6 +82,15 @@ class PeerConnection:
         self._wake_server = asyncio.Event()
         self.pending_wants: deque[bytes] = deque()
         self.reconciler: Reconciler | None = None
+        # Responder: the round the peer has open with us, and what it may send unasked.
+        self.round: RoundLedger | None = None
+        # Our reconciliation set for this peer, kept between rounds while the store's
+        # exchangeable set has not changed (node.runtime decides when it has).
+        self.items_cache: tuple[tuple[int, ...], Reconciler] | None = None
+        self.round_unasked = 0  # initiator: records queued unasked in our current round
+        self.round_unasked_bytes = 0
+        self.round_capped = False  # initiator: the round hit its bound; the rest goes next
+        self.last_sync_saved = 0.0  # when the peer row's last_sync was last written
         self.reconcile_seen = (0, 0)  # how much of reconciler.have/need was acted on
         self.synced_once = False
         self.close_reason = ""
@@ -240,6 +251,8 @@ class PeerConnection:
             if isinstance(event, StreamEnd):
                 return False
             for session_event in self.session.receive_data(event):
+                if self.closing:  # cut off meanwhile: nothing more of its batch is processed
+                    return False
                 self._check_quota(session_event)
                 if isinstance(session_event, RecordsReceived):
                     self.record_bytes_received += sum(len(r) for r in session_event.records)
@@ -259,11 +272,24 @@ class PeerConnection:
         if isinstance(event, PeerWant | PeerReconcile) and not self._queries_in.take(1, now):
             raise QuotaExceeded("query rate over quota")
         if isinstance(event, RecordsReceived):
-            unasked = event.solicited.count(False)
-            # The initiator of a round sends what we lack without being asked: allowed
-            # while that round is open. Anything else unasked is a push, on an allowance.
-            in_round = not self.outbound and self.session.round_open
-            if unasked and not in_round and not self._pushes_in.take(unasked, now):
+            # The initiator of a round sends what we lack without being asked: allowed for
+            # what reconciliation announced, within the round's bounds (protocol.rounds).
+            # Anything else unasked is a push, on an allowance.
+            ledger = self.round if not self.outbound and self.session.round_open else None
+            if ledger is not None and ledger.expired(now):
+                ledger = None
+            pushes = count = size = 0
+            for data, rid, asked in zip(event.records, event.ids, event.solicited, strict=True):
+                if asked:
+                    continue
+                if ledger is not None and ledger.announced(rid, created_of(data)):
+                    count += 1
+                    size += len(data)
+                else:
+                    pushes += 1
+            if count and ledger is not None:
+                ledger.charge(count, size)
+            if pushes and not self._pushes_in.take(pushes, now):
                 raise QuotaExceeded("sent far more records than asked for")
 
     async def _throttle(self, wait: float) -> None:

@@ -75,11 +75,13 @@ class RateWindow:
         self.window = window
         self._events: dict[bytes, deque[float]] = {}
 
-    def allow(self, key: bytes, now: float) -> bool:
+    def allow(self, key: bytes, now: float, *, reserve: int = 0) -> bool:
+        """Count one event unless `limit - reserve` are already in the window (`reserve`:
+        what is kept for callers that pass none)."""
         events = self._events.setdefault(key, deque())
         while events and events[0] <= now - self.window:
             events.popleft()
-        if len(events) >= self.limit:
+        if len(events) >= self.limit - reserve:
             return False
         events.append(now)
         return True
@@ -123,6 +125,14 @@ class KnowWho:
         # transit still land inside its allowance.
         self.query_allowance = RateWindow(
             limits.MAX_QUERIES_PER_PEER_PER_MINUTE, limits.QUERY_ALLOWANCE_WINDOW_MS / 1000
+        )
+        # Queries a peer makes us forward (depth > 1), and what we send each peer at depth
+        # > 1, held to its forward limit: our own queries keep OWN_QUERY_RESERVE of both
+        # allowances, so a peer's queries we forward can never leave ours "busy".
+        self.forward_rate = RateWindow(limits.MAX_FORWARDED_QUERIES_PER_PEER_PER_MINUTE)
+        self.forward_allowance = RateWindow(
+            limits.MAX_FORWARDED_QUERIES_PER_PEER_PER_MINUTE,
+            limits.QUERY_ALLOWANCE_WINDOW_MS / 1000,
         )
         self.intro_rate = RateWindow(limits.MAX_INTROS_PER_PEER_PER_MINUTE)
         self.received: deque[dict[str, object]] = deque(maxlen=RECENT_QUERIES)
@@ -285,6 +295,14 @@ class KnowWho:
                 conn.peer_id, RateLimited("too many queries"), reason="query_rate_limited"
             )
             return
+        if query.depth > 1 and not self.forward_rate.allow(conn.peer_id.raw, time.monotonic()):
+            self._send(conn, lambda: conn.session.answer(query.query_id, (), AnswerStatus.REFUSED))
+            await self.node.penalise(
+                conn.peer_id,
+                RateLimited("too many queries to forward"),
+                reason="query_forward_rate",
+            )
+            return
         # Whatever happens below, the peer gets its one Answer now rather than waiting for
         # its timeout (and the query stops counting against its in-flight bound).
         status, out = AnswerStatus.REFUSED, []
@@ -336,11 +354,19 @@ class KnowWho:
         gathered = Gathered()
         asked: dict[bytes, NodeId] = {}
         loop = asyncio.get_running_loop()
+        # Forwarding for a peer (`exclude` is the asker) leaves OWN_QUERY_RESERVE of each
+        # allowance to our own queries.
+        reserve = limits.OWN_QUERY_RESERVE if exclude is not None else 0
         for peer_id, conn in list(self.node.connections.items()):
             if peer_id == exclude or conn.closing:
                 continue
-            if not conn.session.query_capacity or not self.query_allowance.allow(
-                peer_id.raw, started
+            if (
+                not conn.session.query_capacity
+                or not self.query_allowance.allow(peer_id.raw, started, reserve=reserve)
+                or (
+                    depth > 1
+                    and not self.forward_allowance.allow(peer_id.raw, started, reserve=reserve)
+                )
             ):
                 gathered.busy += 1
                 continue

@@ -45,7 +45,7 @@ from node.trust import PendingInvite, pending_invites, redeem_invite
 from protocol import limits
 from protocol.contact import ContactError, Filter
 from protocol.content import Alert
-from protocol.envelope import open_record
+from protocol.envelope import SEALED_KINDS, check_sealed_layout, open_record
 from protocol.errors import (
     CanopyError,
     DecodeError,
@@ -64,6 +64,7 @@ from protocol.names import check_name, name_taken
 from protocol.reconcile import Reconciler
 from protocol.record import Kind, Record, Scope
 from protocol.revocation import check_revocation
+from protocol.rounds import RoundLedger, check_round_gap
 from protocol.session import (
     Event,
     PeerAnswer,
@@ -160,6 +161,11 @@ class Node:
         self.alerts: deque[dict[str, object]] = deque(maxlen=RECENT_ALERTS)
         self._watchers: set[asyncio.Queue[dict[str, object]]] = set()
         self._next_round: dict[NodeId, float] = {}
+        self._round_opened: dict[NodeId, float] = {}  # when each peer last opened a round
+        self._round_sent: dict[NodeId, float] = {}  # when we last started one with each
+        self._notified = 0  # `canopy` wrote to the store (POST /v1/notify): sets may differ
+        self._source_usage: dict[NodeId, list[int]] = {}  # records, bytes stored from a peer
+        self._warned: dict[NodeId, tuple[float, int]] = {}  # last warning, suppressed since
         self._epoch = -1
         self._local_seq = 0
         self._dial_errors: DialErrors = (aiohttp.ClientError, OSError, TimeoutError)
@@ -296,7 +302,11 @@ class Node:
         if self.network_key and key != self.network_key:
             self.knowwho.network_key_changed()
         self.network_key = key
+        known = self.peers
         self.peers = await self.local.peers()
+        for node_id, peer in self.peers.items():  # last_sync is written only now and then
+            if node_id in known and (known[node_id].last_sync or 0) > (peer.last_sync or 0):
+                peer.last_sync = known[node_id].last_sync
         self.invites = await pending_invites(self.local, now_ms())
         for node_id in (await revoked_ids(self.local)).keys() - self.revoked.keys():
             self._revoked_now(node_id)
@@ -568,11 +578,29 @@ class Node:
 
     async def start_round(self, conn: PeerConnection) -> None:
         """Initiator: reconcile the records this pair may exchange (docs/SPEC.md, "Sync")."""
-        items = await self.local.store.exchangeable_items(conn.peer_id.raw, now_ms())
-        conn.reconciler = Reconciler(items, presorted=True)
+        conn.reconciler = await self._reconciler_for(conn)
         conn.reconcile_seen = (0, 0)
+        conn.round_unasked = conn.round_unasked_bytes = 0
+        conn.round_capped = False
+        self._round_sent[conn.peer_id] = time.monotonic()
         conn.send(conn.session.reconcile(conn.reconciler.initiate()))
         conn.reconcile_rounds += 1
+
+    def _items_version(self) -> tuple[int, ...]:
+        """Changes whenever the set of records a peer may exchange with us may have: a
+        record stored or deleted by this process, one written by `canopy`, trust changed."""
+        return (self.local.store.generation, self._local_seq, self._epoch, self._notified)
+
+    async def _reconciler_for(self, conn: PeerConnection) -> Reconciler:
+        """A fresh reconciler over what this pair may exchange, re-read from the store only
+        when that set may have changed since the last round (docs/SPEC.md, "Rounds")."""
+        version = self._items_version()
+        cached = conn.items_cache
+        if cached is None or cached[0] != version:
+            items = await self.local.store.exchangeable_items(conn.peer_id.raw, now_ms())
+            cached = (version, Reconciler(items, presorted=True))
+            conn.items_cache = cached
+        return cached[1].fresh()
 
     async def on_event(self, conn: PeerConnection, event: Event) -> None:
         if isinstance(event, PeerHello):
@@ -581,6 +609,7 @@ class Node:
             await self._on_reconcile(conn, event.payload)
         elif isinstance(event, PeerSyncDone):
             conn.reconciler = None
+            conn.round = None
             await self._synced(conn)
         elif isinstance(event, PeerWant):
             conn.request([(i, True) for i in event.ids], by_peer=True)
@@ -620,10 +649,17 @@ class Node:
 
     async def _on_reconcile(self, conn: PeerConnection, payload: bytes) -> None:
         if not conn.outbound:  # responder: answer every step of the peer's round
-            if conn.reconciler is None:
-                items = await self.local.store.exchangeable_items(conn.peer_id.raw, now_ms())
-                conn.reconciler = Reconciler(items, presorted=True)
+            if conn.reconciler is None:  # the peer opens a round
+                now = time.monotonic()
+                check_round_gap(self._round_opened.get(conn.peer_id), now)  # RateLimited
+                self._round_opened[conn.peer_id] = now
+                conn.reconciler = await self._reconciler_for(conn)
+                conn.round = RoundLedger(now)
+            if conn.reconciler.rounds >= limits.MAX_RECONCILE_ROUNDS:
+                raise UnexpectedMessage("reconciliation round does not converge")
             reply = conn.reconciler.reconcile(payload)
+            if conn.round is not None:
+                conn.round.announce(*conn.reconciler.take_announced())
             conn.send(conn.session.reconcile(reply or b""))
             conn.reconcile_rounds += 1
             return
@@ -635,7 +671,14 @@ class Node:
         have, need = reconciler.have, reconciler.need
         conn.reconcile_seen = (len(have), len(need))
         if len(have) > have_seen:
-            conn.request([(i, False) for i in have[have_seen:]], by_peer=False)
+            # What we send unasked in one round is bounded (the peer cuts us off past it);
+            # the rest is found again by the next round, which then comes soon.
+            room = limits.MAX_ROUND_RECORDS - conn.round_unasked
+            fresh_have = have[have_seen:]
+            if len(fresh_have) > room:
+                fresh_have, conn.round_capped = fresh_have[: max(0, room)], True
+            conn.round_unasked += len(fresh_have)
+            conn.request([(i, False) for i in fresh_have], by_peer=False)
         if len(need) > need_seen:
             await self._queue_wants(conn, need[need_seen:])
         if following is not None:
@@ -683,12 +726,19 @@ class Node:
 
     async def _synced(self, conn: PeerConnection) -> None:
         conn.synced_once = True
-        self._next_round[conn.peer_id] = time.monotonic() + self.config.resync_interval
+        now = time.monotonic()
+        interval = limits.MIN_ROUND_INTERVAL_S if conn.round_capped else self.config.resync_interval
+        self._next_round[conn.peer_id] = now + interval
         peer = self.peers.get(conn.peer_id)
         if peer is not None:
             peer.last_sync = now_ms()
-            await self.local.save_peer(peer)
-            self._epoch += 1
+            # Kept in memory at once; written at most every SYNC_WRITE_INTERVAL_S, so that
+            # rounds cost no durable write each (the row is written again on the next one).
+            since = now - conn.last_sync_saved
+            if not conn.last_sync_saved or since >= limits.SYNC_WRITE_INTERVAL_S:
+                conn.last_sync_saved = now
+                await self.local.save_peer(peer)
+                self._epoch += 1
 
     async def _resync_loop(self) -> None:
         """Re-run reconciliation now and then: repairs dropped pushes and missed relays."""
@@ -697,7 +747,10 @@ class Node:
             now = time.monotonic()
             for peer_id, conn in list(self.connections.items()):
                 due = self._next_round.get(peer_id, 0.0) <= now or conn.pushes_dropped
+                soon = now - self._round_sent.get(peer_id, -1e9) < limits.MIN_ROUND_INTERVAL_S
                 if conn.outbound and conn.synced_once and conn.reconciler is None and due:
+                    if soon:
+                        continue
                     conn.pushes_dropped = 0
                     with contextlib.suppress(Exception):
                         await self.start_round(conn)
@@ -713,7 +766,18 @@ class Node:
         found = await self.local.store.records_for_peer(
             [i for i, _ in batch], conn.peer_id.raw, now_ms()
         )
-        out = [found[rid] for rid, _ in batch if rid in found]
+        out: list[bytes] = []
+        for rid, asked in batch:
+            data = found.get(rid)
+            if data is None:
+                continue
+            if not asked:  # unasked, in our round: within the round's byte bound
+                if conn.round_unasked_bytes + len(data) > limits.MAX_ROUND_BYTES:
+                    conn.round_capped = True
+                    del found[rid]
+                    continue
+                conn.round_unasked_bytes += len(data)
+            out.append(data)
         missing = [rid for rid, asked in batch if asked and rid not in found]
         if out:
             conn.note_records_sent(sum(len(d) for d in out))
@@ -746,6 +810,8 @@ class Node:
         fresh: dict[bytes, bytes] = {}
         repeats: list[bytes] = []
         for data, rid in zip(datas, ids, strict=True):
+            if conn.closing:  # cut off: the rest of its batch is not worth a look
+                return []
             if rid in fresh:
                 repeats.append(rid)
             elif rid in self._bad:
@@ -759,6 +825,9 @@ class Node:
             if isinstance(outcome, RemoteProtocolError):
                 if isinstance(outcome, DecodeError | VerificationError):
                     self._remember_bad(rid, type(outcome).__name__)
+                if conn.closing:
+                    self.inflight.discard(rid)
+                    continue
                 # Only the sender is held to account: until the signature verified, the
                 # author named inside is just a claim, so an honest author is never blamed.
                 await self.penalise(
@@ -768,7 +837,7 @@ class Node:
             else:
                 good.append(outcome)
         for rid in repeats:
-            if rid in self._bad:
+            if rid in self._bad and not conn.closing:
                 await self._refuse_known_bad(rid, conn)
         return good
 
@@ -791,8 +860,13 @@ class Node:
         import), then act on them live: refuse what they revoke, announce alerts, update
         the know-who index, push the new ones on."""
         now = now_ms()
+        if source is not None:
+            records = await self._within_storage_caps(records, source)
         accepted = await accept_records(self.local, records, now, self.revoked.keys())
         if source is not None:  # a bundle's refusals are counted by `import_bundle`
+            usage = self._source_usage.setdefault(source.peer_id, [0, 0])
+            usage[0] += len(accepted.fresh)
+            usage[1] += sum(len(r.to_bytes()) for r in accepted.fresh)
             for reason, n in accepted.refused.items():
                 # Not the sender's fault: it may not have heard of a revocation or withdrawal.
                 self._count(reason, n)
@@ -819,6 +893,61 @@ class Node:
         if fresh:
             self.push(fresh, exclude=source.peer_id if source else None)
         return accepted
+
+    async def _within_storage_caps(
+        self, records: Sequence[Record], source: PeerConnection
+    ) -> list[Record]:
+        """The records we still have room for from `source`: at most max_source_records
+        (and MAX_SOURCE_BYTES) stored from one peer, and at most MAX_UNKNOWN_AUTHOR_RECORDS
+        (and _BYTES) held of an author that is neither us nor a trusted peer. Revocations
+        always have room. The rest is refused, counted, and found again by a later round."""
+        usage = self._source_usage.get(source.peer_id, [0, 0])
+        n, size = usage[0], usage[1]
+        unknown = {
+            r.author.raw for r in records if r.author != self.node_id and r.author not in self.peers
+        }
+        held = await self.local.store.author_usage(sorted(unknown)) if unknown else {}
+        authors = {a: list(held.get(a, (0, 0))) for a in unknown}
+        keep: list[Record] = []
+        over_source = over_author = 0
+        for record in records:
+            length = len(record.to_bytes())
+            if record.kind is Kind.REVOCATION:
+                keep.append(record)
+                continue
+            if n + 1 > self.config.max_source_records or size + length > limits.MAX_SOURCE_BYTES:
+                over_source += 1
+                self.inflight.discard(record.id)
+                continue
+            author = authors.get(record.author.raw)
+            if author is not None:
+                if (
+                    author[0] + 1 > limits.MAX_UNKNOWN_AUTHOR_RECORDS
+                    or author[1] + length > limits.MAX_UNKNOWN_AUTHOR_BYTES
+                ):
+                    over_author += 1
+                    self.inflight.discard(record.id)
+                    continue
+                author[0] += 1
+                author[1] += length
+            n += 1
+            size += length
+            keep.append(record)
+        if over_source:
+            self._count("quota_source_storage", over_source)
+            self.warn_peer(
+                source.peer_id,
+                "reached its storage cap (sync.max_source_records): %d record(s) refused",
+                over_source,
+            )
+        if over_author:
+            self._count("quota_author_storage", over_author)
+            self.warn_peer(
+                source.peer_id,
+                "relayed records of an unknown author over its storage cap: %d refused",
+                over_author,
+            )
+        return keep
 
     def _revoked_now(self, node_id: NodeId) -> None:
         """Refuse the identity at once: its handshakes, its records, its live connection;
@@ -899,11 +1028,11 @@ class Node:
     ) -> None:
         self._count(reason)
         state = self.state.get(peer_id)
-        if state is None:
-            return
+        if state is None or state.banned_until > time.monotonic():
+            return  # unknown, or already cut off: counted, not charged or logged again
         state.score -= error.penalty
         state.last_error = f"{reason}: {error}"
-        log.warning("peer %s sent bad input (%s); score %d", peer_id.short, reason, state.score)
+        self.warn_peer(peer_id, "sent bad input (%s); score %d", reason, state.score)
         if ban or state.score < self.config.min_score:
             state.banned_until = time.monotonic() + BAN_SECONDS
             state.next_attempt = state.banned_until
@@ -911,6 +1040,18 @@ class Node:
             conn = self.connections.get(peer_id)
             if conn is not None:
                 await conn.close(f"cut off for misbehaving ({reason})")
+
+    def warn_peer(self, peer_id: NodeId, message: str, *args: object) -> None:
+        """A warning about a peer, at most one line per WARNING_INTERVAL_S per peer; the
+        next line that gets out says how many were suppressed meanwhile."""
+        now = time.monotonic()
+        last, suppressed = self._warned.get(peer_id, (-limits.WARNING_INTERVAL_S, 0))
+        if now - last < limits.WARNING_INTERVAL_S:
+            self._warned[peer_id] = (last, suppressed + 1)
+            return
+        self._warned[peer_id] = (now, 0)
+        tail = f" ({suppressed} similar warning(s) suppressed)" if suppressed else ""
+        log.warning("peer %s " + message + tail, peer_id.short, *args)
 
     def _count(self, reason: str, n: int = 1) -> None:
         self.rejected[reason] += n
@@ -1036,6 +1177,7 @@ class Node:
 
     async def _api_notify(self, request: web.Request) -> web.Response:
         self._wake.set()
+        self._notified += 1
         # Records may have arrived by other paths (`canopy import`): reconcile again soon.
         for peer_id in self._next_round:
             self._next_round[peer_id] = 0.0
@@ -1296,6 +1438,8 @@ def check_records(
                 Withdrawal.from_payload(record.payload)
             elif record.kind is Kind.REVOCATION:
                 check_revocation(record)
+            elif record.kind in SEALED_KINDS:
+                check_sealed_layout(record.payload)  # what a relay can check without keys
             out.append(record)
         except RemoteProtocolError as exc:
             out.append(exc)

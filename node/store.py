@@ -80,6 +80,9 @@ class Store:
         self._own_tag = self.tag(owner) if owner is not None else b""
         # One connection, many tasks: explicit transactions must not interleave.
         self._write_lock = asyncio.Lock()
+        # Bumped by every write of this process that may change which records are held, so
+        # that a running node can keep derived state (reconciliation sets) until it moves.
+        self.generation = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -196,6 +199,7 @@ class Store:
                 seen.add(row.id)
                 fresh.append(row)
         if fresh:
+            self.generation += 1
             sealed = _seal_many(self._records_key, [r.data for r in fresh])
             params = [
                 (
@@ -434,6 +438,7 @@ class Store:
         marks = ",".join("?" * len(targets))
         kept = sorted(NEVER_WITHDRAWN)
         where = f"id IN ({marks}) AND author_tag = ? AND kind NOT IN ({','.join('?' * len(kept))})"
+        self.generation += 1
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -470,6 +475,24 @@ class Store:
                 out.update(i for i, author in chunk if i in ids and (i, self.tag(author)) in found)
         return out
 
+    async def author_usage(self, authors: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:
+        """Per author (of those given): how many records of theirs are stored, and their
+        encoded size (the sealed rows' length less the sealing overhead)."""
+        out: dict[bytes, tuple[int, int]] = {}
+        by_tag = {self.tag(a): a for a in authors}
+        tags = list(by_tag)
+        for start in range(0, len(tags), 500):
+            chunk = tags[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT author_tag, COUNT(*), COALESCE(SUM(length(data)), 0) FROM records"
+                f" WHERE author_tag IN ({marks}) GROUP BY author_tag"
+            )
+            async with self._db.execute(sql, chunk) as cur:
+                for tag, n, size in await cur.fetchall():
+                    out[by_tag[bytes(tag)]] = (int(n), int(size) - int(n) * _SEAL_OVERHEAD)
+        return out
+
     async def is_withdrawn(self, rid: bytes) -> bool:
         async with self._db.execute("SELECT 1 FROM withdrawn WHERE id = ?", (rid,)) as cur:
             return await cur.fetchone() is not None
@@ -491,6 +514,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"database write failed: {exc}") from exc
         if cur.rowcount:
+            self.generation += 1
             await self.checkpoint()
         return cur.rowcount
 
@@ -526,6 +550,8 @@ class Store:
             " ON CONFLICT(tag) DO UPDATE SET data = excluded.data",
             [(self.tag(key), sealed)],
         )
+        if table == "revoked":
+            self.generation += 1
         await self.bump_epoch()
 
     async def delete_row(self, table: str, key: bytes) -> bool:

@@ -269,6 +269,30 @@ def _try_slots(sealed: bytes, nonce: bytes, slot_key: bytes, body_at: int) -> by
     return None
 
 
+def check_sealed_layout(sealed: bytes) -> tuple[int, int]:
+    """DecodeError unless `sealed` has the layout of a sealed payload (version, a power-of-
+    two slot count in bounds, a body box of a padding bucket); checks nothing that needs a
+    key, so a relay runs it on every sealed record it receives. Returns (where the body box
+    starts, its padded plaintext size)."""
+    if len(sealed) > limits.MAX_RECORD_BYTES:
+        raise DecodeError("sealed payload too large")
+    if len(sealed) < HEADER_BYTES:
+        raise DecodeError("sealed payload truncated")
+    if sealed[0] != SEALED_VERSION:
+        raise DecodeError("unknown sealed payload version")
+    (count,) = _COUNT.unpack_from(sealed, HEADER_BYTES - _COUNT.size)
+    if not _is_pow2(count) or not limits.MIN_RECIPIENT_SLOTS <= count <= limits.MAX_RECIPIENT_SLOTS:
+        raise DecodeError("bad slot count")
+    body_at = HEADER_BYTES + count * _SLOT
+    bucket = len(sealed) - body_at - MAC_BYTES
+    if bucket < limits.MIN_PAD_BUCKET or not _is_pow2(bucket):
+        raise DecodeError("sealed body is not a padding bucket")
+    return body_at, bucket
+
+
+SEALED_KINDS = frozenset({Kind.GUIDE, Kind.CONTACT, Kind.VOUCH, Kind.ALERT})
+
+
 def unseal(
     sealed: bytes, identity: Identity, network_key: bytes | None, *, network_first: bool = False
 ) -> bytes:
@@ -285,22 +309,9 @@ def unseal(
         sealed = bytes(sealed)
     if not isinstance(sealed, bytes):
         raise LocalProtocolError("unseal takes bytes")
-    if len(sealed) > limits.MAX_RECORD_BYTES:
-        raise DecodeError("sealed payload too large")
-    if len(sealed) < HEADER_BYTES:
-        raise DecodeError("sealed payload truncated")
-    if sealed[0] != SEALED_VERSION:
-        raise DecodeError("unknown sealed payload version")
+    body_at, bucket = check_sealed_layout(sealed)
     nonce = sealed[1 : 1 + _NONCE]
     eph_pk = sealed[1 + _NONCE : 1 + _NONCE + KEY_BYTES]
-    (count,) = _COUNT.unpack_from(sealed, HEADER_BYTES - _COUNT.size)
-    if not _is_pow2(count) or not limits.MIN_RECIPIENT_SLOTS <= count <= limits.MAX_RECIPIENT_SLOTS:
-        raise DecodeError("bad slot count")
-    body_at = HEADER_BYTES + count * _SLOT
-    bucket = len(sealed) - body_at - MAC_BYTES
-    if bucket < limits.MIN_PAD_BUCKET or not _is_pow2(bucket):
-        raise DecodeError("sealed body is not a padding bucket")
-
     content_key: bytes | None = None
     if network_first and network_key is not None:
         content_key = _try_slots(sealed, nonce, _network_slot_key(eph_pk, network_key), body_at)

@@ -82,6 +82,19 @@ PEER_QUERIES_PER_S = 100  # Want and Reconcile messages from one peer; over it, 
 PEER_QUERIES_BURST = 500
 PEER_PUSH_RECORDS_PER_S = 500  # records nobody asked for (outside a peer's own round); over: cut
 PEER_PUSH_RECORDS_BURST = 5000
+# Reconciliation rounds a peer starts with us (docs/spec/60-...).
+MIN_ROUND_INTERVAL_S = 1.0  # an initiator starts a round at most this often with one peer
+MIN_ROUND_GAP_S = 0.5  # responder: a round opened sooner than this after the last is refused
+MAX_ROUND_SECONDS = 600.0  # after this, a round's unasked records count as pushes
+MAX_ROUND_RECORDS = 10_000  # records the initiator may send unasked in one round
+MAX_ROUND_BYTES = 268_435_456  # their encoded bytes (256 MiB); over either bound: cut off
+SYNC_WRITE_INTERVAL_S = 30.0  # a peer's last_sync is written to the store at most this often
+# Storage one peer can make us hold (docs/spec/60-...): past a cap, records are refused.
+MAX_SOURCE_RECORDS = 200_000  # records stored from one peer since the node started
+MAX_SOURCE_BYTES = 1_073_741_824  # their encoded bytes (1 GiB)
+MAX_UNKNOWN_AUTHOR_RECORDS = 1000  # stored records of an author neither us nor a trusted peer
+MAX_UNKNOWN_AUTHOR_BYTES = 16_777_216  # their encoded bytes (16 MiB)
+WARNING_INTERVAL_S = 10.0  # at most one warning line per peer per interval (others counted)
 
 # Connections and caches (docs/spec/60-...).
 MAX_PENDING_HANDSHAKES = 64  # inbound connections not yet authenticated, in all
@@ -117,6 +130,8 @@ QUERY_ID_BYTES = 16
 DEFAULT_QUERY_DEPTH = 2  # a network query reaches peers and their peers
 MAX_QUERY_DEPTH = 3
 MAX_QUERIES_PER_PEER_PER_MINUTE = 30  # beyond this a peer's queries are refused and penalised
+MAX_FORWARDED_QUERIES_PER_PEER_PER_MINUTE = 20  # of those, at depth > 1 (we forward them)
+OWN_QUERY_RESERVE = 5  # of each peer's per-minute allowances, what only our own queries use
 MAX_QUERIES_IN_FLIGHT = 8  # unanswered queries one peer may have open with us
 QUERY_ALLOWANCE_WINDOW_MS = 65_000  # a sender keeps to the per-minute limit over this window
 QUERY_FORWARD_TIMEOUT_MS = 1500  # how long a forwarding node waits for its own peers

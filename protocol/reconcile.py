@@ -334,6 +334,39 @@ class Reconciler:
         self._need: list[bytes] = []
         self._seen: set[bytes] = set()
         self._rounds = 0
+        # Responder: what the initiator may send us unasked (docs/spec/35-reconcile.md,
+        # "What a round announces"): ids of its IdLists we lack, and the key ranges we
+        # answered with our whole IdList (it learns its `have` there, never elsewhere).
+        self._announced_ids: list[bytes] = []
+        self._announced_ranges: list[tuple[bytes, bytes]] = []
+
+    def fresh(self) -> Reconciler:
+        """A new reconciler, in IDLE, over the same items and settings: what a node keeps
+        between rounds so that a round does not re-read and re-sort its whole set."""
+        new = object.__new__(Reconciler)
+        new._max = self._max
+        new._body_limit = self._body_limit
+        new._branching = self._branching
+        new._threshold = self._threshold
+        new._ithreshold = self._ithreshold
+        new._keys = self._keys
+        new._ids = self._ids
+        new._prefix = self._prefix
+        new._state = ReconcileState.IDLE
+        new._initiator = False
+        new._have = []
+        new._need = []
+        new._seen = set()
+        new._rounds = 0
+        new._announced_ids = []
+        new._announced_ranges = []
+        return new
+
+    def take_announced(self) -> tuple[list[bytes], list[tuple[bytes, bytes]]]:
+        """Responder: the ids and key ranges (lower, upper) announced since the last call."""
+        out = (self._announced_ids, self._announced_ranges)
+        self._announced_ids, self._announced_ranges = [], []
+        return out
 
     # Public surface.
 
@@ -427,11 +460,12 @@ class Reconciler:
             and writer.count + 2 <= limits.MAX_RECONCILE_RANGES
         )
 
-    def _split(self, writer: _Writer, lo: int, hi: int, upper: Bound) -> None:
+    def _split(self, writer: _Writer, lo: int, hi: int, upper: Bound) -> bool:
+        """Answer a mismatching range; True if with our whole IdList for it."""
         n = hi - lo
         if n < (self._ithreshold if self._initiator else self._threshold):
             writer.idlist(upper, self._ids[lo:hi])
-            return
+            return True
         buckets = min(n, self._branching)
         per, extra = divmod(n, buckets)
         cur = lo
@@ -440,6 +474,7 @@ class Reconciler:
             bound = upper if b == buckets - 1 else self._split_bound(nxt)
             writer.fingerprint(bound, self._fingerprint(cur, nxt))
             cur = nxt
+        return False
 
     def _learn(self, theirs: tuple[bytes, ...], lo: int, hi: int) -> None:
         ours = self._ids[lo:hi]
@@ -459,29 +494,34 @@ class Reconciler:
         keys = self._keys
         n = len(keys)
         lo = 0
+        lower = _ZERO_KEY  # key of the previous range's upper bound
         pending: Bound | None = None  # a Skip not yet written (dropped if nothing follows)
         for rng in ranges:
             upper = rng.upper
             hi = n if upper.timestamp is None else bisect_left(keys, upper.key, lo)
             if rng.mode == MODE_SKIP:
                 pending = upper
-                lo = hi
+                lo, lower = hi, upper.key
                 continue
             if rng.mode == MODE_FINGERPRINT:
                 if rng.fingerprint == self._fingerprint(lo, hi):
                     pending = upper
-                    lo = hi
+                    lo, lower = hi, upper.key
                     continue
             elif self._initiator:  # IdList: the responder's ids; we learn and stop here.
                 self._learn(rng.ids, lo, hi)
                 pending = upper
-                lo = hi
+                lo, lower = hi, upper.key
                 continue
+            else:  # IdList as responder: the initiator's ids we lack are announced.
+                ours = set(self._ids[lo:hi])
+                self._announced_ids += [i for i in dict.fromkeys(rng.ids) if i not in ours]
             mark = writer.mark()
             if pending is not None:
                 writer.skip(pending)
+            whole_idlist = False
             if rng.mode == MODE_FINGERPRINT:
-                self._split(writer, lo, hi, upper)
+                whole_idlist = self._split(writer, lo, hi, upper)
             else:  # IdList as responder: answer with our ids in that range.
                 writer.idlist(upper, self._ids[lo:hi])
             if not self._fits(writer):
@@ -489,21 +529,25 @@ class Reconciler:
                 if pending is not None:
                     writer.skip(pending)
                 if rng.mode == MODE_IDLIST and not self._initiator:
-                    lo = self._partial_idlist(writer, lo, hi)
+                    lo = self._partial_idlist(writer, lo, hi, lower)
                 writer.fingerprint(INFINITY, self._fingerprint(lo, n))
                 return writer
+            if whole_idlist and not self._initiator:
+                self._announced_ranges.append((lower, upper.key))
             pending = None
-            lo = hi
+            lo, lower = hi, upper.key
         return writer
 
-    def _partial_idlist(self, writer: _Writer, lo: int, hi: int) -> int:
+    def _partial_idlist(self, writer: _Writer, lo: int, hi: int, lower: bytes) -> int:
         """Write as many of our ids in [lo, hi) as fit; return where the rest begins."""
         room = self._body_limit - len(writer.body) - _RESERVE - _MAX_BOUND_BYTES - 1 - 3
         count = min(room // ID_BYTES, hi - lo - 1)
         if count < 1:
             return lo
         cut = lo + count
-        writer.idlist(self._split_bound(cut), self._ids[lo:cut])
+        bound = self._split_bound(cut)
+        writer.idlist(bound, self._ids[lo:cut])
+        self._announced_ranges.append((lower, bound.key))
         return cut
 
 

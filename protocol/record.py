@@ -195,3 +195,25 @@ class Record:
             raise RecordRejected("record expired")
         if self.created > now_ms + limits.MAX_CLOCK_SKEW_MS:
             raise RecordRejected("record dated in the future")
+
+
+def created_of(data: bytes) -> int | None:
+    """The `created` field of encoded record bytes, read without decoding the rest (for
+    quota decisions before a record is checked); None if the bytes do not start like a
+    canonical record. Says nothing about whether the record is valid."""
+    # [0x98, 0x01, kind (fixstr), author (bin8 of 32), created (uint), ...]
+    if len(data) < 3 or data[0] != 0x98 or data[1] != 0x01 or not 0xA0 <= data[2] <= 0xBF:
+        return None
+    at = 3 + (data[2] & 0x1F)
+    if data[at : at + 2] != b"\xc4\x20":
+        return None
+    at += 2 + 32
+    if at >= len(data):
+        return None
+    head = data[at]
+    if head <= 0x7F:
+        return head
+    width = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}.get(head)
+    if width is None or at + 1 + width > len(data):
+        return None
+    return int.from_bytes(data[at + 1 : at + 1 + width], "big")

@@ -332,13 +332,17 @@ class SyncSession:
                 raise UnexpectedMessage("introduction reply that was not asked for")
             del self._intros_out[message.request_id]
             return PeerIntroReply(message.request_id, message.status)
+        # A record repeated within one message is taken once: repeats cost the peer nothing
+        # to send, so they must cost us nothing to process (no second check, no log line).
+        unique: dict[bytes, bytes] = {}
+        for data in message.records:
+            unique.setdefault(record_id(data), data)
         solicited = []
-        ids = tuple(record_id(data) for data in message.records)
-        for rid in ids:
+        for rid in unique:
             solicited.append(rid in self._wanted)
             self._wanted.discard(rid)
             self._known.add(rid)
-        return RecordsReceived(message.records, tuple(solicited), ids)
+        return RecordsReceived(tuple(unique.values()), tuple(solicited), tuple(unique))
 
     # -- queries -------------------------------------------------------------------------
 
