@@ -57,7 +57,7 @@ from protocol.errors import (
     VerificationError,
 )
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
-from protocol.identity import NodeId
+from protocol.identity import Identity, NodeId
 from protocol.invite import PEER_PATH, check_address, normalise_address
 from protocol.lifecycle import Withdrawal, withdrawable
 from protocol.names import check_name, name_taken
@@ -102,6 +102,7 @@ BAN_SECONDS = 300.0
 PARALLEL_VERIFY_OVER = 16  # batches larger than this are verified on worker threads
 PURGE_EVERY_S = 5.0
 RECENT_ALERTS = 1000
+GUIDE_CHECK_CHUNK = 256  # guides opened per trip to a worker thread after they are stored
 
 
 DialErrors = tuple[type[BaseException], ...]
@@ -890,9 +891,24 @@ class Node:
             ):  # opened, but malformed: its author pays, as for alerts
                 error = DecodeError("content breaks its kind's schema")
                 await self.penalise(record.author, error, reason="content_malformed")
+        guides = [r for r in fresh if r.kind is Kind.GUIDE and r.author != self.node_id]
+        if guides:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._check_guides(guides)))
         if fresh:
             self.push(fresh, exclude=source.peer_id if source else None)
         return accepted
+
+    async def _check_guides(self, guides: list[Record]) -> None:
+        """Open the guides this node can read once, as they arrive, off the event loop: one
+        that breaks the guide schema is never shown by any reader (open_record refuses it);
+        here it is counted and its author, who signed it, pays for it."""
+        loop = asyncio.get_running_loop()
+        identity, network_key = self.local.identity, self.network_key
+        for start in range(0, len(guides), GUIDE_CHECK_CHUNK):
+            chunk = guides[start : start + GUIDE_CHECK_CHUNK]
+            bad = await loop.run_in_executor(None, malformed_among, chunk, identity, network_key)
+            for record, error in bad:
+                await self.penalise(record.author, error, reason="content_malformed")
 
     async def _within_storage_caps(
         self, records: Sequence[Record], source: PeerConnection
@@ -1402,6 +1418,22 @@ class Node:
                 },
             }
         )
+
+
+def malformed_among(
+    records: Sequence[Record], identity: Identity, network_key: bytes
+) -> list[tuple[Record, RemoteProtocolError]]:
+    """The records this node can open whose body or content is malformed (pure; may run in
+    a worker thread). Records sealed to others are not ours to judge."""
+    out: list[tuple[Record, RemoteProtocolError]] = []
+    for record in records:
+        try:
+            open_record(record, identity, network_key)
+        except NotForUs:
+            continue
+        except RemoteProtocolError as exc:
+            out.append((record, exc))
+    return out
 
 
 async def _check_parallel(
