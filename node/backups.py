@@ -18,7 +18,9 @@ from node.local import (
     DB_FILE,
     KEY_FILE,
     RUNTIME_FILE,
+    AlreadyRunning,
     Local,
+    RunLock,
     random,
     read_runtime,
     write_private,
@@ -82,8 +84,9 @@ async def restore_backup(path: Path, target: Path, passphrase: bytes, *, force: 
         backup = await asyncio.to_thread(open_backup, data, passphrase)
     except DecodeError as exc:
         raise BackupError(f"{path}: {exc}") from None
+    running = f"a node is running on {target}; stop it before restoring"
     if read_runtime(target) is not None:
-        raise BackupError(f"a node is running on {target}; stop it before restoring")
+        raise BackupError(running)
     if Local.is_initialised(target) and not force:
         raise BackupError(
             f"{target} already holds a Canopy identity; restoring would replace it "
@@ -93,6 +96,19 @@ async def restore_backup(path: Path, target: Path, passphrase: bytes, *, force: 
         raise BackupError(f"{target} is not a directory")
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(target, 0o700)
+    # The run lock, not node.json, says whether a node runs there (node.json may be gone);
+    # holding it meanwhile also keeps a node from starting on a half-restored directory.
+    try:
+        lock = RunLock.acquire(target)
+    except AlreadyRunning:
+        raise BackupError(running) from None
+    try:
+        return await _restore_into(path, target, backup, passphrase)
+    finally:
+        lock.release()
+
+
+async def _restore_into(path: Path, target: Path, backup: Backup, passphrase: bytes) -> Restored:
     for name in (DB_FILE, DB_FILE + "-wal", DB_FILE + "-shm", RUNTIME_FILE, KEY_FILE):
         (target / name).unlink(missing_ok=True)
     write_private(target / KEY_FILE, backup.key_file, exclusive=True)

@@ -129,3 +129,25 @@ async def test_wipe_says_loudly_when_it_cannot_stop_the_node(tmp_path: Path, net
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+async def test_restore_refuses_a_directory_a_node_runs_on_even_without_node_json(
+    net: Net,
+) -> None:
+    a = await net.node("A")
+    backup = a.data.parent / "a.backup"
+    await a.cli("backup", "--out", str(backup))
+    await a.start()
+    (a.data / RUNTIME_FILE).unlink()  # what a second run's exit used to do
+    key, db = (a.data / KEY_FILE).read_bytes(), (a.data / "canopy.db").stat().st_ino
+    code, out, err = await a.cli("restore", str(backup), "--force", check=False)
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == [
+        f"canopy: a node is running on {a.data}; stop it before restoring"
+    ]
+    assert (a.data / KEY_FILE).read_bytes() == key  # nothing of the running node replaced
+    assert (a.data / "canopy.db").stat().st_ino == db
+    assert a.proc is not None and a.proc.returncode is None  # and it still runs
+    await a.stop()
+    code, out, err = await a.cli("restore", str(backup), "--force", check=False)
+    assert code == 0 and "restored" in out, err  # stopped, it restores as before
