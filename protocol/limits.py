@@ -63,6 +63,15 @@ RECONCILE_INITIATOR_IDLIST_THRESHOLD = 2  # initiator: its ids are echoed back, 
 MAX_RECONCILE_BRANCHING = 16  # local tuning may not exceed these: MIN_..._BYTES relies on them
 MAX_RECONCILE_IDLIST_THRESHOLD = 32
 MAX_RECONCILE_ROUNDS = 64  # initiator messages in one round before the peer is cut off
+# Rounds and serving, owned by protocol/conversation.py (docs/spec/30-sync.md). The round
+# bounds carry the same names and values as issue 11 item 6/7's node-side fix.
+MIN_ROUND_INTERVAL_S = 1.0  # an initiator starts a round at most this often with one peer
+MIN_ROUND_GAP_S = 0.5  # responder: a round opened sooner than this after the last is refused
+MAX_ROUND_SECONDS = 600.0  # after this, a round's unasked records count as pushes
+MAX_ROUND_RECORDS = 20_000  # records the initiator may send unasked in one round
+MAX_ROUND_BYTES = 268_435_456  # their encoded bytes (256 MiB); over either bound: cut off
+MAX_SERVE_REQUESTED = 4 * MAX_WANT_OUTSTANDING  # ids a peer may have asked of us, unanswered
+SERVE_CHUNK_IDS = 256  # ids looked up and sent per Records message: the peer starts early
 
 # Revocation certificates (docs/spec/60-revocation-and-defences.md).
 MAX_REVOCATION_PAYLOAD_BYTES = 256  # the certificate inside a `revocation` record
