@@ -13,7 +13,8 @@ or a socket; the driver answers the events that ask for local facts.
     begin_round(now)                      FilterNeeds(ids)         answer with want(ids)
     want(ids)                             LookUp(ids, asked)       answer with serve(found)
     serve(found)                          CheckRecords(...)        answer with records_done
-    records_done(errors)                  Penalise(error)          a non-fatal penalty
+    records_done(errors)                  Denied(ids)              asked ids the peer lacks
+                                          Penalise(error)          a non-fatal penalty
     push(records, now)                    Synced()                 a round completed
     close()                               Throttle(seconds)        read more slowly
                                           + the session's know-who and Hello events
@@ -162,6 +163,13 @@ class CheckRecords:
 
 
 @dataclass(frozen=True, slots=True)
+class Denied:
+    """The peer answered Missing for these ids we asked: ask another peer in a later round."""
+
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Penalise:
     """The peer did something that costs it score but not the connection."""
 
@@ -186,6 +194,7 @@ ConversationEvent = (
     | FilterNeeds
     | LookUp
     | CheckRecords
+    | Denied
     | Penalise
     | Synced
     | Throttle
@@ -547,7 +556,7 @@ class Conversation:
             self._serve.extend((i, True) for i in ids)
             return self._next_lookup()
         if isinstance(event, PeerMissing):
-            return self._top_up() + self._maybe_settle()
+            return [Denied(event.ids), *self._top_up(), *self._maybe_settle()]
         if isinstance(event, RecordsReceived):
             return self._on_records(event, now)
         assert isinstance(
