@@ -85,6 +85,7 @@ class Figures:
     hostile_cut_off: int  # flooding/replaying nodes banned by at least one honest peer
     hostile_to_cut: int  # flooding/replaying nodes with an honest peer
     penalties: int
+    stored: int  # records verified and stored by honest nodes, all nodes together
     sim_seconds: float
     cpu_seconds: float
     cpu_per_sim_hour: float
@@ -433,6 +434,12 @@ def _make_pool(world: World) -> list[tuple[float, int, Record]]:
     return pool
 
 
+def sample_records(count: int, seed: int = 1) -> list[bytes]:
+    """Wire bytes of network-scoped records like a run's (for a ceiling beside it)."""
+    world = World(Config(nodes=20, seed=seed, records=count, hostile=0.0, peers_scoped=0.0))
+    return [record.to_bytes() for _, _, record in _make_pool(world)]
+
+
 # -- a run -----------------------------------------------------------------------------
 
 
@@ -576,6 +583,7 @@ def run(config: Config) -> Figures:
         hostile_cut_off=len(cut),
         hostile_to_cut=len(to_cut),
         penalties=sum(node.stats.penalties for node in honest),
+        stored=sum(node.stats.verified for node in honest),
         sim_seconds=round(clock.now, 3),
         cpu_seconds=round(cpu, 2),
         cpu_per_sim_hour=round(cpu / clock.now * 3600, 1),
