@@ -21,6 +21,7 @@ BASE_NODES = 100
 _FIGURES: list[tuple[str, str, str, float | None, str, str]] = [
     ("converge_s", "converged after the last publish", "sim s", None, "<=", "{:.2f}"),
     ("converge_hops", "... in link latencies (hops)", "hops", 10.0, "<=", "{:.1f}"),
+    ("graph_hops", "... farthest reachable node (graph hops)", "hops", None, "<=", "{:.0f}"),
     ("delivery_p99_s", "record delivery p99 (reachable nodes)", "sim s", None, "<=", "{:.2f}"),
     ("bytes_ratio", "sync bytes per node per record / record", "x", 2.0, "<=", "{:.2f}"),
     ("record_copies_per_node", "record copies received per node", "x", None, "<=", "{:.2f}"),
@@ -34,7 +35,8 @@ _FIGURES: list[tuple[str, str, str, float | None, str, str]] = [
 
 
 def _config(nodes: int, seed: int, hostile: float = 0.05) -> Config:
-    return Config(nodes=nodes, seed=seed, records=max(5, min(50, nodes // 20)), hostile=hostile)
+    # The same records at every size, so that each figure's growth is the network's.
+    return Config(nodes=nodes, seed=seed, records=50 if nodes >= 50 else 5, hostile=hostile)
 
 
 def _run(config: Config) -> tuple[Figures, float]:

@@ -67,6 +67,7 @@ class Figures:
     violations: int  # records an honest node sent to one that may not receive them
     converge_s: float  # last fresh store in phase one after the last publish, sim s
     converge_hops: float  # the same in link latencies
+    graph_hops: int  # how far (in links) the last publisher's farthest reachable node was
     final_converge_s: float  # phase two: from the restart to the last fresh store
     bytes_per_node_per_record: float  # all sync bytes in, per honest node per record
     bytes_ratio: float  # ... divided by the mean record size
@@ -215,18 +216,21 @@ class World:
     def honest(self, index: int) -> bool:
         return index not in self.kind
 
-    def reachable(self, start: int) -> list[int]:
-        """Honest online nodes reachable from `start` over live connections, `start` excluded."""
-        seen = {start}
-        stack = [start]
-        while stack:
-            x = stack.pop()
-            for y in sorted(self.adjacent[x]):
-                if y not in seen and self.honest(y) and (min(x, y), max(x, y)) in self.live:
-                    seen.add(y)
-                    stack.append(y)
-        seen.discard(start)
-        return sorted(seen)
+    def reachable(self, start: int) -> dict[int, int]:
+        """Honest online nodes reachable from `start` over live connections (`start`
+        excluded), each with its distance in hops."""
+        hops = {start: 0}
+        frontier = [start]
+        while frontier:
+            after: list[int] = []
+            for x in frontier:
+                for y in sorted(self.adjacent[x]):
+                    if y not in hops and self.honest(y) and (min(x, y), max(x, y)) in self.live:
+                        hops[y] = hops[x] + 1
+                        after.append(y)
+            frontier = after
+        del hops[start]
+        return hops
 
     # -- connections -----------------------------------------------------------------
 
@@ -460,7 +464,7 @@ def run(config: Config) -> Figures:
     for i in range(n):
         if i not in offline:
             world.start(i)
-    reach: dict[bytes, tuple[float, list[int]]] = {}  # record -> (published, reachable)
+    reach: dict[bytes, tuple[float, dict[int, int]]] = {}  # record -> (published, hops)
     for at, author, record in world.pool:
 
         def publish(a: int = author, r: Record = record, t: float = at) -> None:
@@ -524,7 +528,10 @@ def run(config: Config) -> Figures:
                     alert_reachable.append(got - t0)
     delays.sort()
     alert_reachable.sort()
-    alert_due = sum(1 for i in reach.get(alert.id, (0.0, []))[1] if world.crashed_at[i] < alert_at)
+    alert_due = sum(1 for i in reach.get(alert.id, (0.0, {}))[1] if world.crashed_at[i] < alert_at)
+    # The farthest reachable node from the last publisher, in hops: the floor for pushes.
+    last_id = max(world.pool, key=lambda p: p[0])[2].id
+    graph_hops = max(reach.get(last_id, (0.0, {0: 0}))[1].values(), default=0)
     # Phase two: everyone back, nothing split.
     world.heal()
     for i in range(n):
@@ -565,6 +572,7 @@ def run(config: Config) -> Figures:
         violations=sum(node.stats.violations for node in honest),
         converge_s=round(converge_s, 3),
         converge_hops=round(converge_s / config.latency, 1),
+        graph_hops=graph_hops,
         final_converge_s=round(final_converge_s, 3),
         bytes_per_node_per_record=round(per_node, 1),
         bytes_ratio=round(per_node / mean_bytes, 2),
