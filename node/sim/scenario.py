@@ -1,12 +1,13 @@
 """Scenarios for the simulator: a trust graph, a record pool, hostile nodes, phases, figures.
 
-A run has two phases. In the first, nodes churn (about `offline` of them are down at any
-time: crashes keep the store), one partition splits the network and heals, records and
-one alert are published, hostile nodes flood, withhold and replay. Churn stops at the
-last publish; the first phase ends `settle` seconds later and every component of online
-honest nodes must then agree. In the second phase every node restarts and the partition
-is gone; at its end every honest node must hold exactly what it may receive:
-network-scoped records everywhere, peers-scoped ones only at their author's direct peers.
+A run has two phases and an idle one. In the first, nodes churn (about `offline` of them
+are down at any time: crashes keep the store), one partition splits the network and
+heals, records and one alert are published, hostile nodes flood, withhold and replay.
+Churn stops at the last publish; the first phase ends `settle` seconds later and every
+component of online honest nodes must then agree. In the second phase every node
+restarts and the partition is gone; at its end every honest node must hold exactly what
+it may receive: network-scoped records everywhere, peers-scoped ones only at their
+author's direct peers. The idle phase only measures what resync rounds cost.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Config:
     churn_every: float = 1.0
     settle: float = 30.0
     resync: float = 15.0
+    idle: float = 30.0  # phase three: seconds with nothing published
     db_dir: str = ""  # SQLite files here (default: in memory)
 
 
@@ -89,7 +91,8 @@ class Figures:
     stored: int  # records verified and stored by honest nodes, all nodes together
     sim_seconds: float
     cpu_seconds: float
-    cpu_per_sim_hour: float
+    cpu_per_sim_hour: float  # over the whole run (publishing, churn, restarts)
+    idle_cpu_per_sim_hour: float  # phase three: connected, nothing new, rounds only
     events: int
     digest: str
     failures: dict[str, int] = field(default_factory=dict)
@@ -539,6 +542,10 @@ def run(config: Config) -> Figures:
     end_two = end_one + config.settle
     clock.run_until(end_two)
     converged = _converged(world)
+    # Phase three: nothing new; what the resync rounds alone cost.
+    idle_cpu0 = time.process_time()
+    clock.run_until(end_two + config.idle)
+    idle_cpu = time.process_time() - idle_cpu0
     final = [
         at
         for i, node in enumerate(world.nodes)
@@ -595,6 +602,7 @@ def run(config: Config) -> Figures:
         sim_seconds=round(clock.now, 3),
         cpu_seconds=round(cpu, 2),
         cpu_per_sim_hour=round(cpu / clock.now * 3600, 1),
+        idle_cpu_per_sim_hour=round(idle_cpu / config.idle * 3600, 1) if config.idle else 0.0,
         events=clock.events,
         digest=clock.digest,
         failures=failures,
