@@ -311,3 +311,54 @@ def test_transition_table_has_a_failed_state_and_only_open_sources() -> None:
     conv.close()
     with pytest.raises(LocalProtocolError):
         conv.receive(b"", 0.0)
+
+
+def _transcript(held_a: list[Record], held_b: list[Record]) -> tuple[list[bytes], list[bytes]]:
+    """Every message each side sent in one real round, in order."""
+    a, b = _pair(held_a, held_b)
+    a.act(a.conv.begin_round(1.0))
+    sent_a: list[bytes] = []
+    sent_b: list[bytes] = []
+    for _ in range(1000):
+        if not a.outbox and not b.outbox:
+            break
+        for src, dst, log in ((a, b, sent_a), (b, a, sent_b)):
+            data, src.outbox = b"".join(src.outbox), []
+            if data:
+                log.append(data)
+                dst.act(dst.conv.receive(data, 1.0))
+    return sent_a, sent_b
+
+
+TRANSCRIPT_A, TRANSCRIPT_B = _transcript(POOL[:30], POOL[20:])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([Role.INITIATOR, Role.RESPONDER]),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.booleans()), max_size=4),
+)
+def test_a_mutated_real_round_raises_only_remote_protocol_errors(
+    role: Role, mutations: list[tuple[int, int, bool]]
+) -> None:
+    """The peer's side of a real round, with bytes flipped, cut or repeated."""
+    side = (
+        Side(A, B, Role.INITIATOR, POOL[:30])
+        if role is Role.INITIATOR
+        else Side(B, A, Role.RESPONDER, POOL[20:])
+    )
+    side.act(side.conv.hello())
+    if role is Role.INITIATOR:
+        side.act(side.conv.begin_round(1.0))
+    stream = bytearray(b"".join(TRANSCRIPT_B if role is Role.INITIATOR else TRANSCRIPT_A))
+    for at, value, repeat in mutations:
+        at %= len(stream)
+        if repeat:
+            stream[at:at] = stream[at : at + 64]
+        else:
+            stream[at] = value
+    try:
+        for start in range(0, len(stream), 997):
+            side.act(side.conv.receive(bytes(stream[start : start + 997]), 1.0))
+    except RemoteProtocolError:
+        assert side.conv.state is ConversationState.FAILED
