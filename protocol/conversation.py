@@ -16,7 +16,8 @@ or a socket; the driver answers the events that ask for local facts.
     records_done(errors)                  Denied(ids)              asked ids the peer lacks
                                           Penalise(error)          a non-fatal penalty
     push(records, now)                    Synced()                 a round completed
-    close()                               Throttle(seconds)        read more slowly
+    tick(now)                             Throttle(seconds)        read more slowly
+    close()
                                           + the session's know-who and Hello events
 
 A `RemoteProtocolError` from `receive` (or `records_done`, for a quota) enters FAILED and
@@ -104,6 +105,8 @@ _S = ConversationState
 #   initiator  SETTLING     settled     -> IDLE         SyncDone, Synced
 #   responder  IDLE         peer-round  -> ROUND_OPEN   Reconcile reply (or LoadItems first)
 #   responder  ROUND_OPEN   peer-done   -> IDLE         Synced
+#   initiator  RECONCILING  tick, round older than MAX_ROUND_SECONDS -> FAILED (raises)
+#              or SETTLING
 #   either     any open     close       -> CLOSED
 _TRANSITIONS: dict[tuple[Role, ConversationState, _Input], ConversationState] = {
     (_I, _S.IDLE, _Input.BEGIN): _S.RECONCILING,
@@ -345,6 +348,8 @@ class Conversation:
         self._lookup: tuple[tuple[bytes, bool], ...] | None = None  # batch being looked up
         self._unchecked = 0  # CheckRecords not yet answered by records_done
         self._pushed: set[bytes] = set()
+        self._now = now  # the latest `now` we were given (wants are stamped with it)
+        self._asked: dict[bytes, float] = {}  # outstanding wants not yet released, by age
         self.rounds = 0  # rounds completed
         self.synced_once = False
         self.bytes_sent = 0
@@ -429,6 +434,7 @@ class Conversation:
     def begin_round(self, now: float) -> list[ConversationEvent]:
         """Initiator: start a reconciliation round (see `round_due`)."""
         self._require_open()
+        self._now = now
         self._move(_Input.BEGIN)
         self._last_round = now
         self._next_round = now + self.resync_interval
@@ -497,11 +503,35 @@ class Conversation:
                 events.append(self._send(self.session.records(out), urgent=urgent))
         return events
 
+    def tick(self, now: float) -> list[ConversationEvent]:
+        """Time passes. Wants unanswered for WANT_TIMEOUT_S are released (Denied: the
+        driver may fetch them elsewhere; a late answer is still accepted). A round of ours
+        that has not completed in MAX_ROUND_SECONDS fails: the peer is stalling."""
+        self._require_open()
+        self._now = now
+        stalled = (
+            self.state in (ConversationState.RECONCILING, ConversationState.SETTLING)
+            and self._last_round is not None
+            and now - self._last_round > limits.MAX_ROUND_SECONDS
+        )
+        if stalled:
+            self._fail()
+            raise UnexpectedMessage("a round did not complete in time")
+        expired: list[bytes] = []
+        for rid, asked in self._asked.items():  # oldest first
+            if now - asked < limits.WANT_TIMEOUT_S:
+                break
+            expired.append(rid)
+        for rid in expired:
+            del self._asked[rid]
+        return [Denied(tuple(expired))] if expired else []
+
     # -- the peer's bytes in -------------------------------------------------------------
 
     def receive(self, data: bytes, now: float) -> list[ConversationEvent]:
         """Feed decrypted stream bytes. Raises RemoteProtocolError (then FAILED)."""
         self._require_open()
+        self._now = now
         self.bytes_received += len(data)
         events: list[ConversationEvent] = []
         try:
@@ -556,6 +586,8 @@ class Conversation:
             self._serve.extend((i, True) for i in ids)
             return self._next_lookup()
         if isinstance(event, PeerMissing):
+            for rid in event.ids:
+                self._asked.pop(rid, None)
             return [Denied(event.ids), *self._top_up(), *self._maybe_settle()]
         if isinstance(event, RecordsReceived):
             return self._on_records(event, now)
@@ -573,6 +605,7 @@ class Conversation:
         announced = self._announced if self.state is ConversationState.ROUND_OPEN else None
         for data, rid, asked in zip(event.records, event.ids, event.solicited, strict=True):
             self.record_bytes_received += len(data)
+            self._asked.pop(rid, None)
             if not asked:
                 if announced is not None and announced.covers(rid, data, now):
                     announced.charge(len(data))
@@ -661,6 +694,8 @@ class Conversation:
             if rid not in outstanding:
                 batch.append(rid)
         batch = list(dict.fromkeys(batch))
+        for rid in batch:
+            self._asked[rid] = self._now
         return [self._send(self.session.want(batch))] if batch else []
 
     def _next_lookup(self) -> list[ConversationEvent]:

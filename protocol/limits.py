@@ -72,6 +72,7 @@ MAX_ROUND_RECORDS = 20_000  # records the initiator may send unasked in one roun
 MAX_ROUND_BYTES = 268_435_456  # their encoded bytes (256 MiB); over either bound: cut off
 MAX_SERVE_REQUESTED = 4 * MAX_WANT_OUTSTANDING  # ids a peer may have asked of us, unanswered
 SERVE_CHUNK_IDS = 256  # ids looked up and sent per Records message: the peer starts early
+WANT_TIMEOUT_S = 30.0  # an id asked and unanswered this long may be fetched from another peer
 
 # Revocation certificates (docs/spec/60-revocation-and-defences.md).
 MAX_REVOCATION_PAYLOAD_BYTES = 256  # the certificate inside a `revocation` record

@@ -74,3 +74,20 @@ def test_crashed_nodes_restart_from_their_sqlite_files(tmp_path: Path) -> None:
     figures = run(Config(nodes=30, seed=SEEDS[0], records=8, offline=0.2, db_dir=str(tmp_path)))
     assert figures.converged, _replay(figures)
     assert len(list(tmp_path.glob("node-*.db"))) == 30
+
+
+def test_silent_peers_cannot_stall_a_restarted_node() -> None:
+    """A peer that announces records and never answers the Want for them would hold those
+    ids "in flight" for ever, so no other peer is asked; released after WANT_TIMEOUT_S,
+    they are fetched elsewhere. (Seed 4 stalls without the release.)"""
+    config = Config(
+        nodes=100,
+        seed=4,
+        records=20,
+        hostile=0.2,
+        hostile_kinds=("silent",),
+        offline=0.3,
+        settle=45.0,
+    )
+    figures = run(config)
+    assert figures.converged, _replay(figures)

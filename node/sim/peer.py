@@ -68,6 +68,8 @@ class Stats:
 
 
 class SimNode:
+    relay = True  # push what we store to our other peers
+
     def __init__(self, index: int, identity: Identity, path: str = ":memory:") -> None:
         self.index = index
         self.identity = identity
@@ -114,10 +116,15 @@ class SimNode:
             end.conversation.close()
 
     def tick(self) -> None:
-        """The resync loop: start every round that is due."""
+        """Once a second: release wants a peer sits on, start every round that is due."""
         now = self.now()
         for end in list(self.ends.values()):
-            if end.conversation.round_due(now):
+            try:
+                self.act(end, end.conversation.tick(now))
+            except RemoteProtocolError as exc:
+                self._punish(end, exc, fatal=True)
+                continue
+            if end.peer in self.ends and end.conversation.round_due(now):
                 self.act(end, end.conversation.begin_round(now))
 
     # -- the conversation's events -----------------------------------------------------
@@ -269,7 +276,7 @@ class SimNode:
         if new:
             for end in list(self.ends.values()):
                 end.conversation.items_changed()
-                if end.peer != source and end.peer in self.ends:
+                if self.relay and end.peer != source and end.peer in self.ends:
                     self.act(end, end.conversation.push(new, now))
         return new
 

@@ -2,7 +2,8 @@
 
 A run has two phases and an idle one. In the first, nodes churn (about `offline` of them
 are down at any time: crashes keep the store), one partition splits the network and
-heals, records and one alert are published, hostile nodes flood, withhold and replay.
+heals, records and one alert are published, hostile nodes flood, withhold, replay or
+sit silent on what they are asked.
 Churn stops at the last publish; the first phase ends `settle` seconds later and every
 component of online honest nodes must then agree. In the second phase every node
 restarts and the partition is gone; at its end every honest node must hold exactly what
@@ -16,12 +17,12 @@ import hashlib
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from node.sim.network import Clock, Link, LinkModel
 from node.sim.peer import End, SimNode
-from protocol.conversation import Conversation, Role
+from protocol.conversation import Conversation, ConversationEvent, LookUp, Role
 from protocol.envelope import seal_record
 from protocol.identity import Identity, NodeId
 from protocol.messages import Records, encode_message, split_records
@@ -30,7 +31,7 @@ from protocol.record import Kind, Record, Scope
 EPOCH_MS = 1_800_000_000_000  # the simulated wall clock at t = 0
 DAY_MS = 86_400_000
 NETWORK_KEY = hashlib.blake2b(b"canopy-sim-network-key", digest_size=32).digest()
-HOSTILE_KINDS = ("flood", "withhold", "replay")
+HOSTILE_KINDS = ("flood", "withhold", "replay", "silent")
 
 
 @dataclass(slots=True)
@@ -42,6 +43,7 @@ class Config:
     server_share: float = 0.05  # of all nodes, how many each server peers with
     offline: float = 0.10  # share of nodes down at any time in the first phase
     hostile: float = 0.05
+    hostile_kinds: tuple[str, ...] = HOSTILE_KINDS  # behaviours, assigned in turn
     records: int = 20
     peers_scoped: float = 0.2  # share of the records published to the author's peers only
     latency: float = 0.1  # median one-way link latency, seconds
@@ -128,11 +130,20 @@ class Withholder(SimNode):
     """Announces what it holds in reconciliation, then answers every Want with Missing and
     relays nothing."""
 
+    relay = False
+
     def _look_up(self, ids: object, peer: int) -> dict[bytes, bytes]:
         return {}
 
-    def store(self, records: object, source: int | None) -> list[Record]:
-        return []
+
+class Silent(SimNode):
+    """Announces what it holds, then never answers a Want at all (nor Missing), and relays
+    nothing: the ids it was asked for must be released and fetched elsewhere."""
+
+    relay = False
+
+    def act(self, end: End, events: Sequence[ConversationEvent]) -> None:
+        super().act(end, [e for e in events if not isinstance(e, LookUp)])
 
 
 class Flooder(SimNode):
@@ -190,16 +201,20 @@ class World:
         servers = config.servers or max(2, n // 100)
         small = list(range(servers, n))
         hostile = sorted(rnd.sample(small, round(n * config.hostile)))
-        self.kind: dict[int, str] = {h: HOSTILE_KINDS[k % 3] for k, h in enumerate(hostile)}
+        kinds = config.hostile_kinds
+        self.kind = {h: kinds[k % len(kinds)] for k, h in enumerate(hostile)}
         _connect_honest(self.edges, self.adjacent, n, self.kind, rnd)
         self.identities = [identity_of(i) for i in range(n)]
         self.node_ids: list[NodeId] = [i.node_id for i in self.identities]
         self.nodes: list[SimNode] = []
         for i in range(n):
             path = os.path.join(config.db_dir, f"node-{i}.db") if config.db_dir else ":memory:"
-            cls = {"flood": Flooder, "withhold": Withholder, "replay": Replayer}.get(
-                self.kind.get(i, ""), SimNode
-            )
+            cls = {
+                "flood": Flooder,
+                "withhold": Withholder,
+                "replay": Replayer,
+                "silent": Silent,
+            }.get(self.kind.get(i, ""), SimNode)
             node = cls(i, self.identities[i], path)
             if isinstance(node, Flooder | Replayer):
                 node.clock = self.clock

@@ -15,6 +15,7 @@ from protocol.conversation import (
     Conversation,
     ConversationEvent,
     ConversationState,
+    Denied,
     FilterNeeds,
     LoadItems,
     LookUp,
@@ -30,6 +31,7 @@ from protocol.errors import (
     QuotaExceeded,
     RateLimited,
     RemoteProtocolError,
+    UnexpectedMessage,
 )
 from protocol.identity import Identity, NodeId
 from protocol.messages import (
@@ -362,3 +364,37 @@ def test_a_mutated_real_round_raises_only_remote_protocol_errors(
             side.act(side.conv.receive(bytes(stream[start : start + 997]), 1.0))
     except RemoteProtocolError:
         assert side.conv.state is ConversationState.FAILED
+
+
+def test_a_silent_peer_cannot_hold_wanted_ids_hostage() -> None:
+    """Wants a peer never answers are released after WANT_TIMEOUT_S, and the round it
+    stalls fails after MAX_ROUND_SECONDS, so the ids can be fetched from another peer."""
+    a, b = _pair([], POOL[:6])
+    a.act(a.conv.begin_round(1.0))
+    # B answers reconciliation, but every Records and Missing it sends is lost.
+    for _ in range(50):
+        for src, dst in ((a, b), (b, a)):
+            data, src.outbox = b"".join(src.outbox), []
+            if data and dst is a:
+                kept = [m for m in _messages(data) if m[5] not in (5, 7)]  # Records, Missing
+                data = b"".join(kept)
+            if data:
+                dst.act(dst.conv.receive(data, 1.0))
+    asked = a.conv.session.outstanding_wants
+    assert asked and a.conv.state is ConversationState.SETTLING
+    assert a.conv.tick(1.0 + limits.WANT_TIMEOUT_S / 2) == []
+    (released,) = a.conv.tick(1.0 + limits.WANT_TIMEOUT_S)
+    assert isinstance(released, Denied) and set(released.ids) == asked
+    assert a.conv.tick(2.0 + limits.WANT_TIMEOUT_S) == []  # released once
+    with pytest.raises(UnexpectedMessage):
+        a.conv.tick(2.0 + limits.MAX_ROUND_SECONDS)
+    assert a.conv.state is ConversationState.FAILED
+
+
+def _messages(data: bytes) -> list[bytes]:
+    out = []
+    while data:
+        size = int.from_bytes(data[:4], "big")
+        out.append(data[: 4 + size])
+        data = data[4 + size :]
+    return out
