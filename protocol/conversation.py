@@ -128,10 +128,12 @@ _REMOTE_INPUTS = frozenset({_Input.PEER_ROUND, _Input.PEER_DONE})
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Framed plaintext for the peer; `urgent` bytes (alerts) go before anything queued."""
+    """Framed plaintext for the peer; `urgent` bytes (alerts) go before anything queued.
+    `records`: ids of the records it carries (for the driver's record of who got what)."""
 
     data: bytes
     urgent: bool = False
+    records: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,12 +462,13 @@ class Conversation:
             raise LocalProtocolError("serve() without a LookUp")
         batch, self._lookup = self._lookup, None
         self._requested = max(0, self._requested - sum(asked for _, asked in batch))
-        out = [found[rid] for rid, _ in batch if rid in found]
+        sent = tuple(rid for rid, _ in batch if rid in found)
+        out = [found[rid] for rid in sent]
         missing = [rid for rid, asked in batch if asked and rid not in found]
         events: list[ConversationEvent] = []
         if out:
             self.record_bytes_sent += sum(map(len, out))
-            events.append(self._send(self.session.records(out)))
+            events.append(self._send(self.session.records(out), records=sent))
         if missing:
             events.append(self._send(self.session.missing(missing)))
         return events + self._next_lookup() + self._maybe_settle()
@@ -497,11 +500,18 @@ class Conversation:
         self._pushed.update(r.id for r in chosen)
         events: list[ConversationEvent] = []
         for urgent in (True, False):
-            out = [r.to_bytes() for r in chosen if (r.kind is Kind.ALERT) is urgent]
-            if out:
+            group = [r for r in chosen if (r.kind is Kind.ALERT) is urgent]
+            if group:
+                out = [r.to_bytes() for r in group]
                 self.record_bytes_sent += sum(map(len, out))
-                events.append(self._send(self.session.records(out), urgent=urgent))
+                ids = tuple(r.id for r in group)
+                events.append(self._send(self.session.records(out), urgent=urgent, records=ids))
         return events
+
+    def push_dropped(self) -> None:
+        """The driver dropped bytes for this peer (its queue was too long): the next round
+        is due at once and repairs what was lost."""
+        self.pushes_dropped += 1
 
     def tick(self, now: float) -> list[ConversationEvent]:
         """Time passes. Wants unanswered for WANT_TIMEOUT_S are released (Denied: the
@@ -705,6 +715,6 @@ class Conversation:
         self._lookup = tuple(self._serve.popleft() for _ in range(take))
         return [LookUp(tuple(i for i, _ in self._lookup), tuple(a for _, a in self._lookup))]
 
-    def _send(self, data: bytes, urgent: bool = False) -> Send:
+    def _send(self, data: bytes, urgent: bool = False, records: tuple[bytes, ...] = ()) -> Send:
         self.bytes_sent += len(data)
-        return Send(data, urgent)
+        return Send(data, urgent, records)

@@ -91,6 +91,7 @@ class Side:
         self.penalties: list[RemoteProtocolError] = []
         self.synced = 0
         self.received: list[bytes] = []  # ids of every record that reached us, in order
+        self.sent_ids: list[bytes] = []  # ids of every record our Sends carried
 
     def act(self, events: list[ConversationEvent]) -> None:
         queue = list(events)
@@ -99,6 +100,7 @@ class Side:
             conv = self.conv
             if isinstance(event, Send):
                 self.outbox.append(event.data)
+                self.sent_ids += event.records
             elif isinstance(event, LoadItems):
                 items = sorted(
                     (r.created, r.id)
@@ -208,6 +210,9 @@ def test_never_sends_a_record_back_to_its_sender_or_twice(
     for side in (a, b):
         assert len(side.received) == len(set(side.received)), "a record arrived twice"
         assert all(side.store[i].author != side.me for i in side.received), "sent back"
+    # The driver learns which records each Send carried: exactly what arrived.
+    assert sorted(a.sent_ids) == sorted(b.received)
+    assert sorted(b.sent_ids) == sorted(a.received)
 
 
 messages = st.one_of(
