@@ -10,7 +10,8 @@ or a socket; the driver answers the events that ask for local facts.
     inputs (driver -> conversation)       events (conversation -> driver)
     receive(data, now)                    Send(data, urgent)       bytes for the peer
     set_items(items) / items_changed()    LoadItems()              give me set_items(...)
-    begin_round(now)                      FilterNeeds(ids)         answer with want(ids)
+    begin_round(now)                      FilterNeeds(ids)         answer with want(ids, ...)
+    take_deferred(ids) / ask(ids)
     want(ids)                             LookUp(ids, asked)       answer with serve(found)
     serve(found)                          CheckRecords(...)        answer with records_done
     records_done(errors)                  Denied(ids)              asked ids the peer lacks
@@ -344,6 +345,7 @@ class Conversation:
         self._next_round = now  # initiator: when a resync round is due
         self.pushes_dropped = 0  # pushes over our allowance: the next round repairs them
         self._pending_wants: deque[bytes] = deque()
+        self._deferred: dict[bytes, None] = {}  # announced by the peer, fetched elsewhere
         self._needs_unfiltered = 0  # FilterNeeds not yet answered by want()
         self._serve: deque[tuple[bytes, bool]] = deque()  # (id, asked by the peer)
         self._requested = 0  # of _serve and the batch being looked up, asked by the peer
@@ -438,6 +440,7 @@ class Conversation:
         self._require_open()
         self._now = now
         self._move(_Input.BEGIN)
+        self._deferred.clear()  # this round announces afresh
         self._last_round = now
         self._next_round = now + self.resync_interval
         self.pushes_dropped = 0
@@ -446,13 +449,32 @@ class Conversation:
             return [LoadItems()]
         return self._initiate()
 
-    def want(self, ids: Sequence[bytes]) -> list[ConversationEvent]:
-        """Answer to FilterNeeds (or any time): ask the peer for these ids, within the bound."""
+    def want(self, ids: Sequence[bytes], deferred: Sequence[bytes] = ()) -> list[ConversationEvent]:
+        """Answer to FilterNeeds: ask the peer for `ids`, within the bound. `deferred`: ids
+        it announced that we are fetching from another peer; if that peer denies or sits
+        on them, `take_deferred` offers them here again."""
         self._require_open()
         if self._needs_unfiltered:
             self._needs_unfiltered -= 1
+        for rid in deferred:
+            if len(self._deferred) < limits.MAX_WANT_OUTSTANDING:
+                self._deferred[rid] = None
         self._pending_wants.extend(ids)
         return self._top_up() + self._maybe_settle()
+
+    def take_deferred(self, ids: Sequence[bytes]) -> list[bytes]:
+        """Of `ids` (denied by, or released from, another peer), those this peer announced
+        and we deferred; they are forgotten here, so the driver asks them with `ask`."""
+        taken = [rid for rid in ids if rid in self._deferred]
+        for rid in taken:
+            del self._deferred[rid]
+        return taken
+
+    def ask(self, ids: Sequence[bytes]) -> list[ConversationEvent]:
+        """Ask the peer for ids outside a FilterNeeds answer (e.g. from `take_deferred`)."""
+        self._require_open()
+        self._pending_wants.extend(ids)
+        return self._top_up()
 
     def serve(self, found: Mapping[bytes, bytes]) -> list[ConversationEvent]:
         """Answer to LookUp: `found` maps each id we hold, the peer may receive and has not

@@ -112,8 +112,12 @@ class SimNode:
     def closed(self, peer: int) -> None:
         end = self.ends.pop(peer, None)
         if end is not None:
-            self.inflight.difference_update(end.conversation.wanted)
+            wanted = sorted(end.conversation.wanted)
             end.conversation.close()
+            if self.online:
+                self._refetch(wanted, peer)
+            else:
+                self.inflight.difference_update(wanted)
 
     def tick(self) -> None:
         """Once a second: release wants a peer sits on, start every round that is due."""
@@ -154,13 +158,13 @@ class SimNode:
                 elif isinstance(event, LoadItems):
                     queue += conv.set_items(self._items(end.peer))
                 elif isinstance(event, FilterNeeds):
-                    queue += conv.want(self._to_fetch(event.ids))
+                    queue += conv.want(*self._to_fetch(event.ids))
                 elif isinstance(event, LookUp):
                     queue += conv.serve(self._look_up(event.ids, end.peer))
                 elif isinstance(event, CheckRecords):
                     queue += self._ingest(end, event)
                 elif isinstance(event, Denied):
-                    self.inflight.difference_update(event.ids)
+                    self._refetch(event.ids, end.peer)
                 elif isinstance(event, Penalise):
                     self._punish(end, event.error, fatal=False)
                 elif isinstance(event, Throttle):
@@ -206,11 +210,29 @@ class SimNode:
             found.update(bytes(r[0]) for r in rows)
         return found
 
-    def _to_fetch(self, ids: Sequence[bytes]) -> list[bytes]:
+    def _to_fetch(self, ids: Sequence[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """(ids to ask this peer for, ids it has that another peer is being asked for)."""
         held = self._held(ids)
         out = [i for i in ids if i not in held and i not in self.inflight]
+        deferred = [i for i in ids if i not in held and i in self.inflight]
         self.inflight.update(out)
-        return out
+        return out, deferred
+
+    def _refetch(self, ids: Sequence[bytes], source: int) -> None:
+        """Ids `source` denied, sat on or took with it: ask another peer that announced them."""
+        self.inflight.difference_update(ids)
+        held = self._held(ids)
+        remaining = [i for i in ids if i not in held]
+        for peer in sorted(self.ends):
+            end = self.ends.get(peer)
+            if not remaining or end is None or peer == source:
+                continue
+            taken = end.conversation.take_deferred(remaining)
+            if taken:
+                self.inflight.update(taken)
+                gone = set(taken)
+                remaining = [i for i in remaining if i not in gone]
+                self.act(end, end.conversation.ask(taken))
 
     def _look_up(self, ids: Sequence[bytes], peer: int) -> dict[bytes, bytes]:
         """What `peer` may receive from us (docs/SPEC.md "Who may receive what")."""

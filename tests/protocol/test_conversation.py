@@ -403,3 +403,17 @@ def _messages(data: bytes) -> list[bytes]:
         out.append(data[: 4 + size])
         data = data[4 + size :]
     return out
+
+
+def test_an_id_fetched_elsewhere_is_offered_again_when_that_peer_fails_us() -> None:
+    """Reconciliation with C announced x, but x was being fetched from B; when B denies
+    it (or sits on it, or closes), the driver takes x back from C's deferred ids and asks
+    C at once instead of waiting for the next round with C."""
+    x, y = POOL[0].id, POOL[1].id
+    conv = Conversation(us=A.node_id, peer=C.node_id, role=Role.INITIATOR, now=0.0)
+    assert conv.want([], deferred=[x]) == []
+    assert conv.take_deferred([y, x]) == [x]
+    assert conv.take_deferred([x]) == []  # offered once
+    (send,) = conv.ask([x])
+    assert isinstance(send, Send) and send.data == encode_message(Want((x,)))
+    assert x in conv.wanted
