@@ -395,8 +395,9 @@ class Conversation:
 
     @property
     def wanted(self) -> frozenset[bytes]:
-        """Ids this conversation asked for or queued to ask: free them when it ends."""
-        return self.session.outstanding_wants | frozenset(self._pending_wants)
+        """Ids this conversation asked for or queued to ask, and has not released (Denied):
+        free them, or ask another peer, when it ends."""
+        return frozenset(self._asked) | frozenset(self._pending_wants)
 
     def round_due(self, now: float) -> bool:
         """Initiator: whether `begin_round` should run now (resync due or a push dropped,

@@ -391,6 +391,7 @@ def test_a_silent_peer_cannot_hold_wanted_ids_hostage() -> None:
     (released,) = a.conv.tick(1.0 + limits.WANT_TIMEOUT_S)
     assert isinstance(released, Denied) and set(released.ids) == asked
     assert a.conv.tick(2.0 + limits.WANT_TIMEOUT_S) == []  # released once
+    assert not a.conv.wanted  # and not handed back again when the connection ends
     with pytest.raises(UnexpectedMessage):
         a.conv.tick(2.0 + limits.MAX_ROUND_SECONDS)
     assert a.conv.state is ConversationState.FAILED
