@@ -1,4 +1,5 @@
-"""`python -m bench [NAME ...] [--json] [--quick] [--list]`: run benchmarks, print figures.
+"""`python -m bench [NAME ...] [--json] [--quick] [--list] [--nodes N] [--seed S]`: run
+benchmarks, print figures. --nodes and --seed set the size and seed of `simulate`.
 
 With --json exactly one JSON document goes to stdout (one benchmark: its result; several:
 {"results": [...]}); progress always goes to stderr.
@@ -25,11 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks")
+    parser.add_argument("--nodes", type=int, metavar="N", help="simulate: number of nodes")
+    parser.add_argument("--seed", type=int, metavar="S", help="simulate: the run's seed")
     args = parser.parse_args(argv)
     if args.list:
         for name, (_, about) in BENCHMARKS.items():
             print(f"{name:18} {about}")
         return 0
+    if args.nodes is not None and args.nodes < 10:
+        print("--nodes must be at least 10", file=sys.stderr)
+        return 2
     names = args.names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
@@ -41,11 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name in names:
         func, _ = BENCHMARKS[name]
-        kwargs = QUICK[name] if args.quick else {}
+        kwargs = dict(QUICK[name]) if args.quick else {}
+        if name == "simulate":
+            if args.nodes is not None:
+                kwargs["nodes"] = args.nodes
+            if args.seed is not None:
+                kwargs["seed"] = args.seed
         print(f"[bench] running {name}…", file=sys.stderr, flush=True)
         start = time.monotonic()
         try:
             result = asyncio.run(func(**kwargs)).to_json()
+            result.update(result["details"].pop("top", {}))  # e.g. simulate's converged, seed
         except KeyboardInterrupt:
             kill_all_sync()
             print("[bench] interrupted", file=sys.stderr)

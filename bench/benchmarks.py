@@ -746,6 +746,15 @@ async def query_network(nodes: int = 30, per_node: int = 20, queries: int = 100)
     return await run(nodes, per_node, queries)
 
 
+# -- the simulator (issue 12) ------------------------------------------------------------------
+
+
+async def simulate(nodes: int = 1000, seed: int = 1, baseline: bool = True) -> Result:
+    from bench.simulate import simulate as run
+
+    return await run(nodes, seed, baseline)
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "sync": (sync, "100,000 records from A to an empty B; records/s and ratio to the ceiling"),
     "reconcile": (reconcile, "n = 100,000 shared, d in {0, 10, 1000}: overhead bytes, rounds"),
@@ -755,6 +764,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "footprint": (footprint, "RSS idle and with 100,000 records; start-up time"),
     "query-local": (query_local, "know-who over 100,000 contacts: index build, query p50/p95"),
     "query-network": (query_network, "know-who queries at depth 2 on 30 nodes: p50/p95"),
+    "simulate": (simulate, "1,000 simulated nodes (and 100): convergence, bytes, alert, CPU"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -766,4 +776,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "footprint": {"records": 300, "settle": 0.5, "timeout": 60},
     "query-local": {"contacts": 300, "queries": 20},
     "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
+    "simulate": {"nodes": 20, "baseline": False},
 }

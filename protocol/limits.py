@@ -68,6 +68,11 @@ RECONCILE_INITIATOR_IDLIST_THRESHOLD = 2  # initiator: its ids are echoed back, 
 MAX_RECONCILE_BRANCHING = 16  # local tuning may not exceed these: MIN_..._BYTES relies on them
 MAX_RECONCILE_IDLIST_THRESHOLD = 32
 MAX_RECONCILE_ROUNDS = 64  # initiator messages in one round before the peer is cut off
+# Serving, owned by protocol/conversation.py (docs/spec/30-sync.md); its round bounds are
+# MIN_ROUND_INTERVAL_S .. MAX_ROUND_BYTES below, shared with the node's round rules.
+MAX_SERVE_REQUESTED = 4 * MAX_WANT_OUTSTANDING  # ids a peer may have asked of us, unanswered
+SERVE_CHUNK_IDS = 256  # ids looked up and sent per Records message: the peer starts early
+WANT_TIMEOUT_S = 30.0  # an id asked and unanswered this long may be fetched from another peer
 
 # Revocation certificates (docs/spec/60-revocation-and-defences.md).
 MAX_REVOCATION_PAYLOAD_BYTES = 256  # the certificate inside a `revocation` record

@@ -1,0 +1,743 @@
+"""The sync conversation with one peer (docs/spec/30-sync.md, "The conversation").
+
+Owns one peer relationship end to end: message order (through `SyncSession`), the
+reconciler and how much of its have/need was acted on, pending wants and their bound,
+rounds and their limits, push bookkeeping (never back to the sender, never twice), the
+per-peer quotas and the "synced" condition. Sans-IO: plaintext sync messages and local
+facts go in, events come out, and `now` is an argument. It never reads a store, a clock
+or a socket; the driver answers the events that ask for local facts.
+
+    inputs (driver -> conversation)       events (conversation -> driver)
+    receive(data, now)                    Send(data, urgent)       bytes for the peer
+    set_items(items) / items_changed()    LoadItems()              give me set_items(...)
+    begin_round(now)                      FilterNeeds(ids)         answer with want(ids, ...)
+    take_deferred(ids) / ask(ids)
+    want(ids)                             LookUp(ids, asked)       answer with serve(found)
+    serve(found)                          CheckRecords(...)        answer with records_done
+    records_done(errors)                  Denied(ids)              asked ids the peer lacks
+                                          Penalise(error)          a non-fatal penalty
+    push(records, now)                    Synced()                 a round completed
+    tick(now)                             Throttle(seconds)        read more slowly
+    close()
+                                          + the session's know-who and Hello events
+
+A `RemoteProtocolError` from `receive` (or `records_done`, for a quota) enters FAILED and
+is re-raised: the driver penalises the peer and closes. Every later call raises
+`LocalProtocolError`.
+"""
+
+from __future__ import annotations
+
+import enum
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from protocol import limits
+from protocol.errors import (
+    LocalProtocolError,
+    QuotaExceeded,
+    RateLimited,
+    RecordRejected,
+    RemoteProtocolError,
+    UnexpectedMessage,
+)
+from protocol.identity import NodeId
+from protocol.lifecycle import Withdrawal
+from protocol.quota import TokenBucket
+from protocol.reconcile import MODE_IDLIST, Item, Reconciler, decode_message
+from protocol.record import Kind, Record, Scope
+from protocol.revocation import check_revocation
+from protocol.session import (
+    PeerAnswer,
+    PeerHello,
+    PeerIntroReply,
+    PeerIntroRequest,
+    PeerMissing,
+    PeerQuery,
+    PeerReconcile,
+    PeerSyncDone,
+    PeerWant,
+    RecordsReceived,
+    SyncSession,
+)
+
+_TS_BYTES = 8
+_ZERO_KEY = bytes(_TS_BYTES + 32)
+
+
+class Role(enum.Enum):
+    INITIATOR = "initiator"  # the side that dialled: runs reconciliation, sends SyncDone
+    RESPONDER = "responder"  # answers every Reconcile of a round the peer opened
+
+
+class ConversationState(enum.Enum):
+    """Where the conversation stands with its rounds. See `_TRANSITIONS`."""
+
+    IDLE = "idle"  # no round open (Hello, Want, Records, Missing, queries all allowed)
+    RECONCILING = "reconciling"  # initiator: reconciliation messages still going back and forth
+    SETTLING = "settling"  # initiator: reconciled; wants, serves or stores outstanding
+    ROUND_OPEN = "round-open"  # responder: the peer opened a round and has not said SyncDone
+    FAILED = "failed"  # terminal, after any error
+    CLOSED = "closed"  # terminal, after close()
+
+
+class _Input(enum.Enum):
+    BEGIN = "begin"  # begin_round(), initiator
+    RECONCILED = "reconciled"  # initiator: the reconciler finished (have/need complete)
+    SETTLED = "settled"  # initiator: nothing outstanding; SyncDone sent
+    PEER_ROUND = "peer-round"  # responder: a Reconcile opened a round
+    PEER_DONE = "peer-done"  # responder: SyncDone closed it
+    CLOSE = "close"
+
+
+_I, _R = Role.INITIATOR, Role.RESPONDER
+_S = ConversationState
+
+# The one transition table. Want, Missing, Records, Hello and the know-who messages leave
+# the state as it is (their order is SyncSession's table); a Reconcile inside an open
+# round does too. Anything not listed is LocalProtocolError (our misuse) or, for the
+# peer's inputs, UnexpectedMessage; any error enters FAILED.
+#
+#   role       state        input       -> state        output
+#   initiator  IDLE         begin       -> RECONCILING  Reconcile (or LoadItems first)
+#   initiator  RECONCILING  reconciled  -> SETTLING     FilterNeeds / LookUp for the diff
+#   initiator  SETTLING     settled     -> IDLE         SyncDone, Synced
+#   responder  IDLE         peer-round  -> ROUND_OPEN   Reconcile reply (or LoadItems first)
+#   responder  ROUND_OPEN   peer-done   -> IDLE         Synced
+#   initiator  RECONCILING  tick, round older than MAX_ROUND_SECONDS -> FAILED (raises)
+#              or SETTLING
+#   either     any open     close       -> CLOSED
+_TRANSITIONS: dict[tuple[Role, ConversationState, _Input], ConversationState] = {
+    (_I, _S.IDLE, _Input.BEGIN): _S.RECONCILING,
+    (_I, _S.RECONCILING, _Input.RECONCILED): _S.SETTLING,
+    (_I, _S.SETTLING, _Input.SETTLED): _S.IDLE,
+    (_R, _S.IDLE, _Input.PEER_ROUND): _S.ROUND_OPEN,
+    (_R, _S.ROUND_OPEN, _Input.PEER_DONE): _S.IDLE,
+    **{
+        (role, state, _Input.CLOSE): _S.CLOSED
+        for role in Role
+        for state in (_S.IDLE, _S.RECONCILING, _S.SETTLING, _S.ROUND_OPEN)
+    },
+}
+_REMOTE_INPUTS = frozenset({_Input.PEER_ROUND, _Input.PEER_DONE})
+
+
+# -- events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Framed plaintext for the peer; `urgent` bytes (alerts) go before anything queued.
+    `records`: ids of the records it carries (for the driver's record of who got what)."""
+
+    data: bytes
+    urgent: bool = False
+    records: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadItems:
+    """The driver must call `set_items` with this peer's exchangeable (created, id) items."""
+
+
+@dataclass(frozen=True, slots=True)
+class FilterNeeds:
+    """Ids the peer holds and we lack by reconciliation: call `want` with those we neither
+    hold nor are fetching from another peer (each FilterNeeds is answered by one `want`)."""
+
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LookUp:
+    """Look these ids up (records this peer may receive, unexpired) and call `serve`.
+    `asked[i]`: the peer asked for ids[i] (a Want), so a Missing is owed if we lack it."""
+
+    ids: tuple[bytes, ...]
+    asked: tuple[bool, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRecords:
+    """Check (`check_record`), store, then call `records_done`. Ids are unique in one event."""
+
+    records: tuple[bytes, ...]
+    ids: tuple[bytes, ...]
+    solicited: tuple[bool, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """The peer answered Missing for these ids we asked: ask another peer in a later round."""
+
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Penalise:
+    """The peer did something that costs it score but not the connection."""
+
+    error: RemoteProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """A round with this peer completed (both sides): the driver may note `last_sync`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """The peer is over its message rate: read nothing more from it for `seconds`."""
+
+    seconds: float
+
+
+ConversationEvent = (
+    Send
+    | LoadItems
+    | FilterNeeds
+    | LookUp
+    | CheckRecords
+    | Denied
+    | Penalise
+    | Synced
+    | Throttle
+    | PeerHello
+    | PeerQuery
+    | PeerAnswer
+    | PeerIntroRequest
+    | PeerIntroReply
+)
+
+
+# -- the rules of who may receive what, and of a record from a peer -----------------------
+
+
+def may_receive(record: Record, peer: NodeId, us: NodeId) -> bool:
+    """Network-scoped records go to everyone but their author; peers-scoped ones only from
+    their author to its direct peers; private ones never (docs/SPEC.md "Who may receive")."""
+    if record.author == peer or record.scope is Scope.PRIVATE:
+        return False
+    return record.scope is Scope.NETWORK or record.author == us
+
+
+def check_record(data: bytes, rid: bytes | None, now_ms: int, sender: NodeId) -> Record:
+    """Decode, verify and time-check one record from `sender` (docs/SPEC.md "Validation
+    on ingest", steps 1-5); RemoteProtocolError if it fails. Pure: may run on a thread."""
+    record = Record.from_bytes(data, known_id=rid)
+    record.verify()
+    record.check_time(now_ms)
+    if record.scope is Scope.PRIVATE:
+        raise RecordRejected("a private record never leaves its node")
+    if record.scope is Scope.PEERS and record.author != sender:
+        raise RecordRejected("a peers-scoped record may only come from its author")
+    if record.kind is Kind.TOMBSTONE:
+        Withdrawal.from_payload(record.payload)
+    elif record.kind is Kind.REVOCATION:
+        check_revocation(record)
+    return record
+
+
+def _item_key(created: int, rid: bytes) -> bytes:
+    return created.to_bytes(_TS_BYTES, "big") + rid
+
+
+class _Announced:
+    """Responder: what one round's reconciliation told the initiator we lack, so what it
+    may send unasked: ids of its IdLists we lacked, and the key ranges we answered with an
+    IdList (the only places it learns its `have`). Charged against MAX_ROUND_RECORDS and
+    MAX_ROUND_BYTES; after MAX_ROUND_SECONDS nothing more is announced."""
+
+    __slots__ = ("bytes", "ids", "lowers", "records", "started", "uppers")
+
+    def __init__(self, now: float) -> None:
+        self.started = now
+        self.records = 0
+        self.bytes = 0
+        self.ids: set[bytes] = set()
+        self.lowers: list[bytes] = []
+        self.uppers: list[bytes] = []
+
+    def learn(self, theirs: bytes, ours_reply: bytes, our_ids: frozenset[bytes]) -> None:
+        listed: list[tuple[bytes, bytes]] = []  # ranges the initiator sent as its IdList
+        lower = _ZERO_KEY
+        for rng in decode_message(theirs):
+            if rng.mode == MODE_IDLIST:
+                self.ids.update(i for i in rng.ids if i not in our_ids)
+                listed.append((lower, rng.upper.key))
+            lower = rng.upper.key
+        if not ours_reply:
+            return
+        # Where we answered a Fingerprint with our IdList, the initiator learns its `have`
+        # for the whole range; where it had sent its own IdList, only those ids count.
+        listed_lowers = [lo for lo, _ in listed]  # increasing: bounds in a message are
+        lower = _ZERO_KEY
+        pairs = list(zip(self.lowers, self.uppers, strict=True))
+        for rng in decode_message(ours_reply):
+            upper = rng.upper.key
+            if rng.mode == MODE_IDLIST:
+                at = bisect_right(listed_lowers, lower) - 1
+                if at < 0 or upper > listed[at][1]:
+                    pairs.append((lower, upper))
+            lower = upper
+        pairs.sort()
+        self.lowers = [lo for lo, _ in pairs]
+        self.uppers = [hi for _, hi in pairs]
+
+    def covers(self, rid: bytes, data: bytes, now: float) -> bool:
+        if now - self.started > limits.MAX_ROUND_SECONDS:
+            return False
+        if rid in self.ids:
+            return True
+        created = _created_of(data, rid)
+        if created is None:
+            return False
+        key = _item_key(created, rid)
+        at = bisect_right(self.lowers, key) - 1
+        return at >= 0 and key < self.uppers[at]
+
+    def charge(self, size: int) -> None:
+        self.records += 1
+        self.bytes += size
+        if self.records > limits.MAX_ROUND_RECORDS or self.bytes > limits.MAX_ROUND_BYTES:
+            raise QuotaExceeded("sent more unasked records than a round allows")
+
+
+def _created_of(data: bytes, rid: bytes) -> int | None:
+    try:
+        return Record.from_bytes(data, known_id=rid).created
+    except RemoteProtocolError:
+        return None  # junk: not announced, so a push; the check penalises it too
+
+
+# -- the conversation ---------------------------------------------------------------------
+
+
+class Conversation:
+    """One side of the sync conversation with one peer. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        us: NodeId,
+        peer: NodeId,
+        role: Role,
+        now: float,
+        resync_interval: float = limits.RESYNC_INTERVAL_S,
+    ) -> None:
+        self.us = us
+        self.peer = peer
+        self.role = role
+        self.state = ConversationState.IDLE
+        self.session = SyncSession(initiator=role is Role.INITIATOR)
+        self.resync_interval = resync_interval
+        self._items: list[Item] | None = None  # cached exchangeable set, sorted
+        self._item_ids: frozenset[bytes] = frozenset()
+        self._reconciler: Reconciler | None = None
+        self._seen = (0, 0)  # how much of reconciler.have/need was acted on
+        self._pending_payload: bytes | None = None  # responder: a Reconcile awaiting items
+        self._begin_pending = False  # initiator: begin_round awaits items
+        self._announced: _Announced | None = None
+        self._round_messages = 0  # responder: Reconcile messages in the open round
+        self._last_round: float | None = None
+        self._next_round = now  # initiator: when a resync round is due
+        self.pushes_dropped = 0  # pushes over our allowance: the next round repairs them
+        self._pending_wants: deque[bytes] = deque()
+        self._deferred: dict[bytes, None] = {}  # announced by the peer, fetched elsewhere
+        self._needs_unfiltered = 0  # FilterNeeds not yet answered by want()
+        self._serve: deque[tuple[bytes, bool]] = deque()  # (id, asked by the peer)
+        self._requested = 0  # of _serve and the batch being looked up, asked by the peer
+        self._lookup: tuple[tuple[bytes, bool], ...] | None = None  # batch being looked up
+        self._unchecked = 0  # CheckRecords not yet answered by records_done
+        self._pushed: set[bytes] = set()
+        self._now = now  # the latest `now` we were given (wants are stamped with it)
+        self._asked: dict[bytes, float] = {}  # outstanding wants not yet released, by age
+        self.rounds = 0  # rounds completed
+        self.synced_once = False
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.record_bytes_sent = 0
+        self.record_bytes_received = 0
+        self._messages_in = TokenBucket.full(
+            limits.PEER_MESSAGES_PER_S, limits.PEER_MESSAGES_BURST, now
+        )
+        self._queries_in = TokenBucket.full(
+            limits.PEER_QUERIES_PER_S, limits.PEER_QUERIES_BURST, now
+        )
+        self._pushes_in = TokenBucket.full(
+            limits.PEER_PUSH_RECORDS_PER_S, limits.PEER_PUSH_RECORDS_BURST, now
+        )
+        # We hold ourselves to the peer's push allowance: past it, pushes wait for a round.
+        self._pushes_out = TokenBucket.full(
+            limits.PEER_PUSH_RECORDS_PER_S, limits.PEER_PUSH_RECORDS_BURST, now
+        )
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _move(self, event: _Input) -> None:
+        nxt = _TRANSITIONS.get((self.role, self.state, event))
+        if nxt is None:
+            if event in _REMOTE_INPUTS:
+                raise UnexpectedMessage(f"{event.value} not allowed now")
+            raise LocalProtocolError(f"{event.value} not allowed in state {self.state.value}")
+        self.state = nxt
+
+    def _require_open(self) -> None:
+        if self.state in (ConversationState.FAILED, ConversationState.CLOSED):
+            raise LocalProtocolError(f"conversation is {self.state.value}")
+
+    def close(self) -> None:
+        if self.state not in (ConversationState.FAILED, ConversationState.CLOSED):
+            self._move(_Input.CLOSE)
+        self.session.close()
+
+    @property
+    def wanted(self) -> frozenset[bytes]:
+        """Ids this conversation asked for or queued to ask, and has not released (Denied):
+        free them, or ask another peer, when it ends."""
+        return frozenset(self._asked) | frozenset(self._pending_wants)
+
+    def round_due(self, now: float) -> bool:
+        """Initiator: whether `begin_round` should run now (resync due or a push dropped,
+        and never sooner than MIN_ROUND_INTERVAL_S after the previous round began)."""
+        if self.role is not Role.INITIATOR or self.state is not ConversationState.IDLE:
+            return False
+        if self._last_round is not None and now - self._last_round < limits.MIN_ROUND_INTERVAL_S:
+            return False
+        return now >= self._next_round or self.pushes_dropped > 0
+
+    # -- local facts in ------------------------------------------------------------------
+
+    def hello(self, name: str = "", addresses: Sequence[str] = ()) -> list[ConversationEvent]:
+        self._require_open()
+        return [self._send(self.session.hello(name, addresses))]
+
+    def items_changed(self) -> None:
+        """The exchangeable set changed (a record stored, expired or withdrawn): the next
+        round asks for it again. Until then the reconciler's set is reused between rounds."""
+        self._items = None
+
+    def set_items(self, items: Sequence[Item]) -> list[ConversationEvent]:
+        """This peer's exchangeable set as sorted, unique (created, id) items."""
+        self._require_open()
+        self._items = list(items)
+        self._item_ids = frozenset(i for _, i in self._items)
+        if self._begin_pending:
+            self._begin_pending = False
+            return self._initiate()
+        payload, self._pending_payload = self._pending_payload, None
+        if payload is None:
+            return []
+        try:  # the peer's buffered Reconcile is processed only now
+            return self._respond(payload)
+        except RemoteProtocolError:
+            self._fail()
+            raise
+
+    def begin_round(self, now: float) -> list[ConversationEvent]:
+        """Initiator: start a reconciliation round (see `round_due`)."""
+        self._require_open()
+        self._now = now
+        self._move(_Input.BEGIN)
+        self._deferred.clear()  # this round announces afresh
+        self._last_round = now
+        self._next_round = now + self.resync_interval
+        self.pushes_dropped = 0
+        if self._items is None:
+            self._begin_pending = True
+            return [LoadItems()]
+        return self._initiate()
+
+    def want(self, ids: Sequence[bytes], deferred: Sequence[bytes] = ()) -> list[ConversationEvent]:
+        """Answer to FilterNeeds: ask the peer for `ids`, within the bound. `deferred`: ids
+        it announced that we are fetching from another peer; if that peer denies or sits
+        on them, `take_deferred` offers them here again."""
+        self._require_open()
+        if self._needs_unfiltered:
+            self._needs_unfiltered -= 1
+        for rid in deferred:
+            if len(self._deferred) < limits.MAX_WANT_OUTSTANDING:
+                self._deferred[rid] = None
+        self._pending_wants.extend(ids)
+        return self._top_up() + self._maybe_settle()
+
+    def take_deferred(self, ids: Sequence[bytes]) -> list[bytes]:
+        """Of `ids` (denied by, or released from, another peer), those this peer announced
+        and we deferred; they are forgotten here, so the driver asks them with `ask`."""
+        taken = [rid for rid in ids if rid in self._deferred]
+        for rid in taken:
+            del self._deferred[rid]
+        return taken
+
+    def ask(self, ids: Sequence[bytes]) -> list[ConversationEvent]:
+        """Ask the peer for ids outside a FilterNeeds answer (e.g. from `take_deferred`)."""
+        self._require_open()
+        self._pending_wants.extend(ids)
+        return self._top_up()
+
+    def serve(self, found: Mapping[bytes, bytes]) -> list[ConversationEvent]:
+        """Answer to LookUp: `found` maps each id we hold, the peer may receive and has not
+        expired to its record bytes; the asked ones not in it get a Missing."""
+        self._require_open()
+        if self._lookup is None:
+            raise LocalProtocolError("serve() without a LookUp")
+        batch, self._lookup = self._lookup, None
+        self._requested = max(0, self._requested - sum(asked for _, asked in batch))
+        sent = tuple(rid for rid, _ in batch if rid in found)
+        out = [found[rid] for rid in sent]
+        missing = [rid for rid, asked in batch if asked and rid not in found]
+        events: list[ConversationEvent] = []
+        if out:
+            self.record_bytes_sent += sum(map(len, out))
+            events.append(self._send(self.session.records(out), records=sent))
+        if missing:
+            events.append(self._send(self.session.missing(missing)))
+        return events + self._next_lookup() + self._maybe_settle()
+
+    def records_done(self, errors: Sequence[RemoteProtocolError] = ()) -> list[ConversationEvent]:
+        """Answer to CheckRecords: stored what passed; `errors` are the records that failed."""
+        self._require_open()
+        if self._unchecked:
+            self._unchecked -= 1
+        events: list[ConversationEvent] = [Penalise(e) for e in errors]
+        return events + self._top_up() + self._maybe_settle()
+
+    def push(self, records: Sequence[Record], now: float) -> list[ConversationEvent]:
+        """Records just stored here (received elsewhere or published): send the ones this
+        peer may receive and has neither sent nor been sent. Alerts are urgent."""
+        self._require_open()
+        chosen = [
+            r
+            for r in records
+            if may_receive(r, self.peer, self.us)
+            and not self.session.peer_knows(r.id)
+            and r.id not in self._pushed
+        ]
+        if not chosen:
+            return []
+        if not self._pushes_out.take(len(chosen), now):
+            self.pushes_dropped += 1
+            return []
+        self._pushed.update(r.id for r in chosen)
+        events: list[ConversationEvent] = []
+        for urgent in (True, False):
+            group = [r for r in chosen if (r.kind is Kind.ALERT) is urgent]
+            if group:
+                out = [r.to_bytes() for r in group]
+                self.record_bytes_sent += sum(map(len, out))
+                ids = tuple(r.id for r in group)
+                events.append(self._send(self.session.records(out), urgent=urgent, records=ids))
+        return events
+
+    def push_dropped(self) -> None:
+        """The driver dropped bytes for this peer (its queue was too long): the next round
+        is due at once and repairs what was lost."""
+        self.pushes_dropped += 1
+
+    def tick(self, now: float) -> list[ConversationEvent]:
+        """Time passes. Wants unanswered for WANT_TIMEOUT_S are released (Denied: the
+        driver may fetch them elsewhere; a late answer is still accepted). A round of ours
+        that has not completed in MAX_ROUND_SECONDS fails: the peer is stalling."""
+        self._require_open()
+        self._now = now
+        stalled = (
+            self.state in (ConversationState.RECONCILING, ConversationState.SETTLING)
+            and self._last_round is not None
+            and now - self._last_round > limits.MAX_ROUND_SECONDS
+        )
+        if stalled:
+            self._fail()
+            raise UnexpectedMessage("a round did not complete in time")
+        expired: list[bytes] = []
+        for rid, asked in self._asked.items():  # oldest first
+            if now - asked < limits.WANT_TIMEOUT_S:
+                break
+            expired.append(rid)
+        for rid in expired:
+            del self._asked[rid]
+        return [Denied(tuple(expired))] if expired else []
+
+    # -- the peer's bytes in -------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> list[ConversationEvent]:
+        """Feed decrypted stream bytes. Raises RemoteProtocolError (then FAILED)."""
+        self._require_open()
+        self._now = now
+        self.bytes_received += len(data)
+        events: list[ConversationEvent] = []
+        try:
+            wait = 0.0
+            for event in self.session.receive_data(data):
+                wait = max(wait, self._messages_in.charge(1, now))
+                events += self._on(event, now)
+            if wait > 0:
+                events.append(Throttle(wait))
+        except RemoteProtocolError:
+            self._fail()
+            raise
+        return events
+
+    def _fail(self) -> None:
+        self.state = ConversationState.FAILED
+        self.session.close()
+
+    def _on(self, event: object, now: float) -> list[ConversationEvent]:
+        if isinstance(event, PeerWant | PeerReconcile) and not self._queries_in.take(1, now):
+            raise QuotaExceeded("query rate over quota")
+        if isinstance(event, PeerReconcile):
+            if self.role is Role.INITIATOR:
+                return self._on_reply(event.payload)
+            if self.state is ConversationState.IDLE:
+                if self._last_round is not None and now - self._last_round < (
+                    limits.MIN_ROUND_GAP_S
+                ):
+                    raise RateLimited("reconciliation rounds opened too often")
+                self._move(_Input.PEER_ROUND)
+                self._last_round = now
+                self._announced = _Announced(now)
+                self._round_messages = 0
+                self._reconciler = None
+            self._round_messages += 1
+            if self._round_messages > limits.MAX_RECONCILE_ROUNDS:
+                raise UnexpectedMessage("reconciliation does not converge")
+            if self._items is None:
+                self._pending_payload = event.payload
+                return [LoadItems()]
+            return self._respond(event.payload)
+        if isinstance(event, PeerSyncDone):
+            self._move(_Input.PEER_DONE)
+            self._reconciler = None
+            self._announced = None
+            return self._synced()
+        if isinstance(event, PeerWant):
+            ids = list(dict.fromkeys(event.ids))
+            self._requested += len(ids)
+            if self._requested > limits.MAX_SERVE_REQUESTED:
+                raise UnexpectedMessage("asked for more records than the protocol allows")
+            self._serve.extend((i, True) for i in ids)
+            return self._next_lookup()
+        if isinstance(event, PeerMissing):
+            for rid in event.ids:
+                self._asked.pop(rid, None)
+            return [Denied(event.ids), *self._top_up(), *self._maybe_settle()]
+        if isinstance(event, RecordsReceived):
+            return self._on_records(event, now)
+        assert isinstance(
+            event, PeerHello | PeerQuery | PeerAnswer | PeerIntroRequest | PeerIntroReply
+        )
+        return [event]
+
+    def _on_records(self, event: RecordsReceived, now: float) -> list[ConversationEvent]:
+        records: list[bytes] = []
+        ids: list[bytes] = []
+        solicited: list[bool] = []
+        seen: set[bytes] = set()
+        unasked = 0
+        announced = self._announced if self.state is ConversationState.ROUND_OPEN else None
+        for data, rid, asked in zip(event.records, event.ids, event.solicited, strict=True):
+            self.record_bytes_received += len(data)
+            self._asked.pop(rid, None)
+            if not asked:
+                if announced is not None and announced.covers(rid, data, now):
+                    announced.charge(len(data))
+                else:
+                    unasked += 1
+            if rid in seen:
+                continue  # a copy inside one message: charged above, checked once
+            seen.add(rid)
+            records.append(data)
+            ids.append(rid)
+            solicited.append(asked)
+        if unasked and not self._pushes_in.take(unasked, now):
+            raise QuotaExceeded("sent far more records than asked for")
+        self._unchecked += 1
+        return [CheckRecords(tuple(records), tuple(ids), tuple(solicited))]
+
+    # -- rounds ----------------------------------------------------------------------------
+
+    def _initiate(self) -> list[ConversationEvent]:
+        assert self._items is not None
+        self._reconciler = Reconciler(self._items, presorted=True)
+        self._seen = (0, 0)
+        return [self._send(self.session.reconcile(self._reconciler.initiate()))]
+
+    def _respond(self, payload: bytes) -> list[ConversationEvent]:
+        if self._reconciler is None:
+            assert self._items is not None
+            self._reconciler = Reconciler(self._items, presorted=True)
+        reply = self._reconciler.reconcile(payload) or b""
+        if self._announced is not None:
+            self._announced.learn(payload, reply, self._item_ids)
+        return [self._send(self.session.reconcile(reply))]
+
+    def _on_reply(self, payload: bytes) -> list[ConversationEvent]:
+        reconciler = self._reconciler
+        if reconciler is None or self.state is not ConversationState.RECONCILING:
+            raise UnexpectedMessage("reconcile reply that was not asked for")
+        following = reconciler.reconcile(payload)
+        have_seen, need_seen = self._seen
+        have, need = reconciler.have, reconciler.need
+        self._seen = (len(have), len(need))
+        events: list[ConversationEvent] = []
+        if len(need) > need_seen:
+            self._needs_unfiltered += 1
+            events.append(FilterNeeds(tuple(need[need_seen:])))
+        if len(have) > have_seen:
+            self._serve.extend((i, False) for i in have[have_seen:])
+            events += self._next_lookup()
+        if following is not None:
+            if reconciler.rounds > limits.MAX_RECONCILE_ROUNDS:
+                raise UnexpectedMessage("reconciliation does not converge")
+            events.append(self._send(self.session.reconcile(following)))
+            return events
+        self._move(_Input.RECONCILED)
+        return events + self._maybe_settle()
+
+    def _maybe_settle(self) -> list[ConversationEvent]:
+        """Initiator: SyncDone once reconciliation is complete and nothing is outstanding."""
+        if (
+            self.state is not ConversationState.SETTLING
+            or self._pending_wants
+            or self.session.outstanding_wants
+            or self._needs_unfiltered
+            or self._serve
+            or self._lookup is not None
+            or self._unchecked
+        ):
+            return []
+        self._move(_Input.SETTLED)
+        self._reconciler = None
+        return [self._send(self.session.sync_done()), *self._synced()]
+
+    def _synced(self) -> list[ConversationEvent]:
+        self.rounds += 1
+        self.synced_once = True
+        return [Synced()]
+
+    # -- wants and serving -------------------------------------------------------------------
+
+    def _top_up(self) -> list[ConversationEvent]:
+        room = self.session.want_capacity()
+        batch: list[bytes] = []
+        outstanding = self.session.outstanding_wants
+        while self._pending_wants and len(batch) < room:
+            rid = self._pending_wants.popleft()
+            if rid not in outstanding:
+                batch.append(rid)
+        batch = list(dict.fromkeys(batch))
+        for rid in batch:
+            self._asked[rid] = self._now
+        return [self._send(self.session.want(batch))] if batch else []
+
+    def _next_lookup(self) -> list[ConversationEvent]:
+        if self._lookup is not None or not self._serve:
+            return []
+        take = min(len(self._serve), limits.SERVE_CHUNK_IDS)
+        self._lookup = tuple(self._serve.popleft() for _ in range(take))
+        return [LookUp(tuple(i for i, _ in self._lookup), tuple(a for _, a in self._lookup))]
+
+    def _send(self, data: bytes, urgent: bool = False, records: tuple[bytes, ...] = ()) -> Send:
+        self.bytes_sent += len(data)
+        return Send(data, urgent, records)

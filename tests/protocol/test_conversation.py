@@ -1,0 +1,420 @@
+"""The sync conversation: two real conversations joined by an in-memory pipe."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import limits
+from protocol.conversation import (
+    _TRANSITIONS,
+    CheckRecords,
+    Conversation,
+    ConversationEvent,
+    ConversationState,
+    Denied,
+    FilterNeeds,
+    LoadItems,
+    LookUp,
+    Penalise,
+    Role,
+    Send,
+    Synced,
+    check_record,
+    may_receive,
+)
+from protocol.errors import (
+    LocalProtocolError,
+    QuotaExceeded,
+    RateLimited,
+    RemoteProtocolError,
+    UnexpectedMessage,
+)
+from protocol.identity import Identity, NodeId
+from protocol.messages import (
+    Hello,
+    Reconcile,
+    Records,
+    SyncDone,
+    Want,
+    encode_message,
+    split_records,
+)
+from protocol.reconcile import Reconciler
+from protocol.record import Kind, Record, Scope
+
+NOW_MS = 1_800_000_000_000
+HELLO = encode_message(Hello(1, "A", ()))
+A, B, C = (Identity(hashlib.sha256(n).digest()) for n in (b"conv-a", b"conv-b", b"conv-c"))
+
+
+def _record(author: Identity, n: int, scope: Scope) -> Record:
+    kind = Kind.ALERT if n % 7 == 0 else Kind.GUIDE
+    created = NOW_MS - 10_000 + n * 13 % 5000
+    return Record.create(
+        author,
+        kind,
+        created=created,
+        expires=created + 86_400_000,
+        scope=scope,
+        payload=n.to_bytes(4, "big") * (1 + n % 5),
+    )
+
+
+# Made once: signing is the slow part, and every example draws subsets of this pool.
+POOL = [
+    _record(author, n, scope)
+    for n, (author, scope) in enumerate(
+        (a, s) for a in (A, B, C) for s in (Scope.NETWORK, Scope.PEERS) for _ in range(8)
+    )
+]
+
+
+def _exchangeable(record: Record, us: NodeId, peer: NodeId) -> bool:
+    return record.scope is Scope.NETWORK or (
+        record.scope is Scope.PEERS and record.author in (us, peer)
+    )
+
+
+class Side:
+    """A minimal driver: a dict for a store, acting on every event at once."""
+
+    def __init__(self, me: Identity, peer: Identity, role: Role, held: list[Record]) -> None:
+        self.me = me.node_id
+        self.peer = peer.node_id
+        self.store = {r.id: r for r in held}
+        self.conv = Conversation(us=self.me, peer=self.peer, role=role, now=0.0)
+        self.outbox: list[bytes] = []
+        self.penalties: list[RemoteProtocolError] = []
+        self.synced = 0
+        self.received: list[bytes] = []  # ids of every record that reached us, in order
+        self.sent_ids: list[bytes] = []  # ids of every record our Sends carried
+
+    def act(self, events: list[ConversationEvent]) -> None:
+        queue = list(events)
+        while queue:
+            event = queue.pop(0)
+            conv = self.conv
+            if isinstance(event, Send):
+                self.outbox.append(event.data)
+                self.sent_ids += event.records
+            elif isinstance(event, LoadItems):
+                items = sorted(
+                    (r.created, r.id)
+                    for r in self.store.values()
+                    if _exchangeable(r, self.me, self.peer)
+                )
+                queue += conv.set_items(items)
+            elif isinstance(event, FilterNeeds):
+                queue += conv.want([i for i in event.ids if i not in self.store])
+            elif isinstance(event, LookUp):
+                found = {
+                    i: self.store[i].to_bytes()
+                    for i in event.ids
+                    if i in self.store and may_receive(self.store[i], self.peer, self.me)
+                }
+                queue += conv.serve(found)
+            elif isinstance(event, CheckRecords):
+                errors: list[RemoteProtocolError] = []
+                fresh = []
+                for data, rid in zip(event.records, event.ids, strict=True):
+                    self.received.append(rid)
+                    try:
+                        record = check_record(data, rid, NOW_MS, self.peer)
+                    except RemoteProtocolError as exc:
+                        errors.append(exc)
+                        continue
+                    if record.id not in self.store:
+                        self.store[record.id] = record
+                        fresh.append(record)
+                if fresh:
+                    conv.items_changed()
+                queue += conv.records_done(errors)
+                # A relay pushes what it stored to every peer: here, back to its sender,
+                # which the conversation must refuse to do.
+                queue += conv.push(fresh, 1.0)
+            elif isinstance(event, Penalise):
+                self.penalties.append(event.error)
+            elif isinstance(event, Synced):
+                self.synced += 1
+
+
+def _run(a: Side, b: Side, now: float = 1.0, limit: int = 10_000) -> None:
+    for _ in range(limit):
+        if not a.outbox and not b.outbox:
+            return
+        for src, dst in ((a, b), (b, a)):
+            data, src.outbox = b"".join(src.outbox), []
+            if data:
+                dst.act(dst.conv.receive(data, now))
+    raise AssertionError("the conversation did not go quiet")
+
+
+def _pair(held_a: list[Record], held_b: list[Record]) -> tuple[Side, Side]:
+    a = Side(A, B, Role.INITIATOR, held_a)
+    b = Side(B, A, Role.RESPONDER, held_b)
+    a.act(a.conv.hello("A"))
+    b.act(b.conv.hello("B"))
+    return a, b
+
+
+def _expected(side: Side, other: Side) -> set[bytes]:
+    return set(side.store) | {
+        r.id
+        for r in other.store.values()
+        if may_receive(r, side.me, other.me) and _exchangeable(r, other.me, side.me)
+    }
+
+
+subsets = st.lists(st.sampled_from(POOL), unique_by=lambda r: r.id, max_size=len(POOL))
+
+
+@settings(max_examples=60, deadline=None)
+@given(subsets, subsets)
+def test_two_conversations_converge_for_random_sets(
+    held_a: list[Record], held_b: list[Record]
+) -> None:
+    a, b = _pair(held_a, held_b)
+    want_a, want_b = _expected(a, b), _expected(b, a)
+    a.act(a.conv.begin_round(1.0))
+    _run(a, b)
+    assert set(a.store) == want_a
+    assert set(b.store) == want_b
+    assert a.synced == b.synced == 1
+    assert a.conv.state is b.conv.state is ConversationState.IDLE
+    assert not a.penalties and not b.penalties
+    # A second round finds nothing to move: one round trip, no records.
+    before = (a.conv.record_bytes_sent, b.conv.record_bytes_sent)
+    a.act(a.conv.begin_round(1.0 + limits.MIN_ROUND_INTERVAL_S))
+    _run(a, b, now=1.0 + limits.MIN_ROUND_INTERVAL_S)
+    assert (a.conv.record_bytes_sent, b.conv.record_bytes_sent) == before
+    assert a.synced == b.synced == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(subsets, subsets)
+def test_never_sends_a_record_back_to_its_sender_or_twice(
+    held_a: list[Record], held_b: list[Record]
+) -> None:
+    a, b = _pair(held_a, held_b)
+    a.act(a.conv.begin_round(1.0))
+    _run(a, b)
+    # Push everything each side holds, twice: nothing the other sent or was sent goes again.
+    for _ in range(2):
+        a.act(a.conv.push(list(a.store.values()), 2.0))
+        b.act(b.conv.push(list(b.store.values()), 2.0))
+        _run(a, b, now=2.0)
+    for side in (a, b):
+        assert len(side.received) == len(set(side.received)), "a record arrived twice"
+        assert all(side.store[i].author != side.me for i in side.received), "sent back"
+    # The driver learns which records each Send carried: exactly what arrived.
+    assert sorted(a.sent_ids) == sorted(b.received)
+    assert sorted(b.sent_ids) == sorted(a.received)
+
+
+messages = st.one_of(
+    st.binary(max_size=64),
+    st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=4).map(
+        lambda ids: encode_message(Want(tuple(ids)))
+    ),
+    st.sampled_from(POOL).map(lambda r: encode_message(Records((r.to_bytes(),)))),
+    st.binary(max_size=64).map(lambda p: encode_message(Reconcile(p))),
+    st.just(encode_message(SyncDone())),
+    st.just(HELLO),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(list(Role)), st.lists(messages, max_size=8))
+def test_any_bytes_from_a_peer_raise_only_remote_protocol_errors(
+    role: Role, chunks: list[bytes]
+) -> None:
+    side = Side(A, B, role, POOL[:5])
+    side.act(side.conv.hello("A"))
+    if role is Role.INITIATOR:
+        side.act(side.conv.begin_round(0.0))
+    try:
+        for chunk in chunks:
+            side.act(side.conv.receive(chunk, 1.0))
+    except RemoteProtocolError:
+        assert side.conv.state is ConversationState.FAILED
+        with pytest.raises(LocalProtocolError):
+            side.conv.receive(b"", 1.0)
+
+
+def test_unasked_records_in_a_round_are_charged_against_what_reconciliation_announced() -> None:
+    """A round opened with one Reconcile does not admit unannounced records: they are
+    pushes, on the push allowance, and past it the peer is cut off (issue 11 item 6)."""
+    b = Side(B, A, Role.RESPONDER, [])
+    b.act(b.conv.hello("B"))
+    b.act(b.conv.receive(HELLO, 0.0))
+    # A round whose initiator announces nothing (it holds nothing).
+    b.act(b.conv.receive(encode_message(Reconcile(Reconciler([]).initiate())), 0.0))
+    assert b.conv.state is ConversationState.ROUND_OPEN
+    junk = [POOL[0].to_bytes()] * (limits.PEER_PUSH_RECORDS_BURST + 1)
+    with pytest.raises(QuotaExceeded):
+        for message in split_records(junk):
+            b.act(b.conv.receive(encode_message(message), 0.0))
+    assert b.conv.state is ConversationState.FAILED
+
+
+def test_announced_records_are_admitted_within_a_round() -> None:
+    records = POOL[:20]
+    a, b = _pair(records, [])
+    a.act(a.conv.begin_round(1.0))
+    _run(a, b)
+    assert set(b.store) >= {r.id for r in records if may_receive(r, B.node_id, A.node_id)}
+    assert not b.penalties
+
+
+def test_rounds_are_throttled_per_peer() -> None:
+    a, b = _pair(POOL[:3], [])
+    a.act(a.conv.begin_round(1.0))
+    _run(a, b)
+    assert not a.conv.round_due(1.0 + limits.MIN_ROUND_INTERVAL_S / 2)
+    assert not a.conv.round_due(1.0 + limits.RESYNC_INTERVAL_S / 2)
+    assert a.conv.round_due(1.0 + limits.RESYNC_INTERVAL_S)
+    # A peer that opens rounds faster than the gap allows is refused.
+    c = Side(B, A, Role.RESPONDER, [])
+    c.act(c.conv.hello("B"))
+    c.act(c.conv.receive(HELLO, 0.0))
+    round_ = encode_message(Reconcile(Reconciler([]).initiate()))
+    c.act(c.conv.receive(round_, 0.0))
+    c.act(c.conv.receive(encode_message(SyncDone()), 0.0))
+    with pytest.raises(RateLimited):
+        c.conv.receive(round_, limits.MIN_ROUND_GAP_S / 2)
+
+
+def test_responder_keeps_its_items_between_rounds_until_they_change() -> None:
+    a, b = _pair(POOL[:4], POOL[4:8])
+    loads = 0
+    act = b.act
+
+    def counting(events: list[ConversationEvent]) -> None:
+        nonlocal loads
+        loads += sum(isinstance(e, LoadItems) for e in events)
+        act(events)
+
+    b.act = counting  # type: ignore[method-assign]
+    now = 1.0
+    for _ in range(3):
+        a.act(a.conv.begin_round(now))
+        _run(a, b, now=now)
+        now += limits.MIN_ROUND_INTERVAL_S
+    # Loaded for the first round, again after records arrived, then reused.
+    assert loads == 2
+
+
+def test_transition_table_has_a_failed_state_and_only_open_sources() -> None:
+    sources = {state for _, state, _ in _TRANSITIONS}
+    assert ConversationState.FAILED not in sources
+    assert ConversationState.CLOSED not in sources
+    conv = Conversation(us=A.node_id, peer=B.node_id, role=Role.RESPONDER, now=0.0)
+    with pytest.raises(LocalProtocolError):
+        conv.begin_round(0.0)
+    conv.close()
+    with pytest.raises(LocalProtocolError):
+        conv.receive(b"", 0.0)
+
+
+def _transcript(held_a: list[Record], held_b: list[Record]) -> tuple[list[bytes], list[bytes]]:
+    """Every message each side sent in one real round, in order."""
+    a, b = _pair(held_a, held_b)
+    a.act(a.conv.begin_round(1.0))
+    sent_a: list[bytes] = []
+    sent_b: list[bytes] = []
+    for _ in range(1000):
+        if not a.outbox and not b.outbox:
+            break
+        for src, dst, log in ((a, b, sent_a), (b, a, sent_b)):
+            data, src.outbox = b"".join(src.outbox), []
+            if data:
+                log.append(data)
+                dst.act(dst.conv.receive(data, 1.0))
+    return sent_a, sent_b
+
+
+TRANSCRIPT_A, TRANSCRIPT_B = _transcript(POOL[:30], POOL[20:])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([Role.INITIATOR, Role.RESPONDER]),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.booleans()), max_size=4),
+)
+def test_a_mutated_real_round_raises_only_remote_protocol_errors(
+    role: Role, mutations: list[tuple[int, int, bool]]
+) -> None:
+    """The peer's side of a real round, with bytes flipped, cut or repeated."""
+    side = (
+        Side(A, B, Role.INITIATOR, POOL[:30])
+        if role is Role.INITIATOR
+        else Side(B, A, Role.RESPONDER, POOL[20:])
+    )
+    side.act(side.conv.hello())
+    if role is Role.INITIATOR:
+        side.act(side.conv.begin_round(1.0))
+    stream = bytearray(b"".join(TRANSCRIPT_B if role is Role.INITIATOR else TRANSCRIPT_A))
+    for at, value, repeat in mutations:
+        at %= len(stream)
+        if repeat:
+            stream[at:at] = stream[at : at + 64]
+        else:
+            stream[at] = value
+    try:
+        for start in range(0, len(stream), 997):
+            side.act(side.conv.receive(bytes(stream[start : start + 997]), 1.0))
+    except RemoteProtocolError:
+        assert side.conv.state is ConversationState.FAILED
+
+
+def test_a_silent_peer_cannot_hold_wanted_ids_hostage() -> None:
+    """Wants a peer never answers are released after WANT_TIMEOUT_S, and the round it
+    stalls fails after MAX_ROUND_SECONDS, so the ids can be fetched from another peer."""
+    a, b = _pair([], POOL[:6])
+    a.act(a.conv.begin_round(1.0))
+    # B answers reconciliation, but every Records and Missing it sends is lost.
+    for _ in range(50):
+        for src, dst in ((a, b), (b, a)):
+            data, src.outbox = b"".join(src.outbox), []
+            if data and dst is a:
+                kept = [m for m in _messages(data) if m[5] not in (5, 7)]  # Records, Missing
+                data = b"".join(kept)
+            if data:
+                dst.act(dst.conv.receive(data, 1.0))
+    asked = a.conv.session.outstanding_wants
+    assert asked and a.conv.state is ConversationState.SETTLING
+    assert a.conv.tick(1.0 + limits.WANT_TIMEOUT_S / 2) == []
+    (released,) = a.conv.tick(1.0 + limits.WANT_TIMEOUT_S)
+    assert isinstance(released, Denied) and set(released.ids) == asked
+    assert a.conv.tick(2.0 + limits.WANT_TIMEOUT_S) == []  # released once
+    assert not a.conv.wanted  # and not handed back again when the connection ends
+    with pytest.raises(UnexpectedMessage):
+        a.conv.tick(2.0 + limits.MAX_ROUND_SECONDS)
+    assert a.conv.state is ConversationState.FAILED
+
+
+def _messages(data: bytes) -> list[bytes]:
+    out = []
+    while data:
+        size = int.from_bytes(data[:4], "big")
+        out.append(data[: 4 + size])
+        data = data[4 + size :]
+    return out
+
+
+def test_an_id_fetched_elsewhere_is_offered_again_when_that_peer_fails_us() -> None:
+    """Reconciliation with C announced x, but x was being fetched from B; when B denies
+    it (or sits on it, or closes), the driver takes x back from C's deferred ids and asks
+    C at once instead of waiting for the next round with C."""
+    x, y = POOL[0].id, POOL[1].id
+    conv = Conversation(us=A.node_id, peer=C.node_id, role=Role.INITIATOR, now=0.0)
+    assert conv.want([], deferred=[x]) == []
+    assert conv.take_deferred([y, x]) == [x]
+    assert conv.take_deferred([x]) == []  # offered once
+    (send,) = conv.ask([x])
+    assert isinstance(send, Send) and send.data == encode_message(Want((x,)))
+    assert x in conv.wanted
