@@ -254,10 +254,11 @@ def test_unasked_records_in_a_round_are_charged_against_what_reconciliation_anno
     # A round whose initiator announces nothing (it holds nothing).
     b.act(b.conv.receive(encode_message(Reconcile(Reconciler([]).initiate())), 0.0))
     assert b.conv.state is ConversationState.ROUND_OPEN
-    junk = [POOL[0].to_bytes()] * (limits.PEER_PUSH_RECORDS_BURST + 1)
+    # One record per message: the session takes a record repeated within a message once.
+    junk = encode_message(next(iter(split_records([POOL[0].to_bytes()]))))
     with pytest.raises(QuotaExceeded):
-        for message in split_records(junk):
-            b.act(b.conv.receive(encode_message(message), 0.0))
+        for _ in range(limits.PEER_PUSH_RECORDS_BURST + 1):
+            b.act(b.conv.receive(junk, 0.0))
     assert b.conv.state is ConversationState.FAILED
 
 
