@@ -28,8 +28,9 @@ from protocol.errors import ConfigError
 from protocol.handshake import ClientHandshake, HandshakeState
 from protocol.identity import Identity
 from protocol.invite import Invite
+from protocol.record import Kind
 from tests.conftest import Net
-from tests.test_hostile_network import _sized
+from tests.test_hostile_content import sealed
 from tests.test_network_adversarial import RawPeer
 
 pytestmark = pytest.mark.timeout(180)
@@ -204,12 +205,15 @@ async def test_oversize_message_before_the_handshake_is_refused(proxied: NodePro
         assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
         await ws.close()
     assert await _rejected(proxied, "preauth_oversize") == 2
-    # After the handshake the normal bound applies: a 200 kB record arrives.
+    # After the handshake the normal bound applies: a 200 kB record (a real sealed guide:
+    # junk of that size is refused by the sealed-layout check) arrives.
     invite = await _invite(proxied)
     me = Identity.generate(nacl.utils.random)
     peer = await RawPeer.open(proxied.address)
     assert await peer.handshake(invite.capability(), me, invite.node_id.raw)
-    await peer.send(peer.session.records([_sized(me, 200_000)]))
+    large = sealed(me, invite.network_key, Kind.GUIDE, {"title": "Large", "text": "x" * 190_000})
+    assert len(large.to_bytes()) > 190_000
+    await peer.send(peer.session.records([large.to_bytes()]))
 
     async def stored() -> bool:
         return sum((await proxied.api("/v1/status"))["records"].values()) >= 1
@@ -263,6 +267,7 @@ async def test_half_open_requests_capped_and_honest_peer_and_api_served(
         await wait_until("delivery", lambda: _is(_titles(t), ["Through the flood"]))
         capped = await _rejected(t, "connection_cap")
         assert capped >= NOFILE + 44 - limits.MAX_TCP_PER_ADDRESS
+
         # The ones let in are closed once the header-read deadline passes.
         async def all_closed() -> bool:
             return all(r.at_eof() or r.exception() is not None for r in readers)
