@@ -22,15 +22,11 @@ from node.runtime import Accepted, accept_records, check_records
 from node.trust import resolve_peer
 from protocol import limits
 from protocol.bundle import open_bundle, seal_bundle
-from protocol.errors import CanopyError, RemoteProtocolError
+from protocol.errors import BundleError, RemoteProtocolError
 from protocol.identity import NodeId
 from protocol.record import Record
 
 CHUNK = 500  # records checked and stored per transaction (and per progress step)
-
-
-class BundleError(CanopyError):
-    """A bundle cannot be written, or is refused; the message names the file."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,6 @@ from protocol.contact import (
     UID_BYTES,
     UNKNOWN_DISTANCE,
     Contact,
-    ContactError,
     Filter,
     Share,
     Vouch,
@@ -49,6 +48,7 @@ from protocol.encoding import Value
 from protocol.envelope import BODY_VERSION, Body, open_record, seal, seal_record, unseal
 from protocol.errors import (
     CanopyError,
+    ContactError,
     DecodeError,
     LocalProtocolError,
     NotForUs,

@@ -43,11 +43,12 @@ from node.queries import KnowWho
 from node.revocation import apply_stored_revocations, mark_revoked, revoked_ids
 from node.trust import PendingInvite, pending_invites, redeem_invite
 from protocol import limits
-from protocol.contact import ContactError, Filter
+from protocol.contact import Filter
 from protocol.content import Alert
 from protocol.envelope import SEALED_KINDS, check_sealed_layout, open_record
 from protocol.errors import (
     CanopyError,
+    ContactError,
     DecodeError,
     HandshakeError,
     NotForUs,

@@ -23,7 +23,7 @@ from pathlib import Path
 import nacl.utils
 
 from node.local import KEY_FILE, LOCK_FILE, RUNTIME_FILE, lock_holder, lock_is_held
-from protocol.errors import CanopyError
+from protocol.errors import CanopyError, WipeIncomplete
 
 STOP_WAIT_S = 0.4  # how long a running node gets to leave by itself before SIGKILL
 KILL_WAIT_S = 2.0  # how long the kernel gets to end it after SIGKILL and drop its lock
@@ -57,10 +57,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return True
-
-
-class WipeIncomplete(CanopyError):
-    """The keys are destroyed on disk, but the running node could not be ended."""
 
 
 def _wait(condition: Callable[[], bool], seconds: float) -> bool:

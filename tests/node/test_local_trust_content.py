@@ -14,7 +14,7 @@ import pytest
 
 from node import content
 from node.content import find, parse_audience, publish_guides, readable, row_of
-from node.local import KEY_FILE, Local, NotInitialised, Peer
+from node.local import KEY_FILE, Local, Peer
 from node.trust import (
     accept_invite,
     create_invite,
@@ -26,7 +26,14 @@ from node.trust import (
 )
 from protocol import limits
 from protocol.envelope import open_record, seal_record
-from protocol.errors import CanopyError, InviteError, KeyFileError, NotForUs, StoreError
+from protocol.errors import (
+    CanopyError,
+    InviteError,
+    KeyFileError,
+    NotForUs,
+    NotInitialised,
+    StoreError,
+)
 from protocol.identity import Identity, NodeId
 from protocol.invite import Invite
 from protocol.record import Kind, Record, Scope
