@@ -60,8 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("canopy.knowwho")
 
-BUILD_SLICE = 64  # records the index build opens between two turns of the event loop (~5 ms)
-RECENT_QUERIES = 200  # received queries kept in memory for `GET /v1/queries`
 _ME = b""  # intro route: the request is ours
 
 _Reply = tuple[AnswerStatus, tuple[bytes, ...]] | None  # None: the connection closed first
@@ -135,7 +133,7 @@ class KnowWho:
             limits.QUERY_ALLOWANCE_WINDOW_MS / 1000,
         )
         self.intro_rate = RateWindow(limits.MAX_INTROS_PER_PEER_PER_MINUTE)
-        self.received: deque[dict[str, object]] = deque(maxlen=RECENT_QUERIES)
+        self.received: deque[dict[str, object]] = deque(maxlen=limits.RECENT_QUERIES)
         # Our open queries: query id -> (the connection it went out on, its answer).
         self._waiters: dict[bytes, tuple[PeerConnection, asyncio.Future[_Reply]]] = {}
         self.routes: dict[bytes, bytes] = {}  # intro request id -> peer it came from (or _ME)
@@ -158,7 +156,7 @@ class KnowWho:
 
     async def _build(self) -> None:
         started = time.monotonic()
-        index = await build_index(self.node.local, _now_ms(), yield_every=BUILD_SLICE)
+        index = await build_index(self.node.local, _now_ms(), yield_every=limits.INDEX_BUILD_SLICE)
         pending, self._pending = self._pending or [], None
         self.index = index
         for change in pending:
