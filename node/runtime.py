@@ -35,6 +35,7 @@ from node.admission import (
     is_trusted,
     parse_proxies,
 )
+from node.clock import now_ms
 from node.config import Config, parse_socks5, split_host_port
 from node.connection import PeerConnection
 from node.content import row_of
@@ -110,10 +111,6 @@ def _proxy_connector(url: str) -> tuple[aiohttp.BaseConnector, DialErrors]:
     host, port = parse_socks5(url)
     connector = ProxyConnector(proxy_type=ProxyType.SOCKS5, host=host, port=port, rdns=True)
     return connector, (ProxyError,)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)
