@@ -19,6 +19,7 @@ from pathlib import Path
 import msgpack
 import nacl.utils
 
+from node.clock import now_ms
 from node.content import row_of
 from node.local import Local
 from node.trust import trust_node
@@ -119,7 +120,7 @@ def _load_chunk(path: Path, now_ms: int) -> list[bytes] | None:
 
 def records(count: int, seed: int) -> list[bytes]:
     """The first `count` records of stream `seed`, generating missing chunks on 2 cores."""
-    now = int(time.time() * 1000)
+    now = now_ms()
     chunks = (count + CHUNK - 1) // CHUNK
     loaded: dict[int, list[bytes]] = {}
     missing: list[int] = []
@@ -201,7 +202,7 @@ async def create_dir(
 
 async def link_all(nodes: list[NodeDir], edges: list[tuple[int, int]]) -> None:
     """Mutual trust with addresses for every edge, written while the nodes are stopped."""
-    now = int(time.time() * 1000)
+    now = now_ms()
     neighbours: dict[int, list[int]] = {}
     for u, v in edges:
         neighbours.setdefault(u, []).append(v)
@@ -220,7 +221,7 @@ async def insert(path: Path, datas: list[bytes], *, local: bool) -> None:
     """Bulk-insert record bytes into a stopped (or running) node's store, 1000 per batch."""
     store_local = await Local.open(path, None)
     try:
-        now = int(time.time() * 1000)
+        now = now_ms()
         for start in range(0, len(datas), BATCH):
             rows = [row_of(Record.from_bytes(d), local=local) for d in datas[start : start + BATCH]]
             await store_local.store.put_records(rows, now)

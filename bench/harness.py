@@ -21,6 +21,7 @@ import aiohttp
 import nacl.utils
 
 from bench.data import BATCH, ROOT, NodeDir, progress
+from node.clock import now_ms
 from node.content import row_of
 from node.demo import free_port as free_port  # re-exported: the benchmarks' ports
 from node.store import Store
@@ -31,10 +32,6 @@ from protocol.record import Record
 # Every process started by the harness, so that nothing outlives a run (also on errors).
 _LIVE: dict[int, asyncio.subprocess.Process] = {}
 _NODES: set[Node] = set()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def kill_all_sync() -> None:

@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 import nacl.utils
 
 from bench.data import derive, progress
+from node.clock import now_ms
 from protocol import limits
 from protocol.contact import KINDS, Contact
 from protocol.envelope import seal_record
@@ -71,7 +72,7 @@ def _chunk(job: tuple[int, int, int, int, int, bytes]) -> list[bytes]:
 
 
 def contacts(n: int, seed: int, authors: int, net_key: bytes) -> list[bytes]:
-    base = int(time.time() * 1000) - 60 * 24 * 3600 * 1000
+    base = now_ms() - 60 * 24 * 3600 * 1000
     step = 2500
     jobs = [(seed, s, min(step, n - s), authors, base, net_key) for s in range(0, n, step)]
     started = time.monotonic()

@@ -24,6 +24,7 @@ import msgpack
 from bench.data import BATCH, create_dir, network_key, progress
 from bench.harness import Result, free_port
 from bench.query_data import LANGS, REGIONS, SPECIALTIES, contacts, pctl
+from node.clock import now_ms
 from node.content import row_of
 from node.directory import build_index, hit_row
 from node.local import Local
@@ -66,7 +67,7 @@ async def run(n_contacts: int = 100_000, queries: int = 1000) -> Result:
         d = await create_dir(root / "A", "A", free_port(), key)
         local = await Local.open(d.path, None)
         try:
-            now = int(time.time() * 1000)
+            now = now_ms()
             for start in range(0, len(datas), BATCH):
                 rows = [
                     row_of(Record.from_bytes(x), local=False) for x in datas[start : start + BATCH]

@@ -33,6 +33,7 @@ from bench.harness import (
     workspace,
 )
 from bench.query_data import REGIONS, contacts, pctl
+from node.clock import now_ms
 from node.content import row_of
 from node.directory import open_quietly
 from node.local import Local
@@ -54,7 +55,7 @@ async def run(n_nodes: int = 30, per_node: int = 20, queries: int = 100) -> Resu
         dirs = [await create_dir(root / f"n{i}", f"n{i}", free_port(), key) for i in range(n_nodes)]
         await link_all(dirs, edges)
         datas = contacts(n_nodes * per_node, SEED, 1, key)
-        now = int(time.time() * 1000)
+        now = now_ms()
         for i, d in enumerate(dirs):
             local = await Local.open(d.path, None)
             try:

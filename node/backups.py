@@ -18,7 +18,6 @@ from node.local import (
     DB_FILE,
     KEY_FILE,
     RUNTIME_FILE,
-    AlreadyRunning,
     Local,
     RunLock,
     random,
@@ -27,12 +26,8 @@ from node.local import (
 )
 from protocol import limits
 from protocol.backup import Backup, open_backup, seal_backup
-from protocol.errors import CanopyError, DecodeError
+from protocol.errors import AlreadyRunning, BackupError, CanopyError, DecodeError
 from protocol.identity import key_file_is_encrypted
-
-
-class BackupError(CanopyError):
-    """A backup cannot be written, or cannot be restored; the message names the file."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,15 +22,9 @@ from node.runtime import Accepted, accept_records, check_records
 from node.trust import resolve_peer
 from protocol import limits
 from protocol.bundle import open_bundle, seal_bundle
-from protocol.errors import CanopyError, RemoteProtocolError
+from protocol.errors import BundleError, RemoteProtocolError
 from protocol.identity import NodeId
 from protocol.record import Record
-
-CHUNK = 500  # records checked and stored per transaction (and per progress step)
-
-
-class BundleError(CanopyError):
-    """A bundle cannot be written, or is refused; the message names the file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +56,8 @@ async def export_bundle(
     ids = [rid for _, rid in items]
     datas: list[bytes] = []
     with Progress("export", len(ids), stream) as progress:
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
+        for start in range(0, len(ids), limits.BUNDLE_CHUNK):
+            chunk = ids[start : start + limits.BUNDLE_CHUNK]
             found = await local.store.records_for_peer(chunk, peer.node_id.raw, now_ms)
             datas.extend(found[rid] for rid in chunk if rid in found)
             progress.advance(len(chunk))
@@ -113,8 +107,8 @@ async def import_bundle(
         )
     result = Imported(bundle.sender, sender.label, records=len(bundle.records))
     with Progress("import", len(bundle.records), stream) as progress:
-        for start in range(0, len(bundle.records), CHUNK):
-            chunk = bundle.records[start : start + CHUNK]
+        for start in range(0, len(bundle.records), limits.BUNDLE_CHUNK):
+            chunk = bundle.records[start : start + limits.BUNDLE_CHUNK]
             good: list[Record] = []
             for outcome in check_records(chunk, now_ms, bundle.sender):
                 if isinstance(outcome, RemoteProtocolError):

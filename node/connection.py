@@ -36,13 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("canopy.connection")
 
 WebSocket = web.WebSocketResponse | ClientWebSocketResponse
-WS_CHUNK = 65536  # box-stream bytes per WebSocket message: well under proxy limits
-SERVE_BACKLOG = 8 * 1024 * 1024  # queued plaintext before we stop reading more records to send
-PUSH_DROP_BACKLOG = 64 * 1024 * 1024  # past this, pushes are dropped; the next resync repairs
-MAX_REQUESTED = 4 * limits.MAX_WANT_OUTSTANDING  # ids a peer may have asked of us, unanswered
-SERVE_CHUNK = 256  # ids looked up and sent per Records message: small, so the peer starts early
-INGEST_QUEUE = 8  # received Records messages waiting for verification and storage
-INGEST_COALESCE = 4096  # records verified, then stored, as one batch at most
 
 
 class Closed(Exception):
@@ -75,7 +68,7 @@ class PeerConnection:
         self._wake_writer = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
-        self.ingest_queue: asyncio.Queue[RecordsReceived] = asyncio.Queue(INGEST_QUEUE)
+        self.ingest_queue: asyncio.Queue[RecordsReceived] = asyncio.Queue(limits.INGEST_QUEUE)
         self.unstored = 0  # Records messages received and not yet stored
         self.serve_queue: deque[tuple[bytes, bool]] = deque()  # (id, asked by the peer)
         self.requested = 0  # of serve_queue, how many the peer asked for
@@ -137,7 +130,7 @@ class PeerConnection:
     def push(self, data: bytes, *, urgent: bool = False, count: int = 0) -> bool:
         """Queue a push of `count` records unless the peer is far behind or the push
         allowance is spent; False if dropped (the next resync repairs it)."""
-        if (self._queued > PUSH_DROP_BACKLOG and not urgent) or (
+        if (self._queued > limits.PUSH_DROP_BACKLOG and not urgent) or (
             count and not self._pushes_out.take(count, time.monotonic())
         ):
             self.pushes_dropped += 1
@@ -163,11 +156,11 @@ class PeerConnection:
                 data = self._urgent.popleft() if self._urgent else self._normal.popleft()
                 self._queued -= len(data)
                 frames = self._encoder.encode(data)
-                for start in range(0, len(frames), WS_CHUNK):
-                    chunk = frames[start : start + WS_CHUNK]
+                for start in range(0, len(frames), limits.WS_CHUNK):
+                    chunk = frames[start : start + limits.WS_CHUNK]
                     await self.ws.send_bytes(chunk)
                     self.bytes_sent += len(chunk)
-                if self._queued <= SERVE_BACKLOG:
+                if self._queued <= limits.SERVE_BACKLOG:
                     self._drained.set()
             self._drained.set()
             if self._goodbye:
@@ -306,7 +299,7 @@ class PeerConnection:
             while True:
                 first = await self.ingest_queue.get()
                 datas, ids, taken = list(first.records), list(first.ids), 1
-                while not self.ingest_queue.empty() and len(datas) < INGEST_COALESCE:
+                while not self.ingest_queue.empty() and len(datas) < limits.INGEST_COALESCE:
                     more = self.ingest_queue.get_nowait()
                     datas += more.records
                     ids += more.ids
@@ -330,10 +323,10 @@ class PeerConnection:
         await self.node.after_records(self)
 
     def request(self, ids: list[tuple[bytes, bool]], *, by_peer: bool) -> None:
-        """Queue ids to send; a peer may not have more than MAX_REQUESTED unanswered."""
+        """Queue ids to send; a peer may not have more than MAX_SERVE_REQUESTED unanswered."""
         if by_peer:
             self.requested += len(ids)
-            if self.requested > MAX_REQUESTED:
+            if self.requested > limits.MAX_SERVE_REQUESTED:
                 raise UnexpectedMessage("asked for more records than the protocol allows")
         self.serve_queue.extend(ids)
         self._wake_server.set()
@@ -345,7 +338,7 @@ class PeerConnection:
             while self.serve_queue:
                 batch = [
                     self.serve_queue.popleft()
-                    for _ in range(min(len(self.serve_queue), SERVE_CHUNK))
+                    for _ in range(min(len(self.serve_queue), limits.SERVE_CHUNK_IDS))
                 ]
                 self.requested = max(0, self.requested - len(batch))
                 self.serving = True
@@ -353,7 +346,7 @@ class PeerConnection:
                     await self.node.serve(self, batch)
                 finally:
                     self.serving = False
-                await self.drain(SERVE_BACKLOG)
+                await self.drain(limits.SERVE_BACKLOG)
             if self.outbound:  # what we sent unasked went first: the round may now end
                 await self.node.after_records(self)
 

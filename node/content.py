@@ -23,9 +23,6 @@ from protocol.identity import NodeId
 from protocol.lifecycle import Withdrawal, withdrawable
 from protocol.record import Kind, Record, Scope
 
-# Room left in a record for the envelope, slots and padding around a guide's text.
-_GUIDE_TEXT_MAX = limits.MAX_GUIDE_TEXT_BYTES
-
 
 @dataclass(frozen=True, slots=True)
 class Audience:
@@ -94,8 +91,8 @@ async def publish_guides(
             data = path.read_bytes()
         except OSError as exc:
             raise CanopyError(f"cannot read {path}: {exc.strerror}") from None
-        if len(data) > _GUIDE_TEXT_MAX:
-            raise CanopyError(f"{path} is too large ({len(data)} bytes; limit {_GUIDE_TEXT_MAX})")
+        if len(data) > (most := limits.MAX_GUIDE_TEXT_BYTES):
+            raise CanopyError(f"{path} is too large ({len(data)} bytes; limit {most})")
         try:
             texts.append((path, data.decode("utf-8")))
         except UnicodeDecodeError:

@@ -33,7 +33,6 @@ from protocol.contact import (
     UID_BYTES,
     UNKNOWN_DISTANCE,
     Contact,
-    ContactError,
     Filter,
     Share,
     Vouch,
@@ -49,6 +48,7 @@ from protocol.encoding import Value
 from protocol.envelope import BODY_VERSION, Body, open_record, seal, seal_record, unseal
 from protocol.errors import (
     CanopyError,
+    ContactError,
     DecodeError,
     LocalProtocolError,
     NotForUs,
@@ -397,7 +397,7 @@ class ContactIndex:
             )
 
         found = len(self.entries) if cands is None else len(cands)
-        if found * found * _WALK_COST_RATIO > limit * len(self.entries):
+        if found * found * limits.RANKING_WALK_COST_RATIO > limit * len(self.entries):
             top = self._walk(cands, fits, now_ms, distances, limit)
         else:
             top = self._score_all(cands, fits, now_ms, distances, limit)
@@ -500,8 +500,8 @@ class ContactIndex:
         if (
             ranking is None
             or ranking.basis != basis
-            or not ranking.at <= now_ms < ranking.at + _RANKING_REFRESH_MS
-            or len(ranking.extra) > _RANKING_MAX_EXTRA + len(self.entries) // 64
+            or not ranking.at <= now_ms < ranking.at + limits.RANKING_REFRESH_MS
+            or len(ranking.extra) > limits.RANKING_MAX_EXTRA + len(self.entries) // 64
         ):
             order = [
                 (self._bound(entry, now_ms, distances), rid) for rid, entry in self.entries.items()
@@ -559,13 +559,6 @@ _Ranked = tuple[float, bytes, tuple[Entry, int, bool, _Trust]]
 
 def _rank_key(ranked: _Ranked) -> tuple[float, bytes]:
     return (ranked[0], ranked[1])
-
-
-# A query walks the ranking when scoring its matches would cost more: walking costs about
-# limit * entries / matches steps, each ~1/_WALK_COST_RATIO of scoring one match.
-_WALK_COST_RATIO = 10
-_RANKING_REFRESH_MS = 24 * 3600 * 1000  # bounds stay valid; refreshed ones are tighter
-_RANKING_MAX_EXTRA = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -853,10 +846,6 @@ def unpack_opened(
     return None
 
 
-OPEN_CHUNK = 512  # records whose cached value was spoilt, fetched per read of the store
-WRITE_CHUNK = 8192  # cached values the build writes per transaction
-
-
 async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> ContactIndex:
     """Every stored contact and vouch we can read, in a fresh in-memory index.
 
@@ -898,8 +887,10 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
                         spoilt.append(rid)
                         continue
                     _index_item(index, item, now_ms)
-            for start in range(0, len(spoilt), OPEN_CHUNK):
-                datas = await local.store.get_records(spoilt[start : start + OPEN_CHUNK])
+            for start in range(0, len(spoilt), limits.OPENED_REPAIR_CHUNK):
+                datas = await local.store.get_records(
+                    spoilt[start : start + limits.OPENED_REPAIR_CHUNK]
+                )
                 for rid, data in datas.items():
                     item = _open_to_cache(data, kind, local.identity, network_key)
                     fresh.append((rid, pack_opened(item, room(len(data))), len(data)))
@@ -907,8 +898,8 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
     finally:
         if collecting:
             gc.enable()
-    for start in range(0, len(fresh), WRITE_CHUNK):
-        await local.store.put_opened(fresh[start : start + WRITE_CHUNK])
+    for start in range(0, len(fresh), limits.OPENED_WRITE_CHUNK):
+        await local.store.put_opened(fresh[start : start + limits.OPENED_WRITE_CHUNK])
     return index
 
 

@@ -22,7 +22,7 @@ import platformdirs
 
 from node.store import Store
 from protocol.encoding import Value
-from protocol.errors import CanopyError, KeyFileError, StoreError
+from protocol.errors import AlreadyRunning, CanopyError, KeyFileError, NotInitialised, StoreError
 from protocol.identity import (
     Identity,
     KeyMaterial,
@@ -43,10 +43,6 @@ random: Callable[[int], bytes] = nacl.utils.random
 def default_data_dir() -> Path:
     env = os.environ.get("CANOPY_DATA")
     return Path(env) if env else Path(platformdirs.user_data_dir("canopy", appauthor=False))
-
-
-class NotInitialised(CanopyError):
-    """The data directory has no identity yet."""
 
 
 @dataclass(slots=True)
@@ -248,10 +244,6 @@ class Local:
             return
         if isinstance(data, dict) and data.get("pid") == os.getpid() and data.get("token") == token:
             path.unlink(missing_ok=True)
-
-
-class AlreadyRunning(CanopyError):
-    """Another `canopy run` holds the data directory's lock."""
 
 
 class RunLock:

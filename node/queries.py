@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from node.clock import now_ms
 from node.directory import (
     INTRODUCTIONS,
     MALFORMED,
@@ -60,8 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("canopy.knowwho")
 
-BUILD_SLICE = 64  # records the index build opens between two turns of the event loop (~5 ms)
-RECENT_QUERIES = 200  # received queries kept in memory for `GET /v1/queries`
 _ME = b""  # intro route: the request is ours
 
 _Reply = tuple[AnswerStatus, tuple[bytes, ...]] | None  # None: the connection closed first
@@ -135,7 +134,7 @@ class KnowWho:
             limits.QUERY_ALLOWANCE_WINDOW_MS / 1000,
         )
         self.intro_rate = RateWindow(limits.MAX_INTROS_PER_PEER_PER_MINUTE)
-        self.received: deque[dict[str, object]] = deque(maxlen=RECENT_QUERIES)
+        self.received: deque[dict[str, object]] = deque(maxlen=limits.RECENT_QUERIES)
         # Our open queries: query id -> (the connection it went out on, its answer).
         self._waiters: dict[bytes, tuple[PeerConnection, asyncio.Future[_Reply]]] = {}
         self.routes: dict[bytes, bytes] = {}  # intro request id -> peer it came from (or _ME)
@@ -158,7 +157,7 @@ class KnowWho:
 
     async def _build(self) -> None:
         started = time.monotonic()
-        index = await build_index(self.node.local, _now_ms(), yield_every=BUILD_SLICE)
+        index = await build_index(self.node.local, now_ms(), yield_every=limits.INDEX_BUILD_SLICE)
         pending, self._pending = self._pending or [], None
         self.index = index
         for change in pending:
@@ -166,7 +165,7 @@ class KnowWho:
                 self.add(change.record, verify_body=change.verify_body)
             else:
                 self.remove(change)
-        self.index.remove(self.index.expired(_now_ms()))
+        self.index.remove(self.index.expired(now_ms()))
         self.index.set_revoked(n.raw for n in self.node.revoked)
         self.ready.set()
         log.info(
@@ -283,7 +282,7 @@ class KnowWho:
                 "query_id": query.query_id.hex(),
                 "depth": query.depth,
                 "filter": query.filter.to_value(),
-                "at": _now_ms(),
+                "at": now_ms(),
             }
         )
         if not self.ready.is_set():  # still building: say so now, don't leave it waiting
@@ -329,7 +328,7 @@ class KnowWho:
 
     async def answer_records(self, flt: Filter) -> list[bytes]:
         """What this node may reveal for `flt`: network contacts, teasers and their vouches."""
-        now = _now_ms()
+        now = now_ms()
         distances = self.index.distances(n.raw for n in self.node.peers)
         hits = self.index.search(
             flt, now, distances, limits.MAX_ANSWER_RECORDS // 2, answerable=True
@@ -382,7 +381,7 @@ class KnowWho:
         gathered.asked = len(asked)
         if asked:
             await asyncio.wait([self._waiters[q][1] for q in asked], timeout=timeout)
-        now = _now_ms()
+        now = now_ms()
         checked: dict[bytes, tuple[Record, Body] | RemoteProtocolError | None] = {}
         accepted: set[bytes] = set()
         for query_id, peer_id in asked.items():
@@ -452,7 +451,7 @@ class KnowWho:
         """For the local API: ask our peers (depth hops), merge with what we hold, rank."""
         started = time.monotonic()
         gathered = await self.ask(flt, depth, exclude=None, timeout=limits.QUERY_TIMEOUT_MS / 1000)
-        now = _now_ms()
+        now = now_ms()
         scratch = self.index.overlay(flt, now)
         local_ids = set(scratch.entries)
         for record, body in gathered.opened:  # what we hold is in the scratch index already
@@ -480,7 +479,7 @@ class KnowWho:
         }
 
     def local_query(self, flt: Filter, limit: int) -> dict[str, object]:
-        now = _now_ms()
+        now = now_ms()
         distances = self.index.distances(n.raw for n in self.node.peers)
         labels = {n.raw: p.label for n, p in self.node.peers.items()}
         hits = self.index.search(flt, now, distances, limit)
@@ -519,7 +518,7 @@ class KnowWho:
                     "note": request.note,
                     "signature": request.signature,
                     "status": "pending",
-                    "created": _now_ms(),
+                    "created": now_ms(),
                     "kind": entry.contact.kind,
                     "region": entry.contact.region,
                 }
@@ -641,7 +640,3 @@ def _bounded(records: list[bytes]) -> list[bytes]:
 def _bytes(value: Value) -> bytes:
     assert isinstance(value, bytes)
     return value
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

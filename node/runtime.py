@@ -35,6 +35,7 @@ from node.admission import (
     is_trusted,
     parse_proxies,
 )
+from node.clock import now_ms
 from node.config import Config, parse_socks5, split_host_port
 from node.connection import PeerConnection
 from node.content import row_of
@@ -43,11 +44,12 @@ from node.queries import KnowWho
 from node.revocation import apply_stored_revocations, mark_revoked, revoked_ids
 from node.trust import PendingInvite, pending_invites, redeem_invite
 from protocol import limits
-from protocol.contact import ContactError, Filter
+from protocol.contact import Filter
 from protocol.content import Alert
 from protocol.envelope import SEALED_KINDS, check_sealed_layout, open_record
 from protocol.errors import (
     CanopyError,
+    ContactError,
     DecodeError,
     HandshakeError,
     NotForUs,
@@ -97,14 +99,6 @@ def api_hosts(listen_host: str, port: int, configured: str) -> frozenset[str]:
     return frozenset(hosts)
 
 
-INITIAL_SCORE = 100
-BAN_SECONDS = 300.0
-PARALLEL_VERIFY_OVER = 16  # batches larger than this are verified on worker threads
-PURGE_EVERY_S = 5.0
-RECENT_ALERTS = 1000
-GUIDE_CHECK_CHUNK = 256  # guides opened per trip to a worker thread after they are stored
-
-
 DialErrors = tuple[type[BaseException], ...]
 
 
@@ -119,15 +113,11 @@ def _proxy_connector(url: str) -> tuple[aiohttp.BaseConnector, DialErrors]:
     return connector, (ProxyError,)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass(slots=True)
 class PeerState:
     """What the running node knows about a trusted peer beyond its stored record."""
 
-    score: int = INITIAL_SCORE
+    score: int = limits.INITIAL_SCORE
     next_attempt: float = 0.0
     delay: float = 0.0
     dialing: bool = False
@@ -159,7 +149,7 @@ class Node:
         self._pending_rejections: Counter[str] = Counter()  # not yet written to the store
         self.received = 0
         self.totals: Counter[str] = Counter()  # traffic of closed connections
-        self.alerts: deque[dict[str, object]] = deque(maxlen=RECENT_ALERTS)
+        self.alerts: deque[dict[str, object]] = deque(maxlen=limits.RECENT_ALERTS)
         self._watchers: set[asyncio.Queue[dict[str, object]]] = set()
         self._next_round: dict[NodeId, float] = {}
         self._round_opened: dict[NodeId, float] = {}  # when each peer last opened a round
@@ -904,8 +894,8 @@ class Node:
         here it is counted and its author, who signed it, pays for it."""
         loop = asyncio.get_running_loop()
         identity, network_key = self.local.identity, self.network_key
-        for start in range(0, len(guides), GUIDE_CHECK_CHUNK):
-            chunk = guides[start : start + GUIDE_CHECK_CHUNK]
+        for start in range(0, len(guides), limits.GUIDE_CHECK_CHUNK):
+            chunk = guides[start : start + limits.GUIDE_CHECK_CHUNK]
             bad = await loop.run_in_executor(None, malformed_among, chunk, identity, network_key)
             for record, error in bad:
                 await self.penalise(record.author, error, reason="content_malformed")
@@ -1050,9 +1040,9 @@ class Node:
         state.last_error = f"{reason}: {error}"
         self.warn_peer(peer_id, "sent bad input (%s); score %d", reason, state.score)
         if ban or state.score < self.config.min_score:
-            state.banned_until = time.monotonic() + BAN_SECONDS
+            state.banned_until = time.monotonic() + limits.BAN_SECONDS
             state.next_attempt = state.banned_until
-            state.score = INITIAL_SCORE // 2
+            state.score = limits.INITIAL_SCORE // 2
             conn = self.connections.get(peer_id)
             if conn is not None:
                 await conn.close(f"cut off for misbehaving ({reason})")
@@ -1088,7 +1078,7 @@ class Node:
             self._wake.clear()
             try:
                 await self._poll_once()
-                if time.monotonic() - last_purge > PURGE_EVERY_S:
+                if time.monotonic() - last_purge > limits.PURGE_EVERY_S:
                     last_purge = time.monotonic()
                     purged = await self.local.store.delete_expired(now_ms())
                     self.knowwho.expire(now_ms())
@@ -1440,7 +1430,7 @@ async def _check_parallel(
     datas: Sequence[bytes], ids: Sequence[bytes], now: int, sender: NodeId
 ) -> list[Record | RemoteProtocolError]:
     """Verify on two worker threads when the batch is large (libsodium releases the GIL)."""
-    if len(datas) <= PARALLEL_VERIFY_OVER:
+    if len(datas) <= limits.PARALLEL_VERIFY_OVER:
         return check_records(datas, now, sender, ids)
     loop = asyncio.get_running_loop()
     half = (len(datas) + 1) // 2

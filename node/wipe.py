@@ -23,10 +23,8 @@ from pathlib import Path
 import nacl.utils
 
 from node.local import KEY_FILE, LOCK_FILE, RUNTIME_FILE, lock_holder, lock_is_held
-from protocol.errors import CanopyError
-
-STOP_WAIT_S = 0.4  # how long a running node gets to leave by itself before SIGKILL
-KILL_WAIT_S = 2.0  # how long the kernel gets to end it after SIGKILL and drop its lock
+from protocol import limits
+from protocol.errors import CanopyError, WipeIncomplete
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +57,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class WipeIncomplete(CanopyError):
-    """The keys are destroyed on disk, but the running node could not be ended."""
-
-
 def _wait(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -85,7 +79,7 @@ def _ask_to_exit(path: Path, pid: int | None) -> None:
         api + "/v1/wipe", method="POST", data=b"", headers={"Authorization": f"Bearer {token}"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=STOP_WAIT_S):
+        with urllib.request.urlopen(request, timeout=limits.WIPE_STOP_WAIT_S):
             pass
     except (urllib.error.URLError, OSError, ValueError):
         pass
@@ -99,14 +93,16 @@ def _stop_node(path: Path) -> bool:
         return False
     pid = lock_holder(path)
     if pid is None:  # it took the lock this instant and is writing its pid
-        _wait(lambda: lock_holder(path) is not None or not lock_is_held(path), STOP_WAIT_S)
+        _wait(
+            lambda: lock_holder(path) is not None or not lock_is_held(path), limits.WIPE_STOP_WAIT_S
+        )
         pid = lock_holder(path)
     _ask_to_exit(path, pid)
-    released = _wait(lambda: not lock_is_held(path), STOP_WAIT_S)
+    released = _wait(lambda: not lock_is_held(path), limits.WIPE_STOP_WAIT_S)
     if not released and pid is not None and pid != os.getpid():
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)  # the keys are in its memory: it must not linger
-        released = _wait(lambda: not lock_is_held(path), KILL_WAIT_S)
+        released = _wait(lambda: not lock_is_held(path), limits.WIPE_KILL_WAIT_S)
     if not released:
         who = f"pid {pid}" if pid is not None else "its pid is unknown"
         raise WipeIncomplete(

@@ -20,15 +20,11 @@ from functools import lru_cache
 
 from protocol import limits
 from protocol.encoding import Value, as_bytes, as_int, as_list, as_map, as_str, check_keys
-from protocol.errors import CanopyError, DecodeError
+from protocol.errors import ContactError, DecodeError
 
 CONTACT_VERSION = 1
 UID_BYTES = 16
 DAY_MS = 24 * 3600 * 1000
-
-
-class ContactError(CanopyError, ValueError):
-    """A contact field a person typed is not valid; the message says which and why."""
 
 
 class Share(enum.StrEnum):

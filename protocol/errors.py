@@ -72,6 +72,10 @@ class InviteError(CanopyError, ValueError):
     """An invite code that is malformed, forged, expired or already used."""
 
 
+class ContactError(CanopyError, ValueError):
+    """A contact field a person typed is not valid; the message says which and why."""
+
+
 class KeyFileError(CanopyError):
     """The key file is missing, damaged, or the passphrase is wrong."""
 
@@ -82,3 +86,27 @@ class ConfigError(CanopyError):
 
 class StoreError(CanopyError):
     """The database cannot be read, or a migration failed."""
+
+
+# The data directory and the files a person hands the CLI (raised in node/, defined here so
+# that the whole hierarchy reads in one place).
+
+
+class NotInitialised(CanopyError):
+    """The data directory has no identity yet."""
+
+
+class AlreadyRunning(CanopyError):
+    """Another `canopy run` holds the data directory's lock."""
+
+
+class WipeIncomplete(CanopyError):
+    """The keys are destroyed on disk, but the running node could not be ended."""
+
+
+class BackupError(CanopyError):
+    """A backup cannot be written, or cannot be restored; the message names the file."""
+
+
+class BundleError(CanopyError):
+    """A bundle cannot be written, or is refused; the message names the file."""

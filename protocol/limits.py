@@ -149,3 +149,29 @@ MAX_INTRO_NOTE_BYTES = 512
 MAX_INTRO_HOPS = 2  # an introduction request is forwarded at most this far towards its broker
 MAX_INTROS_PER_PEER_PER_MINUTE = 10
 MAX_INTROS_OPEN = 64  # introduction requests one peer may have waiting for our decision
+
+# Node resources: how much one node buffers, batches and remembers (docs/spec/00-conventions.md,
+# "Node resources"). Local choices, not on the wire: changing one changes no byte a peer sees.
+WS_CHUNK = 65536  # box-stream bytes per WebSocket message: well under proxy limits
+SERVE_BACKLOG = 8 * 1024 * 1024  # queued plaintext before we stop reading more records to send
+PUSH_DROP_BACKLOG = 64 * 1024 * 1024  # past this, pushes are dropped; the next resync repairs
+INGEST_QUEUE = 8  # received Records messages waiting for verification and storage
+INGEST_COALESCE = 4096  # records verified, then stored, as one batch at most
+PARALLEL_VERIFY_OVER = 16  # batches larger than this are verified on worker threads
+GUIDE_CHECK_CHUNK = 256  # guides opened per trip to a worker thread after they are stored
+BUNDLE_CHUNK = 500  # bundle records checked and stored per transaction (and per progress step)
+INDEX_BUILD_SLICE = 64  # records the index build opens between two turns of the event loop
+OPENED_REPAIR_CHUNK = 512  # records whose cached opening was spoilt, fetched per store read
+OPENED_WRITE_CHUNK = 8192  # cached openings the index build writes per transaction
+RANKING_WALK_COST_RATIO = 10  # a query walks the ranking when scoring matches costs more
+RANKING_REFRESH_MS = 24 * 3600 * 1000  # a ranking's bounds are recomputed this often
+RANKING_MAX_EXTRA = 1024  # entries added since the ranking was built, before it is rebuilt
+RECENT_ALERTS = 1000  # alerts kept in memory for the local API
+RECENT_QUERIES = 200  # received queries kept in memory for `GET /v1/queries`
+# Peer scores and bans (docs/spec/30-sync.md, "Penalties and bans").
+INITIAL_SCORE = 100  # a peer's score on connecting; penalties subtract from it
+BAN_SECONDS = 300.0  # a peer whose score reaches 0 is refused this long
+PURGE_EVERY_S = 5.0  # expired records and queries are purged at most this often
+# `canopy wipe` ending a running node.
+WIPE_STOP_WAIT_S = 0.4  # how long a running node gets to leave by itself before SIGKILL
+WIPE_KILL_WAIT_S = 2.0  # how long the kernel gets to end it after SIGKILL and drop its lock

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from node.demo import MARKER, PASSPHRASE, NodeProcess, scan_for, wait_until
-from node.local import DB_FILE, KEY_FILE, RUNTIME_FILE, Local, NotInitialised
+from node.local import DB_FILE, KEY_FILE, RUNTIME_FILE, Local
+from protocol.errors import NotInitialised
 from protocol.identity import Identity
 from tests.conftest import Net
 from tests.test_multinode import _all, connected, link, publish, three_nodes

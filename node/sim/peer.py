@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from protocol import limits
 from protocol.conversation import (
     CheckRecords,
     Conversation,
@@ -29,9 +30,6 @@ from protocol.conversation import (
 from protocol.errors import QuotaExceeded, RemoteProtocolError
 from protocol.identity import Identity, NodeId
 from protocol.record import Record
-
-INITIAL_SCORE = 100  # as node/runtime.py
-BAN_SECONDS = 300.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -180,12 +178,12 @@ class SimNode:
         name = type(error).__name__
         key = name if not self.honest(end.peer) else f"{name} from an honest peer: {error}"
         self.stats.failures[key] = self.stats.failures.get(key, 0) + 1
-        score = self.scores.get(end.peer, INITIAL_SCORE) - error.penalty
+        score = self.scores.get(end.peer, limits.INITIAL_SCORE) - error.penalty
         self.scores[end.peer] = score
         if isinstance(error, QuotaExceeded) or score < 0:
             self.stats.bans += 1
-            self.banned_until[end.peer] = self.now() + BAN_SECONDS
-            self.scores[end.peer] = INITIAL_SCORE // 2
+            self.banned_until[end.peer] = self.now() + limits.BAN_SECONDS
+            self.scores[end.peer] = limits.INITIAL_SCORE // 2
             fatal = True
         if fatal:
             end.close(name)

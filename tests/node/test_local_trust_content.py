@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from node import content
 from node.content import find, parse_audience, publish_guides, readable, row_of
-from node.local import KEY_FILE, Local, NotInitialised, Peer
+from node.local import KEY_FILE, Local, Peer
 from node.trust import (
     accept_invite,
     create_invite,
@@ -26,7 +25,14 @@ from node.trust import (
 )
 from protocol import limits
 from protocol.envelope import open_record, seal_record
-from protocol.errors import CanopyError, InviteError, KeyFileError, NotForUs, StoreError
+from protocol.errors import (
+    CanopyError,
+    InviteError,
+    KeyFileError,
+    NotForUs,
+    NotInitialised,
+    StoreError,
+)
 from protocol.identity import Identity, NodeId
 from protocol.invite import Invite
 from protocol.record import Kind, Record, Scope
@@ -500,7 +506,7 @@ async def test_bad_file_gives_canopy_error_and_stores_nothing(
     elif bad == "latin1":
         target.write_bytes("Café rights".encode("latin-1"))
     elif bad == "oversized":
-        target.write_bytes(b"a" * (content._GUIDE_TEXT_MAX + 1))
+        target.write_bytes(b"a" * (limits.MAX_GUIDE_TEXT_BYTES + 1))
     expected = {
         "missing": "cannot read",
         "directory": "cannot read",
@@ -525,14 +531,14 @@ async def test_bad_file_gives_canopy_error_and_stores_nothing(
 
 async def test_largest_allowed_guide_fits_in_a_record(alice: Local, tmp_path: Path) -> None:
     path = tmp_path / "big.md"
-    path.write_bytes(b"x" * content._GUIDE_TEXT_MAX)
+    path.write_bytes(b"x" * limits.MAX_GUIDE_TEXT_BYTES)
     ((record, _),) = await publish_guides(
         alice, [path], title=None, lang="", topics=[], region="", to="network", now_ms=NOW
     )
     assert len(record.to_bytes()) <= limits.MAX_RECORD_BYTES
     assert Record.from_bytes(record.to_bytes()) == record
     text = open_record(record, alice.identity, None).content["text"]
-    assert isinstance(text, str) and len(text) == content._GUIDE_TEXT_MAX
+    assert isinstance(text, str) and len(text) == limits.MAX_GUIDE_TEXT_BYTES
 
 
 # -- reading: readable() and find() -------------------------------------------------------------

@@ -16,7 +16,6 @@ from protocol.contact import (
     DAY_MS,
     UNKNOWN_DISTANCE,
     Contact,
-    ContactError,
     Filter,
     Share,
     Vouch,
@@ -30,6 +29,7 @@ from protocol.contact import (
     trust_distances,
 )
 from protocol.errors import (
+    ContactError,
     DecodeError,
     LocalProtocolError,
     UnexpectedMessage,
