@@ -82,3 +82,7 @@ class ConfigError(CanopyError):
 
 class StoreError(CanopyError):
     """The database cannot be read, or a migration failed."""
+
+
+class UsageError(CanopyError):
+    """A command line the CLI cannot run: a bad flag or value (exit code 2)."""
