@@ -10,6 +10,7 @@ from .output import duration, print_json, table, when
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
+    from node.peer_rows import status_rows, stored_peer_rows
     from node.revocation import revoked_ids
 
     async with opened(args) as local:
@@ -18,23 +19,12 @@ async def cmd_status(args: argparse.Namespace) -> int:
         peers = await local.peers()
         name = await local.name()
         revoked = await revoked_ids(local)
-    live = api.call(local.path, "GET", "/v1/status")
-    live_peers = api.call(local.path, "GET", "/v1/peers") if live else None
-    live_rows = {row["id"]: row for row in live_peers["peers"]} if live_peers else {}
-    now = now_ms()
-    peer_list = []
-    for node_id, peer in sorted(peers.items(), key=lambda kv: kv[1].label):
-        row = live_rows.get(str(node_id), {})
-        last_sync = row.get("last_sync", peer.last_sync)
-        peer_list.append(
-            {
-                "id": str(node_id),
-                "short": node_id.short,
-                "name": peer.name,
-                "state": row.get("state", "offline" if live else "node not running"),
-                "last_sync": last_sync,
-                "sync_age_s": round((now - last_sync) / 1000, 1) if last_sync else None,
-            }
+        live = api.call(local.path, "GET", "/v1/status")
+        # The running node's peer rows, else the store's: built in node/, printed here.
+        peer_list = (
+            live["peer_list"]
+            if live
+            else status_rows(await stored_peer_rows(local), now_ms(), running=False)
         )
     # Rejections: what the store has counted (all time), plus what the running node has
     # counted since it last wrote them; the live figures are the node's since it started.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import api
 from .common import hours, now_ms, opened
@@ -68,35 +69,13 @@ async def cmd_distrust(args: argparse.Namespace) -> int:
 async def cmd_peers(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from node.revocation import revoked_ids
+    from node.peer_rows import stored_peer_rows
     from protocol.names import name_key
 
+    # The running node's rows (stored peers with what it knows live), else the store's.
     async with opened(args) as local:
-        peers = await local.peers()
-        revoked = await revoked_ids(local)
-    live = api.call(local.path, "GET", "/v1/peers")
-    live_rows = {row["id"]: row for row in live["peers"]} if live else {}
-    rows = []
-    for node_id, peer in sorted(peers.items(), key=lambda kv: kv[1].label):
-        row = live_rows.get(str(node_id), {})
-        rows.append(
-            {
-                "id": str(node_id),
-                "name": peer.name,
-                "safety_code": node_id.safety_code(),
-                "addresses": peer.addresses,
-                "state": "revoked"
-                if node_id in revoked
-                else row.get("state", "node not running" if live is None else "offline"),
-                "revoked": node_id in revoked,
-                "banned_for_s": row.get("banned_for_s", 0.0),
-                "last_sync": row.get("last_sync", peer.last_sync),
-                "score": row.get("score"),
-                "last_error": row.get("last_error", "")
-                or ("key revoked (compromised)" if node_id in revoked else ""),
-                "invite_pending": peer.invite_capability is not None,
-            }
-        )
+        live = api.call(local.path, "GET", "/v1/peers")
+        rows: list[dict[str, Any]] = live["peers"] if live else await stored_peer_rows(local)
     if args.json:
         print_json({"peers": rows})
         return 0
