@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import api
+from node import local_api as api
+
 from .common import now_ms, opened
 
 

@@ -54,10 +54,9 @@ def passphrase(args: argparse.Namespace, *, confirm: bool = False) -> bytes:
 async def opened(args: argparse.Namespace, *, notify: bool = False) -> AsyncIterator[Local]:
     """The data directory opened (asking for the passphrase when the key has one), closed on
     leaving; with `notify`, a running node is told of the change once the block succeeded."""
+    from node import local_api as api
     from node.local import Local
     from node.revocation import apply_stored_revocations
-
-    from . import api
 
     path = data_dir(args)
     if not Local.is_initialised(path):

@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from node import local_api as api
 from protocol.errors import CanopyError, UsageError
 
-from . import api
 from .common import data_dir, now_ms, opened
 from .output import print_json, table, when
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from node import local_api as api
 from protocol.errors import CanopyError, UsageError
 
-from . import api
 from .common import data_dir, now_ms, opened, passphrase
 from .output import print_json, when
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from . import api
+from node import local_api as api
+
 from .common import now_ms, opened
 from .output import duration, print_json, table, when
 

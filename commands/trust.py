@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import api
+from node import local_api as api
+
 from .common import hours, now_ms, opened
 from .output import print_json, table, when
 

@@ -1,4 +1,5 @@
-"""The one client of a running node's local API (node.json gives its address and token).
+"""The one client of a running node's local API (node.json gives its address and token),
+for the CLI's commands and for `wipe`.
 
 `call` answers None when no node answers on this data directory, so a command can do the
 work itself; a node that refuses the request (HTTP 400) raises `NodeRefused` with its reason.
