@@ -12,14 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@# An editable install leaves our own modules uncompiled, and with PYTHONDONTWRITEBYTECODE
 	@# set every node process would compile them again at start (~70 ms each).
-	$(BIN)/python -m compileall -q protocol node cli.py
+	$(BIN)/python -m compileall -q protocol node commands cli.py
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/canopy demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check protocol node cli.py tests $(wildcard bench fuzz)
+	$(BIN)/ruff check protocol node commands cli.py tests $(wildcard bench fuzz)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict protocol
@@ -38,7 +38,7 @@ $(BENCH): $(STAMP) pyproject.toml
 
 .PHONY: bench
 bench: $(BENCH)
-	$(BIN)/python -m compileall -q protocol node cli.py  # nodes start as installed ones do
+	$(BIN)/python -m compileall -q protocol node commands cli.py  # nodes start as installed ones do
 	$(BIN)/python -m bench
 
 FUZZ_SECONDS ?= 60

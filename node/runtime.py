@@ -1276,29 +1276,26 @@ class Node:
             headers={"Cache-Control": "no-store"},
         )
 
-    def peer_rows(self) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = []
-        for node_id, peer in sorted(self.peers.items(), key=lambda kv: kv[1].label):
+    async def peer_rows(self) -> list[dict[str, object]]:
+        """The rows `canopy peers` prints: every stored peer (also one trusted since the last
+        poll), with what this node knows of it live."""
+        from node.peer_rows import LivePeer, peer_rows
+
+        live: dict[NodeId, LivePeer] = {}
+        for node_id, peer in self.peers.items():
             state = self.state.get(node_id, PeerState())
             conn = self.connections.get(node_id)
-            rows.append(
-                {
-                    "id": str(node_id),
-                    "name": peer.name,
-                    "addresses": peer.addresses,
-                    "state": "revoked"
-                    if node_id in self.revoked
-                    else ("connected" if conn else ("dialing" if state.dialing else "offline")),
-                    "revoked": node_id in self.revoked,
-                    "banned_for_s": max(0.0, round(state.banned_until - time.monotonic(), 1)),
-                    "direction": ("out" if conn.outbound else "in") if conn else None,
-                    "last_sync": peer.last_sync,
-                    "score": state.score,
-                    "last_error": state.last_error,
-                    "queued_bytes": conn.queued if conn else 0,
-                }
+            live[node_id] = LivePeer(
+                state="connected" if conn else ("dialing" if state.dialing else "offline"),
+                score=state.score,
+                banned_for_s=max(0.0, round(state.banned_until - time.monotonic(), 1)),
+                last_error=state.last_error,
+                last_sync=peer.last_sync,
+                direction=("out" if conn.outbound else "in") if conn else None,
+                queued_bytes=conn.queued if conn else 0,
             )
-        return rows
+        revoked = set(self.revoked) | set(await revoked_ids(self.local))
+        return peer_rows(await self.local.peers(), revoked, live)
 
     def traffic(self) -> dict[str, int]:
         out = Counter(self.totals)
@@ -1358,7 +1355,7 @@ class Node:
         )
 
     async def _api_peers(self, request: web.Request) -> web.Response:
-        return web.json_response({"peers": self.peer_rows()})
+        return web.json_response({"peers": await self.peer_rows()})
 
     async def _api_alerts(self, request: web.Request) -> web.Response:
         return web.json_response({"alerts": list(self.alerts)})
@@ -1386,6 +1383,8 @@ class Node:
         return response
 
     async def _api_status(self, request: web.Request) -> web.Response:
+        from node.peer_rows import status_rows
+
         return web.json_response(
             {
                 "id": str(self.node_id),
@@ -1402,6 +1401,7 @@ class Node:
                 "inflight": len(self.inflight),
                 "revoked": sorted(str(n) for n in self.revoked),
                 "sync_lag_s": self.sync_lag_s(),
+                "peer_list": status_rows(await self.peer_rows(), now_ms(), running=True),
                 "knowwho": {
                     "ready": self.knowwho.ready.is_set(),
                     "contacts": len(self.knowwho.index.entries),

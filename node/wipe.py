@@ -14,8 +14,6 @@ import json
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,19 +68,15 @@ def _ask_to_exit(path: Path, pid: int | None) -> None:
     """POST /v1/wipe to the node that node.json names (when it is the lock holder)."""
     try:
         runtime = json.loads((path / RUNTIME_FILE).read_text())
-        api, token, written_by = str(runtime["api"]), str(runtime["token"]), int(runtime["pid"])
+        written_by = int(runtime["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return
     if written_by == os.getpid() or (pid is not None and written_by != pid):
         return
-    request = urllib.request.Request(
-        api + "/v1/wipe", method="POST", data=b"", headers={"Authorization": f"Bearer {token}"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=limits.WIPE_STOP_WAIT_S):
-            pass
-    except (urllib.error.URLError, OSError, ValueError):
-        pass
+    from node.local_api import call
+
+    with contextlib.suppress(CanopyError):  # it is ended all the same, by SIGKILL
+        call(path, "POST", "/v1/wipe", timeout=limits.WIPE_STOP_WAIT_S)
 
 
 def _stop_node(path: Path) -> bool:

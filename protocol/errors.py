@@ -110,3 +110,19 @@ class BackupError(CanopyError):
 
 class BundleError(CanopyError):
     """A bundle cannot be written, or is refused; the message names the file."""
+
+
+class NodeNotRunning(CanopyError):
+    """No node runs on this data directory, and the command needs one."""
+
+
+class NodeRefused(CanopyError):
+    """The running node refused the request; the message is its reason."""
+
+
+class NodeLost(CanopyError):
+    """The connection to the running node broke mid-answer."""
+
+
+class UsageError(CanopyError):
+    """A command line the CLI cannot run: a bad flag or value (exit code 2)."""

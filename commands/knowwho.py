@@ -1,0 +1,208 @@
+"""`contact add`, `query`, `vouch`, `review`, `introduce`, `introductions`: know-who."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from node import local_api as api
+from protocol.errors import CanopyError, UsageError
+
+from .common import data_dir, now_ms, opened
+from .output import print_json, table, when
+
+
+async def cmd_contact_add(args: argparse.Namespace) -> int:
+    from node.directory import add_contact
+
+    async with opened(args, notify=True) as local:
+        added = await add_contact(
+            local,
+            kind=args.kind,
+            name=args.name,
+            region=args.region,
+            langs=list(args.lang or []),
+            channels=list(args.channel or []),
+            specialties=list(args.specialty or []),
+            notes=args.notes or "",
+            share=args.share,
+            to=args.to,
+            review_days=args.review_days,
+            now_ms=now_ms(),
+        )
+    what = {
+        "peers": "readable by your peers only, never passed on",
+        "network": "readable by the whole network",
+        "on-request": "others see that it exists; details only by introduction",
+        "private": "never leaves this node",
+    }[added.share.value]
+    print(f"{added.record.id.hex()}  {args.kind} contact, share {added.share.value} ({what})")
+    if added.details is not None:
+        print(
+            f"(details kept here as {added.details.id.hex()[:12]}; the id above is what others see)"
+        )
+    return 0
+
+
+def _stars(row: dict[str, Any]) -> str:
+    vouchers = row.get("vouchers", [])
+    names = ", ".join(
+        f"{v['label']}" + (f" (d{v['distance']})" if v.get("distance") is not None else "")
+        for v in vouchers
+    )
+    return names
+
+
+def _print_hits(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no contacts match")
+        return
+    for row in rows:
+        mark = " [STALE: due for re-verification]" if row["stale"] else ""
+        if row.get("unverified"):
+            mark += " [UNVERIFIED: every voucher's key was revoked]"
+        langs = ",".join(row["langs"]) or "-"
+        if row["teaser"]:
+            title = f"(on request) {row['kind']} in {row['region']}, {langs}"
+        else:
+            title = f"{row['name']} — {row['kind']} in {row['region']}, {langs}"
+        via = f"  via {row['via']}" if "via" in row else ""
+        print(f"{row['id'][:12]}  {title}{mark}")
+        if row.get("specialties"):
+            print(f"    specialties: {', '.join(row['specialties'])}")
+        for channel in row.get("channels", []):
+            print(f"    {channel}")
+        if row["teaser"]:
+            print(f"    ask for an introduction: canopy introduce {row['id'][:12]}")
+        print(
+            f"    vouched by: {_stars(row)}; trust distance {row['distance']};"
+            f" score {row['score']}{via}"
+        )
+
+
+async def cmd_query(args: argparse.Namespace) -> int:
+    from node.directory import local_query
+    from protocol import limits
+    from protocol.contact import Filter
+
+    flt = Filter.build(
+        " ".join(args.text or []), args.kind or "", args.region or "", args.lang or ""
+    )
+    if not 1 <= args.limit <= limits.MAX_LOCAL_RESULTS:
+        raise UsageError(f"--limit must be between 1 and {limits.MAX_LOCAL_RESULTS}")
+    if not 1 <= args.depth <= limits.MAX_QUERY_DEPTH:
+        raise UsageError(f"--depth must be between 1 and {limits.MAX_QUERY_DEPTH}")
+    path = data_dir(args)
+    body = {
+        "text": flt.text,
+        "kind": flt.kind,
+        "region": flt.region,
+        "lang": flt.lang,
+        "limit": args.limit,
+        "depth": args.depth,
+        "network": bool(args.network),
+    }
+    async with opened(args) as local:  # checks the passphrase even when the node answers
+        timeout = limits.QUERY_TIMEOUT_MS / 1000 + 10
+        result = api.call(local.path, "POST", "/v1/query", body, timeout=timeout)
+        if result is None:
+            if args.network:
+                raise CanopyError(
+                    f"--network needs the node running on {path}: start it with canopy run"
+                )
+            result = {"results": await local_query(local, flt, now_ms(), args.limit)}
+    if args.json:
+        print_json(result)
+        return 0
+    _print_hits(result["results"])
+    if args.network:
+        print(
+            f"({result['asked']} peers asked, {result['answered']} answered"
+            f" in {result['elapsed_ms']} ms)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def cmd_vouch(args: argparse.Namespace) -> int:
+    from node.directory import vouch
+
+    async with opened(args, notify=True) as local:
+        record, what = await vouch(local, args.target, now_ms())
+    print(f"{record.id.hex()}  you vouch for {what} (withdraw it with: canopy withdraw ID)")
+    return 0
+
+
+async def cmd_review(args: argparse.Namespace) -> int:
+    from node.directory import review
+
+    async with opened(args) as local:
+        rows = await review(local, now_ms())
+    if args.json:
+        print_json({"due": rows})
+        return 0
+    if not rows:
+        print("no contacts are due for re-verification")
+        return 0
+    table(
+        [
+            [r["id"][:12], r["state"], when(r["due"]), r["kind"], r["region"], r["name"] or "-"]
+            for r in rows
+        ],
+        ["ID", "STATE", "DUE", "KIND", "REGION", "NAME"],
+    )
+    print("re-verify a contact, then renew it with: canopy vouch ID", file=sys.stderr)
+    return 0
+
+
+async def cmd_introduce(args: argparse.Namespace) -> int:
+    from node.directory import request_introduction
+
+    async with opened(args, notify=True) as local:
+        row = await request_introduction(local, args.id, args.note or "", now_ms())
+    request_id = row["request_id"]
+    assert isinstance(request_id, bytes)
+    print(
+        f"introduction requested ({request_id.hex()[:12]}); it goes out while the node runs."
+        " Follow it with: canopy introductions"
+    )
+    return 0
+
+
+async def cmd_introductions(args: argparse.Namespace) -> int:
+    from node.directory import decide, introductions
+
+    if args.approve and args.decline:
+        raise UsageError("--approve and --decline exclude each other")
+    async with opened(args, notify=bool(args.approve or args.decline)) as local:
+        if args.approve or args.decline:
+            row = await decide(local, args.approve or args.decline, bool(args.approve), now_ms())
+            decided = str(row["status"])
+        else:
+            decided = ""
+        rows = await introductions(local)
+    if decided:
+        print(f"{decided}: {(args.approve or args.decline)}")
+        return 0
+    if args.json:
+        print_json({"introductions": rows})
+        return 0
+    if not rows:
+        print("no introduction requests")
+        return 0
+    table(
+        [
+            [
+                r["id"][:12],
+                r["direction"],
+                r["status"],
+                f"{r['kind']} {r['region']}",
+                (r["asker"] if r["direction"] == "incoming" else r["introducer"])[:16],
+                str(r["note"])[:40],
+            ]
+            for r in rows
+        ],
+        ["ID", "DIRECTION", "STATUS", "CONTACT", "WHO", "NOTE"],
+    )
+    return 0
