@@ -2,7 +2,7 @@
 
 Owns choosing what a peer may receive in a bundle (the same rule and SQL as sync) and
 putting a bundle's records through exactly the checks and accept path of network sync
-(`runtime.check_records`, then `runtime.accept_records`, or the running node's
+(`ingest.check_records`, then `ingest.accept_records`, or the running node's
 `Node.accept` when a node runs on the directory). Nothing from a bundle is stored
 unless the whole bundle opened and verified. Bundles are encrypted; no temp file holds
 anything readable.
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from node.ingest import Accepted, accept_records, check_records
 from node.local import Local, random, write_private
 from node.progress import Progress
-from node.runtime import Accepted, accept_records, check_records
 from node.trust import resolve_peer
 from protocol import limits
 from protocol.bundle import open_bundle, seal_bundle

@@ -17,9 +17,9 @@ import pytest
 from node.bundles import import_bundle
 from node.content import row_of
 from node.demo import PASSPHRASE, NodeProcess, wait_until
+from node.ingest import accept_records
 from node.local import Local, Peer
 from node.revocation import own_certificate, revoked_ids
-from node.runtime import accept_records
 from protocol.bundle import seal_bundle
 from protocol.identity import Identity, NodeId
 from protocol.lifecycle import Withdrawal
