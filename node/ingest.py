@@ -30,12 +30,14 @@ log = logging.getLogger("canopy.node")
 
 
 def malformed_among(
-    records: Sequence[Record], identity: Identity, network_key: bytes
+    datas: Sequence[bytes], identity: Identity, network_key: bytes
 ) -> list[tuple[Record, RemoteProtocolError]]:
-    """The records this node can open whose body or content is malformed (pure; may run in
-    a worker thread). Records sealed to others are not ours to judge."""
+    """Of stored records (checked on ingest), those this node can open whose body or
+    content is malformed (pure; may run in a worker thread). Records sealed to others are
+    not ours to judge."""
     out: list[tuple[Record, RemoteProtocolError]] = []
-    for record in records:
+    for data in datas:
+        record = Record.from_bytes(data)
         try:
             open_record(record, identity, network_key)
         except NotForUs:

@@ -174,6 +174,8 @@ class Node:
         self.api_token = secrets.token_urlsafe(32)
         self._api_hosts: frozenset[str] = frozenset()  # set once the API is bound
         self.knowwho = KnowWho(self)
+        self._unchecked_guides: deque[bytes] = deque()  # stored, not yet opened once
+        self._checking_guides = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -884,24 +886,43 @@ class Node:
             ):  # opened, but malformed: its author pays, as for alerts
                 error = DecodeError("content breaks its kind's schema")
                 await self.penalise(record.author, error, reason="content_malformed")
-        guides = [r for r in fresh if r.kind is Kind.GUIDE and r.author != self.node_id]
+        guides = [r.id for r in fresh if r.kind is Kind.GUIDE and r.author != self.node_id]
         if guides:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._check_guides(guides)))
+            self._unchecked_guides.extend(guides)
+            if not self._checking_guides:
+                self._checking_guides = True
+                self._tasks.append(asyncio.get_running_loop().create_task(self._check_guides()))
         if fresh:
             self.push(fresh, exclude=source.peer_id if source else None)
         return accepted
 
-    async def _check_guides(self, guides: list[Record]) -> None:
-        """Open the guides this node can read once, as they arrive, off the event loop: one
-        that breaks the guide schema is never shown by any reader (open_record refuses it);
-        here it is counted and its author, who signed it, pays for it."""
+    async def _check_guides(self) -> None:
+        """Open the guides this node can read once, after they are stored: one that breaks the
+        guide schema is never shown by any reader (open_record refuses it); here it is
+        counted and its author, who signed it, pays for it. Never urgent, so it waits while
+        records are being ingested rather than take the cores from them; it keeps ids, not
+        records, so a large sync does not hold them in memory meanwhile."""
         loop = asyncio.get_running_loop()
-        identity, network_key = self.local.identity, self.network_key
-        for start in range(0, len(guides), limits.GUIDE_CHECK_CHUNK):
-            chunk = guides[start : start + limits.GUIDE_CHECK_CHUNK]
-            bad = await loop.run_in_executor(None, malformed_among, chunk, identity, network_key)
-            for record, error in bad:
-                await self.penalise(record.author, error, reason="content_malformed")
+        try:
+            while self._unchecked_guides:
+                if self._ingesting():
+                    await asyncio.sleep(limits.GUIDE_CHECK_IDLE_S)
+                    continue
+                n = min(len(self._unchecked_guides), limits.GUIDE_CHECK_CHUNK)
+                ids = [self._unchecked_guides.popleft() for _ in range(n)]
+                datas = list((await self.local.store.get_records(ids)).values())
+                identity, network_key = self.local.identity, self.network_key
+                bad = await loop.run_in_executor(
+                    None, malformed_among, datas, identity, network_key
+                )
+                for record, error in bad:
+                    await self.penalise(record.author, error, reason="content_malformed")
+        finally:
+            self._checking_guides = False
+
+    def _ingesting(self) -> bool:
+        """Whether some connection has records received and not yet stored."""
+        return any(c.unstored or not c.ingest_queue.empty() for c in self.connections.values())
 
     async def _within_storage_caps(
         self, records: Sequence[Record], source: PeerConnection

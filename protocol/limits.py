@@ -159,6 +159,7 @@ INGEST_QUEUE = 8  # received Records messages waiting for verification and stora
 INGEST_COALESCE = 4096  # records verified, then stored, as one batch at most
 PARALLEL_VERIFY_OVER = 16  # batches larger than this are verified on worker threads
 GUIDE_CHECK_CHUNK = 256  # guides opened per trip to a worker thread after they are stored
+GUIDE_CHECK_IDLE_S = 0.5  # while records are being ingested, guide checks wait this long
 BUNDLE_CHUNK = 500  # bundle records checked and stored per transaction (and per progress step)
 INDEX_BUILD_SLICE = 64  # records the index build opens between two turns of the event loop
 OPENED_REPAIR_CHUNK = 512  # records whose cached opening was spoilt, fetched per store read
