@@ -19,12 +19,12 @@ from node.content import row_of
 from node.local import Local
 from node.revocation import mark_revoked, revoked_ids
 from protocol import limits
-from protocol.envelope import SEALED_KINDS, check_sealed_layout, open_record
-from protocol.errors import NotForUs, RecordRejected, RemoteProtocolError
+from protocol.conversation import check_record
+from protocol.envelope import open_record
+from protocol.errors import NotForUs, RemoteProtocolError
 from protocol.identity import Identity, NodeId
 from protocol.lifecycle import Withdrawal, withdrawable
-from protocol.record import Kind, Record, Scope
-from protocol.revocation import check_revocation
+from protocol.record import Kind, Record
 
 log = logging.getLogger("canopy.node")
 
@@ -65,25 +65,13 @@ async def check_parallel(
 def check_records(
     datas: Sequence[bytes], now: int, sender: NodeId, ids: Sequence[bytes] = ()
 ) -> list[Record | RemoteProtocolError]:
-    """Decode, verify and time-check each record (pure; may run in a worker thread).
-    `ids`, when given, are the record_id of each of `datas`."""
+    """Decode, verify and time-check each record by the protocol's one rule
+    (`protocol.conversation.check_record`); pure, may run in a worker thread. `ids`, when
+    given, are the record_id of each of `datas`."""
     out: list[Record | RemoteProtocolError] = []
     for i, data in enumerate(datas):
         try:
-            record = Record.from_bytes(data, known_id=ids[i] if ids else None)
-            record.verify()
-            record.check_time(now)
-            if record.scope is Scope.PRIVATE:
-                raise RecordRejected("a private record never leaves its node")
-            if record.scope is Scope.PEERS and record.author != sender:
-                raise RecordRejected("a peers-scoped record may only come from its author")
-            if record.kind is Kind.TOMBSTONE:
-                Withdrawal.from_payload(record.payload)
-            elif record.kind is Kind.REVOCATION:
-                check_revocation(record)
-            elif record.kind in SEALED_KINDS:
-                check_sealed_layout(record.payload)  # what a relay can check without keys
-            out.append(record)
+            out.append(check_record(data, ids[i] if ids else None, now, sender))
         except RemoteProtocolError as exc:
             out.append(exc)
     return out

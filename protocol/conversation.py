@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from protocol import limits
+from protocol.envelope import SEALED_KINDS, check_sealed_layout
 from protocol.errors import (
     LocalProtocolError,
     QuotaExceeded,
@@ -237,6 +238,8 @@ def check_record(data: bytes, rid: bytes | None, now_ms: int, sender: NodeId) ->
         Withdrawal.from_payload(record.payload)
     elif record.kind is Kind.REVOCATION:
         check_revocation(record)
+    elif record.kind in SEALED_KINDS:
+        check_sealed_layout(record.payload)  # what a relay can check without keys
     return record
 
 

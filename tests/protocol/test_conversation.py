@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import nacl.utils
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,6 +27,8 @@ from protocol.conversation import (
     check_record,
     may_receive,
 )
+from protocol.encoding import Value
+from protocol.envelope import seal_record
 from protocol.errors import (
     LocalProtocolError,
     QuotaExceeded,
@@ -49,18 +52,29 @@ from protocol.record import Kind, Record, Scope
 NOW_MS = 1_800_000_000_000
 HELLO = encode_message(Hello(1, "A", ()))
 A, B, C = (Identity(hashlib.sha256(n).digest()) for n in (b"conv-a", b"conv-b", b"conv-c"))
+_NETWORK_KEY = hashlib.sha256(b"conv-network").digest()
 
 
 def _record(author: Identity, n: int, scope: Scope) -> Record:
+    """A real sealed record (the conversation refuses a sealed kind without the layout)."""
     kind = Kind.ALERT if n % 7 == 0 else Kind.GUIDE
     created = NOW_MS - 10_000 + n * 13 % 5000
-    return Record.create(
+    content: dict[str, Value] = (
+        {"text": f"alert {n}", "urgency": "high"}
+        if kind is Kind.ALERT
+        else {"title": f"guide {n}", "text": "x" * (4 * (1 + n % 5))}
+    )
+    peers = [i.node_id for i in (A, B, C) if i is not author]
+    return seal_record(
         author,
         kind,
+        content,
         created=created,
         expires=created + 86_400_000,
         scope=scope,
-        payload=n.to_bytes(4, "big") * (1 + n % 5),
+        recipients=peers if scope is Scope.PEERS else [],
+        network_key=None if scope is Scope.PEERS else _NETWORK_KEY,
+        random=nacl.utils.random,
     )
 
 
