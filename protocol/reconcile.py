@@ -4,18 +4,9 @@ Owns one side of one reconciliation: the range codec, the fingerprints and the s
 rules (after Negentropy v1). Traffic grows with the difference between the two sets, not
 their size. It never fetches records or talks to a store: it only learns which ids differ.
 
-States and transitions (anything else -> FAILED, raising the error shown):
-
-    state        input                      -> state        output
-    IDLE         initiate()                 -> AWAIT_REPLY  first message
-    IDLE         reconcile(msg)             -> RESPONDING   reply  (we are the responder)
-                                            or DONE         reply without Fingerprint ranges
-    RESPONDING   reconcile(msg)             -> RESPONDING / DONE, as above
-    AWAIT_REPLY  reconcile(msg)             -> AWAIT_REPLY  next message
-                                            or DONE         None (have/need are complete)
-    DONE         reconcile(msg)             -> FAILED       UnexpectedMessage
-    any          bad bytes                  -> FAILED       DecodeError / UnexpectedMessage
-    FAILED       anything                   -> FAILED       LocalProtocolError
+States and transitions are the table `_TRANSITIONS` below; any error from any state goes
+to FAILED, and anything the table does not list raises UnexpectedMessage (a peer's fault)
+or LocalProtocolError (our misuse).
 """
 
 from __future__ import annotations
@@ -64,11 +55,47 @@ assert (
 
 
 class ReconcileState(enum.Enum):
+    """Where one side of a reconciliation stands. See the transition table `_TRANSITIONS`."""
+
     IDLE = "idle"
     AWAIT_REPLY = "await-reply"
     RESPONDING = "responding"
     DONE = "done"
     FAILED = "failed"
+
+
+class _Input(enum.Enum):
+    INITIATE = "initiate()"
+    # reconcile(msg), named by what processing the message left us with:
+    ANSWER_OPEN = "answered, Fingerprint ranges left open"  # responder
+    ANSWER_FINAL = "answered, no Fingerprint range"  # responder: the initiator is done
+    CONTINUE = "next message"  # initiator: mismatching ranges remain
+    COMPLETE = "nothing left to send"  # initiator: have/need are complete
+
+
+# The one transition table. An error while processing goes to FAILED from any state;
+# anything not listed is refused and leaves the state FAILED too (a message after DONE is
+# the peer's fault: UnexpectedMessage; initiate() twice is ours: LocalProtocolError).
+#
+#   state        input          output                 next
+#   IDLE         INITIATE       first message          AWAIT_REPLY  (we are the initiator)
+#   IDLE         ANSWER_OPEN    reply                  RESPONDING   (we are the responder)
+#   IDLE         ANSWER_FINAL   reply                  DONE
+#   RESPONDING   ANSWER_OPEN    reply                  RESPONDING
+#   RESPONDING   ANSWER_FINAL   reply                  DONE
+#   AWAIT_REPLY  CONTINUE       next message           AWAIT_REPLY
+#   AWAIT_REPLY  COMPLETE       None                   DONE
+_TRANSITIONS: dict[tuple[ReconcileState, _Input], ReconcileState] = {
+    (ReconcileState.IDLE, _Input.INITIATE): ReconcileState.AWAIT_REPLY,
+    (ReconcileState.IDLE, _Input.ANSWER_OPEN): ReconcileState.RESPONDING,
+    (ReconcileState.IDLE, _Input.ANSWER_FINAL): ReconcileState.DONE,
+    (ReconcileState.RESPONDING, _Input.ANSWER_OPEN): ReconcileState.RESPONDING,
+    (ReconcileState.RESPONDING, _Input.ANSWER_FINAL): ReconcileState.DONE,
+    (ReconcileState.AWAIT_REPLY, _Input.CONTINUE): ReconcileState.AWAIT_REPLY,
+    (ReconcileState.AWAIT_REPLY, _Input.COMPLETE): ReconcileState.DONE,
+}
+# The states in which reconcile(msg) reads a message at all.
+_READS = frozenset(state for state, event in _TRANSITIONS if event is not _Input.INITIATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +422,7 @@ class Reconciler:
 
     def initiate(self) -> bytes:
         """The initiator's first message: one Fingerprint (or, for a small set, one IdList)."""
-        if self._state is not ReconcileState.IDLE:
+        if (self._state, _Input.INITIATE) not in _TRANSITIONS:
             raise LocalProtocolError("initiate() is only allowed once, before reconcile()")
         self._initiator = True
         writer = _Writer()
@@ -404,7 +431,7 @@ class Reconciler:
             writer.idlist(INFINITY, self._ids)
         else:
             writer.fingerprint(INFINITY, self._fingerprint(0, n))
-        self._state = ReconcileState.AWAIT_REPLY
+        self._move(_Input.INITIATE)
         self._rounds += 1
         return writer.message()
 
@@ -416,7 +443,7 @@ class Reconciler:
         if not isinstance(message, bytes | bytearray | memoryview):
             raise LocalProtocolError("reconcile() takes bytes")
         try:
-            if state is ReconcileState.DONE:
+            if state not in _READS:
                 raise UnexpectedMessage("reconciliation message after the end")
             ranges = decode_message(bytes(message), max_bytes=self._max)
             if not self._initiator and not ranges:
@@ -426,16 +453,22 @@ class Reconciler:
             self._state = ReconcileState.FAILED
             raise
         if self._initiator:
-            if writer.count == 0:
-                self._state = ReconcileState.DONE
+            self._move(_Input.CONTINUE if writer.count else _Input.COMPLETE)
+            if self._state is ReconcileState.DONE:
                 return None
-        elif writer.fingerprints == 0:
-            # The initiator answers only mismatching Fingerprint ranges: it will send nothing.
-            self._state = ReconcileState.DONE
         else:
-            self._state = ReconcileState.RESPONDING
+            # The initiator answers only mismatching Fingerprint ranges: without one in our
+            # reply it will send nothing more.
+            self._move(_Input.ANSWER_OPEN if writer.fingerprints else _Input.ANSWER_FINAL)
         self._rounds += 1
         return writer.message()
+
+    def _move(self, event: _Input) -> None:
+        nxt = _TRANSITIONS.get((self._state, event))
+        if nxt is None:
+            was, self._state = self._state, ReconcileState.FAILED
+            raise UnexpectedMessage(f"{event.value} in state {was.value}")
+        self._state = nxt
 
     # Internals.
 

@@ -439,3 +439,43 @@ def test_negative_vectors(items: list[list[object]], case: dict[str, object]) ->
         side.reconcile(bytes.fromhex(str(case["message"])))
     assert type(info.value) is expect
     assert side.state is ReconcileState.FAILED
+
+
+def _walk(a: list[Item], b: list[Item]) -> set[tuple[ReconcileState, ReconcileState]]:
+    """Every (state before, state after) step both sides take reconciling a with b."""
+    init, resp = Reconciler(a), Reconciler(b)
+    steps = set()
+    before = init.state
+    msg: bytes | None = init.initiate()
+    steps.add((before, init.state))
+    while msg is not None:
+        before = resp.state
+        reply = resp.reconcile(msg)
+        steps.add((before, resp.state))
+        assert reply is not None
+        before = init.state
+        msg = init.reconcile(reply)
+        steps.add((before, init.state))
+    return steps
+
+
+def test_reconciler_moves_only_along_its_transition_table() -> None:
+    from protocol.reconcile import _TRANSITIONS
+
+    allowed = {(state, nxt) for (state, _), nxt in _TRANSITIONS.items()}
+    rng = random.Random(7)
+    big = [(rng.randrange(1 << 40), rng.randbytes(32)) for _ in range(3000)]
+    seen = _walk(big, big[:2000]) | _walk(big[:5], big[:3])
+    assert seen <= allowed
+    assert seen == allowed  # every transition of the table is reached by these two runs
+
+
+def test_reconciler_refuses_what_its_table_does_not_list() -> None:
+    init, resp = Reconciler([(1, bytes(32))]), Reconciler([(1, bytes(32))])
+    reply = resp.reconcile(init.initiate())
+    assert resp.state is ReconcileState.DONE and reply is not None
+    with pytest.raises(LocalProtocolError):
+        init.initiate()  # initiate() twice
+    with pytest.raises(UnexpectedMessage):
+        resp.reconcile(reply)  # a message after DONE is the peer's fault
+    assert resp.state is ReconcileState.FAILED
