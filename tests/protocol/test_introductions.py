@@ -9,24 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from protocol import introductions as intro
 from protocol.encoding import Value, pack, unpack
 from protocol.errors import LocalProtocolError, VerificationError
 from protocol.identity import Identity
-from protocol.introductions import (
-    AWAITING_REPLY,
-    INITIAL,
-    Direction,
-    IntroInput,
-    IntroState,
-    direction_of,
-    moved,
-    new_row,
-    reply_due,
-    reply_input,
-    request_of,
-    state_of,
-    transition,
-)
+from protocol.introductions import Direction, IntroInput, IntroState
 from protocol.messages import IntroRequest, IntroStatus
 
 ASKER = Identity(b"\x31" * 32)
@@ -55,26 +42,26 @@ def test_state_values_are_the_stored_status_strings() -> None:
         "queued", "sent", "pending", "approved", "declined", "unknown"
     }  # fmt: skip
     assert {d.value for d in Direction} == {"out", "in"}
-    assert INITIAL == {OUT: S.QUEUED, IN: S.PENDING}
+    assert intro.INITIAL == {OUT: S.QUEUED, IN: S.PENDING}
 
 
 @pytest.mark.parametrize(("direction", "state", "event"), sorted(ALLOWED, key=str))
 def test_every_allowed_move(direction: Direction, state: IntroState, event: IntroInput) -> None:
-    assert transition(direction, state, event) is ALLOWED[(direction, state, event)]
+    assert intro.transition(direction, state, event) is ALLOWED[(direction, state, event)]
 
 
 @pytest.mark.parametrize(
     ("direction", "state", "event"), [k for k in EVERY if k not in ALLOWED], ids=str
 )
 def test_every_refused_move(direction: Direction, state: IntroState, event: IntroInput) -> None:
-    assert transition(direction, state, event) is None
+    assert intro.transition(direction, state, event) is None
 
 
 def test_a_request_awaits_a_reply_until_it_has_one() -> None:
-    assert frozenset({S.QUEUED, S.SENT}) == AWAITING_REPLY
+    assert frozenset({S.QUEUED, S.SENT}) == intro.AWAITING_REPLY
     for status in IntroStatus:
-        outcome = transition(OUT, S.SENT, reply_input(status))
-        assert outcome is not None and outcome not in AWAITING_REPLY
+        outcome = intro.transition(OUT, S.SENT, intro.reply_input(status))
+        assert outcome is not None and outcome not in intro.AWAITING_REPLY
         assert outcome.value == status.name.lower()  # approved, declined, unknown
 
 
@@ -85,9 +72,9 @@ def test_any_sequence_of_inputs_ends_in_a_reachable_state(
     """From the initial state, applying whatever the table allows: a decided state is
     final (nothing moves it again), and an outgoing request never becomes pending nor an
     incoming one queued or sent."""
-    state = INITIAL[direction]
+    state = intro.INITIAL[direction]
     for event in events:
-        nxt = transition(direction, state, event)
+        nxt = intro.transition(direction, state, event)
         if state in (S.APPROVED, S.DECLINED, S.UNKNOWN):
             assert nxt is None
         if nxt is not None:
@@ -106,7 +93,7 @@ def _request(note: str = "for a client in Mombasa") -> IntroRequest:
 
 def test_new_row_is_the_stored_layout_and_holds_the_signed_request() -> None:
     request = _request()
-    row = new_row(OUT, request, 1_700_000_000_000, "shelter", "KE-30")
+    row = intro.new_row(OUT, request, 1_700_000_000_000, "shelter", "KE-30")
     assert row == {
         "dir": "out",
         "teaser": request.teaser_id,
@@ -121,49 +108,49 @@ def test_new_row_is_the_stored_layout_and_holds_the_signed_request() -> None:
     }
     stored = unpack(pack(row))  # as the store keeps it
     assert isinstance(stored, dict)
-    again = request_of(request.request_id, stored, 0)
+    again = intro.request_of(request.request_id, stored, 0)
     assert again == IntroRequest(
         request.request_id, request.teaser_id, request.introducer, request.asker,
         request.note, 0, request.signature,
     )  # fmt: skip
     again.verify()  # the asker's signature survives the row (hops is not signed)
-    assert new_row(IN, request, 5, "shelter", "KE-30")["status"] == "pending"
+    assert intro.new_row(IN, request, 5, "shelter", "KE-30")["status"] == "pending"
 
 
 def test_a_row_whose_request_was_altered_no_longer_verifies() -> None:
-    row = new_row(IN, _request(), 5, "lawyer", "KE")
+    row = intro.new_row(IN, _request(), 5, "lawyer", "KE")
     row["note"] = "something else"
     with pytest.raises(VerificationError):
-        request_of(b"\x01" * 16, row, 0).verify()
+        intro.request_of(b"\x01" * 16, row, 0).verify()
 
 
 def test_moved_changes_the_status_only_and_refuses_what_the_table_refuses() -> None:
-    row: dict[str, Value] = {**new_row(IN, _request(), 5, "lawyer", "KE"), "extra": 1}
-    approved = moved(row, In.APPROVE)
+    row: dict[str, Value] = {**intro.new_row(IN, _request(), 5, "lawyer", "KE"), "extra": 1}
+    approved = intro.moved(row, In.APPROVE)
     assert approved == {**row, "status": "approved"}
     assert row["status"] == "pending"  # the input row is left as it was
-    assert approved is not None and moved(approved, In.DECLINE) is None
-    assert moved(row, In.SEND) is None  # not a move of an incoming request
-    assert moved({**row, "status": "from-a-later-version"}, In.APPROVE) is None
-    assert state_of({**row, "status": "from-a-later-version"}) is None
+    assert approved is not None and intro.moved(approved, In.DECLINE) is None
+    assert intro.moved(row, In.SEND) is None  # not a move of an incoming request
+    assert intro.moved({**row, "status": "from-a-later-version"}, In.APPROVE) is None
+    assert intro.state_of({**row, "status": "from-a-later-version"}) is None
     with pytest.raises(LocalProtocolError):
-        direction_of({"status": "pending"})
+        intro.direction_of({"status": "pending"})
 
 
 def test_reply_due_once_decided_until_replied() -> None:
-    pending = new_row(IN, _request(), 5, "lawyer", "KE")
-    assert reply_due(pending) is None
-    approved = moved(pending, In.APPROVE)
-    declined = moved(pending, In.DECLINE)
+    pending = intro.new_row(IN, _request(), 5, "lawyer", "KE")
+    assert intro.reply_due(pending) is None
+    approved = intro.moved(pending, In.APPROVE)
+    declined = intro.moved(pending, In.DECLINE)
     assert approved is not None and declined is not None
-    assert reply_due(approved) is IntroStatus.APPROVED
-    assert reply_due(declined) is IntroStatus.DECLINED
-    assert reply_due({**approved, "replied": True}) is None
-    ours = moved(new_row(OUT, _request(), 5, "lawyer", "KE"), In.REPLY_APPROVED)
-    assert ours is not None and reply_due(ours) is None  # we owe nobody a reply
+    assert intro.reply_due(approved) is IntroStatus.APPROVED
+    assert intro.reply_due(declined) is IntroStatus.DECLINED
+    assert intro.reply_due({**approved, "replied": True}) is None
+    ours = intro.moved(intro.new_row(OUT, _request(), 5, "lawyer", "KE"), In.REPLY_APPROVED)
+    assert ours is not None and intro.reply_due(ours) is None  # we owe nobody a reply
 
 
 def test_request_of_refuses_a_row_with_a_field_of_the_wrong_type() -> None:
-    row = new_row(OUT, _request(), 5, "lawyer", "KE")
+    row = intro.new_row(OUT, _request(), 5, "lawyer", "KE")
     with pytest.raises(LocalProtocolError):
-        request_of(b"\x01" * 16, {**row, "teaser": "not bytes"}, 0)
+        intro.request_of(b"\x01" * 16, {**row, "teaser": "not bytes"}, 0)
