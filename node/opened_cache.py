@@ -18,6 +18,7 @@ import asyncio
 import gc
 import hashlib
 import importlib.metadata
+from typing import Any
 
 import msgpack
 
@@ -85,21 +86,24 @@ def pack_opened(item: Entry | VouchEntry | int, room: int) -> bytes:
         ]
         value: list[Value] = [OPENED_VERSION, _CONTACT, item.author, item.scope.value]
         value += [item.created, item.expires, fields, list(item.words)]
-        packed: bytes = msgpack.packb(value)
-        if len(packed) <= room:
-            return packed
-        return msgpack.packb(value[:-1])
+        packed = _pack(value)
+        return packed if len(packed) <= room else _pack(value[:-1])
     if isinstance(item, VouchEntry):
         v = item.vouch
-        head = [OPENED_VERSION, _VOUCH, item.voucher, item.scope.value]
-        return msgpack.packb([*head, item.created, item.expires, [v.about.value, v.subject, v.uid]])
+        head: list[Value] = [OPENED_VERSION, _VOUCH, item.voucher, item.scope.value]
+        return _pack([*head, item.created, item.expires, [v.about.value, v.subject, v.uid]])
     if item not in (UNREADABLE, MALFORMED):
         raise LocalProtocolError("pack_opened takes an entry, UNREADABLE or MALFORMED")
-    return msgpack.packb([OPENED_VERSION, item])
+    return _pack([OPENED_VERSION, item])
+
+
+def _pack(value: list[Value]) -> bytes:
+    packed: bytes = msgpack.packb(value)
+    return packed
 
 
 def unpack_opened(
-    rid: bytes, data: bytes, shared: dict[object, object] | None = None
+    rid: bytes, data: bytes, shared: dict[Any, Any] | None = None
 ) -> Entry | VouchEntry | int | None:
     """What `pack_opened` made (rid: the record's id, which the store checked the value is
     bound to); None if it is of another version or does not parse (open the record again).
@@ -157,7 +161,7 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
         await local.store.forget_opened()
         await local.store.set_setting("opened_stamp", stamp)
     fresh: list[tuple[bytes, bytes, int]] = []  # (id, value, record size) to cache
-    shared: dict[object, object] = {}
+    shared: dict[Any, Any] = {}
     room = local.store.opened_room
 
     def opened_now(rid: bytes, data: bytes, kind: Kind) -> None:
