@@ -25,9 +25,10 @@ from bench.data import BATCH, create_dir, network_key, progress
 from bench.harness import Result, free_port
 from bench.query_data import LANGS, REGIONS, SPECIALTIES, contacts, pctl
 from node.clock import now_ms
+from node.contact_rows import hit_row
 from node.content import row_of
-from node.directory import build_index, hit_row
 from node.local import Local
+from node.opened_cache import build_index
 from protocol import limits
 from protocol.contact import KINDS, Filter
 from protocol.envelope import unseal

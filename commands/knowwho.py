@@ -157,7 +157,7 @@ async def cmd_review(args: argparse.Namespace) -> int:
 
 
 async def cmd_introduce(args: argparse.Namespace) -> int:
-    from node.directory import request_introduction
+    from node.introductions import request_introduction
 
     async with opened(args, notify=True) as local:
         row = await request_introduction(local, args.id, args.note or "", now_ms())
@@ -171,7 +171,7 @@ async def cmd_introduce(args: argparse.Namespace) -> int:
 
 
 async def cmd_introductions(args: argparse.Namespace) -> int:
-    from node.directory import decide, introductions
+    from node.introductions import decide, introductions
 
     if args.approve and args.decline:
         raise UsageError("--approve and --decline exclude each other")

@@ -173,7 +173,7 @@ class Node:
         self.api_url = ""
         self.api_token = secrets.token_urlsafe(32)
         self._api_hosts: frozenset[str] = frozenset()  # set once the API is bound
-        self.knowwho = KnowWho(self)
+        self.knowwho = KnowWho(local, self)
         self._unchecked_guides: deque[bytes] = deque()  # stored, not yet opened once
         self._checking_guides = False
 

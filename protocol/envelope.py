@@ -10,7 +10,9 @@ import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+import msgpack
 import nacl.bindings
 import nacl.exceptions
 
@@ -24,7 +26,7 @@ from protocol.errors import (
     VerificationError,
 )
 from protocol.identity import SIGNATURE_BYTES, Identity, NodeId, Random, random_bytes
-from protocol.record import Kind, Record, Scope
+from protocol.record import Kind, Record, RecordFields, Scope
 
 BODY_VERSION = 1
 SEALED_VERSION = 1
@@ -46,6 +48,39 @@ def _body_signed_bytes(
     kind: Kind, author: NodeId, created: int, content: dict[str, Value]
 ) -> bytes:
     return labels.BODY_SIGNATURE + pack([BODY_VERSION, kind.value, author.raw, created, content])
+
+
+class BodyFields(NamedTuple):
+    """A Body's fields as its layout holds them (the author as its 32 raw bytes)."""
+
+    kind: Kind
+    author: bytes
+    created: int
+    content: dict[str, Value]
+    signature: bytes
+
+
+def _body_layout(value: object) -> BodyFields:
+    """The one decoder of the Body layout [1, kind, author, created, content, signature],
+    field by field (DecodeError), from an unpacked value."""
+    if not isinstance(value, list) or len(value) != 6:
+        raise DecodeError("body must be an array of 6")
+    version, kind, author, created, content, signature = value
+    if version != BODY_VERSION or isinstance(version, bool):
+        raise DecodeError("unknown body version")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise DecodeError("unknown body kind")
+    if not isinstance(author, bytes) or len(author) != KEY_BYTES:
+        raise DecodeError("author must be 32 bytes")
+    if isinstance(created, bool) or not isinstance(created, int):
+        raise DecodeError("created must be an integer")
+    if not 0 <= created <= limits.MAX_TIMESTAMP_MS:
+        raise DecodeError("created out of range")
+    if not isinstance(content, dict):
+        raise DecodeError("content must be a map")
+    if not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES:
+        raise DecodeError("signature must be 64 bytes")
+    return BodyFields(_KINDS[kind], author, created, content, signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,25 +141,12 @@ class Body:
             data = bytes(data)
         if not isinstance(data, bytes):
             raise LocalProtocolError("from_bytes takes bytes")
-        value = unpack(data, max_bytes=limits.MAX_RECORD_BYTES)
-        if not isinstance(value, list) or len(value) != 6:
-            raise DecodeError("body must be an array of 6")
-        version, kind, author, created, content, signature = value
-        if version != BODY_VERSION or isinstance(version, bool):
-            raise DecodeError("unknown body version")
-        if not isinstance(kind, str) or kind not in _KINDS:
-            raise DecodeError("unknown body kind")
-        if not isinstance(author, bytes) or len(author) != KEY_BYTES:
-            raise DecodeError("author must be 32 bytes")
-        if isinstance(created, bool) or not isinstance(created, int):
-            raise DecodeError("created must be an integer")
-        if not 0 <= created <= limits.MAX_TIMESTAMP_MS:
-            raise DecodeError("created out of range")
-        if not isinstance(content, dict):
-            raise DecodeError("content must be a map")
-        if not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES:
-            raise DecodeError("signature must be 64 bytes")
-        body = cls(_KINDS[kind], NodeId(author), created, content, signature)
+        return cls._of(_body_layout(unpack(data, max_bytes=limits.MAX_RECORD_BYTES)), data)
+
+    @classmethod
+    def _of(cls, fields: BodyFields, data: bytes) -> Body:
+        kind, author, created, content, signature = fields
+        body = cls(kind, NodeId(author), created, content, signature)
         object.__setattr__(body, "_encoded", data)
         return body
 
@@ -396,4 +418,24 @@ def open_record(
     if (body.kind, body.author, body.created) != (record.kind, record.author, record.created):
         raise VerificationError("body does not match its record")
     check_content(body.kind, body.content)
+    return body
+
+
+def open_stored(record: RecordFields, identity: Identity, network_key: bytes | None) -> BodyFields:
+    """The Body of a record from this node's own store (see `stored_fields`): unsealed
+    (network slot first: most stored records a node reads are network-scoped) and decoded
+    by `_body_layout` without the canonical re-encoding check or the body signature, which
+    the record signature checked before storing already binds to the author. The security
+    checks stay: the body's kind, author and created must be the record's.
+
+    Not the schema of its content (`open_record` checks that; the index checks contacts and
+    vouches itself). DecodeError, NotForUs, VerificationError as `open_record`."""
+    plain = unseal(record.payload, identity, network_key, network_first=True)
+    try:
+        value = msgpack.unpackb(plain)
+    except Exception as exc:  # msgpack raises a zoo: ValueError, ExtraData, StackError...
+        raise DecodeError("malformed body") from exc
+    body = _body_layout(value)
+    if (body.kind, body.author, body.created) != (record.kind, record.author, record.created):
+        raise VerificationError("body does not match its record")
     return body

@@ -39,7 +39,7 @@ assert all(len(p) == 16 for p in ALL_PERSONALISATIONS)
 STORAGE_RECORDS = b"canopy-st-recs-1"
 STORAGE_SETTINGS = b"canopy-st-sets-1"
 STORAGE_ROWS = b"canopy-st-rows-1"
-STORAGE_OPENED = b"canopy-st-open-1"  # what the index opened of a record (node/directory.py)
+STORAGE_OPENED = b"canopy-st-open-1"  # what the index opened of a record (node/opened_cache.py)
 assert all(len(p) == 16 for p in (STORAGE_RECORDS, STORAGE_SETTINGS, STORAGE_ROWS, STORAGE_OPENED))
 
 # Sealed payloads: the body key is bound to the exact header and slots (docs/spec/10-...).

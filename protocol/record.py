@@ -9,6 +9,9 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import msgpack
 
 from protocol import labels, limits
 from protocol.encoding import pack, unpack
@@ -61,6 +64,59 @@ def signed_bytes(
     scope, payload])."""
     body = pack([RECORD_VERSION, kind.value, author.raw, created, expires, int(scope), payload])
     return labels.RECORD_SIGNATURE + body
+
+
+class RecordFields(NamedTuple):
+    """A record's fields as the wire layout holds them (the author as its 32 raw bytes)."""
+
+    kind: Kind
+    author: bytes
+    created: int
+    expires: int
+    scope: Scope
+    payload: bytes
+    signature: bytes
+
+
+def _layout(value: object) -> RecordFields:
+    """The one decoder of the record layout [1, kind, author, created, expires, scope,
+    payload, signature], field by field (DecodeError), from an unpacked value."""
+    if not isinstance(value, list) or len(value) != 8:
+        raise DecodeError("record must be an array of 8")
+    version, kind, author, created, expires, scope, payload, signature = value
+    if version != RECORD_VERSION or isinstance(version, bool):
+        raise DecodeError("unknown record version")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise DecodeError("unknown record kind")
+    if not isinstance(author, bytes) or len(author) != 32:
+        raise DecodeError("author must be 32 bytes")
+    if isinstance(scope, bool) or not isinstance(scope, int) or scope not in _SCOPES:
+        raise DecodeError("unknown record scope")
+    if not isinstance(payload, bytes):
+        raise DecodeError("payload must be bytes")
+    if not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES:
+        raise DecodeError("signature must be 64 bytes")
+    if isinstance(created, bool) or not isinstance(created, int):
+        raise DecodeError("created must be an integer")
+    if isinstance(expires, bool) or not isinstance(expires, int):
+        raise DecodeError("expires must be an integer")
+    check_times(created, expires, DecodeError)
+    return RecordFields(_KINDS[kind], author, created, expires, _SCOPES[scope], payload, signature)
+
+
+def stored_fields(data: bytes) -> RecordFields:
+    """The fields of record bytes from this node's own store, which holds only records that
+    `Record.from_bytes` and `Record.verify` accepted before they were stored (or that it
+    wrote). Trusting that, it skips the canonical re-encoding check, which costs more than
+    opening the payload; every field check of `_layout` stays (DecodeError: a damaged row).
+    For bytes from anywhere else, use `Record.from_bytes`."""
+    if not isinstance(data, bytes) or len(data) > limits.MAX_RECORD_BYTES:
+        raise DecodeError("stored record too large")
+    try:
+        value = msgpack.unpackb(data)
+    except Exception as exc:  # msgpack raises a zoo: ValueError, ExtraData, StackError...
+        raise DecodeError("malformed stored record") from exc
+    return _layout(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,33 +176,22 @@ class Record:
             raise LocalProtocolError("from_bytes takes bytes")
         if len(data) > limits.MAX_RECORD_BYTES:
             raise DecodeError("record too large")
-        value = unpack(data, max_bytes=limits.MAX_RECORD_BYTES)
-        if not isinstance(value, list) or len(value) != 8:
-            raise DecodeError("record must be an array of 8")
-        version, kind, author, created, expires, scope, payload, signature = value
-        if version != RECORD_VERSION or isinstance(version, bool):
-            raise DecodeError("unknown record version")
-        if not isinstance(kind, str) or kind not in _KINDS:
-            raise DecodeError("unknown record kind")
-        if not isinstance(author, bytes) or len(author) != 32:
-            raise DecodeError("author must be 32 bytes")
-        if isinstance(scope, bool) or not isinstance(scope, int) or scope not in _SCOPES:
-            raise DecodeError("unknown record scope")
-        if not isinstance(payload, bytes):
-            raise DecodeError("payload must be bytes")
-        if not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES:
-            raise DecodeError("signature must be 64 bytes")
-        if isinstance(created, bool) or not isinstance(created, int):
-            raise DecodeError("created must be an integer")
-        if isinstance(expires, bool) or not isinstance(expires, int):
-            raise DecodeError("expires must be an integer")
-        check_times(created, expires, DecodeError)
-        record = cls(
-            _KINDS[kind], NodeId(author), created, expires, _SCOPES[scope], payload, signature
-        )
-        object.__setattr__(record, "_encoded", data)
+        record = cls._of(_layout(unpack(data, max_bytes=limits.MAX_RECORD_BYTES)), data)
         if known_id is not None:
             object.__setattr__(record, "_id", known_id)
+        return record
+
+    @classmethod
+    def from_stored(cls, data: bytes) -> Record:
+        """Decode bytes this node stored only after `from_bytes` and `verify` accepted them
+        (or that it wrote): `stored_fields`, then the same record `from_bytes` builds."""
+        return cls._of(stored_fields(data), data)
+
+    @classmethod
+    def _of(cls, fields: RecordFields, data: bytes) -> Record:
+        kind, author, created, expires, scope, payload, signature = fields
+        record = cls(kind, NodeId(author), created, expires, scope, payload, signature)
+        object.__setattr__(record, "_encoded", data)
         return record
 
     def to_bytes(self) -> bytes:

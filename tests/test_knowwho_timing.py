@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from node.demo import NodeProcess, wait_until
-from node.queries import forward_timeout
 from protocol import limits
+from protocol.answers import forward_timeout
 from tests.conftest import Net
 from tests.test_knowwho import add, api_query, line
 from tests.test_multinode import connected, link

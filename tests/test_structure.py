@@ -14,11 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # protocol, so none belongs in protocol/limits.py.
 NODE_CONSTANTS_ALLOWED = {
     # codes of the opened-record cache format (what a cached value is), not bounds
-    ("node/directory.py", "OPENED_VERSION"),
-    ("node/directory.py", "UNREADABLE"),
-    ("node/directory.py", "MALFORMED"),
-    ("node/directory.py", "_CONTACT"),
-    ("node/directory.py", "_VOUCH"),
+    ("node/opened_cache.py", "OPENED_VERSION"),
+    ("node/opened_cache.py", "UNREADABLE"),
+    ("node/opened_cache.py", "MALFORMED"),
+    ("node/opened_cache.py", "_CONTACT"),
+    ("node/opened_cache.py", "_VOUCH"),
     # the byte layout of a stored row: sizes fixed by the format, not chosen bounds
     ("node/store.py", "_ID_BYTES"),
     ("node/store.py", "_MARK_BYTES"),

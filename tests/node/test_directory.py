@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from node import directory
+from node.contact_index import ContactIndex
+from node.entries import Opened
 from node.local import Local
 from node.trust import trust_node
 from protocol.contact import (
@@ -154,7 +156,7 @@ async def test_contacts_vouched_only_by_a_revoked_key_are_unverified(tmp_path: P
 
 
 def _expected(
-    index: directory.ContactIndex,
+    index: ContactIndex,
     flt: Filter,
     now: int,
     distances: dict[bytes, int],
@@ -195,7 +197,7 @@ def test_search_agrees_with_scoring_every_match() -> None:
     rng = random.Random(4)
     me = b"\x00" * 32
     orgs = [bytes([i]) * 32 for i in range(1, 9)]
-    index = directory.ContactIndex(me)
+    index = ContactIndex(me)
     start = 1_800_000_000_000
     kinds = ["lawyer", "shelter", "medical"]
     regions = ["KE", "KE-28", "KE-30", "TZ", "UG"]
@@ -226,7 +228,7 @@ def test_search_agrees_with_scoring_every_match() -> None:
         created = start - rng.randint(0, 500) * DAY_MS
         expires = start + rng.choice([-1, 400]) * DAY_MS
         scope = rng.choice([Scope.NETWORK, Scope.NETWORK, Scope.PEERS])
-        opened = directory.Opened(
+        opened = Opened(
             rid(), Kind.CONTACT, author, scope, created, expires, contact.to_content()
         )
         assert index.add_opened(opened)
@@ -239,7 +241,7 @@ def test_search_agrees_with_scoring_every_match() -> None:
             vouch = Vouch(VouchAbout.PEER, rng.choice(orgs))
         voucher = rng.choice([me, *orgs])
         created = start - rng.randint(0, 400) * DAY_MS
-        opened = directory.Opened(
+        opened = Opened(
             rid(), Kind.VOUCH, voucher, Scope.NETWORK, created, start + 400 * DAY_MS,
             vouch.to_content(),
         )  # fmt: skip
@@ -292,9 +294,9 @@ def test_search_agrees_with_scoring_every_match() -> None:
 
 def test_network_query_overlay_keeps_revoked_keys() -> None:
     author = b"\x05" * 32
-    index = directory.ContactIndex(b"\x00" * 32)
+    index = ContactIndex(b"\x00" * 32)
     contact = Contact(UID, Share.NETWORK, "lawyer", "KE", ("sw",), name="Wakili", review=0)
-    opened = directory.Opened(
+    opened = Opened(
         b"\x01" * 32, Kind.CONTACT, author, Scope.NETWORK, 1, 2**40, contact.to_content()
     )
     assert index.add_opened(opened)

@@ -20,9 +20,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node import directory
+from node import directory, opened_cache
 from node.config import Config
+from node.contact_index import ContactIndex
 from node.content import row_of
+from node.entries import Entry, Opened, VouchEntry
 from node.local import DB_FILE, Local
 from node.runtime import Node
 from node.trust import trust_node
@@ -60,13 +62,13 @@ async def _local(tmp_path: Path) -> Local:
             review_days=180,
             now_ms=_now(),
         )
-    contact_id = next(iter((await directory.build_index(local, _now())).entries))
+    contact_id = next(iter((await opened_cache.build_index(local, _now())).entries))
     await directory.vouch(local, contact_id.hex(), _now())
     await directory.vouch(local, str(PEER.node_id), _now())
     return local
 
 
-def _shape(index: directory.ContactIndex) -> object:
+def _shape(index: ContactIndex) -> object:
     """Everything a build indexes, comparable across builds."""
     return (
         {rid: (e.author, e.scope, e.created, e.expires, e.contact, e.words) for rid, e in
@@ -84,13 +86,13 @@ def _shape(index: directory.ContactIndex) -> object:
 def _no_opening(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Count the records a build opens (the slow path the cache spares)."""
     opened: list[bytes] = []
-    real = directory.open_stored
+    real = opened_cache.open_stored
 
-    def counting(data: bytes, *args: object) -> directory.Opened | None:
+    def counting(data: bytes, *args: object) -> Opened | None:
         opened.append(data)
         return real(data, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(directory, "open_stored", counting)
+    monkeypatch.setattr(opened_cache, "open_stored", counting)
     return opened
 
 
@@ -130,13 +132,13 @@ async def test_warm_build_opens_nothing_and_indexes_the_same(
     try:
         await local.store.forget_opened()
         opened = _no_opening(monkeypatch)
-        cold = await directory.build_index(local, _now())
+        cold = await opened_cache.build_index(local, _now())
         stored = len(await _cached(local)) + 2  # + the two vouches
         assert len(opened) == stored and len(cold.entries) >= 5 and len(cold.vouches) == 2
         cached = await _cached(local)
         assert all(plain is not None for _, plain in cached)
         opened.clear()
-        warm = await directory.build_index(local, _now())
+        warm = await opened_cache.build_index(local, _now())
         assert opened == []
         assert _shape(warm) == _shape(cold)
     finally:
@@ -149,10 +151,10 @@ async def test_a_record_we_cannot_read_is_remembered_as_such(
     local = await _local(tmp_path)
     try:
         record = await _strangers_contact(local, _UNREADABLE_CONTACT, None)
-        cold = await directory.build_index(local, _now())
+        cold = await opened_cache.build_index(local, _now())
         assert cold.unreadable == 1 and record.id not in cold.entries
         opened = _no_opening(monkeypatch)
-        warm = await directory.build_index(local, _now())
+        warm = await opened_cache.build_index(local, _now())
         assert opened == [] and warm.unreadable == 1
     finally:
         await local.close()
@@ -163,7 +165,7 @@ async def test_altered_moved_or_outdated_cache_is_ignored(
 ) -> None:
     local = await _local(tmp_path)
     try:
-        cold = await directory.build_index(local, _now())
+        cold = await opened_cache.build_index(local, _now())
         rows = await _cached(local)
         (a, _), (b, _) = rows[0], rows[1]
         with _db(local) as db:
@@ -173,16 +175,16 @@ async def test_altered_moved_or_outdated_cache_is_ignored(
             db.execute("UPDATE records SET opened = ? WHERE id = ?", (bytes(flipped), a))
             db.execute("UPDATE records SET opened = ? WHERE id = ?", (blob_a, b))  # a's, on b
         opened = _no_opening(monkeypatch)
-        again = await directory.build_index(local, _now())
+        again = await opened_cache.build_index(local, _now())
         assert len(opened) == 2  # both opened again, from the records themselves
         assert _shape(again) == _shape(cold)
         opened.clear()
-        await directory.build_index(local, _now())
+        await opened_cache.build_index(local, _now())
         assert opened == []  # and cached again, correctly
 
         # Another version of the layout: ignored, opened again, replaced.
-        monkeypatch.setattr(directory, "OPENED_VERSION", directory.OPENED_VERSION + 1)
-        await directory.build_index(local, _now())
+        monkeypatch.setattr(opened_cache, "OPENED_VERSION", opened_cache.OPENED_VERSION + 1)
+        await opened_cache.build_index(local, _now())
         assert len(opened) == len(rows) + 2
     finally:
         await local.close()
@@ -193,15 +195,15 @@ async def test_new_network_key_or_data_packages_drop_the_cache(
 ) -> None:
     local = await _local(tmp_path)
     try:
-        await directory.build_index(local, _now())
+        await opened_cache.build_index(local, _now())
         await local.set_network_key(b"\x33" * 32)
         assert all(p is None for _, p in await _cached(local))
-        await directory.build_index(local, _now())
+        await opened_cache.build_index(local, _now())
         assert all(p is not None for _, p in await _cached(local))
 
-        monkeypatch.setattr(directory, "opened_stamp", lambda: b"pycountry=99")
+        monkeypatch.setattr(opened_cache, "opened_stamp", lambda: b"pycountry=99")
         opened = _no_opening(monkeypatch)
-        await directory.build_index(local, _now())
+        await opened_cache.build_index(local, _now())
         assert len(opened) == len(await _cached(local)) + 2
     finally:
         await local.close()
@@ -213,7 +215,7 @@ async def test_a_cached_value_is_the_size_of_its_record(tmp_path: Path) -> None:
     local = await _local(tmp_path)
     try:
         await _strangers_contact(local, _UNREADABLE_CONTACT, None)
-        index = await directory.build_index(local, _now())
+        index = await opened_cache.build_index(local, _now())
         assert index.unreadable == 1
     finally:
         await local.close()
@@ -230,7 +232,7 @@ async def test_cache_leaves_nothing_readable_on_disk(tmp_path: Path) -> None:
     local = await _local(tmp_path)
     try:
         await local.store.forget_opened()
-        await directory.build_index(local, _now())
+        await opened_cache.build_index(local, _now())
         assert all(p is not None for _, p in await _cached(local))
     finally:
         await local.close()
@@ -259,7 +261,7 @@ _contacts = st.builds(
     introducer=st.binary(max_size=32),
 )
 _entries = st.builds(
-    directory.Entry,
+    Entry,
     rid=st.just(b"\x01" * 32),
     author=st.binary(min_size=32, max_size=32),
     scope=st.sampled_from(list(Scope)),
@@ -269,7 +271,7 @@ _entries = st.builds(
     words=st.lists(_text, max_size=5).map(tuple),
 )
 _vouches = st.builds(
-    directory.VouchEntry,
+    VouchEntry,
     rid=st.just(b"\x01" * 32),
     voucher=st.binary(min_size=32, max_size=32),
     scope=st.sampled_from(list(Scope)),
@@ -284,19 +286,22 @@ _vouches = st.builds(
 )
 
 
-@given(st.one_of(_entries, _vouches, st.sampled_from([directory.UNREADABLE, directory.MALFORMED])))
-def test_codec_round_trips(item: directory.Entry | directory.VouchEntry | int) -> None:
+_CODES = st.sampled_from([opened_cache.UNREADABLE, opened_cache.MALFORMED])
+
+
+@given(st.one_of(_entries, _vouches, _CODES))
+def test_codec_round_trips(item: Entry | VouchEntry | int) -> None:
     rid = b"\x01" * 32
-    assert directory.unpack_opened(rid, directory.pack_opened(item, 10**6)) == item
-    if isinstance(item, directory.Entry):  # no room for the words: recomputed when read
+    assert opened_cache.unpack_opened(rid, opened_cache.pack_opened(item, 10**6)) == item
+    if isinstance(item, Entry):  # no room for the words: recomputed when read
         item.words = item.contact.search_words()
-        assert directory.unpack_opened(rid, directory.pack_opened(item, 0)) == item
+        assert opened_cache.unpack_opened(rid, opened_cache.pack_opened(item, 0)) == item
 
 
 @given(st.binary(max_size=300))
 def test_codec_never_raises_on_garbage(data: bytes) -> None:
-    got = directory.unpack_opened(b"\x01" * 32, data)
-    assert got is None or isinstance(got, directory.Entry | directory.VouchEntry | int)
+    got = opened_cache.unpack_opened(b"\x01" * 32, data)
+    assert got is None or isinstance(got, Entry | VouchEntry | int)
 
 
 async def test_running_node_caches_what_it_indexes_even_if_a_flush_is_cut_short(
@@ -321,7 +326,7 @@ async def test_running_node_caches_what_it_indexes_even_if_a_flush_is_cut_short(
         assert dict(await _cached(local)).get(record.id) is None
         await node.knowwho.flush_opened()  # what Node.stop does last
         assert dict(await _cached(local))[record.id] is not None
-        index = await directory.build_index(local, _now())
+        index = await opened_cache.build_index(local, _now())
         assert index.entries[record.id].contact == contact
     finally:
         await local.close()
@@ -332,7 +337,7 @@ async def test_values_queued_under_an_old_network_key_are_not_written(tmp_path: 
     try:
         node = Node(local, Config())
         await node._reload_trust()
-        await directory.build_index(local, _now())  # every value cached
+        await opened_cache.build_index(local, _now())  # every value cached
         contact = Contact(b"\x09" * 16, Share.NETWORK, "shelter", "KE", ("sw",), name="Nyumba")
         record = await _strangers_contact(local, contact, node.network_key)
         node.knowwho.add(record, verify_body=True)  # queued

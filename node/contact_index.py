@@ -1,0 +1,317 @@
+"""The in-memory know-who index: posting lists over readable contacts (kind, country,
+language, search words) and the vouches among them (docs/spec/70-contacts-and-queries.md).
+
+Owns what matches a query and the web of trust; `node.ranking` orders the matches. Lives
+in memory only: nothing readable of a contact is ever written to disk or to a log line.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from node.entries import Entry, Opened, VouchEntry, entry_of
+from node.ranking import Hit, Ranker, Wanted
+from protocol import limits
+from protocol.contact import (
+    Filter,
+    VouchAbout,
+    primary_lang,
+    region_matches,
+    tokens,
+    trust_distances,
+)
+from protocol.envelope import Body
+from protocol.errors import RemoteProtocolError
+from protocol.record import Record, Scope
+
+_K = TypeVar("_K", bound=Hashable)
+
+
+@dataclass(slots=True)
+class ContactIndex:
+    """Inverted indexes over readable contacts and vouches (kind, country, language, words)."""
+
+    me: bytes
+    entries: dict[bytes, Entry] = field(default_factory=dict)
+    vouches: dict[bytes, VouchEntry] = field(default_factory=dict)
+    by_key: dict[tuple[bytes, bytes], set[bytes]] = field(default_factory=dict)
+    by_kind: dict[str, set[bytes]] = field(default_factory=dict)
+    by_country: dict[str, set[bytes]] = field(default_factory=dict)
+    by_lang: dict[str, set[bytes]] = field(default_factory=dict)
+    by_token: dict[str, set[bytes]] = field(default_factory=dict)
+    contact_vouches: dict[tuple[bytes, bytes], dict[bytes, int]] = field(default_factory=dict)
+    unreadable: int = 0
+    malformed: int = 0
+    revoked: set[bytes] = field(default_factory=set)  # keys declared compromised
+    _vocab: list[str] = field(default_factory=list)
+    _vocab_dirty: bool = False
+    _ranker: Ranker = field(init=False)
+    _edges: list[tuple[bytes, bytes]] | None = None  # peer vouches, rebuilt when they change
+
+    def __post_init__(self) -> None:
+        self._ranker = Ranker(self)
+
+    # -- building ----------------------------------------------------------------------------
+
+    def add(self, record: Record, body: Body) -> Entry | VouchEntry | None:
+        """Index one opened record; None (and counted) if its content is malformed."""
+        return self.add_opened(
+            Opened(
+                record.id,
+                record.kind,
+                record.author.raw,
+                record.scope,
+                record.created,
+                record.expires,
+                body.content,
+            )
+        )
+
+    def add_opened(self, opened: Opened) -> Entry | VouchEntry | None:
+        """Index one opened record (see `open_stored`); None (and counted) if malformed."""
+        try:
+            item = entry_of(opened)
+        except RemoteProtocolError:
+            self.malformed += 1
+            return None
+        self.put(item)
+        return item
+
+    def put(self, item: Entry | VouchEntry) -> None:
+        """Index a checked contact or vouch (from `entry_of` or the opened-record cache)."""
+        if isinstance(item, VouchEntry):
+            self._add_vouch(item)
+        elif item.rid not in self.entries:
+            self.insert(item)
+
+    def insert(self, entry: Entry) -> None:
+        rid = entry.rid
+        contact = entry.contact
+        self.entries[rid] = entry
+        _post(self.by_key, (entry.author, contact.uid), rid)
+        # The same as _post, inline: an index build does this for every contact.
+        ids = self.by_kind.get(contact.kind)
+        if ids is None:
+            self.by_kind[contact.kind] = {rid}
+        else:
+            ids.add(rid)
+        country = contact.region[:2]
+        ids = self.by_country.get(country)
+        if ids is None:
+            self.by_country[country] = {rid}
+        else:
+            ids.add(rid)
+        for lang in contact.langs:
+            _post(self.by_lang, primary_lang(lang), rid)
+        by_token = self.by_token
+        for word in entry.words:
+            ids = by_token.get(word)
+            if ids is None:
+                by_token[word] = {rid}
+                self._vocab_dirty = True
+            else:
+                ids.add(rid)
+        self._ranker.changed(rid)
+
+    def _add_vouch(self, entry: VouchEntry) -> None:
+        vouch = entry.vouch
+        self.vouches[entry.rid] = entry
+        if vouch.about is VouchAbout.CONTACT:
+            key = (vouch.subject, vouch.uid)
+            held = self.contact_vouches.setdefault(key, {})
+            held[entry.voucher] = max(held.get(entry.voucher, 0), entry.created)
+            self._retrust(key)
+        else:
+            self._edges = None
+
+    def remove(self, ids: Iterable[bytes]) -> int:
+        """Forget withdrawn or expired records; returns how many were indexed."""
+        removed = 0
+        for rid in ids:
+            entry = self.entries.pop(rid, None)
+            if entry is not None:
+                removed += 1
+                _discard(self.by_key, entry.key, rid)
+                _discard(self.by_kind, entry.contact.kind, rid)
+                _discard(self.by_country, entry.contact.region[:2], rid)
+                for lang in entry.contact.langs:
+                    _discard(self.by_lang, primary_lang(lang), rid)
+                for word in entry.words:
+                    if _discard(self.by_token, word, rid):
+                        self._vocab_dirty = True
+                self._ranker.removed(rid)
+            vouch = self.vouches.pop(rid, None)
+            if vouch is not None:
+                removed += 1
+                if vouch.vouch.about is VouchAbout.CONTACT:
+                    key = (vouch.vouch.subject, vouch.vouch.uid)
+                    self._recount(key)
+                    self._retrust(key)
+                else:
+                    self._edges = None
+        return removed
+
+    def _recount(self, key: tuple[bytes, bytes]) -> None:
+        held: dict[bytes, int] = {}
+        for v in self.vouches.values():
+            if v.vouch.about is VouchAbout.CONTACT and (v.vouch.subject, v.vouch.uid) == key:
+                held[v.voucher] = max(held.get(v.voucher, 0), v.created)
+        if held:
+            self.contact_vouches[key] = held
+        else:
+            self.contact_vouches.pop(key, None)
+
+    def _retrust(self, key: tuple[bytes, bytes]) -> None:
+        """The vouches for `key` changed: its entries' scores are no longer bounded."""
+        for rid in self.by_key.get(key, ()):
+            self._ranker.changed(rid)
+
+    def expired(self, now_ms: int) -> list[bytes]:
+        return [r for r, e in self.entries.items() if e.expires <= now_ms] + [
+            r for r, v in self.vouches.items() if v.expires <= now_ms
+        ]
+
+    # -- web of trust ------------------------------------------------------------------------
+
+    def vouch_ids_for(self, keys: set[tuple[bytes, bytes]], people: set[bytes]) -> list[bytes]:
+        """Network-scoped vouches that endorse these contacts or these organisations."""
+        out = []
+        for v in self.vouches.values():
+            if v.scope is not Scope.NETWORK:
+                continue
+            about = (v.vouch.subject, v.vouch.uid)
+            if (v.vouch.about is VouchAbout.CONTACT and about in keys) or (
+                v.vouch.about is VouchAbout.PEER and v.vouch.subject in people
+            ):
+                out.append(v.rid)
+        return out
+
+    def overlay(self, flt: Filter, now_ms: int) -> ContactIndex:
+        """A scratch index: our matching contacts and all our vouches, to merge answers into."""
+        scratch = ContactIndex(self.me)
+        for entry in self.matching(flt, now_ms):
+            scratch.insert(entry)
+        scratch.vouches = dict(self.vouches)
+        scratch.contact_vouches = {k: dict(v) for k, v in self.contact_vouches.items()}
+        scratch.revoked = set(self.revoked)  # network answers are marked unverified too
+        return scratch
+
+    def peer_edges(self) -> list[tuple[bytes, bytes]]:
+        if self._edges is None:
+            self._edges = [
+                (v.voucher, v.vouch.subject)
+                for v in self.vouches.values()
+                if v.vouch.about is VouchAbout.PEER
+            ]
+        return list(self._edges)
+
+    def distances(self, peers: Iterable[bytes]) -> dict[bytes, int]:
+        return trust_distances(self.me, peers, self.peer_edges())
+
+    def set_revoked(self, keys: Iterable[bytes]) -> None:
+        """Keys declared compromised: their vouches no longer count, and a contact vouched
+        for only by such keys is unverified (anyone holding the key may have written it)."""
+        self.revoked = set(keys)
+        self._ranker.reset()
+
+    # -- searching ---------------------------------------------------------------------------
+
+    def _prefixed(self, token: str) -> set[bytes]:
+        if self._vocab_dirty:
+            self._vocab = sorted(self.by_token)
+            self._vocab_dirty = False
+        out: set[bytes] = set()
+        at = bisect.bisect_left(self._vocab, token)
+        while at < len(self._vocab) and self._vocab[at].startswith(token):
+            out |= self.by_token[self._vocab[at]]
+            at += 1
+        return out
+
+    def _candidate_set(self, flt: Filter) -> set[bytes] | None:
+        """Ids that match every posting list of `flt` (None: no field, so every entry).
+
+        May be one of the index's own sets: read it, never change it."""
+        sets: list[set[bytes]] = []
+        if flt.kind:
+            sets.append(self.by_kind.get(flt.kind, set()))
+        if flt.region:
+            sets.append(self.by_country.get(flt.region[:2], set()))
+        if flt.lang:
+            sets.append(self.by_lang.get(primary_lang(flt.lang), set()))
+        for token in dict.fromkeys(tokens(flt.text)):
+            sets.append(self._prefixed(token))
+        if not sets:
+            return None
+        sets.sort(key=len)  # smallest first: each intersection costs its left side
+        result = sets[0]
+        for other in sets[1:]:
+            if not result:
+                break
+            result = result & other
+        return result
+
+    def candidates(self, flt: Filter) -> Iterable[bytes]:
+        found = self._candidate_set(flt)
+        return self.entries.keys() if found is None else found
+
+    def matching(self, flt: Filter, now_ms: int, answerable: bool = False) -> list[Entry]:
+        out = []
+        for rid in self.candidates(flt):
+            entry = self.entries[rid]
+            if entry.expires <= now_ms or (answerable and not entry.answerable()):
+                continue
+            if flt.region and not region_matches(flt.region, entry.contact.region):
+                continue
+            out.append(entry)
+        return out
+
+    def search(
+        self,
+        flt: Filter,
+        now_ms: int,
+        distances: dict[bytes, int],
+        limit: int = limits.DEFAULT_RESULTS,
+        answerable: bool = False,
+    ) -> list[Hit]:
+        """Deduplicated (one per author+uid: details over teasers, then the best-ranked),
+        ranked best first (score, then record id); see `node.ranking`.
+
+        `answerable`: only what this node may pass on to a peer that asks."""
+        if limit <= 0:
+            return []
+        # A country filter is exactly its posting list; a subdivision also needs this check.
+        sub_region = flt.region if "-" in flt.region else ""
+
+        def fits(entry: Entry) -> bool:
+            return (
+                entry.expires > now_ms
+                and (not answerable or entry.answerable())
+                and (not sub_region or region_matches(sub_region, entry.contact.region))
+            )
+
+        return self._ranker.top(Wanted(self._candidate_set(flt), fits, now_ms, distances, limit))
+
+
+def _post(index: dict[_K, set[bytes]], key: _K, rid: bytes) -> None:
+    ids = index.get(key)
+    if ids is None:
+        index[key] = {rid}
+    else:
+        ids.add(rid)
+
+
+def _discard(
+    index: dict[str, set[bytes]] | dict[tuple[bytes, bytes], set[bytes]], key: object, rid: bytes
+) -> bool:
+    """Remove rid from index[key]; True if the key is gone."""
+    ids = index.get(key)  # type: ignore[call-overload]
+    if ids is None:
+        return False
+    ids.discard(rid)
+    if not ids:
+        del index[key]  # type: ignore[arg-type]
+        return True
+    return False
