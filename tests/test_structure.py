@@ -20,8 +20,8 @@ NODE_CONSTANTS_ALLOWED = {
     ("node/directory.py", "_CONTACT"),
     ("node/directory.py", "_VOUCH"),
     # the byte layout of a stored row: sizes fixed by the format, not chosen bounds
-    ("node/store.py", "_ID_BYTES"),
-    ("node/store.py", "_MARK_BYTES"),
+    ("node/at_rest.py", "_ID_BYTES"),
+    ("node/at_rest.py", "_MARK_BYTES"),
     # how often a progress line is printed without a terminal: presentation only
     ("node/progress.py", "PLAIN_EVERY_S"),
     # `canopy demo` and the simulator: where a demo picks ports, the simulated epoch and day
