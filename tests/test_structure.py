@@ -26,8 +26,8 @@ NODE_CONSTANTS_ALLOWED = {
     ("node/progress.py", "PLAIN_EVERY_S"),
     # `canopy demo` and the simulator: where a demo picks ports, the simulated epoch and day
     ("node/demo.py", "_LISTEN_PORTS_FROM"),
-    ("node/sim/scenario.py", "EPOCH_MS"),
-    ("node/sim/scenario.py", "DAY_MS"),
+    ("node/sim/world.py", "EPOCH_MS"),
+    ("node/sim/pool.py", "DAY_MS"),
 }
 
 
