@@ -166,9 +166,8 @@ class Store:
     async def has(self, ids: Sequence[bytes]) -> set[bytes]:
         found: set[bytes] = set()
         for chunk, marks in _in_chunks(ids):
-            async with self._db.execute(
-                f"SELECT id FROM records WHERE id IN ({marks})", chunk
-            ) as cur:
+            sql = f"SELECT id FROM records WHERE id IN ({marks})"
+            async with self._db.execute(sql, chunk) as cur:
                 found.update([bytes(row[0]) async for row in cur])
         return found
 
@@ -264,14 +263,10 @@ class Store:
 
     async def put_opened(self, items: Sequence[tuple[bytes, bytes, int]]) -> None:
         """Keep, sealed and bound to its record's id, what was opened of each record:
-        (id, value, size of the record's wire bytes). A record deleted meanwhile is skipped;
-        rows go with their record when it is deleted.
-
-        Each value is padded to the size of its record's own sealed row, so that it tells
-        someone holding the disk nothing the record does not: not even whether this node
-        could read it. A value longer than `opened_room` of its record is not kept (what
-        is opened of a record is smaller than the record: the caller makes it fit), and
-        the write checks that the size given is the row's."""
+        (id, value, size of the record's wire bytes), padded to the size of the record's
+        own row (`AtRest.seal_opened`: not even whether this node could read it shows). A
+        value longer than `opened_room` is not kept; a record deleted meanwhile is skipped
+        (the write checks the size given is the row's); rows go with their record."""
         rows = self.at_rest.seal_opened(items)
         if rows:
             await self._write_many(
