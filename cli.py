@@ -73,10 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(
-        name: str, func: Callable[[argparse.Namespace], Awaitable[int]], help: str
+        name: str,
+        func: Callable[[argparse.Namespace], Awaitable[int]],
+        help: str,
+        *,
+        json: bool = False,
     ) -> argparse.ArgumentParser:
+        """A command; with `json`, its --json flag (what it lists, as one JSON document)."""
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
+        if json:
+            p.add_argument("--json", action="store_true")
         return p
 
     p = add("init", cmd_init, "create this node's identity")
@@ -95,8 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=["text", "json"], help="log lines on stderr (default: config)"
     )
 
-    p = add("id", cmd_id, "show node id, safety code and addresses")
-    p.add_argument("--json", action="store_true")
+    p = add("id", cmd_id, "show node id, safety code and addresses", json=True)
     p.add_argument("--config", metavar="FILE")
 
     p = add("invite", cmd_invite, "print a one-time invite code")
@@ -114,8 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="URL")
     p.add_argument("--name")
 
-    p = add("peers", cmd_peers, "list trusted peers")
-    p.add_argument("--json", action="store_true")
+    add("peers", cmd_peers, "list trusted peers", json=True)
 
     p = add("distrust", cmd_distrust, "withdraw trust from a peer at once")
     p.add_argument("peer")
@@ -158,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--to", help="with --share peers: only these peers (ID[,ID...])")
     c.add_argument("--review-days", type=int, default=180, help="re-verify after (default 180)")
 
-    p = add("query", cmd_query, "search the know-who directory (offline, or --network)")
+    p = add("query", cmd_query, "search the know-who directory (offline, or --network)", json=True)
     p.add_argument("text", nargs="*")
     p.add_argument("--kind")
     p.add_argument("--region")
@@ -166,35 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network", action="store_true", help="also ask trusted peers (node running)")
     p.add_argument("--depth", type=int, default=2, help="network hops (default 2)")
     p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
 
     p = add("vouch", cmd_vouch, "vouch for a contact (record id) or an organisation (peer)")
     p.add_argument("target", metavar="PEER|CONTACT_ID")
 
-    p = add("review", cmd_review, "contacts due for re-verification")
-    p.add_argument("--json", action="store_true")
+    add("review", cmd_review, "contacts due for re-verification", json=True)
 
     p = add("introduce", cmd_introduce, "ask for an introduction to an on-request contact")
     p.add_argument("id")
     p.add_argument("--note", help="a short message for the organisation that decides")
 
-    p = add("introductions", cmd_introductions, "introduction requests, to and from you")
+    p = add("introductions", cmd_introductions, "introduction requests, to and from you", json=True)
     p.add_argument("--approve", metavar="REQUEST_ID")
     p.add_argument("--decline", metavar="REQUEST_ID")
-    p.add_argument("--json", action="store_true")
 
     p = add("withdraw", cmd_withdraw, "withdraw one of your records everywhere")
     p.add_argument("id")
 
-    p = add("guides", cmd_guides, "list the guides this node can read")
-    p.add_argument("--json", action="store_true")
+    add("guides", cmd_guides, "list the guides this node can read", json=True)
 
-    p = add("show", cmd_show, "show one record")
+    p = add("show", cmd_show, "show one record", json=True)
     p.add_argument("id")
-    p.add_argument("--json", action="store_true")
 
-    p = add("status", cmd_status, "identity, uptime, peers, records, rejected inputs, sync")
-    p.add_argument("--json", action="store_true")
+    add("status", cmd_status, "identity, uptime, peers, records, rejected inputs, sync", json=True)
 
     p = add("revocation", cmd_revocation_export, "this node's pre-signed revocation certificate")
     rev = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
@@ -205,9 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("revoke-key", cmd_revoke_key, "publish a revocation: this node's key, or --certificate")
     p.add_argument("--certificate", metavar="FILE", help="a certificate exported by another node")
 
-    p = add("exposure", cmd_exposure, "which peers received which records by ID from this node")
+    p = add(
+        "exposure",
+        cmd_exposure,
+        "which peers received which records by ID from this node",
+        json=True,
+    )
     p.add_argument("id", help="node id (or a trusted peer's name or id prefix)")
-    p.add_argument("--json", action="store_true")
 
     p = add("wipe", cmd_wipe, "destroy this node's keys at once: the data becomes unreadable")
     p.add_argument("--yes", action="store_true", help="really destroy them")

@@ -10,7 +10,7 @@ from node import local_api as api
 from protocol.errors import CanopyError, UsageError
 
 from .common import data_dir, now_ms, opened
-from .output import print_json, table, when
+from .output import Row, print_json, print_rows, when
 
 
 async def cmd_contact_add(args: argparse.Namespace) -> int:
@@ -134,25 +134,24 @@ async def cmd_vouch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _due(r: Row) -> Row:
+    return {
+        "ID": r["id"][:12],
+        "STATE": r["state"],
+        "DUE": when(r["due"]),
+        "KIND": r["kind"],
+        "REGION": r["region"],
+        "NAME": r["name"] or "-",
+    }
+
+
 async def cmd_review(args: argparse.Namespace) -> int:
     from node.directory import review
 
     async with opened(args) as local:
         rows = await review(local, now_ms())
-    if args.json:
-        print_json({"due": rows})
-        return 0
-    if not rows:
-        print("no contacts are due for re-verification")
-        return 0
-    table(
-        [
-            [r["id"][:12], r["state"], when(r["due"]), r["kind"], r["region"], r["name"] or "-"]
-            for r in rows
-        ],
-        ["ID", "STATE", "DUE", "KIND", "REGION", "NAME"],
-    )
-    print("re-verify a contact, then renew it with: canopy vouch ID", file=sys.stderr)
+    if print_rows(args.json, {"due": rows}, "no contacts are due for re-verification", _due):
+        print("re-verify a contact, then renew it with: canopy vouch ID", file=sys.stderr)
     return 0
 
 
@@ -170,6 +169,17 @@ async def cmd_introduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _request(r: Row) -> Row:
+    return {
+        "ID": r["id"][:12],
+        "DIRECTION": r["direction"],
+        "STATUS": r["status"],
+        "CONTACT": f"{r['kind']} {r['region']}",
+        "WHO": (r["asker"] if r["direction"] == "incoming" else r["introducer"])[:16],
+        "NOTE": str(r["note"])[:40],
+    }
+
+
 async def cmd_introductions(args: argparse.Namespace) -> int:
     from node.introductions import decide, introductions
 
@@ -185,24 +195,5 @@ async def cmd_introductions(args: argparse.Namespace) -> int:
     if decided:
         print(f"{decided}: {(args.approve or args.decline)}")
         return 0
-    if args.json:
-        print_json({"introductions": rows})
-        return 0
-    if not rows:
-        print("no introduction requests")
-        return 0
-    table(
-        [
-            [
-                r["id"][:12],
-                r["direction"],
-                r["status"],
-                f"{r['kind']} {r['region']}",
-                (r["asker"] if r["direction"] == "incoming" else r["introducer"])[:16],
-                str(r["note"])[:40],
-            ]
-            for r in rows
-        ],
-        ["ID", "DIRECTION", "STATUS", "CONTACT", "WHO", "NOTE"],
-    )
+    print_rows(args.json, {"introductions": rows}, "no introduction requests", _request)
     return 0

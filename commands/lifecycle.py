@@ -13,7 +13,7 @@ from node import local_api as api
 from protocol.errors import CanopyError, UsageError
 
 from .common import data_dir, now_ms, opened, passphrase
-from .output import print_json, when
+from .output import fields, print_json, when
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
@@ -61,11 +61,16 @@ async def cmd_id(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
     else:
-        print(f"name:         {info['name'] or '(none)'}")
-        print(f"node id:      {info['id']}")
-        print(f"safety code:  {info['safety_code']}")
-        print(f"addresses:    {', '.join(addresses) or '(none)'}")
-        print(f"running:      {'yes' if info['running'] else 'no'}")
+        fields(
+            [
+                ("name", info["name"] or "(none)"),
+                ("node id", info["id"]),
+                ("safety code", info["safety_code"]),
+                ("addresses", ", ".join(addresses) or "(none)"),
+                ("running", "yes" if info["running"] else "no"),
+            ],
+            width=14,
+        )
     return 0
 
 

@@ -1,9 +1,13 @@
-"""Everything the CLI writes goes through here: the escaping stream, tables, JSON, times."""
+"""Everything the CLI writes goes through here: the escaping stream, tables (rich), JSON,
+times."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -46,10 +50,61 @@ def print_json(value: object) -> None:
 
 
 def table(rows: list[list[str]], header: list[str]) -> None:
+    """Columns under `header`, two spaces apart, drawn by rich. Every cell is escaped first
+    and handed to rich as `Text` (never markup), so nothing a peer wrote is interpreted. On
+    a terminal the header is bold and rich fits the table to its width; otherwise the lines
+    are exactly the columns, nothing wrapped or cut, no trailing spaces (scripts parse it)."""
+    from rich.cells import cell_len  # rich loads only for a command that draws a table
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     cells = [[printable(str(c), cell=True) for c in row] for row in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    grid = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
+    for title in cells[0]:
+        grid.add_column(Text(title), no_wrap=not _on_terminal())
+    for row in cells[1:]:
+        grid.add_row(*(Text(c) for c in row))
+    if _on_terminal():
+        # rich's own styling must reach the terminal unescaped; the cells already are.
+        Console(file=getattr(sys.stdout, "unescaped", sys.stdout)).print(grid)
+        return
+    widths = [max(cell_len(r[i]) for r in cells) for i in range(len(header))]
+    text = io.StringIO()
+    Console(file=text, width=sum(widths) + 2 * len(widths), color_system=None).print(grid)
+    for line in text.getvalue().splitlines():
+        print(line.rstrip())
+
+
+def _on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def fields(pairs: Sequence[tuple[str, object]], *, width: int, indent: str = "") -> None:
+    """`label:` and value lines, the values aligned at column `width` after `indent`."""
+    for label, value in pairs:
+        print(f"{indent}{label + ':':<{width}}{value}")
+
+
+Row = dict[str, Any]
+
+
+def print_rows(
+    as_json: bool, listing: dict[str, list[Row]], empty: str, cells: Callable[[Row], Row]
+) -> bool:
+    """What a listing command prints: with --json `listing` ({name: rows}), else `empty`
+    when there are no rows, else a table of `cells` of each row ({header: cell}, in
+    order). True when it printed a table."""
+    (rows,) = listing.values()
+    if as_json:
+        print_json(listing)
+        return False
+    if not rows:
+        print(empty)
+        return False
+    shown = [cells(row) for row in rows]
+    table([list(row.values()) for row in shown], list(shown[0]))
+    return True
 
 
 def when(ms: int | None) -> str:

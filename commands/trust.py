@@ -10,7 +10,7 @@ from typing import Any
 from node import local_api as api
 
 from .common import hours, now_ms, opened
-from .output import print_json, table, when
+from .output import Row, fields, print_rows, when
 
 
 async def cmd_invite(args: argparse.Namespace) -> int:
@@ -43,9 +43,15 @@ async def cmd_accept(args: argparse.Namespace) -> int:
     async with opened(args, notify=True) as local:
         peer = await accept_invite(local, args.code, now_ms())
     print(f"trusted {peer.label}")
-    print(f"  id:          {peer.node_id}")
-    print(f"  safety code: {peer.node_id.safety_code()}")
-    print(f"  addresses:   {', '.join(peer.addresses) or '(none)'}")
+    fields(
+        [
+            ("id", peer.node_id),
+            ("safety code", peer.node_id.safety_code()),
+            ("addresses", ", ".join(peer.addresses) or "(none)"),
+        ],
+        width=13,
+        indent="  ",
+    )
     return 0
 
 
@@ -77,27 +83,20 @@ async def cmd_peers(args: argparse.Namespace) -> int:
     async with opened(args) as local:
         live = api.call(local.path, "GET", "/v1/peers")
         rows: list[dict[str, Any]] = live["peers"] if live else await stored_peer_rows(local)
-    if args.json:
-        print_json({"peers": rows})
-        return 0
-    if not rows:
-        print("no trusted peers yet: `canopy invite` / `canopy accept CODE`")
-        return 0
     # A name more than one peer goes by is never shown alone: one may pose as the other.
     keys = Counter(name_key(r["name"]) for r in rows if r["name"])
-    table(
-        [
-            [
-                (r["name"] + f" ({r['id'][:10]})" if keys[name_key(r["name"])] > 1 else r["name"])
-                or "-",
-                r["id"][:16],
-                r["state"],
-                when(r["last_sync"]),
-                "-" if r["score"] is None else str(r["score"]),
-                r["last_error"][:40],
-            ]
-            for r in rows
-        ],
-        ["NAME", "ID", "STATE", "LAST SYNC", "SCORE", "LAST ERROR"],
-    )
+
+    def cells(r: Row) -> Row:
+        name = r["name"]
+        return {
+            "NAME": (name + f" ({r['id'][:10]})" if keys[name_key(name)] > 1 else name) or "-",
+            "ID": r["id"][:16],
+            "STATE": r["state"],
+            "LAST SYNC": when(r["last_sync"]),
+            "SCORE": "-" if r["score"] is None else str(r["score"]),
+            "LAST ERROR": r["last_error"][:40],
+        }
+
+    empty = "no trusted peers yet: `canopy invite` / `canopy accept CODE`"
+    print_rows(args.json, {"peers": rows}, empty, cells)
     return 0

@@ -24,6 +24,7 @@ from node.local import (
     read_runtime,
     write_private,
 )
+from node.sealed_files import read_sealed_file
 from protocol import limits
 from protocol.backup import Backup, open_backup, seal_backup
 from protocol.errors import AlreadyRunning, BackupError, CanopyError, DecodeError
@@ -67,14 +68,13 @@ async def make_backup(local: Local, out: Path, passphrase: bytes, now_ms: int) -
 
 async def restore_backup(path: Path, target: Path, passphrase: bytes, *, force: bool) -> Restored:
     """Recreate a data directory from a backup; refuse to replace an identity unless `force`."""
-    try:
-        if path.stat().st_size > limits.MAX_BACKUP_BYTES:
-            raise BackupError(f"{path}: not a backup (too large)")
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise BackupError(f"{path}: is a directory, not a backup") from None
-    except OSError as exc:
-        raise BackupError(f"cannot read {path}: {exc.strerror}") from None
+    data = read_sealed_file(
+        path,
+        limit=limits.MAX_BACKUP_BYTES,
+        error=BackupError,
+        kind="backup",
+        too_large="not a backup (too large)",
+    )
     try:
         backup = await asyncio.to_thread(open_backup, data, passphrase)
     except DecodeError as exc:

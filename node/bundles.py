@@ -19,6 +19,7 @@ from typing import TextIO
 from node.ingest import Accepted, accept_records, check_records
 from node.local import Local, random, write_private
 from node.progress import Progress
+from node.sealed_files import read_sealed_file
 from node.trust import resolve_peer
 from protocol import limits
 from protocol.bundle import open_bundle, seal_bundle
@@ -83,15 +84,13 @@ async def import_bundle(
     """Open a bundle for us from a trusted peer; check and accept its records like sync does.
 
     `accept`: the running node's accept path; by default `accept_records` on `local`."""
-    try:
-        size = path.stat().st_size
-        if size > limits.MAX_BUNDLE_BYTES:
-            raise BundleError(f"{path}: bundle refused: larger than {limits.MAX_BUNDLE_BYTES}")
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise BundleError(f"{path}: is a directory, not a bundle") from None
-    except OSError as exc:
-        raise BundleError(f"cannot read {path}: {exc.strerror}") from None
+    data = read_sealed_file(
+        path,
+        limit=limits.MAX_BUNDLE_BYTES,
+        error=BundleError,
+        kind="bundle",
+        too_large=f"bundle refused: larger than {limits.MAX_BUNDLE_BYTES}",
+    )
     try:
         bundle = open_bundle(data, local.identity, now_ms)
     except RemoteProtocolError as exc:

@@ -2,27 +2,41 @@
 
 Never edit a migration that has shipped: append a new one. Nothing here stores plaintext:
 `data` columns hold sealed bytes, `author_tag`/`tag` are keyed hashes. What needs the
-storage key is done by SQL functions the store registers on its connection before it
-migrates (node/store.py `_register_functions`): `canopy_mark(id, local)` and
-`canopy_repad(sealed)`.
+storage key is done by SQL functions `migrate` registers on the connection first
+(node/at_rest.py): `canopy_mark(id, local)` and `canopy_repad(sealed)`. A wrong storage key
+is named as such, before anything is converted.
 """
 
 from __future__ import annotations
 
-# 7: the disk no longer says which records are ours. `local` (in clear) becomes `mark`:
-#    a keyed tag of the id for records written here, random bytes for every other, placed
-#    before `data` so the poll reads it without the record; `received_at` (which equalled
-#    `created` for our own) goes; the `records_local` index goes with `local`. Sealed
-#    settings and rows are sealed again padded to size buckets.
-_AT_REST = """
-    CREATE TABLE records_new (
+import sqlite3
+from collections.abc import Awaitable, Callable
+
+import aiosqlite
+
+from node.at_rest import AtRest, unpad
+from protocol.errors import StoreError
+
+_CANARY = b"canopy"
+_WRONG_KEY = "the database does not belong to this key"
+
+# The columns of `records` that every layout has, first in each (migrations 1 and 8).
+_RECORDS_HEAD = """
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id BLOB NOT NULL UNIQUE,
         kind TEXT NOT NULL,
         scope INTEGER NOT NULL,
         created INTEGER NOT NULL,
         expires INTEGER NOT NULL,
-        author_tag BLOB NOT NULL,
+        author_tag BLOB NOT NULL,"""
+
+# 7: the disk no longer says which records are ours. `local` (in clear) becomes `mark`:
+#    a keyed tag of the id for records written here, random bytes for every other, placed
+#    before `data` so the poll reads it without the record; `received_at` (which equalled
+#    `created` for our own) goes; the `records_local` index goes with `local`. Sealed
+#    settings and rows are sealed again padded to size buckets.
+_AT_REST = f"""
+    CREATE TABLE records_new ({_RECORDS_HEAD}
         mark BLOB NOT NULL,
         data BLOB NOT NULL,
         opened BLOB
@@ -49,15 +63,8 @@ _AT_REST = """
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: records, sealed settings, sealed peer/invite rows, counters.
-    """
-    CREATE TABLE records (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id BLOB NOT NULL UNIQUE,
-        kind TEXT NOT NULL,
-        scope INTEGER NOT NULL,
-        created INTEGER NOT NULL,
-        expires INTEGER NOT NULL,
-        author_tag BLOB NOT NULL,
+    f"""
+    CREATE TABLE records ({_RECORDS_HEAD}
         local INTEGER NOT NULL,
         received_at INTEGER NOT NULL,
         data BLOB NOT NULL
@@ -130,3 +137,56 @@ MIGRATIONS: tuple[str, ...] = (
 )
 # The first schema whose rows the current store code writes (older ones it only converts).
 LAYOUT_SINCE = MIGRATIONS.index(_AT_REST) + 1
+
+
+async def migrate(db: aiosqlite.Connection, at_rest: AtRest) -> bool:
+    """Apply every migration newer than PRAGMA user_version, each in its own transaction
+    (after checking the key, when there is an old store to convert); whether any ran."""
+    await db.create_function("canopy_mark", 2, at_rest.mark_of)
+    await db.create_function("canopy_repad", 1, at_rest.repad)
+    async with db.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database is at schema {version}, newer than this Canopy ({len(MIGRATIONS)})"
+        )
+    if version == len(MIGRATIONS):
+        return False
+    if version > 0:
+        await _check_key_before_migrating(db, at_rest)
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            for statement in script.split(";"):
+                if statement.strip():
+                    await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {number}")
+            await db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            await db.execute("ROLLBACK")
+            raise StoreError(f"migration {number} failed: {exc}") from exc
+    return True
+
+
+async def check_key(
+    get_setting: Callable[[str], Awaitable[bytes | None]],
+    set_setting: Callable[[str, bytes], Awaitable[None]],
+) -> None:
+    """A canary sealed with the storage key: a mismatched key file is caught at open."""
+    canary = await get_setting("canary")
+    if canary is None:
+        await set_setting("canary", _CANARY)
+    elif canary != _CANARY:
+        raise StoreError(_WRONG_KEY)
+
+
+async def _check_key_before_migrating(db: aiosqlite.Connection, at_rest: AtRest) -> None:
+    """The canary of a store in any older layout (sealed, padded or not), so that a wrong
+    key is named as such rather than as a failed migration. Writes nothing."""
+    async with db.execute("SELECT value FROM settings WHERE name = 'canary'") as cur:
+        row = await cur.fetchone()
+    if row is not None:
+        plain = at_rest.open_setting_raw(bytes(row[0]))
+        if plain != _CANARY and unpad(plain) != _CANARY:
+            raise StoreError(_WRONG_KEY)

@@ -10,30 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import sqlite3
-import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
-import nacl.bindings
-import nacl.exceptions
-import nacl.secret
-import nacl.utils
 
-from node.migrations import MIGRATIONS
-from protocol import labels
-from protocol.encoding import Value, pack, unpack
-from protocol.envelope import padded_size
+from node.at_rest import SEAL_OVERHEAD, AtRest
+from node.migrations import check_key, migrate
+from protocol.encoding import Value
 from protocol.errors import StoreError
 from protocol.lifecycle import NEVER_WITHDRAWN
 
-
-def _subkey(storage_key: bytes, person: bytes) -> bytes:
-    return hashlib.blake2b(b"", key=storage_key, person=person, digest_size=32).digest()
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +60,12 @@ class Store:
         self, db: aiosqlite.Connection, storage_key: bytes, owner: bytes | None = None
     ) -> None:
         self._db = db
-        self._records_key = _subkey(storage_key, labels.STORAGE_RECORDS)
-        self._records_box = nacl.secret.SecretBox(self._records_key)
-        self._opened_key = _subkey(storage_key, labels.STORAGE_OPENED)
-        self._settings_box = nacl.secret.SecretBox(_subkey(storage_key, labels.STORAGE_SETTINGS))
-        self._tag_key = _subkey(storage_key, labels.STORAGE_TAG)
-        self._delivery_key = _subkey(storage_key, labels.STORAGE_DELIVERY)
-        self._mark_key = _subkey(storage_key, labels.STORAGE_MARK)
+        # Every sealed column's layout and the keys for it (node/at_rest.py).
+        self.at_rest = AtRest(storage_key)
+        self.tag = self.at_rest.tag
+        self.mark = self.at_rest.mark
+        self.delivery_tag = self.at_rest.delivery_tag
+        self._open_record = self.at_rest.open_record
         # This node's author tag: the records it authored are the peers-scoped ones it may
         # serve (SPEC "Who may receive what"). Without an owner, no record is ours.
         self._own_tag = self.tag(owner) if owner is not None else b""
@@ -100,10 +91,9 @@ class Store:
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=30000")
             store = cls(db, storage_key, owner)
-            await store._register_functions()
-            if await _migrate(db, store._check_key_before_migrating):
+            if await migrate(db, store.at_rest):
                 await store.checkpoint()  # the old layout's pages leave the WAL
-            await store._check_key()
+            await check_key(store.get_setting, store.set_setting)
         except sqlite3.DatabaseError as exc:
             await db.close()
             raise StoreError(f"database {path} is unreadable: {exc}") from exc
@@ -114,70 +104,6 @@ class Store:
 
     async def close(self) -> None:
         await self._db.close()
-
-    async def _check_key(self) -> None:
-        """A canary sealed with the storage key: a mismatched key file is caught at open."""
-        canary = await self.get_setting("canary")
-        if canary is None:
-            await self.set_setting("canary", b"canopy")
-        elif canary != b"canopy":
-            raise StoreError("the database does not belong to this key")
-
-    async def _check_key_before_migrating(self) -> None:
-        """The canary of a store in any older layout (sealed, padded or not), so that a wrong
-        key is named as such rather than as a failed migration. Writes nothing."""
-        async with self._db.execute("SELECT value FROM settings WHERE name = 'canary'") as cur:
-            row = await cur.fetchone()
-        if row is not None:
-            plain = self._open_settings_raw(bytes(row[0]))
-            if plain != b"canopy" and _unpad(plain) != b"canopy":
-                raise StoreError("the database does not belong to this key")
-
-    async def _register_functions(self) -> None:
-        """SQL functions the migrations call for what needs the storage key (node/migrations.py)."""
-        await self._db.create_function("canopy_mark", 2, self._mark_of)
-        await self._db.create_function("canopy_repad", 1, self._repad)
-
-    def _mark_of(self, rid: bytes, local: int) -> bytes:
-        return self.mark(bytes(rid)) if local else nacl.utils.random(_MARK_BYTES)
-
-    def _repad(self, sealed: bytes) -> bytes:
-        """An unpadded sealed value of the old layout, sealed again padded to its bucket."""
-        return self._seal_settings(self._open_settings_raw(bytes(sealed)))
-
-    # -- sealing helpers -----------------------------------------------------------------
-
-    def tag(self, raw: bytes) -> bytes:
-        """A keyed, stable stand-in for an identifier that must not be stored in clear."""
-        return hashlib.blake2b(
-            raw, key=self._tag_key, person=labels.STORAGE_TAG, digest_size=16
-        ).digest()
-
-    def mark(self, rid: bytes) -> bytes:
-        """The keyed mark of a record authored here; every other record has random bytes of
-        the same length, so the column does not say which records are ours."""
-        return hashlib.blake2b(
-            rid, key=self._mark_key, person=labels.STORAGE_MARK, digest_size=_MARK_BYTES
-        ).digest()
-
-    def _open_settings_raw(self, sealed: bytes) -> bytes:
-        try:
-            return bytes(self._settings_box.decrypt(sealed))
-        except nacl.exceptions.CryptoError as exc:
-            raise StoreError("the database does not belong to this key") from exc
-
-    def _open_settings(self, sealed: bytes) -> bytes:
-        value = _unpad(self._open_settings_raw(sealed))
-        if value is None:
-            raise StoreError("a sealed setting or row is damaged")
-        return value
-
-    def _seal_settings(self, value: bytes) -> bytes:
-        """seal_K_settings(u32be(len) ‖ value ‖ zeros), padded like a sealed payload (a
-        power of two, at least MIN_PAD_BUCKET), so that its size shows only its bucket."""
-        framed = _LEN.pack(len(value)) + value
-        padded = framed + bytes(padded_size(len(value)) - len(framed))
-        return bytes(self._settings_box.encrypt(padded))
 
     # -- records -------------------------------------------------------------------------
 
@@ -200,19 +126,11 @@ class Store:
                 fresh.append(row)
         if fresh:
             self.generation += 1
-            sealed = _seal_many(self._records_key, [r.data for r in fresh])
+            sealed = self.at_rest.seal_records([r.data for r in fresh])
+            marks = self.at_rest.marks([(r.id, r.local) for r in fresh])
             params = [
-                (
-                    r.id,
-                    r.kind,
-                    r.scope,
-                    r.created,
-                    r.expires,
-                    self.tag(r.author),
-                    self.mark(r.id) if r.local else mark,
-                    data,
-                )
-                for r, data, mark in zip(fresh, sealed, _random_marks(len(fresh)), strict=True)
+                (r.id, r.kind, r.scope, r.created, r.expires, self.tag(r.author), mark, data)
+                for r, data, mark in zip(fresh, sealed, marks, strict=True)
             ]
             await self._write_many(
                 "INSERT OR IGNORE INTO records"
@@ -223,75 +141,66 @@ class Store:
         return result
 
     async def _write_many(self, sql: str, params: Iterable[Sequence[object]]) -> None:
-        async with self._write_lock:
-            await self._write_many_locked(sql, params)
+        async with self._transaction():
+            await self._db.executemany(sql, params)
 
-    async def _write_many_locked(self, sql: str, params: Iterable[Sequence[object]]) -> None:
-        try:
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """One durable write transaction (BEGIN IMMEDIATE ... COMMIT) under the write lock."""
+        async with self._write_lock:
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                await self._db.executemany(sql, params)
-                await self._db.execute("COMMIT")
-            except BaseException:
-                # Also when the task is cancelled while BEGIN or COMMIT waits on the database
-                # thread: they still run there, in order, so a ROLLBACK queued now ends any
-                # transaction they left open (and finds none after a COMMIT).
-                with contextlib.suppress(sqlite3.OperationalError):
-                    await self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"database write failed: {exc}") from exc
+                try:
+                    await self._db.execute("BEGIN IMMEDIATE")
+                    yield
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    # Also when the task is cancelled while BEGIN or COMMIT waits on the
+                    # database thread: they still run there, in order, so a ROLLBACK queued
+                    # now ends any transaction they left open (and finds none after a COMMIT).
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"database write failed: {exc}") from exc
 
     async def has(self, ids: Sequence[bytes]) -> set[bytes]:
         found: set[bytes] = set()
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            async with self._db.execute(
-                f"SELECT id FROM records WHERE id IN ({marks})", chunk
-            ) as cur:
+        for chunk, marks in _in_chunks(ids):
+            sql = f"SELECT id FROM records WHERE id IN ({marks})"
+            async with self._db.execute(sql, chunk) as cur:
                 found.update([bytes(row[0]) async for row in cur])
         return found
 
     async def get_records(self, ids: Sequence[bytes]) -> dict[bytes, bytes]:
         """Record wire bytes by id, for the ids that are stored."""
         out: dict[bytes, bytes] = {}
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             sql = f"SELECT id, data FROM records WHERE id IN ({marks})"
-            async with self._db.execute(sql, chunk) as cur:
-                for rid, data in await cur.fetchall():  # one trip to the database thread
-                    out[bytes(rid)] = self._open_record(data)
+            out.update(await self._records_by_id(sql, chunk))
         return out
+
+    async def _records_by_id(self, sql: str, params: Sequence[object]) -> dict[bytes, bytes]:
+        """Wire bytes by id of the (id, data) rows `sql` selects."""
+        async with self._db.execute(sql, params) as cur:
+            rows = await cur.fetchall()  # one trip to the database thread
+        return {bytes(rid): self._open_record(data) for rid, data in rows}
 
     async def records_for_peer(
         self, ids: Sequence[bytes], peer: bytes, now_ms: int
     ) -> dict[bytes, bytes]:
         """Wire bytes of the stored, unexpired `ids` that `peer` may receive from us: network-
         scoped, or peers-scoped and ours; never a private one, never a record back to its
-        author. The rules of
-        docs/SPEC.md "Who may receive what", applied without parsing the records."""
+        author. The rules of docs/SPEC.md "Who may receive what", without parsing records."""
         out: dict[bytes, bytes] = {}
         peer_tag = self.tag(peer)
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             sql = (
                 f"SELECT id, data FROM records WHERE id IN ({marks}) AND expires > ?"
                 " AND (scope = 1 OR (scope = 0 AND author_tag = ?)) AND author_tag != ?"
                 + _NOT_REVOKED
             )
-            async with self._db.execute(sql, (*chunk, now_ms, self._own_tag, peer_tag)) as cur:
-                for rid, data in await cur.fetchall():
-                    out[bytes(rid)] = self._open_record(data)
+            out.update(await self._records_by_id(sql, (*chunk, now_ms, self._own_tag, peer_tag)))
         return out
-
-    def _open_record(self, sealed: bytes) -> bytes:
-        try:
-            return bytes(self._records_box.decrypt(bytes(sealed)))
-        except nacl.exceptions.CryptoError as exc:
-            raise StoreError("a stored record failed its integrity check") from exc
 
     async def local_records_after(
         self, seq: int, limit: int = 1000
@@ -306,9 +215,7 @@ class Store:
             return seq, []
         ours = [int(s) for s, rid, mark in rows if hmac.compare_digest(mark, self.mark(rid))]
         out: list[tuple[RecordMeta, bytes]] = []
-        for start in range(0, len(ours), 500):
-            chunk = ours[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ours):
             sql = (
                 "SELECT seq, id, kind, scope, created, expires, data FROM records"
                 f" WHERE seq IN ({marks}) ORDER BY seq"
@@ -348,56 +255,28 @@ class Store:
                 yield [
                     (
                         bytes(rid),
-                        self._open_opened(rid, sealed),
+                        self.at_rest.open_opened(rid, sealed),
                         None if data is None else self._open_record(data),
                     )
                     for rid, sealed, data in rows
                 ]
 
-    def _open_opened(self, rid: bytes, sealed: bytes | None) -> bytes | None:
-        if sealed is None or len(sealed) <= _NONCE_BYTES:
-            return None
-        try:
-            framed = nacl.bindings.crypto_secretbox_open(
-                sealed[_NONCE_BYTES:], sealed[:_NONCE_BYTES], self._opened_key
-            )
-        except nacl.exceptions.CryptoError:
-            return None
-        if framed[:_ID_BYTES] != rid or len(framed) < _OPENED_HEAD:
-            return None
-        end = _OPENED_HEAD + _LEN.unpack_from(framed, _ID_BYTES)[0]
-        return framed[_OPENED_HEAD:end] if end <= len(framed) else None
-
     async def put_opened(self, items: Sequence[tuple[bytes, bytes, int]]) -> None:
         """Keep, sealed and bound to its record's id, what was opened of each record:
-        (id, value, size of the record's wire bytes). A record deleted meanwhile is skipped;
-        rows go with their record when it is deleted.
-
-        Each value is padded to the size of its record's own sealed row, so that it tells
-        someone holding the disk nothing the record does not: not even whether this node
-        could read it. A value longer than `opened_room` of its record is not kept (what
-        is opened of a record is smaller than the record: the caller makes it fit), and
-        the write checks that the size given is the row's."""
-        rows: list[tuple[bytes, int, bytes]] = []
-        for rid, plain, size in items:
-            framed = rid + _LEN.pack(len(plain)) + plain
-            if len(framed) <= size:
-                rows.append((rid, size, framed + bytes(size - len(framed))))
-        if not rows:
-            return
-        sealed = _seal_many(self._opened_key, [framed for _, _, framed in rows])
-        await self._write_many(
-            "UPDATE records SET opened = ? WHERE id = ? AND length(data) = ?",
-            [
-                (box, rid, size + _SEAL_OVERHEAD)
-                for (rid, size, _), box in zip(rows, sealed, strict=True)
-            ],
-        )
+        (id, value, size of the record's wire bytes), padded to the size of the record's
+        own row (`AtRest.seal_opened`: not even whether this node could read it shows). A
+        value longer than `opened_room` is not kept; a record deleted meanwhile is skipped
+        (the write checks the size given is the row's); rows go with their record."""
+        rows = self.at_rest.seal_opened(items)
+        if rows:
+            await self._write_many(
+                "UPDATE records SET opened = ? WHERE id = ? AND length(data) = ?", rows
+            )
 
     @staticmethod
     def opened_room(record_bytes: int) -> int:
         """How long a value `put_opened` keeps for a record of that many bytes can be."""
-        return record_bytes - _OPENED_HEAD
+        return AtRest.opened_room(record_bytes)
 
     async def forget_opened(self) -> None:
         """Drop every cached opening (the keys that decide what we can open changed)."""
@@ -428,45 +307,29 @@ class Store:
         revocation: `lifecycle.withdrawable`), and remember them as withdrawn *by that
         author* until `expires`, so a late copy by that author is refused. Another author's
         tombstone naming the same ids changes nothing for them. Returns the deleted ids."""
-        async with self._write_lock:
-            return await self._withdraw_locked(targets, author, expires)
-
-    async def _withdraw_locked(
-        self, targets: Sequence[bytes], author: bytes, expires: int
-    ) -> list[bytes]:
         tag = self.tag(author)
         marks = ",".join("?" * len(targets))
         kept = sorted(NEVER_WITHDRAWN)
         where = f"id IN ({marks}) AND author_tag = ? AND kind NOT IN ({','.join('?' * len(kept))})"
         self.generation += 1
-        try:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                async with self._db.execute(
-                    f"SELECT id FROM records WHERE {where}", (*targets, tag, *kept)
-                ) as cur:
-                    deleted = [bytes(row[0]) for row in await cur.fetchall()]
-                await self._db.execute(f"DELETE FROM records WHERE {where}", (*targets, tag, *kept))
-                await self._db.executemany(
-                    "INSERT INTO withdrawn (id, author_tag, expires) VALUES (?, ?, ?)"
-                    " ON CONFLICT(id, author_tag)"
-                    " DO UPDATE SET expires = MAX(expires, excluded.expires)",
-                    [(t, tag, expires) for t in targets],
-                )
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"database write failed: {exc}") from exc
+        async with self._transaction():
+            async with self._db.execute(
+                f"SELECT id FROM records WHERE {where}", (*targets, tag, *kept)
+            ) as cur:
+                deleted = [bytes(row[0]) for row in await cur.fetchall()]
+            await self._db.execute(f"DELETE FROM records WHERE {where}", (*targets, tag, *kept))
+            await self._db.executemany(
+                "INSERT INTO withdrawn (id, author_tag, expires) VALUES (?, ?, ?)"
+                " ON CONFLICT(id, author_tag)"
+                " DO UPDATE SET expires = MAX(expires, excluded.expires)",
+                [(t, tag, expires) for t in targets],
+            )
         return deleted
 
     async def withdrawn_among(self, items: Sequence[tuple[bytes, bytes]]) -> set[bytes]:
         """Of (id, author) pairs, the ids their own author has withdrawn."""
         out: set[bytes] = set()
-        for start in range(0, len(items), 500):
-            chunk = items[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(items):
             sql = f"SELECT id, author_tag FROM withdrawn WHERE id IN ({marks})"
             async with self._db.execute(sql, [i for i, _ in chunk]) as cur:
                 found = {(bytes(rid), bytes(tag)) for rid, tag in await cur.fetchall()}
@@ -481,16 +344,14 @@ class Store:
         out: dict[bytes, tuple[int, int]] = {}
         by_tag = {self.tag(a): a for a in authors}
         tags = list(by_tag)
-        for start in range(0, len(tags), 500):
-            chunk = tags[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(tags):
             sql = (
                 "SELECT author_tag, COUNT(*), COALESCE(SUM(length(data)), 0) FROM records"
                 f" WHERE author_tag IN ({marks}) GROUP BY author_tag"
             )
             async with self._db.execute(sql, chunk) as cur:
                 for tag, n, size in await cur.fetchall():
-                    out[by_tag[bytes(tag)]] = (int(n), int(size) - int(n) * _SEAL_OVERHEAD)
+                    out[by_tag[bytes(tag)]] = (int(n), int(size) - int(n) * SEAL_OVERHEAD)
         return out
 
     async def is_withdrawn(self, rid: bytes) -> bool:
@@ -529,10 +390,10 @@ class Store:
     async def get_setting(self, name: str) -> bytes | None:
         async with self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)) as cur:
             row = await cur.fetchone()
-        return None if row is None else self._open_settings(bytes(row[0]))
+        return None if row is None else self.at_rest.open_setting(bytes(row[0]))
 
     async def set_setting(self, name: str, value: bytes) -> None:
-        sealed = self._seal_settings(value)
+        sealed = self.at_rest.seal_setting(value)
         await self._write_many(
             "INSERT INTO settings (name, value) VALUES (?, ?)"
             " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -544,7 +405,7 @@ class Store:
     async def put_row(self, table: str, key: bytes, value: dict[str, Value]) -> None:
         """Store `value` under a keyed tag of `key`; both the key and the value stay sealed."""
         _check_table(table)
-        sealed = self._seal_settings(pack([key, value]))
+        sealed = self.at_rest.seal_row(key, value)
         await self._write_many(
             f"INSERT INTO {table} (tag, data) VALUES (?, ?)"
             " ON CONFLICT(tag) DO UPDATE SET data = excluded.data",
@@ -568,24 +429,11 @@ class Store:
         out: dict[bytes, dict[str, Value]] = {}
         async with self._db.execute(f"SELECT data FROM {table}") as cur:
             async for (data,) in cur:
-                decoded = unpack(self._open_settings(bytes(data)))
-                if not (
-                    isinstance(decoded, list)
-                    and len(decoded) == 2
-                    and isinstance(decoded[0], bytes)
-                    and isinstance(decoded[1], dict)
-                ):
-                    raise StoreError(f"a row of {table} is damaged")
-                out[decoded[0]] = decoded[1]
+                key, value = self.at_rest.open_row(bytes(data), table)
+                out[key] = value
         return out
 
     # -- deliveries: who received which record (for `canopy exposure`) -------------------------
-
-    def delivery_tag(self, rid: bytes) -> bytes:
-        """A keyed stand-in for a record id in the deliveries table (never the id itself)."""
-        return hashlib.blake2b(
-            rid, key=self._delivery_key, person=labels.STORAGE_DELIVERY, digest_size=16
-        ).digest()
 
     async def record_deliveries(self, items: Sequence[tuple[bytes, bytes]], at: int) -> None:
         """Remember that each (peer id, record id) pair was sent; one transaction."""
@@ -604,9 +452,7 @@ class Store:
             }
         out: dict[bytes, list[tuple[bytes, str, int]]] = {}
         tags = list(held)
-        for start in range(0, len(tags), 500):
-            chunk = tags[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(tags):
             sql = f"SELECT peer_tag, record_tag, at FROM deliveries WHERE record_tag IN ({marks})"
             async with self._db.execute(sql, chunk) as cur:
                 async for peer_tag, record_tag, at in cur:
@@ -650,73 +496,17 @@ class Store:
 _TABLES = frozenset({"peers", "invites", "introductions", "revoked"})
 # A revoked author's records are kept (flagged) but never offered or served onward; the
 # revocation itself always is.
-_NONCE_BYTES = nacl.secret.SecretBox.NONCE_SIZE
-_SEAL_OVERHEAD = _NONCE_BYTES + nacl.secret.SecretBox.MACBYTES
-_ID_BYTES = 32
-_LEN = struct.Struct(">I")
-_OPENED_HEAD = _ID_BYTES + _LEN.size  # a cached opening: id ‖ length ‖ value ‖ zeros
-_MARK_BYTES = 16
-
-
-def _random_marks(n: int) -> list[bytes]:
-    """Marks for rows not written here: random, as long as a keyed one (one random call)."""
-    pool = nacl.utils.random(_MARK_BYTES * n) if n else b""
-    return [pool[i * _MARK_BYTES : (i + 1) * _MARK_BYTES] for i in range(n)]
-
-
-def _unpad(framed: bytes) -> bytes | None:
-    """The value of a padded sealed setting or row (see `Store._seal_settings`); None when
-    the frame is not exactly that (wrong length, bucket or padding)."""
-    if len(framed) < _LEN.size:
-        return None
-    end = _LEN.size + _LEN.unpack_from(framed)[0]
-    if len(framed) != padded_size(end - _LEN.size) or framed.count(0, end) != len(framed) - end:
-        return None
-    return framed[_LEN.size : end]
-
-
-def _seal_many(key: bytes, datas: Sequence[bytes]) -> list[bytes]:
-    """nonce ‖ secretbox of each, exactly what SecretBox.encrypt makes, with the nonces
-    drawn in one call (one random call per row cost as much as sealing)."""
-    nonces = nacl.utils.random(_NONCE_BYTES * len(datas))
-    out = []
-    for i, data in enumerate(datas):
-        nonce = nonces[i * _NONCE_BYTES : (i + 1) * _NONCE_BYTES]
-        out.append(nonce + nacl.bindings.crypto_secretbox(data, nonce, key))
-    return out
-
-
 _NOT_REVOKED = " AND (kind = 'revocation' OR author_tag NOT IN (SELECT tag FROM revoked))"
+
+
+def _in_chunks(items: Sequence[_T]) -> Iterator[tuple[list[_T], str]]:
+    """`items` 500 at a time (under SQLite's bound on a statement's parameters), each chunk
+    with as many `?` placeholders for an `IN (...)`."""
+    for start in range(0, len(items), 500):
+        chunk = list(items[start : start + 500])
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def _check_table(table: str) -> None:
     if table not in _TABLES:
         raise ValueError(f"no such sealed table: {table}")
-
-
-async def _migrate(db: aiosqlite.Connection, check_key: Callable[[], Awaitable[None]]) -> bool:
-    """Apply every migration newer than PRAGMA user_version, each in its own transaction
-    (after `check_key`, when there is an old store to convert); whether any ran."""
-    async with db.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
-    version = int(row[0]) if row else 0
-    if version > len(MIGRATIONS):
-        raise StoreError(
-            f"the database is at schema {version}, newer than this Canopy ({len(MIGRATIONS)})"
-        )
-    if version == len(MIGRATIONS):
-        return False
-    if version > 0:
-        await check_key()
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-            for statement in script.split(";"):
-                if statement.strip():
-                    await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {number}")
-            await db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            await db.execute("ROLLBACK")
-            raise StoreError(f"migration {number} failed: {exc}") from exc
-    return True

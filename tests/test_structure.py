@@ -20,14 +20,14 @@ NODE_CONSTANTS_ALLOWED = {
     ("node/opened_cache.py", "_CONTACT"),
     ("node/opened_cache.py", "_VOUCH"),
     # the byte layout of a stored row: sizes fixed by the format, not chosen bounds
-    ("node/store.py", "_ID_BYTES"),
-    ("node/store.py", "_MARK_BYTES"),
+    ("node/at_rest.py", "_ID_BYTES"),
+    ("node/at_rest.py", "_MARK_BYTES"),
     # how often a progress line is printed without a terminal: presentation only
     ("node/progress.py", "PLAIN_EVERY_S"),
     # `canopy demo` and the simulator: where a demo picks ports, the simulated epoch and day
     ("node/demo.py", "_LISTEN_PORTS_FROM"),
-    ("node/sim/scenario.py", "EPOCH_MS"),
-    ("node/sim/scenario.py", "DAY_MS"),
+    ("node/sim/world.py", "EPOCH_MS"),
+    ("node/sim/pool.py", "DAY_MS"),
 }
 
 

@@ -8,5 +8,10 @@ besides SQLite, and nothing here reads the wall clock or OS randomness.
 
     network.py   the virtual clock, links (latency, jitter, loss, partitions)
     peer.py      one simulated node: the thin driver acting on conversation events
-    scenario.py  trust graphs, the record pool, hostile behaviours, phases and figures
+    hostile.py   hostile drivers: flood, withhold, replay, silent
+    graph.py     the trust graph: community servers, small nodes, honest components joined
+    world.py     the nodes, connections, crashes, restarts and the partition; `Config`
+    pool.py      the run's real sealed records and its alert
+    checks.py    what each node may hold; convergence in each phase
+    scenario.py  a run: its phases and the figures it measures
 """

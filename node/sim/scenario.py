@@ -1,4 +1,4 @@
-"""Scenarios for the simulator: a trust graph, a record pool, hostile nodes, phases, figures.
+"""A simulated run: its phases, what it checks and the figures it measures (issue 12).
 
 A run has two phases and an idle one. In the first, nodes churn (about `offline` of them
 are down at any time: crashes keep the store), one partition splits the network and
@@ -13,50 +13,16 @@ author's direct peers. The idle phase only measures what resync rounds cost.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import os
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from node.sim.network import Clock, Link, LinkModel
-from node.sim.peer import End, SimNode
-from protocol.conversation import Conversation, ConversationEvent, LookUp, Role
-from protocol.envelope import seal_record
-from protocol.identity import Identity, NodeId
-from protocol.messages import Records, encode_message, split_records
-from protocol.record import Kind, Record, Scope
+from node.sim.checks import components_agree, expected
+from node.sim.checks import converged as all_converged
+from node.sim.pool import make_pool, sample_records
+from node.sim.world import NETWORK_KEY, Config, World
+from protocol.record import Record, Scope
 
-EPOCH_MS = 1_800_000_000_000  # the simulated wall clock at t = 0
-DAY_MS = 86_400_000
-NETWORK_KEY = hashlib.blake2b(b"canopy-sim-network-key", digest_size=32).digest()
-HOSTILE_KINDS = ("flood", "withhold", "replay", "silent")
-
-
-@dataclass(slots=True)
-class Config:
-    nodes: int = 100
-    seed: int = 1
-    degree: float = 4.0  # average number of trusted peers
-    servers: int = 0  # community servers (0: nodes // 100, at least 2)
-    server_share: float = 0.05  # of all nodes, how many each server peers with
-    offline: float = 0.10  # share of nodes down at any time in the first phase
-    hostile: float = 0.05
-    hostile_kinds: tuple[str, ...] = HOSTILE_KINDS  # behaviours, assigned in turn
-    records: int = 20
-    peers_scoped: float = 0.2  # share of the records published to the author's peers only
-    latency: float = 0.1  # median one-way link latency, seconds
-    jitter: float = 0.1  # sigma of its lognormal
-    loss: float = 0.0005  # chance one message resets its connection
-    start: float = 3.0  # first publish
-    publish_window: float = 12.0
-    partition: bool = True
-    churn_every: float = 1.0
-    settle: float = 30.0
-    resync: float = 15.0
-    idle: float = 30.0  # phase three: seconds with nothing published
-    db_dir: str = ""  # SQLite files here (default: in memory)
+__all__ = ["NETWORK_KEY", "Config", "Figures", "run", "sample_records"]
 
 
 @dataclass(slots=True)
@@ -103,368 +69,6 @@ class Figures:
         return asdict(self)
 
 
-class _Bytes:
-    """Deterministic `Random` for sealing: BLAKE2b(seed || counter) blocks."""
-
-    def __init__(self, seed: bytes) -> None:
-        self._seed, self._n, self._buf = seed, 0, b""
-
-    def __call__(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            self._n += 1
-            self._buf += hashlib.blake2b(self._seed + self._n.to_bytes(8, "big")).digest()
-        out, self._buf = self._buf[:n], self._buf[n:]
-        return out
-
-
-def identity_of(index: int) -> Identity:
-    return Identity(
-        hashlib.blake2b(b"canopy-sim-node" + index.to_bytes(4, "big"), digest_size=32).digest()
-    )
-
-
-# -- hostile drivers -------------------------------------------------------------------
-
-
-class Withholder(SimNode):
-    """Announces what it holds in reconciliation, then answers every Want with Missing and
-    relays nothing."""
-
-    relay = False
-
-    def _look_up(self, ids: object, peer: int) -> dict[bytes, bytes]:
-        return {}
-
-
-class Silent(SimNode):
-    """Announces what it holds, then never answers a Want at all (nor Missing), and relays
-    nothing: the ids it was asked for must be released and fetched elsewhere."""
-
-    relay = False
-
-    def act(self, end: End, events: Sequence[ConversationEvent]) -> None:
-        super().act(end, [e for e in events if not isinstance(e, LookUp)])
-
-
-class Flooder(SimNode):
-    """Pushes junk records (random bytes) as fast as it can."""
-
-    clock: Clock
-
-    def opened(self, end: End) -> None:
-        super().opened(end)
-        self._flood(end)
-
-    def _flood(self, end: End) -> None:
-        if self.ends.get(end.peer) is not end:
-            return
-        rnd = self.clock.random
-        junk = tuple(rnd.randbytes(rnd.randrange(100, 400)) for _ in range(200))
-        end.send(encode_message(Records(junk)))
-        self.clock.after(0.05, lambda: self._flood(end))
-
-
-class Replayer(SimNode):
-    """Sends the records it holds again and again, far past the push allowance."""
-
-    clock: Clock
-
-    def opened(self, end: End) -> None:
-        super().opened(end)
-        self._replay(end)
-
-    def _replay(self, end: End) -> None:
-        if self.ends.get(end.peer) is not end:
-            return
-        rows = self.db.execute("SELECT data FROM records ORDER BY id LIMIT 100").fetchall()
-        if rows:
-            # 500 copies, each message holding a record once: a repeat within one message is
-            # taken once by the receiving session, so the replay that costs is across them.
-            held = [bytes(r[0]) for r in rows]
-            for _ in range(500 // len(held) + 1):
-                for message in split_records(held):
-                    end.send(encode_message(message))
-        self.clock.after(0.1, lambda: self._replay(end))
-
-
-# -- the world -------------------------------------------------------------------------
-
-
-class World:
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.clock = Clock(config.seed)
-        rnd = self.clock.random
-        n = config.nodes
-        self.edges = _trust_graph(n, config, rnd)
-        self.adjacent: list[set[int]] = [set() for _ in range(n)]
-        for u, v in self.edges:
-            self.adjacent[u].add(v)
-            self.adjacent[v].add(u)
-        servers = config.servers or max(2, n // 100)
-        small = list(range(servers, n))
-        hostile = sorted(rnd.sample(small, round(n * config.hostile)))
-        kinds = config.hostile_kinds
-        self.kind = {h: kinds[k % len(kinds)] for k, h in enumerate(hostile)}
-        _connect_honest(self.edges, self.adjacent, n, self.kind, rnd)
-        self.identities = [identity_of(i) for i in range(n)]
-        self.node_ids: list[NodeId] = [i.node_id for i in self.identities]
-        self.nodes: list[SimNode] = []
-        for i in range(n):
-            path = os.path.join(config.db_dir, f"node-{i}.db") if config.db_dir else ":memory:"
-            cls = {
-                "flood": Flooder,
-                "withhold": Withholder,
-                "replay": Replayer,
-                "silent": Silent,
-            }.get(self.kind.get(i, ""), SimNode)
-            node = cls(i, self.identities[i], path)
-            if isinstance(node, Flooder | Replayer):
-                node.clock = self.clock
-            node.now = lambda: self.clock.now
-            node.now_ms = lambda: EPOCH_MS + int(self.clock.now * 1000)
-            node.ids = self.node_ids.__getitem__
-            node.honest = self.honest
-            self.nodes.append(node)
-        self.model = LinkModel(config.latency, config.jitter, config.loss)
-        self.live: dict[tuple[int, int], tuple[Link, Link]] = {}
-        self.side: list[int] = [0] * n  # partition side; all 0 when healed
-        self.pool: list[tuple[float, int, Record]] = []  # (publish time, author, record)
-        self.alert: tuple[float, int, Record] | None = None
-        self.publishers: set[int] = set()
-        self.crashed_at: list[float] = [-1.0] * n
-
-    def honest(self, index: int) -> bool:
-        return index not in self.kind
-
-    def reachable(self, start: int) -> dict[int, int]:
-        """Honest online nodes reachable from `start` over live connections (`start`
-        excluded), each with its distance in hops."""
-        hops = {start: 0}
-        frontier = [start]
-        while frontier:
-            after: list[int] = []
-            for x in frontier:
-                for y in sorted(self.adjacent[x]):
-                    if y not in hops and self.honest(y) and (min(x, y), max(x, y)) in self.live:
-                        hops[y] = hops[x] + 1
-                        after.append(y)
-            frontier = after
-        del hops[start]
-        return hops
-
-    # -- connections -----------------------------------------------------------------
-
-    def eligible(self, u: int, v: int) -> bool:
-        a, b = self.nodes[u], self.nodes[v]
-        return (
-            a.online
-            and b.online
-            and self.side[u] == self.side[v]
-            and not a.banned(v)
-            and not b.banned(u)
-        )
-
-    def dial(self, u: int, v: int, delay: float) -> None:
-        """The lower index dials; after the handshake's two round trips, both say Hello."""
-        u, v = min(u, v), max(u, v)
-        handshake = 4 * self.config.latency
-        self.clock.after(delay + handshake, lambda: self._open(u, v))
-
-    def _open(self, u: int, v: int) -> None:
-        if (u, v) in self.live or not self.eligible(u, v):
-            return
-        now = self.clock.now
-        cu = Conversation(
-            us=self.node_ids[u],
-            peer=self.node_ids[v],
-            role=Role.INITIATOR,
-            now=now,
-            resync_interval=self.config.resync,
-        )
-        cv = Conversation(
-            us=self.node_ids[v],
-            peer=self.node_ids[u],
-            role=Role.RESPONDER,
-            now=now,
-            resync_interval=self.config.resync,
-        )
-        tag_uv = u.to_bytes(4, "big") + v.to_bytes(4, "big")
-        lost = lambda: self.drop(u, v, "reset")  # noqa: E731
-        uv = Link(self.clock, self.model, lambda d: self.nodes[v].receive(u, d), lost, tag_uv)
-        vu = Link(self.clock, self.model, lambda d: self.nodes[u].receive(v, d), lost, tag_uv[::-1])
-        self.live[(u, v)] = (uv, vu)
-        close: Callable[[str], None] = lambda reason: self.drop(u, v, reason)  # noqa: E731
-        self.nodes[u].opened(End(v, cu, uv.send, close))
-        if (u, v) in self.live:
-            self.nodes[v].opened(End(u, cv, vu.send, close))
-
-    def drop(self, u: int, v: int, reason: str) -> None:
-        links = self.live.pop((min(u, v), max(u, v)), None)
-        if links is None:
-            return
-        for link in links:
-            link.open = False
-        self.nodes[u].closed(v)
-        self.nodes[v].closed(u)
-        if self.eligible(u, v):  # a reset: redial with backoff
-            self.dial(u, v, self.clock.random.uniform(0.375, 0.625))
-
-    def start(self, index: int) -> None:
-        node = self.nodes[index]
-        if node.online:
-            return
-        node.online = True
-        for peer in sorted(self.adjacent[index]):
-            self.dial(index, peer, self.clock.random.uniform(0.0, 0.5))
-        self._tick(node, node.generation)
-
-    def _tick(self, node: SimNode, generation: int) -> None:
-        if node.online and node.generation == generation:
-            node.tick()
-            self.clock.after(1.0, lambda: self._tick(node, generation))
-
-    def crash(self, index: int) -> None:
-        node = self.nodes[index]
-        if node.online:
-            node.crash()
-            self.crashed_at[index] = self.clock.now
-
-    def split(self) -> None:
-        rnd = self.clock.random
-        self.side = [rnd.randrange(2) for _ in range(self.config.nodes)]
-        for u, v in sorted(self.live):
-            if self.side[u] != self.side[v]:
-                self.drop(u, v, "partition")
-
-    def heal(self) -> None:
-        self.side = [0] * self.config.nodes
-        for u, v in self.edges:
-            if (u, v) not in self.live and self.eligible(u, v):
-                self.dial(u, v, self.clock.random.uniform(0.0, 0.5))
-
-    # -- records ---------------------------------------------------------------------
-
-    def publish(self, author: int, record: Record) -> None:
-        self.nodes[author].store([record], source=None)
-
-
-def _trust_graph(n: int, config: Config, rnd: object) -> list[tuple[int, int]]:
-    import random
-
-    assert isinstance(rnd, random.Random)
-    servers = config.servers or max(2, n // 100)
-    edges: set[tuple[int, int]] = set()
-    per_server = max(3, round(n * config.server_share))
-    for s in range(servers):
-        for peer in rnd.sample(range(n), min(n - 1, per_server + 1)):
-            if peer != s:
-                edges.add((min(s, peer), max(s, peer)))
-    target = round(n * config.degree / 2)
-    while len(edges) < target:
-        u, v = rnd.randrange(servers, n), rnd.randrange(servers, n)
-        if u != v:
-            edges.add((min(u, v), max(u, v)))
-    return sorted(edges)
-
-
-def _connect_honest(
-    edges: list[tuple[int, int]],
-    adjacent: list[set[int]],
-    n: int,
-    hostile: dict[int, str],
-    rnd: object,
-) -> None:
-    """Join the honest nodes' components with one edge each: a trust graph in which
-    honest nodes can reach each other without a hostile relay (else "converged" is moot)."""
-    import random
-
-    assert isinstance(rnd, random.Random)
-    honest = [i for i in range(n) if i not in hostile]
-    seen: set[int] = set()
-    components: list[list[int]] = []
-    for start in honest:
-        if start in seen:
-            continue
-        stack, comp = [start], []
-        seen.add(start)
-        while stack:
-            x = stack.pop()
-            comp.append(x)
-            for y in sorted(adjacent[x]):
-                if y not in seen and y not in hostile:
-                    seen.add(y)
-                    stack.append(y)
-        components.append(sorted(comp))
-    for a, b in itertools.pairwise(components):
-        u, v = rnd.choice(a), rnd.choice(b)
-        edges.append((min(u, v), max(u, v)))
-        adjacent[u].add(v)
-        adjacent[v].add(u)
-    edges.sort()
-
-
-_POOLS: dict[tuple[int, int, int], list[tuple[float, int, Record]]] = {}
-
-
-def _make_pool(world: World) -> list[tuple[float, int, Record]]:
-    """Real sealed, signed records, made once per scenario and stored by every node."""
-    config = world.config
-    rnd = world.clock.random
-    honest = [i for i in range(config.nodes) if world.honest(i)]
-    honest = sorted(rnd.sample(honest, max(1, min(len(honest), config.records // 2))))
-    random_bytes = _Bytes(config.seed.to_bytes(8, "big"))
-    pool: list[tuple[float, int, Record]] = []
-    peers_scoped = set(
-        rnd.sample(range(config.records), round(config.records * config.peers_scoped))
-    )
-    for k in range(config.records + 1):
-        at = config.start + rnd.uniform(0.0, config.publish_window)
-        author = rnd.choice(honest)
-        identity = world.identities[author]
-        created = EPOCH_MS + int(at * 1000)
-        if k == config.records:  # the alert, after the partition healed
-            at = config.start + config.publish_window * 0.8
-            created = EPOCH_MS + int(at * 1000)
-            record = seal_record(
-                identity,
-                Kind.ALERT,
-                {"text": f"alert {config.seed}", "urgency": "high"},
-                created=created,
-                expires=created + DAY_MS,
-                scope=Scope.NETWORK,
-                recipients=[],
-                network_key=NETWORK_KEY,
-                random=random_bytes,
-            )
-            world.alert = (at, author, record)
-        else:
-            peers_only = k in peers_scoped
-            size = rnd.randrange(200, 3000)
-            recipients = (
-                [world.node_ids[p] for p in sorted(world.adjacent[author])] if peers_only else []
-            )
-            record = seal_record(
-                identity,
-                Kind.GUIDE,
-                {"title": f"guide {k}", "text": "x" * size},
-                created=created,
-                expires=created + 30 * DAY_MS,
-                scope=Scope.PEERS if peers_only else Scope.NETWORK,
-                recipients=recipients,
-                network_key=None if peers_only else NETWORK_KEY,
-                random=random_bytes,
-            )
-        pool.append((at, author, record))
-    return pool
-
-
-def sample_records(count: int, seed: int = 1) -> list[bytes]:
-    """Wire bytes of network-scoped records like a run's (for a ceiling beside it)."""
-    world = World(Config(nodes=20, seed=seed, records=count, hostile=0.0, peers_scoped=0.0))
-    return [record.to_bytes() for _, _, record in _make_pool(world)]
-
-
 # -- a run -----------------------------------------------------------------------------
 
 
@@ -475,7 +79,7 @@ def run(config: Config) -> Figures:
     clock = world.clock
     rnd = clock.random
     n = config.nodes
-    world.pool = _make_pool(world)
+    world.pool = make_pool(world)
     for i, node in enumerate(world.nodes):
         node.may_hold = expected(world, i).__contains__
     last_publish = max(at for at, _, _ in world.pool)
@@ -510,7 +114,7 @@ def run(config: Config) -> Figures:
     )
     end_one = last_publish + config.settle
     clock.run_until(end_one)
-    components_ok = _components_agree(world)
+    components_ok = components_agree(world)
     fresh_one = [
         at
         for i, node in enumerate(world.nodes)
@@ -559,7 +163,7 @@ def run(config: Config) -> Figures:
         world.start(i)
     end_two = end_one + config.settle
     clock.run_until(end_two)
-    converged = _converged(world)
+    converged = all_converged(world)
     # Phase three: nothing new; what the resync rounds alone cost.
     idle_cpu0 = time.process_time()
     clock.run_until(end_two + config.idle)
@@ -644,61 +248,3 @@ def _churn(world: World) -> None:
         world.crash(rnd.choice(up))
     if down:
         world.start(rnd.choice(down))
-
-
-def expected(world: World, index: int) -> set[bytes]:
-    """What an honest node may and must hold: every published network-scoped record, and
-    the peers-scoped ones of its own and of its direct peers."""
-    out: set[bytes] = set()
-    for _, author, record in world.pool:
-        if record.scope is Scope.NETWORK or author == index or author in world.adjacent[index]:
-            out.add(record.id)
-    return out
-
-
-def _converged(world: World) -> bool:
-    return all(
-        world.nodes[i].holdings() == expected(world, i)
-        for i in range(world.config.nodes)
-        if world.honest(i)
-    )
-
-
-def _components_agree(world: World) -> bool:
-    """Phase one: within each component of online honest nodes, every node holds every
-    network-scoped record any of them holds, and the peers-scoped ones of its online
-    direct peers in the component; none holds what it may not."""
-    n = world.config.nodes
-    online = [i for i in range(n) if world.honest(i) and world.nodes[i].online]
-    up = set(online)
-    seen: set[int] = set()
-    by_id = {r.id: (author, r) for _, author, r in world.pool}
-    for start in online:
-        if start in seen:
-            continue
-        comp, stack = [], [start]
-        seen.add(start)
-        while stack:
-            x = stack.pop()
-            comp.append(x)
-            for y in sorted(world.adjacent[x]):
-                if y in up and y not in seen and world.side[y] == world.side[x]:
-                    seen.add(y)
-                    stack.append(y)
-        holdings = {i: world.nodes[i].holdings() for i in comp}
-        network = {
-            rid
-            for held in holdings.values()
-            for rid in held
-            if by_id[rid][1].scope is Scope.NETWORK
-        }
-        for i in comp:
-            held = holdings[i]
-            if not held <= expected(world, i) or not network <= held:
-                return False
-            for j in world.adjacent[i]:
-                if j in holdings:
-                    own = {rid for rid in holdings[j] if by_id[rid][0] == j}
-                    if not own <= held:
-                        return False
-    return True

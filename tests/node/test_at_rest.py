@@ -11,7 +11,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from node.content import publish_guides, row_of, withdraw
+from node.content import row_of, withdraw
 from node.local import Local, Peer
 from node.revocation import mark_revoked, own_certificate
 from node.store import Store
@@ -19,6 +19,7 @@ from node.trust import create_invite
 from node.wipe import wipe
 from protocol import limits
 from protocol.identity import Identity
+from tests.node.guides import publish_guide
 
 ROOT = Path(__file__).resolve().parents[2]
 STORAGE_PART = ROOT / "docs" / "spec" / "40-invites-and-storage.md"
@@ -84,18 +85,7 @@ async def filled(tmp_path: Path) -> tuple[Local, Path]:
     guide = tmp_path / "g.md"
     guide.write_text("# Night routes\n\nAsk at the back door.\n")
     other = await Local.create(tmp_path / "other", "Other Org", PASS)
-    relayed = (
-        await publish_guides(
-            other,
-            [guide],
-            title=None,
-            lang="en",
-            topics=[],
-            region="KE",
-            to="network",
-            now_ms=NOW,
-        )
-    )[0][0]
+    relayed = await publish_guide(other, guide, now_ms=NOW)
     their_revocation = await own_certificate(other, NOW)
     await other.close()
 
@@ -103,21 +93,7 @@ async def filled(tmp_path: Path) -> tuple[Local, Path]:
     await own_certificate(local, NOW)  # what init keeps (sealed)
     peer = Identity(b"\x07" * 32).node_id
     await local.save_peer(Peer(peer, name=PEER_NAME, addresses=[PEER_ADDRESS], added=NOW))
-    ours = []
-    for to in ("network", "peers"):
-        ours += [
-            r
-            for r, _ in await publish_guides(
-                local,
-                [guide],
-                title=None,
-                lang="en",
-                topics=[],
-                region="KE",
-                to=to,
-                now_ms=NOW,
-            )
-        ]
+    ours = [await publish_guide(local, guide, to=to, now_ms=NOW) for to in ("network", "peers")]
     await local.store.put_records([row_of(relayed, local=False)], NOW + 5000)
     await local.store.put_records([row_of(their_revocation, local=False)], NOW + 5000)
     await mark_revoked(local, their_revocation, NOW + 5000)
@@ -177,18 +153,7 @@ async def test_disk_does_not_say_which_records_are_ours(tmp_path: Path) -> None:
     other = await Local.create(tmp_path / "author", "Author Org", PASS)
     guide = tmp_path / "g.md"
     guide.write_text("# A guide\n\nbody\n")
-    record = (
-        await publish_guides(
-            other,
-            [guide],
-            title=None,
-            lang="en",
-            topics=[],
-            region="KE",
-            to="network",
-            now_ms=NOW,
-        )
-    )[0][0]
+    record = await publish_guide(other, guide, now_ms=NOW)
     await other.close()
     key = bytes(range(32))
     here = await Store.open(tmp_path / "here.db", key)

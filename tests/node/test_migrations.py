@@ -7,7 +7,6 @@ migrations up to it (what that Canopy wrote), then open it with everything.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -15,8 +14,9 @@ from pathlib import Path
 import nacl.secret
 import pytest
 
+import node.migrations
 import node.store
-from node.content import publish_guides, readable, withdraw
+from node.content import readable, withdraw
 from node.local import Local, Peer
 from node.migrations import LAYOUT_SINCE, MIGRATIONS
 from protocol import labels
@@ -24,6 +24,7 @@ from protocol.encoding import pack
 from protocol.errors import StoreError
 from protocol.identity import Identity, open_key_file
 from protocol.record import Kind, Record
+from tests.node.guides import copy_key_file, publish_guide
 
 PASS = b"upgrade pass"
 
@@ -47,19 +48,10 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
 
     # What an old Canopy wrote: only the migrations it knew.
     with monkeypatch.context() as patch:
-        patch.setattr(node.store, "MIGRATIONS", MIGRATIONS[:first])
+        patch.setattr(node.migrations, "MIGRATIONS", MIGRATIONS[:first])
         old = await Local.create(data, "Old Org", PASS)
         await old.save_peer(Peer(peer_id, name="Partner", addresses=["ws://p.example/canopy"]))
-        published = await publish_guides(
-            old,
-            [guide],
-            title=None,
-            lang="en",
-            topics=["upgrade"],
-            region="KE",
-            to="network",
-            now_ms=now,
-        )
+        record = await publish_guide(old, guide, topics=("upgrade",), now_ms=now)
         await old.store.count_rejection("record_DecodeError", 3)
         await old.close()
     assert user_version(data / "canopy.db") == first
@@ -78,7 +70,6 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
         assert await local.store.rejections() == {"record_DecodeError": 3}
         assert await local.store.integrity_check() == "ok"
         # And what the newer schema added works on the old data (withdrawal: migration 2).
-        record = published[0][0]
         await withdraw(local, record.id.hex(), now + 1)
         assert await local.store.is_withdrawn(record.id)
     finally:
@@ -156,46 +147,18 @@ async def test_old_layout_converts_and_no_longer_says_which_records_are_ours(
     guide.write_text("# Old guide\n\nwritten in the old layout\n")
     # Real records and keys, made by the current code in scratch directories.
     scratch = await Local.create(tmp_path / "scratch", "Old Org", PASS)
-    ours = await publish_guides(
-        scratch,
-        [guide],
-        title=None,
-        lang="en",
-        topics=[],
-        region="KE",
-        to="network",
-        now_ms=now,
-    )
-    ours += await publish_guides(
-        scratch,
-        [guide],
-        title="Second",
-        lang="en",
-        topics=[],
-        region="KE",
-        to="network",
-        now_ms=now + 1,
-    )
+    ours = [
+        await publish_guide(scratch, guide, now_ms=now),
+        await publish_guide(scratch, guide, title="Second", now_ms=now + 1),
+    ]
     network_key = await scratch.network_key()
     await scratch.close()
     stranger = await Local.create(tmp_path / "stranger", "Stranger Org", PASS)
-    ((relayed, _),) = await publish_guides(
-        stranger,
-        [guide],
-        title=None,
-        lang="en",
-        topics=[],
-        region="KE",
-        to="network",
-        now_ms=now,
-    )
+    relayed = await publish_guide(stranger, guide, now_ms=now)
     await stranger.close()
 
     data = tmp_path / "node"
-    data.mkdir(mode=0o700)
-    key_file = (tmp_path / "scratch" / "identity.key").read_bytes()
-    (data / "identity.key").write_bytes(key_file)
-    os.chmod(data / "identity.key", 0o600)
+    key_file = copy_key_file(tmp_path / "scratch", data)
     storage_key = open_key_file(key_file, PASS).storage_key
     peer_id = Identity(b"\x05" * 32).node_id
     _write_old_layout(
@@ -204,7 +167,7 @@ async def test_old_layout_converts_and_no_longer_says_which_records_are_ours(
         storage_key,
         {"canary": b"canopy", "name": b"Old Org", "network_key": network_key},
         [Peer(peer_id, name="Partner", addresses=["ws://p.example/canopy"])],
-        [(ours[0][0], True, now), (relayed, False, now + 2500), (ours[1][0], True, now + 1)],
+        [(ours[0], True, now), (relayed, False, now + 2500), (ours[1], True, now + 1)],
     )
     with sqlite3.connect(data / "canopy.db") as db:
         old_top = int(
@@ -225,19 +188,10 @@ async def test_old_layout_converts_and_no_longer_says_which_records_are_ours(
         assert sorted(it.body.content["title"] for it in items) == ["Old guide", "Second"]
         # What was `local` is now the keyed mark: the node still finds exactly its own.
         _, found = await local.store.local_records_after(0)
-        assert [m.id for m, _ in found] == [ours[0][0].id, ours[1][0].id]
+        assert [m.id for m, _ in found] == [ours[0].id, ours[1].id]
         assert await local.store.integrity_check() == "ok"
         # The next record continues the old numbering (a seq is never used twice).
-        ((record, _),) = await publish_guides(
-            local,
-            [guide],
-            title="New",
-            lang="en",
-            topics=[],
-            region="KE",
-            to="network",
-            now_ms=now + 2,
-        )
+        record = await publish_guide(local, guide, title="New", now_ms=now + 2)
         _, found = await local.store.local_records_after(0)
         assert found[-1][0].id == record.id and found[-1][0].seq > old_top
     finally:
@@ -264,10 +218,7 @@ async def test_withdrawn_rows_keep_id_author_and_expiry_when_keyed_by_author(
     tag = scratch.store.tag(author)
     await scratch.close()
     data = tmp_path / "node"
-    data.mkdir(mode=0o700)
-    key_file = (tmp_path / "scratch" / "identity.key").read_bytes()
-    (data / "identity.key").write_bytes(key_file)
-    os.chmod(data / "identity.key", 0o600)
+    key_file = copy_key_file(tmp_path / "scratch", data)
     # The schema before withdrawn ids were keyed by (id, author), as its code wrote it.
     before = next(i for i, m in enumerate(MIGRATIONS) if "withdrawn_by_author" in m)
     _write_old_layout(

@@ -21,7 +21,7 @@ import pytest
 
 from node.local import Local, Peer
 from node.migrations import MIGRATIONS
-from node.store import RecordRow, Store, _seal_many
+from node.store import RecordRow, Store
 from protocol.errors import StoreError
 from protocol.identity import Identity
 from tests.strategies import seeded
@@ -307,9 +307,9 @@ async def test_sealing_in_bulk_matches_secretbox(store: Store) -> None:
     import nacl.secret
 
     datas = [b"", b"x", os.urandom(3000)]
-    sealed = _seal_many(store._records_key, datas)
+    sealed = store.at_rest.seal_records(datas)
     assert len({s[:24] for s in sealed}) == 3  # a fresh nonce each
-    box = nacl.secret.SecretBox(store._records_key)
+    box = nacl.secret.SecretBox(store.at_rest._records_key)
     assert [box.decrypt(s) for s in sealed] == datas
 
 
