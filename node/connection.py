@@ -1,9 +1,12 @@
-"""One authenticated peer connection: a thin driver around box-stream and SyncSession.
+"""One authenticated peer connection: a thin driver around box-stream and the conversation.
 
-Reads WebSocket binary messages, feeds the box-stream decoder and the sync session, and
-hands each event to the node. Writes go through one writer task so frames leave in nonce
-order; urgent bytes (alerts) jump the queue. Sending never blocks the read loop: that is
-what keeps two peers that both have a lot to say from waiting on each other forever.
+Reads WebSocket binary messages, decrypts box-stream, feeds `Conversation.receive` and acts
+on each event it returns: bytes to its send queues, local facts looked up through its
+`ConnectionHost`, records to check and store, penalties. Every rule of sync lives in
+protocol.conversation; this module only does the I/O. Writes go through one writer task
+so frames leave in nonce order; urgent bytes (alerts) jump the queue. Sending never blocks
+the read loop: that is what keeps two peers that both have a lot to say from waiting on
+each other forever. It never imports node.runtime: the host is passed in.
 """
 
 from __future__ import annotations
@@ -13,25 +16,22 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 from aiohttp import WSMsgType, web
 from aiohttp.client import ClientWebSocketResponse
 
+from protocol import conversation as cv
 from protocol import limits
 from protocol.boxstream import BoxStreamDecoder, BoxStreamEncoder, StreamEnd
-from protocol.errors import DecodeError, QuotaExceeded, RemoteProtocolError, UnexpectedMessage
+from protocol.errors import DecodeError, QuotaExceeded, RemoteProtocolError
 from protocol.handshake import SessionKeys
 from protocol.identity import NodeId
 from protocol.quota import TokenBucket
-from protocol.reconcile import Reconciler
-from protocol.record import created_of
-from protocol.rounds import RoundLedger
-from protocol.session import PeerReconcile, PeerWant, RecordsReceived, SyncSession
-
-if TYPE_CHECKING:
-    from node.runtime import Node
-    from protocol.record import Record
+from protocol.reconcile import Item
+from protocol.record import Kind, Record
+from protocol.session import Event, SyncSession
 
 log = logging.getLogger("canopy.connection")
 
@@ -42,23 +42,47 @@ class Closed(Exception):
     """The connection ended; carries a short reason for logs and `canopy peers`."""
 
 
+class ConnectionHost(Protocol):
+    """What a connection needs from the node: local facts, ingest, the peer book."""
+
+    idle_timeout: float
+
+    async def on_open(self, conn: PeerConnection) -> None: ...
+    def on_closed(self, conn: PeerConnection) -> None: ...
+    def items_version(self) -> tuple[int, ...]: ...
+    async def items(self, conn: PeerConnection) -> list[Item]: ...
+    async def to_fetch(
+        self, conn: PeerConnection, ids: Sequence[bytes]
+    ) -> tuple[list[bytes], list[bytes]]: ...
+    async def look_up(self, conn: PeerConnection, ids: Sequence[bytes]) -> dict[bytes, bytes]: ...
+    async def check(
+        self, conn: PeerConnection, datas: Sequence[bytes], ids: Sequence[bytes]
+    ) -> tuple[list[Record], list[RemoteProtocolError]]: ...
+    async def store(self, conn: PeerConnection, records: Sequence[Record]) -> None: ...
+    def delivered(self, conn: PeerConnection, ids: Sequence[bytes]) -> None: ...
+    def release(self, conn: PeerConnection, ids: Sequence[bytes]) -> None: ...
+    async def synced(self, conn: PeerConnection) -> None: ...
+    async def on_event(self, conn: PeerConnection, event: Event) -> None: ...
+    async def penalise(
+        self, peer_id: NodeId, error: RemoteProtocolError, *, reason: str, ban: bool = False
+    ) -> None: ...
+
+
 class PeerConnection:
     def __init__(
         self,
-        node: Node,
+        host: ConnectionHost,
         ws: WebSocket,
-        peer_id: NodeId,
+        conversation: cv.Conversation,
         keys: SessionKeys,
         *,
-        outbound: bool,
         leftover: bytes = b"",
     ) -> None:
-        self.node = node
+        self.host = host
         self.ws = ws
-        self.peer_id = peer_id
-        self.outbound = outbound
-        # The client initiates reconciliation; the server answers.
-        self.session = SyncSession(initiator=outbound)
+        self.conversation = conversation
+        self.peer_id = conversation.peer
+        self.outbound = conversation.session.initiator  # the client initiates rounds
         self._encoder = BoxStreamEncoder(keys.encrypt_key, keys.encrypt_nonce)
         self._decoder = BoxStreamDecoder(keys.decrypt_key, keys.decrypt_nonce)
         self._decoder.receive_data(leftover)
@@ -68,53 +92,47 @@ class PeerConnection:
         self._wake_writer = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
-        self.ingest_queue: asyncio.Queue[RecordsReceived] = asyncio.Queue(limits.INGEST_QUEUE)
-        self.unstored = 0  # Records messages received and not yet stored
-        self.serve_queue: deque[tuple[bytes, bool]] = deque()  # (id, asked by the peer)
-        self.requested = 0  # of serve_queue, how many the peer asked for
+        self.ingest_queue: asyncio.Queue[cv.CheckRecords] = asyncio.Queue(limits.INGEST_QUEUE)
+        self.unstored = 0  # CheckRecords taken and not yet stored
+        self._lookups: deque[cv.LookUp] = deque()  # the conversation asks one at a time
         self._wake_server = asyncio.Event()
-        self.pending_wants: deque[bytes] = deque()
-        self.reconciler: Reconciler | None = None
-        # Responder: the round the peer has open with us, and what it may send unasked.
-        self.round: RoundLedger | None = None
-        # Our reconciliation set for this peer, kept between rounds while the store's
-        # exchangeable set has not changed (node.runtime decides when it has).
-        self.items_cache: tuple[tuple[int, ...], Reconciler] | None = None
-        self.round_unasked = 0  # initiator: records queued unasked in our current round
-        self.round_unasked_bytes = 0
-        self.round_capped = False  # initiator: the round hit its bound; the rest goes next
+        self._items_version: tuple[int, ...] | None = None
+        self._storing: asyncio.Task[None] | None = None
         self.last_sync_saved = 0.0  # when the peer row's last_sync was last written
-        self.reconcile_seen = (0, 0)  # how much of reconciler.have/need was acted on
-        self.synced_once = False
         self.close_reason = ""
         self.closing = False
         self._goodbye = False
         self._tasks: list[asyncio.Task[None]] = []
-        self.bytes_sent = 0
+        self.bytes_sent = 0  # on the wire (box-stream frames)
         self.bytes_received = 0
-        self.record_bytes_sent = 0
-        self.record_bytes_received = 0
-        self.reconcile_rounds = 0
-        self.pushes_dropped = 0
-        self.serving = False
         self.throttled_s = 0.0
-        # Quotas (docs/SPEC.md, "Quotas"): bytes and messages make us read more slowly;
-        # queries and records nobody asked for beyond the allowance cut the peer off.
-        now = time.monotonic()
-        self._bytes_in = TokenBucket.full(limits.PEER_BYTES_PER_S, limits.PEER_BYTES_BURST, now)
-        self._messages_in = TokenBucket.full(
-            limits.PEER_MESSAGES_PER_S, limits.PEER_MESSAGES_BURST, now
+        # Bytes on the wire make us read more slowly (docs/SPEC.md, "Quotas"); messages,
+        # queries and unasked records are the conversation's quotas.
+        self._bytes_in = TokenBucket.full(
+            limits.PEER_BYTES_PER_S, limits.PEER_BYTES_BURST, time.monotonic()
         )
-        self._queries_in = TokenBucket.full(
-            limits.PEER_QUERIES_PER_S, limits.PEER_QUERIES_BURST, now
-        )
-        self._pushes_in = TokenBucket.full(
-            limits.PEER_PUSH_RECORDS_PER_S, limits.PEER_PUSH_RECORDS_BURST, now
-        )
-        # We hold ourselves to the peer's push allowance: past it, pushes wait for a resync.
-        self._pushes_out = TokenBucket.full(
-            limits.PEER_PUSH_RECORDS_PER_S, limits.PEER_PUSH_RECORDS_BURST, now
-        )
+
+    @property
+    def session(self) -> SyncSession:
+        """The message layer (know-who messages are framed through it directly)."""
+        return self.conversation.session
+
+    def traffic(self) -> dict[str, int]:
+        """Bytes on the wire, record bytes, and Reconcile messages sent (`reconcile_rounds`,
+        the metric's historical name)."""
+        conv = self.conversation
+        return {
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "record_bytes_sent": conv.record_bytes_sent,
+            "record_bytes_received": conv.record_bytes_received,
+            "reconcile_rounds": conv.reconcile_messages,
+        }
+
+    @property
+    def ingesting(self) -> bool:
+        """Records received and not yet stored."""
+        return bool(self.unstored or not self.ingest_queue.empty())
 
     # -- sending -------------------------------------------------------------------------
 
@@ -127,16 +145,34 @@ class PeerConnection:
         self._drained.clear()
         self._wake_writer.set()
 
-    def push(self, data: bytes, *, urgent: bool = False, count: int = 0) -> bool:
-        """Queue a push of `count` records unless the peer is far behind or the push
-        allowance is spent; False if dropped (the next resync repairs it)."""
-        if (self._queued > limits.PUSH_DROP_BACKLOG and not urgent) or (
-            count and not self._pushes_out.take(count, time.monotonic())
-        ):
-            self.pushes_dropped += 1
-            return False
-        self.send(data, urgent=urgent)
-        return True
+    def _send(self, event: cv.Send) -> None:
+        self.send(event.data, urgent=event.urgent)
+        if event.records:
+            self.host.delivered(self, event.records)
+
+    def push(self, records: Sequence[Record]) -> None:
+        """Offer records just stored here to the peer (the conversation picks what it may
+        receive and lacks). Past PUSH_DROP_BACKLOG queued, only alerts go; the rest is
+        dropped and the next round, due at once, repairs it."""
+        if self.closing or not self.conversation.open:
+            return
+        if self._queued > limits.PUSH_DROP_BACKLOG:
+            held = [r for r in records if r.kind is not Kind.ALERT]
+            records = [r for r in records if r.kind is Kind.ALERT]
+            us = self.conversation.us
+            if any(cv.may_receive(r, self.peer_id, us) for r in held):
+                self.conversation.push_dropped()
+        for event in self.conversation.push(records, time.monotonic()):
+            assert isinstance(event, cv.Send)
+            self._send(event)
+
+    def ask(self, ids: Sequence[bytes]) -> None:
+        """Ask the peer for ids it announced and another peer failed to deliver."""
+        if self.closing or not self.conversation.open:
+            return
+        for event in self.conversation.ask(ids):
+            assert isinstance(event, cv.Send)
+            self._send(event)
 
     async def drain(self, limit: int) -> None:
         """Wait until at most `limit` bytes are queued (backpressure for bulk senders)."""
@@ -168,6 +204,81 @@ class PeerConnection:
                 await self.ws.send_bytes(self._encoder.goodbye())
                 return
 
+    # -- the conversation's events ---------------------------------------------------------
+
+    def _items_may_have_changed(self) -> None:
+        version = self.host.items_version()
+        if version != self._items_version:
+            self._items_version = version
+            self.conversation.items_changed()
+
+    async def _act(self, events: Sequence[cv.ConversationEvent]) -> None:
+        """Act on each event, in order; answers the conversation asks for are fed back."""
+        queue = deque(events)
+        conv = self.conversation
+        while queue and not self.closing and conv.open:
+            event = queue.popleft()
+            if isinstance(event, cv.Send):
+                self._send(event)
+            elif isinstance(event, cv.LoadItems):
+                items = await self.host.items(self)
+                if not self.closing and conv.open:
+                    queue.extend(conv.set_items(items))
+            elif isinstance(event, cv.FilterNeeds):
+                fetch, deferred = await self.host.to_fetch(self, event.ids)
+                if conv.open:
+                    queue.extend(conv.want(fetch, deferred))
+            elif isinstance(event, cv.LookUp):
+                self._lookups.append(event)  # served by its own task: reading goes on
+                self._wake_server.set()
+            elif isinstance(event, cv.CheckRecords):
+                if len(event.records) == 1 and not any(event.solicited):
+                    # A push (an alert is always pushed alone): not queued behind a bulk
+                    # transfer.
+                    self.unstored += 1
+                    await self._ingest([event])
+                else:
+                    self.unstored += 1
+                    await self.ingest_queue.put(event)  # backpressure on the peer
+            elif isinstance(event, cv.Denied):
+                self.host.release(self, event.ids)
+            elif isinstance(event, cv.Penalise):
+                reason = f"record_{type(event.error).__name__}"
+                await self.host.penalise(self.peer_id, event.error, reason=reason)
+            elif isinstance(event, cv.Synced):
+                await self.host.synced(self)
+            elif isinstance(event, cv.Throttle):
+                self.throttled_s = max(self.throttled_s, event.seconds)  # repaid when reading
+            else:  # Hello and the know-who messages
+                await self.host.on_event(self, event)
+
+    async def start(self, name: str, addresses: Sequence[str]) -> None:
+        """Say Hello; the side that dialled opens the first round at once."""
+        await self._act(self.conversation.hello(name, addresses))
+        if self.outbound:
+            self._items_may_have_changed()
+            await self._act(self.conversation.begin_round(time.monotonic()))
+
+    async def tick(self, now: float) -> None:
+        """Once a second: release wants the peer sits on, open a round that is due."""
+        if self.closing or not self.conversation.open:
+            return
+        try:
+            events = self.conversation.tick(now)
+            if self.conversation.round_due(now):
+                self._items_may_have_changed()
+                events += self.conversation.begin_round(now)
+            await self._act(events)
+        except RemoteProtocolError as exc:
+            await self._failed(exc)
+
+    async def _failed(self, exc: RemoteProtocolError) -> None:
+        self.close_reason = self.close_reason or f"protocol error: {exc}"
+        await self.host.penalise(
+            self.peer_id, exc, reason=type(exc).__name__, ban=isinstance(exc, QuotaExceeded)
+        )
+        await self.close(self.close_reason)
+
     # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -180,13 +291,13 @@ class PeerConnection:
         for task in self._tasks:
             task.add_done_callback(self._task_done)
         try:
-            await self.node.on_open(self)
+            await self.host.on_open(self)
             await self._read_loop()
         except Closed as exc:
             self.close_reason = self.close_reason or str(exc)
         except RemoteProtocolError as exc:
             self.close_reason = f"protocol error: {exc}"
-            await self.node.penalise(
+            await self.host.penalise(
                 self.peer_id, exc, reason=type(exc).__name__, ban=isinstance(exc, QuotaExceeded)
             )
         except (ConnectionError, asyncio.CancelledError) as exc:
@@ -209,7 +320,7 @@ class PeerConnection:
                 asyncio.get_running_loop().create_task(self.ws.close())
 
     async def _read_loop(self) -> None:
-        idle = self.node.config.idle_timeout
+        idle = self.host.idle_timeout
         while True:
             try:
                 msg = await self.ws.receive(timeout=idle)
@@ -236,54 +347,16 @@ class PeerConnection:
                 raise DecodeError("non-binary WebSocket message")
 
     async def _drain_decoder(self) -> bool:
-        """Process every complete frame; False once the peer's goodbye arrived."""
+        """Feed every complete frame to the conversation; False once the peer's goodbye
+        arrived or we cut it off meanwhile (nothing more of its batch is processed)."""
         while True:
             event = self._decoder.next_event()
             if event is None:
                 return True
-            if isinstance(event, StreamEnd):
+            if isinstance(event, StreamEnd) or self.closing:
                 return False
-            for session_event in self.session.receive_data(event):
-                if self.closing:  # cut off meanwhile: nothing more of its batch is processed
-                    return False
-                self._check_quota(session_event)
-                if isinstance(session_event, RecordsReceived):
-                    self.record_bytes_received += sum(len(r) for r in session_event.records)
-                    if len(session_event.records) == 1 and not any(session_event.solicited):
-                        # A push (an alert is always pushed alone): don't queue it behind
-                        # a bulk transfer.
-                        await self.node.ingest(session_event.records, self, session_event.ids)
-                    else:
-                        self.unstored += 1
-                        await self.ingest_queue.put(session_event)  # backpressure on the peer
-                else:
-                    await self.node.on_event(self, session_event)
-
-    def _check_quota(self, event: object) -> None:
-        now = time.monotonic()
-        self.throttled_s += self._messages_in.charge(1, now)  # repaid in _throttle, below
-        if isinstance(event, PeerWant | PeerReconcile) and not self._queries_in.take(1, now):
-            raise QuotaExceeded("query rate over quota")
-        if isinstance(event, RecordsReceived):
-            # The initiator of a round sends what we lack without being asked: allowed for
-            # what reconciliation announced, within the round's bounds (protocol.rounds).
-            # Anything else unasked is a push, on an allowance.
-            ledger = self.round if not self.outbound and self.session.round_open else None
-            if ledger is not None and ledger.expired(now):
-                ledger = None
-            pushes = count = size = 0
-            for data, rid, asked in zip(event.records, event.ids, event.solicited, strict=True):
-                if asked:
-                    continue
-                if ledger is not None and ledger.announced(rid, created_of(data)):
-                    count += 1
-                    size += len(data)
-                else:
-                    pushes += 1
-            if count and ledger is not None:
-                ledger.charge(count, size)
-            if pushes and not self._pushes_in.take(pushes, now):
-                raise QuotaExceeded("sent far more records than asked for")
+            self._items_may_have_changed()
+            await self._act(self.conversation.receive(event, time.monotonic()))
 
     async def _throttle(self, wait: float) -> None:
         wait = max(wait, self.throttled_s)
@@ -291,67 +364,66 @@ class PeerConnection:
         if wait > 0:
             await asyncio.sleep(min(wait, 5.0))
 
+    # -- ingest and serving ------------------------------------------------------------------
+
     async def _ingest_loop(self) -> None:
         """Verify the next records while the previous ones are being stored (a pipeline of
         two stages), and coalesce what queued up meanwhile into one durable transaction."""
-        storing: asyncio.Task[None] | None = None
         try:
             while True:
-                first = await self.ingest_queue.get()
-                datas, ids, taken = list(first.records), list(first.ids), 1
-                while not self.ingest_queue.empty() and len(datas) < limits.INGEST_COALESCE:
-                    more = self.ingest_queue.get_nowait()
-                    datas += more.records
-                    ids += more.ids
-                    taken += 1
-                good = await self.node.check_incoming(datas, self, ids)
-                if storing is not None:
-                    await storing
-                storing = asyncio.create_task(self._store(good, taken))
+                batch = [await self.ingest_queue.get()]
+                count = len(batch[0].records)
+                while not self.ingest_queue.empty() and count < limits.INGEST_COALESCE:
+                    batch.append(self.ingest_queue.get_nowait())
+                    count += len(batch[-1].records)
+                datas = [d for e in batch for d in e.records]
+                ids = [i for e in batch for i in e.ids]
+                good, errors = await self.host.check(self, datas, ids)
+                if self._storing is not None:
+                    await self._storing
+                self._storing = asyncio.create_task(self._store(good, errors, len(batch)))
         finally:
             # What was verified is still stored, so a shutdown never loses a batch it took.
+            storing = self._storing
             if storing is not None and not storing.done():
                 with contextlib.suppress(Exception):
                     await asyncio.shield(storing)
 
-    async def _store(self, records: list[Record], messages: int) -> None:
+    async def _ingest(self, batch: list[cv.CheckRecords]) -> None:
+        """Check and store at once (a push), outside the pipeline."""
+        datas = [d for e in batch for d in e.records]
+        ids = [i for e in batch for i in e.ids]
+        good, errors = await self.host.check(self, datas, ids)
+        await self._store(good, errors, len(batch))
+
+    async def _store(
+        self, records: list[Record], errors: list[RemoteProtocolError], answers: int
+    ) -> None:
+        """Store what passed, then answer each CheckRecords taken (the errors with the first:
+        each costs the peer its penalty)."""
         try:
             if records:
-                await self.node.accept(records, source=self)
+                await self.host.store(self, records)
         finally:
-            self.unstored -= messages
-        await self.node.after_records(self)
-
-    def request(self, ids: list[tuple[bytes, bool]], *, by_peer: bool) -> None:
-        """Queue ids to send; a peer may not have more than MAX_SERVE_REQUESTED unanswered."""
-        if by_peer:
-            self.requested += len(ids)
-            if self.requested > limits.MAX_SERVE_REQUESTED:
-                raise UnexpectedMessage("asked for more records than the protocol allows")
-        self.serve_queue.extend(ids)
-        self._wake_server.set()
+            self.unstored -= answers
+        for i in range(answers):
+            if self.closing or not self.conversation.open:
+                return
+            await self._act(self.conversation.records_done(errors if i == 0 else ()))
 
     async def _serve_loop(self) -> None:
         while True:
             await self._wake_server.wait()
             self._wake_server.clear()
-            while self.serve_queue:
-                batch = [
-                    self.serve_queue.popleft()
-                    for _ in range(min(len(self.serve_queue), limits.SERVE_CHUNK_IDS))
-                ]
-                self.requested = max(0, self.requested - len(batch))
-                self.serving = True
-                try:
-                    await self.node.serve(self, batch)
-                finally:
-                    self.serving = False
+            while self._lookups:
+                lookup = self._lookups.popleft()
+                found = await self.host.look_up(self, lookup.ids)
+                if self.closing or not self.conversation.open:
+                    return
+                await self._act(self.conversation.serve(found))
                 await self.drain(limits.SERVE_BACKLOG)
-            if self.outbound:  # what we sent unasked went first: the round may now end
-                await self.node.after_records(self)
 
-    def note_records_sent(self, size: int) -> None:
-        self.record_bytes_sent += size
+    # -- ending ----------------------------------------------------------------------------
 
     async def close(self, reason: str) -> None:
         """Say goodbye and close (used for distrust, duplicates, misbehaviour, shutdown)."""
@@ -363,7 +435,7 @@ class PeerConnection:
         if self.closing:
             return
         self.closing = True
-        self.session.close()
+        self.conversation.close()
         # Whatever is still queued is dropped: the next reconciliation repairs it.
         self._urgent.clear()
         self._normal.clear()
@@ -380,14 +452,13 @@ class PeerConnection:
         if writer is not None and writer is not current:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(writer, 2.0)
-        for task in others:
-            if task is not current:
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await task
+        # The ingest task waits for the store task to end: from inside that one, never wait
+        # for it in turn.
+        if current is not self._storing:
+            for task in others:
+                if task is not current:
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await task
         with contextlib.suppress(Exception):
             await self.ws.close()
-        self.node.on_closed(self)
-
-    @property
-    def want_capacity(self) -> int:
-        return self.session.want_capacity()
+        self.host.on_closed(self)

@@ -13,13 +13,11 @@ import hmac
 import json
 import logging
 import os
-import random as stdrandom
 import secrets
 import time
 import urllib.parse
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -41,12 +39,14 @@ from node.connection import PeerConnection
 from node.ingest import (
     Accepted,
     accept_records,
-    check_parallel,
     malformed_among,
 )
+from node.intake import Intake
 from node.local import Local, Peer, random
+from node.peer_book import PeerBook, PeerState
 from node.queries import KnowWho
 from node.revocation import apply_stored_revocations, revoked_ids
+from node.sync import Sync
 from node.trust import PendingInvite, pending_invites, redeem_invite
 from protocol import limits
 from protocol.contact import Filter
@@ -59,28 +59,15 @@ from protocol.errors import (
     HandshakeError,
     NotForUs,
     RemoteProtocolError,
-    UnexpectedMessage,
-    VerificationError,
 )
 from protocol.handshake import ClientHandshake, HandshakeState, ServerHandshake
 from protocol.identity import NodeId
 from protocol.invite import PEER_PATH, check_address, normalise_address
 from protocol.lifecycle import Withdrawal
 from protocol.names import check_name, name_taken
-from protocol.reconcile import Reconciler
-from protocol.record import Kind, Record, Scope
-from protocol.rounds import RoundLedger, check_round_gap
+from protocol.record import Kind, Record
 from protocol.session import (
-    Event,
-    PeerAnswer,
     PeerHello,
-    PeerIntroReply,
-    PeerIntroRequest,
-    PeerMissing,
-    PeerQuery,
-    PeerReconcile,
-    PeerSyncDone,
-    PeerWant,
 )
 
 log = logging.getLogger("canopy.node")
@@ -116,18 +103,6 @@ def _proxy_connector(url: str) -> tuple[aiohttp.BaseConnector, DialErrors]:
     return connector, (ProxyError,)
 
 
-@dataclass(slots=True)
-class PeerState:
-    """What the running node knows about a trusted peer beyond its stored record."""
-
-    score: int = limits.INITIAL_SCORE
-    next_attempt: float = 0.0
-    delay: float = 0.0
-    dialing: bool = False
-    banned_until: float = 0.0
-    last_error: str = ""
-
-
 class Node:
     def __init__(self, local: Local, config: Config) -> None:
         self.local = local
@@ -139,27 +114,14 @@ class Node:
         self.peers: dict[NodeId, Peer] = {}
         self.invites: list[PendingInvite] = []
         self._claimed_invites: set[bytes] = set()
-        self.state: dict[NodeId, PeerState] = {}
-        self.connections: dict[NodeId, PeerConnection] = {}
-        self.inflight: set[bytes] = set()  # ids asked of some peer and not yet answered
         self.revoked: dict[NodeId, int] = {}  # revoked identities -> when we learnt (ms)
-        self._bad: OrderedDict[bytes, str] = OrderedDict()  # negative cache: id -> error name
         self._proxies = parse_proxies(config.trusted_proxies)
         self._pending = PendingSlots()  # inbound handshakes in progress
         self._inbound: Counter[str] = Counter()  # inbound connections of any state, per address
-        self._deliveries: list[tuple[bytes, bytes]] = []  # (peer, record id) not yet stored
-        self.rejected: Counter[str] = Counter()
-        self._pending_rejections: Counter[str] = Counter()  # not yet written to the store
         self.received = 0
-        self.totals: Counter[str] = Counter()  # traffic of closed connections
         self.alerts: deque[dict[str, object]] = deque(maxlen=limits.RECENT_ALERTS)
         self._watchers: set[asyncio.Queue[dict[str, object]]] = set()
-        self._next_round: dict[NodeId, float] = {}
-        self._round_opened: dict[NodeId, float] = {}  # when each peer last opened a round
-        self._round_sent: dict[NodeId, float] = {}  # when we last started one with each
         self._notified = 0  # `canopy` wrote to the store (POST /v1/notify): sets may differ
-        self._source_usage: dict[NodeId, list[int]] = {}  # records, bytes stored from a peer
-        self._warned: dict[NodeId, tuple[float, int]] = {}  # last warning, suppressed since
         self._epoch = -1
         self._local_seq = 0
         self._dial_errors: DialErrors = (aiohttp.ClientError, OSError, TimeoutError)
@@ -173,7 +135,36 @@ class Node:
         self.api_url = ""
         self.api_token = secrets.token_urlsafe(32)
         self._api_hosts: frozenset[str] = frozenset()  # set once the API is bound
+        self.book = PeerBook(
+            count_rejection=local.store.count_rejection,
+            min_score=config.min_score,
+            reconnect_min=config.reconnect_min,
+            reconnect_max=config.reconnect_max,
+            disconnect=self._disconnect,
+        )
+        self.intake = Intake(
+            local.store,
+            self.book,
+            us=self.node_id,
+            max_source_records=config.max_source_records,
+            trusted=lambda: self.peers,
+        )
         self.knowwho = KnowWho(local, self)
+        self.sync = Sync(
+            local,
+            self.book,
+            self.knowwho,
+            idle_timeout=config.idle_timeout,
+            resync_interval=config.resync_interval,
+            peers=lambda: self.peers,
+            revoked=lambda node_id: node_id in self.revoked,
+            hello=lambda: (self.name, self.advertise),
+            items_version=self._items_version,
+            check=self._check,
+            accept=lambda records, conn: self.accept(records, source=conn),
+            on_hello=self._on_hello,
+            own_write=self.bump_own_epoch,
+        )
         self._unchecked_guides: deque[bytes] = deque()  # stored, not yet opened once
         self._checking_guides = False
 
@@ -209,7 +200,7 @@ class Node:
             header_timeout=limits.HTTP_HEADER_TIMEOUT_S,
             preauth=True,  # until the handshake is done (_admit)
             exempt=lambda address: is_trusted(address, self._proxies),
-            count=self._count,
+            count=self.book.count,
         )
         bound = await self._serve(peer_app, host, port, peer_guard)
         shown = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
@@ -234,7 +225,7 @@ class Node:
             total=limits.MAX_API_CONNECTIONS,
             per_address=limits.MAX_API_CONNECTIONS,
             header_timeout=limits.HTTP_HEADER_TIMEOUT_S,
-            count=self._count,
+            count=self.book.count,
         )
         api_bound = await self._serve(api_app, api_host, api_port, api_guard)
         self.api_url = f"http://{api_host or '127.0.0.1'}:{api_bound}"
@@ -243,7 +234,7 @@ class Node:
         self._tasks = [
             asyncio.create_task(self._dial_loop()),
             asyncio.create_task(self._poll_loop()),
-            asyncio.create_task(self._resync_loop()),
+            asyncio.create_task(self.sync.resync_loop()),
         ]
         log.info("node %s listening on %s", self.node_id.short, self.listen_url)
 
@@ -275,8 +266,7 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for conn in list(self.connections.values()):
-            await conn.close("node stopping")
+        await self.sync.close_all("node stopping")
         for queue in self._watchers:
             queue.put_nowait({})
         for server in self._servers:
@@ -285,8 +275,8 @@ class Node:
             await runner.cleanup()
         if self._client is not None:
             await self._client.close()
-        await self._flush_rejections()
-        await self._flush_deliveries()
+        await self.book.flush()
+        await self.sync.flush_deliveries()
         await self.knowwho.flush_opened()
         self.local.clear_runtime()
 
@@ -306,11 +296,7 @@ class Node:
         self.invites = await pending_invites(self.local, now_ms())
         for node_id in (await revoked_ids(self.local)).keys() - self.revoked.keys():
             self._revoked_now(node_id)
-        for node_id in list(self.state):
-            if node_id not in self.peers:
-                del self.state[node_id]
-        for node_id in self.peers:
-            self.state.setdefault(node_id, PeerState())
+        self.book.trusted_now(self.peers)
         for node_id, conn in list(self.connections.items()):
             if node_id not in self.peers:
                 log.info("trust withdrawn from %s: disconnecting", node_id.short)
@@ -322,10 +308,9 @@ class Node:
                 return False
             node_id = NodeId(public_key)
             if node_id in self.revoked:
-                self._count("handshake_revoked")
+                self.book.count("handshake_revoked")
                 return False
-            state = self.state.get(node_id)
-            if state is not None and state.banned_until > time.monotonic():
+            if self.book.banned(node_id):
                 return False
             if index == 0:
                 return node_id in self.peers
@@ -353,7 +338,7 @@ class Node:
             self._inbound.total() >= limits.MAX_INBOUND_CONNECTIONS
             or self._inbound[address] >= limits.MAX_INBOUND_PER_ADDRESS
         ):
-            self._count("connection_cap")
+            self.book.count("connection_cap")
             return web.Response(status=503, text="busy")
         self._inbound[address] += 1
         try:
@@ -389,14 +374,14 @@ class Node:
                     if msg.type != WSMsgType.BINARY:
                         raise HandshakeError("connection closed during the handshake")
                     if len(msg.data) > limits.MAX_HANDSHAKE_MESSAGE_BYTES:
-                        self._count("preauth_oversize")
+                        self.book.count("preauth_oversize")
                         raise DecodeError("message larger than any handshake message")
                     reply = handshake.receive_data(msg.data)
                     if reply:
                         await ws.send_bytes(reply)
         except (RemoteProtocolError, TimeoutError) as exc:
             refused = isinstance(exc, RemoteProtocolError)
-            self._count(
+            self.book.count(
                 "handshake_refused"
                 if refused
                 else ("handshake_evicted" if slot.evicted else "handshake_timeout")
@@ -418,8 +403,8 @@ class Node:
             await redeem_invite(self.local, invite, peer_id, now_ms())
             await self._reload_trust()
             log.info("invite redeemed by %s", peer_id.short)
-        conn = PeerConnection(
-            self, ws, peer_id, keys, outbound=False, leftover=handshake.leftover()
+        conn = self.sync.connection(
+            ws, peer_id, keys, outbound=False, leftover=handshake.leftover()
         )
         await conn.run()
         return ws
@@ -430,7 +415,7 @@ class Node:
         while True:
             now = time.monotonic()
             for node_id, peer in list(self.peers.items()):
-                state = self.state.setdefault(node_id, PeerState())
+                state = self.book.of(node_id)
                 if (
                     node_id in self.connections
                     or node_id in self.revoked
@@ -444,12 +429,6 @@ class Node:
                 self._tasks.append(asyncio.create_task(self._dial(peer, state)))
             self._tasks = [t for t in self._tasks if not t.done()]
             await asyncio.sleep(0.2)
-
-    def _backoff(self, state: PeerState) -> None:
-        state.delay = min(
-            self.config.reconnect_max, max(self.config.reconnect_min, state.delay * 2)
-        )
-        state.next_attempt = time.monotonic() + state.delay * (0.75 + 0.5 * stdrandom.random())
 
     async def _dial(self, peer: Peer, state: PeerState) -> None:
         """Try each address; with a pending invite, its one-time key first, then ours."""
@@ -472,8 +451,7 @@ class Node:
                     state.delay = 0.0
                     state.last_error = ""
                     state.dialing = False
-                    conn = PeerConnection(
-                        self,
+                    conn = self.sync.connection(
                         ws,
                         peer.node_id,
                         handshake.keys,
@@ -484,7 +462,7 @@ class Node:
                     return
         finally:
             state.dialing = False
-            self._backoff(state)
+            self.book.backoff(state)
 
     async def _open_ws(
         self, address: str, state: PeerState
@@ -531,89 +509,42 @@ class Node:
             await ws.close()
             return False
 
-    # -- connection events ---------------------------------------------------------------------
-
-    async def on_open(self, conn: PeerConnection) -> None:
-        if conn.peer_id not in self.peers or conn.peer_id in self.revoked:
-            await conn.close("not trusted")
-            return
-        existing = self.connections.get(conn.peer_id)
-        if existing is not None:
-            # Both sides dialled at once: keep the connection whose client has the lower id,
-            # a rule both ends compute alike; same direction means the old one is stale.
-            preferred_outbound = self.node_id.raw < conn.peer_id.raw
-            if existing.outbound != conn.outbound and existing.outbound == preferred_outbound:
-                await conn.close("duplicate connection")
-                return
-            self.connections[conn.peer_id] = conn
-            await existing.close("duplicate connection")
-        self.connections[conn.peer_id] = conn
-        self.state.setdefault(conn.peer_id, PeerState()).delay = 0.0
-        log.info("connected to %s (%s)", conn.peer_id.short, "out" if conn.outbound else "in")
-        conn.send(conn.session.hello(self.name, self.advertise))
-        if conn.outbound:
-            await self.start_round(conn)
-        await self.knowwho.tick_introductions()
-
-    def on_closed(self, conn: PeerConnection) -> None:
-        self.knowwho.connection_closed(conn)
-        for key in ("bytes_sent", "bytes_received", "record_bytes_sent", "record_bytes_received"):
-            self.totals[key] += getattr(conn, key)
-        self.totals["reconcile_rounds"] += conn.reconcile_rounds
-        self.inflight.difference_update(conn.pending_wants)
-        self.inflight.difference_update(conn.session.outstanding_wants)
-        if self.connections.get(conn.peer_id) is conn:
-            del self.connections[conn.peer_id]
-            log.info("disconnected from %s: %s", conn.peer_id.short, conn.close_reason)
-            state = self.state.get(conn.peer_id)
-            if state is not None:
-                state.last_error = conn.close_reason
-                state.next_attempt = max(
-                    state.next_attempt, time.monotonic() + self.config.reconnect_min
-                )
-
-    async def start_round(self, conn: PeerConnection) -> None:
-        """Initiator: reconcile the records this pair may exchange (docs/SPEC.md, "Sync")."""
-        conn.reconciler = await self._reconciler_for(conn)
-        conn.reconcile_seen = (0, 0)
-        conn.round_unasked = conn.round_unasked_bytes = 0
-        conn.round_capped = False
-        self._round_sent[conn.peer_id] = time.monotonic()
-        conn.send(conn.session.reconcile(conn.reconciler.initiate()))
-        conn.reconcile_rounds += 1
+    # -- connection events ----
 
     def _items_version(self) -> tuple[int, ...]:
         """Changes whenever the set of records a peer may exchange with us may have: a
         record stored or deleted by this process, one written by `canopy`, trust changed."""
         return (self.local.store.generation, self._local_seq, self._epoch, self._notified)
 
-    async def _reconciler_for(self, conn: PeerConnection) -> Reconciler:
-        """A fresh reconciler over what this pair may exchange, re-read from the store only
-        when that set may have changed since the last round (docs/SPEC.md, "Rounds")."""
-        version = self._items_version()
-        cached = conn.items_cache
-        if cached is None or cached[0] != version:
-            items = await self.local.store.exchangeable_items(conn.peer_id.raw, now_ms())
-            cached = (version, Reconciler(items, presorted=True))
-            conn.items_cache = cached
-        return cached[1].fresh()
+    async def _check(
+        self, conn: PeerConnection, datas: Sequence[bytes], ids: Sequence[bytes]
+    ) -> tuple[list[Record], list[RemoteProtocolError]]:
+        if conn.closing:  # cut off: its batch is not worth a look
+            return [], []
+        good, errors = await self.intake.check(conn.peer_id, datas, ids)
+        kept = {r.id for r in good}
+        self.sync.inflight.difference_update(rid for rid in ids if rid not in kept)
+        return good, errors
 
-    async def on_event(self, conn: PeerConnection, event: Event) -> None:
-        if isinstance(event, PeerHello):
-            await self._on_hello(conn, event)
-        elif isinstance(event, PeerReconcile):
-            await self._on_reconcile(conn, event.payload)
-        elif isinstance(event, PeerSyncDone):
-            conn.reconciler = None
-            conn.round = None
-            await self._synced(conn)
-        elif isinstance(event, PeerWant):
-            conn.request([(i, True) for i in event.ids], by_peer=True)
-        elif isinstance(event, PeerMissing):
-            self.inflight.difference_update(event.ids)
-            await self.after_records(conn)
-        elif isinstance(event, PeerQuery | PeerAnswer | PeerIntroRequest | PeerIntroReply):
-            await self.knowwho.on_event(conn, event)
+    @property
+    def connections(self) -> dict[NodeId, PeerConnection]:
+        return self.sync.connections
+
+    @property
+    def inflight(self) -> set[bytes]:
+        return self.sync.inflight
+
+    @property
+    def rejected(self) -> Counter[str]:
+        return self.book.rejected
+
+    async def penalise(
+        self, peer_id: NodeId, error: RemoteProtocolError, *, reason: str, ban: bool = False
+    ) -> None:
+        await self.book.penalise(peer_id, error, reason=reason, ban=ban)
+
+    async def _disconnect(self, peer_id: NodeId, reason: str) -> None:
+        await self.sync.disconnect(peer_id, reason)
 
     def bump_own_epoch(self) -> None:
         """We changed a sealed row ourselves: no need to reload for it."""
@@ -629,9 +560,9 @@ class Node:
             # goes by: a peer may not pass itself off as another. Refused names are counted.
             others = [p.name for n, p in self.peers.items() if n != conn.peer_id]
             if check_name(hello.name) is not None:
-                self._count("hello_name_refused")
+                self.book.count("hello_name_refused")
             elif name_taken(hello.name, [*others, self.name]):
-                self._count("hello_name_taken")
+                self.book.count("hello_name_taken")
             else:
                 peer.name, changed = hello.name, True
         # The address rule of invites, normalised as everywhere an address is taken.
@@ -643,230 +574,23 @@ class Node:
             await self.local.save_peer(peer)
             self._epoch += 1  # our own write: no need to reload trust for it
 
-    async def _on_reconcile(self, conn: PeerConnection, payload: bytes) -> None:
-        if not conn.outbound:  # responder: answer every step of the peer's round
-            if conn.reconciler is None:  # the peer opens a round
-                now = time.monotonic()
-                check_round_gap(self._round_opened.get(conn.peer_id), now)  # RateLimited
-                self._round_opened[conn.peer_id] = now
-                conn.reconciler = await self._reconciler_for(conn)
-                conn.round = RoundLedger(now)
-            if conn.reconciler.rounds >= limits.MAX_RECONCILE_ROUNDS:
-                raise UnexpectedMessage("reconciliation round does not converge")
-            reply = conn.reconciler.reconcile(payload)
-            if conn.round is not None:
-                conn.round.announce(*conn.reconciler.take_announced())
-            conn.send(conn.session.reconcile(reply or b""))
-            conn.reconcile_rounds += 1
-            return
-        reconciler = conn.reconciler
-        if reconciler is None:  # pragma: no cover - the session refuses unasked replies
-            return
-        following = reconciler.reconcile(payload)
-        have_seen, need_seen = conn.reconcile_seen
-        have, need = reconciler.have, reconciler.need
-        conn.reconcile_seen = (len(have), len(need))
-        if len(have) > have_seen:
-            # What we send unasked in one round is bounded (the peer cuts us off past it);
-            # the rest is found again by the next round, which then comes soon.
-            room = limits.MAX_ROUND_RECORDS - conn.round_unasked
-            fresh_have = have[have_seen:]
-            if len(fresh_have) > room:
-                fresh_have, conn.round_capped = fresh_have[: max(0, room)], True
-            conn.round_unasked += len(fresh_have)
-            conn.request([(i, False) for i in fresh_have], by_peer=False)
-        if len(need) > need_seen:
-            await self._queue_wants(conn, need[need_seen:])
-        if following is not None:
-            if reconciler.rounds > limits.MAX_RECONCILE_ROUNDS:
-                raise UnexpectedMessage("reconciliation does not converge")
-            conn.send(conn.session.reconcile(following))
-            conn.reconcile_rounds += 1
-        else:
-            await self.after_records(conn)
-
-    async def _queue_wants(self, conn: PeerConnection, ids: Sequence[bytes]) -> None:
-        held = await self.local.store.has(ids)
-        for rid in ids:
-            if rid not in held and rid not in self.inflight:
-                conn.pending_wants.append(rid)
-                self.inflight.add(rid)
-        self._top_up_wants(conn)
-
-    def _top_up_wants(self, conn: PeerConnection) -> None:
-        room = conn.want_capacity
-        batch: list[bytes] = []
-        while conn.pending_wants and len(batch) < room:
-            batch.append(conn.pending_wants.popleft())
-        if batch:
-            conn.send(conn.session.want(batch))
-
-    async def after_records(self, conn: PeerConnection) -> None:
-        """More wants if there is room; SyncDone once the initiator's round is complete."""
-        self._top_up_wants(conn)
-        reconciler = conn.reconciler
-        if (
-            conn.outbound
-            and reconciler is not None
-            and reconciler.done
-            and not conn.pending_wants
-            and not conn.session.outstanding_wants
-            and not conn.serve_queue
-            and not conn.serving
-            and not conn.unstored
-            and not conn.closing
-        ):
-            conn.reconciler = None
-            conn.send(conn.session.sync_done())
-            await self._synced(conn)
-
-    async def _synced(self, conn: PeerConnection) -> None:
-        conn.synced_once = True
-        now = time.monotonic()
-        interval = limits.MIN_ROUND_INTERVAL_S if conn.round_capped else self.config.resync_interval
-        self._next_round[conn.peer_id] = now + interval
-        peer = self.peers.get(conn.peer_id)
-        if peer is not None:
-            peer.last_sync = now_ms()
-            # Kept in memory at once; written at most every SYNC_WRITE_INTERVAL_S, so that
-            # rounds cost no durable write each (the row is written again on the next one).
-            since = now - conn.last_sync_saved
-            if not conn.last_sync_saved or since >= limits.SYNC_WRITE_INTERVAL_S:
-                conn.last_sync_saved = now
-                await self.local.save_peer(peer)
-                self._epoch += 1
-
-    async def _resync_loop(self) -> None:
-        """Re-run reconciliation now and then: repairs dropped pushes and missed relays."""
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for peer_id, conn in list(self.connections.items()):
-                due = self._next_round.get(peer_id, 0.0) <= now or conn.pushes_dropped
-                soon = now - self._round_sent.get(peer_id, -1e9) < limits.MIN_ROUND_INTERVAL_S
-                if conn.outbound and conn.synced_once and conn.reconciler is None and due:
-                    if soon:
-                        continue
-                    conn.pushes_dropped = 0
-                    with contextlib.suppress(Exception):
-                        await self.start_round(conn)
-
-    def may_receive(self, record: Record, peer_id: NodeId) -> bool:
-        """Network-scoped records go to everyone; peers-scoped ones only from their author."""
-        if record.author == peer_id or record.scope is Scope.PRIVATE:
-            return False
-        return record.scope is Scope.NETWORK or record.author == self.node_id
-
-    async def serve(self, conn: PeerConnection, batch: list[tuple[bytes, bool]]) -> None:
-        """Send what the peer asked for (or lacks); say Missing for what it asked and won't get."""
-        found = await self.local.store.records_for_peer(
-            [i for i, _ in batch], conn.peer_id.raw, now_ms()
-        )
-        out: list[bytes] = []
-        for rid, asked in batch:
-            data = found.get(rid)
-            if data is None:
-                continue
-            if not asked:  # unasked, in our round: within the round's byte bound
-                if conn.round_unasked_bytes + len(data) > limits.MAX_ROUND_BYTES:
-                    conn.round_capped = True
-                    del found[rid]
-                    continue
-                conn.round_unasked_bytes += len(data)
-            out.append(data)
-        missing = [rid for rid, asked in batch if asked and rid not in found]
-        if out:
-            conn.note_records_sent(sum(len(d) for d in out))
-            conn.send(conn.session.records(out))
-            self._deliveries.extend((conn.peer_id.raw, rid) for rid, _ in batch if rid in found)
-        if missing:
-            conn.send(conn.session.missing(missing))
-
     # -- ingest, store, purge, forward ---------------------------------------------------------
-
-    async def ingest(
-        self, datas: Sequence[bytes], conn: PeerConnection, ids: Sequence[bytes]
-    ) -> None:
-        """Validate records from `conn`, store the good ones durably, forward the new ones."""
-        good = await self.check_incoming(datas, conn, ids)
-        if good:
-            await self.accept(good, source=conn)
-
-    async def check_incoming(
-        self, datas: Sequence[bytes], conn: PeerConnection, ids: Sequence[bytes]
-    ) -> list[Record]:
-        """Decode and verify records from `conn` (on worker threads for a large batch);
-        the bad ones are remembered, their sender penalised; returns the good ones.
-        `ids`: record_id of each, as the session computed them."""
-        now = now_ms()
-        # Negative cache: a record that failed decoding or verification once is refused
-        # again by id, without a second signature check; the sender pays the same penalty.
-        # A copy repeated within the batch (messages are coalesced) is checked once, and
-        # then treated like a later arrival: refused as known bad, or dropped as a duplicate.
-        fresh: dict[bytes, bytes] = {}
-        repeats: list[bytes] = []
-        for data, rid in zip(datas, ids, strict=True):
-            if conn.closing:  # cut off: the rest of its batch is not worth a look
-                return []
-            if rid in fresh:
-                repeats.append(rid)
-            elif rid in self._bad:
-                await self._refuse_known_bad(rid, conn)
-            else:
-                fresh[rid] = data
-        fresh_ids = list(fresh)
-        checked = await check_parallel(list(fresh.values()), fresh_ids, now, conn.peer_id)
-        good: list[Record] = []
-        for rid, outcome in zip(fresh_ids, checked, strict=True):
-            if isinstance(outcome, RemoteProtocolError):
-                if isinstance(outcome, DecodeError | VerificationError):
-                    self._remember_bad(rid, type(outcome).__name__)
-                if conn.closing:
-                    self.inflight.discard(rid)
-                    continue
-                # Only the sender is held to account: until the signature verified, the
-                # author named inside is just a claim, so an honest author is never blamed.
-                await self.penalise(
-                    conn.peer_id, outcome, reason=f"record_{type(outcome).__name__}"
-                )
-                self.inflight.discard(rid)
-            else:
-                good.append(outcome)
-        for rid in repeats:
-            if rid in self._bad and not conn.closing:
-                await self._refuse_known_bad(rid, conn)
-        return good
-
-    async def _refuse_known_bad(self, rid: bytes, conn: PeerConnection) -> None:
-        known_bad = self._bad[rid]
-        self._bad.move_to_end(rid)
-        self._count("record_known_bad")
-        self.inflight.discard(rid)
-        error = DecodeError if known_bad == "DecodeError" else VerificationError
-        await self.penalise(conn.peer_id, error("known bad record"), reason=f"record_{known_bad}")
-
-    def _remember_bad(self, rid: bytes, error: str) -> None:
-        self._bad[rid] = "DecodeError" if error == "DecodeError" else "VerificationError"
-        self._bad.move_to_end(rid)
-        while len(self._bad) > limits.NEGATIVE_CACHE_SIZE:
-            self._bad.popitem(last=False)
 
     async def accept(self, records: Sequence[Record], source: PeerConnection | None) -> Accepted:
         """Store checked records through `accept_records` (the one path, shared with bundle
         import), then act on them live: refuse what they revoke, announce alerts, update
         the know-who index, push the new ones on."""
         now = now_ms()
+        arrived = [r.id for r in records]
         if source is not None:
-            records = await self._within_storage_caps(records, source)
+            records = await self.intake.within_caps(records, source.peer_id)
         accepted = await accept_records(self.local, records, now, self.revoked.keys())
         if source is not None:  # a bundle's refusals are counted by `import_bundle`
-            usage = self._source_usage.setdefault(source.peer_id, [0, 0])
-            usage[0] += len(accepted.fresh)
-            usage[1] += sum(len(r.to_bytes()) for r in accepted.fresh)
+            self.intake.stored_from(source.peer_id, accepted.fresh)
             for reason, n in accepted.refused.items():
                 # Not the sender's fault: it may not have heard of a revocation or withdrawal.
-                self._count(reason, n)
-        self.inflight.difference_update(r.id for r in records)
+                self.book.count(reason, n)
+        self.sync.inflight.difference_update(arrived)
         for node_id in accepted.revoked:
             self._epoch += 1  # our own write: no need to reload trust for it
             self._revoked_now(node_id)
@@ -880,12 +604,12 @@ class Node:
                 if malformed is not None:
                     # Its author signed it (record and body): blame the author, never a relay
                     # that may not have been able to read it.
-                    await self.penalise(record.author, malformed, reason="content_malformed")
+                    await self.book.penalise(record.author, malformed, reason="content_malformed")
             elif record.kind in (Kind.CONTACT, Kind.VOUCH) and self.knowwho.add(
                 record, verify_body=True
             ):  # opened, but malformed: its author pays, as for alerts
                 error = DecodeError("content breaks its kind's schema")
-                await self.penalise(record.author, error, reason="content_malformed")
+                await self.book.penalise(record.author, error, reason="content_malformed")
         guides = [r.id for r in fresh if r.kind is Kind.GUIDE and r.author != self.node_id]
         if guides:
             self._unchecked_guides.extend(guides)
@@ -893,7 +617,7 @@ class Node:
                 self._checking_guides = True
                 self._tasks.append(asyncio.get_running_loop().create_task(self._check_guides()))
         if fresh:
-            self.push(fresh, exclude=source.peer_id if source else None)
+            self.sync.push(fresh, exclude=source.peer_id if source else None)
         return accepted
 
     async def _check_guides(self) -> None:
@@ -905,7 +629,7 @@ class Node:
         loop = asyncio.get_running_loop()
         try:
             while self._unchecked_guides:
-                if self._ingesting():
+                if self.sync.ingesting():
                     await asyncio.sleep(limits.GUIDE_CHECK_IDLE_S)
                     continue
                 n = min(len(self._unchecked_guides), limits.GUIDE_CHECK_CHUNK)
@@ -916,68 +640,9 @@ class Node:
                     None, malformed_among, datas, identity, network_key
                 )
                 for record, error in bad:
-                    await self.penalise(record.author, error, reason="content_malformed")
+                    await self.book.penalise(record.author, error, reason="content_malformed")
         finally:
             self._checking_guides = False
-
-    def _ingesting(self) -> bool:
-        """Whether some connection has records received and not yet stored."""
-        return any(c.unstored or not c.ingest_queue.empty() for c in self.connections.values())
-
-    async def _within_storage_caps(
-        self, records: Sequence[Record], source: PeerConnection
-    ) -> list[Record]:
-        """The records we still have room for from `source`: at most max_source_records
-        (and MAX_SOURCE_BYTES) stored from one peer, and at most MAX_UNKNOWN_AUTHOR_RECORDS
-        (and _BYTES) held of an author that is neither us nor a trusted peer. Revocations
-        always have room. The rest is refused, counted, and found again by a later round."""
-        usage = self._source_usage.get(source.peer_id, [0, 0])
-        n, size = usage[0], usage[1]
-        unknown = {
-            r.author.raw for r in records if r.author != self.node_id and r.author not in self.peers
-        }
-        held = await self.local.store.author_usage(sorted(unknown)) if unknown else {}
-        authors = {a: list(held.get(a, (0, 0))) for a in unknown}
-        keep: list[Record] = []
-        over_source = over_author = 0
-        for record in records:
-            length = len(record.to_bytes())
-            if record.kind is Kind.REVOCATION:
-                keep.append(record)
-                continue
-            if n + 1 > self.config.max_source_records or size + length > limits.MAX_SOURCE_BYTES:
-                over_source += 1
-                self.inflight.discard(record.id)
-                continue
-            author = authors.get(record.author.raw)
-            if author is not None:
-                if (
-                    author[0] + 1 > limits.MAX_UNKNOWN_AUTHOR_RECORDS
-                    or author[1] + length > limits.MAX_UNKNOWN_AUTHOR_BYTES
-                ):
-                    over_author += 1
-                    self.inflight.discard(record.id)
-                    continue
-                author[0] += 1
-                author[1] += length
-            n += 1
-            size += length
-            keep.append(record)
-        if over_source:
-            self._count("quota_source_storage", over_source)
-            self.warn_peer(
-                source.peer_id,
-                "reached its storage cap (sync.max_source_records): %d record(s) refused",
-                over_source,
-            )
-        if over_author:
-            self._count("quota_author_storage", over_author)
-            self.warn_peer(
-                source.peer_id,
-                "relayed records of an unknown author over its storage cap: %d refused",
-                over_author,
-            )
-        return keep
 
     def _revoked_now(self, node_id: NodeId) -> None:
         """Refuse the identity at once: its handshakes, its records, its live connection;
@@ -997,31 +662,13 @@ class Node:
             peer.label if peer else node_id.short,
             node_id,
         )
-        state = self.state.get(node_id)
+        state = self.book.state.get(node_id)
         if state is not None:
             state.last_error = "key revoked (compromised)"
-        conn = self.connections.get(node_id)
+        conn = self.sync.connections.get(node_id)
         if conn is not None:
             task = asyncio.get_running_loop().create_task(conn.close("key revoked"))
             self._tasks.append(task)
-
-    def push(self, records: Sequence[Record], exclude: NodeId | None = None) -> None:
-        """Send records at once to every connected peer that may have them and lacks them."""
-        urgent = [r for r in records if r.kind is Kind.ALERT]
-        normal = [r for r in records if r.kind is not Kind.ALERT]
-        for peer_id, conn in list(self.connections.items()):
-            if peer_id == exclude or conn.closing:
-                continue
-            for group, is_urgent in ((urgent, True), (normal, False)):
-                chosen = [
-                    r
-                    for r in group
-                    if self.may_receive(r, peer_id) and not conn.session.peer_knows(r.id)
-                ]
-                out = [r.to_bytes() for r in chosen]
-                if out and conn.push(conn.session.records(out), urgent=is_urgent, count=len(out)):
-                    conn.note_records_sent(sum(len(d) for d in out))
-                    self._deliveries.extend((peer_id.raw, r.id) for r in chosen)
 
     def _announce_alert(self, record: Record, now: int) -> RemoteProtocolError | None:
         """Buffer an alert for /v1/alerts and `watch`. One that opens but breaks the alert
@@ -1052,45 +699,7 @@ class Node:
         for queue in list(self._watchers):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(entry)
-
-    async def penalise(
-        self, peer_id: NodeId, error: RemoteProtocolError, *, reason: str, ban: bool = False
-    ) -> None:
-        self._count(reason)
-        state = self.state.get(peer_id)
-        if state is None or state.banned_until > time.monotonic():
-            return  # unknown, or already cut off: counted, not charged or logged again
-        state.score -= error.penalty
-        state.last_error = f"{reason}: {error}"
-        self.warn_peer(peer_id, "sent bad input (%s); score %d", reason, state.score)
-        if ban or state.score < self.config.min_score:
-            state.banned_until = time.monotonic() + limits.BAN_SECONDS
-            state.next_attempt = state.banned_until
-            state.score = limits.INITIAL_SCORE // 2
-            conn = self.connections.get(peer_id)
-            if conn is not None:
-                await conn.close(f"cut off for misbehaving ({reason})")
-
-    def warn_peer(self, peer_id: NodeId, message: str, *args: object) -> None:
-        """A warning about a peer, at most one line per WARNING_INTERVAL_S per peer; the
-        next line that gets out says how many were suppressed meanwhile."""
-        now = time.monotonic()
-        last, suppressed = self._warned.get(peer_id, (-limits.WARNING_INTERVAL_S, 0))
-        if now - last < limits.WARNING_INTERVAL_S:
-            self._warned[peer_id] = (last, suppressed + 1)
-            return
-        self._warned[peer_id] = (now, 0)
-        tail = f" ({suppressed} similar warning(s) suppressed)" if suppressed else ""
-        log.warning("peer %s " + message + tail, peer_id.short, *args)
-
-    def _count(self, reason: str, n: int = 1) -> None:
-        self.rejected[reason] += n
-        self._pending_rejections[reason] += n
-
-    async def _flush_rejections(self) -> None:
-        for reason, n in self._pending_rejections.items():
-            await self.local.store.count_rejection(reason, n)
-        self._pending_rejections.clear()
+        return None
 
     # -- picking up changes made by the CLI ----------------------------------------------------
 
@@ -1127,20 +736,15 @@ class Node:
             for record in records:
                 if record.kind is Kind.ALERT:
                     if self._announce_alert(record, now) is not None:
-                        self._count("content_malformed")
+                        self.book.count("content_malformed")
                 elif record.kind in (Kind.CONTACT, Kind.VOUCH):
                     self.knowwho.add(record, verify_body=False)
                 elif record.kind is Kind.TOMBSTONE:
                     self.knowwho.remove(Withdrawal.from_payload(record.payload).targets)
-            self.push(records)
-        await self._flush_rejections()
-        await self._flush_deliveries()
+            self.sync.push(records)
+        await self.book.flush()
+        await self.sync.flush_deliveries()
         await self.knowwho.flush_opened()
-
-    async def _flush_deliveries(self) -> None:
-        if self._deliveries:
-            batch, self._deliveries = self._deliveries, []
-            await self.local.store.record_deliveries(batch, now_ms())
 
     # -- local API -------------------------------------------------------------------------------
 
@@ -1209,8 +813,7 @@ class Node:
         self._wake.set()
         self._notified += 1
         # Records may have arrived by other paths (`canopy import`): reconcile again soon.
-        for peer_id in self._next_round:
-            self._next_round[peer_id] = 0.0
+        self.sync.resync_soon()
         return web.json_response({"ok": True})
 
     async def _api_healthz(self, request: web.Request) -> web.Response:
@@ -1307,7 +910,7 @@ class Node:
 
         live: dict[NodeId, LivePeer] = {}
         for node_id, peer in self.peers.items():
-            state = self.state.get(node_id, PeerState())
+            state = self.book.state.get(node_id, PeerState())
             conn = self.connections.get(node_id)
             live[node_id] = LivePeer(
                 state="connected" if conn else ("dialing" if state.dialing else "offline"),
@@ -1322,26 +925,7 @@ class Node:
         return peer_rows(await self.local.peers(), revoked, live)
 
     def traffic(self) -> dict[str, int]:
-        out = Counter(self.totals)
-        for conn in self.connections.values():
-            for key in (
-                "bytes_sent",
-                "bytes_received",
-                "record_bytes_sent",
-                "record_bytes_received",
-            ):
-                out[key] += getattr(conn, key)
-            out["reconcile_rounds"] += conn.reconcile_rounds
-        return {
-            key: out[key]
-            for key in (
-                "bytes_sent",
-                "bytes_received",
-                "record_bytes_sent",
-                "record_bytes_received",
-                "reconcile_rounds",
-            )
-        }
+        return self.sync.traffic()
 
     async def _api_query(self, request: web.Request) -> web.Response:
         """A know-who query from the CLI: local (the in-memory index) or across peers."""

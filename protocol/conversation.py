@@ -29,7 +29,6 @@ is re-raised: the driver penalises the peer and closes. Every later call raises
 from __future__ import annotations
 
 import enum
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ from protocol.envelope import SEALED_KINDS, check_sealed_layout
 from protocol.errors import (
     LocalProtocolError,
     QuotaExceeded,
-    RateLimited,
     RecordRejected,
     RemoteProtocolError,
     UnexpectedMessage,
@@ -47,9 +45,10 @@ from protocol.errors import (
 from protocol.identity import NodeId
 from protocol.lifecycle import Withdrawal
 from protocol.quota import TokenBucket
-from protocol.reconcile import MODE_IDLIST, Item, Reconciler, decode_message
-from protocol.record import Kind, Record, Scope
+from protocol.reconcile import Item, Reconciler
+from protocol.record import Kind, Record, Scope, created_of
 from protocol.revocation import check_revocation
+from protocol.rounds import RoundLedger, check_round_gap
 from protocol.session import (
     PeerAnswer,
     PeerHello,
@@ -63,9 +62,6 @@ from protocol.session import (
     RecordsReceived,
     SyncSession,
 )
-
-_TS_BYTES = 8
-_ZERO_KEY = bytes(_TS_BYTES + 32)
 
 
 class Role(enum.Enum):
@@ -243,76 +239,23 @@ def check_record(data: bytes, rid: bytes | None, now_ms: int, sender: NodeId) ->
     return record
 
 
-def _item_key(created: int, rid: bytes) -> bytes:
-    return created.to_bytes(_TS_BYTES, "big") + rid
-
-
-class _Announced:
-    """Responder: what one round's reconciliation told the initiator we lack, so what it
-    may send unasked: ids of its IdLists we lacked, and the key ranges we answered with an
-    IdList (the only places it learns its `have`). Charged against MAX_ROUND_RECORDS and
-    MAX_ROUND_BYTES; after MAX_ROUND_SECONDS nothing more is announced."""
-
-    __slots__ = ("bytes", "ids", "lowers", "records", "started", "uppers")
-
-    def __init__(self, now: float) -> None:
-        self.started = now
-        self.records = 0
-        self.bytes = 0
-        self.ids: set[bytes] = set()
-        self.lowers: list[bytes] = []
-        self.uppers: list[bytes] = []
-
-    def learn(self, theirs: bytes, ours_reply: bytes, our_ids: frozenset[bytes]) -> None:
-        listed: list[tuple[bytes, bytes]] = []  # ranges the initiator sent as its IdList
-        lower = _ZERO_KEY
-        for rng in decode_message(theirs):
-            if rng.mode == MODE_IDLIST:
-                self.ids.update(i for i in rng.ids if i not in our_ids)
-                listed.append((lower, rng.upper.key))
-            lower = rng.upper.key
-        if not ours_reply:
-            return
-        # Where we answered a Fingerprint with our IdList, the initiator learns its `have`
-        # for the whole range; where it had sent its own IdList, only those ids count.
-        listed_lowers = [lo for lo, _ in listed]  # increasing: bounds in a message are
-        lower = _ZERO_KEY
-        pairs = list(zip(self.lowers, self.uppers, strict=True))
-        for rng in decode_message(ours_reply):
-            upper = rng.upper.key
-            if rng.mode == MODE_IDLIST:
-                at = bisect_right(listed_lowers, lower) - 1
-                if at < 0 or upper > listed[at][1]:
-                    pairs.append((lower, upper))
-            lower = upper
-        pairs.sort()
-        self.lowers = [lo for lo, _ in pairs]
-        self.uppers = [hi for _, hi in pairs]
-
-    def covers(self, rid: bytes, data: bytes, now: float) -> bool:
-        if now - self.started > limits.MAX_ROUND_SECONDS:
-            return False
-        if rid in self.ids:
-            return True
-        created = _created_of(data, rid)
-        if created is None:
-            return False
-        key = _item_key(created, rid)
-        at = bisect_right(self.lowers, key) - 1
-        return at >= 0 and key < self.uppers[at]
-
-    def charge(self, size: int) -> None:
-        self.records += 1
-        self.bytes += size
-        if self.records > limits.MAX_ROUND_RECORDS or self.bytes > limits.MAX_ROUND_BYTES:
-            raise QuotaExceeded("sent more unasked records than a round allows")
-
-
-def _created_of(data: bytes, rid: bytes) -> int | None:
-    try:
-        return Record.from_bytes(data, known_id=rid).created
-    except RemoteProtocolError:
-        return None  # junk: not announced, so a push; the check penalises it too
+def hand_over(
+    ids: Sequence[bytes], others: Sequence[Conversation]
+) -> list[tuple[Conversation, list[bytes]]]:
+    """Ids one peer denied, sat on or took with it: which of the `others` (in order) each
+    is asked of now, taken from the first that announced and deferred it (`take_deferred`).
+    The driver asks each conversation its ids with `ask` and counts them in flight."""
+    remaining = list(ids)
+    out: list[tuple[Conversation, list[bytes]]] = []
+    for other in others:
+        if not remaining:
+            break
+        taken = other.take_deferred(remaining) if other.open else []
+        if taken:
+            out.append((other, taken))
+            gone = set(taken)
+            remaining = [i for i in remaining if i not in gone]
+    return out
 
 
 # -- the conversation ---------------------------------------------------------------------
@@ -329,6 +272,7 @@ class Conversation:
         role: Role,
         now: float,
         resync_interval: float = limits.RESYNC_INTERVAL_S,
+        last_round: float | None = None,
     ) -> None:
         self.us = us
         self.peer = peer
@@ -336,15 +280,21 @@ class Conversation:
         self.state = ConversationState.IDLE
         self.session = SyncSession(initiator=role is Role.INITIATOR)
         self.resync_interval = resync_interval
-        self._items: list[Item] | None = None  # cached exchangeable set, sorted
-        self._item_ids: frozenset[bytes] = frozenset()
+        # The exchangeable set, kept between rounds until `items_changed`; each round
+        # takes a `fresh()` copy, so a round does not re-read and re-sort the whole set.
+        self._items: Reconciler | None = None
         self._reconciler: Reconciler | None = None
         self._seen = (0, 0)  # how much of reconciler.have/need was acted on
         self._pending_payload: bytes | None = None  # responder: a Reconcile awaiting items
         self._begin_pending = False  # initiator: begin_round awaits items
-        self._announced: _Announced | None = None
+        self._ledger: RoundLedger | None = None  # responder: what the open round announced
         self._round_messages = 0  # responder: Reconcile messages in the open round
-        self._last_round: float | None = None
+        # When the last round began (either role): `last_round` carries it over from an
+        # earlier connection with the same peer, so reconnecting does not reset the gaps.
+        self._last_round = last_round
+        self._unasked = 0  # initiator: records sent unasked in the current round
+        self._unasked_bytes = 0
+        self._capped = False  # initiator: the round hit its unasked bound; the rest goes next
         self._next_round = now  # initiator: when a resync round is due
         self.pushes_dropped = 0  # pushes over our allowance: the next round repairs them
         self._pending_wants: deque[bytes] = deque()
@@ -358,6 +308,7 @@ class Conversation:
         self._now = now  # the latest `now` we were given (wants are stamped with it)
         self._asked: dict[bytes, float] = {}  # outstanding wants not yet released, by age
         self.rounds = 0  # rounds completed
+        self.reconcile_messages = 0  # Reconcile messages sent
         self.synced_once = False
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -397,6 +348,21 @@ class Conversation:
         self.session.close()
 
     @property
+    def open(self) -> bool:
+        """Neither FAILED nor CLOSED: calls are still allowed."""
+        return self.state not in (ConversationState.FAILED, ConversationState.CLOSED)
+
+    @property
+    def last_round(self) -> float | None:
+        """When the last round with this peer began (to carry over to a new connection)."""
+        return self._last_round
+
+    def resync_soon(self) -> None:
+        """Initiator: local records changed by other paths; the next round is due now
+        (still no sooner than MIN_ROUND_INTERVAL_S after the previous one)."""
+        self._next_round = float("-inf")
+
+    @property
     def wanted(self) -> frozenset[bytes]:
         """Ids this conversation asked for or queued to ask, and has not released (Denied):
         free them, or ask another peer, when it ends."""
@@ -425,8 +391,7 @@ class Conversation:
     def set_items(self, items: Sequence[Item]) -> list[ConversationEvent]:
         """This peer's exchangeable set as sorted, unique (created, id) items."""
         self._require_open()
-        self._items = list(items)
-        self._item_ids = frozenset(i for _, i in self._items)
+        self._items = Reconciler(items, presorted=True)
         if self._begin_pending:
             self._begin_pending = False
             return self._initiate()
@@ -448,6 +413,8 @@ class Conversation:
         self._last_round = now
         self._next_round = now + self.resync_interval
         self.pushes_dropped = 0
+        self._unasked = self._unasked_bytes = 0
+        self._capped = False
         if self._items is None:
             self._begin_pending = True
             return [LoadItems()]
@@ -488,7 +455,18 @@ class Conversation:
             raise LocalProtocolError("serve() without a LookUp")
         batch, self._lookup = self._lookup, None
         self._requested = max(0, self._requested - sum(asked for _, asked in batch))
-        sent = tuple(rid for rid, _ in batch if rid in found)
+        sent_list: list[bytes] = []
+        for rid, asked in batch:
+            data = found.get(rid)
+            if data is None:
+                continue
+            if not asked:  # unasked, in our round: within the round's byte bound
+                if self._unasked_bytes + len(data) > limits.MAX_ROUND_BYTES:
+                    self._capped = True
+                    continue  # not sent, and no Missing: the next round finds it again
+                self._unasked_bytes += len(data)
+            sent_list.append(rid)
+        sent = tuple(sent_list)
         out = [found[rid] for rid in sent]
         missing = [rid for rid, asked in batch if asked and rid not in found]
         events: list[ConversationEvent] = []
@@ -593,13 +571,10 @@ class Conversation:
             if self.role is Role.INITIATOR:
                 return self._on_reply(event.payload)
             if self.state is ConversationState.IDLE:
-                if self._last_round is not None and now - self._last_round < (
-                    limits.MIN_ROUND_GAP_S
-                ):
-                    raise RateLimited("reconciliation rounds opened too often")
+                check_round_gap(self._last_round, now)  # RateLimited
                 self._move(_Input.PEER_ROUND)
                 self._last_round = now
-                self._announced = _Announced(now)
+                self._ledger = RoundLedger(now)
                 self._round_messages = 0
                 self._reconciler = None
             self._round_messages += 1
@@ -612,7 +587,7 @@ class Conversation:
         if isinstance(event, PeerSyncDone):
             self._move(_Input.PEER_DONE)
             self._reconciler = None
-            self._announced = None
+            self._ledger = None
             return self._synced()
         if isinstance(event, PeerWant):
             ids = list(dict.fromkeys(event.ids))
@@ -638,13 +613,17 @@ class Conversation:
         solicited: list[bool] = []
         seen: set[bytes] = set()
         unasked = 0
-        announced = self._announced if self.state is ConversationState.ROUND_OPEN else None
+        ledger = self._ledger if self.state is ConversationState.ROUND_OPEN else None
+        if ledger is not None and ledger.expired(now):
+            ledger = None  # too old: what it sends unasked now counts as pushes
+        count = size = 0
         for data, rid, asked in zip(event.records, event.ids, event.solicited, strict=True):
             self.record_bytes_received += len(data)
             self._asked.pop(rid, None)
             if not asked:
-                if announced is not None and announced.covers(rid, data, now):
-                    announced.charge(len(data))
+                if ledger is not None and ledger.announced(rid, created_of(data)):
+                    count += 1
+                    size += len(data)
                 else:
                     unasked += 1
             if rid in seen:
@@ -653,6 +632,8 @@ class Conversation:
             records.append(data)
             ids.append(rid)
             solicited.append(asked)
+        if count and ledger is not None:
+            ledger.charge(count, size)  # QuotaExceeded past the round's bounds
         if unasked and not self._pushes_in.take(unasked, now):
             raise QuotaExceeded("sent far more records than asked for")
         self._unchecked += 1
@@ -662,18 +643,18 @@ class Conversation:
 
     def _initiate(self) -> list[ConversationEvent]:
         assert self._items is not None
-        self._reconciler = Reconciler(self._items, presorted=True)
+        self._reconciler = self._items.fresh()
         self._seen = (0, 0)
-        return [self._send(self.session.reconcile(self._reconciler.initiate()))]
+        return [self._reconcile(self._reconciler.initiate())]
 
     def _respond(self, payload: bytes) -> list[ConversationEvent]:
         if self._reconciler is None:
             assert self._items is not None
-            self._reconciler = Reconciler(self._items, presorted=True)
+            self._reconciler = self._items.fresh()
         reply = self._reconciler.reconcile(payload) or b""
-        if self._announced is not None:
-            self._announced.learn(payload, reply, self._item_ids)
-        return [self._send(self.session.reconcile(reply))]
+        if self._ledger is not None:
+            self._ledger.announce(*self._reconciler.take_announced())
+        return [self._reconcile(reply)]
 
     def _on_reply(self, payload: bytes) -> list[ConversationEvent]:
         reconciler = self._reconciler
@@ -688,12 +669,19 @@ class Conversation:
             self._needs_unfiltered += 1
             events.append(FilterNeeds(tuple(need[need_seen:])))
         if len(have) > have_seen:
-            self._serve.extend((i, False) for i in have[have_seen:])
+            # What we send unasked in one round is bounded (the peer cuts us off past it);
+            # the rest is found again by the next round, which then comes soon.
+            fresh_have = have[have_seen:]
+            room = max(0, limits.MAX_ROUND_RECORDS - self._unasked)
+            if len(fresh_have) > room:
+                fresh_have, self._capped = fresh_have[:room], True
+            self._unasked += len(fresh_have)
+            self._serve.extend((i, False) for i in fresh_have)
             events += self._next_lookup()
         if following is not None:
             if reconciler.rounds > limits.MAX_RECONCILE_ROUNDS:
                 raise UnexpectedMessage("reconciliation does not converge")
-            events.append(self._send(self.session.reconcile(following)))
+            events.append(self._reconcile(following))
             return events
         self._move(_Input.RECONCILED)
         return events + self._maybe_settle()
@@ -715,6 +703,9 @@ class Conversation:
         return [self._send(self.session.sync_done()), *self._synced()]
 
     def _synced(self) -> list[ConversationEvent]:
+        if self.role is Role.INITIATOR:  # the next round: soon if this one was capped
+            wait = limits.MIN_ROUND_INTERVAL_S if self._capped else self.resync_interval
+            self._next_round = self._now + wait
         self.rounds += 1
         self.synced_once = True
         return [Synced()]
@@ -740,6 +731,10 @@ class Conversation:
         take = min(len(self._serve), limits.SERVE_CHUNK_IDS)
         self._lookup = tuple(self._serve.popleft() for _ in range(take))
         return [LookUp(tuple(i for i, _ in self._lookup), tuple(a for _, a in self._lookup))]
+
+    def _reconcile(self, payload: bytes) -> Send:
+        self.reconcile_messages += 1
+        return self._send(self.session.reconcile(payload))
 
     def _send(self, data: bytes, urgent: bool = False, records: tuple[bytes, ...] = ()) -> Send:
         self.bytes_sent += len(data)

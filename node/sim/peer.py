@@ -26,6 +26,7 @@ from protocol.conversation import (
     Synced,
     Throttle,
     check_record,
+    hand_over,
 )
 from protocol.errors import QuotaExceeded, RemoteProtocolError
 from protocol.identity import Identity, NodeId
@@ -221,16 +222,12 @@ class SimNode:
         self.inflight.difference_update(ids)
         held = self._held(ids)
         remaining = [i for i in ids if i not in held]
-        for peer in sorted(self.ends):
-            end = self.ends.get(peer)
-            if not remaining or end is None or peer == source:
-                continue
-            taken = end.conversation.take_deferred(remaining)
-            if taken:
-                self.inflight.update(taken)
-                gone = set(taken)
-                remaining = [i for i in remaining if i not in gone]
-                self.act(end, end.conversation.ask(taken))
+        others = {self.ends[p].conversation: self.ends[p] for p in sorted(self.ends) if p != source}
+        for conversation, taken in hand_over(remaining, list(others)):
+            self.inflight.update(taken)
+            end = others[conversation]
+            if end.peer in self.ends:
+                self.act(end, conversation.ask(taken))
 
     def _look_up(self, ids: Sequence[bytes], peer: int) -> dict[bytes, bytes]:
         """What `peer` may receive from us (docs/SPEC.md "Who may receive what")."""

@@ -1,0 +1,138 @@
+"""What the running node lets in from one peer, before and around `ingest.accept_records`.
+
+A negative cache of records that failed decoding or verification (refused again by id,
+with no second signature check), the check itself through `ingest.check_parallel`, and the
+storage caps per sending peer and per unknown author. It never stores a record: that is
+`ingest.accept_records`, the one path into the store.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Sequence
+
+from node.clock import now_ms
+from node.ingest import check_parallel
+from node.peer_book import PeerBook
+from node.store import Store
+from protocol import limits
+from protocol.errors import DecodeError, RemoteProtocolError, VerificationError
+from protocol.identity import NodeId
+from protocol.record import Kind, Record
+
+_OVER_SOURCE = "reached its storage cap (sync.max_source_records): %d record(s) refused"
+_OVER_AUTHOR = "relayed records of an unknown author over its storage cap: %d refused"
+
+
+class Intake:
+    def __init__(
+        self,
+        store: Store,
+        book: PeerBook,
+        *,
+        us: NodeId,
+        max_source_records: int,
+        trusted: Callable[[], Collection[NodeId]],
+    ) -> None:
+        self.store = store
+        self.book = book
+        self.us = us
+        self.max_source_records = max_source_records
+        self._trusted = trusted
+        self._bad: OrderedDict[bytes, str] = OrderedDict()  # negative cache: id -> error name
+        self._source_usage: dict[NodeId, list[int]] = {}  # records, bytes stored from a peer
+
+    async def check(
+        self, sender: NodeId, datas: Sequence[bytes], ids: Sequence[bytes]
+    ) -> tuple[list[Record], list[RemoteProtocolError]]:
+        """Decode and verify records from `sender` (on worker threads for a large batch):
+        the good ones, and an error for each bad one (each costs the sender its penalty;
+        only the sender: until a signature verified, the author named inside is a claim).
+        `ids`: record_id of each, as the session computed them."""
+        now = now_ms()
+        # A copy repeated within the batch (messages are coalesced) is checked once, then
+        # treated like a later arrival: refused as known bad, or dropped as a duplicate.
+        fresh: dict[bytes, bytes] = {}
+        repeats: list[bytes] = []
+        errors: list[RemoteProtocolError] = []
+        for data, rid in zip(datas, ids, strict=True):
+            if rid in fresh:
+                repeats.append(rid)
+            elif rid in self._bad:
+                errors.append(self._known_bad(rid))
+            else:
+                fresh[rid] = data
+        fresh_ids = list(fresh)
+        checked = await check_parallel(list(fresh.values()), fresh_ids, now, sender)
+        good: list[Record] = []
+        for rid, outcome in zip(fresh_ids, checked, strict=True):
+            if isinstance(outcome, RemoteProtocolError):
+                if isinstance(outcome, DecodeError | VerificationError):
+                    self._remember_bad(rid, type(outcome).__name__)
+                errors.append(outcome)
+            else:
+                good.append(outcome)
+        errors += [self._known_bad(rid) for rid in repeats if rid in self._bad]
+        return good, errors
+
+    def _known_bad(self, rid: bytes) -> RemoteProtocolError:
+        known_bad = self._bad[rid]
+        self._bad.move_to_end(rid)
+        self.book.count("record_known_bad")
+        error = DecodeError if known_bad == "DecodeError" else VerificationError
+        return error("known bad record")
+
+    def _remember_bad(self, rid: bytes, error: str) -> None:
+        self._bad[rid] = "DecodeError" if error == "DecodeError" else "VerificationError"
+        self._bad.move_to_end(rid)
+        while len(self._bad) > limits.NEGATIVE_CACHE_SIZE:
+            self._bad.popitem(last=False)
+
+    async def within_caps(self, records: Sequence[Record], source: NodeId) -> list[Record]:
+        """The records we still have room for from `source`: at most max_source_records
+        (and MAX_SOURCE_BYTES) stored from one peer, and at most MAX_UNKNOWN_AUTHOR_RECORDS
+        (and _BYTES) held of an author that is neither us nor a trusted peer. Revocations
+        always have room. The rest is refused, counted, and found again by a later round."""
+        usage = self._source_usage.get(source, [0, 0])
+        n, size = usage[0], usage[1]
+        trusted = self._trusted()
+        unknown = {r.author.raw for r in records if r.author != self.us and r.author not in trusted}
+        held = await self.store.author_usage(sorted(unknown)) if unknown else {}
+        authors = {a: list(held.get(a, (0, 0))) for a in unknown}
+        keep: list[Record] = []
+        over_source = over_author = 0
+        for record in records:
+            length = len(record.to_bytes())
+            if record.kind is Kind.REVOCATION:
+                keep.append(record)
+                continue
+            if n + 1 > self.max_source_records or size + length > limits.MAX_SOURCE_BYTES:
+                over_source += 1
+                continue
+            author = authors.get(record.author.raw)
+            if author is not None:
+                if (
+                    author[0] + 1 > limits.MAX_UNKNOWN_AUTHOR_RECORDS
+                    or author[1] + length > limits.MAX_UNKNOWN_AUTHOR_BYTES
+                ):
+                    over_author += 1
+                    continue
+                author[0] += 1
+                author[1] += length
+            n += 1
+            size += length
+            keep.append(record)
+        for reason, over, message in (
+            ("quota_source_storage", over_source, _OVER_SOURCE),
+            ("quota_author_storage", over_author, _OVER_AUTHOR),
+        ):
+            if over:
+                self.book.count(reason, over)
+                self.book.warn(source, message, over)
+        return keep
+
+    def stored_from(self, source: NodeId, fresh: Sequence[Record]) -> None:
+        """Count what was stored from `source` against its caps."""
+        usage = self._source_usage.setdefault(source, [0, 0])
+        usage[0] += len(fresh)
+        usage[1] += sum(len(r.to_bytes()) for r in fresh)
