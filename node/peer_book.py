@@ -1,8 +1,10 @@
-"""The peer book: what the running node knows of each trusted peer beyond its stored row.
+"""The peer book: whom the running node trusts now, and what it knows of each peer.
 
-Scores and penalties, bans, dial backoff, the last error `canopy peers` shows, counted
-rejections (by reason, flushed to the store now and then) and warnings rate-limited per
-peer. It never opens a connection: cutting one off goes through the `disconnect` it is given.
+The trusted peers, revoked identities, the network key and pending invites as last read
+from the store (`Node` reloads them); per peer, scores and penalties, bans, dial backoff
+and the last error `canopy peers` shows; counted rejections (flushed to the store now and
+then) and warnings rate-limited per peer. It never opens a connection: cutting one off
+goes through the `disconnect` it is given.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from node.local import Peer
+from node.trust import PendingInvite
 from protocol import limits
 from protocol.errors import RemoteProtocolError
 from protocol.identity import NodeId
@@ -48,6 +52,10 @@ class PeerBook:
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self._disconnect = disconnect
+        self.peers: dict[NodeId, Peer] = {}  # trusted now (replaced on every reload)
+        self.revoked: dict[NodeId, int] = {}  # revoked identities -> when we learnt (ms)
+        self.network_key = b""
+        self.invites: list[PendingInvite] = []
         self.state: dict[NodeId, PeerState] = {}
         self.rejected: Counter[str] = Counter()
         self._pending_rejections: Counter[str] = Counter()  # not yet written to the store

@@ -20,13 +20,15 @@ from typing import Protocol
 
 from node.clock import now_ms
 from node.connection import PeerConnection, WebSocket
-from node.local import Local, Peer
+from node.local import Local
 from node.peer_book import PeerBook
 from protocol import limits
 from protocol.conversation import Conversation, Role, hand_over
 from protocol.errors import RemoteProtocolError
 from protocol.handshake import SessionKeys
 from protocol.identity import NodeId
+from protocol.invite import check_address, normalise_address
+from protocol.names import check_name, name_taken
 from protocol.reconcile import Item
 from protocol.record import Record
 from protocol.session import (
@@ -74,13 +76,10 @@ class Sync:
         *,
         idle_timeout: float,
         resync_interval: float,
-        peers: Callable[[], dict[NodeId, Peer]],
-        revoked: Callable[[NodeId], bool],
         hello: Callable[[], tuple[str, Sequence[str]]],
         items_version: Callable[[], tuple[int, ...]],
         check: Check,
         accept: Callable[[Sequence[Record], PeerConnection], Awaitable[object]],
-        on_hello: Callable[[PeerConnection, PeerHello], Awaitable[None]],
         own_write: Callable[[], None],
     ) -> None:
         self.local = local
@@ -89,13 +88,10 @@ class Sync:
         self.knowwho = knowwho
         self.idle_timeout = idle_timeout
         self.resync_interval = resync_interval
-        self._peers = peers
-        self._revoked = revoked
         self._hello = hello
         self._items_version = items_version
         self._check = check
         self._accept = accept
-        self._on_hello = on_hello
         self._own_write = own_write  # we wrote a peer row: no need to reload trust for it
         self.connections: dict[NodeId, PeerConnection] = {}
         self.inflight: set[bytes] = set()  # ids asked of some peer and not yet answered
@@ -120,7 +116,7 @@ class Sync:
     # -- opening and closing -----------------------------------------------------------
 
     async def on_open(self, conn: PeerConnection) -> None:
-        if conn.peer_id not in self._peers() or self._revoked(conn.peer_id):
+        if conn.peer_id not in self.book.peers or conn.peer_id in self.book.revoked:
             await conn.close("not trusted")
             return
         existing = self.connections.get(conn.peer_id)
@@ -206,7 +202,7 @@ class Sync:
 
     async def synced(self, conn: PeerConnection) -> None:
         now = time.monotonic()
-        peer = self._peers().get(conn.peer_id)
+        peer = self.book.peers.get(conn.peer_id)
         if peer is not None:
             peer.last_sync = now_ms()
             # Kept in memory at once; written at most every SYNC_WRITE_INTERVAL_S, so that
@@ -227,6 +223,30 @@ class Sync:
         self, peer_id: NodeId, error: RemoteProtocolError, *, reason: str, ban: bool = False
     ) -> None:
         await self.book.penalise(peer_id, error, reason=reason, ban=ban)
+
+    async def _on_hello(self, conn: PeerConnection, hello: PeerHello) -> None:
+        peer = self.book.peers.get(conn.peer_id)
+        if peer is None:
+            return
+        changed = False
+        if hello.name and not peer.name:
+            # The name rule of invites, and no name another peer (or this node) already
+            # goes by: a peer may not pass itself off as another. Refused names are counted.
+            others = [p.name for n, p in self.book.peers.items() if n != conn.peer_id]
+            if check_name(hello.name) is not None:
+                self.book.count("hello_name_refused")
+            elif name_taken(hello.name, [*others, self._hello()[0]]):
+                self.book.count("hello_name_taken")
+            else:
+                peer.name, changed = hello.name, True
+        # The address rule of invites, normalised as everywhere an address is taken.
+        usable = [normalise_address(a) for a in hello.addresses if check_address(a) is None]
+        usable = list(dict.fromkeys(usable))[: limits.MAX_INVITE_ADDRESSES]
+        if usable and not peer.addresses:
+            peer.addresses, changed = usable, True
+        if changed:
+            await self.local.save_peer(peer)
+            self._own_write()
 
     # -- push, rounds, figures ---------------------------------------------------------------
 

@@ -196,10 +196,5 @@ def test_import_graph_is_built() -> None:
     assert _circle({"a": {"b"}, "b": set()}) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="one circle today: node.runtime <-> node.connection and node.queries (their imports "
-    "of runtime behind TYPE_CHECKING): breaking it is the runtime split of issue 12",
-)
 def test_no_import_circle() -> None:
     assert _circle(_import_graph()) is None

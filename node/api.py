@@ -1,0 +1,235 @@
+"""The local API: the routes the CLI (and the web app) call on a running node.
+
+Bearer-token auth on every route but `/healthz` (and `/metrics` when public), refusal of
+Host names and Origins the API is not reached by locally (DNS rebinding), and one handler
+per route; each gathers what it returns through the collaborators it is given. `app()` is
+the one place the `web.Application` is built. No rule of Canopy lives in a handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from node.alerts import Alerts
+from node.bundles import import_bundle
+from node.clock import now_ms
+from node.config import Config
+from node.ingest import Accepted
+from node.local import Local
+from node.queries import KnowWho
+from protocol import limits
+from protocol.contact import Filter
+from protocol.errors import CanopyError, ContactError
+from protocol.record import Record
+
+log = logging.getLogger("canopy.node")
+
+PUBLIC_ROUTES = frozenset({"/healthz"})  # no token: it answers only "ok"
+
+
+def api_hosts(listen_host: str, port: int, configured: str) -> frozenset[str]:
+    """The Host values (lowercase) the local API answers to: loopback names with its port,
+    the address it listens on, and `[api] host` (as given, and with the port if it has
+    none). Anything else is a name someone else chose (DNS rebinding)."""
+    hosts = {f"127.0.0.1:{port}", f"[::1]:{port}", f"localhost:{port}"}
+    if listen_host:  # an address literal (even 0.0.0.0, which api_url then names)
+        hosts.add(f"[{listen_host}]:{port}" if ":" in listen_host else f"{listen_host}:{port}")
+    if configured:
+        hosts.add(configured.lower())
+        if configured.endswith("]") or ":" not in configured:  # no port given
+            hosts.add(f"{configured.lower()}:{port}")
+    return frozenset(hosts)
+
+
+class LocalApi:
+    def __init__(
+        self,
+        local: Local,
+        config: Config,
+        alerts: Alerts,
+        knowwho: KnowWho,
+        *,
+        token: str,
+        accept: Callable[[Sequence[Record]], Awaitable[Accepted]],
+        notify: Callable[[], None],
+        status: Callable[[], Awaitable[dict[str, object]]],
+        peer_rows: Callable[[], Awaitable[list[dict[str, object]]]],
+        metrics: Callable[[], Awaitable[str]],
+    ) -> None:
+        self.local = local
+        self.config = config
+        self.alerts = alerts
+        self.knowwho = knowwho
+        self.token = token
+        self._accept = accept
+        self._notify = notify
+        self._status = status
+        self._peer_rows = peer_rows
+        self._metrics = metrics
+        self.hosts: frozenset[str] = frozenset()  # set once the API is bound (api_hosts)
+
+    def app(self) -> web.Application:
+        """The local API's application: every route, behind the auth middleware."""
+        app = web.Application(middlewares=[self._auth_middleware])
+        app.router.add_get("/v1/status", self._api_status)
+        app.router.add_get("/v1/peers", self._api_peers)
+        app.router.add_get("/v1/alerts", self._api_alerts)
+        app.router.add_get("/v1/watch", self._api_watch)
+        app.router.add_post("/v1/notify", self._api_notify)
+        app.router.add_post("/v1/import", self._api_import)
+        app.router.add_post("/v1/wipe", self._api_wipe)
+        app.router.add_get("/healthz", self._api_healthz)
+        app.router.add_get("/metrics", self._api_metrics)
+        app.router.add_post("/v1/query", self._api_query)
+        app.router.add_get("/v1/queries", self._api_queries)
+        return app
+
+    @web.middleware
+    async def _auth_middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], object],
+    ) -> web.StreamResponse:
+        # DNS rebinding: a page in the operator's browser may reach this port under a name
+        # of its own; only the names this API is reached by locally, and no foreign page.
+        if request.headers.get("Host", "").lower() not in self.hosts:
+            return web.json_response({"error": "unknown host"}, status=421)
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.lower().removeprefix("http://") not in self.hosts:
+            return web.json_response({"error": "foreign origin"}, status=403)
+        if request.path in PUBLIC_ROUTES or (
+            request.path == "/metrics" and self.config.metrics_public
+        ):
+            return await handler(request)  # type: ignore[misc, no-any-return]
+        supplied = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(supplied.encode(), f"Bearer {self.token}".encode()):
+            return web.json_response({"error": "unauthorised"}, status=401)
+        return await handler(request)  # type: ignore[misc, no-any-return]
+
+    async def _api_wipe(self, request: web.Request) -> web.Response:
+        """`canopy wipe`: the key file is already destroyed; leave memory at once, unclean on
+        purpose (no flush, no goodbye): the process and the keys it holds end now."""
+        log.warning("wipe requested: exiting now")
+        self.local.clear_runtime()
+        asyncio.get_running_loop().call_later(0.05, os._exit, 75)
+        return web.json_response({"ok": True, "exiting": True})
+
+    async def _api_import(self, request: web.Request) -> web.Response:
+        """`canopy import` while the node runs: the bundle's records take this node's own
+        accept path, so revocations, alerts, the know-who index and pushes act at once."""
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        file = body.get("file") if isinstance(body, dict) else None
+        if not isinstance(file, str) or not os.path.isabs(file):
+            return web.json_response({"error": 'expected {"file": absolute path}'}, status=400)
+        try:
+            done = await import_bundle(
+                self.local,
+                Path(file),
+                now_ms(),
+                accept=self._accept,
+            )
+        except CanopyError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(
+            {
+                "sender": str(done.sender),
+                "sender_label": done.sender_label,
+                "records": done.records,
+                "new": done.new,
+                "rejected": dict(done.rejected),
+            }
+        )
+
+    async def _api_notify(self, request: web.Request) -> web.Response:
+        self._notify()  # wake the node; records may have arrived by other paths
+        return web.json_response({"ok": True})
+
+    async def _api_healthz(self, request: web.Request) -> web.Response:
+        """Liveness for supervisors and proxies: no token, and nothing but "ok"."""
+        return web.json_response({"status": "ok"})
+
+    async def _api_metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format: counts only (no ids, names or content); the token is needed
+        unless `[api] metrics_public`."""
+        return web.Response(
+            text=await self._metrics(),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def _api_query(self, request: web.Request) -> web.Response:
+        """A know-who query from the CLI: local (the in-memory index) or across peers."""
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError
+            flt = Filter.build(
+                str(body.get("text", "")),
+                str(body.get("kind", "")),
+                str(body.get("region", "")),
+                str(body.get("lang", "")),
+            )
+            limit = int(body.get("limit", limits.DEFAULT_RESULTS))
+            depth = int(body.get("depth", limits.DEFAULT_QUERY_DEPTH))
+            if not 1 <= limit <= limits.MAX_LOCAL_RESULTS:
+                raise ContactError(f"--limit must be between 1 and {limits.MAX_LOCAL_RESULTS}")
+            if not 1 <= depth <= limits.MAX_QUERY_DEPTH:
+                raise ContactError(f"--depth must be between 1 and {limits.MAX_QUERY_DEPTH}")
+        except ContactError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except (ValueError, TypeError):
+            return web.json_response({"error": "malformed query"}, status=400)
+        await self.knowwho.ready.wait()  # the index is built in the background at start
+        if body.get("network"):
+            result = await self.knowwho.network_query(flt, depth, limit)
+        else:
+            result = self.knowwho.local_query(flt, limit)
+        return web.json_response(result)
+
+    async def _api_queries(self, request: web.Request) -> web.Response:
+        """Queries peers sent us (what a peer can learn about who asks: only the peer)."""
+        return web.json_response(
+            {"received": list(self.knowwho.received), "answered": self.knowwho.answered}
+        )
+
+    async def _api_peers(self, request: web.Request) -> web.Response:
+        return web.json_response({"peers": await self._peer_rows()})
+
+    async def _api_alerts(self, request: web.Request) -> web.Response:
+        return web.json_response({"alerts": list(self.alerts.recent)})
+
+    async def _api_watch(self, request: web.Request) -> web.StreamResponse:
+        """Alerts as they arrive, one JSON document per line (for `canopy watch`)."""
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        queue = self.alerts.watch()
+        try:
+            while True:
+                try:
+                    entry = await asyncio.wait_for(queue.get(), 15.0)
+                except TimeoutError:
+                    await response.write(b"\n")  # keep-alive; also notices a gone client
+                    continue
+                if not entry:
+                    break
+                await response.write(json.dumps(entry).encode() + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.alerts.unwatch(queue)
+        return response
+
+    async def _api_status(self, request: web.Request) -> web.Response:
+        return web.json_response(await self._status())
