@@ -132,9 +132,8 @@ async def store_checked(local: Local, records: Sequence[Record], now: int) -> St
     candidates = [r for r in records if withdrawable(r.kind)]
     withdrawn = await local.store.withdrawn_among([(r.id, r.author.raw) for r in candidates])
     keep = [r for r in records if r.id not in withdrawn or not withdrawable(r.kind)]
-    flags = await local.store.put_records(
-        [row_of(r, local=r.author == local.node_id) for r in keep], now
-    )
+    own = local.node_id  # once, not per record
+    flags = await local.store.put_records([row_of(r, local=r.author == own) for r in keep], now)
     fresh = [r for r, new in zip(keep, flags, strict=True) if new]
     purged: list[bytes] = []
     for record in fresh:
