@@ -48,6 +48,7 @@ from node.local import Local, Peer, random
 from node.queries import KnowWho
 from node.revocation import apply_stored_revocations, revoked_ids
 from node.trust import PendingInvite, pending_invites, redeem_invite
+from node.web import UI_PREFIX
 from protocol import limits
 from protocol.contact import Filter
 from protocol.content import Alert
@@ -86,6 +87,7 @@ from protocol.session import (
 log = logging.getLogger("canopy.node")
 
 PUBLIC_ROUTES = frozenset({"/healthz"})  # no token: it answers only "ok"
+# The web app (/ui/) signs its people in with sessions of its own: no bearer token there.
 
 
 def api_hosts(listen_host: str, port: int, configured: str) -> frozenset[str]:
@@ -228,6 +230,9 @@ class Node:
         api_app.router.add_get("/metrics", self._api_metrics)
         api_app.router.add_post("/v1/query", self._api_query)
         api_app.router.add_get("/v1/queries", self._api_queries)
+        from node.web.app import mount  # node/web/: the web app, `canopy ui`'s link route
+
+        mount(api_app, self)
         api_host, api_port = split_host_port(self.config.api_listen)
         api_guard = ConnectionGuard(
             "api_",
@@ -1157,7 +1162,7 @@ class Node:
         origin = request.headers.get("Origin")
         if origin is not None and origin.lower().removeprefix("http://") not in self._api_hosts:
             return web.json_response({"error": "foreign origin"}, status=403)
-        if request.path in PUBLIC_ROUTES or (
+        if request.path in PUBLIC_ROUTES or request.path.startswith(UI_PREFIX) or (
             request.path == "/metrics" and self.config.metrics_public
         ):
             return await handler(request)  # type: ignore[misc, no-any-return]
