@@ -46,6 +46,7 @@ from commands.output import Printable as _Printable
 from commands.output import printable
 from commands.status import cmd_status
 from commands.trust import cmd_accept, cmd_distrust, cmd_invite, cmd_peers, cmd_trust
+from commands.ui import cmd_ui
 from protocol.errors import CanopyError, UsageError
 
 __all__ = ["EXIT_ERROR", "EXIT_USAGE", "UsageError", "build_parser", "main", "printable"]
@@ -194,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
 
     add("status", cmd_status, "identity, uptime, peers, records, rejected inputs, sync", json=True)
+
+    p = add("ui", cmd_ui, "print a one-time sign-in link to the running node's web app")
+    p.add_argument("--open", action="store_true", help="also open it in the default browser")
 
     p = add("revocation", cmd_revocation_export, "this node's pre-signed revocation certificate")
     rev = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)

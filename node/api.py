@@ -25,6 +25,7 @@ from node.config import Config
 from node.ingest import Accepted
 from node.local import Local
 from node.queries import KnowWho
+from node.web import UI_PREFIX
 from protocol import limits
 from protocol.contact import Filter
 from protocol.errors import CanopyError, ContactError
@@ -105,8 +106,10 @@ class LocalApi:
         origin = request.headers.get("Origin")
         if origin is not None and origin.lower().removeprefix("http://") not in self.hosts:
             return web.json_response({"error": "foreign origin"}, status=403)
-        if request.path in PUBLIC_ROUTES or (
-            request.path == "/metrics" and self.config.metrics_public
+        if (
+            request.path in PUBLIC_ROUTES
+            or request.path.startswith(UI_PREFIX)  # the web app signs people in itself
+            or (request.path == "/metrics" and self.config.metrics_public)
         ):
             return await handler(request)  # type: ignore[misc, no-any-return]
         supplied = request.headers.get("Authorization", "")

@@ -40,6 +40,8 @@ class Config:
     socks5: str = ""  # network.socks5: dial peers through this SOCKS5 proxy (Tor), if set
     log_format: str = "text"  # log.format: "text" or "json" (one JSON object per line)
     log_level: str = "info"  # log.level: debug, info, warning or error
+    ui_enabled: bool = True  # ui.enabled: serve the web app under /ui/ on the local API
+    ui_lang: str = "en"  # ui.lang: the web app's language when the browser asks for none we have
     source: Path | None = field(default=None, compare=False)
 
     def advertised(self) -> tuple[str, ...]:
@@ -75,7 +77,10 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("network", "socks5"): ("socks5", str),
     ("log", "format"): ("log_format", str),
     ("log", "level"): ("log_level", str),
+    ("ui", "enabled"): ("ui_enabled", bool),
+    ("ui", "lang"): ("ui_lang", str),
 }
+UI_LANGS = ("en", "fr", "ar")  # the web app's catalogues (node/web/locale/)
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _ENV_PREFIX = "CANOPY_"
@@ -191,6 +196,8 @@ def _validate(config: Config, origin: Callable[[str], str]) -> Config:
         raise ConfigError(
             f"{origin('log_level')}: log.level must be one of {', '.join(LOG_LEVELS)}"
         )
+    if config.ui_lang not in UI_LANGS:
+        raise ConfigError(f"{origin('ui_lang')}: ui.lang must be one of {', '.join(UI_LANGS)}")
     if config.max_source_records < 1:
         raise ConfigError(f"{origin('max_source_records')}: sync.max_source_records must be > 0")
     for name in ("poll_interval", "resync_interval"):

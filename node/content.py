@@ -84,7 +84,7 @@ async def publish_guides(
 
     With `replaces`, the one new guide supersedes an earlier one of ours: a tombstone
     naming the old record (and the new one as its successor) purges it everywhere."""
-    audience = await parse_audience(local, to)
+    await parse_audience(local, to)  # a wrong --to is said before any file is read
     texts: list[tuple[Path, str]] = []
     for path in files:  # read and check every file before storing anything
         try:
@@ -97,12 +97,44 @@ async def publish_guides(
             texts.append((path, data.decode("utf-8")))
         except UnicodeDecodeError:
             raise CanopyError(f"{path} is not UTF-8 text") from None
+    return await publish_guide_texts(
+        local,
+        [(str(path), text) for path, text in texts],
+        title=title,
+        lang=lang,
+        topics=topics,
+        region=region,
+        to=to,
+        now_ms=now_ms,
+        replaces=replaces,
+    )
+
+
+async def publish_guide_texts(
+    local: Local,
+    texts: list[tuple[str, str]],
+    *,
+    title: str | None,
+    lang: str,
+    topics: list[str],
+    region: str,
+    to: str,
+    now_ms: int,
+    replaces: str | None = None,
+) -> list[tuple[Record, str]]:
+    """`publish_guides` for texts already in memory, as (file name, text) pairs: the web
+    app's editor publishes through here, and nothing readable touches the disk."""
+    audience = await parse_audience(local, to)
+    for name, text in texts:
+        if len(text.encode("utf-8")) > (most := limits.MAX_GUIDE_TEXT_BYTES):
+            raise CanopyError(f"{name} is too large ({len(text.encode())} bytes; limit {most})")
     if replaces and len(texts) != 1:
         raise CanopyError("--replaces takes exactly one file: the new version")
     old = await _own_record(local, replaces) if replaces else None
     network_key = await local.network_key() if audience.network else None
     published: list[tuple[Record, str]] = []
-    for path, text in texts:
+    for name, text in texts:
+        path = Path(name)
         guide_title = title or _title_of(text, path)
         content: dict[str, Value] = {
             "title": guide_title,

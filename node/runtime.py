@@ -38,6 +38,7 @@ from node.queries import KnowWho
 from node.revocation import apply_stored_revocations, revoked_ids
 from node.sync import Sync
 from node.trust import PendingInvite, pending_invites
+from node.web.app import mount
 from protocol import limits
 from protocol.errors import DecodeError, RemoteProtocolError
 from protocol.identity import NodeId
@@ -186,7 +187,9 @@ class Node:
             header_timeout=limits.HTTP_HEADER_TIMEOUT_S,
             count=self.book.count,
         )
-        api_bound = await self._serve(self.api.app(), api_host, api_port, api_guard)
+        api_app = self.api.app()
+        mount(api_app, self)  # the web app under /ui/, and `canopy ui`'s link route
+        api_bound = await self._serve(api_app, api_host, api_port, api_guard)
         self.api_url = f"http://{api_host or '127.0.0.1'}:{api_bound}"
         self.api.hosts = api_hosts(api_host, api_bound, self.config.api_host)
         self.local.write_runtime(self.api_url, self.api_token)

@@ -176,3 +176,12 @@ PURGE_EVERY_S = 5.0  # expired records and queries are purged at most this often
 # `canopy wipe` ending a running node.
 WIPE_STOP_WAIT_S = 0.4  # how long a running node gets to leave by itself before SIGKILL
 WIPE_KILL_WAIT_S = 2.0  # how long the kernel gets to end it after SIGKILL and drop its lock
+# The web app (node/web/), served on the local API listener.
+UI_LINK_TTL_S = 300  # a sign-in link printed by `canopy ui` works once, within this long
+UI_MAX_LINKS = 16  # sign-in links not yet used; the oldest is dropped past this
+UI_SESSION_IDLE_S = 1800  # a session unused this long is over
+UI_SESSION_MAX_S = 12 * 3600  # and any session ends this long after sign-in
+UI_MAX_SESSIONS = 32  # sessions kept in memory; the least recently used ends past this
+UI_MAX_FORM_BYTES = MAX_GUIDE_TEXT_BYTES + 65_536  # one form post, a whole guide included
+UI_RECENT_ALERTS = 20  # alerts the home page and the feed show
+UI_FEED_KEEPALIVE_S = 15  # an idle live feed sends a comment this often (notices gone clients)

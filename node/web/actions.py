@@ -1,0 +1,379 @@
+"""The web app's one door into the node: every page reads and acts through here, and this
+module calls the very functions the CLI's commands call (node/content.py, node/trust.py,
+node/directory.py, node/peer_rows.py, the running node's know-who engine and alert buffer).
+No rule of Canopy lives here or in a page; when those functions move, only this file changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from node.clock import now_ms
+from protocol import limits
+from protocol.contact import KINDS, Filter, Share
+from protocol.errors import CanopyError
+
+if TYPE_CHECKING:
+    from node.alerts import Alerts
+    from node.config import Config
+    from node.local import Local
+    from protocol.identity import NodeId
+
+
+class RunningNode(Protocol):
+    """What the web app uses of the running node (node/runtime.py's Node)."""
+
+    local: Local
+    config: Config
+    node_id: NodeId
+    name: str
+    advertise: tuple[str, ...]
+    alerts: Alerts
+    knowwho: Any
+
+    async def peer_rows(self) -> list[dict[str, object]]: ...
+    async def status(self) -> dict[str, object]: ...
+    def _notify(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Me:
+    name: str
+    id: str
+    short: str
+    safety_code: str
+
+
+def me(node: RunningNode) -> Me:
+    return Me(node.name, str(node.node_id), node.node_id.short, node.node_id.safety_code())
+
+
+async def _changed(node: RunningNode) -> None:
+    """What `canopy` does after a change (POST /v1/notify): the node pushes it at once."""
+    node._notify()
+
+
+# -- home and status ---------------------------------------------------------------------------
+
+
+async def peers(node: RunningNode) -> list[dict[str, object]]:
+    """The rows `canopy peers` prints, from the running node; `ambiguous` where a name is
+    one more than one peer goes by (never shown alone: one may pose as the other)."""
+    from collections import Counter
+
+    from protocol.names import name_key
+
+    rows = await node.peer_rows()
+    keys = Counter(name_key(str(r["name"])) for r in rows if r["name"])
+    return [
+        {**r, "ambiguous": bool(r["name"]) and keys[name_key(str(r["name"]))] > 1} for r in rows
+    ]
+
+
+async def status(node: RunningNode) -> dict[str, object]:
+    """The facts `canopy status` prints: the running node's own `/v1/status` document, with
+    the two the pages ask by name."""
+    facts = await node.status()
+    knowwho: dict[str, object] = facts["knowwho"]  # type: ignore[assignment]
+    revoked: list[str] = facts["revoked"]  # type: ignore[assignment]
+    return {
+        **facts,
+        "own_key_revoked": str(node.node_id) in revoked,
+        "knowwho_ready": knowwho["ready"],
+        "contacts": knowwho["contacts"],
+    }
+
+
+def alerts(node: RunningNode) -> list[dict[str, object]]:
+    """The latest readable alerts, newest first (what `canopy alerts` / /v1/alerts hold)."""
+    readable = [a for a in node.alerts.recent if a.get("readable")]
+    return list(reversed(readable))[: limits.UI_RECENT_ALERTS]
+
+
+@contextlib.asynccontextmanager
+async def watch(node: RunningNode) -> AsyncIterator[asyncio.Queue[dict[str, object]]]:
+    """Alerts as the node receives them (the queue `canopy watch` reads through /v1/watch);
+    an empty entry means the node is stopping."""
+    queue = node.alerts.watch()
+    try:
+        yield queue
+    finally:
+        node.alerts.unwatch(queue)
+
+
+# -- guides -----------------------------------------------------------------------------------
+
+
+async def guides(node: RunningNode) -> tuple[list[dict[str, Any]], int]:
+    """Every guide this node can read (as `canopy guides --json` lists them, text included),
+    newest first, and how many more it holds for others."""
+    from node.content import readable
+    from node.revocation import revoked_ids
+    from protocol.content import Guide
+    from protocol.record import Kind
+
+    items, unreadable = await readable(node.local, Kind.GUIDE, now_ms(), [])
+    labels = {n: p.label for n, p in (await node.local.peers()).items()}
+    revoked = await revoked_ids(node.local)
+    rows = []
+    for item in sorted(items, key=lambda it: -it.record.created):
+        guide = Guide.from_content(item.body.content)  # open_record checked it: typed
+        author = item.record.author
+        rows.append(
+            {
+                "id": item.record.id.hex(),
+                "title": guide.title,
+                "text": guide.text,
+                "lang": guide.lang,
+                "region": guide.region,
+                "topics": list(guide.topics),
+                "author_label": "you"
+                if author == node.node_id
+                else labels.get(author, author.short),
+                "mine": author == node.node_id,
+                "created": item.record.created,
+                "expires": item.record.expires,
+                "scope": item.record.scope.name.lower(),
+                "unverified": author in revoked,
+            }
+        )
+    return rows, unreadable
+
+
+async def guide(node: RunningNode, ref: str) -> dict[str, Any]:
+    from node.content import find
+    from protocol.content import Guide
+    from protocol.record import Kind
+
+    item = await find(node.local, ref, now_ms())
+    if item.record.kind is not Kind.GUIDE:
+        raise CanopyError(f"record {ref[:12]} is not a guide")
+    rid = item.record.id.hex()
+    for row in (await guides(node))[0]:
+        if row["id"] == rid:
+            return row
+    parsed = Guide.from_content(item.body.content)
+    raise CanopyError(f"guide {parsed.title!r} cannot be shown")
+
+
+async def publish_guide(
+    node: RunningNode,
+    *,
+    title: str,
+    text: str,
+    lang: str,
+    topics: list[str],
+    region: str,
+    to: str,
+    replaces: str | None,
+) -> str:
+    from node.content import publish_guide_texts
+
+    published = await publish_guide_texts(
+        node.local,
+        [("guide.md", text)],
+        title=title or None,
+        lang=lang,
+        topics=topics,
+        region=region,
+        to=to,
+        now_ms=now_ms(),
+        replaces=replaces or None,
+    )
+    await _changed(node)
+    return published[0][0].id.hex()
+
+
+async def withdraw(node: RunningNode, ref: str) -> None:
+    from node.directory import withdraw as withdraw_record
+
+    await withdraw_record(node.local, ref, now_ms())
+    await _changed(node)
+
+
+async def send_alert(node: RunningNode, text: str, *, to: str, urgency: str, hours: float) -> str:
+    from node.content import publish_alert
+
+    if not 0 < hours <= 5 * 365 * 24:  # the CLI's --hours rule (commands/common.py)
+        raise CanopyError("the lifetime must be between 0 and 43800 hours")
+    record = await publish_alert(
+        node.local,
+        text,
+        to=to,
+        urgency=urgency,
+        now_ms=now_ms(),
+        lifetime_ms=int(hours * 3600 * 1000),
+    )
+    await _changed(node)
+    return record.id.hex()
+
+
+# -- know-who ---------------------------------------------------------------------------------
+
+KIND_CHOICES = tuple(KINDS)
+SHARE_CHOICES = tuple(s.value for s in Share)
+
+
+def regions() -> list[tuple[str, str]]:
+    """(code, name) of every country, for the region field's suggestions: the contact
+    rule (protocol/contact.py) still decides what is valid, subdivisions included."""
+    import pycountry
+
+    return sorted(((c.alpha_2, c.name) for c in pycountry.countries), key=lambda x: x[1])
+
+
+def languages() -> list[tuple[str, str]]:
+    """(code, name) of the languages with a two-letter code, for the languages field."""
+    import pycountry
+
+    return sorted(
+        ((lang.alpha_2, lang.name) for lang in pycountry.languages if hasattr(lang, "alpha_2")),
+        key=lambda x: x[1],
+    )
+
+
+async def query(
+    node: RunningNode, *, text: str, kind: str, region: str, lang: str, network: bool
+) -> dict[str, Any]:
+    """As `canopy query` through a running node (POST /v1/query)."""
+    flt = Filter.build(text, kind, region, lang)
+    await node.knowwho.ready.wait()  # the index is built in the background at start
+    if network:
+        result: dict[str, Any] = await node.knowwho.network_query(
+            flt, limits.DEFAULT_QUERY_DEPTH, limits.DEFAULT_RESULTS
+        )
+        return result
+    return dict(node.knowwho.local_query(flt, limits.DEFAULT_RESULTS))
+
+
+async def add_contact(
+    node: RunningNode,
+    *,
+    kind: str,
+    name: str,
+    region: str,
+    langs: list[str],
+    channels: list[str],
+    specialties: list[str],
+    notes: str,
+    share: str,
+    review_days: int,
+) -> str:
+    from node.directory import add_contact as add
+
+    added = await add(
+        node.local,
+        kind=kind,
+        name=name,
+        region=region,
+        langs=langs,
+        channels=channels,
+        specialties=specialties,
+        notes=notes,
+        share=share,
+        to=None,
+        review_days=review_days,
+        now_ms=now_ms(),
+    )
+    await _changed(node)
+    return added.record.id.hex()
+
+
+async def vouch(node: RunningNode, ref: str) -> str:
+    from node.directory import vouch as vouch_for
+
+    _, what = await vouch_for(node.local, ref, now_ms())
+    await _changed(node)
+    return what
+
+
+async def review(node: RunningNode) -> list[dict[str, object]]:
+    from node.directory import review as due
+
+    return await due(node.local, now_ms())
+
+
+async def introductions(node: RunningNode) -> list[dict[str, object]]:
+    from node.introductions import introductions as rows
+
+    return await rows(node.local)
+
+
+async def introduce(node: RunningNode, ref: str, note: str) -> None:
+    from node.introductions import request_introduction
+
+    await request_introduction(node.local, ref, note, now_ms())
+    await _changed(node)
+
+
+async def decide(node: RunningNode, ref: str, approve: bool) -> str:
+    from node.introductions import decide as decide_request
+
+    row = await decide_request(node.local, ref, approve, now_ms())
+    await _changed(node)
+    return str(row["status"])
+
+
+# -- peers and invites ------------------------------------------------------------------------
+
+
+async def invite(node: RunningNode, hours: float) -> tuple[str, int]:
+    """An invite code for the addresses this node advertises (as `canopy invite`)."""
+    from node.trust import create_invite
+
+    if not 0 < hours <= 5 * 365 * 24:
+        raise CanopyError("the lifetime must be between 0 and 43800 hours")
+    made = await create_invite(node.local, list(node.advertise), now_ms(), int(hours * 3600 * 1000))
+    await _changed(node)
+    return made.to_code(), made.expires
+
+
+async def accept(node: RunningNode, code: str) -> dict[str, str]:
+    from node.trust import accept_invite
+
+    peer = await accept_invite(node.local, code, now_ms())
+    await _changed(node)
+    return {"label": peer.label, "id": str(peer.node_id), "safety": peer.node_id.safety_code()}
+
+
+async def peer(node: RunningNode, ref: str) -> dict[str, object]:
+    from node.trust import resolve_peer
+
+    found = await resolve_peer(node.local, ref)
+    for row in await node.peer_rows():
+        if row["id"] == str(found.node_id):
+            return {**row, "safety_code": found.node_id.safety_code()}
+    raise CanopyError(f"no trusted peer {ref}")
+
+
+async def distrust(node: RunningNode, ref: str) -> str:
+    from node.trust import distrust as withdraw_trust
+
+    gone = await withdraw_trust(node.local, ref)
+    await _changed(node)
+    return gone.label
+
+
+async def wipe(node: RunningNode) -> None:
+    """`canopy wipe --yes`, run as the CLI runs it: another process destroys the keys, then
+    ends this node through POST /v1/wipe (a node cannot stop itself that way)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys, cli; sys.exit(cli.main(sys.argv[1:]))",
+        "--data",
+        str(node.local.path),
+        "wipe",
+        "--yes",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    await process.wait()

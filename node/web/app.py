@@ -1,0 +1,148 @@
+"""The web app, mounted by the running node on its local API listener under /ui/.
+
+Owns what every page shares: sign-in from a `canopy ui` link, the session cookie, the CSRF
+check of every POST, the language of the page, and the security headers (a strict CSP with
+no inline script or style, no framing, nothing from another host). The local API's own
+middleware has already refused a foreign Host or Origin (DNS rebinding) before any of this
+runs. Pages live in routes_*.py and act only through actions.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from aiohttp import web
+
+from node.web import UI_PREFIX, actions, i18n
+from node.web.pages import (
+    COOKIE_KEY,
+    ENVIRONMENTS_KEY,
+    HEADERS,
+    HERE,
+    NODE_KEY,
+    SESSIONS_KEY,
+    UI_APP_KEY,
+    Handler,
+    node_of,
+    page,
+    refused,
+    session_of,
+)
+from node.web.sessions import Session, Sessions
+
+PUBLIC = ("/ui/signin", "/ui/static/")  # reachable without a session
+
+
+def _lang(request: web.Request, session: Session | None) -> str:
+    if session is not None and session.lang:
+        return session.lang
+    default: str = node_of(request).config.ui_lang
+    return i18n.negotiate(request.headers.get("Accept-Language", ""), default)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    from protocol import limits
+
+    sessions = request.app[SESSIONS_KEY]
+    sid = request.cookies.get(request.app[COOKIE_KEY], "")
+    session = sessions.get(sid, time.monotonic()) if sid else None
+    request["session"] = session
+    request["lang"] = _lang(request, session)
+    try:
+        if session is None and not request.path.startswith(PUBLIC):
+            response: web.StreamResponse = page(request, "signed_out.html", {}, status=401)
+        elif request.method == "POST" and (request.content_length or 0) > limits.UI_MAX_FORM_BYTES:
+            response = refused(request, 413, "too large")
+        elif request.method == "POST" and not await _csrf_ok(request, session):
+            response = refused(request, 403, "csrf")
+        else:
+            response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.status != 405:
+            response = refused(request, exc.status, exc.reason)
+        else:
+            raise
+    if not response.prepared:  # a stream (the live feed) set them before it started
+        response.headers.update(HEADERS)
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+async def _csrf_ok(request: web.Request, session: Session | None) -> bool:
+    """Every POST carries the session's token: a form field, or a header from our own JS.
+    (The local API's middleware has already refused a foreign Origin.)"""
+    if session is None:
+        return False
+    supplied = request.headers.get("X-CSRF-Token")
+    if supplied is None:
+        form = await request.post()
+        field = form.get("csrf")
+        supplied = field if isinstance(field, str) else ""
+    return session.csrf_ok(supplied)
+
+
+# -- sign-in, sign-out, language ---------------------------------------------------------------
+
+
+async def _signin(request: web.Request) -> web.StreamResponse:
+    token = request.query.get("token", "")
+    opened = request.app[SESSIONS_KEY].redeem(token, time.monotonic()) if token else None
+    if opened is None:
+        return page(request, "signed_out.html", {"link_refused": True}, status=403)
+    sid, _ = opened
+    response = web.HTTPSeeOther(UI_PREFIX)
+    response.set_cookie(
+        request.app[COOKIE_KEY], sid, path=UI_PREFIX, httponly=True, samesite="Strict"
+    )
+    return response
+
+
+async def _signout(request: web.Request) -> web.StreamResponse:
+    request.app[SESSIONS_KEY].end(request.cookies.get(request.app[COOKIE_KEY], ""))
+    request["session"] = None
+    response = page(request, "signed_out.html", {"signed_out_now": True})
+    response.del_cookie(request.app[COOKIE_KEY], path=UI_PREFIX)
+    return response
+
+
+async def _set_lang(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    lang = form.get("lang")
+    back = form.get("back")
+    if isinstance(lang, str) and lang in i18n.NAMES:
+        session_of(request).lang = lang
+    target = back if isinstance(back, str) and back.startswith(UI_PREFIX) else UI_PREFIX
+    raise web.HTTPSeeOther(target.split("\n")[0])
+
+
+async def _link(request: web.Request) -> web.Response:
+    """POST /v1/ui/link (local API, bearer token): a one-time sign-in URL for `canopy ui`."""
+    ui: web.Application = request.app[UI_APP_KEY]
+    if not node_of(request).config.ui_enabled:
+        return web.json_response({"error": "the web app is off ([ui] enabled = false)"}, status=400)
+    token = ui[SESSIONS_KEY].issue_link(time.monotonic())
+    base = str(node_of(request).api_url)  # type: ignore[attr-defined]
+    return web.json_response({"url": f"{base}{UI_PREFIX}signin?token={token}"})
+
+
+def mount(api_app: web.Application, node: actions.RunningNode) -> None:
+    """Serve the web app under /ui/ on the local API app, and `canopy ui`'s link route."""
+    from node.web import routes_content, routes_knowwho, routes_node
+
+    ui = web.Application(middlewares=[_guard])
+    ui[SESSIONS_KEY] = Sessions()
+    ui[COOKIE_KEY] = "canopy_" + secrets.token_hex(4)  # one node's cookie, not its neighbour's
+    ui[ENVIRONMENTS_KEY] = {}
+    ui.router.add_get("/signin", _signin)
+    ui.router.add_post("/signout", _signout)
+    ui.router.add_post("/lang", _set_lang)
+    ui.router.add_static("/static/", HERE / "static")
+    for module in (routes_node, routes_content, routes_knowwho):
+        module.add_routes(ui.router)
+    api_app[NODE_KEY] = node
+    api_app[UI_APP_KEY] = ui
+    api_app.router.add_post("/v1/ui/link", _link)
+    if node.config.ui_enabled:
+        api_app.add_subapp(UI_PREFIX, ui)

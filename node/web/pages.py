@@ -1,0 +1,107 @@
+"""What every page of the web app shares: the application's keys, the security headers (a
+strict CSP with no inline script or style, no framing, nothing from another host), and
+rendering a template in the request's language with what the layout needs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from node.web import actions, i18n, render
+from node.web.sessions import Session, Sessions
+
+HERE = Path(__file__).parent
+SESSIONS_KEY = web.AppKey("sessions", Sessions)
+NODE_KEY = web.AppKey("node", object)
+COOKIE_KEY = web.AppKey("cookie", str)
+UI_APP_KEY = web.AppKey("ui_app", web.Application)
+ENVIRONMENTS_KEY = web.AppKey("environments", dict)  # lang -> jinja2.Environment, on first use
+
+CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # no-referrer would make Chromium send "Origin: null"
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def node_of(request: web.Request) -> actions.RunningNode:
+    node: actions.RunningNode = request.config_dict[NODE_KEY]  # type: ignore[assignment]
+    return node
+
+
+def session_of(request: web.Request) -> Session:
+    session: Session = request["session"]
+    return session
+
+
+def _environment(lang: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    formats = i18n.Formats(lang)
+    env.filters["when"] = formats.when
+    env.filters["number"] = formats.number
+    env.filters["peer"] = render.peer_text
+    env.filters["markdown"] = render.markdown
+    env.globals.update(lang=lang, rtl=formats.rtl, languages=i18n.NAMES)
+    return env
+
+
+def page(
+    request: web.Request, template: str, context: dict[str, Any], *, status: int = 200
+) -> web.Response:
+    """Render `template` in the request's language, with what the layout needs."""
+    session = request.get("session")
+    flash = ""
+    if session is not None:
+        flash, session.flash = session.flash, ""
+    context = {
+        **context,
+        "flash": flash,
+        "csrf": session.csrf if session else "",
+        "signed_in": session is not None,
+        "me": actions.me(node_of(request)),
+        "path": request.path,
+    }
+    environments: dict[str, jinja2.Environment] = request.config_dict[ENVIRONMENTS_KEY]
+    lang = request["lang"]
+    if lang not in environments:  # built on first use: a node start parses no catalogue
+        environments[lang] = _environment(lang)
+    html = environments[lang].get_template(template).render(context)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def then(request: web.Request, target: str, flash: str) -> web.StreamResponse:
+    """After an action: to `target` (303, so a reload does not repeat it), saying `flash`."""
+    session_of(request).flash = flash
+    return web.HTTPSeeOther(target)
+
+
+def refused(request: web.Request, status: int, message: str) -> web.Response:
+    return page(request, "error.html", {"message": message}, status=status)

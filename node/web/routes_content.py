@@ -1,0 +1,210 @@
+"""Know-how pages: guides (browse, filter, search, read, publish, new version, withdraw) and
+alerts (send, and the live feed as server-sent events from this origin)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from node.web import UI_PREFIX, actions, render
+from node.web.pages import HEADERS, node_of, page, then
+from protocol import limits
+from protocol.errors import CanopyError
+
+FILTERS = ("q", "lang", "topic", "region", "author")
+
+
+def _matches(row: dict[str, Any], wanted: dict[str, str]) -> bool:
+    if wanted["q"]:
+        needle = wanted["q"].casefold()
+        if needle not in row["title"].casefold() and needle not in row["text"].casefold():
+            return False
+    if wanted["lang"] and row["lang"] != wanted["lang"]:
+        return False
+    if wanted["region"] and row["region"].casefold() != wanted["region"].casefold():
+        return False
+    if wanted["topic"] and wanted["topic"] not in row["topics"]:
+        return False
+    return not (wanted["author"] and row["author_label"] != wanted["author"])
+
+
+async def guides(request: web.Request) -> web.StreamResponse:
+    rows, unreadable = await actions.guides(node_of(request))
+    wanted = {k: request.query.get(k, "").strip()[:200] for k in FILTERS}
+    shown = [r for r in rows if _matches(r, wanted)]
+    choices = {
+        "lang": sorted({r["lang"] for r in rows if r["lang"]}),
+        "region": sorted({r["region"] for r in rows if r["region"]}),
+        "topic": sorted({t for r in rows for t in r["topics"]}),
+        "author": sorted({r["author_label"] for r in rows}),
+    }
+    return page(
+        request,
+        "guides.html",
+        {"guides": shown, "total": len(rows), "unreadable": unreadable, "wanted": wanted,
+         "choices": choices},
+    )  # fmt: skip
+
+
+async def guide(request: web.Request) -> web.StreamResponse:
+    try:
+        row = await actions.guide(node_of(request), request.match_info["id"])
+    except CanopyError as exc:
+        return page(request, "error.html", {"message": str(exc)}, status=404)
+    return page(request, "guide.html", {"guide": row})
+
+
+def _draft(form: MultiDictProxy[Any] | None, replaces: str = "") -> dict[str, Any]:
+    get = lambda k: str(form.get(k, "")) if form else ""  # noqa: E731
+    return {
+        "title": get("title"),
+        "text": get("text"),
+        "lang": get("lang"),
+        "topics": get("topics"),
+        "region": get("region"),
+        "to": get("to") or "peers",
+        "chosen": [str(v) for v in form.getall("chosen", [])] if form else [],
+        "replaces": get("replaces") or replaces,
+    }
+
+
+async def _editor(
+    request: web.Request, draft: dict[str, Any], *, error: str = "", preview: bool = False
+) -> web.StreamResponse:
+    peers = await actions.peers(node_of(request))
+    return page(
+        request,
+        "guide_form.html",
+        {"draft": draft, "peers": peers, "error": error, "preview": preview},
+        status=400 if error else 200,
+    )
+
+
+async def new_guide(request: web.Request) -> web.StreamResponse:
+    replaces = request.query.get("replaces", "")
+    draft = _draft(None, replaces)
+    if replaces:  # a new version starts from the old one
+        try:
+            old = await actions.guide(node_of(request), replaces)
+        except CanopyError as exc:
+            return page(request, "error.html", {"message": str(exc)}, status=404)
+        draft.update(
+            title=old["title"], text=old["text"], lang=old["lang"], region=old["region"],
+            topics=", ".join(old["topics"]), replaces=old["id"],
+        )  # fmt: skip
+    return await _editor(request, draft)
+
+
+async def publish(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    draft = _draft(form)
+    if form.get("action") == "preview":  # the editor's preview, without JavaScript
+        return await _editor(request, draft, preview=True)
+    to = draft["to"]
+    if to == "chosen":
+        to = ",".join(draft["chosen"])
+        if not to:
+            return await _editor(request, draft, error="choose")
+    elif to not in ("peers", "network"):
+        return await _editor(request, draft, error="audience")
+    try:
+        rid = await actions.publish_guide(
+            node_of(request),
+            title=draft["title"].strip(),
+            text=draft["text"],
+            lang=draft["lang"].strip(),
+            topics=[t.strip() for t in draft["topics"].split(",") if t.strip()],
+            region=draft["region"].strip(),
+            to=to,
+            replaces=draft["replaces"].strip() or None,
+        )
+    except CanopyError as exc:
+        return await _editor(request, draft, error=str(exc))
+    return then(request, f"{UI_PREFIX}guides/{rid}", "published")
+
+
+async def preview(request: web.Request) -> web.StreamResponse:
+    """The editor's live preview (our own JS): the text rendered as a reader will see it."""
+    form = await request.post()
+    return web.Response(text=render.markdown(str(form.get("text", ""))), content_type="text/html")
+
+
+async def withdraw(request: web.Request) -> web.StreamResponse:
+    try:
+        await actions.withdraw(node_of(request), request.match_info["id"])
+    except CanopyError as exc:
+        return page(request, "error.html", {"message": str(exc)}, status=400)
+    return then(request, f"{UI_PREFIX}guides", "withdrawn")
+
+
+async def alerts(request: web.Request, *, error: str = "") -> web.StreamResponse:
+    node = node_of(request)
+    return page(
+        request,
+        "alerts.html",
+        {"alerts": actions.alerts(node), "peers": await actions.peers(node), "error": error},
+        status=400 if error else 200,
+    )
+
+
+async def send_alert(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    to = str(form.get("to", "peers"))
+    if to == "chosen":
+        to = ",".join(str(v) for v in form.getall("chosen", []))
+    try:
+        hours = float(str(form.get("hours", "")) or limits.DEFAULT_ALERT_LIFETIME_MS / 3.6e6)
+        await actions.send_alert(
+            node_of(request),
+            str(form.get("text", "")),
+            to=to,
+            urgency=str(form.get("urgency", "normal")),
+            hours=hours,
+        )
+    except ValueError:
+        return await alerts(request, error="hours")
+    except CanopyError as exc:
+        return await alerts(request, error=str(exc))
+    return then(request, f"{UI_PREFIX}alerts", "alert_sent")
+
+
+async def feed(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: each readable alert as it arrives, as JSON the page inserts as
+    text (never as HTML); a comment line now and then notices a closed page."""
+    response = web.StreamResponse(headers={**HEADERS, "Cache-Control": "no-store"})
+    response.content_type = "text/event-stream"
+    await response.prepare(request)
+    async with actions.watch(node_of(request)) as queue:
+        await response.write(b": open\n\n")
+        try:
+            while True:
+                try:
+                    entry = await asyncio.wait_for(queue.get(), limits.UI_FEED_KEEPALIVE_S)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if not entry:
+                    break  # the node is stopping
+                if not entry.get("readable"):
+                    continue
+                shown = {k: entry.get(k) for k in ("id", "from", "text", "urgency", "created")}
+                await response.write(f"data: {json.dumps(shown)}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+    return response
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/guides", guides)
+    router.add_get("/guides/new", new_guide)
+    router.add_post("/guides", publish)
+    router.add_post("/guides/preview", preview)
+    router.add_get("/guides/{id}", guide)
+    router.add_post("/guides/{id}/withdraw", withdraw)
+    router.add_get("/alerts", alerts)
+    router.add_post("/alerts", send_alert)
+    router.add_get("/alerts/feed", feed)

@@ -1,0 +1,117 @@
+"""Pages about this node and whom it trusts: home, peers and invites, status, panic wipe."""
+
+from __future__ import annotations
+
+import segno
+from aiohttp import web
+from markupsafe import Markup
+
+from node.web import UI_PREFIX, actions
+from node.web.pages import HEADERS, node_of, page, session_of, then
+from protocol.errors import CanopyError
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    node = node_of(request)
+    peers = await actions.peers(node)
+    status = await actions.status(node)
+    due = await actions.review(node)
+    waiting = [
+        r
+        for r in await actions.introductions(node)
+        if r["direction"] == "incoming" and r["status"] == "pending"
+    ]
+    return page(
+        request,
+        "home.html",
+        {
+            "peers": peers,
+            "alerts": actions.alerts(node),
+            "due": due,
+            "waiting": waiting,
+            "revoked": [p for p in peers if p["revoked"]],
+            "status": status,
+        },
+    )
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    return page(request, "status.html", {"status": await actions.status(node_of(request))})
+
+
+async def peers(request: web.Request, **extra: object) -> web.StreamResponse:
+    rows = await actions.peers(node_of(request))
+    return page(request, "peers.html", {"peers": rows, "invite": None, "error": "", **extra})
+
+
+async def peer(request: web.Request) -> web.StreamResponse:
+    try:
+        row = await actions.peer(node_of(request), request.match_info["id"])
+    except CanopyError as exc:
+        return page(request, "error.html", {"message": str(exc)}, status=404)
+    return page(request, "peer.html", {"peer": row})
+
+
+async def make_invite(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    try:
+        hours = float(str(form.get("hours", "168")))
+        code, expires = await actions.invite(node_of(request), hours)
+    except ValueError:
+        return await peers(request, error="hours")
+    except CanopyError as exc:
+        return await peers(request, error=str(exc))
+    # The QR code as inline SVG from this page: nothing is fetched, nothing written to disk.
+    qr = segno.make(code, error="m").svg_inline(scale=3, dark="#000", light="#fff", border=2)
+    return await peers(request, invite={"code": code, "expires": expires, "qr": Markup(qr)})
+
+
+async def accept(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    try:
+        trusted = await actions.accept(node_of(request), str(form.get("code", "")).strip())
+    except CanopyError as exc:
+        return await peers(request, error=str(exc))
+    return then(request, f"{UI_PREFIX}peers/{trusted['id']}", "accepted")
+
+
+async def distrust(request: web.Request) -> web.StreamResponse:
+    try:
+        await actions.distrust(node_of(request), request.match_info["id"])
+    except CanopyError as exc:
+        return await peers(request, error=str(exc))
+    return then(request, f"{UI_PREFIX}peers", "distrusted")
+
+
+async def wipe_confirm(request: web.Request) -> web.StreamResponse:
+    return page(request, "wipe.html", {"error": False})
+
+
+async def wipe(request: web.Request) -> web.StreamResponse:
+    """Panic wipe, only after the word is typed: the keys go first, then this node."""
+    form = await request.post()
+    if str(form.get("confirm", "")).strip().upper() != "WIPE":
+        return page(request, "wipe.html", {"error": True}, status=400)
+    session_of(request).flash = ""
+    body = page(request, "wiped.html", {}).body
+    assert isinstance(body, bytes)
+    prepared = web.StreamResponse(status=200, headers={**HEADERS, "Cache-Control": "no-store"})
+    prepared.content_type = "text/html"
+    prepared.charset = "utf-8"
+    await prepared.prepare(request)
+    await prepared.write(body)
+    await prepared.write_eof()  # the page is out before the node ends
+    await actions.wipe(node_of(request))
+    return prepared
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/", home)
+    router.add_get("/status", status)
+    router.add_get("/peers", peers)
+    router.add_get("/peers/{id}", peer)
+    router.add_post("/peers/invite", make_invite)
+    router.add_post("/peers/accept", accept)
+    router.add_post("/peers/{id}/distrust", distrust)
+    router.add_get("/wipe", wipe_confirm)
+    router.add_post("/wipe", wipe)
