@@ -26,6 +26,7 @@ from node.ingest import Accepted
 from node.local import Local
 from node.queries import KnowWho
 from node.web import UI_PREFIX
+from node.wipe import leave_now
 from protocol import limits
 from protocol.contact import Filter
 from protocol.errors import CanopyError, ContactError
@@ -121,8 +122,7 @@ class LocalApi:
         """`canopy wipe`: the key file is already destroyed; leave memory at once, unclean on
         purpose (no flush, no goodbye): the process and the keys it holds end now."""
         log.warning("wipe requested: exiting now")
-        self.local.clear_runtime()
-        asyncio.get_running_loop().call_later(0.05, os._exit, 75)
+        leave_now(self.local)
         return web.json_response({"ok": True, "exiting": True})
 
     async def _api_import(self, request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ passphrase: whoever wipes is in a hurry.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import nacl.utils
 
-from node.local import KEY_FILE, LOCK_FILE, RUNTIME_FILE, lock_holder, lock_is_held
+from node.local import KEY_FILE, LOCK_FILE, RUNTIME_FILE, Local, lock_holder, lock_is_held
 from protocol import limits
 from protocol.errors import CanopyError, WipeIncomplete
 
@@ -106,12 +107,26 @@ def _stop_node(path: Path) -> bool:
     return True
 
 
-def wipe(path: Path) -> WipeReport:
-    """Destroy the keys first (that alone makes the directory unreadable), then the node."""
-    start = time.perf_counter()
+def destroy_keys(path: Path) -> bool:
+    """Destroy the key file (and a half-written one): after this the data directory is
+    unreadable. Returns whether there was a key file."""
     key_path = path / KEY_FILE
     destroyed = _destroy(key_path)
     _destroy(key_path.with_suffix(".tmp"))
+    return destroyed
+
+
+def leave_now(local: Local) -> None:
+    """End this running node moments from now (so the answer that says so can go out),
+    unclean on purpose: no flush, no goodbye, the keys in its memory go with the process."""
+    local.clear_runtime()
+    asyncio.get_running_loop().call_later(0.05, os._exit, 75)
+
+
+def wipe(path: Path) -> WipeReport:
+    """Destroy the keys first (that alone makes the directory unreadable), then the node."""
+    start = time.perf_counter()
+    destroyed = destroy_keys(path)
     stopped = _stop_node(path)  # raises WipeIncomplete, loudly, if it is still running
     (path / RUNTIME_FILE).unlink(missing_ok=True)  # the stopped node's, if it left one
     if stopped:

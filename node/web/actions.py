@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from node.clock import now_ms
+from node.wipe import destroy_keys, leave_now
 from protocol import limits
 from protocol.contact import KINDS, Filter, Share
 from protocol.errors import CanopyError
@@ -361,19 +360,7 @@ async def distrust(node: RunningNode, ref: str) -> str:
 
 
 async def wipe(node: RunningNode) -> None:
-    """`canopy wipe --yes`, run as the CLI runs it: another process destroys the keys, then
-    ends this node through POST /v1/wipe (a node cannot stop itself that way)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "import sys, cli; sys.exit(cli.main(sys.argv[1:]))",
-        "--data",
-        str(node.local.path),
-        "wipe",
-        "--yes",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    await process.wait()
+    """`canopy wipe --yes` from inside the node: the keys are destroyed first, the same way
+    (node.wipe), then this process ends as it does when the CLI asks it to."""
+    destroy_keys(node.local.path)
+    leave_now(node.local)
