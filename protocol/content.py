@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol import limits
+from protocol.circle import Change
 from protocol.contact import Contact, Vouch
 from protocol.encoding import Value, as_list, check_keys
 from protocol.errors import DecodeError
@@ -104,5 +105,7 @@ def check_content(kind: Kind, content: dict[str, Value]) -> None:
         if not isinstance(content, dict):
             raise DecodeError("vouch content must be a map")
         Vouch.from_content(content)
+    elif kind is Kind.CIRCLE:
+        Change.from_content(content)
     else:  # tombstone and revocation payloads are never sealed Bodies
         raise DecodeError(f"a {kind} record carries no sealed content")

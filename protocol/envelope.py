@@ -196,6 +196,20 @@ def _network_slot_key(eph_pk: bytes, network_key: bytes) -> bytes:
     ).digest()
 
 
+def _circle_slot_key(eph_pk: bytes, circle_key: bytes) -> bytes:
+    return hashlib.blake2b(
+        eph_pk, digest_size=KEY_BYTES, key=circle_key, person=labels.CIRCLE_WRAP
+    ).digest()
+
+
+def _check_circle_keys(circle_keys: Sequence[bytes]) -> None:
+    if len(circle_keys) > limits.MAX_CIRCLE_KEYS_TRIED:
+        raise LocalProtocolError("too many circle keys")
+    for key in circle_keys:
+        if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+            raise LocalProtocolError("circle keys must be 32 bytes")
+
+
 def _body_key(content_key: bytes, header_and_slots: bytes) -> bytes:
     """Bind the body box to the exact header and slots: altering any slot breaks the body."""
     return hashlib.blake2b(
@@ -221,9 +235,14 @@ def slot_count(real: int) -> int:
 
 
 def seal(
-    plaintext: bytes, recipients: Sequence[NodeId], network_key: bytes | None, random: Random
+    plaintext: bytes,
+    recipients: Sequence[NodeId],
+    network_key: bytes | None,
+    random: Random,
+    circle_keys: Sequence[bytes] = (),
 ) -> bytes:
-    """Encrypt `plaintext` so that each recipient, and any holder of `network_key`, can open it.
+    """Encrypt `plaintext` so that each recipient, any holder of `network_key` and any holder
+    of one of `circle_keys` (a circle's current epoch key) can open it.
 
     Layout: version u8 = 1 || nonce 24 || eph_pk 32 || slot_count u16 BE || slots (48 each)
     || secretbox(body_key, nonce, u32 BE length || plaintext || zero padding), where
@@ -232,14 +251,15 @@ def seal(
     if not isinstance(plaintext, bytes):
         raise LocalProtocolError("plaintext must be bytes")
     _check_network_key(network_key)
+    _check_circle_keys(circle_keys)
     unique: dict[bytes, NodeId] = {}
     for recipient in recipients:
         if not isinstance(recipient, NodeId):
             raise LocalProtocolError("recipients must be NodeIds")
         unique.setdefault(recipient.raw, recipient)
-    real = len(unique) + (network_key is not None)
+    real = len(unique) + (network_key is not None) + len(set(circle_keys))
     if real == 0:
-        raise LocalProtocolError("a sealed payload needs a recipient or a network key")
+        raise LocalProtocolError("a sealed payload needs a recipient, a network or circle key")
     count = slot_count(real)
     if count > limits.MAX_RECIPIENT_SLOTS:
         raise LocalProtocolError("too many recipients")
@@ -265,6 +285,9 @@ def seal(
         slots.append(nacl.bindings.crypto_secretbox_easy(content_key, nonce, slot_key))
     if network_key is not None:
         slot_key = _network_slot_key(eph_pk, network_key)
+        slots.append(nacl.bindings.crypto_secretbox_easy(content_key, nonce, slot_key))
+    for circle_key in dict.fromkeys(circle_keys):
+        slot_key = _circle_slot_key(eph_pk, circle_key)
         slots.append(nacl.bindings.crypto_secretbox_easy(content_key, nonce, slot_key))
     while len(slots) < count:
         slots.append(random_bytes(random, _SLOT))
@@ -312,13 +335,19 @@ def check_sealed_layout(sealed: bytes) -> tuple[int, int]:
     return body_at, bucket
 
 
-SEALED_KINDS = frozenset({Kind.GUIDE, Kind.CONTACT, Kind.VOUCH, Kind.ALERT})
+SEALED_KINDS = frozenset({Kind.GUIDE, Kind.CONTACT, Kind.VOUCH, Kind.ALERT, Kind.CIRCLE})
 
 
 def unseal(
-    sealed: bytes, identity: Identity, network_key: bytes | None, *, network_first: bool = False
+    sealed: bytes,
+    identity: Identity,
+    network_key: bytes | None,
+    *,
+    network_first: bool = False,
+    circle_keys: Sequence[bytes] = (),
 ) -> bytes:
-    """Open a sealed payload as `identity` or as a holder of `network_key`.
+    """Open a sealed payload as `identity`, as a holder of `network_key`, or as a holder of
+    one of `circle_keys` (every epoch key of every circle this node is in, tried last).
 
     `network_first` tries the network slot before the (costlier) X25519 recipient slots:
     same result, faster for bulk opening of network-scoped records.
@@ -327,6 +356,7 @@ def unseal(
     but the body box does not.
     """
     _check_network_key(network_key)
+    _check_circle_keys(circle_keys)
     if isinstance(sealed, bytearray | memoryview):
         sealed = bytes(sealed)
     if not isinstance(sealed, bytes):
@@ -341,6 +371,10 @@ def unseal(
         content_key = _open_own_slot(sealed, nonce, eph_pk, identity, body_at)
     if content_key is None and network_key is not None and not network_first:
         content_key = _try_slots(sealed, nonce, _network_slot_key(eph_pk, network_key), body_at)
+    for circle_key in circle_keys:
+        if content_key is not None:
+            break
+        content_key = _try_slots(sealed, nonce, _circle_slot_key(eph_pk, circle_key), body_at)
     if content_key is None:
         raise NotForUs("no recipient slot opens with our keys")
     try:
@@ -386,11 +420,13 @@ def seal_record(
     recipients: Sequence[NodeId],
     network_key: bytes | None,
     random: Random,
+    circle_keys: Sequence[bytes] = (),
 ) -> Record:
-    """Sign a Body, seal it to `recipients` + the author (+ network key), sign the Record."""
+    """Sign a Body, seal it to `recipients` + the author (+ network key, + circle keys),
+    sign the Record."""
     body = Body.create(identity, kind, created, content)
     readers = [*recipients, identity.node_id]
-    sealed = seal(body.to_bytes(), readers, network_key, random)
+    sealed = seal(body.to_bytes(), readers, network_key, random, circle_keys)
     return Record.create(
         identity, kind, created=created, expires=expires, scope=scope, payload=sealed
     )
@@ -403,6 +439,7 @@ def open_record(
     *,
     verify_body: bool = True,
     network_first: bool = False,
+    circle_keys: Sequence[bytes] = (),
 ) -> Body:
     """Unseal and verify a record's Body; its kind/author/created must match the record,
     and its content must follow its kind's schema (`protocol.content`; DecodeError).
@@ -411,7 +448,9 @@ def open_record(
     `verify_body=False` is only for records whose record signature this node already
     checked (its own store): that signature already binds the author to the sealed body.
     """
-    sealed = unseal(record.payload, identity, network_key, network_first=network_first)
+    sealed = unseal(
+        record.payload, identity, network_key, network_first=network_first, circle_keys=circle_keys
+    )
     body = Body.from_bytes(sealed)
     if verify_body:
         body.verify()
@@ -421,7 +460,12 @@ def open_record(
     return body
 
 
-def open_stored(record: RecordFields, identity: Identity, network_key: bytes | None) -> BodyFields:
+def open_stored(
+    record: RecordFields,
+    identity: Identity,
+    network_key: bytes | None,
+    circle_keys: Sequence[bytes] = (),
+) -> BodyFields:
     """The Body of a record from this node's own store (see `stored_fields`): unsealed
     (network slot first: most stored records a node reads are network-scoped) and decoded
     by `_body_layout` without the canonical re-encoding check or the body signature, which
@@ -430,7 +474,9 @@ def open_stored(record: RecordFields, identity: Identity, network_key: bytes | N
 
     Not the schema of its content (`open_record` checks that; the index checks contacts and
     vouches itself). DecodeError, NotForUs, VerificationError as `open_record`."""
-    plain = unseal(record.payload, identity, network_key, network_first=True)
+    plain = unseal(
+        record.payload, identity, network_key, network_first=True, circle_keys=circle_keys
+    )
     try:
         value = msgpack.unpackb(plain)
     except Exception as exc:  # msgpack raises a zoo: ValueError, ExtraData, StackError...

@@ -45,6 +45,10 @@ assert all(len(p) == 16 for p in (STORAGE_RECORDS, STORAGE_SETTINGS, STORAGE_ROW
 # Sealed payloads: the body key is bound to the exact header and slots (docs/spec/10-...).
 SEALED_BODY = b"canopy-sealbody1"
 assert len(SEALED_BODY) == 16
+# Circles (docs/spec/80-circles.md): the id bound to its owner, and the slot of an epoch key.
+CIRCLE_ID = b"canopy-circle-id"
+CIRCLE_WRAP = b"canopy-wrap-ck-1"
+assert len(CIRCLE_ID) == 16 and len(CIRCLE_WRAP) == 16
 
 # Set reconciliation: the fingerprint of a range (docs/spec/35-reconcile.md).
 RECONCILE_FINGERPRINT = b"canopy-recon-fp1"

@@ -185,3 +185,11 @@ UI_MAX_SESSIONS = 32  # sessions kept in memory; the least recently used ends pa
 UI_MAX_FORM_BYTES = MAX_GUIDE_TEXT_BYTES + 65_536  # one form post, a whole guide included
 UI_RECENT_ALERTS = 20  # alerts the home page and the feed show
 UI_FEED_KEEPALIVE_S = 15  # an idle live feed sends a comment this often (notices gone clients)
+
+# Circles (protocol/circle.py, docs/spec/80-circles.md).
+MAX_CIRCLE_NAME_BYTES = 128  # a circle's name, as its members see it
+MAX_CIRCLE_MEMBERS = 512  # a membership record is sealed to every member: within the slots
+MAX_CIRCLE_EPOCHS = 4096  # keys one membership record may carry (one per epoch, 36 bytes)
+MAX_CIRCLE_SEQ = 2**32 - 1  # membership changes of one circle
+MAX_CIRCLE_KEYS_TRIED = 4096  # circle keys a node tries on one sealed payload
+assert MAX_CIRCLE_MEMBERS < MAX_RECIPIENT_SLOTS

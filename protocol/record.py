@@ -29,6 +29,7 @@ class Kind(enum.StrEnum):
     REVOCATION = "revocation"
     TOMBSTONE = "tombstone"
     ALERT = "alert"
+    CIRCLE = "circle"  # a circle's membership change (protocol/circle.py)
 
 
 class Scope(enum.IntEnum):

@@ -278,6 +278,7 @@ def test_kind_values_are_the_spec_strings() -> None:
         "revocation",
         "tombstone",
         "alert",
+        "circle",
     ]
     assert [int(s) for s in Scope] == [0, 1, 2]
 

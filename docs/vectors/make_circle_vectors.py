@@ -1,0 +1,87 @@
+"""Regenerate docs/vectors/circle.json: a circle's membership records and a payload sealed
+to a circle's epoch key.
+
+Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md. Run from
+the repo root:
+    python docs/vectors/make_circle_vectors.py            # rewrite circle.json
+    python docs/vectors/make_circle_vectors.py --check    # fail if it is stale
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from protocol import circle  # noqa: E402
+from protocol.circle import History  # noqa: E402
+from protocol.encoding import pack  # noqa: E402
+from protocol.envelope import seal  # noqa: E402
+from protocol.identity import Identity  # noqa: E402
+
+OUT = Path(__file__).with_name("circle.json")
+OWNER_SEED = bytes(range(32))
+MEMBER_SEED = bytes(range(32, 64))
+
+
+class SeededRandom:
+    """BLAKE2b-512(seed || u64 BE counter) blocks, concatenated (docs/spec/10-...)."""
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed, self._counter, self._buffer = seed, 0, b""
+
+    def __call__(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            self._buffer += hashlib.blake2b(self._seed + self._counter.to_bytes(8, "big")).digest()
+            self._counter += 1
+        out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
+
+
+def cases() -> dict[str, object]:
+    owner, member = Identity(OWNER_SEED), Identity(MEMBER_SEED)
+    random = SeededRandom(b"circle-vectors")
+    made = circle.create(owner.node_id, "Shelters", History.ALL, random)
+    state = circle.fold([(b"\x00" * 32, owner.node_id.raw, made)])
+    assert state is not None
+    added = circle.add(state, owner.node_id, [member.node_id], random)
+    state = circle.fold(
+        [(b"\x00" * 32, owner.node_id.raw, made), (b"\x01" * 32, owner.node_id.raw, added)]
+    )
+    assert state is not None
+    removed = circle.remove(state, owner.node_id, [member.node_id], random)
+    plaintext = b"sealed to the circle's epoch 0 key"
+    sealed = seal(plaintext, [], None, random, [state.key])
+    return {
+        "owner_seed": OWNER_SEED.hex(),
+        "member_seed": MEMBER_SEED.hex(),
+        "changes": [
+            {"op": c.op.value, "circle_id": c.circle.hex(), "content": pack(c.to_content()).hex()}
+            for c in (made, added, removed)
+        ],
+        "sealed_to_circle": {
+            "epoch_key": state.key.hex(),
+            "plaintext": plaintext.hex(),
+            "sealed": sealed.hex(),
+        },
+    }
+
+
+def main() -> int:
+    text = json.dumps(cases(), indent=1) + "\n"
+    if "--check" in sys.argv:
+        if OUT.read_text() != text:
+            print(f"{OUT} is stale: run python {Path(__file__).relative_to(ROOT)}")
+            return 1
+        return 0
+    OUT.write_text(text)
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
