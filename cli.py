@@ -15,6 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from commands.bundles import cmd_export, cmd_import
+from commands.circles import (
+    cmd_circle_add,
+    cmd_circle_create,
+    cmd_circle_list,
+    cmd_circle_remove,
+)
 from commands.content import (
     cmd_alert,
     cmd_guides,
@@ -123,6 +129,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("peers", cmd_peers, "list trusted peers", json=True)
 
+    p = add("circle", cmd_circle_list, "groups of peers whose key changes when one leaves")
+    circle = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
+    c = circle.add_parser("create", help="create a circle (you are its owner and first member)")
+    c.set_defaults(func=cmd_circle_create)
+    c.add_argument("name")
+    c.add_argument(
+        "--history",
+        choices=["all", "new-only"],
+        default="all",
+        help="whether a new member reads what was shared before it joined (default all)",
+    )
+    for action, func, about in (
+        ("add", cmd_circle_add, "add a peer to a circle you own"),
+        ("remove", cmd_circle_remove, "remove a member: a new epoch it never receives"),
+    ):
+        c = circle.add_parser(action, help=about)
+        c.set_defaults(func=func)
+        c.add_argument("name", metavar="NAME")
+        c.add_argument("peer", metavar="PEER")
+    c = circle.add_parser("list", help="the circles this node is in, with their members")
+    c.set_defaults(func=cmd_circle_list)
+    c.add_argument("--json", action="store_true")
+
     p = add("distrust", cmd_distrust, "withdraw trust from a peer at once")
     p.add_argument("peer")
 
@@ -135,12 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lang")
     g.add_argument("--topic", action="append")
     g.add_argument("--region")
-    g.add_argument("--to", default="peers", help="peers | network | ID[,ID...] (default peers)")
+    g.add_argument(
+        "--to", default="peers", help="peers | network | circle:NAME | ID[,ID...] (default peers)"
+    )
     g.add_argument("--replaces", metavar="ID", help="this is a new version of your guide ID")
 
     p = add("alert", cmd_alert, "publish an urgent alert, pushed ahead of everything else")
     p.add_argument("text")
-    p.add_argument("--to", default="network", help="peers | network | ID[,ID...] (default network)")
+    p.add_argument(
+        "--to",
+        default="network",
+        help="peers | network | circle:NAME | ID[,ID...] (default network)",
+    )
     p.add_argument("--urgency", choices=["normal", "high"], default="normal")
     p.add_argument("--hours", type=float, help="how long the alert stays (default 7 days)")
 

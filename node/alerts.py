@@ -37,7 +37,9 @@ class Alerts:
             "received_at_ms": now,
         }
         try:
-            body = open_record(record, self.identity, self.book.network_key)
+            body = open_record(
+                record, self.identity, self.book.network_key, circle_keys=self.book.circle_keys
+            )
             alert = Alert.from_content(body.content)  # open_record checked it; typed here
             entry["text"] = alert.text
             entry["urgency"] = alert.urgency

@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from node import circles
 from node.local import Local, random
-from node.store import RecordRow
+from node.store import row_of
 from node.trust import match_peers, parse_node_id
 from protocol import limits
 from protocol.content import Guide
@@ -29,8 +30,12 @@ class Audience:
     scope: Scope
     recipients: tuple[NodeId, ...]
     network: bool
+    circle: str = ""  # a circle's name: sealed to its current epoch key
+    circle_keys: tuple[bytes, ...] = ()
 
     def describe(self) -> str:
+        if self.circle:
+            return f"circle:{self.circle}"
         if self.network:
             return "network"
         if self.scope is Scope.PEERS:
@@ -39,10 +44,14 @@ class Audience:
 
 
 async def parse_audience(local: Local, to: str) -> Audience:
-    """`peers`, `network`, or a comma-separated list of node ids / trusted peer names."""
+    """`peers`, `network`, `circle:NAME`, or a comma-separated list of node ids / trusted
+    peer names."""
     to = to.strip()
     if to == "network":
         return Audience(Scope.NETWORK, (), True)
+    if to.startswith("circle:"):
+        state = await circles.find(local, to.removeprefix("circle:"))
+        return Audience(Scope.NETWORK, (), False, state.name, (state.key,))
     peers = await local.peers()
     if to == "peers":
         return Audience(Scope.PEERS, tuple(peers), False)
@@ -56,7 +65,9 @@ async def parse_audience(local: Local, to: str) -> Audience:
         else:
             recipients.append(parse_node_id(ref))
     if not recipients:
-        raise CanopyError("--to must be peers, network, or node ids separated by commas")
+        raise CanopyError(
+            "--to must be peers, network, circle:NAME, or node ids separated by commas"
+        )
     return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False)
 
 
@@ -159,6 +170,7 @@ async def publish_guide_texts(
             recipients=audience.recipients,
             network_key=network_key,
             random=random,
+            circle_keys=audience.circle_keys,
         )
         published.append((record, guide_title))
     await local.store.put_records([row_of(r, local=True) for r, _ in published], now_ms)
@@ -188,6 +200,7 @@ async def publish_alert(
         recipients=audience.recipients,
         network_key=await local.network_key() if audience.network else None,
         random=random,
+        circle_keys=audience.circle_keys,
     )
     await local.store.put_records([row_of(record, local=True)], now_ms)
     return record
@@ -233,19 +246,6 @@ async def _withdraw(
     return tombstone
 
 
-def row_of(record: Record, *, local: bool) -> RecordRow:
-    return RecordRow(
-        id=record.id,
-        kind=str(record.kind),
-        scope=int(record.scope),
-        created=record.created,
-        expires=record.expires,
-        author=record.author.raw,
-        local=local,
-        data=record.to_bytes(),
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Readable:
     record: Record
@@ -260,6 +260,7 @@ async def readable(
     A record that opens but breaks its kind's schema is never returned; its id goes to
     `malformed` when given (else it counts as unreadable)."""
     network_key = await local.network_key()
+    keys = await circles.read_keys(local)
     out: list[Readable] = []
     unreadable = 0
     for data in await local.store.records_of_kind(str(kind)):
@@ -267,7 +268,8 @@ async def readable(
         if record.expires <= now_ms:
             continue
         try:
-            out.append(Readable(record, open_record(record, local.identity, network_key)))
+            body = open_record(record, local.identity, network_key, circle_keys=keys)
+            out.append(Readable(record, body))
         except NotForUs:
             unreadable += 1
         except RemoteProtocolError:
@@ -302,7 +304,12 @@ async def find(local: Local, ref: str, now_ms: int) -> Readable:
     if record.expires <= now_ms:
         raise CanopyError(f"record {ref} has expired")
     try:
-        body = open_record(record, local.identity, await local.network_key())
+        body = open_record(
+            record,
+            local.identity,
+            await local.network_key(),
+            circle_keys=await circles.read_keys(local),
+        )
     except NotForUs:
         raise CanopyError(f"record {ref} is held here but this node cannot read it") from None
     except RemoteProtocolError:

@@ -55,6 +55,7 @@ class PeerBook:
         self.peers: dict[NodeId, Peer] = {}  # trusted now (replaced on every reload)
         self.revoked: dict[NodeId, int] = {}  # revoked identities -> when we learnt (ms)
         self.network_key = b""
+        self.circle_keys: tuple[bytes, ...] = ()  # every epoch key of our circles
         self.invites: list[PendingInvite] = []
         self.state: dict[NodeId, PeerState] = {}
         self.rejected: Counter[str] = Counter()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from node.content import row_of
 from node.local import Local
+from node.store import row_of
 from node.trust import match_peers, parse_node_id
 from protocol.errors import CanopyError, RemoteProtocolError
 from protocol.identity import NodeId

@@ -21,6 +21,7 @@ from collections.abc import Coroutine, Sequence
 
 from aiohttp import web
 
+from node import circles
 from node.admission import ConnectionGuard, install_accept_error_filter
 from node.alerts import Alerts
 from node.api import LocalApi, api_hosts
@@ -253,14 +254,18 @@ class Node:
         if self.network_key and key != self.network_key:
             self.knowwho.network_key_changed()
         self.network_key = key
+        self.book.circle_keys = await circles.read_keys(self.local)
         known = self.peers
         self.book.peers = await self.local.peers()
         for node_id, peer in self.peers.items():  # last_sync is written only now and then
             if node_id in known and (known[node_id].last_sync or 0) > (peer.last_sync or 0):
                 peer.last_sync = known[node_id].last_sync
         self.book.invites = await pending_invites(self.local, now_ms())
-        for node_id in (await revoked_ids(self.local)).keys() - self.revoked.keys():
+        newly = (await revoked_ids(self.local)).keys() - self.revoked.keys()
+        for node_id in newly:
             self._revoked_now(node_id)
+        if newly:
+            await self._circles_changed(now_ms())
         self.book.trusted_now(self.peers)
         for node_id, conn in list(self.connections.items()):
             if node_id not in self.peers:
@@ -308,6 +313,8 @@ class Node:
             self._epoch += 1  # our own write: no need to reload trust for it
             self._revoked_now(node_id)
         fresh = accepted.fresh
+        if accepted.revoked or any(r.kind is Kind.CIRCLE for r in fresh):
+            await self._circles_changed(now)
         if accepted.purged:
             self.knowwho.remove(accepted.purged)
         self.received += len(fresh) if source is not None else 0
@@ -356,6 +363,13 @@ class Node:
                     await self.book.penalise(record.author, error, reason="content_malformed")
         finally:
             self._checking_guides = False
+
+    async def _circles_changed(self, now: int) -> None:
+        """A membership record or a revocation arrived: cut revoked keys out of our circles
+        (a new epoch, pushed at once) and read with the keys we hold now."""
+        if await circles.cut_off_revoked(self.local, now):
+            self._notify()
+        self.book.circle_keys = await circles.read_keys(self.local)
 
     def _revoked_now(self, node_id: NodeId) -> None:
         """Refuse the identity at once: its handshakes, its records, its live connection;

@@ -24,6 +24,7 @@ from node.migrations import check_key, migrate
 from protocol.encoding import Value
 from protocol.errors import StoreError
 from protocol.lifecycle import NEVER_WITHDRAWN
+from protocol.record import Record
 
 _T = TypeVar("_T")
 
@@ -40,6 +41,20 @@ class RecordRow:
     author: bytes
     local: bool
     data: bytes
+
+
+def row_of(record: Record, *, local: bool) -> RecordRow:
+    """The row that stores `record` (`local`: written by this node, not received)."""
+    return RecordRow(
+        id=record.id,
+        kind=str(record.kind),
+        scope=int(record.scope),
+        created=record.created,
+        expires=record.expires,
+        author=record.author.raw,
+        local=local,
+        data=record.to_bytes(),
+    )
 
 
 @dataclass(frozen=True, slots=True)
