@@ -10,7 +10,7 @@ import webbrowser
 from node import local_api as api
 from node.web import routes_staff, staff
 from protocol import limits
-from protocol.errors import NodeNotRunning
+from protocol.errors import NodeNotRunning, StaffError
 
 from .common import data_dir, now_ms, opened
 from .output import print_json, table, when
@@ -79,7 +79,7 @@ async def cmd_ui_user(args: argparse.Namespace) -> int:
     if answer is None:
         async with opened(args) as local:
             if not await staff.remove(local.store, args.name):
-                raise staff.StaffError(f"no staff user named {args.name}")
+                raise StaffError(f"no staff user named {args.name}")
         print(f"removed {args.name}")
     else:
         print(f"removed {args.name}; {answer['sessions_ended']} session(s) ended")

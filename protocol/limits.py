@@ -187,7 +187,7 @@ UI_RECENT_ALERTS = 20  # alerts the home page and the feed show
 UI_FEED_KEEPALIVE_S = 15  # an idle live feed sends a comment this often (notices gone clients)
 
 # Staff of a community server (node/web/staff.py): named users, each enrolled by a link.
-UI_ENROL_TTL_S = 24 * 3600  # an enrolment link printed by `canopy ui user add` works once, this long
+UI_ENROL_TTL_S = 24 * 3600  # an enrolment link of `canopy ui user add` works once, this long
 UI_MAX_STAFF = 200  # named staff users one node keeps
 UI_STAFF_NAME_MAX_CHARS = 64  # a staff user name (letters, digits, . _ -)
 UI_PASSWORD_MIN_CHARS = 12  # a staff password, at least
@@ -197,3 +197,4 @@ UI_LOCKOUT_BASE_S = 30  # the first lockout; each further failure while counted 
 UI_LOCKOUT_MAX_S = 3600  # the longest lockout
 UI_MAX_TRACKED_CLIENTS = 4096  # names and addresses whose failures are remembered (oldest dropped)
 UI_LINK_ATTEMPTS_PER_MIN = 20  # one-time and enrolment link tries per client address per minute
+UI_TOTP_STEP_S = 30  # a staff TOTP code's time step (RFC 6238); one step either side accepted

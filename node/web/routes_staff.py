@@ -18,6 +18,7 @@ from node.clock import now_ms
 from node.web import UI_PREFIX, staff
 from node.web.pages import COOKIE_KEY, SESSIONS_KEY, UI_APP_KEY, node_of, page
 from node.web.throttle import Throttle
+from protocol.errors import StaffError
 
 THROTTLE_KEY = web.AppKey("throttle", Throttle)
 
@@ -103,7 +104,7 @@ async def enrol(request: web.Request) -> web.StreamResponse:
         return _enrol_form(request, token, *found, error="differ", status=400)
     try:
         user = await staff.enrol(store, token, password, code, now_ms())
-    except staff.StaffError as exc:
+    except StaffError as exc:
         kind = "code" if "code" in str(exc) else "password"
         return _enrol_form(request, token, *found, error=kind, status=400)
     if user is None:
@@ -143,7 +144,7 @@ async def api_add(request: web.Request) -> web.Response:
         token = await staff.add(
             node_of(request).local.store, str(body["name"]), str(body["role"]), now_ms()
         )
-    except staff.StaffError as exc:
+    except StaffError as exc:
         return _error(exc)
     except (ValueError, KeyError, TypeError):
         return _error(ValueError("expected {name, role}"))
@@ -164,7 +165,7 @@ async def api_remove(request: web.Request) -> web.Response:
     removed = await staff.remove(node_of(request).local.store, name)
     ended = request.app[UI_APP_KEY][SESSIONS_KEY].end_user(name)
     if not removed:
-        return _error(staff.StaffError(f"no staff user named {name}"))
+        return _error(StaffError(f"no staff user named {name}"))
     return web.json_response({"removed": name, "sessions_ended": ended})
 
 

@@ -22,18 +22,13 @@ import pyotp
 
 from node.store import Store
 from protocol import limits
-from protocol.errors import CanopyError
+from protocol.errors import StaffError
 
 TABLE = "staff"
 ROLES = ("reader", "editor", "admin")  # each may do what the one before it may, and more
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _HASHER = argon2.PasswordHasher()  # Argon2id, RFC 9106 low-memory profile
 _DUMMY = _HASHER.hash("not a password of anyone")  # unknown names take as long as known ones
-_STEP_S = 30
-
-
-class StaffError(CanopyError):
-    """A staff command or form that cannot be done (bad name, role, password, unknown user)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +126,11 @@ def provisioning_uri(name: str, secret: str, node_name: str) -> str:
 def _step_of(secret: str, code: str, now_s: float, after: int) -> int | None:
     """The time step (previous, current or next) whose code this is, if newer than `after`."""
     totp = pyotp.TOTP(secret)
-    here = int(now_s) // _STEP_S
+    here = int(now_s) // limits.UI_TOTP_STEP_S
     for step in (here - 1, here, here + 1):
-        if step > after and hmac.compare_digest(totp.at(step * _STEP_S).encode(), code.encode()):
+        if step > after and hmac.compare_digest(
+            totp.at(step * limits.UI_TOTP_STEP_S).encode(), code.encode()
+        ):
             return step
     return None
 
