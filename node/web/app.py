@@ -55,6 +55,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     sessions = request.app[SESSIONS_KEY]
     sid = request.cookies.get(request.app[COOKIE_KEY], "")
     session = sessions.get(sid, time.monotonic()) if sid else None
+    if session is not None and not session.user and _through_proxy(request):
+        session = None  # the operator's link session is for loopback, not the proxy
     request["session"] = session
     request["lang"] = _lang(request, session)
     try:

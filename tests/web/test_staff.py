@@ -35,9 +35,12 @@ async def server(nodes: Nodes) -> AsyncIterator[NodeProcess]:
 class Staff:
     """One staff member's HTTP client (its own cookie jar) on the node's app."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, origin: str = "", headers: dict[str, str] | None = None) -> None:
         self.base = base  # http://127.0.0.1:PORT
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.origin = origin or base  # what the browser sends (the proxy's public origin)
+        # (a Secure cookie, set behind an https proxy, comes back over this plain http)
+        jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[base])
+        self.http = aiohttp.ClientSession(cookie_jar=jar, headers=headers)
         self.secret = ""
 
     async def get(self, path: str) -> tuple[int, str]:
@@ -45,7 +48,7 @@ class Staff:
             return r.status, await r.text()
 
     async def post(self, path: str, form: dict[str, str]) -> tuple[int, str]:
-        headers = {"Origin": self.base}
+        headers = {"Origin": self.origin}
         async with self.http.post(
             self.base + path, data=form, headers=headers, allow_redirects=False
         ) as r:
