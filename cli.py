@@ -52,7 +52,7 @@ from commands.output import Printable as _Printable
 from commands.output import printable
 from commands.status import cmd_status
 from commands.trust import cmd_accept, cmd_distrust, cmd_invite, cmd_peers, cmd_trust
-from commands.ui import cmd_ui
+from commands.ui import cmd_ui, cmd_ui_user
 from protocol.errors import CanopyError, UsageError
 
 __all__ = ["EXIT_ERROR", "EXIT_USAGE", "UsageError", "build_parser", "main", "printable"]
@@ -233,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("ui", cmd_ui, "print a one-time sign-in link to the running node's web app")
     p.add_argument("--open", action="store_true", help="also open it in the default browser")
+    ui_sub = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser)
+    u = ui_sub.add_parser("user", help="named staff of a community server (see README)")
+    u_acts = u.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    ua = u_acts.add_parser("add", help="add a staff user; prints a one-time enrolment link")
+    ua.set_defaults(func=cmd_ui_user)
+    ua.add_argument("name")
+    ua.add_argument("--role", required=True, choices=("reader", "editor", "admin"))
+    ul = u_acts.add_parser("list", help="name, role, enrolled?, last sign-in")
+    ul.set_defaults(func=cmd_ui_user)
+    ul.add_argument("--json", action="store_true")
+    ur = u_acts.add_parser("remove", help="remove a staff user; ends their sessions at once")
+    ur.set_defaults(func=cmd_ui_user)
+    ur.add_argument("name")
 
     p = add("revocation", cmd_revocation_export, "this node's pre-signed revocation certificate")
     rev = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)

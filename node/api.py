@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -102,10 +103,18 @@ class LocalApi:
     ) -> web.StreamResponse:
         # DNS rebinding: a page in the operator's browser may reach this port under a name
         # of its own; only the names this API is reached by locally, and no foreign page.
-        if request.headers.get("Host", "").lower() not in self.hosts:
+        # With [ui] remote, the reverse proxy's public origin too, for the web app alone.
+        public = self.config.ui_public_url.rstrip("/").lower() if self.config.ui_remote else ""
+        proxied = bool(public) and request.path.startswith(UI_PREFIX)
+        host = request.headers.get("Host", "").lower()
+        if host not in self.hosts and not (proxied and host == urlsplit(public).netloc):
             return web.json_response({"error": "unknown host"}, status=421)
         origin = request.headers.get("Origin")
-        if origin is not None and origin.lower().removeprefix("http://") not in self.hosts:
+        if (
+            origin is not None
+            and origin.lower().removeprefix("http://") not in self.hosts
+            and not (proxied and origin.lower() == public)
+        ):
             return web.json_response({"error": "foreign origin"}, status=403)
         if (
             request.path in PUBLIC_ROUTES

@@ -42,6 +42,8 @@ class Config:
     log_level: str = "info"  # log.level: debug, info, warning or error
     ui_enabled: bool = True  # ui.enabled: serve the web app under /ui/ on the local API
     ui_lang: str = "en"  # ui.lang: the web app's language when the browser asks for none we have
+    ui_remote: bool = False  # ui.remote: also serve named staff through a reverse proxy
+    ui_public_url: str = ""  # ui.public_url: the origin the proxy serves, https://host[:port]
     source: Path | None = field(default=None, compare=False)
 
     def advertised(self) -> tuple[str, ...]:
@@ -79,6 +81,8 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("log", "level"): ("log_level", str),
     ("ui", "enabled"): ("ui_enabled", bool),
     ("ui", "lang"): ("ui_lang", str),
+    ("ui", "remote"): ("ui_remote", bool),
+    ("ui", "public_url"): ("ui_public_url", str),
 }
 UI_LANGS = ("en", "fr", "ar")  # the web app's catalogues (node/web/locale/)
 LOG_FORMATS = ("text", "json")
@@ -196,6 +200,11 @@ def _validate(config: Config, origin: Callable[[str], str]) -> Config:
         raise ConfigError(
             f"{origin('log_level')}: log.level must be one of {', '.join(LOG_LEVELS)}"
         )
+    if config.ui_remote and not _public_origin(config.ui_public_url):
+        raise ConfigError(
+            f"{origin('ui_public_url')}: ui.remote needs ui.public_url, an origin like"
+            " https://canopy.example.org (no path)"
+        )
     if config.ui_lang not in UI_LANGS:
         raise ConfigError(f"{origin('ui_lang')}: ui.lang must be one of {', '.join(UI_LANGS)}")
     if config.max_source_records < 1:
@@ -260,3 +269,16 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     default_origin = str(path) if path is not None else "defaults"
     config = replace(Config(source=path), **values)  # type: ignore[arg-type]
     return _validate(config, lambda name: origins.get(name, default_origin))
+
+
+def _public_origin(url: str) -> bool:
+    """Whether `url` is a bare http(s) origin: scheme, host, optional port, no path."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return (
+        parts.scheme in ("https", "http")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment or parts.username)
+    )

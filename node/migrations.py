@@ -134,6 +134,11 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 8: nothing in clear says which records are ours; sealed values padded (_AT_REST).
     _AT_REST,
+    # 9: the web app's named staff (node/web/staff.py): a sealed row per user, keyed by a
+    #    keyed tag of the name, so neither name, role, password hash nor TOTP secret is readable.
+    """
+    CREATE TABLE staff (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
+    """,
 )
 # The first schema whose rows the current store code writes (older ones it only converts).
 LAYOUT_SINCE = MIGRATIONS.index(_AT_REST) + 1

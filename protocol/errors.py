@@ -126,3 +126,7 @@ class NodeLost(CanopyError):
 
 class UsageError(CanopyError):
     """A command line the CLI cannot run: a bad flag or value (exit code 2)."""
+
+
+class StaffError(CanopyError):
+    """A staff user of the web app cannot be added, enrolled or removed as asked."""

@@ -186,6 +186,19 @@ UI_MAX_FORM_BYTES = MAX_GUIDE_TEXT_BYTES + 65_536  # one form post, a whole guid
 UI_RECENT_ALERTS = 20  # alerts the home page and the feed show
 UI_FEED_KEEPALIVE_S = 15  # an idle live feed sends a comment this often (notices gone clients)
 
+# Staff of a community server (node/web/staff.py): named users, each enrolled by a link.
+UI_ENROL_TTL_S = 24 * 3600  # an enrolment link of `canopy ui user add` works once, this long
+UI_MAX_STAFF = 200  # named staff users one node keeps
+UI_STAFF_NAME_MAX_CHARS = 64  # a staff user name (letters, digits, . _ -)
+UI_PASSWORD_MIN_CHARS = 12  # a staff password, at least
+UI_PASSWORD_MAX_CHARS = 256  # and at most (Argon2id hashes it whole)
+UI_SIGNIN_FAILURES = 5  # failed sign-ins (per user name, per client address) before a lockout
+UI_LOCKOUT_BASE_S = 30  # the first lockout; each further failure while counted doubles it
+UI_LOCKOUT_MAX_S = 3600  # the longest lockout
+UI_MAX_TRACKED_CLIENTS = 4096  # names and addresses whose failures are remembered (oldest dropped)
+UI_LINK_ATTEMPTS_PER_MIN = 20  # one-time and enrolment link tries per client address per minute
+UI_TOTP_STEP_S = 30  # a staff TOTP code's time step (RFC 6238); one step either side accepted
+
 # Circles (protocol/circle.py, docs/spec/80-circles.md).
 MAX_CIRCLE_NAME_BYTES = 128  # a circle's name, as its members see it
 MAX_CIRCLE_MEMBERS = 512  # a membership record is sealed to every member: within the slots

@@ -9,12 +9,14 @@ runs. Pages live in routes_*.py and act only through actions.py.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from node.web import UI_PREFIX, actions, i18n
+from node.web import UI_PREFIX, actions, i18n, roles, routes_staff
 from node.web.pages import (
     COOKIE_KEY,
     ENVIRONMENTS_KEY,
@@ -31,7 +33,12 @@ from node.web.pages import (
 )
 from node.web.sessions import Session, Sessions
 
-PUBLIC = ("/ui/signin", "/ui/static/")  # reachable without a session
+PUBLIC = ("/ui/signin", "/ui/enrol", "/ui/static/")  # reachable without a session
+# POSTs made before there is a session (and so a CSRF token): the sign-in form and the
+# enrolment form, which carries its own unguessable token. The local API has refused a
+# foreign Origin already, and the cookie is SameSite=Strict.
+NO_SESSION_POSTS = ("/ui/signin", "/ui/enrol")
+audit = logging.getLogger("canopy.web.audit")  # who did which action: never content
 
 
 def _lang(request: web.Request, session: Session | None) -> str:
@@ -48,6 +55,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     sessions = request.app[SESSIONS_KEY]
     sid = request.cookies.get(request.app[COOKIE_KEY], "")
     session = sessions.get(sid, time.monotonic()) if sid else None
+    if session is not None and not session.user and _through_proxy(request):
+        session = None  # the operator's link session is for loopback, not the proxy
     request["session"] = session
     request["lang"] = _lang(request, session)
     try:
@@ -55,10 +64,16 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             response: web.StreamResponse = page(request, "signed_out.html", {}, status=401)
         elif request.method == "POST" and (request.content_length or 0) > limits.UI_MAX_FORM_BYTES:
             response = refused(request, 413, "too large")
+        elif request.method == "POST" and session is None and request.path in NO_SESSION_POSTS:
+            response = await handler(request)
         elif request.method == "POST" and not await _csrf_ok(request, session):
             response = refused(request, 403, "csrf")
+        elif session is not None and not roles.may(session.role, request.method, _route(request)):
+            response = refused(request, 403, "role")
         else:
             response = await handler(request)
+        if session is not None and request.method == "POST":
+            _log(session, request, response.status)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.status != 405:
             response = refused(request, exc.status, exc.reason)
@@ -68,6 +83,21 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response.headers.update(HEADERS)
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def _route(request: web.Request) -> str:
+    """The canonical path of the matched route (ids as {id}); the path itself when none."""
+    info = request.match_info
+    resource = info.route.resource if info.route is not None else None
+    return resource.canonical if resource is not None else request.path
+
+
+def _log(session: Session, request: web.Request, status: int) -> None:
+    """One content-free line per state-changing request: who, which route, ok or refused."""
+    outcome = "ok" if status < 400 else f"refused {status}"
+    audit.info(
+        "staff %s: %s %s %s", session.user or "(operator)", request.method, _route(request), outcome
+    )
 
 
 async def _csrf_ok(request: web.Request, session: Session | None) -> bool:
@@ -88,7 +118,12 @@ async def _csrf_ok(request: web.Request, session: Session | None) -> bool:
 
 async def _signin(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token", "")
-    opened = request.app[SESSIONS_KEY].redeem(token, time.monotonic()) if token else None
+    if not token:
+        return await routes_staff.signin_form(request)
+    if _through_proxy(request) or not routes_staff.link_allowed(request):
+        # Over the proxy only named staff sign in: the operator's link is for loopback.
+        return page(request, "signed_out.html", {"link_refused": True}, status=403)
+    opened = request.app[SESSIONS_KEY].redeem(token, time.monotonic())
     if opened is None:
         return page(request, "signed_out.html", {"link_refused": True}, status=403)
     sid, _ = opened
@@ -97,6 +132,13 @@ async def _signin(request: web.Request) -> web.StreamResponse:
         request.app[COOKIE_KEY], sid, path=UI_PREFIX, httponly=True, samesite="Strict"
     )
     return response
+
+
+def _through_proxy(request: web.Request) -> bool:
+    """Whether this request came by the public URL (the reverse proxy), not loopback."""
+    public = node_of(request).config.ui_public_url
+    host = urlsplit(public).netloc.lower() if public else ""
+    return bool(host) and request.headers.get("Host", "").lower() == host
 
 
 async def _signout(request: web.Request) -> web.StreamResponse:
@@ -135,7 +177,9 @@ def mount(api_app: web.Application, node: actions.RunningNode) -> None:
     ui[SESSIONS_KEY] = Sessions()
     ui[COOKIE_KEY] = "canopy_" + secrets.token_hex(4)  # one node's cookie, not its neighbour's
     ui[ENVIRONMENTS_KEY] = {}
+    ui[routes_staff.THROTTLE_KEY] = routes_staff.Throttle()
     ui.router.add_get("/signin", _signin)
+    routes_staff.add_routes(ui.router)
     ui.router.add_post("/signout", _signout)
     ui.router.add_post("/lang", _set_lang)
     ui.router.add_static("/static/", HERE / "static")
@@ -144,5 +188,6 @@ def mount(api_app: web.Application, node: actions.RunningNode) -> None:
     api_app[NODE_KEY] = node
     api_app[UI_APP_KEY] = ui
     api_app.router.add_post("/v1/ui/link", _link)
+    routes_staff.add_api_routes(api_app.router)
     if node.config.ui_enabled:
         api_app.add_subapp(UI_PREFIX, ui)

@@ -29,6 +29,8 @@ class Session:
     signed_in: float
     last_used: float
     lang: str = ""  # chosen with the switcher; empty: from Accept-Language
+    user: str = ""  # the staff user signed in; empty: the operator, by a `canopy ui` link
+    role: str = "admin"  # what the user may do (node/web/roles.py)
     flash: str = ""  # what the last action did, shown once on the next page
 
     def csrf_ok(self, supplied: str) -> bool:
@@ -55,8 +57,14 @@ class Sessions:
         expires = self._links.pop(_key(token), None)
         if expires is None or expires <= now:
             return None
+        return self.open(now)
+
+    def open(self, now: float, user: str = "", role: str = "admin") -> tuple[str, Session]:
+        """A new session (for a staff user who signed in, or the operator's link)."""
         sid = secrets.token_urlsafe(32)
-        session = Session(csrf=secrets.token_urlsafe(32), signed_in=now, last_used=now)
+        session = Session(
+            csrf=secrets.token_urlsafe(32), signed_in=now, last_used=now, user=user, role=role
+        )
         self._sessions[_key(sid)] = session
         while len(self._sessions) > limits.UI_MAX_SESSIONS:
             self._sessions.popitem(last=False)
@@ -77,6 +85,13 @@ class Sessions:
         session.last_used = now
         self._sessions.move_to_end(key)
         return session
+
+    def end_user(self, user: str) -> int:
+        """End every session of this staff user at once (removed); how many there were."""
+        keys = [k for k, s in self._sessions.items() if user and s.user == user]
+        for key in keys:
+            del self._sessions[key]
+        return len(keys)
 
     def end(self, sid: str) -> None:
         self._sessions.pop(_key(sid), None)

@@ -72,6 +72,9 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
         # And what the newer schema added works on the old data (withdrawal: migration 2).
         await withdraw(local, record.id.hex(), now + 1)
         assert await local.store.is_withdrawn(record.id)
+        # Migration 9: the sealed staff table of the web app.
+        await local.store.put_row("staff", b"ana", {"role": "reader"})
+        assert await local.store.rows("staff") == {b"ana": {"role": "reader"}}
     finally:
         await local.close()
 
