@@ -16,6 +16,7 @@ from node.local import Local, Peer
 from node.revocation import mark_revoked, own_certificate
 from node.store import Store
 from node.trust import create_invite
+from node.web import staff
 from node.wipe import wipe
 from protocol import limits
 from protocol.identity import Identity
@@ -101,6 +102,7 @@ async def filled(tmp_path: Path) -> tuple[Local, Path]:
     await local.store.put_row(
         "introductions", b"\x01" * 16, {"status": "pending", "asker": peer.raw, "decided": None}
     )
+    await staff.add(local.store, "amina.k", "editor", NOW)  # a staff user of the web app
     await withdraw(local, ours[0].id.hex(), NOW + 1)
     await local.store.record_deliveries([(peer.raw, ours[1].id)], NOW + 2)
     await local.store.count_rejection("record_DecodeError", 2)
