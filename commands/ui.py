@@ -8,7 +8,6 @@ import sys
 import webbrowser
 
 from node import local_api as api
-from node.web import routes_staff, staff
 from protocol import limits
 from protocol.errors import NodeNotRunning, StaffError
 
@@ -35,6 +34,8 @@ async def cmd_ui(args: argparse.Namespace) -> int:
 async def cmd_ui_user(args: argparse.Namespace) -> int:
     """`ui user add|list|remove`: through the running node's local API (so a removed user's
     sessions end at once), or on the data directory itself when no node runs."""
+    from node.web import routes_staff, staff  # the web app's modules: only when asked
+
     path = data_dir(args)
     if args.action == "add":
         staff.check_name(args.name)
