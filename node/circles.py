@@ -122,25 +122,26 @@ async def _peer(local: Local, ref: str) -> NodeId:
 
 
 async def add(local: Local, ref: str, peer_ref: str, now_ms: int) -> tuple[Circle, NodeId]:
-    state = await find(local, ref)
-    peer = await _peer(local, peer_ref)
-    if peer.raw in {n.raw for n in await revoked_ids(local)}:
-        raise CanopyError(f"{peer.short}'s key is revoked: it cannot join a circle")
-    try:
-        change = circle.add(state, local.node_id, [peer], random)
-    except LocalProtocolError as exc:
-        raise CanopyError(f"cannot add {peer.short} to {state.name!r}: {exc}") from None
-    await _store(local, change, now_ms)
-    return await find(local, state.id.hex()), peer
+    return await _member_change(local, ref, peer_ref, now_ms, joining=True)
 
 
 async def remove(local: Local, ref: str, peer_ref: str, now_ms: int) -> tuple[Circle, NodeId]:
+    return await _member_change(local, ref, peer_ref, now_ms, joining=False)
+
+
+async def _member_change(
+    local: Local, ref: str, peer_ref: str, now_ms: int, *, joining: bool
+) -> tuple[Circle, NodeId]:
+    """The owner adds `peer_ref` to, or removes it from, the circle `ref`, and stores it."""
     state = await find(local, ref)
     peer = await _peer(local, peer_ref)
+    if joining and peer.raw in {n.raw for n in await revoked_ids(local)}:
+        raise CanopyError(f"{peer.short}'s key is revoked: it cannot join a circle")
+    make, what = (circle.add, "add {} to") if joining else (circle.remove, "remove {} from")
     try:
-        change = circle.remove(state, local.node_id, [peer], random)
+        change = make(state, local.node_id, [peer], random)
     except LocalProtocolError as exc:
-        raise CanopyError(f"cannot remove {peer.short} from {state.name!r}: {exc}") from None
+        raise CanopyError(f"cannot {what.format(peer.short)} {state.name!r}: {exc}") from None
     await _store(local, change, now_ms)
     return await find(local, state.id.hex()), peer
 

@@ -17,7 +17,7 @@ from node.revocation import mark_revoked, publish_revocation
 from node.store import row_of
 from protocol.record import Kind, Record
 from tests.conftest import Net
-from tests.test_multinode import connected, link, publish, titles
+from tests.test_multinode import publish, three_nodes, titles
 
 pytestmark = pytest.mark.timeout(180)
 NOW = 1_800_000_000_000
@@ -31,14 +31,7 @@ async def holds(node: NodeProcess, record_id: str) -> bool:
 async def test_a_removed_member_holds_new_circle_records_but_no_key_that_opens_them(
     net: Net, tmp_path: Path
 ) -> None:
-    a = await net.node("A", "Alpha Legal")
-    b = await net.node("B", "Beta Rights")
-    c = await net.node("C", "Gamma Shelter")
-    for node in (a, b, c):
-        await node.start()
-    await link(a, b)
-    await link(b, c)  # C is not A's peer: everything for C goes through B
-    await wait_until("links", lambda: connected(b, 2))
+    a, b, c = await three_nodes(net)  # A - B - C: everything for C goes through B
     await a.cli("circle", "create", "Land lawyers")
     await a.cli("circle", "add", "Land lawyers", b.node_id)
     await a.cli("circle", "add", "Land lawyers", c.node_id)

@@ -9,7 +9,6 @@ the repo root:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -23,23 +22,12 @@ from protocol.encoding import pack  # noqa: E402
 from protocol.envelope import seal  # noqa: E402
 from protocol.identity import Identity  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from make_vectors import SeededRandom  # noqa: E402  (the one of docs/spec/10-...)
+
 OUT = Path(__file__).with_name("circle.json")
 OWNER_SEED = bytes(range(32))
 MEMBER_SEED = bytes(range(32, 64))
-
-
-class SeededRandom:
-    """BLAKE2b-512(seed || u64 BE counter) blocks, concatenated (docs/spec/10-...)."""
-
-    def __init__(self, seed: bytes) -> None:
-        self._seed, self._counter, self._buffer = seed, 0, b""
-
-    def __call__(self, n: int) -> bytes:
-        while len(self._buffer) < n:
-            self._buffer += hashlib.blake2b(self._seed + self._counter.to_bytes(8, "big")).digest()
-            self._counter += 1
-        out, self._buffer = self._buffer[:n], self._buffer[n:]
-        return out
 
 
 def cases() -> dict[str, object]:
