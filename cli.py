@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--topic", action="append")
     g.add_argument("--region")
     g.add_argument(
-        "--to", default="peers", help="peers | network | circle:NAME | ID[,ID...] (default peers)"
+        "--to",
+        default="peers",
+        help="peers | peers-now | network | circle:NAME | ID[,ID...] (default peers)",
     )
     g.add_argument("--replaces", metavar="ID", help="this is a new version of your guide ID")
 
@@ -174,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--to",
         default="network",
-        help="peers | network | circle:NAME | ID[,ID...] (default network)",
+        help="peers | peers-now | network | circle:NAME | ID[,ID...] (default network)",
     )
     p.add_argument("--urgency", choices=["normal", "high"], default="normal")
     p.add_argument("--hours", type=float, help="how long the alert stays (default 7 days)")

@@ -23,6 +23,8 @@ from protocol.errors import CanopyError, LocalProtocolError, NotForUs, RemotePro
 from protocol.identity import NodeId
 from protocol.record import Kind, Record, Scope
 
+PEERS_CIRCLE = "peers"  # each author's implicit circle of its peers (node/peers_circle.py)
+
 
 @dataclass(frozen=True, slots=True)
 class CircleRow:
@@ -85,14 +87,18 @@ async def find(local: Local, ref: str) -> Circle:
     return named[0]
 
 
-async def _store(local: Local, change: Change, now_ms: int) -> Record:
+async def store_change(
+    local: Local, change: Change, now_ms: int, scope: Scope = Scope.NETWORK
+) -> Record:
+    """Seal a membership change to its members and store it; `scope` NETWORK lets relays
+    carry it, PEERS keeps it between the author and its direct peers."""
     record = seal_record(
         local.identity,
         Kind.CIRCLE,
         change.to_content(),
         created=now_ms,
         expires=now_ms + limits.MAX_LIFETIME_MS,
-        scope=Scope.NETWORK,  # relays carry it; only the members after the change open it
+        scope=scope,  # only the members after the change open it
         recipients=change.recipients(),
         network_key=None,
         random=random,
@@ -104,13 +110,15 @@ async def _store(local: Local, change: Change, now_ms: int) -> Record:
 
 async def create(local: Local, name: str, history: str, now_ms: int) -> Circle:
     name = name.strip()
+    if name == PEERS_CIRCLE:
+        raise CanopyError(f"{PEERS_CIRCLE!r} is your implicit circle of peers: pick another name")
     if any(c.name == name for c in (await circles(local)).values() if c.owner == local.node_id):
         raise CanopyError(f"you already have a circle called {name!r}")
     try:
         change = circle.create(local.node_id, name, History(history), random)
     except (ValueError, LocalProtocolError) as exc:
         raise CanopyError(f"cannot create circle {name!r}: {exc}") from None
-    await _store(local, change, now_ms)
+    await store_change(local, change, now_ms)
     return await find(local, change.circle.hex())
 
 
@@ -142,7 +150,7 @@ async def _member_change(
         change = make(state, local.node_id, [peer], random)
     except LocalProtocolError as exc:
         raise CanopyError(f"cannot {what.format(peer.short)} {state.name!r}: {exc}") from None
-    await _store(local, change, now_ms)
+    await store_change(local, change, now_ms)
     return await find(local, state.id.hex()), peer
 
 
@@ -160,7 +168,7 @@ async def cut_off_revoked(local: Local, now_ms: int) -> list[Circle]:
             change = circle.remove(state, local.node_id, leaving, random)
         else:
             change = circle.rekey(state, local.node_id, revoked, random)
-        await _store(local, change, now_ms)
+        await store_change(local, change, now_ms)
         changed.append(state)
     return changed
 

@@ -8,10 +8,10 @@ nothing readable is ever written back to disk.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from node import circles
+from node import circles, peers_circle
 from node.local import Local, random
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
@@ -32,8 +32,11 @@ class Audience:
     network: bool
     circle: str = ""  # a circle's name: sealed to its current epoch key
     circle_keys: tuple[bytes, ...] = ()
+    grows: bool = False  # `peers`: the implicit peers circle, brought up to date when sealing
 
     def describe(self) -> str:
+        if self.grows:
+            return "peers"
         if self.circle:
             return f"circle:{self.circle}"
         if self.network:
@@ -44,16 +47,18 @@ class Audience:
 
 
 async def parse_audience(local: Local, to: str) -> Audience:
-    """`peers`, `network`, `circle:NAME`, or a comma-separated list of node ids / trusted
-    peer names."""
+    """`peers`, `peers-now`, `network`, `circle:NAME`, or a comma-separated list of node
+    ids / trusted peer names. Writes nothing: `sealing` makes what the audience needs."""
     to = to.strip()
     if to == "network":
         return Audience(Scope.NETWORK, (), True)
     if to.startswith("circle:"):
         state = await circles.find(local, to.removeprefix("circle:"))
         return Audience(Scope.NETWORK, (), False, state.name, (state.key,))
-    peers = await local.peers()
     if to == "peers":
+        return Audience(Scope.PEERS, (), False, grows=True)
+    peers = await local.peers()
+    if to == "peers-now":
         return Audience(Scope.PEERS, tuple(peers), False)
     recipients: list[NodeId] = []
     for ref in filter(None, (part.strip() for part in to.split(","))):
@@ -66,9 +71,18 @@ async def parse_audience(local: Local, to: str) -> Audience:
             recipients.append(parse_node_id(ref))
     if not recipients:
         raise CanopyError(
-            "--to must be peers, network, circle:NAME, or node ids separated by commas"
+            "--to must be peers, peers-now, network, circle:NAME, or node ids separated by commas"
         )
     return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False)
+
+
+async def sealing(local: Local, audience: Audience, now_ms: int) -> Audience:
+    """The audience ready to seal to: for `peers`, the peers circle made or brought up to
+    date now (called once every input is checked, so a refused publish writes nothing)."""
+    if not audience.grows:
+        return audience
+    state = await peers_circle.ensure(local, now_ms)
+    return replace(audience, circle=state.name, circle_keys=(state.key,))
 
 
 def _title_of(text: str, path: Path) -> str:
@@ -143,7 +157,7 @@ async def publish_guide_texts(
         raise CanopyError("--replaces takes exactly one file: the new version")
     old = await _own_record(local, replaces) if replaces else None
     network_key = await local.network_key() if audience.network else None
-    published: list[tuple[Record, str]] = []
+    contents: list[tuple[str, dict[str, Value]]] = []
     for name, text in texts:
         path = Path(name)
         guide_title = title or _title_of(text, path)
@@ -160,6 +174,10 @@ async def publish_guide_texts(
             Guide.from_content(content)
         except DecodeError as exc:
             raise CanopyError(f"cannot publish {path}: {exc}") from None
+        contents.append((guide_title, content))
+    audience = await sealing(local, audience, now_ms)
+    published: list[tuple[Record, str]] = []
+    for guide_title, content in contents:
         record = seal_record(
             local.identity,
             Kind.GUIDE,
@@ -189,7 +207,7 @@ async def publish_alert(
         raise CanopyError(f"alert text is limited to {limits.MAX_ALERT_TEXT_BYTES} bytes")
     if urgency not in ("normal", "high"):
         raise CanopyError("--urgency must be normal or high")
-    audience = await parse_audience(local, to)
+    audience = await sealing(local, await parse_audience(local, to), now_ms)
     record = seal_record(
         local.identity,
         Kind.ALERT,

@@ -92,7 +92,12 @@ async def add_contact(
     rows: list[Record] = []
     details: Record | None = None
     if contact.share is Share.PEERS:
-        audience = await parse_audience(local, to or "peers")
+        # The know-who index opens with the network key and our own slots only: a peers
+        # contact is sealed to the peers trusted now, not to the growing peers circle.
+        want = (to or "peers").strip()
+        audience = await parse_audience(local, "peers-now" if want == "peers" else want)
+        if audience.circle:
+            raise ContactError("contacts cannot be shared with a circle yet")
         if audience.network:
             raise ContactError("--to for --share peers names peers, not the network")
         record = _seal(

@@ -21,7 +21,7 @@ from collections.abc import Coroutine, Sequence
 
 from aiohttp import web
 
-from node import circles
+from node import circles, peers_circle
 from node.admission import ConnectionGuard, install_accept_error_filter
 from node.alerts import Alerts
 from node.api import LocalApi, api_hosts
@@ -266,6 +266,9 @@ class Node:
             self._revoked_now(node_id)
         if newly:
             await self._circles_changed(now_ms())
+        if await peers_circle.follow(self.local, now_ms()):  # `--to peers` follows trust
+            self._notify()
+            self.book.circle_keys = await circles.read_keys(self.local)
         self.book.trusted_now(self.peers)
         for node_id, conn in list(self.connections.items()):
             if node_id not in self.peers:

@@ -555,7 +555,8 @@ def test_happy_path_two_nodes_offline(tmp_path: Path) -> None:
     assert shown_json["kind"] == "guide"
 
     status = json.loads(ok(run(b, "status", "--json", passphrase="beta pass")))
-    assert status["records"] == {"guide": 2}
+    # --to peers: the guides, and A's peers circle they are sealed to (made, B added)
+    assert status["records"] == {"guide": 2, "circle": 2}
     assert status["peers"] == 1
     assert status["running"] is False
     assert status["name"] == "Beta Shelter"

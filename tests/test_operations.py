@@ -223,7 +223,7 @@ async def test_metrics_status_and_logs_hold_no_content(net: Net, tmp_path: Path)
 
     status = await a.json("status")
     assert status["running"] is True and status["uptime_s"] > 0
-    assert status["records"] == {"guide": 1}
+    assert status["records"] == {"guide": 1, "circle": 2}  # --to peers: A's peers circle
     (peer,) = status["peer_list"]
     assert peer["name"] == NAMES[1] and peer["state"] == "connected"
     assert peer["last_sync"] is not None and peer["sync_age_s"] >= 0
@@ -241,14 +241,14 @@ async def test_metrics_status_and_logs_hold_no_content(net: Net, tmp_path: Path)
     guide.unlink()
     bundle = tmp_path / "for-b.bundle"
     _, out, _ = await a.cli("export", "--for", NAMES[1], "--out", str(bundle))
-    assert "2 records" in out
+    assert "4 records" in out  # the two guides and A's peers circle (made, B added)
     assert MARKER.encode() not in bundle.read_bytes()
     _, out, err = await b.cli("import", str(bundle))
-    assert "1 new, 1 already held, 0 rejected" in out
-    assert "import: 2/2 records" in err  # plain progress lines without a terminal
+    assert "1 new, 3 already held, 0 rejected" in out
+    assert "import: 4/4 records" in err  # plain progress lines without a terminal
     await wait_until("imported guide on B", lambda: b_has(2))
     status_b = await b.json("status")
-    assert status_b["records"] == {"guide": 2}
+    assert status_b["records"] == {"guide": 2, "circle": 2}
 
     for node in (a, b):
         await node.stop()
