@@ -755,6 +755,12 @@ async def simulate(nodes: int = 1000, seed: int = 1, baseline: bool = True) -> R
     return await run(nodes, seed, baseline)
 
 
+async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 300.0) -> Result:
+    from bench.circles import circle_join as run
+
+    return await run(records=records, epochs=epochs, timeout=timeout)
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "sync": (sync, "100,000 records from A to an empty B; records/s and ratio to the ceiling"),
     "reconcile": (reconcile, "n = 100,000 shared, d in {0, 10, 1000}: overhead bytes, rounds"),
@@ -765,6 +771,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "query-local": (query_local, "know-who over 100,000 contacts: index build, query p50/p95"),
     "query-network": (query_network, "know-who queries at depth 2 on 30 nodes: p50/p95"),
     "simulate": (simulate, "1,000 simulated nodes (and 100): convergence, bytes, alert, CPU"),
+    "circle-join": (circle_join, "a member added to a circle with 10,000 records: read time"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -777,4 +784,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "query-local": {"contacts": 300, "queries": 20},
     "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
     "simulate": {"nodes": 20, "baseline": False},
+    "circle-join": {"records": 60, "epochs": 3, "timeout": 60},
 }

@@ -104,7 +104,7 @@ def open_bundle(data: bytes, identity: Identity, now_ms: int) -> Bundle:
         raise DecodeError("bundle truncated")
     eph_pk = data[len(magic) : len(magic) + KEY_BYTES]
     nonce = data[len(magic) + KEY_BYTES : HEADER_BYTES]
-    own_x = identity.node_id.x25519()
+    own_x = identity.x25519_public()
     try:
         shared: bytes = nacl.bindings.crypto_scalarmult(identity.x25519_secret(), eph_pk)
         inner: bytes = nacl.bindings.crypto_secretbox_open_easy(

@@ -398,7 +398,7 @@ def _open_own_slot(
     sealed: bytes, nonce: bytes, eph_pk: bytes, identity: Identity, body_at: int
 ) -> bytes | None:
     content_key: bytes | None = None
-    own_x = identity.node_id.x25519()
+    own_x = identity.x25519_public()
     try:
         shared: bytes | None = nacl.bindings.crypto_scalarmult(identity.x25519_secret(), eph_pk)
     except nacl.exceptions.CryptoError:

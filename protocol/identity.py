@@ -126,6 +126,8 @@ class Identity:
     seed: bytes
     _public: bytes = field(init=False, compare=False, default=b"")
     _secret: bytes = field(init=False, compare=False, default=b"")
+    _x_public: bytes = field(init=False, compare=False, default=b"")
+    _x_secret: bytes = field(init=False, compare=False, default=b"")
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, bytes) or len(self.seed) != KEY_BYTES:
@@ -133,6 +135,13 @@ class Identity:
         public, secret = nacl.bindings.crypto_sign_seed_keypair(self.seed)
         object.__setattr__(self, "_public", public)
         object.__setattr__(self, "_secret", secret)
+        # Opening a sealed payload needs both Curve25519 forms: converted once, not per
+        # record (the public conversion alone costs about as much as the X25519 itself).
+        x_public = nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(public)
+        object.__setattr__(self, "_x_public", x_public)
+        object.__setattr__(
+            self, "_x_secret", nacl.bindings.crypto_sign_ed25519_sk_to_curve25519(secret)
+        )
 
     def __repr__(self) -> str:
         return f"Identity({self.node_id.short}…)"
@@ -156,8 +165,11 @@ class Identity:
         return signed[:SIGNATURE_BYTES]
 
     def x25519_secret(self) -> bytes:
-        out: bytes = nacl.bindings.crypto_sign_ed25519_sk_to_curve25519(self._secret)
-        return out
+        return self._x_secret
+
+    def x25519_public(self) -> bytes:
+        """`node_id.x25519()`, computed once."""
+        return self._x_public
 
 
 # Key file ------------------------------------------------------------------------------
