@@ -326,7 +326,9 @@ def detail(s: State, now_ms: int) -> dict[str, object]:
             "ticked": iid in s.progress.ticks,
             "ticked_at": s.progress.ticks.get(iid),
         }
-        for n, (iid, text) in enumerate(zip(s.checklist.item_ids, s.checklist.items), start=1)
+        for n, (iid, text) in enumerate(
+            zip(s.checklist.item_ids, s.checklist.items, strict=True), start=1
+        )
     ]
     return row
 
@@ -336,4 +338,3 @@ async def due(local: Local, now_ms: int) -> list[dict[str, object]]:
     longer ago than their interval)."""
     found, _ = await states(local, now_ms)
     return [summary(s, now_ms) for s in found if s.due(now_ms)]
-
