@@ -19,7 +19,9 @@ from protocol import limits
 from protocol.contact import DAY_MS
 from protocol.content import Checklist, item_id
 from protocol.errors import DecodeError
+from protocol.record import Kind
 from tests.conftest import Net
+from tests.test_hostile_content import _has, _rejected, hostile_peer, sealed
 from tests.test_multinode import connected, link
 
 pytestmark = pytest.mark.timeout(180)
@@ -243,3 +245,31 @@ async def test_malformed_checklist_files_give_one_clear_line(net: Net, tmp_path:
     for args in (("tick", "deadbeef00", "1"), ("tick", rid, "9"), ("tick", rid, "zzz")):
         code, _, err = await node.cli("checklist", *args, check=False)
         assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+async def test_malformed_checklists_from_a_peer_are_never_listed_and_cost_their_author(
+    net: Net,
+) -> None:
+    target = await net.node("T", "Target")
+    await target.start()
+    peer, hostile, invite = await hostile_peer(target)
+    bad = [
+        {"title": "no items", "items": []},
+        {"title": "repeated", "items": ["a", "a"]},
+        {"title": "bytes item", "items": [b"a"]},
+        {"title": "interval", "items": ["a"], "review_days": -1},
+        {"title": "unknown", "items": ["a"], "ticks": {"a": 1}},
+    ]
+    records = [sealed(hostile, invite.network_key, Kind.CHECKLIST, c) for c in bad]
+    good = sealed(hostile, invite.network_key, Kind.CHECKLIST, {"title": "Good", "items": ["a"]})
+    await peer.send(peer.session.records([r.to_bytes() for r in [*records, good]]))
+    await wait_until("checklists stored", lambda: _has(target, "checklist", len(bad) + 1))
+    listed = await target.json("checklists")
+    assert [r["title"] for r in listed["checklists"]] == ["Good"]
+    assert listed["held_unreadable"] == len(bad)
+    assert [r["title"] for r in (await target.json("review"))["checklists_due"]] == ["Good"]
+    for record in records:
+        code, out, err = await target.cli("checklist", "show", record.id.hex(), check=False)
+        assert code == 1 and "malformed" in err and "Traceback" not in err and out == "", err
+    await wait_until("malformed checklists counted", lambda: _rejected(target, len(bad)))
+    await peer.close()
