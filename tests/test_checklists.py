@@ -151,6 +151,8 @@ async def test_progress_on_b_never_leaves_b_and_survives_a_new_version(
     shown = await b.json("checklist", "show", first[:12])
     assert [i["text"] for i in shown["items"]] == ITEMS and shown["review_days"] == 90
     assert shown["ticked"] == 0 and shown["due"]
+    _, out, _ = await b.cli("show", first)  # the record itself, numbered as tick takes them
+    assert f"1. {ITEMS[0]}" in out and f"3. {ITEMS[2]}" in out
     assert [r["id"] for r in (await b.json("review"))["checklists_due"]] == [first]
 
     records_before = (await b.json("status"))["records"]
