@@ -15,6 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from commands.bundles import cmd_export, cmd_import
+from commands.checklists import (
+    cmd_checklist_reviewed,
+    cmd_checklist_show,
+    cmd_checklist_tick,
+    cmd_checklists,
+    cmd_publish_checklist,
+)
 from commands.circles import (
     cmd_circle_add,
     cmd_circle_create,
@@ -170,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="peers | peers-now | network | circle:NAME | ID[,ID...] (default peers)",
     )
     g.add_argument("--replaces", metavar="ID", help="this is a new version of your guide ID")
+    g = kinds.add_parser("checklist", help="publish a checklist (c_NAME.yml, or .md: - [ ] items)")
+    g.set_defaults(func=cmd_publish_checklist)
+    g.add_argument("file", metavar="FILE")
+    g.add_argument("--title")
+    g.add_argument("--lang")
+    g.add_argument("--topic", action="append")
+    g.add_argument("--review-days", type=int, help="review interval in days (default 180)")
+    g.add_argument("--translation-of", metavar="ID", help="this translates checklist ID")
+    g.add_argument(
+        "--to", default="peers", help="peers | network | circle:NAME | ID[,ID...] (default peers)"
+    )
+    g.add_argument("--replaces", metavar="ID", help="this is a new version of your checklist ID")
 
     p = add("alert", cmd_alert, "publish an urgent alert, pushed ahead of everything else")
     p.add_argument("text")
@@ -227,6 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
 
     add("guides", cmd_guides, "list the guides this node can read", json=True)
+
+    add("checklists", cmd_checklists, "checklists this node can read: progress, review", json=True)
+    p = add("checklist", cmd_checklists, "one checklist: show, tick, untick, reviewed")
+    acts = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    c = acts.add_parser("show", help="its items, with this organisation's ticks")
+    c.set_defaults(func=cmd_checklist_show)
+    c.add_argument("id")
+    c.add_argument("--json", action="store_true")
+    for action, about in (("tick", "tick an item done"), ("untick", "untick an item")):
+        c = acts.add_parser(action, help=f"{about} (private: never leaves this node)")
+        c.set_defaults(func=cmd_checklist_tick)
+        c.add_argument("id")
+        c.add_argument("item", metavar="ITEM", help="its number as shown, or its text's start")
+    c = acts.add_parser("reviewed", help="record a full review now, whatever is ticked")
+    c.set_defaults(func=cmd_checklist_reviewed)
+    c.add_argument("id")
 
     p = add("show", cmd_show, "show one record", json=True)
     p.add_argument("id")

@@ -180,6 +180,13 @@ async def cmd_show(args: argparse.Namespace) -> int:
     elif item.record.kind is Kind.ALERT:
         alert = Alert.from_content(content)
         title, text, meta = f"alert ({alert.urgency})", alert.text, []
+    elif item.record.kind is Kind.CHECKLIST:
+        from protocol.content import Checklist
+
+        checklist = Checklist.from_content(content)
+        title, meta = checklist.title, [f"review every {checklist.review_days} days"]
+        text = "\n".join(f"{n}. {t}" for n, t in enumerate(checklist.items, start=1))
+        text += f"\n\n(progress here: canopy checklist show {item.record.id.hex()[:12]})"
     else:
         title, text, meta = str(item.record.kind), "(see: canopy show --json)", []
     print(f"# {title}")

@@ -145,13 +145,36 @@ def _due(r: Row) -> Row:
     }
 
 
+def _checklist_due(r: Row) -> Row:
+    return {
+        "ID": r["id"][:12],
+        "TITLE": str(r["title"])[:48],
+        "DONE": f"{r['ticked']}/{r['total']}",
+        "LAST REVIEW": when(r["last_review"]),
+    }
+
+
 async def cmd_review(args: argparse.Namespace) -> int:
+    from node import checklists
     from node.directory import review
 
+    now = now_ms()
     async with opened(args) as local:
-        rows = await review(local, now_ms())
-    if print_rows(args.json, {"due": rows}, "no contacts are due for re-verification", _due):
+        rows = await review(local, now)
+        lists = await checklists.due(local, now)
+    if args.json:  # `due` (contacts) as before; `checklists_due` added beside it
+        print_json({"due": rows, "checklists_due": lists})
+        return 0
+    if print_rows(False, {"due": rows}, "no contacts are due for re-verification", _due):
         print("re-verify a contact, then renew it with: canopy vouch ID", file=sys.stderr)
+    if lists:
+        print()
+        print_rows(False, {"checklists_due": lists}, "", _checklist_due)
+        print(
+            "work through a checklist (canopy checklist show ID), then tick its items"
+            " or record the review: canopy checklist reviewed ID",
+            file=sys.stderr,
+        )
     return 0
 
 

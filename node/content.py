@@ -240,9 +240,12 @@ async def withdraw(local: Local, ref: str, now_ms: int) -> Record:
     return await _withdraw(local, [record], now_ms)
 
 
-async def withdraw_records(local: Local, targets: list[Record], now_ms: int) -> Record:
-    """Publish one tombstone for several of our records and purge them here at once."""
-    return await _withdraw(local, targets, now_ms)
+async def withdraw_records(
+    local: Local, targets: list[Record], now_ms: int, successor: bytes | None = None
+) -> Record:
+    """Publish one tombstone for several of our records and purge them here at once (with
+    `successor`: the record that supersedes them)."""
+    return await _withdraw(local, targets, now_ms, successor)
 
 
 async def _withdraw(

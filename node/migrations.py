@@ -139,6 +139,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE staff (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
     """,
+    # 10: this organisation's own progress through checklists (node/checklists.py): a sealed
+    #     row per (author, lesson), keyed by a keyed tag; never sent to a peer or bundled.
+    """
+    CREATE TABLE checklist_progress (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
+    """,
 )
 # The first schema whose rows the current store code writes (older ones it only converts).
 LAYOUT_SINCE = MIGRATIONS.index(_AT_REST) + 1

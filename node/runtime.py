@@ -333,7 +333,11 @@ class Node:
             ):  # opened, but malformed: its author pays, as for alerts
                 error = DecodeError("content breaks its kind's schema")
                 await self.book.penalise(record.author, error, reason="content_malformed")
-        guides = [r.id for r in fresh if r.kind is Kind.GUIDE and r.author != self.node_id]
+        guides = [
+            r.id
+            for r in fresh
+            if r.kind in (Kind.GUIDE, Kind.CHECKLIST) and r.author != self.node_id
+        ]
         if guides:
             self._unchecked_guides.extend(guides)
             if not self._checking_guides:

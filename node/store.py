@@ -512,7 +512,9 @@ class Store:
         return str(row[0]) if row else "no answer"
 
 
-_TABLES = frozenset({"peers", "invites", "introductions", "revoked", "staff"})
+_TABLES = frozenset(
+    {"peers", "invites", "introductions", "revoked", "staff", "checklist_progress"}
+)
 # A revoked author's records are kept (flagged) but never offered or served onward; the
 # revocation itself always is.
 _NOT_REVOKED = " AND (kind = 'revocation' OR author_tag NOT IN (SELECT tag FROM revoked))"

@@ -335,7 +335,9 @@ def check_sealed_layout(sealed: bytes) -> tuple[int, int]:
     return body_at, bucket
 
 
-SEALED_KINDS = frozenset({Kind.GUIDE, Kind.CONTACT, Kind.VOUCH, Kind.ALERT, Kind.CIRCLE})
+SEALED_KINDS = frozenset(
+    {Kind.GUIDE, Kind.CONTACT, Kind.VOUCH, Kind.ALERT, Kind.CIRCLE, Kind.CHECKLIST}
+)
 
 
 def unseal(

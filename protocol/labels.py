@@ -66,5 +66,8 @@ BUNDLE_KEY = b"canopy-bundlek-1"  # BLAKE2b personalisation of the bundle box ke
 BUNDLE_SIGNATURE = b"canopy/bundle/v1"
 BACKUP_MAGIC = b"canopy-backup-v1"  # first 16 bytes of a backup file; also its KDF label
 assert all(len(p) == 16 for p in (BUNDLE_MAGIC, BUNDLE_KEY, BACKUP_MAGIC))
+# Checklists: an item's id is BLAKE2b of its text under this personalisation.
+CHECKLIST_ITEM = b"canopy-chk-item1"
+assert len(CHECKLIST_ITEM) == 16
 # Know-who: an introduction request is signed by the node asking to be introduced.
 INTRO_REQUEST_SIGNATURE = b"canopy/intro-request/v1"

@@ -57,6 +57,13 @@ MAX_GUIDE_TEXT_BYTES = MAX_RECORD_BYTES // 2 - 16_384  # room left for envelope 
 MAX_GUIDE_FIELD_BYTES = 256  # lang, region, format, filename, and each topic
 MAX_GUIDE_TOPICS = 32
 DEFAULT_ALERT_LIFETIME_MS = 7 * 24 * 3600 * 1000
+# Checklist content (docs/spec/30-sync.md, "Content"); title, lang and topics as a guide's.
+MAX_CHECKLIST_ITEMS = 200  # items of one checklist
+MAX_CHECKLIST_ITEM_BYTES = 1024  # UTF-8 text of one item
+MAX_CHECKLIST_REVIEW_DAYS = 3650  # the longest review interval a checklist may ask for
+DEFAULT_CHECKLIST_REVIEW_DAYS = 180  # a checklist's review interval when it names none
+CHECKLIST_ITEM_ID_BYTES = 6  # an item's id: this many bytes of a hash of its text
+MAX_CHECKLIST_FILE_BYTES = 262_144  # a checklist file given to `canopy publish checklist`
 
 # Set reconciliation (docs/spec/35-reconcile.md).
 MAX_RECONCILE_MESSAGE_BYTES = 262_144  # one encoded reconciliation message (256 KiB)

@@ -30,6 +30,7 @@ class Kind(enum.StrEnum):
     TOMBSTONE = "tombstone"
     ALERT = "alert"
     CIRCLE = "circle"  # a circle's membership change (protocol/circle.py)
+    CHECKLIST = "checklist"  # preparedness items an organisation ticks (protocol/content.py)
 
 
 class Scope(enum.IntEnum):

@@ -298,6 +298,12 @@ async def review(node: RunningNode) -> list[dict[str, object]]:
     return await due(node.local, now_ms())
 
 
+async def checklists_due(node: RunningNode) -> list[dict[str, object]]:
+    from node.checklists import due
+
+    return await due(node.local, now_ms())
+
+
 async def introductions(node: RunningNode) -> list[dict[str, object]]:
     from node.introductions import introductions as rows
 

@@ -16,6 +16,7 @@ async def home(request: web.Request) -> web.StreamResponse:
     peers = await actions.peers(node)
     status = await actions.status(node)
     due = await actions.review(node)
+    checklists_due = await actions.checklists_due(node)
     waiting = [
         r
         for r in await actions.introductions(node)
@@ -28,6 +29,7 @@ async def home(request: web.Request) -> web.StreamResponse:
             "peers": peers,
             "alerts": actions.alerts(node),
             "due": due,
+            "checklists_due": checklists_due,
             "waiting": waiting,
             "revoked": [p for p in peers if p["revoked"]],
             "status": status,

@@ -11,6 +11,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+from node.checklists import publish_checklist, set_tick
 from node.content import row_of, withdraw
 from node.local import Local, Peer
 from node.revocation import mark_revoked, own_certificate
@@ -19,6 +20,7 @@ from node.trust import create_invite
 from node.web import staff
 from node.wipe import wipe
 from protocol import limits
+from protocol.content import item_id
 from protocol.identity import Identity
 from tests.node.guides import publish_guide
 
@@ -30,6 +32,8 @@ HOUR = 3600 * 1000
 ORG = "Quetzal Legal Aid Collective"
 PEER_NAME = "Harbour Shelter Network"
 PEER_ADDRESS = "wss://harbour-shelter.example/canopy"
+CHECKLIST_TITLE = "Office lock-up routine"
+CHECKLIST_ITEM = "Shred the visitor log every Friday"
 SEAL_OVERHEAD = 24 + 16  # nonce + MAC of a secretbox
 
 
@@ -103,6 +107,19 @@ async def filled(tmp_path: Path) -> tuple[Local, Path]:
         "introductions", b"\x01" * 16, {"status": "pending", "asker": peer.raw, "decided": None}
     )
     await staff.add(local.store, "amina.k", "editor", NOW)  # a staff user of the web app
+    checklist = tmp_path / "c_office.yml"
+    checklist.write_text(f"title: {CHECKLIST_TITLE}\nlist:\n  - check: {CHECKLIST_ITEM}\n")
+    record, _ = await publish_checklist(
+        local,
+        checklist,
+        title=None,
+        lang="en",
+        topics=[],
+        to="peers",
+        review_days=90,
+        now_ms=NOW,
+    )
+    await set_tick(local, record.id.hex(), "1", True, NOW + 3)  # progress: its own table
     await withdraw(local, ours[0].id.hex(), NOW + 1)
     await local.store.record_deliveries([(peer.raw, ours[1].id)], NOW + 2)
     await local.store.count_rejection("record_DecodeError", 2)
@@ -137,6 +154,7 @@ async def test_store_clear_metadata_is_exactly_what_the_spec_lists(tmp_path: Pat
                     assert is_bucket(value), (table, column, len(value))
     # Nothing readable of the organisation, the peer or its address, in any cell.
     needles = [ORG.encode(), PEER_NAME.encode(), PEER_ADDRESS.encode(), b"Night routes"]
+    needles += [CHECKLIST_TITLE.encode(), CHECKLIST_ITEM.encode(), item_id(CHECKLIST_ITEM).encode()]
     for table in listed:
         for row in rows(db, table):
             for value in row.values():

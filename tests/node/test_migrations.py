@@ -75,6 +75,9 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
         # Migration 9: the sealed staff table of the web app.
         await local.store.put_row("staff", b"ana", {"role": "reader"})
         assert await local.store.rows("staff") == {b"ana": {"role": "reader"}}
+        # Migration 10: the sealed checklist progress of this organisation.
+        await local.store.put_row("checklist_progress", b"k" * 64, {"reviewed": 1})
+        assert await local.store.rows("checklist_progress") == {b"k" * 64: {"reviewed": 1}}
     finally:
         await local.close()
 
