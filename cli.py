@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("watch", cmd_watch, "print alerts as they arrive (needs the node running)")
     p.add_argument("--json", action="store_true", help="one JSON document per line")
 
-    p = add("contact", cmd_contact_add, "add a contact to the know-who directory")
+    p = add("contact", cmd_contact_add, "know-who contacts: add, import, export (HSDS, vCard)")
     acts = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
     c = acts.add_parser("add", help="add a vetted contact")
     c.set_defaults(func=cmd_contact_add)

@@ -10,7 +10,7 @@ from node import local_api as api
 from protocol.errors import CanopyError, UsageError
 
 from .common import data_dir, now_ms, opened
-from .output import Row, print_json, print_rows, when
+from .output import Row, print_json, print_rows, printable, when
 
 
 async def cmd_contact_add(args: argparse.Namespace) -> int:
@@ -258,6 +258,8 @@ async def cmd_contact_export(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).expanduser().write_bytes(card.encode("utf-8"))
         print(f"wrote a vCard 4.0 of {contact.name} to {args.out}")
-    else:
-        sys.stdout.write(card)
+    else:  # CRLF kept (the stream would escape CR); every other character still escaped
+        stream = getattr(sys.stdout, "unescaped", sys.stdout)
+        stream.write("".join(f"{printable(line)}\r\n" for line in card.split("\r\n")[:-1]))
+        stream.flush()
     return 0

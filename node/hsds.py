@@ -31,7 +31,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import limits
-from protocol.contact import KINDS, check_lang, check_region
+from protocol.contact import KINDS, check_channel, check_lang, check_region
 from protocol.errors import ContactError, ImportFormatError
 
 # Taxonomy words -> Canopy kind. A term maps when one of these phrases occurs in its code or
@@ -346,7 +345,9 @@ def candidates(
 
 def _ref(what: str, item: Any) -> str:
     ident = item.get("id") if isinstance(item, dict) else None
-    return f"{what} {ident}" if isinstance(ident, str) and ident else f"{what} (no id)"
+    if isinstance(ident, str) and ident:
+        return f"{what} {ident[:64]}"
+    return f"{what} (no id)"
 
 
 def _text(value: Any, what: str) -> str:
@@ -436,17 +437,13 @@ def _candidate(
         if kind_of == "fax":
             dropped.append("fax number (not a Canopy channel)")
             continue
-        compact = re.sub(r"[\s().-]", "", number)
-        if not re.fullmatch(r"\+[1-9][0-9]{6,14}", compact):
-            dropped.append("phone not in international form (+ and 7-15 digits)")
-            continue
-        channels.append(f"{'sms' if kind_of == 'text' else 'phone'}:{compact}")
+        _channel(channels, dropped, "sms" if kind_of == "text" else "phone", number)
     email = _text(src.get("email"), "email") or _text(org.get("email"), "organization email")
     if email:
-        channels.append(f"email:{email}")
+        _channel(channels, dropped, "email", email)
     url = _text(src.get("url"), "url") or _text(org.get("website"), "organization website")
     if url:
-        channels.append(f"url:{url}")
+        _channel(channels, dropped, "url", url)
     channels = list(dict.fromkeys(channels))
     if len(channels) > limits.MAX_CONTACT_CHANNELS:
         dropped.append(f"channels beyond the first {limits.MAX_CONTACT_CHANNELS}")
@@ -486,6 +483,24 @@ def _candidate(
         defaulted.append("region")
     notes = _clean_notes(_text(src.get("description"), "description"), dropped)
     return Candidate(ref, name, found_kind, found_region, langs, channels, notes, defaulted, dropped)
+
+
+_DROP_REASON = {
+    "phone": "phone not in international form (+ and 7-15 digits)",
+    "sms": "phone not in international form (+ and 7-15 digits)",
+    "email": "email not an e-mail address",
+    "url": "url not an http(s) address",
+}
+
+
+def _channel(channels: list[str], dropped: list[str], kind: str, value: str) -> None:
+    """`kind:value` checked as `contact add --channel` checks it; dropped if it fails."""
+    try:
+        checked = check_channel(f"{kind}:{value}")
+    except ContactError:
+        dropped.append(_DROP_REASON[kind])
+        return
+    channels.append(f"{checked[0]}:{checked[1]}")
 
 
 def _kind_of(src: dict[str, Any]) -> str:

@@ -22,7 +22,14 @@ from typing import Any
 from node.directory import add_contact, open_quietly
 from node.hsds import Candidate, Skipped, candidates, load, summary
 from node.local import Local
-from protocol.contact import UID_BYTES, Contact, check_kind, check_region, check_share
+from protocol.contact import (
+    UID_BYTES,
+    Contact,
+    check_kind,
+    check_region,
+    check_review_days,
+    check_share,
+)
 from protocol.errors import ContactError, RemoteProtocolError
 from protocol.record import Kind, Record
 
@@ -61,6 +68,7 @@ async def import_hsds(
 ) -> ImportReport:
     """Every service of the HSDS data at `path` as a contact of ours (none with `dry_run`)."""
     check_share(share)
+    check_review_days(review_days)
     default_kind = check_kind(kind) if kind else ""
     default_region = check_region(region) if region else ""
     report = ImportReport(dry_run=dry_run)
