@@ -195,8 +195,11 @@ _TABLES = (
 def _table_paths(root: Path) -> dict[str, Path]:
     paths = {name: root / f"{name}.csv" for name in _TABLES}
     paths["service_at_locations"] = next(
-        (p for p in (root / "service_at_locations.csv", root / "service_at_location.csv")
-         if p.exists()),
+        (
+            p
+            for p in (root / "service_at_locations.csv", root / "service_at_location.csv")
+            if p.exists()
+        ),
         paths["service_at_locations"],
     )
     package = root / "datapackage.json"
@@ -232,7 +235,9 @@ def _rows(path: Path) -> list[dict[str, str]]:
         rows = []
         for row in reader:
             if None in row:
-                raise ImportFormatError(f"{path}: line {reader.line_num} has more fields than the header")
+                raise ImportFormatError(
+                    f"{path}: line {reader.line_num} has more fields than the header"
+                )
             rows.append({k: (v or "") for k, v in row.items()})
             if len(rows) > limits.MAX_IMPORT_RECORDS * 4:
                 raise ImportFormatError(f"{path}: too many rows")
@@ -263,7 +268,9 @@ def _load_package(root: Path) -> list[dict[str, Any]]:
 
     def phones(key: str, value: str) -> list[dict[str, Any]]:
         found = _by(t["phones"], key).get(value, [])
-        return [{**p, "languages": languages_of["phone_id"].get(p.get("id", ""), [])} for p in found]
+        return [
+            {**p, "languages": languages_of["phone_id"].get(p.get("id", ""), [])} for p in found
+        ]
 
     addresses = _by(t["addresses"], "location_id")
     locations = {
@@ -306,7 +313,9 @@ def _load_package(root: Path) -> list[dict[str, Any]]:
             {
                 **row,
                 "phones": org_phones,
-                "locations": [loc for loc in locations.values() if loc.get("organization_id") == oid],
+                "locations": [
+                    loc for loc in locations.values() if loc.get("organization_id") == oid
+                ],
                 "services": services_of.pop(oid, []) if oid else [],
             }
         )
@@ -386,8 +395,7 @@ def check_imported_name(name: str) -> str:
 
 def _clean_notes(text: str, dropped: list[str]) -> str:
     kept = "".join(
-        c if c in "\n\t" or unicodedata.category(c) not in _REFUSED_CATEGORIES else ""
-        for c in text
+        c if c in "\n\t" or unicodedata.category(c) not in _REFUSED_CATEGORIES else "" for c in text
     )
     if kept != text:
         dropped.append("control or bidi characters removed from the description")
@@ -482,7 +490,9 @@ def _candidate(
         found_region = region
         defaulted.append("region")
     notes = _clean_notes(_text(src.get("description"), "description"), dropped)
-    return Candidate(ref, name, found_kind, found_region, langs, channels, notes, defaulted, dropped)
+    return Candidate(
+        ref, name, found_kind, found_region, langs, channels, notes, defaulted, dropped
+    )
 
 
 _DROP_REASON = {

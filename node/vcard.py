@@ -20,9 +20,6 @@ import uuid
 
 from protocol.contact import Contact, region_names
 
-FOLD_OCTETS = 75
-
-
 def escape(text: str) -> str:
     """A TEXT value (RFC 6350 3.4): \\ , ; and newlines escaped."""
     return (
@@ -41,12 +38,12 @@ def fold(line: str) -> str:
     out: list[str] = []
     current = ""
     size = 0
-    limit = FOLD_OCTETS
+    limit = 75  # RFC 6350 3.2: a line is at most 75 octets, CRLF excluded
     for char in line:
         width = len(char.encode("utf-8"))
         if size + width > limit:
             out.append(current)
-            current, size, limit = " ", 1, FOLD_OCTETS
+            current, size = " ", 1
         current += char
         size += width
     out.append(current)

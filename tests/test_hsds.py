@@ -45,8 +45,15 @@ def _query(data: Path, *args: str) -> list[dict[str, Any]]:
 def _fields(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """What a contact holds, without its uid, record id and dates."""
     return sorted(
-        (r["name"], r["kind"], r["region"], tuple(r["langs"]), tuple(r["channels"]),
-         r.get("notes", ""), r["share"])
+        (
+            r["name"],
+            r["kind"],
+            r["region"],
+            tuple(r["langs"]),
+            tuple(r["channels"]),
+            r.get("notes", ""),
+            r["share"],
+        )
         for r in rows
     )
 
@@ -86,8 +93,13 @@ def test_nested_json_maps_kind_region_languages_and_channels(node: Path) -> None
 
 def test_kind_and_region_defaults_are_used_and_reported(node: Path) -> None:
     report = _import(
-        node, "--hsds", str(DATA / "directory.json"), "--kind", "digital-security",
-        "--share", "network",
+        node,
+        "--hsds",
+        str(DATA / "directory.json"),
+        "--kind",
+        "digital-security",
+        "--share",
+        "network",
     )
     assert len(report["imported"]) == 4
     assert report["defaulted"] == {"kind": 2}
@@ -99,8 +111,19 @@ def test_kind_and_region_defaults_are_used_and_reported(node: Path) -> None:
     assert helpdesk["Food parcels (Haki Legal Aid)"]["region"] == "KE-28"
     out = run(node, "contact", "import", "--hsds", str(DATA / "service_example.json"))
     assert "imported 0 contacts, skipped 1" in ok(out)
-    text = ok(run(node, "contact", "import", "--hsds", str(DATA / "service_example.json"),
-                  "--kind", "psychosocial", "--region", "GB"))
+    text = ok(
+        run(
+            node,
+            "contact",
+            "import",
+            "--hsds",
+            str(DATA / "service_example.json"),
+            "--kind",
+            "psychosocial",
+            "--region",
+            "GB",
+        )
+    )
     assert "imported 1 contacts, skipped 0" in text
     assert "defaulted kind (from --kind): 1" in text
     counselling = _query(node, "--kind", "psychosocial")[0]
@@ -145,9 +168,27 @@ def test_csv_package_is_read_like_the_json(node: Path, tmp_path: Path) -> None:
 def test_import_export_import_round_trip_is_equal(node: Path, tmp_path: Path) -> None:
     _import(node, "--hsds", str(DATA / "package"))
     _import(node, "--hsds", str(DATA / "directory.json"), "--kind", "relocation")
-    ok(run(node, "contact", "add", "--kind", "interpreter", "--name", "Amani; Tafsiri, Ltd",
-           "--region", "TZ", "--lang", "sw", "--channel", "sms:+255700000001",
-           "--notes", "line one\nline two, with \\ and ;", "--share", "private"))
+    ok(
+        run(
+            node,
+            "contact",
+            "add",
+            "--kind",
+            "interpreter",
+            "--name",
+            "Amani; Tafsiri, Ltd",
+            "--region",
+            "TZ",
+            "--lang",
+            "sw",
+            "--channel",
+            "sms:+255700000001",
+            "--notes",
+            "line one\nline two, with \\ and ;",
+            "--share",
+            "private",
+        )
+    )
     first = _query(node)
     assert len(first) == 8
     out = tmp_path / "export.json"
@@ -166,12 +207,37 @@ def test_import_export_import_round_trip_is_equal(node: Path, tmp_path: Path) ->
 
 def test_vcard_export_field_by_field_and_parsed_back(node: Path, tmp_path: Path) -> None:
     long_notes = "Kisima cha maji — " + "ñ" * 60 + "\nSecond line; a, b \\ c"
-    ok(run(node, "contact", "add", "--kind", "lawyer", "--name", "Wakili, Haki; & Co",
-           "--region", "KE-30", "--lang", "sw", "--lang", "en",
-           "--channel", "phone:+254711000101", "--channel", "sms:+254711000102",
-           "--channel", "email:desk@haki.example.org", "--channel", "url:https://haki.example.org",
-           "--channel", "signal:wakili.42", "--specialty", "land-rights",
-           "--notes", long_notes))
+    ok(
+        run(
+            node,
+            "contact",
+            "add",
+            "--kind",
+            "lawyer",
+            "--name",
+            "Wakili, Haki; & Co",
+            "--region",
+            "KE-30",
+            "--lang",
+            "sw",
+            "--lang",
+            "en",
+            "--channel",
+            "phone:+254711000101",
+            "--channel",
+            "sms:+254711000102",
+            "--channel",
+            "email:desk@haki.example.org",
+            "--channel",
+            "url:https://haki.example.org",
+            "--channel",
+            "signal:wakili.42",
+            "--specialty",
+            "land-rights",
+            "--notes",
+            long_notes,
+        )
+    )
     rid = _query(node)[0]["id"]
     out = tmp_path / "card.vcf"
     ok(run(node, "contact", "export", rid, "--vcard", "--out", str(out)))
@@ -189,7 +255,7 @@ def test_vcard_export_field_by_field_and_parsed_back(node: Path, tmp_path: Path)
     assert "EMAIL:desk@haki.example.org" in unfolded
     assert "URL:https://haki.example.org" in unfolded
     assert "IMPP:signal:wakili.42" in unfolded
-    assert ["LANG;PREF=1:sw", "LANG;PREF=2:en"] == [x for x in unfolded if x.startswith("LANG")]
+    assert [x for x in unfolded if x.startswith("LANG")] == ["LANG;PREF=1:sw", "LANG;PREF=2:en"]
     assert "ADR;TYPE=work:;;;;Nairobi City;;Kenya" in unfolded
     assert "CATEGORIES:lawyer,land-rights" in unfolded
     assert f"NOTE:{escape(long_notes)}" in unfolded
@@ -198,7 +264,8 @@ def test_vcard_export_field_by_field_and_parsed_back(node: Path, tmp_path: Path)
     assert card.fn.value == "Wakili, Haki; & Co"
     assert card.note.value == long_notes
     assert sorted(t.value for t in card.contents["tel"]) == [
-        "tel:+254711000101", "tel:+254711000102"
+        "tel:+254711000101",
+        "tel:+254711000102",
     ]
     assert card.email.value == "desk@haki.example.org"
     assert card.adr.value.country == "Kenya"
@@ -258,21 +325,37 @@ def test_hostile_packages_and_fields(node: Path, tmp_path: Path) -> None:
     assert missing.returncode == 1 and "no such file" in missing.stderr
     huge_note = "x" * 100_000
     services = [
-        {"id": "big", "name": "Big notes", "description": huge_note,
-         "service_areas": [{"name": "KE"}]},
+        {
+            "id": "big",
+            "name": "Big notes",
+            "description": huge_note,
+            "service_areas": [{"name": "KE"}],
+        },
         {"id": "long", "name": "n" * 300, "service_areas": [{"name": "KE"}]},
         {"id": "typed", "name": ["not", "text"], "service_areas": [{"name": "KE"}]},
         {"id": "bidi", "name": "Safe\u2066house", "service_areas": [{"name": "KE"}]},
         {"id": "ctl", "name": "Line\x1b[2Jclear", "service_areas": [{"name": "KE"}]},
-        {"id": "mail", "name": "Bad mail", "email": "not an email",
-         "service_areas": [{"name": "KE"}]},
-        {"id": "noted", "name": "Quiet", "description": "calm\u202etext",
-         "service_areas": [{"name": "KE"}]},
+        {
+            "id": "mail",
+            "name": "Bad mail",
+            "email": "not an email",
+            "service_areas": [{"name": "KE"}],
+        },
+        {
+            "id": "noted",
+            "name": "Quiet",
+            "description": "calm\u202etext",
+            "service_areas": [{"name": "KE"}],
+        },
     ]
     path = tmp_path / "hostile.json"
     path.write_text(json.dumps([{"name": "Org", "services": services}]))
     report = _import(node, "--hsds", str(path), "--kind", "shelter")
-    assert [i["ref"] for i in report["imported"]] == ["service big", "service mail", "service noted"]
+    assert [i["ref"] for i in report["imported"]] == [
+        "service big",
+        "service mail",
+        "service noted",
+    ]
     reasons = {s["ref"]: s["reason"] for s in report["skipped"]}
     assert reasons["service long"].startswith("name longer than 256 bytes")
     assert reasons["service typed"] == "name is a list, not text"
