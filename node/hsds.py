@@ -359,10 +359,10 @@ def _kind_of(src: dict[str, Any]) -> str:
     for attribute in _list(src, "attributes"):
         term = _obj(attribute, "taxonomy_term")
         terms += [_text(term.get("code"), "term code"), _text(term.get("name"), "term name")]
-    for term in _list(src, "taxonomy_terms"):  # the HSDS 2 nesting, still seen in exports
-        terms += [_text(term.get("code"), "term code"), _text(term.get("name"), "term name")]
-    for term in terms:
-        folded = term.casefold()
+    for old in _list(src, "taxonomy_terms"):  # the HSDS 2 nesting, still seen in exports
+        terms += [_text(old.get("code"), "term code"), _text(old.get("name"), "term name")]
+    for text in terms:
+        folded = text.casefold()
         if folded in KINDS:
             return folded
         for phrase, kind in KIND_TERMS:
