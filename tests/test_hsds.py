@@ -166,7 +166,7 @@ def test_csv_package_is_read_like_the_json(node: Path, tmp_path: Path) -> None:
 
 
 def test_import_export_import_round_trip_is_equal(node: Path, tmp_path: Path) -> None:
-    _import(node, "--hsds", str(DATA / "package"))
+    _import(node, "--hsds", str(DATA / "package"), "--share", "on-request")  # details exported
     _import(node, "--hsds", str(DATA / "directory.json"), "--kind", "relocation")
     ok(
         run(
@@ -194,6 +194,7 @@ def test_import_export_import_round_trip_is_equal(node: Path, tmp_path: Path) ->
     out = tmp_path / "export.json"
     text = ok(run(node, "contact", "export", "--hsds", str(out)))
     assert "wrote 8 contacts as HSDS 3 JSON" in text
+    assert "not written" not in text  # every channel of these has an HSDS field
     exported = json.loads(out.read_text())
     assert all(len(org["services"]) == 1 for org in exported)
     other = tmp_path / "other"
@@ -373,6 +374,47 @@ def test_hostile_packages_and_fields(node: Path, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "unknown kind 'plumber'" in bad.stderr
     text = ok(run(node, "contact", "import", "--hsds", str(path), "--dry-run"))
     assert "\x1b" not in text  # a hostile id or reason reaches the terminal escaped
+
+
+def test_oversized_files_and_fields_are_refused_whole(node: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    with big.open("wb") as f:  # sparse: the size is refused before anything is read
+        f.truncate(64 * 1024 * 1024 + 1)
+    result = run(node, "contact", "import", "--hsds", str(big))
+    assert result.returncode == 1 and "an import file is limited to 67108864" in result.stderr
+    package = tmp_path / "wide"
+    package.mkdir()
+    (package / "services.csv").write_text("id,name,description\n1,Ok," + "x" * 200_000 + "\n")
+    result = run(node, "contact", "import", "--hsds", str(package))
+    assert result.returncode == 1 and "not valid CSV (field larger than" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_export_says_what_has_no_hsds_field(node: Path, tmp_path: Path) -> None:
+    ok(
+        run(
+            node,
+            "contact",
+            "add",
+            "--kind",
+            "hotline",
+            "--name",
+            "Signal line",
+            "--region",
+            "KE",
+            "--channel",
+            "signal:line.24",
+            "--channel",
+            "phone:+254700000024",
+        )
+    )
+    out = tmp_path / "out.json"
+    text = ok(run(node, "contact", "export", "--hsds", str(out)))
+    assert "not written: signal channel (no HSDS field): 1" in text
+    service = json.loads(out.read_text())[0]["services"][0]
+    assert [p["number"] for p in service["phones"]] == ["+254700000024"]
+    assert service["attributes"][0]["taxonomy_term"]["code"] == "hotline"
+    assert service["service_areas"][0]["name"] == "KE"
 
 
 def test_export_needs_one_form(node: Path) -> None:
