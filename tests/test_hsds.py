@@ -132,6 +132,49 @@ def test_kind_and_region_defaults_are_used_and_reported(node: Path) -> None:
     assert counselling["channels"][0] == "phone:+441234234567"
 
 
+def test_paginated_list_and_service_at_location_forms(node: Path, tmp_path: Path) -> None:
+    at_location = {
+        "id": "sal-1",
+        "service": {
+            "id": "svc-1",
+            "name": "Evacuation desk",
+            "attributes": [{"taxonomy_term": {"name": "Emergency Evacuation"}}],
+        },
+        "location": {
+            "id": "loc-1",
+            "phones": [{"number": "+243 810 000 001", "type": "voice"}],
+            "languages": [{"code": "fr"}, {"code": "ln"}],
+            "addresses": [{"country": "CD", "state_province": "CD-NK"}],
+        },
+    }
+    organization = {
+        "id": "org-1",
+        "name": "Jurist Collective",
+        "website": "https://jc.example",
+        "services": [
+            {
+                "id": "svc-2",
+                "name": "Jurist Collective",
+                "attributes": [{"taxonomy_term": {"code": "lawyer"}}],
+                "service_areas": [{"name": "Congo, The Democratic Republic of the"}],
+            }
+        ],
+    }
+    page = tmp_path / "page.json"
+    page.write_text(
+        json.dumps({"total_items": 2, "page_number": 1, "contents": [at_location, organization]})
+    )
+    report = _import(node, "--hsds", str(page))
+    assert [i["name"] for i in report["imported"]] == ["Evacuation desk", "Jurist Collective"]
+    rows = {r["name"]: r for r in _query(node)}
+    desk = rows["Evacuation desk"]
+    assert (desk["kind"], desk["region"], desk["langs"]) == ("relocation", "CD-NK", ["fr", "ln"])
+    assert desk["channels"] == ["phone:+243810000001"]
+    jurist = rows["Jurist Collective"]  # the same name as its organization: not repeated
+    assert (jurist["kind"], jurist["region"]) == ("lawyer", "CD")
+    assert jurist["channels"] == ["url:https://jc.example"]
+
+
 def test_csv_package_is_read_like_the_json(node: Path, tmp_path: Path) -> None:
     dry = _import(node, "--hsds", str(DATA / "package"), "--dry-run")
     assert dry["dry_run"] and len(dry["imported"]) == 3
