@@ -29,6 +29,7 @@ stored here: node/hsds_contacts.py imports the candidates through node.directory
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
@@ -41,8 +42,10 @@ from protocol import limits
 from protocol.contact import KINDS, check_channel, check_lang, check_region
 from protocol.errors import ContactError, ImportFormatError
 
-# Taxonomy words -> Canopy kind. A term maps when one of these phrases occurs in its code or
-# name (case-folded); the first term that maps decides. Exact kind names map to themselves.
+# Taxonomy words -> Canopy kind. A term maps when one of these phrases starts a word of its
+# code or name (case-folded: "interpret" matches "Interpretation", "grant" not "Immigrant");
+# the first term that maps decides, and within a term the first phrase in this order. Exact
+# kind names map to themselves.
 KIND_TERMS: tuple[tuple[str, str], ...] = (
     ("digital security", "digital-security"),
     ("digital-security", "digital-security"),
@@ -55,7 +58,7 @@ KIND_TERMS: tuple[tuple[str, str], ...] = (
     ("legal", "lawyer"),
     ("lawyer", "lawyer"),
     ("attorney", "lawyer"),
-    ("advocacy", "lawyer"),
+    ("paralegal", "lawyer"),
     ("shelter", "shelter"),
     ("safe house", "shelter"),
     ("emergency accommodation", "shelter"),
@@ -80,6 +83,8 @@ KIND_TERMS: tuple[tuple[str, str], ...] = (
     ("interpret", "interpreter"),
     ("translation", "interpreter"),
 )
+
+_KIND_PATTERNS = tuple((re.compile(rf"(?<!\w){re.escape(p)}"), k) for p, k in KIND_TERMS)
 
 # The characters a name must not hold: controls, format characters (bidi overrides and
 # isolates, zero-width joiners), line and paragraph separators, surrogates, unassigned.
@@ -365,8 +370,8 @@ def _kind_of(src: dict[str, Any]) -> str:
         folded = text.casefold()
         if folded in KINDS:
             return folded
-        for phrase, kind in KIND_TERMS:
-            if phrase in folded:
+        for pattern, kind in _KIND_PATTERNS:
+            if pattern.search(folded):
                 return kind
     return ""
 

@@ -20,6 +20,7 @@ import uuid
 
 from protocol.contact import Contact, region_names
 
+
 def escape(text: str) -> str:
     """A TEXT value (RFC 6350 3.4): \\ , ; and newlines escaped."""
     return (

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import vobject
 
+from node.hsds import _kind_of
 from node.vcard import escape, fold
 from tests.test_cli import ok, run
 
@@ -315,6 +316,25 @@ def test_vcard_export_field_by_field_and_parsed_back(node: Path, tmp_path: Path)
     assert card.adr.value.country == "Kenya"
     printed = ok(run(node, "contact", "export", rid[:12], "--vcard"))
     assert printed.replace("\r\n", "\n") == raw.decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize(
+    ("term", "kind"),
+    [
+        ("Legal Aid Clinic", "lawyer"),  # "legal" comes before "clinic" in the table
+        ("Paralegal support", "lawyer"),
+        ("BH-1800 Emergency Shelter", "shelter"),
+        ("Mental Health Counseling", "psychosocial"),
+        ("Crisis Intervention Hotlines", "hotline"),
+        ("Interpretation Services", "interpreter"),
+        ("Emergency Grants", "emergency-funds"),
+        ("Immigrant Services", ""),  # "grant" only at the start of a word
+        ("digital-security", "digital-security"),
+        ("Food Pantry", ""),
+    ],
+)
+def test_taxonomy_terms_map_to_kinds_on_word_starts(term: str, kind: str) -> None:
+    assert _kind_of({"attributes": [{"taxonomy_term": {"name": term}}]}) == kind
 
 
 def test_vcard_folding_and_escaping() -> None:
