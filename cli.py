@@ -39,6 +39,8 @@ from commands.content import (
 from commands.keys import cmd_exposure, cmd_revocation_export, cmd_revoke_key
 from commands.knowwho import (
     cmd_contact_add,
+    cmd_contact_export,
+    cmd_contact_import,
     cmd_introduce,
     cmd_introductions,
     cmd_query,
@@ -203,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("watch", cmd_watch, "print alerts as they arrive (needs the node running)")
     p.add_argument("--json", action="store_true", help="one JSON document per line")
 
-    p = add("contact", cmd_contact_add, "add a contact to the know-who directory")
+    p = add("contact", cmd_contact_add, "know-who contacts: add, import, export (HSDS, vCard)")
     acts = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
     c = acts.add_parser("add", help="add a vetted contact")
     c.set_defaults(func=cmd_contact_add)
@@ -219,6 +221,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--to", help="with --share peers: only these peers (ID[,ID...])")
     c.add_argument("--review-days", type=int, default=180, help="re-verify after (default 180)")
+    c = acts.add_parser("import", help="add contacts from an Open Referral HSDS 3 directory")
+    c.set_defaults(func=cmd_contact_import)
+    c.add_argument(
+        "--hsds", required=True, metavar="PATH", help="HSDS JSON file, or CSV package directory"
+    )
+    c.add_argument("--kind", help="kind for services whose taxonomy maps to none")
+    c.add_argument("--region", help="region (ISO 3166) for services with no area or address")
+    c.add_argument(
+        "--share", default="peers", help="peers | network | on-request | private (default peers)"
+    )
+    c.add_argument("--to", help="with --share peers: only these peers (ID[,ID...])")
+    c.add_argument("--review-days", type=int, default=180, help="re-verify after (default 180)")
+    c.add_argument("--dry-run", action="store_true", help="report only; add nothing")
+    c.add_argument("--json", action="store_true")
+    c = acts.add_parser("export", help="write your contacts as HSDS 3 JSON, or one as a vCard")
+    c.set_defaults(func=cmd_contact_export)
+    c.add_argument("id", nargs="?", metavar="ID", help="with --vcard: the contact")
+    c.add_argument("--hsds", metavar="OUT", help="every contact you wrote, as HSDS 3 JSON")
+    c.add_argument("--vcard", action="store_true", help="contact ID as a vCard 4.0")
+    c.add_argument("--out", metavar="FILE", help="with --vcard: write FILE (default stdout)")
 
     p = add("query", cmd_query, "search the know-who directory (offline, or --network)", json=True)
     p.add_argument("text", nargs="*")

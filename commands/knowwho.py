@@ -10,7 +10,7 @@ from node import local_api as api
 from protocol.errors import CanopyError, UsageError
 
 from .common import data_dir, now_ms, opened
-from .output import Row, print_json, print_rows, when
+from .output import Row, print_json, print_rows, printable, when
 
 
 async def cmd_contact_add(args: argparse.Namespace) -> int:
@@ -219,4 +219,70 @@ async def cmd_introductions(args: argparse.Namespace) -> int:
         print(f"{decided}: {(args.approve or args.decline)}")
         return 0
     print_rows(args.json, {"introductions": rows}, "no introduction requests", _request)
+    return 0
+
+
+async def cmd_contact_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from node.hsds_contacts import import_hsds, report_lines
+
+    async with opened(args, notify=not args.dry_run) as local:
+        report = await import_hsds(
+            local,
+            Path(args.hsds).expanduser(),
+            kind=args.kind or "",
+            region=args.region or "",
+            share=args.share,
+            to=args.to,
+            review_days=args.review_days,
+            dry_run=bool(args.dry_run),
+            now_ms=now_ms(),
+        )
+    if args.json:
+        print_json(report.to_value())
+        return 0
+    for line in report_lines(report):
+        print(line)
+    return 0
+
+
+async def cmd_contact_export(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    if bool(args.hsds) == bool(args.vcard):
+        raise UsageError("give --hsds OUT (all your contacts) or ID --vcard (one contact)")
+    if args.hsds:
+        if args.id:
+            raise UsageError("--hsds exports every contact you wrote; it takes no ID")
+        from node.hsds_contacts import export_hsds
+
+        async with opened(args) as local:
+            orgs, left_out = await export_hsds(local)
+        out = Path(args.hsds).expanduser()
+        out.write_text(json.dumps(orgs, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {len(orgs)} contacts as HSDS 3 JSON to {out}")
+        for what, count in sorted(left_out.items()):
+            print(f"  not written: {what}: {count}")
+        return 0
+    if not args.id:
+        raise UsageError("--vcard needs the contact's ID")
+    from node.directory import readable_contact
+    from node.vcard import to_vcard
+
+    async with opened(args) as local:
+        _, _, contact = await readable_contact(local, args.id)
+    if contact.teaser:
+        raise CanopyError(
+            f"{args.id} is an on-request teaser: no details to export (ask for an introduction)"
+        )
+    card = to_vcard(contact)
+    if args.out:
+        Path(args.out).expanduser().write_bytes(card.encode("utf-8"))
+        print(f"wrote a vCard 4.0 of {contact.name} to {args.out}")
+    else:  # CRLF kept (the stream would escape CR); every other character still escaped
+        stream = getattr(sys.stdout, "unescaped", sys.stdout)
+        stream.write("".join(f"{printable(line)}\r\n" for line in card.split("\r\n")[:-1]))
+        stream.flush()
     return 0

@@ -76,6 +76,10 @@ class ContactError(CanopyError, ValueError):
     """A contact field a person typed is not valid; the message says which and why."""
 
 
+class ImportFormatError(CanopyError):
+    """A directory file to import (HSDS JSON or CSV package) that cannot be read as one."""
+
+
 class KeyFileError(CanopyError):
     """The key file is missing, damaged, or the passphrase is wrong."""
 
