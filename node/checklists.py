@@ -13,14 +13,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.content import Readable, find, parse_audience, readable, withdraw_records
-from node.local import Local, random
+from node.content import Readable, find, parse_audience, readable, seal_to, withdraw_records
+from node.local import Local
 from node.store import row_of
 from protocol import limits
 from protocol.contact import DAY_MS
 from protocol.content import Checklist
 from protocol.encoding import Value
-from protocol.envelope import seal_record
 from protocol.errors import CanopyError, DecodeError
 from protocol.record import Kind, Record
 
@@ -142,17 +141,13 @@ async def publish_checklist(
         Checklist.from_content(content)
     except DecodeError as exc:
         raise CanopyError(f"cannot publish {path}: {exc}") from None
-    record = seal_record(
-        local.identity,
+    (record,) = await seal_to(
+        local,
+        audience,
         Kind.CHECKLIST,
-        content,
-        created=now_ms,
-        expires=now_ms + limits.DEFAULT_GUIDE_LIFETIME_MS,
-        scope=audience.scope,
-        recipients=audience.recipients,
-        network_key=await local.network_key() if audience.network else None,
-        random=random,
-        circle_keys=audience.circle_keys,
+        [content],
+        now_ms=now_ms,
+        lifetime_ms=limits.DEFAULT_GUIDE_LIFETIME_MS,
     )
     await local.store.put_records([row_of(record, local=True)], now_ms)
     if old is not None:

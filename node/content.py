@@ -8,6 +8,7 @@ nothing readable is ever written back to disk.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -85,6 +86,36 @@ async def sealing(local: Local, audience: Audience, now_ms: int) -> Audience:
     return replace(audience, circle=state.name, circle_keys=(state.key,))
 
 
+async def seal_to(
+    local: Local,
+    audience: Audience,
+    kind: Kind,
+    contents: Sequence[dict[str, Value]],
+    *,
+    now_ms: int,
+    lifetime_ms: int,
+) -> list[Record]:
+    """One sealed record of `kind` per content, for `audience` (made ready by `sealing`);
+    nothing stored yet."""
+    audience = await sealing(local, audience, now_ms)
+    network_key = await local.network_key() if audience.network else None
+    return [
+        seal_record(
+            local.identity,
+            kind,
+            content,
+            created=now_ms,
+            expires=now_ms + lifetime_ms,
+            scope=audience.scope,
+            recipients=audience.recipients,
+            network_key=network_key,
+            random=random,
+            circle_keys=audience.circle_keys,
+        )
+        for content in contents
+    ]
+
+
 def _title_of(text: str, path: Path) -> str:
     for line in text.splitlines():
         match = re.match(r"#\s+(.+)", line.strip())
@@ -156,7 +187,6 @@ async def publish_guide_texts(
     if replaces and len(texts) != 1:
         raise CanopyError("--replaces takes exactly one file: the new version")
     old = await _own_record(local, replaces) if replaces else None
-    network_key = await local.network_key() if audience.network else None
     contents: list[tuple[str, dict[str, Value]]] = []
     for name, text in texts:
         path = Path(name)
@@ -175,22 +205,16 @@ async def publish_guide_texts(
         except DecodeError as exc:
             raise CanopyError(f"cannot publish {path}: {exc}") from None
         contents.append((guide_title, content))
-    audience = await sealing(local, audience, now_ms)
-    published: list[tuple[Record, str]] = []
-    for guide_title, content in contents:
-        record = seal_record(
-            local.identity,
-            Kind.GUIDE,
-            content,
-            created=now_ms,
-            expires=now_ms + limits.DEFAULT_GUIDE_LIFETIME_MS,
-            scope=audience.scope,
-            recipients=audience.recipients,
-            network_key=network_key,
-            random=random,
-            circle_keys=audience.circle_keys,
-        )
-        published.append((record, guide_title))
+    records = await seal_to(
+        local,
+        audience,
+        Kind.GUIDE,
+        [content for _, content in contents],
+        now_ms=now_ms,
+        lifetime_ms=limits.DEFAULT_GUIDE_LIFETIME_MS,
+    )
+    titles = [guide_title for guide_title, _ in contents]
+    published = list(zip(records, titles, strict=True))
     await local.store.put_records([row_of(r, local=True) for r, _ in published], now_ms)
     if old is not None:
         await _withdraw(local, [old], now_ms, successor=published[0][0].id)
@@ -207,18 +231,14 @@ async def publish_alert(
         raise CanopyError(f"alert text is limited to {limits.MAX_ALERT_TEXT_BYTES} bytes")
     if urgency not in ("normal", "high"):
         raise CanopyError("--urgency must be normal or high")
-    audience = await sealing(local, await parse_audience(local, to), now_ms)
-    record = seal_record(
-        local.identity,
+    audience = await parse_audience(local, to)
+    (record,) = await seal_to(
+        local,
+        audience,
         Kind.ALERT,
-        {"text": text, "urgency": urgency},
-        created=now_ms,
-        expires=now_ms + lifetime_ms,
-        scope=audience.scope,
-        recipients=audience.recipients,
-        network_key=await local.network_key() if audience.network else None,
-        random=random,
-        circle_keys=audience.circle_keys,
+        [{"text": text, "urgency": urgency}],
+        now_ms=now_ms,
+        lifetime_ms=lifetime_ms,
     )
     await local.store.put_records([row_of(record, local=True)], now_ms)
     return record
