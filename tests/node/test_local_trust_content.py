@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from node import peers_circle
 from node.content import find, parse_audience, publish_guides, readable, row_of
 from node.local import KEY_FILE, Local, Peer
 from node.trust import (
@@ -403,9 +404,26 @@ def can_open(record: Record, who: Identity, network_key: bytes | None) -> bool:
 
 
 async def test_peers_scoped_guide_readable_by_peers_only(alice: Local, tmp_path: Path) -> None:
+    """`--to peers`: sealed to the peers circle, whose key only the peers receive."""
     await trust_node(alice, str(PEER.node_id), None, "Clinic", NOW)
     nk = await alice.network_key()
     record = await publish(alice, tmp_path, "peers", "# Safe routes\n\ntext")
+    record.verify()
+    assert record.scope is Scope.PEERS and record.kind is Kind.GUIDE
+    state = await peers_circle.mine(alice)
+    assert state is not None and state.members == {alice.node_id.raw, PEER.node_id.raw}
+    body = open_record(record, PEER, None, circle_keys=state.read_keys)
+    assert body.content["title"] == "Safe routes"
+    assert not can_open(record, STRANGER, nk)  # holding the network key is not enough
+    assert not can_open(record, OUTSIDER, None)
+
+
+async def test_peers_now_guide_readable_by_the_peers_of_that_moment_only(
+    alice: Local, tmp_path: Path
+) -> None:
+    await trust_node(alice, str(PEER.node_id), None, "Clinic", NOW)
+    nk = await alice.network_key()
+    record = await publish(alice, tmp_path, "peers-now", "# Safe routes\n\ntext")
     record.verify()
     assert record.scope is Scope.PEERS and record.kind is Kind.GUIDE
     body = open_record(record, PEER, None)
@@ -487,7 +505,7 @@ async def test_two_files_two_records_with_titles(alice: Local, tmp_path: Path) -
     )
     assert [t for _, t in published] == ["checklist", "Digital security"]
     assert len({r.id for r, _ in published}) == 2
-    assert await alice.store.count_by_kind() == {"guide": 2}
+    assert await alice.store.count_by_kind() == {"guide": 2, "circle": 1}  # the peers circle
     forced = await publish_guides(
         alice, [a], title="Given", lang="", topics=[], region="", to="peers", now_ms=NOW + 1
     )
