@@ -18,6 +18,7 @@ import asyncio
 import gc
 import hashlib
 import importlib.metadata
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
@@ -44,7 +45,11 @@ _SCOPES = {int(s): s for s in Scope}
 
 
 def open_stored(
-    data: bytes, kind: Kind, identity: Identity, network_key: bytes | None
+    data: bytes,
+    kind: Kind,
+    identity: Identity,
+    network_key: bytes | None,
+    circle_keys: Sequence[bytes] = (),
 ) -> Opened | None:
     """Open one record of `kind` from our own store, for the index; None if we cannot read
     it (or it is not of `kind`, or damaged).
@@ -56,7 +61,7 @@ def open_stored(
         record = stored_fields(data)
         if record.kind is not kind:
             return None
-        body = open_stored_body(record, identity, network_key)
+        body = open_stored_body(record, identity, network_key, circle_keys)
     except (NotForUs, RemoteProtocolError):
         return None
     rid = hashlib.blake2b(data, digest_size=ID_BYTES).digest()
