@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", default="peers", help="peers | network | circle:NAME | ID[,ID...] (default peers)"
     )
     g.add_argument("--replaces", metavar="ID", help="this is a new version of your guide ID")
+    g.add_argument("--translation-of", metavar="ID", help="this translates guide ID (with --lang)")
 
     p = add("alert", cmd_alert, "publish an urgent alert, pushed ahead of everything else")
     p.add_argument("text")
@@ -224,10 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("withdraw", cmd_withdraw, "withdraw one of your records everywhere")
     p.add_argument("id")
 
-    add("guides", cmd_guides, "list the guides this node can read", json=True)
+    p = add("guides", cmd_guides, "list the guides this node can read, one per lesson", json=True)
+    p.add_argument("--lang", help="only lessons with a version in this language")
+    p.add_argument("--topic")
+    p.add_argument("--region", help="ISO 3166 code: KE matches KE and KE-30")
+    p.add_argument("--from", dest="author", metavar="PEER", help="author: id, id prefix or name")
+    p.add_argument("--search", metavar="TEXT", help="words of the title or text (prefixes)")
+    p.add_argument("--config", metavar="FILE", help="for [content] languages")
 
-    p = add("show", cmd_show, "show one record", json=True)
+    p = add("show", cmd_show, "show one record (a guide: in the reader's language)", json=True)
     p.add_argument("id")
+    p.add_argument("--lang", help="the language to read a lesson in (default: [content])")
+    p.add_argument("--config", metavar="FILE", help="for [content] languages")
 
     add("status", cmd_status, "identity, uptime, peers, records, rejected inputs, sync", json=True)
 
