@@ -146,6 +146,7 @@ class GuideIndex:
     by_author: dict[bytes, set[bytes]] = field(default_factory=dict)
     unreadable: int = 0
     malformed: int = 0
+    opened: int = 0  # records its build opened (the rest came from the sealed cache)
     # The word index is built on the first search (a listing without --search needs none).
     _by_token: dict[str, set[bytes]] | None = None
     _vocab: list[str] = field(default_factory=list)

@@ -86,6 +86,7 @@ async def build_guides(local: Local, now_ms: int, *, yield_every: int = 0) -> Gu
     room = local.store.opened_room
 
     def opened_now(rid: bytes, data: bytes) -> None:
+        index.opened += 1
         item = _open_guide(data, local.identity, network_key, keys)
         fresh.append((rid, pack_guide(item, room(len(data))), len(data)))
         _count(index, item, now_ms)
