@@ -746,6 +746,12 @@ async def query_network(nodes: int = 30, per_node: int = 20, queries: int = 100)
     return await run(nodes, per_node, queries)
 
 
+async def guides(listed: int = 10_000, searched: int = 100_000, searches: int = 300) -> Result:
+    from bench.guides import run
+
+    return await run(listed, searched, searches)
+
+
 # -- the simulator (issue 12) ------------------------------------------------------------------
 
 
@@ -765,6 +771,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "query-local": (query_local, "know-who over 100,000 contacts: index build, query p50/p95"),
     "query-network": (query_network, "know-who queries at depth 2 on 30 nodes: p50/p95"),
     "simulate": (simulate, "1,000 simulated nodes (and 100): convergence, bytes, alert, CPU"),
+    "guides": (guides, "canopy guides with 10,000 guides; --search over 100,000 in a node"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -777,4 +784,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "query-local": {"contacts": 300, "queries": 20},
     "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
     "simulate": {"nodes": 20, "baseline": False},
+    "guides": {"listed": 200, "searched": 300, "searches": 20},
 }

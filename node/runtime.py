@@ -534,4 +534,8 @@ class Node:
                 "ready": self.knowwho.ready.is_set(),
                 "contacts": len(self.knowwho.index.entries),
             },
+            "library": {
+                "ready": self.library.ready.is_set(),
+                "guides": len(self.library.index.entries),
+            },
         }
