@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", help="ISO 3166 code: KE matches KE and KE-30")
     p.add_argument("--from", dest="author", metavar="PEER", help="author: id, id prefix or name")
     p.add_argument("--search", metavar="TEXT", help="words of the title or text (prefixes)")
+    p.add_argument("--limit", type=int, metavar="N", help="the newest N lessons (default: all)")
     p.add_argument("--config", metavar="FILE", help="for [content] languages")
 
     p = add("show", cmd_show, "show one record (a guide: in the reader's language)", json=True)

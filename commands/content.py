@@ -100,6 +100,7 @@ async def cmd_guides(args: argparse.Namespace) -> int:
             ("region", args.region),
             ("from", args.author),
             ("search", args.search),
+            ("limit", str(args.limit) if args.limit is not None else ""),
             ("prefer", ",".join(_languages(args))),
         )
         if value
@@ -130,6 +131,8 @@ async def cmd_guides(args: argparse.Namespace) -> int:
         )
     else:
         print("no guides this node can read" + (" match" if len(query) > 1 else ""))
+    if int(answer.get("lessons", len(rows))) > len(rows):
+        print(f"({int(answer['lessons']) - len(rows)} more lessons match: raise --limit)")
     if unreadable:
         print(f"({unreadable} more held for others, unreadable here)")
     if malformed:
@@ -138,12 +141,15 @@ async def cmd_guides(args: argparse.Namespace) -> int:
 
 
 async def _guides_here(args: argparse.Namespace, query: dict[str, str]) -> dict[str, Any]:
+    import gc
+
     from node.library import build_guides, listing, wanted_of
     from node.revocation import revoked_ids
 
     async with opened(args) as local:
         now = now_ms()
         index = await build_guides(local, now)
+        gc.freeze()  # what it built lives until the process ends: no collector passes over it
         peers = await local.peers()
         revoked = await revoked_ids(local)
     wanted = wanted_of(index, peers, query)

@@ -216,7 +216,7 @@ class LocalApi:
 
     async def _api_guides(self, request: web.Request) -> web.Response:
         """`canopy guides` while the node runs: one row per lesson, from the live index
-        (query: lang, topic, region, from, search, prefer: languages, comma-separated)."""
+        (query: lang, topic, region, from, search, limit, prefer: languages, comma-separated)."""
         q = request.query
         await self.library.ready.wait()  # built in the background at start
         peers, revoked = self.library.people()

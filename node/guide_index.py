@@ -19,7 +19,8 @@ malformed guide is cached as `node.opened_cache` caches one (`pack_opened`).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
+import heapq
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 import msgpack
@@ -29,7 +30,6 @@ from node.opened_cache import MALFORMED, OPENED_VERSION, UNREADABLE, pack_opened
 from protocol.contact import primary_lang, region_matches, tokens
 from protocol.content import Guide
 from protocol.encoding import Value
-from protocol.identity import NodeId
 from protocol.record import Scope
 
 _GUIDE = 4  # the cached value's kind code (contacts and vouches use 1 and 2)
@@ -133,6 +133,7 @@ class Wanted:
     region: str = ""
     authors: frozenset[bytes] | None = None  # --from, resolved to author keys
     search: str = ""
+    limit: int = 0  # the newest this many lessons (0: all)
 
 
 @dataclass(slots=True)
@@ -208,44 +209,54 @@ class GuideIndex:
 
     # -- matching ------------------------------------------------------------------------------
 
-    def _prefixed(self, token: str) -> set[bytes]:
+    def _prefixed(self, token: str) -> list[set[bytes]]:
+        """The posting sets of every word that starts with `token` (any of them matches)."""
         assert self._by_token is not None
         if self._vocab_dirty:
             self._vocab = sorted(self._by_token)
             self._vocab_dirty = False
-        exact = self._by_token.get(token)
-        out: set[bytes] = set(exact) if exact else set()
+        out: list[set[bytes]] = []
         at = bisect.bisect_left(self._vocab, token)
         while at < len(self._vocab) and self._vocab[at].startswith(token):
-            if self._vocab[at] != token:
-                out |= self._by_token[self._vocab[at]]
+            out.append(self._by_token[self._vocab[at]])
             at += 1
         return out
 
     def matching(self, wanted: Wanted, now_ms: int) -> list[GuideEntry]:
-        """Unexpired guides that match every field of `wanted` (words: each a prefix of
-        one of the guide's words, in title or text)."""
-        sets: list[set[bytes]] = []
+        """Unexpired guides that match every field of `wanted` (words: each one of the
+        guide's words, in title or text, the last one also the start of one)."""
+        # Each field: posting sets of which a guide must be in one (a word prefix: many).
+        fields: list[list[set[bytes]]] = []
         if wanted.lang:
-            sets.append(self.by_lang.get(primary_lang(wanted.lang), set()))
+            fields.append([self.by_lang.get(primary_lang(wanted.lang), set())])
         if wanted.topic:
-            sets.append(self.by_topic.get(wanted.topic.casefold(), set()))
+            fields.append([self.by_topic.get(wanted.topic.casefold(), set())])
         if wanted.authors is not None:
-            sets.append({r for a in wanted.authors for r in self.by_author.get(a, ())})
+            fields.append([self.by_author.get(a, set()) for a in wanted.authors])
         words = list(dict.fromkeys(tokens(wanted.search)))
         if words:
             self.build_words()
-            sets.extend(self._prefixed(w) for w in words)
+            assert self._by_token is not None
+            fields.extend([self._by_token.get(w, set())] for w in words[:-1])
+            fields.append(self._prefixed(words[-1]))  # the last word as typed so far
         elif wanted.search.strip():
             return []  # only punctuation: no word to match
-        if sets:
-            sets.sort(key=len)
-            found = sets[0]
-            for other in sets[1:]:
+        candidates: Iterable[bytes]
+        if fields:
+            # Smallest field first; each next one only filters what is left (no union of
+            # the large posting sets of a short prefix is ever built).
+            fields.sort(key=lambda sets: sum(map(len, sets)))
+            found: set[bytes] = set().union(*fields[0])
+            for sets in fields[1:]:
                 if not found:
                     break
-                found = found & other
-            candidates: Iterable[bytes] = found
+                if len(sets) == 1:
+                    found = found & sets[0]
+                elif sum(map(len, sets)) < 2 * len(found) * len(sets):  # a union is cheaper
+                    found = found & set().union(*sets)
+                else:
+                    found = {r for r in found if any(r in ids for ids in sets)}
+            candidates = found
         else:
             candidates = self.entries.keys()
         region = wanted.region.upper()
@@ -267,21 +278,20 @@ class GuideIndex:
         )
 
     def lessons(
-        self, wanted: Wanted, now_ms: int, prefer: Iterable[str] = ()
-    ) -> list[tuple[GuideEntry, list[GuideEntry]]]:
+        self, wanted: Wanted, now_ms: int, prefer: Iterable[str] = (), limit: int = 0
+    ) -> tuple[list[tuple[GuideEntry, list[GuideEntry]]], int]:
         """One (chosen version, every version) per lesson with a version that matches,
-        newest lesson first. The chosen version is a matching one: in the first language of
-        `--lang` or `prefer` it has, else the original, else the newest."""
+        newest lesson first (the first `limit`, 0: all), and how many lessons matched. The
+        chosen version is a matching one: in the first language of `--lang` or `prefer` it
+        has, else the original, else the newest."""
         matched: dict[bytes, list[GuideEntry]] = {}
         for entry in self.matching(wanted, now_ms):
             matched.setdefault(entry.lesson, []).append(entry)
         langs = [wanted.lang, *prefer] if wanted.lang else list(prefer)
-        out = []
-        for lesson, hits in matched.items():
-            versions = self.lesson_of(lesson, now_ms)
-            out.append((choose(hits, lesson, langs), versions))
-        out.sort(key=lambda pair: (-pair[0].created, pair[0].rid))
-        return out
+        chosen = [choose(hits, lesson, langs) for lesson, hits in matched.items()]
+        order = lambda e: (-e.created, e.rid)  # noqa: E731
+        top = heapq.nsmallest(limit, chosen, key=order) if limit else sorted(chosen, key=order)
+        return [(c, self.lesson_of(c.lesson, now_ms)) for c in top], len(matched)
 
 
 def choose(versions: list[GuideEntry], lesson: bytes, langs: Iterable[str]) -> GuideEntry:
@@ -301,11 +311,10 @@ def choose(versions: list[GuideEntry], lesson: bytes, langs: Iterable[str]) -> G
 def lesson_row(
     chosen: GuideEntry,
     versions: list[GuideEntry],
-    label: Callable[[bytes], str],
-    revoked: Iterable[bytes],
+    label: Callable[[bytes, bool], str],
+    revoked: Collection[bytes],
 ) -> dict[str, object]:
     """One listing row (what `canopy guides --json` prints, and the local API returns)."""
-    bad = set(revoked)
     return {
         "id": chosen.rid.hex(),
         "lesson": chosen.lesson.hex(),
@@ -313,14 +322,15 @@ def lesson_row(
         "lang": chosen.lang,
         "region": chosen.region,
         "topics": list(chosen.topics),
-        "author": str(NodeId(chosen.author)),
-        "author_label": label(chosen.author),
+        "author": label(chosen.author, True),
+        "author_label": label(chosen.author, False),
         "created": chosen.created,
         "scope": chosen.scope.name.lower(),
         # Its author's key was revoked: anyone holding the key may have written it.
-        "unverified": chosen.author in bad,
+        "unverified": chosen.author in revoked,
         "languages": [
-            {"lang": v.lang, "id": v.rid.hex(), "author_label": label(v.author)} for v in versions
+            {"lang": v.lang, "id": v.rid.hex(), "author_label": label(v.author, False)}
+            for v in versions
         ],
     }
 

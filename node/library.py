@@ -155,6 +155,10 @@ class Library:
             if not self._again:
                 break  # else the keys changed during the build: what it opened may be stale
         index.build_words()  # searches in the running node must not pay for it
+        # Millions of long-lived objects: the cyclic collector's full passes over them
+        # would stall searches (hundreds of ms); they are kept out of its generations.
+        gc.collect()
+        gc.freeze()
         pending, self._pending = self._pending or [], None
         self.index = index
         for change in pending:
@@ -244,12 +248,19 @@ def wanted_of(index: GuideIndex, peers: Mapping[NodeId, Peer], q: Mapping[str, s
     if len(q.get("search", "").encode()) > limits.MAX_GUIDE_TITLE_BYTES:
         raise CanopyError("--search is too long")
     ref = q.get("from", "").strip()
+    try:
+        limit = int(q.get("limit", "0"))
+    except ValueError:
+        raise CanopyError("--limit must be a number") from None
+    if not 0 <= limit <= limits.MAX_LOCAL_RESULTS:
+        raise CanopyError(f"--limit must be between 1 and {limits.MAX_LOCAL_RESULTS}")
     return Wanted(
         lang=q.get("lang", "").strip(),
         topic=q.get("topic", "").strip(),
         region=q.get("region", "").strip(),
         authors=author_keys(index, peers, ref) if ref else None,
         search=q.get("search", ""),
+        limit=limit,
     )
 
 
@@ -263,21 +274,29 @@ def listing(
     revoked: Collection[NodeId],
 ) -> dict[str, object]:
     """What `canopy guides --json` prints: one row per lesson (`node.guide_index.lesson_row`),
-    and how many guides are held here but unreadable or malformed."""
+    the newest `wanted.limit` (0: all) and how many matched, and how many guides are held here but
+    unreadable or malformed."""
+    names: dict[tuple[bytes, bool], str] = {}  # a few authors, thousands of rows
 
-    def label(author: bytes) -> str:
-        if author == me.raw:
-            return "you"
-        node_id = NodeId(author)
-        peer = peers.get(node_id)
-        return peer.label if peer else node_id.short
+    def label(author: bytes, full: bool) -> str:
+        name = names.get((author, full))
+        if name is None:
+            node_id = NodeId(author)
+            peer = peers.get(node_id)
+            if full:
+                name = str(node_id)
+            elif author == me.raw:
+                name = "you"
+            else:
+                name = peer.label if peer else node_id.short
+            names[(author, full)] = name
+        return name
 
-    bad = [n.raw for n in revoked]
+    bad = {n.raw for n in revoked}
+    lessons, total = index.lessons(wanted, now_ms, prefer, wanted.limit)
     return {
-        "guides": [
-            lesson_row(chosen, versions, label, bad)
-            for chosen, versions in index.lessons(wanted, now_ms, prefer)
-        ],
+        "guides": [lesson_row(chosen, versions, label, bad) for chosen, versions in lessons],
+        "lessons": total,
         "held_unreadable": index.unreadable,
         "held_malformed": index.malformed,
     }
