@@ -69,12 +69,13 @@ def table(rows: list[list[str]], header: list[str]) -> None:
         # rich's own styling must reach the terminal unescaped; the cells already are.
         Console(file=getattr(sys.stdout, "unescaped", sys.stdout)).print(grid)
         return
-    widths = [max(cell_len(r[i]) for r in cells) for i in range(len(header))]
     # What rich draws here, without rich's per-cell rendering (seconds for 10,000 rows):
     # each cell padded to its column's width in terminal cells, two spaces between.
+    sizes = [[len(c) if c.isascii() else cell_len(c) for c in row] for row in cells]
+    widths = [max(r[i] for r in sizes) for i in range(len(header))]
     lines = []
-    for row in cells:
-        padded = [c + " " * (w - cell_len(c)) for c, w in zip(row, widths, strict=True)]
+    for row, size in zip(cells, sizes, strict=True):
+        padded = [c + " " * (w - n) for c, n, w in zip(row, size, widths, strict=True)]
         lines.append("  ".join(padded).rstrip())
     print("\n".join(lines))
 

@@ -13,7 +13,7 @@ Cached value of a guide (msgpack, sealed under the storage key, padded to the re
 size): [OPENED_VERSION, _GUIDE, author, scope, created, expires, title, lang, region,
 topics, translation_of, words] with words the search words joined by one space, or None
 when they did not fit (the record is opened again at the next start). An unreadable or
-malformed guide is cached as `node.opened_cache` caches one (`pack_opened`).
+malformed guide is cached as `node.opened_cache` caches one: [OPENED_VERSION, code].
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from node.entries import Opened
-from node.opened_cache import MALFORMED, OPENED_VERSION, UNREADABLE, pack_opened
+from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, Opened
 from protocol.contact import primary_lang, region_matches, tokens
 from protocol.content import Guide
 from protocol.encoding import Value
@@ -84,8 +83,9 @@ def guide_entry_of(opened: Opened) -> GuideEntry:
 def pack_guide(item: GuideEntry | int, room: int) -> bytes:
     """What to cache for a guide record: its entry (the words only if they fit in `room`
     bytes), or UNREADABLE / MALFORMED."""
-    if isinstance(item, int):
-        return pack_opened(item, room)
+    if isinstance(item, int):  # as node.opened_cache.pack_opened caches one
+        packed_code: bytes = msgpack.packb([OPENED_VERSION, item])
+        return packed_code
     head: list[Value] = [OPENED_VERSION, _GUIDE, item.author, item.scope.value, item.created]
     value: list[Value] = [
         *head,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 
 from node import circles
 from node.clock import now_ms
+from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, open_stored
 from node.guide_index import (
     GuideEntry,
     GuideIndex,
@@ -31,7 +32,6 @@ from node.guide_index import (
     unpack_guide,
 )
 from node.local import Local, Peer
-from node.opened_cache import MALFORMED, UNREADABLE, open_stored, opened_stamp
 from node.trust import match_peers
 from protocol import limits
 from protocol.errors import CanopyError, RemoteProtocolError
@@ -46,7 +46,8 @@ _STAMP = "guide_keys_stamp"
 def keys_stamp(network_key: bytes | None, circle_keys: Sequence[bytes]) -> bytes:
     """What cached guide openings depend on: the layout and the keys that open guides
     (a keyed digest: the keys themselves are never written)."""
-    digest = hashlib.blake2b(opened_stamp(), key=network_key or b"", digest_size=32)
+    layout = f"guides {OPENED_VERSION}".encode()
+    digest = hashlib.blake2b(layout, key=network_key or b"", digest_size=32)
     for key in sorted(circle_keys):
         digest.update(key)
     return digest.digest()

@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # protocol, so none belongs in protocol/limits.py.
 NODE_CONSTANTS_ALLOWED = {
     # codes of the opened-record cache format (what a cached value is), not bounds
-    ("node/opened_cache.py", "OPENED_VERSION"),
-    ("node/opened_cache.py", "UNREADABLE"),
-    ("node/opened_cache.py", "MALFORMED"),
+    ("node/entries.py", "OPENED_VERSION"),
+    ("node/entries.py", "UNREADABLE"),
+    ("node/entries.py", "MALFORMED"),
     ("node/opened_cache.py", "_CONTACT"),
     ("node/opened_cache.py", "_VOUCH"),
     ("node/guide_index.py", "_GUIDE"),
