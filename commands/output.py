@@ -25,6 +25,8 @@ def _escape(match: re.Match[str]) -> str:
 
 def printable(text: str, *, cell: bool = False) -> str:
     """`text` with every character above shown as \\uXXXX; `cell`: tab and newline too."""
+    if text.isascii() and text.isprintable():  # no control at all: nothing to escape
+        return text
     return (_UNPRINTABLE_IN_CELL if cell else _UNPRINTABLE).sub(_escape, text)
 
 

@@ -159,11 +159,19 @@ class GuideIndex:
         if rid in self.entries:
             self.remove([rid])
         self.entries[rid] = entry
-        _post(self.by_lesson, entry.lesson, rid)
-        _post(self.by_lang, primary_lang(entry.lang), rid)
+        # _post, inline: a build does this for every guide
+        for index, key in (
+            (self.by_lesson, entry.translation_of or rid),
+            (self.by_lang, primary_lang(entry.lang)),
+            (self.by_author, entry.author),
+        ):
+            ids = index.get(key)  # type: ignore[attr-defined]
+            if ids is None:
+                index[key] = {rid}  # type: ignore[index]
+            else:
+                ids.add(rid)
         for topic in entry.topics:
             _post(self.by_topic, topic.casefold(), rid)
-        _post(self.by_author, entry.author, rid)
         if self._by_token is not None:
             self._post_words(entry)
 
