@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="peers | peers-now | network | circle:NAME | ID[,ID...] (default peers)",
     )
     g.add_argument("--replaces", metavar="ID", help="this is a new version of your guide ID")
+    g.add_argument("--translation-of", metavar="ID", help="this translates guide ID (with --lang)")
     g = kinds.add_parser("checklist", help="publish a checklist (c_NAME.yml, or .md: - [ ] items)")
     g.set_defaults(func=cmd_publish_checklist)
     g.add_argument("file", metavar="FILE")
@@ -188,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--review-days", type=int, help="review interval in days (default 180)")
     g.add_argument("--translation-of", metavar="ID", help="this translates checklist ID")
     g.add_argument(
-        "--to", default="peers", help="peers | network | circle:NAME | ID[,ID...] (default peers)"
+        "--to",
+        default="peers",
+        help="peers | peers-now | network | circle:NAME | ID[,ID...] (default peers)",
     )
     g.add_argument("--replaces", metavar="ID", help="this is a new version of your checklist ID")
 
@@ -267,7 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("withdraw", cmd_withdraw, "withdraw one of your records everywhere")
     p.add_argument("id")
 
-    add("guides", cmd_guides, "list the guides this node can read", json=True)
+    p = add("guides", cmd_guides, "list the guides this node can read, one per lesson", json=True)
+    p.add_argument("--lang", help="only lessons with a version in this language")
+    p.add_argument("--topic")
+    p.add_argument("--region", help="ISO 3166 code: KE matches KE and KE-30")
+    p.add_argument("--from", dest="author", metavar="PEER", help="author: id, id prefix or name")
+    p.add_argument("--search", metavar="TEXT", help="words of the title or text (prefixes)")
+    p.add_argument("--limit", type=int, metavar="N", help="the newest N lessons (default: all)")
+    p.add_argument("--config", metavar="FILE", help="for [content] languages")
 
     add("checklists", cmd_checklists, "checklists this node can read: progress, review", json=True)
     p = add("checklist", cmd_checklists, "one checklist: show, tick, untick, reviewed")
@@ -285,8 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_checklist_reviewed)
     c.add_argument("id")
 
-    p = add("show", cmd_show, "show one record", json=True)
+    p = add("show", cmd_show, "show one record (a guide: in the reader's language)", json=True)
     p.add_argument("id")
+    p.add_argument("--lang", help="the language to read a lesson in (default: [content])")
+    p.add_argument("--config", metavar="FILE", help="for [content] languages")
 
     add("status", cmd_status, "identity, uptime, peers, records, rejected inputs, sync", json=True)
 

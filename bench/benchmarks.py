@@ -746,6 +746,12 @@ async def query_network(nodes: int = 30, per_node: int = 20, queries: int = 100)
     return await run(nodes, per_node, queries)
 
 
+async def guides(listed: int = 10_000, searched: int = 100_000, searches: int = 300) -> Result:
+    from bench.guides import run
+
+    return await run(listed, searched, searches)
+
+
 # -- the simulator (issue 12) ------------------------------------------------------------------
 
 
@@ -772,6 +778,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "query-network": (query_network, "know-who queries at depth 2 on 30 nodes: p50/p95"),
     "simulate": (simulate, "1,000 simulated nodes (and 100): convergence, bytes, alert, CPU"),
     "circle-join": (circle_join, "a member added to a circle with 10,000 records: read time"),
+    "guides": (guides, "canopy guides with 10,000 guides; --search over 100,000 in a node"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -785,4 +792,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
     "simulate": {"nodes": 20, "baseline": False},
     "circle-join": {"records": 60, "epochs": 3, "timeout": 60},
+    "guides": {"listed": 200, "searched": 300, "searches": 20},
 }

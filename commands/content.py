@@ -28,6 +28,7 @@ async def cmd_publish_guide(args: argparse.Namespace) -> int:
             to=args.to,
             now_ms=now_ms(),
             replaces=args.replaces,
+            translation_of=args.translation_of,
         )
     if args.replaces:
         print(f"withdrew {args.replaces} (superseded)")
@@ -80,45 +81,38 @@ async def cmd_withdraw(args: argparse.Namespace) -> int:
     return 0
 
 
+def _languages(args: argparse.Namespace) -> list[str]:
+    """The reader's languages, preferred first: --lang, then `[content] languages`."""
+    from node.config import load_config
+
+    configured = load_config(Path(args.config) if args.config else None).languages
+    return list(dict.fromkeys([*([args.lang] if args.lang else []), *configured]))
+
+
 async def cmd_guides(args: argparse.Namespace) -> int:
-    from node.content import readable
-    from node.revocation import revoked_ids
-    from protocol.content import Guide
-    from protocol.record import Kind
+    from urllib.parse import urlencode
 
-    malformed: list[bytes] = []
-    async with opened(args) as local:
-        items, unreadable = await readable(local, Kind.GUIDE, now_ms(), malformed)
-        peers = await local.peers()
-        revoked = await revoked_ids(local)
-
-    def author(node_id: Any) -> str:
-        if node_id == local.node_id:
-            return "you"
-        peer = peers.get(node_id)
-        return peer.label if peer else node_id.short
-
-    guides = [(it, Guide.from_content(it.body.content)) for it in items]  # checked: typed
-    rows = [
-        {
-            "id": it.record.id.hex(),
-            "title": guide.title,
-            "lang": guide.lang,
-            "region": guide.region,
-            "topics": list(guide.topics),
-            "author": str(it.record.author),
-            "author_label": author(it.record.author),
-            "created": it.record.created,
-            "scope": it.record.scope.name.lower(),
-            # Its author's key was revoked: anyone holding the key may have written it.
-            "unverified": it.record.author in revoked,
-        }
-        for it, guide in sorted(guides, key=lambda pair: -pair[0].record.created)
-    ]
-    if args.json:
-        print_json(
-            {"guides": rows, "held_unreadable": unreadable, "held_malformed": len(malformed)}
+    query = {
+        name: value
+        for name, value in (
+            ("lang", args.lang),
+            ("topic", args.topic),
+            ("region", args.region),
+            ("from", args.author),
+            ("search", args.search),
+            ("limit", str(args.limit) if args.limit is not None else ""),
+            ("prefer", ",".join(_languages(args))),
         )
+        if value
+    }
+    # A running node answers from its live index; else the sealed cache of this directory.
+    answer = api.call(data_dir(args), "GET", "/v1/guides?" + urlencode(query), timeout=60)
+    if answer is None:
+        answer = await _guides_here(args, query)
+    rows: list[dict[str, Any]] = answer["guides"]
+    unreadable, malformed = int(answer["held_unreadable"]), int(answer["held_malformed"])
+    if args.json:
+        print_json(answer)
         return 0
     if rows:
         table(
@@ -127,29 +121,61 @@ async def cmd_guides(args: argparse.Namespace) -> int:
                     r["id"][:12],
                     str(r["title"])[:48],
                     str(r["lang"]),
+                    " ".join(sorted({str(v["lang"]) for v in r["languages"]} - {r["lang"]})),
                     r["author_label"] + (" UNVERIFIED (key revoked)" if r["unverified"] else ""),
                     when(r["created"]),
                 ]
                 for r in rows
             ],
-            ["ID", "TITLE", "LANG", "FROM", "PUBLISHED"],
+            ["ID", "TITLE", "LANG", "ALSO IN", "FROM", "PUBLISHED"],
         )
     else:
-        print("no guides this node can read")
+        print("no guides this node can read" + (" match" if len(query) > 1 else ""))
+    if int(answer.get("lessons", len(rows))) > len(rows):
+        print(f"({int(answer['lessons']) - len(rows)} more lessons match: raise --limit)")
     if unreadable:
         print(f"({unreadable} more held for others, unreadable here)")
     if malformed:
-        print(f"({len(malformed)} malformed, not shown: their content breaks the guide schema)")
+        print(f"({malformed} malformed, not shown: their content breaks the guide schema)")
     return 0
+
+
+async def _guides_here(args: argparse.Namespace, query: dict[str, str]) -> dict[str, Any]:
+    import gc
+
+    from node.library import build_guides, listing, wanted_of
+    from node.revocation import revoked_ids
+
+    async with opened(args) as local:
+        now = now_ms()
+        index = await build_guides(local, now)
+        gc.freeze()  # what it built lives until the process ends: no collector passes over it
+        peers = await local.peers()
+        revoked = await revoked_ids(local)
+    wanted = wanted_of(index, peers, query)
+    prefer = [lang for lang in query.get("prefer", "").split(",") if lang]
+    return listing(index, wanted, now, prefer, peers, local.node_id, revoked)
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
     from node.content import find
+    from node.guide_index import GuideEntry, choose
+    from node.library import build_guides
     from protocol.content import Alert, Guide
     from protocol.record import Kind
 
+    others: list[GuideEntry] = []
     async with opened(args) as local:
-        item = await find(local, args.id, now_ms())
+        now = now_ms()
+        item = await find(local, args.id, now)
+        if item.record.kind is Kind.GUIDE:  # a lesson: open it in the reader's language
+            lesson = Guide.from_content(item.body.content).translation_of or item.record.id
+            versions = (await build_guides(local, now)).lesson_of(lesson, now)
+            if versions:
+                chosen = choose(versions, lesson, _languages(args))
+                if chosen.rid != item.record.id:
+                    item = await find(local, chosen.rid.hex(), now)
+                others = [v for v in versions if v.rid != item.record.id]
         peers = await local.peers()
     content = item.body.content
     peer = peers.get(item.record.author)
@@ -161,7 +187,8 @@ async def cmd_show(args: argparse.Namespace) -> int:
                 "author": str(item.record.author),
                 "created": item.record.created,
                 "expires": item.record.expires,
-                "content": {k: v for k, v in content.items() if not isinstance(v, bytes)},
+                "content": {k: v.hex() if isinstance(v, bytes) else v for k, v in content.items()},
+                "languages": [{"lang": v.lang, "id": v.rid.hex()} for v in others],
             }
         )
         return 0
@@ -197,6 +224,9 @@ async def cmd_show(args: argparse.Namespace) -> int:
     )
     if meta:
         print("   ".join(meta))
+    if others:
+        also = ", ".join(f"{v.lang or '?'} {v.rid.hex()[:12]}" for v in others)
+        print(f"also in: {also}")
     print()
     print(text)
     return 0

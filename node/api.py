@@ -24,6 +24,7 @@ from node.bundles import import_bundle
 from node.clock import now_ms
 from node.config import Config
 from node.ingest import Accepted
+from node.library import Library, listing, wanted_of
 from node.local import Local
 from node.queries import KnowWho
 from node.web import UI_PREFIX
@@ -59,6 +60,7 @@ class LocalApi:
         config: Config,
         alerts: Alerts,
         knowwho: KnowWho,
+        library: Library,
         *,
         token: str,
         accept: Callable[[Sequence[Record]], Awaitable[Accepted]],
@@ -71,6 +73,7 @@ class LocalApi:
         self.config = config
         self.alerts = alerts
         self.knowwho = knowwho
+        self.library = library
         self.token = token
         self._accept = accept
         self._notify = notify
@@ -93,6 +96,7 @@ class LocalApi:
         app.router.add_get("/metrics", self._api_metrics)
         app.router.add_post("/v1/query", self._api_query)
         app.router.add_get("/v1/queries", self._api_queries)
+        app.router.add_get("/v1/guides", self._api_guides)
         return app
 
     @web.middleware
@@ -209,6 +213,20 @@ class LocalApi:
         else:
             result = self.knowwho.local_query(flt, limit)
         return web.json_response(result)
+
+    async def _api_guides(self, request: web.Request) -> web.Response:
+        """`canopy guides` while the node runs: one row per lesson, from the live index
+        (query: lang, topic, region, from, search, limit, prefer: languages, comma-separated)."""
+        q = request.query
+        await self.library.ready.wait()  # built in the background at start
+        peers, revoked = self.library.people()
+        try:
+            wanted = wanted_of(self.library.index, peers, q)
+        except CanopyError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        prefer = [lang for lang in q.get("prefer", "").split(",") if lang]
+        index, me = self.library.index, self.local.node_id
+        return web.json_response(listing(index, wanted, now_ms(), prefer, peers, me, revoked))
 
     async def _api_queries(self, request: web.Request) -> web.Response:
         """Queries peers sent us (what a peer can learn about who asks: only the peer)."""

@@ -44,6 +44,8 @@ class Config:
     ui_lang: str = "en"  # ui.lang: the web app's language when the browser asks for none we have
     ui_remote: bool = False  # ui.remote: also serve named staff through a reverse proxy
     ui_public_url: str = ""  # ui.public_url: the origin the proxy serves, https://host[:port]
+    # content.languages: the reader's languages, preferred first (`show` picks a lesson's)
+    languages: tuple[str, ...] = ("en",)
     source: Path | None = field(default=None, compare=False)
 
     def advertised(self) -> tuple[str, ...]:
@@ -83,6 +85,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("ui", "lang"): ("ui_lang", str),
     ("ui", "remote"): ("ui_remote", bool),
     ("ui", "public_url"): ("ui_public_url", str),
+    ("content", "languages"): ("languages", list),
 }
 UI_LANGS = ("en", "fr", "ar")  # the web app's catalogues (node/web/locale/)
 LOG_FORMATS = ("text", "json")
@@ -183,7 +186,7 @@ def _validate(config: Config, origin: Callable[[str], str]) -> Config:
         parse_proxies(config.trusted_proxies)
     except ValueError as exc:
         raise ConfigError(
-            f"{origin('trusted_proxies')}: node.trusted_proxies: {exc}, e.g. \"127.0.0.1\""
+            f'{origin("trusted_proxies")}: node.trusted_proxies: {exc}, e.g. "127.0.0.1"'
         ) from None
     if config.reconnect_min <= 0 or config.reconnect_max < config.reconnect_min:
         raise ConfigError(
@@ -207,6 +210,12 @@ def _validate(config: Config, origin: Callable[[str], str]) -> Config:
         )
     if config.ui_lang not in UI_LANGS:
         raise ConfigError(f"{origin('ui_lang')}: ui.lang must be one of {', '.join(UI_LANGS)}")
+    for lang in config.languages:
+        if not re.fullmatch(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*", lang):
+            raise ConfigError(
+                f"{origin('languages')}: content.languages entries must be language tags"
+                ' like "en" or "fr-CA"'
+            )
     if config.max_source_records < 1:
         raise ConfigError(f"{origin('max_source_records')}: sync.max_source_records must be > 0")
     for name in ("poll_interval", "resync_interval"):

@@ -135,6 +135,7 @@ async def publish_guides(
     to: str,
     now_ms: int,
     replaces: str | None = None,
+    translation_of: str | None = None,
 ) -> list[tuple[Record, str]]:
     """Seal one guide record per file and store them; returns (record, title) pairs.
 
@@ -163,6 +164,7 @@ async def publish_guides(
         to=to,
         now_ms=now_ms,
         replaces=replaces,
+        translation_of=translation_of,
     )
 
 
@@ -177,6 +179,7 @@ async def publish_guide_texts(
     to: str,
     now_ms: int,
     replaces: str | None = None,
+    translation_of: str | None = None,
 ) -> list[tuple[Record, str]]:
     """`publish_guides` for texts already in memory, as (file name, text) pairs: the web
     app's editor publishes through here, and nothing readable touches the disk."""
@@ -187,6 +190,7 @@ async def publish_guide_texts(
     if replaces and len(texts) != 1:
         raise CanopyError("--replaces takes exactly one file: the new version")
     old = await _own_record(local, replaces) if replaces else None
+    original = await _original(local, translation_of, lang, now_ms) if translation_of else None
     contents: list[tuple[str, dict[str, Value]]] = []
     for name, text in texts:
         path = Path(name)
@@ -200,6 +204,8 @@ async def publish_guide_texts(
             "filename": path.name,
             "text": text,
         }
+        if original is not None:
+            content["translation_of"] = original
         try:  # what every reader will check: refuse here what they would find unreadable
             Guide.from_content(content)
         except DecodeError as exc:
@@ -219,6 +225,17 @@ async def publish_guide_texts(
     if old is not None:
         await _withdraw(local, [old], now_ms, successor=published[0][0].id)
     return published
+
+
+async def _original(local: Local, ref: str, lang: str, now_ms: int) -> bytes:
+    """The id of the original a translation names: the guide `ref` (any author's, readable
+    here), or the original that guide itself translates (SPEC "Translations")."""
+    if not lang.strip():
+        raise CanopyError("--translation-of needs --lang: the language of this translation")
+    item = await find(local, ref, now_ms)
+    if item.record.kind is not Kind.GUIDE:
+        raise CanopyError(f"--translation-of {ref}: that record is a {item.record.kind}")
+    return Guide.from_content(item.body.content).translation_of or item.record.id
 
 
 async def publish_alert(

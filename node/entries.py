@@ -6,12 +6,22 @@ In memory only: nothing readable of a contact is written to disk or to a log lin
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from protocol.contact import Contact, Share, Vouch
 from protocol.encoding import Value
-from protocol.errors import DecodeError
-from protocol.record import Kind, Scope
+from protocol.envelope import open_stored as open_stored_body
+from protocol.errors import DecodeError, NotForUs, RemoteProtocolError
+from protocol.identity import Identity
+from protocol.record import ID_BYTES, Kind, Scope, stored_fields
+
+# Codes of the opened-record cache (node.opened_cache, node.guide_index): what a cached value
+# is. Changing how a record is checked, or a cached layout, means bumping OPENED_VERSION.
+OPENED_VERSION = 1
+UNREADABLE = 0  # no key of ours opens the record
+MALFORMED = 3  # it opens, but its content breaks the rules
 
 
 @dataclass(slots=True)
@@ -69,3 +79,28 @@ def entry_of(opened: Opened) -> Entry | VouchEntry:
     if opened.kind is Kind.VOUCH:
         return VouchEntry(*head, Vouch.from_content(opened.content))
     raise DecodeError(f"{opened.kind} records are not indexed")
+
+
+def open_stored(
+    data: bytes,
+    kind: Kind,
+    identity: Identity,
+    network_key: bytes | None,
+    circle_keys: Sequence[bytes] = (),
+) -> Opened | None:
+    """Open one record of `kind` from our own store, for the index; None if we cannot read
+    it (or it is not of `kind`, or damaged).
+
+    Builds no Record or Body (at start a node opens every stored contact, and those objects
+    cost more than the decryption): `protocol.record.stored_fields` and
+    `protocol.envelope.open_stored`, which trust what was checked before it was stored."""
+    try:
+        record = stored_fields(data)
+        if record.kind is not kind:
+            return None
+        body = open_stored_body(record, identity, network_key, circle_keys)
+    except (NotForUs, RemoteProtocolError):
+        return None
+    rid = hashlib.blake2b(data, digest_size=ID_BYTES).digest()
+    scope, created, expires = record.scope, record.created, record.expires
+    return Opened(rid, kind, record.author, scope, created, expires, body.content)

@@ -16,52 +16,34 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import importlib.metadata
 from typing import Any
 
 import msgpack
 
 from node.contact_index import ContactIndex
-from node.entries import Entry, Opened, VouchEntry, entry_of
+from node.entries import (
+    MALFORMED,
+    OPENED_VERSION,
+    UNREADABLE,
+    Entry,
+    VouchEntry,
+    entry_of,
+    open_stored,
+)
 from node.local import Local
 from protocol import limits
 from protocol.contact import Contact, Share, Vouch, VouchAbout
 from protocol.encoding import Value
-from protocol.envelope import open_stored as open_stored_body
-from protocol.errors import LocalProtocolError, NotForUs, RemoteProtocolError
+from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.identity import Identity
-from protocol.record import ID_BYTES, Kind, Scope, stored_fields
+from protocol.record import Kind, Scope
 
-OPENED_VERSION = 1
-UNREADABLE = 0  # no key of ours opens the record
-MALFORMED = 3  # it opens, but its content breaks the rules
 _CONTACT = 1
 _VOUCH = 2
 _SHARES = {s.value: s for s in Share}
 _ABOUTS = {a.value: a for a in VouchAbout}
 _SCOPES = {int(s): s for s in Scope}
-
-
-def open_stored(
-    data: bytes, kind: Kind, identity: Identity, network_key: bytes | None
-) -> Opened | None:
-    """Open one record of `kind` from our own store, for the index; None if we cannot read
-    it (or it is not of `kind`, or damaged).
-
-    Builds no Record or Body (at start a node opens every stored contact, and those objects
-    cost more than the decryption): `protocol.record.stored_fields` and
-    `protocol.envelope.open_stored`, which trust what was checked before it was stored."""
-    try:
-        record = stored_fields(data)
-        if record.kind is not kind:
-            return None
-        body = open_stored_body(record, identity, network_key)
-    except (NotForUs, RemoteProtocolError):
-        return None
-    rid = hashlib.blake2b(data, digest_size=ID_BYTES).digest()
-    scope, created, expires = record.scope, record.created, record.expires
-    return Opened(rid, kind, record.author, scope, created, expires, body.content)
 
 
 def pack_opened(item: Entry | VouchEntry | int, room: int) -> bytes:

@@ -31,6 +31,7 @@ from node.connection import PeerConnection
 from node.dialer import Dialer
 from node.ingest import Accepted, accept_records, malformed_among
 from node.intake import Intake
+from node.library import Library
 from node.local import Local, Peer
 from node.metrics import Figures, prometheus, sync_lag_s
 from node.peer_book import PeerBook, PeerState
@@ -89,6 +90,11 @@ class Node:
         )
         self.alerts = Alerts(local.identity, self.book)
         self.knowwho = KnowWho(local, self)
+        self.library = Library(
+            local,
+            keys=lambda: (self.network_key, self.book.circle_keys),
+            people=lambda: (self.book.peers, self.book.revoked.keys()),
+        )
         self.sync = Sync(
             local,
             self.book,
@@ -110,6 +116,7 @@ class Node:
             config,
             self.alerts,
             self.knowwho,
+            self.library,
             token=self.api_token,
             accept=lambda records: self.accept(records, source=None),
             notify=self._notify,
@@ -170,6 +177,7 @@ class Node:
         await apply_stored_revocations(self.local, now_ms())
         await self._reload_trust()
         await self.knowwho.start()
+        await self.library.start()
         # Our records published while we were stopped reach peers by reconciliation.
         self._local_seq = await self.local.store.max_seq()
         self.dialer.start()
@@ -224,6 +232,7 @@ class Node:
 
     async def stop(self) -> None:
         self.knowwho.stop()
+        self.library.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -239,6 +248,7 @@ class Node:
         await self.book.flush()
         await self.sync.flush_deliveries()
         await self.knowwho.flush_opened()
+        await self.library.flush_opened()
         self.local.clear_runtime()
 
     def _spawn(self, work: Coroutine[object, object, None]) -> None:
@@ -255,6 +265,7 @@ class Node:
             self.knowwho.network_key_changed()
         self.network_key = key
         self.book.circle_keys = await circles.read_keys(self.local)
+        self.library.keys_changed()
         known = self.peers
         self.book.peers = await self.local.peers()
         for node_id, peer in self.peers.items():  # last_sync is written only now and then
@@ -320,6 +331,7 @@ class Node:
             await self._circles_changed(now)
         if accepted.purged:
             self.knowwho.remove(accepted.purged)
+            self.library.remove(accepted.purged)
         self.received += len(fresh) if source is not None else 0
         for record in fresh:
             if record.kind is Kind.ALERT:
@@ -333,6 +345,9 @@ class Node:
             ):  # opened, but malformed: its author pays, as for alerts
                 error = DecodeError("content breaks its kind's schema")
                 await self.book.penalise(record.author, error, reason="content_malformed")
+        for record in fresh:
+            if record.kind is Kind.GUIDE:
+                self.library.add(record)
         guides = [
             r.id
             for r in fresh
@@ -377,6 +392,7 @@ class Node:
         if await circles.cut_off_revoked(self.local, now):
             self._notify()
         self.book.circle_keys = await circles.read_keys(self.local)
+        self.library.keys_changed()
 
     def _revoked_now(self, node_id: NodeId) -> None:
         """Refuse the identity at once: its handshakes, its records, its live connection;
@@ -417,6 +433,7 @@ class Node:
                     last_purge = time.monotonic()
                     purged = await self.local.store.delete_expired(now_ms())
                     self.knowwho.expire(now_ms())
+                    self.library.expire(now_ms())
                     if purged:
                         log.info("purged %d expired record(s)", purged)
             except Exception:  # never let one bad poll stop the node
@@ -441,12 +458,16 @@ class Node:
                         self.book.count("content_malformed")
                 elif record.kind in (Kind.CONTACT, Kind.VOUCH):
                     self.knowwho.add(record, verify_body=False)
+                elif record.kind is Kind.GUIDE:
+                    self.library.add(record)
                 elif record.kind is Kind.TOMBSTONE:
                     self.knowwho.remove(Withdrawal.from_payload(record.payload).targets)
+                    self.library.remove(Withdrawal.from_payload(record.payload).targets)
             self.sync.push(records)
         await self.book.flush()
         await self.sync.flush_deliveries()
         await self.knowwho.flush_opened()
+        await self.library.flush_opened()
 
     # -- what the local API reads ------------------------------------------------------------
 
@@ -519,5 +540,9 @@ class Node:
             "knowwho": {
                 "ready": self.knowwho.ready.is_set(),
                 "contacts": len(self.knowwho.index.entries),
+            },
+            "library": {
+                "ready": self.library.ready.is_set(),
+                "guides": len(self.library.index.entries),
             },
         }

@@ -17,10 +17,12 @@ from protocol.circle import Change
 from protocol.contact import Contact, Vouch
 from protocol.encoding import Value, as_bytes, as_int, as_list, check_keys
 from protocol.errors import DecodeError
-from protocol.record import Kind
+from protocol.record import ID_BYTES, Kind
 
 _GUIDE_REQUIRED = frozenset({"title"})
-_GUIDE_OPTIONAL = frozenset({"text", "lang", "region", "topics", "format", "filename"})
+_GUIDE_OPTIONAL = frozenset(
+    {"text", "lang", "region", "topics", "format", "filename", "translation_of"}
+)
 _ALERT_KEYS = frozenset({"text", "urgency"})
 URGENCIES = ("normal", "high")
 
@@ -51,6 +53,7 @@ class Guide:
     topics: tuple[str, ...] = ()
     format: str = ""
     filename: str = ""
+    translation_of: bytes = b""  # the record id of the guide this one translates
 
     @classmethod
     def from_content(cls, content: dict[str, Value]) -> Guide:
@@ -70,6 +73,9 @@ class Guide:
             topics=tuple(_text({"topic": t}, "topic", field) for t in topics),
             format=_text(content, "format", field),
             filename=_text(content, "filename", field),
+            translation_of=as_bytes(content["translation_of"], ID_BYTES, "translation_of")
+            if "translation_of" in content
+            else b"",
         )
 
 

@@ -12,11 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # protocol, so none belongs in protocol/limits.py.
 NODE_CONSTANTS_ALLOWED = {
     # codes of the opened-record cache format (what a cached value is), not bounds
-    ("node/opened_cache.py", "OPENED_VERSION"),
-    ("node/opened_cache.py", "UNREADABLE"),
-    ("node/opened_cache.py", "MALFORMED"),
+    ("node/entries.py", "OPENED_VERSION"),
+    ("node/entries.py", "UNREADABLE"),
+    ("node/entries.py", "MALFORMED"),
     ("node/opened_cache.py", "_CONTACT"),
     ("node/opened_cache.py", "_VOUCH"),
+    ("node/guide_index.py", "_GUIDE"),
     # the byte layout of a stored row: sizes fixed by the format, not chosen bounds
     ("node/at_rest.py", "_ID_BYTES"),
     ("node/at_rest.py", "_MARK_BYTES"),

@@ -208,6 +208,38 @@ def build() -> dict[str, object]:
         }
     )
 
+    # A translation names its original by record id (exactly 32 bytes; SPEC "Translations").
+    for name, original, expect in (
+        ("record-guide-translation-opened", sealed_guide.id, "ok"),
+        ("record-guide-translation-of-31-bytes", sealed_guide.id[:31], "DecodeError"),
+    ):
+        translation = {**guide_content, "lang": "fr", "translation_of": original}
+        t_body = Body.create(ALICE, Kind.GUIDE, NOW, translation)
+        t_sealed = seal(
+            t_body.to_bytes(), [BOB.node_id, ALICE.node_id], None, SeededRandom(name.encode())
+        )
+        t_record = Record.create(
+            ALICE,
+            Kind.GUIDE,
+            created=NOW,
+            expires=NOW + 30 * DAY,
+            scope=Scope.NETWORK,
+            payload=t_sealed,
+        )
+        cases.append(
+            {
+                "name": name,
+                "type": "open_record",
+                "record": t_record.to_bytes().hex(),
+                "id": t_record.id.hex(),
+                "reader_seed": BOB.seed.hex(),
+                "network_key": None,
+                "body": t_body.to_bytes().hex(),
+                "body_signed_bytes": t_body.signed_bytes().hex(),
+                "expect": expect,
+            }
+        )
+
     # Negative records.
     fields = record_fields(guide)
     sig_at = len(guide.to_bytes()) - 64

@@ -482,6 +482,7 @@ async def test_no_plaintext_in_store_files(tmp_path: Path) -> None:
 async def test_no_plaintext_in_data_dir_after_real_use(tmp_path: Path) -> None:
     """The same scan over a whole data directory used through node/ (key file included)."""
     from node.content import publish_guides
+    from node.library import build_guides
 
     data = tmp_path / "data"
     local = await Local.create(data, f"Org {MARKER}", b"pw")
@@ -495,6 +496,9 @@ async def test_no_plaintext_in_data_dir_after_real_use(tmp_path: Path) -> None:
         await publish_guides(
             local, [guide], title=None, lang="en", topics=[], region="KE", to="peers", now_ms=NOW
         )
+        # The library's index cached next to the record: its title, words, lesson, sealed.
+        assert len((await build_guides(local, NOW)).entries) == 1
+        assert (await build_guides(local, NOW)).opened == 0  # read back from the cache
         network_key = await local.network_key()
         needles = [*NEEDLES, MARKER.lower().encode(), network_key, peer.raw, str(peer).encode()]
         assert _scan(data, needles) == {}

@@ -1,0 +1,365 @@
+"""The in-memory guide index: what the library lists and searches (title, language, region,
+topics, author, created, lesson, and the search words of title and text) for every guide
+this node can read, and how its entries are cached sealed next to each record.
+
+Owns matching (`--lang`, `--topic`, `--region`, `--from`, `--search`) and the grouping of
+guides into lessons: an original and every translation of it this node can read
+(docs/spec/30-sync.md, "Translations"). `node.library` builds it at start from the opened
+cache (`Store.put_opened`, as `node.opened_cache` does for contacts) and keeps it current in
+the running node; `commands/content.py` builds it the same way when no node runs. Lives in
+memory only: nothing readable of a guide is written to disk but the sealed cached value.
+
+Cached value of a guide (msgpack, sealed under the storage key, padded to the record's
+size): [OPENED_VERSION, _GUIDE, author, scope, created, expires, title, lang, region,
+topics, translation_of, words] with words the search words joined by one space, or None
+when they did not fit (the record is opened again at the next start). An unreadable or
+malformed guide is cached as `node.opened_cache` caches one: [OPENED_VERSION, code].
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+
+import msgpack
+
+from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, Opened
+from protocol.contact import primary_lang, region_matches, tokens
+from protocol.content import Guide
+from protocol.encoding import Value
+from protocol.record import Scope
+
+_GUIDE = 4  # the cached value's kind code (contacts and vouches use 1 and 2)
+_SCOPES = {int(s): s for s in Scope}
+
+
+@dataclass(slots=True)
+class GuideEntry:
+    """One readable guide, as the library lists and searches it (in memory only)."""
+
+    rid: bytes
+    author: bytes
+    scope: Scope
+    created: int
+    expires: int
+    title: str
+    lang: str
+    region: str
+    topics: tuple[str, ...]
+    translation_of: bytes
+    words: str | None  # the search words of title and text, one space between (None: unknown)
+
+    @property
+    def lesson(self) -> bytes:
+        """The id of the lesson this guide is a version of: its original's id."""
+        return self.translation_of or self.rid
+
+
+def search_words(title: str, text: str) -> str:
+    """The distinct search words of a guide (case- and accent-folded), in first-seen order."""
+    return " ".join(dict.fromkeys(tokens(title) + tokens(text)))
+
+
+def guide_entry_of(opened: Opened) -> GuideEntry:
+    """The index entry of an opened guide; DecodeError (a RemoteProtocolError) if malformed."""
+    guide = Guide.from_content(opened.content)
+    return GuideEntry(
+        opened.rid,
+        opened.author,
+        opened.scope,
+        opened.created,
+        opened.expires,
+        guide.title,
+        guide.lang,
+        guide.region,
+        guide.topics,
+        guide.translation_of,
+        search_words(guide.title, guide.text),
+    )
+
+
+def pack_guide(item: GuideEntry | int, room: int) -> bytes:
+    """What to cache for a guide record: its entry (the words only if they fit in `room`
+    bytes), or UNREADABLE / MALFORMED."""
+    if isinstance(item, int):  # as node.opened_cache.pack_opened caches one
+        packed_code: bytes = msgpack.packb([OPENED_VERSION, item])
+        return packed_code
+    head: list[Value] = [OPENED_VERSION, _GUIDE, item.author, item.scope.value, item.created]
+    value: list[Value] = [
+        *head,
+        item.expires,
+        item.title,
+        item.lang,
+        item.region,
+        list(item.topics),
+        item.translation_of,
+        item.words,
+    ]
+    packed: bytes = msgpack.packb(value)
+    if len(packed) > room:
+        value[-1] = None
+        packed = msgpack.packb(value)
+    return packed
+
+
+def unpack_guide(rid: bytes, data: bytes) -> GuideEntry | int | None:
+    """What `pack_guide` made (rid: the record's id, which the store checked the value is
+    bound to); None if it is of another version, does not parse, or lacks its words (open
+    the record again). Checked when it was cached, by this version of the code."""
+    try:
+        value = msgpack.unpackb(data, use_list=False)
+        if value[0] != OPENED_VERSION:
+            return None
+        if value[1] in (UNREADABLE, MALFORMED) and len(value) == 2:
+            return int(value[1])
+        if value[1] != _GUIDE or len(value) != 12 or value[11] is None:
+            return None
+        _, _, author, scope, created, expires, title, lang, region, topics, of, words = value
+        return GuideEntry(
+            rid, author, _SCOPES[scope], created, expires, title, lang, region, topics, of, words
+        )
+    except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What a listing asks for: every given field must match (empty: any)."""
+
+    lang: str = ""
+    topic: str = ""
+    region: str = ""
+    authors: frozenset[bytes] | None = None  # --from, resolved to author keys
+    search: str = ""
+    limit: int = 0  # the newest this many lessons (0: all)
+
+
+@dataclass(slots=True)
+class GuideIndex:
+    """Posting lists over readable guides: lesson, language, topic, author, search words."""
+
+    entries: dict[bytes, GuideEntry] = field(default_factory=dict)
+    by_lesson: dict[bytes, set[bytes]] = field(default_factory=dict)
+    by_lang: dict[str, set[bytes]] = field(default_factory=dict)
+    by_topic: dict[str, set[bytes]] = field(default_factory=dict)
+    by_author: dict[bytes, set[bytes]] = field(default_factory=dict)
+    unreadable: int = 0
+    malformed: int = 0
+    opened: int = 0  # records its build opened (the rest came from the sealed cache)
+    # The word index is built on the first search (a listing without --search needs none).
+    _by_token: dict[str, set[bytes]] | None = None
+    _vocab: list[str] = field(default_factory=list)
+    _vocab_dirty: bool = False
+
+    def put(self, entry: GuideEntry) -> None:
+        """Index one readable guide (a new version of an indexed id replaces it)."""
+        rid = entry.rid
+        if rid in self.entries:
+            self.remove([rid])
+        self.entries[rid] = entry
+        # _post, inline: a build does this for every guide
+        for index, key in (
+            (self.by_lesson, entry.translation_of or rid),
+            (self.by_lang, primary_lang(entry.lang)),
+            (self.by_author, entry.author),
+        ):
+            ids = index.get(key)  # type: ignore[attr-defined]
+            if ids is None:
+                index[key] = {rid}  # type: ignore[index]
+            else:
+                ids.add(rid)
+        for topic in entry.topics:
+            _post(self.by_topic, topic.casefold(), rid)
+        if self._by_token is not None:
+            self._post_words(entry)
+
+    def _post_words(self, entry: GuideEntry) -> None:
+        assert self._by_token is not None
+        by_token = self._by_token
+        for word in (entry.words or "").split():
+            ids = by_token.get(word)
+            if ids is None:
+                by_token[word] = {entry.rid}
+                self._vocab_dirty = True
+            else:
+                ids.add(entry.rid)
+
+    def remove(self, ids: Iterable[bytes]) -> int:
+        """Forget withdrawn, replaced or expired guides; returns how many were indexed."""
+        removed = 0
+        for rid in ids:
+            entry = self.entries.pop(rid, None)
+            if entry is None:
+                continue
+            removed += 1
+            _discard(self.by_lesson, entry.lesson, rid)
+            _discard(self.by_lang, primary_lang(entry.lang), rid)
+            for topic in entry.topics:
+                _discard(self.by_topic, topic.casefold(), rid)
+            _discard(self.by_author, entry.author, rid)
+            if self._by_token is not None:
+                for word in (entry.words or "").split():
+                    if _discard(self._by_token, word, rid):
+                        self._vocab_dirty = True
+        return removed
+
+    def expired(self, now_ms: int) -> list[bytes]:
+        return [rid for rid, e in self.entries.items() if e.expires <= now_ms]
+
+    def build_words(self) -> None:
+        """Index the search words of every entry (once; kept current from then on)."""
+        if self._by_token is None:
+            self._by_token = {}
+            for entry in self.entries.values():
+                self._post_words(entry)
+
+    # -- matching ------------------------------------------------------------------------------
+
+    def _prefixed(self, token: str) -> list[set[bytes]]:
+        """The posting sets of every word that starts with `token` (any of them matches)."""
+        assert self._by_token is not None
+        if self._vocab_dirty:
+            self._vocab = sorted(self._by_token)
+            self._vocab_dirty = False
+        out: list[set[bytes]] = []
+        at = bisect.bisect_left(self._vocab, token)
+        while at < len(self._vocab) and self._vocab[at].startswith(token):
+            out.append(self._by_token[self._vocab[at]])
+            at += 1
+        return out
+
+    def matching(self, wanted: Wanted, now_ms: int) -> list[GuideEntry]:
+        """Unexpired guides that match every field of `wanted` (words: each one of the
+        guide's words, in title or text, the last one also the start of one)."""
+        # Each field: posting sets of which a guide must be in one (a word prefix: many).
+        fields: list[list[set[bytes]]] = []
+        if wanted.lang:
+            fields.append([self.by_lang.get(primary_lang(wanted.lang), set())])
+        if wanted.topic:
+            fields.append([self.by_topic.get(wanted.topic.casefold(), set())])
+        if wanted.authors is not None:
+            fields.append([self.by_author.get(a, set()) for a in wanted.authors])
+        words = list(dict.fromkeys(tokens(wanted.search)))
+        if words:
+            self.build_words()
+            assert self._by_token is not None
+            fields.extend([self._by_token.get(w, set())] for w in words[:-1])
+            fields.append(self._prefixed(words[-1]))  # the last word as typed so far
+        elif wanted.search.strip():
+            return []  # only punctuation: no word to match
+        candidates: Iterable[bytes]
+        if fields:
+            # Smallest field first; each next one only filters what is left (no union of
+            # the large posting sets of a short prefix is ever built).
+            fields.sort(key=lambda sets: sum(map(len, sets)))
+            found: set[bytes] = set().union(*fields[0])
+            for sets in fields[1:]:
+                if not found:
+                    break
+                if len(sets) == 1:
+                    found = found & sets[0]
+                elif sum(map(len, sets)) < 2 * len(found) * len(sets):  # a union is cheaper
+                    found = found & set().union(*sets)
+                else:
+                    found = {r for r in found if any(r in ids for ids in sets)}
+            candidates = found
+        else:
+            candidates = self.entries.keys()
+        region = wanted.region.upper()
+        out = []
+        for rid in candidates:
+            entry = self.entries[rid]
+            if entry.expires <= now_ms:
+                continue
+            if region and not region_matches(region, entry.region.upper()):
+                continue
+            out.append(entry)
+        return out
+
+    def lesson_of(self, lesson: bytes, now_ms: int) -> list[GuideEntry]:
+        """Every unexpired version of a lesson this node can read, newest first."""
+        versions = [self.entries[r] for r in self.by_lesson.get(lesson, ())]
+        return sorted(
+            (v for v in versions if v.expires > now_ms), key=lambda e: (-e.created, e.rid)
+        )
+
+    def lessons(
+        self, wanted: Wanted, now_ms: int, prefer: Iterable[str] = (), limit: int = 0
+    ) -> tuple[list[tuple[GuideEntry, list[GuideEntry]]], int]:
+        """One (chosen version, every version) per lesson with a version that matches,
+        newest lesson first (the first `limit`, 0: all), and how many lessons matched. The
+        chosen version is a matching one: in the first language of `--lang` or `prefer` it
+        has, else the original, else the newest."""
+        matched: dict[bytes, list[GuideEntry]] = {}
+        for entry in self.matching(wanted, now_ms):
+            matched.setdefault(entry.lesson, []).append(entry)
+        langs = [wanted.lang, *prefer] if wanted.lang else list(prefer)
+        chosen = [choose(hits, lesson, langs) for lesson, hits in matched.items()]
+        order = lambda e: (-e.created, e.rid)  # noqa: E731
+        top = heapq.nsmallest(limit, chosen, key=order) if limit else sorted(chosen, key=order)
+        return [(c, self.lesson_of(c.lesson, now_ms)) for c in top], len(matched)
+
+
+def choose(versions: list[GuideEntry], lesson: bytes, langs: Iterable[str]) -> GuideEntry:
+    """The version a reader of `langs` (preferred first) reads: the first language it is in,
+    else the original, else the newest version."""
+    newest = sorted(versions, key=lambda e: (-e.created, e.rid))
+    for lang in langs:
+        for entry in newest:
+            if entry.lang and primary_lang(entry.lang) == primary_lang(lang):
+                return entry
+    for entry in newest:
+        if entry.rid == lesson:
+            return entry
+    return newest[0]
+
+
+def lesson_row(
+    chosen: GuideEntry,
+    versions: list[GuideEntry],
+    label: Callable[[bytes, bool], str],
+    revoked: Collection[bytes],
+) -> dict[str, object]:
+    """One listing row (what `canopy guides --json` prints, and the local API returns)."""
+    return {
+        "id": chosen.rid.hex(),
+        "lesson": chosen.lesson.hex(),
+        "title": chosen.title,
+        "lang": chosen.lang,
+        "region": chosen.region,
+        "topics": list(chosen.topics),
+        "author": label(chosen.author, True),
+        "author_label": label(chosen.author, False),
+        "created": chosen.created,
+        "scope": chosen.scope.name.lower(),
+        # Its author's key was revoked: anyone holding the key may have written it.
+        "unverified": chosen.author in revoked,
+        "languages": [
+            {"lang": v.lang, "id": v.rid.hex(), "author_label": label(v.author, False)}
+            for v in versions
+        ],
+    }
+
+
+def _post(index: dict[str, set[bytes]] | dict[bytes, set[bytes]], key: object, rid: bytes) -> None:
+    ids = index.get(key)  # type: ignore[call-overload]
+    if ids is None:
+        index[key] = {rid}  # type: ignore[index]
+    else:
+        ids.add(rid)
+
+
+def _discard(
+    index: dict[str, set[bytes]] | dict[bytes, set[bytes]], key: object, rid: bytes
+) -> bool:
+    """Remove rid from index[key]; True if the key is gone."""
+    ids = index.get(key)  # type: ignore[call-overload]
+    if ids is None:
+        return False
+    ids.discard(rid)
+    if not ids:
+        del index[key]  # type: ignore[arg-type]
+        return True
+    return False

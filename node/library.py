@@ -1,0 +1,303 @@
+"""The library: the guide index built from the sealed opened cache, and the running node's
+live copy of it (built in the background at start, kept current as guides are stored,
+withdrawn and expire, what it opened cached for the next start).
+
+`build_guides` is the one build, for the running node and for `canopy guides` / `show`
+when no node runs: it reads what was cached of each guide (`node.guide_index.pack_guide`)
+and opens only the guides with nothing valid cached. Cached values depend on the keys that
+open guides (the network key and the circle keys): a keyed stamp of them is kept in the
+sealed settings, and when it changes every guide is opened again. docs/spec/30-sync.md
+("Translations"). Logs never carry a guide's content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+
+from node import circles
+from node.clock import now_ms
+from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, open_stored
+from node.guide_index import (
+    GuideEntry,
+    GuideIndex,
+    Wanted,
+    guide_entry_of,
+    lesson_row,
+    pack_guide,
+    unpack_guide,
+)
+from node.local import Local, Peer
+from node.trust import match_peers
+from protocol import limits
+from protocol.errors import CanopyError, RemoteProtocolError
+from protocol.identity import Identity, NodeId
+from protocol.record import Kind, Record
+
+log = logging.getLogger("canopy.library")
+
+_STAMP = "guide_keys_stamp"
+
+
+def keys_stamp(network_key: bytes | None, circle_keys: Sequence[bytes]) -> bytes:
+    """What cached guide openings depend on: the layout and the keys that open guides
+    (a keyed digest: the keys themselves are never written)."""
+    layout = f"guides {OPENED_VERSION}".encode()
+    digest = hashlib.blake2b(layout, key=network_key or b"", digest_size=32)
+    for key in sorted(circle_keys):
+        digest.update(key)
+    return digest.digest()
+
+
+def _open_guide(
+    data: bytes, identity: Identity, network_key: bytes | None, circle_keys: Sequence[bytes]
+) -> GuideEntry | int:
+    opened = open_stored(data, Kind.GUIDE, identity, network_key, circle_keys)
+    if opened is None:
+        return UNREADABLE
+    try:
+        return guide_entry_of(opened)
+    except RemoteProtocolError:
+        return MALFORMED
+
+
+def _count(index: GuideIndex, item: GuideEntry | int, now_ms: int) -> None:
+    if isinstance(item, GuideEntry):
+        if item.expires > now_ms:
+            index.put(item)
+    elif item == UNREADABLE:
+        index.unreadable += 1
+    else:
+        index.malformed += 1
+
+
+async def build_guides(local: Local, now_ms: int, *, yield_every: int = 0) -> GuideIndex:
+    """Every stored guide we can read, in a fresh index (see the module's docstring).
+    `yield_every`: give the event loop a turn after that many guides (0: never)."""
+    index = GuideIndex()
+    network_key = await local.network_key()
+    keys = await circles.read_keys(local)
+    stamp = keys_stamp(network_key, keys)
+    trust_cache = await local.store.get_setting(_STAMP) == stamp
+    fresh: list[tuple[bytes, bytes, int]] = []
+    room = local.store.opened_room
+
+    def opened_now(rid: bytes, data: bytes) -> None:
+        index.opened += 1
+        item = _open_guide(data, local.identity, network_key, keys)
+        fresh.append((rid, pack_guide(item, room(len(data))), len(data)))
+        _count(index, item, now_ms)
+
+    collecting = gc.isenabled()
+    gc.disable()  # building allocates and frees nothing: no point rescanning the heap
+    try:
+        spoilt: list[bytes] = []
+        n = 0
+        async for rows in local.store.opened_of_kind(str(Kind.GUIDE)):
+            for rid, plain, data in rows:
+                n += 1
+                if yield_every and n % yield_every == 0:
+                    await asyncio.sleep(0)
+                item = unpack_guide(rid, plain) if plain is not None and trust_cache else None
+                if item is not None:
+                    _count(index, item, now_ms)
+                elif data is not None:
+                    opened_now(rid, data)
+                else:
+                    spoilt.append(rid)
+        for start in range(0, len(spoilt), limits.OPENED_REPAIR_CHUNK):
+            chunk = spoilt[start : start + limits.OPENED_REPAIR_CHUNK]
+            for rid, data in (await local.store.get_records(chunk)).items():
+                opened_now(rid, data)
+    finally:
+        if collecting:
+            gc.enable()
+    for start in range(0, len(fresh), limits.OPENED_WRITE_CHUNK):
+        await local.store.put_opened(fresh[start : start + limits.OPENED_WRITE_CHUNK])
+    if not trust_cache:
+        await local.store.set_setting(_STAMP, stamp)
+    return index
+
+
+Keys = Callable[[], tuple[bytes | None, Sequence[bytes]]]  # the network key, circle keys
+People = Callable[[], tuple[Mapping[NodeId, Peer], Collection[NodeId]]]  # peers, revoked
+
+
+class Library:
+    """The running node's guide index (`index`), current once `ready` is set."""
+
+    def __init__(self, local: Local, keys: Keys, people: People) -> None:
+        self.local = local
+        self.keys = keys  # what opens guides now, as the running node holds them
+        self.people = people  # its trusted peers (names for --from, labels) and revoked keys
+        self.index = GuideIndex()
+        self.ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: list[Record | list[bytes]] | None = None  # changes during a build
+        self._opened: dict[bytes, tuple[GuideEntry | int, int]] = {}  # to cache at the flush
+        self._seen: tuple[bytes | None, Sequence[bytes]] | None = None  # keys of the last build
+        self._again = False
+
+    async def start(self) -> None:
+        """Build the index in the background; changes meanwhile are applied after it."""
+        self._pending = []
+        self._seen = self.keys()
+        self._spawn(self._build())
+
+    async def _build(self) -> None:
+        started = time.monotonic()
+        while True:
+            self._again = False
+            index = await build_guides(self.local, now_ms(), yield_every=limits.INDEX_BUILD_SLICE)
+            if not self._again:
+                break  # else the keys changed during the build: what it opened may be stale
+        index.build_words()  # searches in the running node must not pay for it
+        # Millions of long-lived objects: the cyclic collector's full passes over them
+        # would stall searches (hundreds of ms); they are kept out of its generations.
+        gc.collect()
+        gc.freeze()
+        pending, self._pending = self._pending or [], None
+        self.index = index
+        for change in pending:
+            if isinstance(change, Record):
+                self.add(change)
+            else:
+                self.remove(change)
+        self.ready.set()
+        log.info("library: %d guides in %.2f s", len(index.entries), time.monotonic() - started)
+
+    def keys_changed(self) -> None:
+        """The running node read its keys again: if those that open guides changed (a
+        circle joined or left, a network key), build the index again from the records."""
+        keys = self.keys()
+        if self._seen is None or keys == self._seen:
+            return  # not started yet, or nothing changed
+        self._seen = keys
+        self._opened.clear()  # opened under the old keys: not to be cached
+        if self._pending is not None:
+            self._again = True  # a build is running: it starts over when it ends
+            return
+        self._pending = []
+        self._spawn(self._build())
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def add(self, record: Record) -> None:
+        """Index a stored guide (of any author; opened here once)."""
+        if self._pending is not None:
+            self._pending.append(record)
+            return
+        data = record.to_bytes()
+        network_key, circle_keys = self.keys()
+        item = _open_guide(data, self.local.identity, network_key, circle_keys)
+        self._opened[record.id] = (item, len(data))
+        _count(self.index, item, now_ms())
+
+    def remove(self, ids: Sequence[bytes]) -> None:
+        if self._pending is not None:
+            self._pending.append(list(ids))
+            return
+        self.index.remove(ids)
+
+    def expire(self, now_ms: int) -> None:
+        if self._pending is None:
+            self.index.remove(self.index.expired(now_ms))
+
+    async def flush_opened(self) -> None:
+        """Cache what was opened of the guides added since the last flush."""
+        if not self._opened:
+            return
+        batch = list(self._opened.items())
+        store = self.local.store
+        await store.put_opened(
+            [(rid, pack_guide(it, store.opened_room(n)), n) for rid, (it, n) in batch]
+        )
+        for rid, queued in batch:
+            if self._opened.get(rid) is queued:
+                del self._opened[rid]
+
+
+def author_keys(index: GuideIndex, peers: Mapping[NodeId, Peer], ref: str) -> frozenset[bytes]:
+    """Authors `--from` may mean: a trusted peer (as `match_peers` finds them: a full id, an
+    exact name, an id prefix), or any author in the index whose id starts with `ref` (4+
+    characters). None found is an error that says so."""
+    found = {p.node_id.raw for p in match_peers(list(peers.values()), ref)}
+    low = ref.strip().lower()
+    if len(low) >= 4:
+        found |= {a for a in index.by_author if str(NodeId(a)).startswith(low)}
+    if not found:
+        raise CanopyError(f"--from {ref!r}: no trusted peer or author of a guide here by that")
+    return frozenset(found)
+
+
+def wanted_of(index: GuideIndex, peers: Mapping[NodeId, Peer], q: Mapping[str, str]) -> Wanted:
+    """A listing's filters from the local API's query (or the command line's, as a map)."""
+    for name in ("lang", "topic", "region", "from"):
+        if len(q.get(name, "").encode()) > limits.MAX_GUIDE_FIELD_BYTES:
+            raise CanopyError(f"--{name} is too long")
+    if len(q.get("search", "").encode()) > limits.MAX_GUIDE_TITLE_BYTES:
+        raise CanopyError("--search is too long")
+    ref = q.get("from", "").strip()
+    try:
+        limit = int(q.get("limit", "0"))
+    except ValueError:
+        raise CanopyError("--limit must be a number") from None
+    if not 0 <= limit <= limits.MAX_LOCAL_RESULTS:
+        raise CanopyError(f"--limit must be between 1 and {limits.MAX_LOCAL_RESULTS}")
+    return Wanted(
+        lang=q.get("lang", "").strip(),
+        topic=q.get("topic", "").strip(),
+        region=q.get("region", "").strip(),
+        authors=author_keys(index, peers, ref) if ref else None,
+        search=q.get("search", ""),
+        limit=limit,
+    )
+
+
+def listing(
+    index: GuideIndex,
+    wanted: Wanted,
+    now_ms: int,
+    prefer: Sequence[str],
+    peers: Mapping[NodeId, Peer],
+    me: NodeId,
+    revoked: Collection[NodeId],
+) -> dict[str, object]:
+    """What `canopy guides --json` prints: one row per lesson (`node.guide_index.lesson_row`),
+    the newest `wanted.limit` (0: all) and how many matched, and how many guides are held here but
+    unreadable or malformed."""
+    names: dict[tuple[bytes, bool], str] = {}  # a few authors, thousands of rows
+
+    def label(author: bytes, full: bool) -> str:
+        name = names.get((author, full))
+        if name is None:
+            node_id = NodeId(author)
+            peer = peers.get(node_id)
+            if full:
+                name = str(node_id)
+            elif author == me.raw:
+                name = "you"
+            else:
+                name = peer.label if peer else node_id.short
+            names[(author, full)] = name
+        return name
+
+    bad = {n.raw for n in revoked}
+    lessons, total = index.lessons(wanted, now_ms, prefer, wanted.limit)
+    return {
+        "guides": [lesson_row(chosen, versions, label, bad) for chosen, versions in lessons],
+        "lessons": total,
+        "held_unreadable": index.unreadable,
+        "held_malformed": index.malformed,
+    }
