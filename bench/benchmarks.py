@@ -755,6 +755,17 @@ async def simulate(nodes: int = 1000, seed: int = 1, baseline: bool = True) -> R
     return await run(nodes, seed, baseline)
 
 
+# -- the web app (issue 13) ------------------------------------------------------------------------
+
+
+async def ui(
+    guides: int = 10_000, contacts: int = 100_000, requests: int = 200, loads: int = 10
+) -> Result:
+    from bench.ui import run
+
+    return await run(guides, contacts, requests, loads)
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "sync": (sync, "100,000 records from A to an empty B; records/s and ratio to the ceiling"),
     "reconcile": (reconcile, "n = 100,000 shared, d in {0, 10, 1000}: overhead bytes, rounds"),
@@ -765,6 +776,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "query-local": (query_local, "know-who over 100,000 contacts: index build, query p50/p95"),
     "query-network": (query_network, "know-who queries at depth 2 on 30 nodes: p50/p95"),
     "simulate": (simulate, "1,000 simulated nodes (and 100): convergence, bytes, alert, CPU"),
+    "ui": (ui, "web app, 10,000 guides + 100,000 contacts: page p95, dashboard in Chromium"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -777,4 +789,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "query-local": {"contacts": 300, "queries": 20},
     "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
     "simulate": {"nodes": 20, "baseline": False},
+    "ui": {"guides": 30, "contacts": 300, "requests": 10, "loads": 2},
 }
