@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from node.web import UI_PREFIX, actions, render
+from node.web import UI_PREFIX, actions, i18n, render
 from node.web.pages import HEADERS, node_of, page, then
 from protocol import limits
 from protocol.errors import CanopyError
@@ -197,6 +197,7 @@ async def feed(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={**HEADERS, "Cache-Control": "no-store"})
     response.content_type = "text/event-stream"
     await response.prepare(request)
+    formats = i18n.Formats(request["lang"])  # the date as the page writes it, not the JS's
     async with actions.watch(node_of(request)) as queue:
         await response.write(b": open\n\n")
         try:
@@ -211,6 +212,7 @@ async def feed(request: web.Request) -> web.StreamResponse:
                 if not entry.get("readable"):
                     continue
                 shown = {k: entry.get(k) for k in ("id", "from", "text", "urgency", "created")}
+                shown["when"] = formats.when(entry.get("created"))
                 await response.write(f"data: {json.dumps(shown)}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
