@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from node.contact_rows import result_rows
+from node.contact_index import ContactIndex
 from node.content import _resolve_id, parse_audience, row_of, withdraw_records
 from node.local import Local, random
 from node.opened_cache import build_index
@@ -250,9 +251,13 @@ async def withdraw(local: Local, ref: str, now_ms: int) -> Record:
 # -- reviews ---------------------------------------------------------------------------------
 
 
-async def review(local: Local, now_ms: int) -> list[dict[str, object]]:
-    """Contacts we wrote or vouched for that are due (or nearly due) for re-verification."""
-    index = await build_index(local, now_ms)
+async def review(
+    local: Local, now_ms: int, index: ContactIndex | None = None
+) -> list[dict[str, object]]:
+    """Contacts we wrote or vouched for that are due (or nearly due) for re-verification,
+    from `index` (a running node's live one) or, without it, one built from the store."""
+    if index is None:
+        index = await build_index(local, now_ms)
     me = index.me
     mine_vouched = {
         (v.vouch.subject, v.vouch.uid)
