@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from node.contact_rows import result_rows
 from node.contact_index import ContactIndex
+from node.contact_rows import result_rows
 from node.content import _resolve_id, parse_audience, row_of, withdraw_records
 from node.local import Local, random
 from node.opened_cache import build_index

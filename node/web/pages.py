@@ -87,8 +87,9 @@ def page(
         "csrf": session.csrf if session else "",
         "signed_in": session is not None,
         # Whether this session's role may use a route: the page shows no control it refuses.
-        "can": lambda route, method="POST": session is not None
-        and roles.may(session.role, method, route),
+        "can": lambda route, method="POST": (
+            session is not None and roles.may(session.role, method, route)
+        ),
         "me": actions.me(node_of(request)),
         "path": request.path,
     }

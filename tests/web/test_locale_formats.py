@@ -22,7 +22,7 @@ from node.local import Local
 from protocol import limits
 from protocol.envelope import seal_record
 from protocol.identity import Identity
-from protocol.record import Kind, Scope
+from protocol.record import Kind, Record, Scope
 from tests.web.conftest import Nodes, sign_in_url
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
@@ -40,8 +40,10 @@ NUMBER = {"en": "1,234", "fr": "1\u202f234", "ar": "1,234"}
 
 
 def _guide(author: Identity, net_key: bytes, created: int, title: str) -> bytes:
-    content = {"title": title, "lang": "en", "topics": ["safety"], "region": "KE",
-               "format": "text/markdown", "filename": "g.md", "text": "# Hello\n\nText.\n"}  # fmt: skip
+    content = {
+        "title": title, "lang": "en", "topics": ["safety"], "region": "KE",
+        "format": "text/markdown", "filename": "g.md", "text": "# Hello\n\nText.\n",
+    }  # fmt: skip
     return seal_record(
         author, Kind.GUIDE, content,  # type: ignore[arg-type]
         created=created, expires=created + limits.MAX_LIFETIME_MS, scope=Scope.NETWORK,
@@ -61,8 +63,6 @@ async def server(nodes: Nodes) -> AsyncIterator[tuple[NodeProcess, str]]:
         theirs = [
             _guide(someone, other_key, now_ms() - 1000 - i, f"t{i}") for i in range(HELD_FOR_OTHERS)
         ]
-        from protocol.record import Record
-
         rows = [row_of(Record.from_bytes(ours), local=True)]
         rows += [row_of(Record.from_bytes(d), local=False) for d in theirs]
         await local.store.put_records(rows, now_ms())
