@@ -267,8 +267,10 @@ async def review(
     soon = now_ms + limits.REVIEW_SOON_DAYS * DAY_MS
     rows: list[dict[str, object]] = []
     seen: set[tuple[bytes, bytes]] = set()
-    for entry in sorted(index.entries.values(), key=lambda e: e.contact.teaser):
-        if entry.key in seen or not (entry.author == me or entry.key in mine_vouched):
+    # Ours first, then sorted: a whole directory sorted per page view costs ~0.1 s at 100,000.
+    ours = [e for e in index.entries.values() if e.author == me or e.key in mine_vouched]
+    for entry in sorted(ours, key=lambda e: e.contact.teaser):
+        if entry.key in seen:
             continue
         seen.add(entry.key)
         held = index.contact_vouches.get(entry.key, {})
