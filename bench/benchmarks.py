@@ -765,6 +765,15 @@ async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 3
     from bench.circles import circle_join as run
 
     return await run(records=records, epochs=epochs, timeout=timeout)
+# -- the web app (issue 13) ------------------------------------------------------------------------
+
+
+async def ui(
+    guides: int = 10_000, contacts: int = 100_000, requests: int = 200, loads: int = 10
+) -> Result:
+    from bench.ui import run
+
+    return await run(guides, contacts, requests, loads)
 
 
 BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
@@ -779,6 +788,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "simulate": (simulate, "1,000 simulated nodes (and 100): convergence, bytes, alert, CPU"),
     "circle-join": (circle_join, "a member added to a circle with 10,000 records: read time"),
     "guides": (guides, "canopy guides with 10,000 guides; --search over 100,000 in a node"),
+    "ui": (ui, "web app, 10,000 guides + 100,000 contacts: page p95, dashboard in Chromium"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -793,4 +803,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "simulate": {"nodes": 20, "baseline": False},
     "circle-join": {"records": 60, "epochs": 3, "timeout": 60},
     "guides": {"listed": 200, "searched": 300, "searches": 20},
+    "ui": {"guides": 30, "contacts": 300, "requests": 10, "loads": 2},
 }

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from node.contact_index import ContactIndex
 from node.contact_rows import result_rows
 from node.content import _resolve_id, parse_audience, row_of, withdraw_records
 from node.local import Local, random
@@ -255,9 +256,13 @@ async def withdraw(local: Local, ref: str, now_ms: int) -> Record:
 # -- reviews ---------------------------------------------------------------------------------
 
 
-async def review(local: Local, now_ms: int) -> list[dict[str, object]]:
-    """Contacts we wrote or vouched for that are due (or nearly due) for re-verification."""
-    index = await build_index(local, now_ms)
+async def review(
+    local: Local, now_ms: int, index: ContactIndex | None = None
+) -> list[dict[str, object]]:
+    """Contacts we wrote or vouched for that are due (or nearly due) for re-verification,
+    from `index` (a running node's live one) or, without it, one built from the store."""
+    if index is None:
+        index = await build_index(local, now_ms)
     me = index.me
     mine_vouched = {
         (v.vouch.subject, v.vouch.uid)
@@ -267,8 +272,10 @@ async def review(local: Local, now_ms: int) -> list[dict[str, object]]:
     soon = now_ms + limits.REVIEW_SOON_DAYS * DAY_MS
     rows: list[dict[str, object]] = []
     seen: set[tuple[bytes, bytes]] = set()
-    for entry in sorted(index.entries.values(), key=lambda e: e.contact.teaser):
-        if entry.key in seen or not (entry.author == me or entry.key in mine_vouched):
+    # Ours first, then sorted: a whole directory sorted per page view costs ~0.1 s at 100,000.
+    ours = [e for e in index.entries.values() if e.author == me or e.key in mine_vouched]
+    for entry in sorted(ours, key=lambda e: e.contact.teaser):
+        if entry.key in seen:
             continue
         seen.add(entry.key)
         held = index.contact_vouches.get(entry.key, {})

@@ -1,8 +1,10 @@
 """Log setup for `canopy run`: readable text or one JSON object per line, on stderr.
 
 Owns the log format only. What is logged is decided where it happens, under one rule:
-events, counts, reasons and short peer ids; never content, names, addresses of people,
-phone numbers or key material (tests/test_operations.py scans the logs for a marker).
+events, counts, reasons and short peer ids; never content, peer or contact names, addresses
+of people, phone numbers or key material (tests/test_operations.py scans the logs for a
+marker). The one name that is logged, by design, is a staff user's name, and only in the web
+app's audit log (canopy.web.audit: who did which action, never what it carried).
 """
 
 from __future__ import annotations

@@ -192,6 +192,7 @@ UI_SESSION_IDLE_S = 1800  # a session unused this long is over
 UI_SESSION_MAX_S = 12 * 3600  # and any session ends this long after sign-in
 UI_MAX_SESSIONS = 32  # sessions kept in memory; the least recently used ends past this
 UI_MAX_FORM_BYTES = MAX_GUIDE_TEXT_BYTES + 65_536  # one form post, a whole guide included
+UI_GUIDES_PER_PAGE = 50  # guides one page of the web app's guide list shows
 UI_RECENT_ALERTS = 20  # alerts the home page and the feed show
 UI_FEED_KEEPALIVE_S = 15  # an idle live feed sends a comment this often (notices gone clients)
 

@@ -34,12 +34,12 @@ def _check(result: dict[str, object], name: str) -> dict[str, dict[str, object]]
             assert isinstance(figure["pass"], bool)
     # Every benchmark sets its figure against a ceiling or a peer measured in the same run.
     assert any(key.startswith("ratio") for key in figures), sorted(figures)
-    if not name.startswith("query-") and name != "guides":  # records: the ingest ceiling
+    if not name.startswith("query-") and name not in ("guides", "ui", "circle-join"):  # ingest
         assert figures["ceiling_records_per_s"]["value"] > 0  # type: ignore[operator]
     return figures
 
 
-@pytest.mark.parametrize("name", [n for n in BENCHMARKS if n != "versus-gossipsub"])
+@pytest.mark.parametrize("name", [n for n in BENCHMARKS if n not in ("versus-gossipsub", "ui")])
 async def test_benchmark_smallest(name: str) -> None:
     func, _ = BENCHMARKS[name]
     result = (await func(**QUICK[name])).to_json()
@@ -49,6 +49,22 @@ async def test_benchmark_smallest(name: str) -> None:
         assert figures["seconds"]["value"] > 0  # type: ignore[operator]
     if name == "catch-up":
         assert figures["records"]["value"] == QUICK["catch-up"]["records"]
+
+
+async def test_ui_benchmark_times_every_page_and_the_dashboard_against_its_ceilings() -> None:
+    from tests.web.conftest import chromium
+
+    chromium()  # a missing browser fails with one line, as the browser tests do
+    func, _ = BENCHMARKS["ui"]
+    result = (await func(**QUICK["ui"])).to_json()
+    figures = _check(result, "ui")
+    for page in ("home", "guide_list", "guide_search", "directory_search"):
+        assert figures[f"{page}_p95_ms"]["target"] == 50.0
+        assert 0 < figures[f"{page}_p50_ms"]["value"] <= figures[f"{page}_p95_ms"]["value"]  # type: ignore[operator]
+        assert figures[f"{page}_ceiling_ms"]["value"] > 0  # type: ignore[operator]
+    assert figures["dashboard_load_ms"]["target"] == 300.0
+    assert figures["dashboard_load_ms"]["value"] > 0  # type: ignore[operator]
+    assert figures["render_ceiling_ms"]["value"] > 0  # type: ignore[operator]
 
 
 async def test_versus_gossipsub_reports_a_figure_or_why_not() -> None:

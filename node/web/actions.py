@@ -295,7 +295,10 @@ async def vouch(node: RunningNode, ref: str) -> str:
 async def review(node: RunningNode) -> list[dict[str, object]]:
     from node.directory import review as due
 
-    return await due(node.local, now_ms())
+    # The running node's live index, not a new one per page (seconds with 100,000
+    # contacts); built in the background at start, as a query waits for it.
+    await node.knowwho.ready.wait()
+    return await due(node.local, now_ms(), node.knowwho.index)
 
 
 async def checklists_due(node: RunningNode) -> list[dict[str, object]]:

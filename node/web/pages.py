@@ -11,7 +11,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from node.web import actions, i18n, render
+from node.web import actions, i18n, render, roles
 from node.web.sessions import Session, Sessions
 
 HERE = Path(__file__).parent
@@ -86,6 +86,10 @@ def page(
         "flash": flash,
         "csrf": session.csrf if session else "",
         "signed_in": session is not None,
+        # Whether this session's role may use a route: the page shows no control it refuses.
+        "can": lambda route, method="POST": (
+            session is not None and roles.may(session.role, method, route)
+        ),
         "me": actions.me(node_of(request)),
         "path": request.path,
     }

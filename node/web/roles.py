@@ -19,6 +19,7 @@ NEEDS: dict[tuple[str, str], str] = {
     ("POST", "/ui/signout"): READER,
     ("POST", "/ui/lang"): READER,
     ("POST", "/ui/guides/preview"): READER,  # renders what was typed; stores nothing
+    ("GET", "/ui/guides/new"): EDITOR,  # the editor's form: nothing a reader could send
     ("POST", "/ui/guides"): EDITOR,
     ("POST", "/ui/guides/{id}/withdraw"): EDITOR,
     ("POST", "/ui/alerts"): EDITOR,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from node.web import UI_PREFIX, actions, render
+from node.web import UI_PREFIX, actions, i18n, render
 from node.web.pages import HEADERS, node_of, page, then
 from protocol import limits
 from protocol.errors import CanopyError
@@ -36,6 +37,10 @@ async def guides(request: web.Request) -> web.StreamResponse:
     rows, unreadable = await actions.guides(node_of(request))
     wanted = {k: request.query.get(k, "").strip()[:200] for k in FILTERS}
     shown = [r for r in rows if _matches(r, wanted)]
+    per = limits.UI_GUIDES_PER_PAGE
+    pages = max(1, -(-len(shown) // per))
+    number = _page_number(request.query.get("page", ""), pages)
+    query = {k: v for k, v in wanted.items() if v}
     choices = {
         "lang": sorted({r["lang"] for r in rows if r["lang"]}),
         "region": sorted({r["region"] for r in rows if r["region"]}),
@@ -45,9 +50,23 @@ async def guides(request: web.Request) -> web.StreamResponse:
     return page(
         request,
         "guides.html",
-        {"guides": shown, "total": len(rows), "unreadable": unreadable, "wanted": wanted,
-         "choices": choices},
+        {"guides": shown[(number - 1) * per : number * per], "matched": len(shown),
+         "total": len(rows), "unreadable": unreadable, "wanted": wanted, "choices": choices,
+         "page": number, "pages": pages, "first": (number - 1) * per + 1,
+         "previous": _page_link(query, number - 1) if number > 1 else "",
+         "next": _page_link(query, number + 1) if number < pages else ""},
     )  # fmt: skip
+
+
+def _page_number(value: str, pages: int) -> int:
+    """The page asked for, 1 when none or not a number, never past the last."""
+    number = int(value) if value.isdigit() and len(value) < 7 else 1
+    return min(max(number, 1), pages)
+
+
+def _page_link(query: dict[str, str], number: int) -> str:
+    """The guide list's URL for page `number` under the same filters."""
+    return "/ui/guides?" + urlencode({**query, "page": str(number)})
 
 
 async def guide(request: web.Request) -> web.StreamResponse:
@@ -178,6 +197,7 @@ async def feed(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={**HEADERS, "Cache-Control": "no-store"})
     response.content_type = "text/event-stream"
     await response.prepare(request)
+    formats = i18n.Formats(request["lang"])  # the date as the page writes it, not the JS's
     async with actions.watch(node_of(request)) as queue:
         await response.write(b": open\n\n")
         try:
@@ -192,6 +212,7 @@ async def feed(request: web.Request) -> web.StreamResponse:
                 if not entry.get("readable"):
                     continue
                 shown = {k: entry.get(k) for k in ("id", "from", "text", "urgency", "created")}
+                shown["when"] = formats.when(entry.get("created"))
                 await response.write(f"data: {json.dumps(shown)}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass

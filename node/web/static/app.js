@@ -14,7 +14,7 @@ function liveFeed(list) {
     item.dataset.id = alert.id;
     const meta = document.createElement("span");
     meta.className = "meta";
-    meta.textContent = new Date(alert.created).toLocaleString(document.documentElement.lang) + " · " + alert.from;
+    meta.textContent = alert.when + " · " + alert.from; // formatted by the server (Babel)
     item.append(meta, " ", alert.text);
     list.prepend(item);
     if (window.Notification && Notification.permission === "granted") {
