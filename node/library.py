@@ -273,10 +273,11 @@ def listing(
     peers: Mapping[NodeId, Peer],
     me: NodeId,
     revoked: Collection[NodeId],
+    skip: int = 0,
 ) -> dict[str, object]:
     """What `canopy guides --json` prints: one row per lesson (`node.guide_index.lesson_row`),
     the newest `wanted.limit` (0: all) and how many matched, and how many guides are held here but
-    unreadable or malformed."""
+    unreadable or malformed. `skip`: leave out that many of the newest (a page further on)."""
     names: dict[tuple[bytes, bool], str] = {}  # a few authors, thousands of rows
 
     def label(author: bytes, full: bool) -> str:
@@ -296,7 +297,7 @@ def listing(
     bad = {n.raw for n in revoked}
     lessons, total = index.lessons(wanted, now_ms, prefer, wanted.limit)
     return {
-        "guides": [lesson_row(chosen, versions, label, bad) for chosen, versions in lessons],
+        "guides": [lesson_row(c, versions, label, bad) for c, versions in lessons[skip:]],
         "lessons": total,
         "held_unreadable": index.unreadable,
         "held_malformed": index.malformed,

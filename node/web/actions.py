@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +35,7 @@ class RunningNode(Protocol):
     advertise: tuple[str, ...]
     alerts: Alerts
     knowwho: Any
+    library: Any
 
     async def peer_rows(self) -> list[dict[str, object]]: ...
     async def status(self) -> dict[str, object]: ...
@@ -109,40 +110,83 @@ async def watch(node: RunningNode) -> AsyncIterator[asyncio.Queue[dict[str, obje
 # -- guides -----------------------------------------------------------------------------------
 
 
-async def guides(node: RunningNode) -> tuple[list[dict[str, Any]], int]:
-    """Every guide this node can read (as `canopy guides --json` lists them, text included),
-    newest first, and how many more it holds for others."""
-    from node.content import readable
-    from node.revocation import revoked_ids
-    from protocol.content import Guide
-    from protocol.record import Kind
+async def guides(
+    node: RunningNode, wanted: Mapping[str, str], number: int, per: int
+) -> dict[str, Any]:
+    """Page `number` (clamped to the pages there are) of the lessons that match the guide
+    list's filters, from the running node's guide index (as `canopy guides` lists them),
+    with the choices its filters offer."""
+    import dataclasses
 
-    items, unreadable = await readable(node.local, Kind.GUIDE, now_ms(), [])
-    labels = {n: p.label for n, p in (await node.local.peers()).items()}
-    revoked = await revoked_ids(node.local)
-    rows = []
-    for item in sorted(items, key=lambda it: -it.record.created):
-        guide = Guide.from_content(item.body.content)  # open_record checked it: typed
-        author = item.record.author
-        rows.append(
-            {
-                "id": item.record.id.hex(),
-                "title": guide.title,
-                "text": guide.text,
-                "lang": guide.lang,
-                "region": guide.region,
-                "topics": list(guide.topics),
-                "author_label": "you"
-                if author == node.node_id
-                else labels.get(author, author.short),
-                "mine": author == node.node_id,
-                "created": item.record.created,
-                "expires": item.record.expires,
-                "scope": item.record.scope.name.lower(),
-                "unverified": author in revoked,
-            }
-        )
-    return rows, unreadable
+    from node.library import listing, wanted_of
+    from protocol.identity import NodeId
+
+    library = node.library
+    await library.ready.wait()  # built in the background at start
+    index = library.index
+    peers, revoked = library.people()
+    query = {
+        "lang": wanted["lang"],
+        "topic": wanted["topic"],
+        "region": wanted["region"],
+        "from": wanted["author"],
+        "search": wanted["q"],
+    }
+    labels = {p.node_id.raw: p.label for p in peers.values()}
+    labels[node.node_id.raw] = node.node_id.short
+    choices = {
+        "lang": sorted(lang for lang in index.by_lang if lang),
+        "region": sorted({e.region for e in index.entries.values() if e.region}),
+        "topic": sorted(t for t in index.by_topic if t),
+        "author": sorted(labels.get(a, NodeId(a).short) for a in index.by_author),
+    }
+    try:
+        chosen = wanted_of(index, peers, query)
+    except CanopyError as exc:  # an author nobody here knows, or a filter too long
+        return {"rows": [], "matched": 0, "page": 1, "pages": 1, "choices": choices,
+                "error": str(exc), "unreadable": index.unreadable,
+                "total": len(index.by_lesson)}  # fmt: skip
+    prefer = list(node.config.languages)
+    now = now_ms()
+    _, matched = index.lessons(dataclasses.replace(chosen, limit=1), now, prefer, 1)
+    pages = max(1, -(-matched // per))
+    number = min(max(number, 1), pages)
+    result = listing(
+        index,
+        dataclasses.replace(chosen, limit=number * per),
+        now,
+        prefer,
+        peers,
+        node.node_id,
+        revoked,
+        skip=(number - 1) * per,
+    )
+    return {"rows": result["guides"], "matched": matched, "page": number, "pages": pages,
+            "choices": choices, "error": "", "unreadable": index.unreadable,
+            "total": len(index.by_lesson)}  # fmt: skip
+
+
+def _guide_row(
+    node: RunningNode, item: Any, labels: Mapping[NodeId, str], revoked: Any
+) -> dict[str, Any]:
+    from protocol.content import Guide
+
+    guide = Guide.from_content(item.body.content)  # open_record checked it: typed
+    author = item.record.author
+    return {
+        "id": item.record.id.hex(),
+        "title": guide.title,
+        "text": guide.text,
+        "lang": guide.lang,
+        "region": guide.region,
+        "topics": list(guide.topics),
+        "author_label": "you" if author == node.node_id else labels.get(author, author.short),
+        "mine": author == node.node_id,
+        "created": item.record.created,
+        "expires": item.record.expires,
+        "scope": item.record.scope.name.lower(),
+        "unverified": author in revoked,
+    }
 
 
 async def guide(node: RunningNode, ref: str) -> dict[str, Any]:
@@ -153,12 +197,12 @@ async def guide(node: RunningNode, ref: str) -> dict[str, Any]:
     item = await find(node.local, ref, now_ms())
     if item.record.kind is not Kind.GUIDE:
         raise CanopyError(f"record {ref[:12]} is not a guide")
-    rid = item.record.id.hex()
-    for row in (await guides(node))[0]:
-        if row["id"] == rid:
-            return row
-    parsed = Guide.from_content(item.body.content)
-    raise CanopyError(f"guide {parsed.title!r} cannot be shown")
+    if item.record.expires <= now_ms():
+        raise CanopyError(f"guide {Guide.from_content(item.body.content).title!r} has expired")
+    from node.revocation import revoked_ids
+
+    labels = {n: p.label for n, p in (await node.local.peers()).items()}
+    return _guide_row(node, item, labels, await revoked_ids(node.local))
 
 
 async def publish_guide(

@@ -19,39 +19,19 @@ from protocol.errors import CanopyError
 FILTERS = ("q", "lang", "topic", "region", "author")
 
 
-def _matches(row: dict[str, Any], wanted: dict[str, str]) -> bool:
-    if wanted["q"]:
-        needle = wanted["q"].casefold()
-        if needle not in row["title"].casefold() and needle not in row["text"].casefold():
-            return False
-    if wanted["lang"] and row["lang"] != wanted["lang"]:
-        return False
-    if wanted["region"] and row["region"].casefold() != wanted["region"].casefold():
-        return False
-    if wanted["topic"] and wanted["topic"] not in row["topics"]:
-        return False
-    return not (wanted["author"] and row["author_label"] != wanted["author"])
-
-
 async def guides(request: web.Request) -> web.StreamResponse:
-    rows, unreadable = await actions.guides(node_of(request))
     wanted = {k: request.query.get(k, "").strip()[:200] for k in FILTERS}
-    shown = [r for r in rows if _matches(r, wanted)]
     per = limits.UI_GUIDES_PER_PAGE
-    pages = max(1, -(-len(shown) // per))
-    number = _page_number(request.query.get("page", ""), pages)
+    asked = _page_number(request.query.get("page", ""), 10**6)
+    found = await actions.guides(node_of(request), wanted, asked, per)
+    number, pages = found["page"], found["pages"]
     query = {k: v for k, v in wanted.items() if v}
-    choices = {
-        "lang": sorted({r["lang"] for r in rows if r["lang"]}),
-        "region": sorted({r["region"] for r in rows if r["region"]}),
-        "topic": sorted({t for r in rows for t in r["topics"]}),
-        "author": sorted({r["author_label"] for r in rows}),
-    }
     return page(
         request,
         "guides.html",
-        {"guides": shown[(number - 1) * per : number * per], "matched": len(shown),
-         "total": len(rows), "unreadable": unreadable, "wanted": wanted, "choices": choices,
+        {"guides": found["rows"], "matched": found["matched"], "error": found["error"],
+         "total": found["total"],
+         "unreadable": found["unreadable"], "wanted": wanted, "choices": found["choices"],
          "page": number, "pages": pages, "first": (number - 1) * per + 1,
          "previous": _page_link(query, number - 1) if number > 1 else "",
          "next": _page_link(query, number + 1) if number < pages else ""},
