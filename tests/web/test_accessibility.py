@@ -27,11 +27,13 @@ PINNED = {"axe-core": "4.14.1"}
 AXE = MODULES / "axe-core" / "axe.min.js"
 LOCALES = {"en": "en-GB", "ar": "ar"}
 BAD = ("serious", "critical")
+REPORT = MODULES.parents[1] / "a11y" / "axe-results.txt"  # .cache/a11y/
 
 
 @pytest.fixture(scope="module")
 def axe() -> Path:
     npm_env(PINNED, "the axe-core accessibility check")
+    REPORT.unlink(missing_ok=True)
     return AXE
 
 
@@ -136,6 +138,11 @@ async def test_page_has_no_serious_accessibility_violation(
     assert await tab.evaluate("typeof axe") == "object", "axe.min.js was not injected"
     result = await tab.evaluate("axe.run(document, {resultTypes: ['violations']})")
     bad = [v for v in result["violations"] if v["impact"] in BAD]
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    with REPORT.open("a") as out:  # the per-page result, for the closing note
+        other = sorted(f"{v['id']}[{v['impact']}]" for v in result["violations"])
+        out.write(f"{name} ({lang}): {len(result['passes'])} rules passed;"
+                  f" violations: {', '.join(other) or 'none'}\n")
     assert not bad, "\n" + described(bad, name, lang)
 
 
