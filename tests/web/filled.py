@@ -1,9 +1,10 @@
 """A node with something on every page, for the accessibility check and the screenshots:
-two guides, contacts (one shared to the network, one on request), an alert, a connected
+two guides, contacts (one shared to the network, one on request), an alert sent and one received from a connected
 peer, a staff user waiting to enrol. Built with the CLI, as an operator would."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,13 @@ async def filled(nodes: Nodes, root: Path) -> Filled:
         return any(r["state"] == "connected" for r in rows)
 
     await wait_until("A and B connected", connected)
+    await b.cli("alert", "Flooding near Likoni ferry: the shelter has moved to the school",
+                "--urgency", "normal")
+
+    async def alert_arrived() -> bool:
+        return "Likoni" in json.dumps(await a.api("/v1/alerts"))
+
+    await wait_until("B's alert at A", alert_arrived)
     guides = (await a.json("guides"))
     rows = guides["guides"] if isinstance(guides, dict) else guides
     guide_id = next(g["id"] for g in rows if g["title"] == "Phone hygiene at checkpoints")
