@@ -12,8 +12,6 @@ PATH: skipped. npm present but the install or a harness fails: the test fails.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.npm_packages import MODULES, npm_env
 from protocol.boxstream import BoxStreamDecoder, BoxStreamEncoder, StreamEnd
 from protocol.errors import RemoteProtocolError
+from tests.npm_packages import MODULES, npm_env
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

@@ -1,6 +1,7 @@
 """A node with something on every page, for the accessibility check and the screenshots:
-two guides, contacts (one shared to the network, one on request), an alert sent and one received from a connected
-peer, a staff user waiting to enrol. Built with the CLI, as an operator would."""
+two guides, contacts (one shared to the network, one on request), an alert sent and one
+received from a connected peer, a staff user waiting to enrol. Built with the CLI, as an
+operator would."""
 
 from __future__ import annotations
 

@@ -119,7 +119,8 @@ def described(violations: list[dict[str, Any]], name: str, lang: str) -> str:
     for v in violations:
         for n in v["nodes"]:
             target = " ".join(str(t) for t in n["target"])
-            lines.append(f"{v['id']} [{v['impact']}] on {name} ({lang}): {target}  {n['html'][:160]}")
+            where = f"{v['id']} [{v['impact']}] on {name} ({lang}): {target}"
+            lines.append(f"{where}  {n['html'][:160]}")
     return "\n".join(lines)
 
 
