@@ -5,6 +5,7 @@ operator would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,23 +38,31 @@ async def filled(nodes: Nodes, root: Path) -> Filled:
     b = await nodes.node("b", "Shelter Mombasa")
     _, code, _ = await a.cli("invite", "--address", a.address)
     await b.cli("accept", code.strip())
-    for title, text in GUIDES.items():
-        source = root / (title.split()[0].lower() + ".md")
-        source.write_text(text)
-        await a.cli("publish", "guide", str(source), "--title", title, "--lang", "en",
-                    "--topic", "digital-security", "--region", "KE")
-    await a.cli("contact", "add", "--kind", "lawyer", "--name", "Wanjiru Land Rights Clinic",
-                "--region", "KE", "--lang", "sw", "--lang", "en", "--channel",
-                "phone:+254700000001", "--specialty", "land-rights", "--share", "network")
-    await a.cli("contact", "add", "--kind", "shelter", "--name", "Safe House Kisumu",
-                "--region", "KE", "--lang", "sw", "--share", "on-request")
-    await b.cli("contact", "add", "--kind", "medical", "--name", "Coast Trauma Clinic",
-                "--region", "KE", "--lang", "en", "--share", "network")
-    await a.cli("alert", "Checkpoint on the Mombasa road tonight: take the coast route",
-                "--urgency", "high")
-    _, enrol, _ = await a.cli("ui", "user", "add", "amina", "--role", "editor")
-    for node in (a, b):
-        await node.start()
+
+    async def fill_a() -> str:
+        for title, text in GUIDES.items():
+            source = root / (title.split()[0].lower() + ".md")
+            source.write_text(text)
+            await a.cli("publish", "guide", str(source), "--title", title, "--lang", "en",
+                        "--topic", "digital-security", "--region", "KE")
+        await a.cli("contact", "add", "--kind", "lawyer", "--name", "Wanjiru Land Rights Clinic",
+                    "--region", "KE", "--lang", "sw", "--lang", "en", "--channel",
+                    "phone:+254700000001", "--specialty", "land-rights", "--share", "network")
+        await a.cli("contact", "add", "--kind", "shelter", "--name", "Safe House Kisumu",
+                    "--region", "KE", "--lang", "sw", "--share", "on-request")
+        await a.cli("alert", "Checkpoint on the Mombasa road tonight: take the coast route",
+                    "--urgency", "high")
+        _, enrol, _ = await a.cli("ui", "user", "add", "amina", "--role", "editor")
+        await a.start()
+        return enrol
+
+    async def fill_b() -> None:
+        await b.cli("contact", "add", "--kind", "medical", "--name", "Coast Trauma Clinic",
+                    "--region", "KE", "--lang", "en", "--share", "network")
+        await b.start()
+
+    # The two data directories are separate: fill and start them side by side.
+    enrol, _ = await asyncio.gather(fill_a(), fill_b())
 
     async def connected() -> bool:
         rows = (await a.api("/v1/peers"))["peers"]
