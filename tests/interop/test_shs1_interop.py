@@ -12,8 +12,6 @@ PATH: skipped. npm present but the install or a harness fails: the test fails.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +21,10 @@ import pytest
 
 from protocol.boxstream import BoxStreamDecoder, BoxStreamEncoder, StreamEnd
 from protocol.errors import RemoteProtocolError
+from tests.npm_packages import MODULES, npm_env
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-CACHE = ROOT / ".cache" / "npm"
-MODULES = CACHE / "node_modules"
 PINNED = {
     "shs1-test": "1.1.1",
     "shs1-crypto": "1.0.2",
@@ -37,31 +34,6 @@ PINNED = {
 }
 TIMEOUT = 60
 SEED = "canopy-interop-1"
-
-
-def npm_env(pins: dict[str, str], purpose: str) -> dict[str, str]:
-    """Install `pins` into .cache/npm if they are missing; the environment to run node with.
-
-    Skips only when node/npm are absent; a failed install fails the test."""
-    npm, node = shutil.which("npm"), shutil.which("node")
-    if npm is None or node is None:
-        pytest.skip(f"npm/node not on PATH: cannot run {purpose}")
-
-    def installed() -> bool:
-        for name, version in pins.items():
-            manifest = MODULES / name / "package.json"
-            if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
-                return False
-        return True
-
-    if not installed():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        cmd = [npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund",
-               "--ignore-scripts", *(f"{n}@{v}" for n, v in pins.items())]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        if proc.returncode != 0 or not installed():
-            pytest.fail(f"npm install failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return dict(os.environ, NODE_PATH=str(MODULES))
 
 
 @pytest.fixture(scope="module")
