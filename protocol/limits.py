@@ -73,6 +73,7 @@ MAX_RECONCILE_ROUNDS = 64  # initiator messages in one round before the peer is 
 MAX_SERVE_REQUESTED = 4 * MAX_WANT_OUTSTANDING  # ids a peer may have asked of us, unanswered
 SERVE_CHUNK_IDS = 256  # ids looked up and sent per Records message: the peer starts early
 WANT_TIMEOUT_S = 30.0  # an id asked and unanswered this long may be fetched from another peer
+WANT_HEDGE_S = 2.0  # asked this long ago, and the peer answered no want since: ask a second holder
 
 # Revocation certificates (docs/spec/60-revocation-and-defences.md).
 MAX_REVOCATION_PAYLOAD_BYTES = 256  # the certificate inside a `revocation` record
