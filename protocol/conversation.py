@@ -18,6 +18,7 @@ or a socket; the driver answers the events that ask for local facts.
                                           Penalise(error)          a non-fatal penalty
     push(records, now)                    Synced()                 a round completed
     tick(now)                             Throttle(seconds)        read more slowly
+    overdue(now) / hedged(ids)            (a query: ids to ask a second holder for)
     close()
                                           + the session's know-who and Hello events
 
