@@ -394,7 +394,9 @@ class Conversation:
     def set_items(self, items: Sequence[Item]) -> list[ConversationEvent]:
         """This peer's exchangeable set as sorted, unique (created, id) items."""
         self._require_open()
-        self._items = Reconciler(items, presorted=True)
+        self._items = Reconciler(
+            items, presorted=True, idlist_threshold=limits.SYNC_IDLIST_THRESHOLD
+        )
         if self._begin_pending:
             self._begin_pending = False
             return self._initiate()

@@ -64,6 +64,9 @@ MIN_RECONCILE_MESSAGE_BYTES = 2048  # smallest frame limit that still guarantees
 MAX_RECONCILE_RANGES = 16_384  # ranges in one reconciliation message
 RECONCILE_BRANCHING = 4  # sub-ranges a mismatching range is split into (tuned: see the SPEC)
 RECONCILE_IDLIST_THRESHOLD = 2 * RECONCILE_BRANCHING  # responder: fewer items -> send the ids
+# The sync conversation's responder answers ranges below this with their ids: a small
+# difference (a restart, a reset link) then costs one reconciliation round trip, not two.
+SYNC_IDLIST_THRESHOLD = 16
 RECONCILE_INITIATOR_IDLIST_THRESHOLD = 2  # initiator: its ids are echoed back, so split longer
 MAX_RECONCILE_BRANCHING = 16  # local tuning may not exceed these: MIN_..._BYTES relies on them
 MAX_RECONCILE_IDLIST_THRESHOLD = 32
