@@ -27,8 +27,8 @@ _FIGURES: list[tuple[str, str, str, float | None, str, str]] = [
     ("record_copies_per_node", "record copies received per node", "x", None, "<=", "{:.2f}"),
     ("alert_p99_s", "alert to 99 % of reachable online nodes", "sim s", 2.0, "<=", "{:.2f}"),
     ("alert_p100_s", "alert to 100 % of reachable online nodes", "sim s", None, "<=", "{:.2f}"),
-    ("alert_p99_online_s", "alert to 99 % of all online nodes", "sim s", None, "<=", "{:.2f}"),
-    ("alert_reached", "alert: share of online nodes reached", "", None, "<=", "{:.3f}"),
+    ("alert_p99_online_s", "alert to 99 % of all online nodes", "sim s", 2.0, "<=", "{:.2f}"),
+    ("alert_reached", "alert: share of online nodes reached", "", 0.99, ">=", "{:.3f}"),
     ("cpu_per_sim_hour", "real CPU per simulated hour (busy run)", "s", None, "<=", "{:,.0f}"),
     ("idle_cpu_per_sim_hour", "... idle (rounds every 15 s only)", "s", None, "<=", "{:,.0f}"),
     ("cpu_seconds", "real CPU seconds for the run", "s", None, "<=", "{:.1f}"),
@@ -47,8 +47,12 @@ def _run(config: Config) -> tuple[Figures, float]:
     return figures, time.monotonic() - start
 
 
+WALL_TARGET_S = 600.0  # the issue's target: a 1,000-node bench run in under 10 minutes
+
+
 async def simulate(nodes: int = 1000, seed: int = 1, baseline: bool = True) -> Result:
     res = Result("simulate")
+    bench_start = time.monotonic()
     sizes = sorted({BASE_NODES, nodes}) if baseline and nodes > BASE_NODES else [nodes]
     runs: dict[int, Figures] = {}
     walls: dict[int, float] = {}
@@ -84,16 +88,25 @@ async def simulate(nodes: int = 1000, seed: int = 1, baseline: bool = True) -> R
         f"of {big.hostile_to_cut}",
         fmt="{:.0f}",
     )
-    for key, label in (
-        ("converge_s", "converged after last publish"),
-        ("bytes_ratio", "bytes ratio"),
-    ):
+    res.add(
+        "calm_converged",
+        f"{nodes} nodes without hostile nodes: converged",
+        float(calm.converged and calm.components_converged),
+        "",
+        fmt="{:.0f}",
+    )
+    for key, label, unit, target, goal, fmt in _FIGURES:
+        if target is None and key not in ("converge_s", "graph_hops"):
+            continue
         res.add(
             f"calm_{key}",
             f"{nodes} nodes without hostile nodes: {label}",
             _value(calm, key),
-            "",
-            fmt="{:.2f}",
+            unit,
+            target=target,
+            goal=goal,
+            fmt=fmt,
+            missing="not reached",
         )
     # The libraries' ceiling on this machine, beside the records the simulated nodes
     # verified and stored per CPU second (everything else in the simulator included).
@@ -129,6 +142,14 @@ async def simulate(nodes: int = 1000, seed: int = 1, baseline: bool = True) -> R
         "x",
         target=2.0,
         fmt="{:.2f}",
+    )
+    res.add(
+        "wall_seconds",
+        f"real wall time of the runs (100 and {nodes} nodes, hostile and calm)",
+        time.monotonic() - bench_start,
+        "s",
+        target=WALL_TARGET_S if nodes >= 1000 else None,
+        fmt="{:.0f}",
     )
     res.notes.append(
         "simulated: one process, virtual clock; links 100 ms median lognormal (sigma 0.1),"

@@ -18,6 +18,7 @@ or a socket; the driver answers the events that ask for local facts.
                                           Penalise(error)          a non-fatal penalty
     push(records, now)                    Synced()                 a round completed
     tick(now)                             Throttle(seconds)        read more slowly
+    overdue(now) / hedged(ids)            (a query: ids to ask a second holder for)
     close()
                                           + the session's know-who and Hello events
 
@@ -307,6 +308,8 @@ class Conversation:
         self._pushed: set[bytes] = set()
         self._now = now  # the latest `now` we were given (wants are stamped with it)
         self._asked: dict[bytes, float] = {}  # outstanding wants not yet released, by age
+        self._hedged: set[bytes] = set()  # of _asked, those a second holder was asked for
+        self._answered = now  # when the peer last answered a want (records or Missing)
         self.rounds = 0  # rounds completed
         self.reconcile_messages = 0  # Reconcile messages sent
         self.synced_once = False
@@ -391,7 +394,9 @@ class Conversation:
     def set_items(self, items: Sequence[Item]) -> list[ConversationEvent]:
         """This peer's exchangeable set as sorted, unique (created, id) items."""
         self._require_open()
-        self._items = Reconciler(items, presorted=True)
+        self._items = Reconciler(
+            items, presorted=True, idlist_threshold=limits.SYNC_IDLIST_THRESHOLD
+        )
         if self._begin_pending:
             self._begin_pending = False
             return self._initiate()
@@ -538,7 +543,29 @@ class Conversation:
             expired.append(rid)
         for rid in expired:
             del self._asked[rid]
+            self._hedged.discard(rid)
         return [Denied(tuple(expired))] if expired else []
+
+    def overdue(self, now: float) -> list[bytes]:
+        """Ids asked at least WANT_HEDGE_S ago while the peer has answered none of our
+        wants since (no asked record, no Missing): a peer sitting on them, or very slow.
+        The driver may ask a second holder for them (`hand_over`), then call `hedged`
+        with those it asked; they stay outstanding here (a late answer is still accepted)
+        until WANT_TIMEOUT_S releases them. Bounded: each id is hedged once per want."""
+        self._require_open()
+        if now - self._answered < limits.WANT_HEDGE_S:
+            return []
+        out: list[bytes] = []
+        for rid, asked in self._asked.items():  # oldest first
+            if now - asked < limits.WANT_HEDGE_S:
+                break
+            if rid not in self._hedged:
+                out.append(rid)
+        return out
+
+    def hedged(self, ids: Sequence[bytes]) -> None:
+        """Of `overdue`, the ids a second holder was asked for: not offered again."""
+        self._hedged.update(rid for rid in ids if rid in self._asked)
 
     # -- the peer's bytes in -------------------------------------------------------------
 
@@ -597,8 +624,10 @@ class Conversation:
             self._serve.extend((i, True) for i in ids)
             return self._next_lookup()
         if isinstance(event, PeerMissing):
+            self._answered = now
             for rid in event.ids:
                 self._asked.pop(rid, None)
+                self._hedged.discard(rid)
             return [Denied(event.ids), *self._top_up(), *self._maybe_settle()]
         if isinstance(event, RecordsReceived):
             return self._on_records(event, now)
@@ -620,7 +649,10 @@ class Conversation:
         for data, rid, asked in zip(event.records, event.ids, event.solicited, strict=True):
             self.record_bytes_received += len(data)
             self._asked.pop(rid, None)
-            if not asked:
+            self._hedged.discard(rid)
+            if asked:
+                self._answered = now
+            else:
                 if ledger is not None and ledger.announced(rid, created_of(data)):
                     count += 1
                     size += len(data)

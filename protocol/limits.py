@@ -71,6 +71,9 @@ MIN_RECONCILE_MESSAGE_BYTES = 2048  # smallest frame limit that still guarantees
 MAX_RECONCILE_RANGES = 16_384  # ranges in one reconciliation message
 RECONCILE_BRANCHING = 4  # sub-ranges a mismatching range is split into (tuned: see the SPEC)
 RECONCILE_IDLIST_THRESHOLD = 2 * RECONCILE_BRANCHING  # responder: fewer items -> send the ids
+# The sync conversation's responder answers ranges below this with their ids: a small
+# difference (a restart, a reset link) then costs one reconciliation round trip, not two.
+SYNC_IDLIST_THRESHOLD = 16
 RECONCILE_INITIATOR_IDLIST_THRESHOLD = 2  # initiator: its ids are echoed back, so split longer
 MAX_RECONCILE_BRANCHING = 16  # local tuning may not exceed these: MIN_..._BYTES relies on them
 MAX_RECONCILE_IDLIST_THRESHOLD = 32
@@ -80,6 +83,7 @@ MAX_RECONCILE_ROUNDS = 64  # initiator messages in one round before the peer is 
 MAX_SERVE_REQUESTED = 4 * MAX_WANT_OUTSTANDING  # ids a peer may have asked of us, unanswered
 SERVE_CHUNK_IDS = 256  # ids looked up and sent per Records message: the peer starts early
 WANT_TIMEOUT_S = 30.0  # an id asked and unanswered this long may be fetched from another peer
+WANT_HEDGE_S = 2.0  # asked this long ago, and the peer answered no want since: ask a second holder
 
 # Revocation certificates (docs/spec/60-revocation-and-defences.md).
 MAX_REVOCATION_PAYLOAD_BYTES = 256  # the certificate inside a `revocation` record

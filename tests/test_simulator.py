@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from node.sim.scenario import Config, Figures, run
+from protocol import limits
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [int(os.environ["CANOPY_SIM_SEED"])] if "CANOPY_SIM_SEED" in os.environ else [1, 2, 3, 4]
@@ -91,3 +92,22 @@ def test_silent_peers_cannot_stall_a_restarted_node() -> None:
     )
     figures = run(config)
     assert figures.converged, _replay(figures)
+
+
+def test_a_silent_peer_is_hedged_long_before_the_want_timeout() -> None:
+    """Ids a silent peer sits on are asked of a second holder after WANT_HEDGE_S, so the
+    same network settles in well under WANT_TIMEOUT_S (without the hedge it cannot)."""
+    settle = limits.WANT_TIMEOUT_S / 3
+    assert settle > 4 * limits.WANT_HEDGE_S
+    config = Config(
+        nodes=100,
+        seed=4,
+        records=20,
+        hostile=0.2,
+        hostile_kinds=("silent",),
+        offline=0.3,
+        settle=settle,
+    )
+    figures = run(config)
+    assert figures.converged, _replay(figures)
+    assert figures.final_converge_s < settle / 2, _replay(figures)

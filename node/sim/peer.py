@@ -119,7 +119,8 @@ class SimNode:
                 self.inflight.difference_update(wanted)
 
     def tick(self) -> None:
-        """Once a second: release wants a peer sits on, start every round that is due."""
+        """Once a second: release wants a peer sits on, ask a second holder for those it
+        is overdue on, start every round that is due."""
         now = self.now()
         for end in list(self.ends.values()):
             try:
@@ -127,6 +128,8 @@ class SimNode:
             except RemoteProtocolError as exc:
                 self._punish(end, exc, fatal=True)
                 continue
+            if end.peer in self.ends:
+                self._hedge(end, end.conversation.overdue(now))
             if end.peer in self.ends and end.conversation.round_due(now):
                 self.act(end, end.conversation.begin_round(now))
 
@@ -228,6 +231,23 @@ class SimNode:
             end = others[conversation]
             if end.peer in self.ends:
                 self.act(end, conversation.ask(taken))
+
+    def _hedge(self, end: End, ids: Sequence[bytes]) -> None:
+        """Ids `end`'s peer is overdue on: also ask another peer that announced them; they
+        stay in flight (and outstanding at `end`) until one of them answers."""
+        if not ids:
+            return
+        others = {
+            self.ends[p].conversation: self.ends[p] for p in sorted(self.ends) if p != end.peer
+        }
+        asked: list[bytes] = []
+        for conversation, taken in hand_over(ids, list(others)):
+            other = others[conversation]
+            if other.peer in self.ends:
+                asked += taken
+                self.act(other, conversation.ask(taken))
+        if end.peer in self.ends:
+            end.conversation.hedged(asked)
 
     def _look_up(self, ids: Sequence[bytes], peer: int) -> dict[bytes, bytes]:
         """What `peer` may receive from us (docs/SPEC.md "Who may receive what")."""

@@ -412,6 +412,44 @@ def test_a_silent_peer_cannot_hold_wanted_ids_hostage() -> None:
     assert a.conv.state is ConversationState.FAILED
 
 
+def _stalled_pair(lose_answers: bool) -> tuple[Side, Side]:
+    """A asks B for records in a round at t = 1; B's Records and Missing are lost or not."""
+    a, b = _pair([], POOL[:6])
+    a.act(a.conv.begin_round(1.0))
+    for _ in range(50):
+        for src, dst in ((a, b), (b, a)):
+            data, src.outbox = b"".join(src.outbox), []
+            if data and dst is a and lose_answers:
+                data = b"".join(m for m in _messages(data) if m[5] not in (5, 7))
+            if data:
+                dst.act(dst.conv.receive(data, 1.0))
+    return a, b
+
+
+def test_wants_a_peer_sits_on_are_offered_to_a_second_holder_once() -> None:
+    """Ids a peer has not answered for WANT_HEDGE_S, while it answered no want at all, are
+    overdue: offered once for a second holder, still outstanding until WANT_TIMEOUT_S."""
+    a, _ = _stalled_pair(lose_answers=True)
+    asked = a.conv.session.outstanding_wants
+    assert asked
+    assert a.conv.overdue(1.0 + limits.WANT_HEDGE_S / 2) == []
+    overdue = a.conv.overdue(1.0 + limits.WANT_HEDGE_S)
+    assert set(overdue) == asked
+    a.conv.hedged(overdue[:1])
+    assert set(a.conv.overdue(2.0 + limits.WANT_HEDGE_S)) == asked - {overdue[0]}
+    a.conv.hedged(overdue)
+    assert a.conv.overdue(3.0 + limits.WANT_HEDGE_S) == []  # each id once
+    assert set(a.conv.wanted) == asked  # hedging releases nothing
+    (released,) = a.conv.tick(1.0 + limits.WANT_TIMEOUT_S)
+    assert isinstance(released, Denied) and set(released.ids) == asked
+
+
+def test_a_peer_that_answers_its_wants_is_never_hedged() -> None:
+    a, _ = _stalled_pair(lose_answers=False)
+    assert a.synced == 1 and not a.conv.session.outstanding_wants
+    assert a.conv.overdue(1.0 + limits.WANT_TIMEOUT_S) == []
+
+
 def _messages(data: bytes) -> list[bytes]:
     out = []
     while data:
