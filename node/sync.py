@@ -200,6 +200,24 @@ class Sync:
             self.inflight.update(taken)
             others[conversation].ask(taken)
 
+    def hedge(self, conn: PeerConnection, ids: Sequence[bytes]) -> None:
+        """Ids `conn`'s peer sits on (no want answered for WANT_HEDGE_S): ask one other
+        peer that announced them too; they stay outstanding at `conn` until either answers
+        or WANT_TIMEOUT_S releases them (docs/spec/30-sync.md, on wants)."""
+        if not ids:
+            return
+        others = {
+            c.conversation: c
+            for c in self.connections.values()
+            if c is not conn and not c.closing and c.conversation.open
+        }
+        asked: list[bytes] = []
+        for conversation, taken in hand_over(ids, list(others)):
+            self.inflight.update(taken)
+            others[conversation].ask(taken)
+            asked += taken
+        conn.conversation.hedged(asked)
+
     async def synced(self, conn: PeerConnection) -> None:
         now = time.monotonic()
         peer = self.book.peers.get(conn.peer_id)
@@ -263,14 +281,16 @@ class Sync:
                 conn.conversation.resync_soon()
 
     async def resync_loop(self) -> None:
-        """Once a second: wants a peer sits on are released, rounds that are due begin
-        (they repair dropped pushes and missed relays)."""
+        """Once a second: wants a peer sits on are hedged, then released; rounds that are
+        due begin (they repair dropped pushes and missed relays)."""
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for conn in list(self.connections.values()):
                 with contextlib.suppress(Exception):
                     await conn.tick(now)
+                    if not conn.closing and conn.conversation.open:
+                        self.hedge(conn, conn.conversation.overdue(now))
 
     async def flush_deliveries(self) -> None:
         if self._deliveries:
