@@ -41,6 +41,16 @@ class RecordRow:
     author: bytes
     local: bool
     data: bytes
+    network: bytes | None = None  # the network tag of a network-scoped record, if it has one
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkFilter:
+    """Which network-scoped records pass between this node and one peer: those tagged for
+    a network in `shared`, and untagged ones when this node's first network is shared."""
+
+    shared: frozenset[bytes]
+    first_shared: bool
 
 
 def row_of(record: Record, *, local: bool) -> RecordRow:
@@ -54,6 +64,7 @@ def row_of(record: Record, *, local: bool) -> RecordRow:
         author=record.author.raw,
         local=local,
         data=record.to_bytes(),
+        network=record.network,
     )
 
 
@@ -145,15 +156,28 @@ class Store:
             # A batch is mostly one author's records (a sync, a bundle): one keyed hash each.
             tags = {author: self.tag(author) for author in {r.author for r in fresh}}
             marks = self.at_rest.marks([(r.id, r.local) for r in fresh])
+            nets = {n: self.tag(n) for n in {r.network for r in fresh} if n is not None}
             params = [
-                (r.id, r.kind, r.scope, r.created, r.expires, tags[r.author], mark, data)
+                (
+                    r.id,
+                    r.kind,
+                    r.scope,
+                    r.created,
+                    r.expires,
+                    tags[r.author],
+                    mark,
+                    data,
+                    *(() if not nets else (None if r.network is None else nets[r.network],)),
+                )
                 for r, data, mark in zip(fresh, sealed, marks, strict=True)
             ]
+            # Without a tagged record the batch leaves `net` NULL (as stores before
+            # migration 10, which have no such column, did).
+            columns = "id, kind, scope, created, expires, author_tag, mark, data"
+            columns += ", net" if nets else ""
+            marks_sql = ", ".join("?" * len(params[0]))
             await self._write_many(
-                "INSERT OR IGNORE INTO records"
-                " (id, kind, scope, created, expires, author_tag, mark, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                params,
+                f"INSERT OR IGNORE INTO records ({columns}) VALUES ({marks_sql})", params
             )
         return result
 
@@ -382,6 +406,18 @@ class Store:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def count_by_network(self, tags: Sequence[bytes]) -> dict[bytes | None, int]:
+        """Network-scoped records per network tag among `tags` (None: untagged ones)."""
+        by_net = {self.tag(t): t for t in tags}
+        out: dict[bytes | None, int] = {}
+        sql = "SELECT net, COUNT(*) FROM records WHERE scope = 1 GROUP BY net"
+        async with self._db.execute(sql) as cur:
+            async for net, n in cur:
+                key = None if net is None else by_net.get(bytes(net))
+                if net is None or key is not None:
+                    out[key] = int(n)
+        return out
+
     async def count_by_kind(self) -> dict[str, int]:
         async with self._db.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind") as cur:
             return {str(kind): int(n) async for kind, n in cur}
@@ -512,7 +548,7 @@ class Store:
         return str(row[0]) if row else "no answer"
 
 
-_TABLES = frozenset({"peers", "invites", "introductions", "revoked", "staff"})
+_TABLES = frozenset({"peers", "invites", "introductions", "revoked", "staff", "networks"})
 # A revoked author's records are kept (flagged) but never offered or served onward; the
 # revocation itself always is.
 _NOT_REVOKED = " AND (kind = 'revocation' OR author_tag NOT IN (SELECT tag FROM revoked))"
