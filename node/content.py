@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node import circles
-from node.local import Local, random
+from node.local import Local, Network, random
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
 from protocol import limits
@@ -32,12 +32,22 @@ class Audience:
     network: bool
     circle: str = ""  # a circle's name: sealed to its current epoch key
     circle_keys: tuple[bytes, ...] = ()
+    # `network`: the networks sealed to, one record each; else the one whose tag it carries.
+    networks: tuple[Network, ...] = ()
+
+    def seals(self) -> list[tuple[bytes | None, bytes | None]]:
+        """(network key to seal to, network tag to carry) of each record to write: one per
+        network for `--to network`; one otherwise, tagged when network-scoped."""
+        if self.network:
+            return [(n.key, n.tag) for n in self.networks]
+        tag = self.networks[0].tag if self.networks and self.scope is Scope.NETWORK else None
+        return [(None, tag)]
 
     def describe(self) -> str:
         if self.circle:
             return f"circle:{self.circle}"
         if self.network:
-            return "network"
+            return "network" if len(self.networks) != 1 else f"network:{self.networks[0].name}"
         if self.scope is Scope.PEERS:
             return "peers"
         return ",".join(r.short for r in self.recipients)
@@ -47,11 +57,15 @@ async def parse_audience(local: Local, to: str) -> Audience:
     """`peers`, `network`, `circle:NAME`, or a comma-separated list of node ids / trusted
     peer names."""
     to = to.strip()
-    if to == "network":
-        return Audience(Scope.NETWORK, (), True)
+    if to == "network":  # every network this node is in: one record each
+        return Audience(Scope.NETWORK, (), True, networks=tuple(await local.networks()))
+    if to.startswith("network:"):
+        network = await local.network_named(to.removeprefix("network:"))
+        return Audience(Scope.NETWORK, (), True, networks=(network,))
     if to.startswith("circle:"):
         state = await circles.find(local, to.removeprefix("circle:"))
-        return Audience(Scope.NETWORK, (), False, state.name, (state.key,))
+        home = await _network_of(local, [NodeId(m) for m in state.members])
+        return Audience(Scope.NETWORK, (), False, state.name, (state.key,), (home,))
     peers = await local.peers()
     if to == "peers":
         return Audience(Scope.PEERS, tuple(peers), False)
@@ -66,9 +80,27 @@ async def parse_audience(local: Local, to: str) -> Audience:
             recipients.append(parse_node_id(ref))
     if not recipients:
         raise CanopyError(
-            "--to must be peers, network, circle:NAME, or node ids separated by commas"
+            "--to must be peers, network, network:NAME, circle:NAME, or node ids separated"
+            " by commas"
         )
-    return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False)
+    home = await _network_of(local, recipients)
+    return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False, networks=(home,))
+
+
+async def _network_of(local: Local, readers: list[NodeId]) -> Network:
+    """The network a record for `readers` (recipients, circle members) travels in: the
+    first one every reader we trust is a member of, else the first one any is, else our
+    first network (docs/spec/45-networks.md "Which network a record is tagged for")."""
+    networks = await local.networks()
+    peers = await local.peers()
+    known = [peers[r] for r in readers if r in peers]
+    for network in networks:
+        if known and all(network.tag in p.networks for p in known):
+            return network
+    for network in networks:
+        if any(network.tag in p.networks for p in known):
+            return network
+    return networks[0]
 
 
 def _title_of(text: str, path: Path) -> str:
@@ -142,7 +174,6 @@ async def publish_guide_texts(
     if replaces and len(texts) != 1:
         raise CanopyError("--replaces takes exactly one file: the new version")
     old = await _own_record(local, replaces) if replaces else None
-    network_key = await local.network_key() if audience.network else None
     published: list[tuple[Record, str]] = []
     for name, text in texts:
         path = Path(name)
@@ -160,19 +191,21 @@ async def publish_guide_texts(
             Guide.from_content(content)
         except DecodeError as exc:
             raise CanopyError(f"cannot publish {path}: {exc}") from None
-        record = seal_record(
-            local.identity,
-            Kind.GUIDE,
-            content,
-            created=now_ms,
-            expires=now_ms + limits.DEFAULT_GUIDE_LIFETIME_MS,
-            scope=audience.scope,
-            recipients=audience.recipients,
-            network_key=network_key,
-            random=random,
-            circle_keys=audience.circle_keys,
-        )
-        published.append((record, guide_title))
+        for network_key, tag in audience.seals():
+            record = seal_record(
+                local.identity,
+                Kind.GUIDE,
+                content,
+                created=now_ms,
+                expires=now_ms + limits.DEFAULT_GUIDE_LIFETIME_MS,
+                scope=audience.scope,
+                recipients=audience.recipients,
+                network_key=network_key,
+                random=random,
+                circle_keys=audience.circle_keys,
+                network=tag,
+            )
+            published.append((record, guide_title))
     await local.store.put_records([row_of(r, local=True) for r, _ in published], now_ms)
     if old is not None:
         await _withdraw(local, [old], now_ms, successor=published[0][0].id)
@@ -190,20 +223,24 @@ async def publish_alert(
     if urgency not in ("normal", "high"):
         raise CanopyError("--urgency must be normal or high")
     audience = await parse_audience(local, to)
-    record = seal_record(
-        local.identity,
-        Kind.ALERT,
-        {"text": text, "urgency": urgency},
-        created=now_ms,
-        expires=now_ms + lifetime_ms,
-        scope=audience.scope,
-        recipients=audience.recipients,
-        network_key=await local.network_key() if audience.network else None,
-        random=random,
-        circle_keys=audience.circle_keys,
-    )
-    await local.store.put_records([row_of(record, local=True)], now_ms)
-    return record
+    records = [
+        seal_record(
+            local.identity,
+            Kind.ALERT,
+            {"text": text, "urgency": urgency},
+            created=now_ms,
+            expires=now_ms + lifetime_ms,
+            scope=audience.scope,
+            recipients=audience.recipients,
+            network_key=network_key,
+            random=random,
+            circle_keys=audience.circle_keys,
+            network=tag,
+        )
+        for network_key, tag in audience.seals()
+    ]
+    await local.store.put_records([row_of(r, local=True) for r in records], now_ms)
+    return records[0]
 
 
 async def _own_record(local: Local, ref: str) -> Record:
@@ -259,7 +296,7 @@ async def readable(
 
     A record that opens but breaks its kind's schema is never returned; its id goes to
     `malformed` when given (else it counts as unreadable)."""
-    network_key = await local.network_key()
+    network_key = await local.network_keys()
     keys = await circles.read_keys(local)
     out: list[Readable] = []
     unreadable = 0
@@ -307,7 +344,7 @@ async def find(local: Local, ref: str, now_ms: int) -> Readable:
         body = open_record(
             record,
             local.identity,
-            await local.network_key(),
+            await local.network_keys(),
             circle_keys=await circles.read_keys(local),
         )
     except NotForUs:

@@ -111,12 +111,14 @@ class Dialer:
                     )
                     if not await self._client_handshake(ws, handshake, address, state):
                         continue
+                    tag: bytes | None = None
                     if network_key == peer.invite_capability:
                         peer.invite_capability = None
                         await self.local.save_peer(peer)
                     else:
                         for network in networks:
                             if network.key == network_key:
+                                tag = network.tag
                                 await note_shared_network(self.local, peer.node_id, network)
                     state.delay = 0.0
                     state.last_error = ""
@@ -127,6 +129,7 @@ class Dialer:
                         handshake.keys,
                         outbound=True,
                         leftover=handshake.leftover(),
+                        network=tag,
                     )
                     await conn.run()
                     return

@@ -187,8 +187,13 @@ class PeerServer:
             log.info("invite redeemed by %s", peer_id.short)
         elif await note_shared_network(self.local, peer_id, networks[keys.network_key_index]):
             await self._reload_trust()
+        index = keys.network_key_index
+        if index < len(networks):
+            network = networks[index].tag if networks[index].name else None
+        else:
+            network = invites[index - len(networks)].network or networks[0].tag
         conn = self.sync.connection(
-            ws, peer_id, keys, outbound=False, leftover=handshake.leftover()
+            ws, peer_id, keys, outbound=False, leftover=handshake.leftover(), network=network
         )
         await conn.run()
         return ws

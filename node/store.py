@@ -24,6 +24,7 @@ from node.migrations import check_key, migrate
 from protocol.encoding import Value
 from protocol.errors import StoreError
 from protocol.lifecycle import NEVER_WITHDRAWN
+from protocol.networks import NetworkView
 from protocol.record import Record
 
 _T = TypeVar("_T")
@@ -42,15 +43,6 @@ class RecordRow:
     local: bool
     data: bytes
     network: bytes | None = None  # the network tag of a network-scoped record, if it has one
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkFilter:
-    """Which network-scoped records pass between this node and one peer: those tagged for
-    a network in `shared`, and untagged ones when this node's first network is shared."""
-
-    shared: frozenset[bytes]
-    first_shared: bool
 
 
 def row_of(record: Record, *, local: bool) -> RecordRow:
@@ -227,21 +219,39 @@ class Store:
         return {bytes(rid): self._open_record(data) for rid, data in rows}
 
     async def records_for_peer(
-        self, ids: Sequence[bytes], peer: bytes, now_ms: int
+        self, ids: Sequence[bytes], peer: bytes, now_ms: int, view: NetworkView | None = None
     ) -> dict[bytes, bytes]:
         """Wire bytes of the stored, unexpired `ids` that `peer` may receive from us: network-
         scoped, or peers-scoped and ours; never a private one, never a record back to its
-        author. The rules of docs/SPEC.md "Who may receive what", without parsing records."""
+        author. The rules of docs/SPEC.md "Who may receive what", without parsing records.
+        With `view`, network-scoped ones only of the networks it shares."""
         out: dict[bytes, bytes] = {}
         peer_tag = self.tag(peer)
+        networks, net_params = self._networks_sql(view)
         for chunk, marks in _in_chunks(ids):
             sql = (
                 f"SELECT id, data FROM records WHERE id IN ({marks}) AND expires > ?"
                 " AND (scope = 1 OR (scope = 0 AND author_tag = ?)) AND author_tag != ?"
                 + _NOT_REVOKED
+                + networks
             )
-            out.update(await self._records_by_id(sql, (*chunk, now_ms, self._own_tag, peer_tag)))
+            params = (*chunk, now_ms, self._own_tag, peer_tag, *net_params)
+            out.update(await self._records_by_id(sql, params))
         return out
+
+    def _networks_sql(self, view: NetworkView | None) -> tuple[str, list[bytes]]:
+        """The condition (and its parameters) for the records of the networks `view` shares:
+        not network-scoped, a revocation or tombstone (every network), tagged for a shared
+        network, or untagged when this node's first network is shared."""
+        if view is None:
+            return "", []
+        nets = [self.tag(t) for t in sorted(view.shared)]
+        parts = ["scope != 1", "kind IN ('revocation', 'tombstone')"]
+        if nets:
+            parts.append(f"net IN ({', '.join('?' * len(nets))})")
+        if view.first_shared:
+            parts.append("net IS NULL")
+        return " AND (" + " OR ".join(parts) + ")", nets
 
     async def local_records_after(
         self, seq: int, limit: int = 1000
@@ -330,17 +340,22 @@ class Store:
         async with self._db.execute(sql, (prefix, upper)) as cur:
             return [bytes(row[0]) async for row in cur]
 
-    async def exchangeable_items(self, peer: bytes, now_ms: int) -> list[tuple[int, bytes]]:
+    async def exchangeable_items(
+        self, peer: bytes, now_ms: int, view: NetworkView | None = None
+    ) -> list[tuple[int, bytes]]:
         """(created, id), sorted, of unexpired records this node and `peer` may exchange:
-        network-scoped ones, and peers-scoped ones written by either of the two (private
-        ones never)."""
+        network-scoped ones (with `view`, of the networks the two share), and peers-scoped
+        ones written by either of the two (private ones never)."""
+        networks, net_params = self._networks_sql(view)
         sql = (
             "SELECT created, id FROM records WHERE expires > ?"
             " AND (scope = 1 OR (scope = 0 AND author_tag IN (?, ?)))"
             + _NOT_REVOKED
+            + networks
             + " ORDER BY created, id"
         )
-        async with self._db.execute(sql, (now_ms, self._own_tag, self.tag(peer))) as cur:
+        params = (now_ms, self._own_tag, self.tag(peer), *net_params)
+        async with self._db.execute(sql, params) as cur:
             # sqlite3 already gives int and bytes for these columns: no copy per row.
             rows: list[tuple[int, bytes]] = list(await cur.fetchall())
         return rows

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from protocol import labels
 from protocol.errors import LocalProtocolError
+from protocol.record import Kind, Record, Scope
 
 NETWORK_KEY_BYTES = 32
 NETWORK_TAG_BYTES = 16
@@ -42,6 +44,31 @@ def record_network(tag: bytes | None, primary: bytes) -> bytes:
     """The network a network-scoped record belongs to: the one its tag names, or for a
     record without a tag (written before networks were tagged) this node's first network."""
     return primary if tag is None else tag
+
+
+# Unsealed network-scoped kinds that must reach every node holding what they act on, in
+# every network: a revocation certificate and an author's withdrawal of its own records.
+EVERY_NETWORK_KINDS = frozenset({Kind.REVOCATION, Kind.TOMBSTONE})
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkView:
+    """What one connection may carry: the networks this node and the peer share, and this
+    node's first network (the one an untagged record belongs to)."""
+
+    shared: frozenset[bytes]
+    first: bytes
+
+    def carries(self, record: Record) -> bool:
+        """Whether `record` may pass over this connection, either way, as far as networks
+        go (the scope rules of protocol/conversation.py `may_receive` apply as well)."""
+        if record.scope is not Scope.NETWORK or record.kind in EVERY_NETWORK_KINDS:
+            return True
+        return may_exchange_network_record(record.network, self.shared, self.first)
+
+    @property
+    def first_shared(self) -> bool:
+        return self.first in self.shared
 
 
 def may_exchange_network_record(

@@ -5,13 +5,14 @@ records travel only between its members (docs/spec/45-networks.md)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from node.demo import NodeProcess, wait_until
 from tests.conftest import Net
-from tests.test_multinode import connected, link
+from tests.test_multinode import connected, link, publish
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -70,3 +71,93 @@ async def test_leaving_a_network_keeps_the_others_and_the_last_cannot_be_left(
     await wait_until("A back with B", lambda: connected(a, 1))
     peers = {p["id"]: p for p in (await a.json("peers"))["peers"]}
     assert peers[b.node_id]["state"] == "connected"
+
+
+async def held_titles(node: NodeProcess) -> list[str]:
+    return sorted(g["title"] for g in (await node.json("guides"))["guides"])
+
+
+async def stored_ids(node: NodeProcess) -> set[str]:
+    """Ids of every guide record in the node's store, readable or not (the store itself,
+    opened while the node runs: WAL readers do not block it)."""
+    from node.local import Local
+    from node.demo import PASSPHRASE
+
+    local = await Local.open(node.data, PASSPHRASE.encode())
+    try:
+        from protocol.record import Record
+
+        datas = await local.store.records_of_kind("guide")
+        return {Record.from_bytes(d).id.hex() for d in datas}
+    finally:
+        await local.close()
+
+
+async def test_network_records_travel_only_between_members_of_their_network(
+    net: Net, tmp_path: Path
+) -> None:
+    a, b, c = await two_networks(net)
+    only_n1 = await publish(a, tmp_path, "For N1 only", "network:default")
+    await publish(a, tmp_path, "For every network", "network")
+    from_c = await publish(c, tmp_path, "From C to N2", "network")
+
+    async def delivered() -> bool:
+        return (
+            await held_titles(b) == ["For N1 only", "For every network"]
+            and await held_titles(c) == ["For every network", "From C to N2"]
+            # `--to network` wrote one record per network: A holds both.
+            and await held_titles(a)
+            == ["For N1 only", "For every network", "For every network", "From C to N2"]
+        )
+
+    await wait_until("each network's records reach its members", delivered)
+    # A relays nothing across: C's store never held the N1-only record, B's never N2's.
+    assert only_n1 not in {i[: len(only_n1)] for i in await stored_ids(c)}
+    assert from_c not in {i[: len(from_c)] for i in await stored_ids(b)}
+    assert len(await stored_ids(c)) == 2 and len(await stored_ids(b)) == 2
+
+
+async def test_reconciliation_set_with_a_peer_covers_only_the_networks_shared(
+    tmp_path: Path,
+) -> None:
+    from node.content import publish_guide_texts
+    from node.local import Local
+    from protocol.networks import NetworkView, network_tag
+
+    local = await Local.create(tmp_path / "a", "Alpha", None)
+    try:
+        n2 = await local.add_network("N2", b"\x02" * 32, 1)
+        first = (await local.networks())[0]
+        now = 1_800_000_000_000
+
+        async def guide(title: str, to: str) -> set[bytes]:
+            made = await publish_guide_texts(
+                local,
+                [(f"{title}.md", f"# {title}\n\nx")],
+                title=None,
+                lang="en",
+                topics=[],
+                region="",
+                to=to,
+                now_ms=now,
+            )
+            return {r.id for r, _ in made}
+
+        in_n1 = await guide("one", "network:default")
+        in_n2 = await guide("two", "network:N2")
+        both = await guide("both", "network")
+        assert len(both) == 2
+        peer = b"\x09" * 32
+        only_n2 = NetworkView(frozenset({n2.tag}), first.tag)
+        items = {rid for _, rid in await local.store.exchangeable_items(peer, now, only_n2)}
+        n2_copy = {rid for rid in both if rid in items}
+        assert items == in_n2 | n2_copy and len(n2_copy) == 1
+        every = NetworkView(frozenset({n2.tag, first.tag}), first.tag)
+        assert {rid for _, rid in await local.store.exchangeable_items(peer, now, every)} == (
+            in_n1 | in_n2 | both
+        )
+        sent = await local.store.records_for_peer(sorted(in_n1 | in_n2), peer, now, only_n2)
+        assert set(sent) == in_n2  # asked for an N1 record, the peer gets nothing of it
+        assert network_tag(b"\x02" * 32) == n2.tag
+    finally:
+        await local.close()
