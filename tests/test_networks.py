@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 
-from node.demo import NodeProcess, wait_until
+from node.content import publish_guide_texts
+from node.demo import PASSPHRASE, NodeProcess, wait_until
+from node.local import Local
+from protocol.networks import NetworkView, network_tag
+from protocol.record import Record
 from tests.conftest import Net
 from tests.test_multinode import connected, link, publish
 
@@ -80,13 +84,8 @@ async def held_titles(node: NodeProcess) -> list[str]:
 async def stored_ids(node: NodeProcess) -> set[str]:
     """Ids of every guide record in the node's store, readable or not (the store itself,
     opened while the node runs: WAL readers do not block it)."""
-    from node.local import Local
-    from node.demo import PASSPHRASE
-
     local = await Local.open(node.data, PASSPHRASE.encode())
     try:
-        from protocol.record import Record
-
         datas = await local.store.records_of_kind("guide")
         return {Record.from_bytes(d).id.hex() for d in datas}
     finally:
@@ -120,10 +119,6 @@ async def test_network_records_travel_only_between_members_of_their_network(
 async def test_reconciliation_set_with_a_peer_covers_only_the_networks_shared(
     tmp_path: Path,
 ) -> None:
-    from node.content import publish_guide_texts
-    from node.local import Local
-    from protocol.networks import NetworkView, network_tag
-
     local = await Local.create(tmp_path / "a", "Alpha", None)
     try:
         n2 = await local.add_network("N2", b"\x02" * 32, 1)
