@@ -746,6 +746,15 @@ async def query_network(nodes: int = 30, per_node: int = 20, queries: int = 100)
     return await run(nodes, per_node, queries)
 
 
+# -- several networks per node (issue 15) --------------------------------------------------------
+
+
+async def networks(handshakes: int = 500, rounds: int = 7) -> Result:
+    from bench.networks import run
+
+    return await run(handshakes, rounds)
+
+
 # -- the simulator (issue 12) ------------------------------------------------------------------
 
 
@@ -765,6 +774,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "query-local": (query_local, "know-who over 100,000 contacts: index build, query p50/p95"),
     "query-network": (query_network, "know-who queries at depth 2 on 30 nodes: p50/p95"),
     "simulate": (simulate, "1,000 simulated nodes (and 100): convergence, bytes, alert, CPU"),
+    "networks": (networks, "SHS1 handshake cost with 5 networks vs 1 (target within 10 %)"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -777,4 +787,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "query-local": {"contacts": 300, "queries": 20},
     "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
     "simulate": {"nodes": 20, "baseline": False},
+    "networks": {"handshakes": 50, "rounds": 2},
 }
