@@ -156,3 +156,76 @@ async def test_reconciliation_set_with_a_peer_covers_only_the_networks_shared(
         assert network_tag(b"\x02" * 32) == n2.tag
     finally:
         await local.close()
+
+
+async def test_a_record_of_a_network_the_peer_is_not_in_is_refused_and_penalised(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    import nacl.utils
+
+    from protocol.envelope import seal_record
+    from protocol.identity import Identity
+    from protocol.invite import Invite
+    from protocol.record import Kind, Scope
+    from tests.test_network_adversarial import RawPeer
+
+    target = NodeProcess(tmp_path, "T", "Target")
+    await target.init()
+    await target.start()
+    peer = None
+    try:
+        _, code, _ = await target.cli("invite", "--address", target.address)
+        invite = Invite.from_code(code.strip())
+        # T (no longer alone: it has an invite out) joins a second network N2, through an
+        # invite whose inviter never answers.
+        n2_key, now = nacl.utils.random(32), int(time.time() * 1000)
+        inviter = Identity.generate(nacl.utils.random)
+        offer = Invite.create(
+            inviter,
+            name="Uganda shelters",
+            addresses=["ws://127.0.0.1:9/canopy"],
+            network_key=n2_key,
+            secret=nacl.utils.random(32),
+            expires=now + 3_600_000,
+        )
+        await target.cli("accept", offer.to_code(), "--network-name", "N2")
+        # P, invited into T's first network only, sends records of both.
+        member = Identity.generate(nacl.utils.random)
+        peer = await RawPeer.open(target.address)
+        assert await peer.handshake(invite.capability(), member, invite.node_id.raw)
+
+        def guide(key: bytes, title: str) -> bytes:
+            return seal_record(
+                member,
+                Kind.GUIDE,
+                {"title": title, "text": "x"},
+                created=now,
+                expires=now + 3_600_000,
+                scope=Scope.NETWORK,
+                recipients=[],
+                network_key=key,
+                random=nacl.utils.random,
+                network=network_tag(key),
+            ).to_bytes()
+
+        await peer.send(peer.session.records([guide(n2_key, "smuggled into N2")]))
+
+        async def refused() -> bool:
+            status = await target.json("status")
+            return int(status["rejected"].get("record_other_network", 0)) >= 1
+
+        await wait_until("the N2 record refused", refused)
+        rows = {r["id"]: r for r in (await target.json("peers"))["peers"]}
+        assert int(rows[str(member.node_id)]["score"]) < 100
+        await peer.send(peer.session.records([guide(invite.network_key, "for N1")]))
+
+        async def stored_one() -> bool:
+            return (await target.json("status"))["records"].get("guide", 0) == 1
+
+        await wait_until("the first network's record stored", stored_one)
+    finally:
+        if peer is not None:
+            await peer.close()
+        await target.stop()
