@@ -57,6 +57,7 @@ from commands.lifecycle import (
     cmd_run,
     cmd_wipe,
 )
+from commands.networks import cmd_networks, cmd_networks_leave
 from commands.output import Printable as _Printable
 from commands.output import printable
 from commands.status import cmd_status
@@ -127,9 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--hours", type=float, default=168.0, help="validity (default 168 = 7 days)")
     p.add_argument("--config", metavar="FILE")
+    p.add_argument("--network", metavar="NAME", help="invite into this network (default: first)")
 
     p = add("accept", cmd_accept, "trust the node that gave you an invite code")
     p.add_argument("code")
+    p.add_argument(
+        "--network-name", metavar="NAME", help="name for the network, if the invite adds one"
+    )
+
+    p = add("networks", cmd_networks, "the networks this node belongs to", json=True)
+    nets = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser)
+    n = nets.add_parser("leave", help="leave a network (not the last one)")
+    n.set_defaults(func=cmd_networks_leave)
+    n.add_argument("name", metavar="NAME")
 
     p = add("trust", cmd_trust, "trust a node whose id and safety code you compared out of band")
     p.add_argument("id")

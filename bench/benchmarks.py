@@ -750,6 +750,13 @@ async def guides(listed: int = 10_000, searched: int = 100_000, searches: int = 
     from bench.guides import run
 
     return await run(listed, searched, searches)
+# -- several networks per node (issue 15) --------------------------------------------------------
+
+
+async def networks(handshakes: int = 500, rounds: int = 7) -> Result:
+    from bench.networks import run
+
+    return await run(handshakes, rounds)
 
 
 # -- the simulator (issue 12) ------------------------------------------------------------------
@@ -789,6 +796,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "circle-join": (circle_join, "a member added to a circle with 10,000 records: read time"),
     "guides": (guides, "canopy guides with 10,000 guides; --search over 100,000 in a node"),
     "ui": (ui, "web app, 10,000 guides + 100,000 contacts: page p95, dashboard in Chromium"),
+    "networks": (networks, "SHS1 handshake cost with 5 networks vs 1 (target within 10 %)"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -804,4 +812,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "circle-join": {"records": 60, "epochs": 3, "timeout": 60},
     "guides": {"listed": 200, "searched": 300, "searches": 20},
     "ui": {"guides": 30, "contacts": 300, "requests": 10, "loads": 2},
+    "networks": {"handshakes": 50, "rounds": 2},
 }

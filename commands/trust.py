@@ -27,7 +27,9 @@ async def cmd_invite(args: argparse.Namespace) -> int:
                 addresses = list(
                     load_config(Path(args.config) if args.config else None).advertised()
                 )
-        invite = await create_invite(local, addresses, now_ms(), hours(args.hours))
+        invite = await create_invite(
+            local, addresses, now_ms(), hours(args.hours), network=args.network
+        )
     print(invite.to_code())
     print(
         f"(valid until {when(invite.expires)}, once; give it only to the organisation you mean "
@@ -41,8 +43,15 @@ async def cmd_accept(args: argparse.Namespace) -> int:
     from node.trust import accept_invite
 
     async with opened(args, notify=True) as local:
-        peer = await accept_invite(local, args.code, now_ms())
-    print(f"trusted {peer.label}")
+        accepted = await accept_invite(local, args.code, now_ms(), args.network_name)
+    peer, network = accepted.peer, accepted.network
+    if accepted.added:
+        beside = ", ".join(repr(n.name) for n in accepted.beside)
+        print(
+            f"this invite adds network {network.name!r} ({network.tag.hex()[:8]}) beside "
+            f"{beside}: records shared with that network go only to its members"
+        )
+    print(f"trusted {peer.label} in network {network.name!r}")
     fields(
         [
             ("id", peer.node_id),

@@ -141,7 +141,7 @@ async def publish_checklist(
         Checklist.from_content(content)
     except DecodeError as exc:
         raise CanopyError(f"cannot publish {path}: {exc}") from None
-    (record,) = await seal_to(
+    (records,) = await seal_to(
         local,
         audience,
         Kind.CHECKLIST,
@@ -149,7 +149,8 @@ async def publish_checklist(
         now_ms=now_ms,
         lifetime_ms=limits.DEFAULT_GUIDE_LIFETIME_MS,
     )
-    await local.store.put_records([row_of(record, local=True)], now_ms)
+    await local.store.put_records([row_of(r, local=True) for r in records], now_ms)
+    record = records[0]
     if old is not None:
         await withdraw_records(local, [old.record], now_ms, successor=record.id)
     return record, checklist

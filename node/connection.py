@@ -82,6 +82,7 @@ class PeerConnection:
         self.ws = ws
         self.conversation = conversation
         self.peer_id = conversation.peer
+        self.network: bytes | None = None  # tag of the network the handshake was under
         self.outbound = conversation.session.initiator  # the client initiates rounds
         self._encoder = BoxStreamEncoder(keys.encrypt_key, keys.encrypt_nonce)
         self._decoder = BoxStreamDecoder(keys.decrypt_key, keys.decrypt_nonce)
@@ -160,7 +161,8 @@ class PeerConnection:
             held = [r for r in records if r.kind is not Kind.ALERT]
             records = [r for r in records if r.kind is Kind.ALERT]
             us = self.conversation.us
-            if any(cv.may_receive(r, self.peer_id, us) for r in held):
+            networks = self.conversation.networks
+            if any(cv.may_receive(r, self.peer_id, us, networks) for r in held):
                 self.conversation.push_dropped()
         for event in self.conversation.push(records, time.monotonic()):
             assert isinstance(event, cv.Send)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from node import circles, peers_circle
-from node.local import Local, random
+from node.local import Local, Network, random
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
 from protocol import limits
@@ -34,6 +34,16 @@ class Audience:
     circle: str = ""  # a circle's name: sealed to its current epoch key
     circle_keys: tuple[bytes, ...] = ()
     grows: bool = False  # `peers`: the implicit peers circle, brought up to date when sealing
+    # `network`: the networks sealed to, one record each; else the one whose tag it carries.
+    networks: tuple[Network, ...] = ()
+
+    def seals(self) -> list[tuple[bytes | None, bytes | None]]:
+        """(network key to seal to, network tag to carry) of each record to write: one per
+        network for `--to network`; one otherwise, tagged when network-scoped."""
+        if self.network:
+            return [(n.key, n.tag) for n in self.networks]
+        tag = self.networks[0].tag if self.networks and self.scope is Scope.NETWORK else None
+        return [(None, tag)]
 
     def describe(self) -> str:
         if self.grows:
@@ -41,7 +51,7 @@ class Audience:
         if self.circle:
             return f"circle:{self.circle}"
         if self.network:
-            return "network"
+            return "network" if len(self.networks) != 1 else f"network:{self.networks[0].name}"
         if self.scope is Scope.PEERS:
             return "peers"
         return ",".join(r.short for r in self.recipients)
@@ -51,11 +61,15 @@ async def parse_audience(local: Local, to: str) -> Audience:
     """`peers`, `peers-now`, `network`, `circle:NAME`, or a comma-separated list of node
     ids / trusted peer names. Writes nothing: `sealing` makes what the audience needs."""
     to = to.strip()
-    if to == "network":
-        return Audience(Scope.NETWORK, (), True)
+    if to == "network":  # every network this node is in: one record each
+        return Audience(Scope.NETWORK, (), True, networks=tuple(await local.networks()))
+    if to.startswith("network:"):
+        network = await local.network_named(to.removeprefix("network:"))
+        return Audience(Scope.NETWORK, (), True, networks=(network,))
     if to.startswith("circle:"):
         state = await circles.find(local, to.removeprefix("circle:"))
-        return Audience(Scope.NETWORK, (), False, state.name, (state.key,))
+        home = await _network_of(local, [NodeId(m) for m in state.members])
+        return Audience(Scope.NETWORK, (), False, state.name, (state.key,), networks=(home,))
     if to == "peers":
         return Audience(Scope.PEERS, (), False, grows=True)
     peers = await local.peers()
@@ -72,9 +86,27 @@ async def parse_audience(local: Local, to: str) -> Audience:
             recipients.append(parse_node_id(ref))
     if not recipients:
         raise CanopyError(
-            "--to must be peers, peers-now, network, circle:NAME, or node ids separated by commas"
+            "--to must be peers, peers-now, network, network:NAME, circle:NAME, or node ids"
+            " separated by commas"
         )
-    return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False)
+    home = await _network_of(local, recipients)
+    return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False, networks=(home,))
+
+
+async def _network_of(local: Local, readers: list[NodeId]) -> Network:
+    """The network a record for `readers` (recipients, circle members) travels in: the
+    first one every reader we trust is a member of, else the first one any is, else our
+    first network (docs/spec/45-networks.md "Which network a record is tagged for")."""
+    networks = await local.networks()
+    peers = await local.peers()
+    known = [peers[r] for r in readers if r in peers]
+    for network in networks:
+        if known and all(network.tag in p.networks for p in known):
+            return network
+    for network in networks:
+        if any(network.tag in p.networks for p in known):
+            return network
+    return networks[0]
 
 
 async def sealing(local: Local, audience: Audience, now_ms: int) -> Audience:
@@ -94,24 +126,27 @@ async def seal_to(
     *,
     now_ms: int,
     lifetime_ms: int,
-) -> list[Record]:
-    """One sealed record of `kind` per content, for `audience` (made ready by `sealing`);
-    nothing stored yet."""
+) -> list[list[Record]]:
+    """The sealed records of `kind` of each content, for `audience` (made ready by
+    `sealing`): one per network for `--to network`, else one. Nothing stored yet."""
     audience = await sealing(local, audience, now_ms)
-    network_key = await local.network_key() if audience.network else None
     return [
-        seal_record(
-            local.identity,
-            kind,
-            content,
-            created=now_ms,
-            expires=now_ms + lifetime_ms,
-            scope=audience.scope,
-            recipients=audience.recipients,
-            network_key=network_key,
-            random=random,
-            circle_keys=audience.circle_keys,
-        )
+        [
+            seal_record(
+                local.identity,
+                kind,
+                content,
+                created=now_ms,
+                expires=now_ms + lifetime_ms,
+                scope=audience.scope,
+                recipients=audience.recipients,
+                network_key=network_key,
+                random=random,
+                circle_keys=audience.circle_keys,
+                network=tag,
+            )
+            for network_key, tag in audience.seals()
+        ]
         for content in contents
     ]
 
@@ -211,7 +246,7 @@ async def publish_guide_texts(
         except DecodeError as exc:
             raise CanopyError(f"cannot publish {path}: {exc}") from None
         contents.append((guide_title, content))
-    records = await seal_to(
+    sealed = await seal_to(
         local,
         audience,
         Kind.GUIDE,
@@ -219,8 +254,11 @@ async def publish_guide_texts(
         now_ms=now_ms,
         lifetime_ms=limits.DEFAULT_GUIDE_LIFETIME_MS,
     )
-    titles = [guide_title for guide_title, _ in contents]
-    published = list(zip(records, titles, strict=True))
+    published = [
+        (record, guide_title)
+        for (guide_title, _), records in zip(contents, sealed, strict=True)
+        for record in records
+    ]
     await local.store.put_records([row_of(r, local=True) for r, _ in published], now_ms)
     if old is not None:
         await _withdraw(local, [old], now_ms, successor=published[0][0].id)
@@ -249,7 +287,7 @@ async def publish_alert(
     if urgency not in ("normal", "high"):
         raise CanopyError("--urgency must be normal or high")
     audience = await parse_audience(local, to)
-    (record,) = await seal_to(
+    (records,) = await seal_to(
         local,
         audience,
         Kind.ALERT,
@@ -257,8 +295,8 @@ async def publish_alert(
         now_ms=now_ms,
         lifetime_ms=lifetime_ms,
     )
-    await local.store.put_records([row_of(record, local=True)], now_ms)
-    return record
+    await local.store.put_records([row_of(r, local=True) for r in records], now_ms)
+    return records[0]
 
 
 async def _own_record(local: Local, ref: str) -> Record:
@@ -317,7 +355,7 @@ async def readable(
 
     A record that opens but breaks its kind's schema is never returned; its id goes to
     `malformed` when given (else it counts as unreadable)."""
-    network_key = await local.network_key()
+    network_key = await local.network_keys()
     keys = await circles.read_keys(local)
     out: list[Readable] = []
     unreadable = 0
@@ -365,7 +403,7 @@ async def find(local: Local, ref: str, now_ms: int) -> Readable:
         body = open_record(
             record,
             local.identity,
-            await local.network_key(),
+            await local.network_keys(),
             circle_keys=await circles.read_keys(local),
         )
     except NotForUs:

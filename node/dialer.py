@@ -2,7 +2,8 @@
 
 Dials every trusted peer with an address that is neither connected, revoked, banned nor
 waiting out its backoff; each address with a pending invite's one-time key first, then
-the network key; the SHS1 client handshake; then a connection from `Sync.connection`.
+the keys of the networks the peer is a member of, then the other networks' keys; the SHS1
+client handshake; then a connection from `Sync.connection`.
 Optional SOCKS5 (Tor): names resolved by the proxy.
 """
 
@@ -21,6 +22,7 @@ from node.config import Config, parse_socks5
 from node.local import Local, Peer, random
 from node.peer_book import PeerBook, PeerState
 from node.sync import Sync
+from node.trust import note_shared_network
 from protocol.errors import HandshakeError, RemoteProtocolError
 from protocol.handshake import ClientHandshake, HandshakeState
 from protocol.invite import normalise_address
@@ -92,7 +94,12 @@ class Dialer:
     async def _dial(self, peer: Peer, state: PeerState) -> None:
         """Try each address; with a pending invite, its one-time key first, then ours."""
         try:
-            keys = [k for k in (peer.invite_capability, self.book.network_key) if k]
+            networks = list(self.book.networks)
+            member = [n.key for n in networks if n.tag in peer.networks]
+            others = [n.key for n in networks if n.tag not in peer.networks]
+            if not networks:
+                others = [self.book.network_key]
+            keys = list(dict.fromkeys(k for k in (peer.invite_capability, *member, *others) if k))
             # Normalised again here for peers stored before addresses were normalised.
             for address in dict.fromkeys(normalise_address(a) for a in peer.addresses):
                 for network_key in keys:
@@ -104,9 +111,15 @@ class Dialer:
                     )
                     if not await self._client_handshake(ws, handshake, address, state):
                         continue
+                    tag: bytes | None = None
                     if network_key == peer.invite_capability:
                         peer.invite_capability = None
                         await self.local.save_peer(peer)
+                    else:
+                        for network in networks:
+                            if network.key == network_key:
+                                tag = network.tag
+                                await note_shared_network(self.local, peer.node_id, network)
                     state.delay = 0.0
                     state.last_error = ""
                     state.dialing = False
@@ -116,6 +129,7 @@ class Dialer:
                         handshake.keys,
                         outbound=True,
                         leftover=handshake.leftover(),
+                        network=tag,
                     )
                     await conn.run()
                     return

@@ -20,6 +20,7 @@ from pathlib import Path
 import nacl.utils
 import platformdirs
 
+from node.clock import now_ms
 from node.store import Store
 from protocol.encoding import Value
 from protocol.errors import AlreadyRunning, CanopyError, KeyFileError, NotInitialised, StoreError
@@ -31,6 +32,7 @@ from protocol.identity import (
     open_key_file,
     seal_key_file,
 )
+from protocol.networks import network_tag
 
 KEY_FILE = "identity.key"
 DB_FILE = "canopy.db"
@@ -38,6 +40,7 @@ RUNTIME_FILE = "node.json"
 LOCK_FILE = "node.lock"
 
 random: Callable[[int], bytes] = nacl.utils.random
+FIRST_NETWORK_NAME = "default"  # the name of a store's single network before networks had names
 
 
 def default_data_dir() -> Path:
@@ -55,6 +58,7 @@ class Peer:
     added: int = 0
     invite_capability: bytes | None = None  # one-time SHS key until the first handshake
     last_sync: int | None = None
+    networks: list[bytes] = field(default_factory=list)  # tags of the networks shared with it
 
     def to_value(self) -> dict[str, Value]:
         return {
@@ -63,6 +67,7 @@ class Peer:
             "added": self.added,
             "invite": self.invite_capability,
             "last_sync": self.last_sync,
+            "networks": list(self.networks),
         }
 
     @classmethod
@@ -71,6 +76,7 @@ class Peer:
         invite = value.get("invite")
         last_sync = value.get("last_sync")
         added = value.get("added")
+        networks = value.get("networks")
         return cls(
             node_id=NodeId(raw),
             name=str(value.get("name") or ""),
@@ -80,11 +86,37 @@ class Peer:
             added=added if isinstance(added, int) else 0,
             invite_capability=invite if isinstance(invite, bytes) else None,
             last_sync=last_sync if isinstance(last_sync, int) else None,
+            networks=[t for t in networks if isinstance(t, bytes)]
+            if isinstance(networks, list)
+            else [],
         )
+
+    def join(self, tag: bytes) -> bool:
+        """Record that this peer is a member of the network `tag`; whether that is new."""
+        if tag in self.networks:
+            return False
+        self.networks.append(tag)
+        return True
 
     @property
     def label(self) -> str:
         return f"{self.name} ({self.node_id.short})" if self.name else self.node_id.short
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """A network this node belongs to, as kept (sealed) in the store. `key` is a secret."""
+
+    name: str
+    key: bytes = field(repr=False)
+    joined: int = 0
+
+    @property
+    def tag(self) -> bytes:
+        return network_tag(self.key)
+
+    def to_value(self) -> dict[str, Value]:
+        return {"name": self.name, "joined": self.joined}
 
 
 def _check_private(path: Path) -> None:
@@ -164,6 +196,7 @@ class Local:
         local = await cls._open_material(path, material)
         await local.store.set_setting("name", name.encode("utf-8"))
         await local.store.set_setting("network_key", network_key or random(32))
+        await local._adopt_networks(now_ms())
         return local
 
     @classmethod
@@ -187,7 +220,25 @@ class Local:
                 candidate = Path(str(db_path) + suffix)
                 if candidate.exists():
                     os.chmod(candidate, 0o600)
-        return cls(path, identity, store)
+        local = cls(path, identity, store)
+        if not new_db:
+            await local._adopt_networks()
+        return local
+
+    async def _adopt_networks(self, joined: int = 0) -> None:
+        """A store from before several networks (schema < 10) held one network key as a
+        setting: it becomes the first row of `networks`, named FIRST_NETWORK_NAME, and every
+        peer trusted then becomes a member of it. Idempotent: nothing to do once a row exists."""
+        if await self.store.rows("networks"):
+            return
+        key = await self.store.get_setting("network_key")
+        if key is None or len(key) != 32:
+            return  # a store being created: `create` writes both
+        network = Network(FIRST_NETWORK_NAME, key, joined)
+        await self.store.put_row("networks", key, network.to_value())
+        for peer in (await self.peers()).values():
+            if peer.join(network.tag):
+                await self.save_peer(peer)
 
     async def close(self) -> None:
         await self.store.close()
@@ -204,10 +255,79 @@ class Local:
             raise StoreError("the network key is missing from the store")
         return key
 
-    async def set_network_key(self, key: bytes) -> None:
+    async def set_network_key(self, key: bytes, name: str | None = None) -> None:
+        """Replace the first network's key (a node alone in its own network joining another)."""
+        first = (await self.networks())[0]
+        await self.store.delete_row("networks", first.key)
+        await self.store.put_row(
+            "networks", key, Network(name or first.name, key, now_ms()).to_value()
+        )
         await self.store.set_setting("network_key", key)
+        await self._keys_changed()
+
+    async def _keys_changed(self) -> None:
         await self.store.forget_opened()  # what it opened (or could not) may differ now
         await self.store.bump_epoch()  # a running node must switch keys at once
+
+    # -- networks ----------------------------------------------------------------------------
+
+    async def networks(self) -> list[Network]:
+        """Every network this node belongs to: the first (primary) one, then by join time."""
+        primary = await self.network_key()
+        found: list[Network] = []
+        for key, value in (await self.store.rows("networks")).items():
+            name, joined = value.get("name"), value.get("joined")
+            if len(key) != 32 or not isinstance(name, str):
+                raise StoreError("a network row in the store is damaged")
+            found.append(Network(name, key, joined if isinstance(joined, int) else 0))
+        found.sort(key=lambda n: (n.key != primary, n.joined, n.name))
+        if not found or found[0].key != primary:
+            raise StoreError("the first network is missing from the store")
+        return found
+
+    async def network_keys(self) -> list[bytes]:
+        """The keys of every network, the first network's first (what opening records tries)."""
+        return [n.key for n in await self.networks()]
+
+    async def add_network(self, name: str, key: bytes, joined: int) -> Network:
+        networks = await self.networks()
+        if any(n.key == key for n in networks):
+            raise CanopyError("this node already belongs to that network")
+        if any(n.name == name for n in networks):
+            raise CanopyError(f"a network is already called {name!r}; choose another name")
+        network = Network(name, key, joined)
+        await self.store.put_row("networks", key, network.to_value())
+        await self._keys_changed()
+        return network
+
+    async def network_named(self, name: str) -> Network:
+        networks = await self.networks()
+        for network in networks:
+            if network.name == name:
+                return network
+        names = ", ".join(n.name for n in networks)
+        raise CanopyError(f"this node belongs to no network called {name!r} (it is in: {names})")
+
+    async def leave_network(self, name: str) -> Network:
+        """Leave a network: its key, its pending invites and every peer's membership of it
+        go. The last network cannot be left; leaving the first makes the next one first."""
+        networks = await self.networks()
+        network = await self.network_named(name)
+        if len(networks) == 1:
+            raise CanopyError(f"{name!r} is this node's only network; it cannot be left")
+        if network.key == networks[0].key:
+            await self.store.set_setting("network_key", networks[1].key)
+        await self.store.delete_row("networks", network.key)
+        tag = network.tag
+        for peer in (await self.peers()).values():
+            if tag in peer.networks:
+                peer.networks.remove(tag)
+                await self.save_peer(peer)
+        for secret, value in (await self.store.rows("invites")).items():
+            if value.get("network") == tag:
+                await self.store.delete_row("invites", secret)
+        await self._keys_changed()
+        return network
 
     # -- peers -------------------------------------------------------------------------------
 

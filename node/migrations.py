@@ -144,6 +144,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE checklist_progress (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
     """,
+    # 11: the networks this node belongs to (docs/spec/45-networks.md): a sealed row per
+    #     network (name, key, joined), keyed by a keyed tag of the network key. The single
+    #     network key of older stores becomes the first row when the store is next opened
+    #     (node/local.py `Local._adopt_networks`: sealing needs the storage key). `net`: a
+    #     keyed tag of the network tag a network-scoped record carries (NULL: none, which
+    #     means this node's first network), so that sync picks a peer's records in SQL.
+    """
+    CREATE TABLE networks (tag BLOB PRIMARY KEY, data BLOB NOT NULL);
+    ALTER TABLE records ADD COLUMN net BLOB;
+    CREATE INDEX records_net ON records (net) WHERE net IS NOT NULL
+    """,
 )
 # The first schema whose rows the current store code writes (older ones it only converts).
 LAYOUT_SINCE = MIGRATIONS.index(_AT_REST) + 1

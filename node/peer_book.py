@@ -1,6 +1,6 @@
 """The peer book: whom the running node trusts now, and what it knows of each peer.
 
-The trusted peers, revoked identities, the network key and pending invites as last read
+The trusted peers, revoked identities, the networks' keys and pending invites as last read
 from the store (`Node` reloads them); per peer, scores and penalties, bans, dial backoff
 and the last error `canopy peers` shows; counted rejections (flushed to the store now and
 then) and warnings rate-limited per peer. It never opens a connection: cutting one off
@@ -16,11 +16,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from node.local import Peer
+from node.local import Network, Peer
 from node.trust import PendingInvite
 from protocol import limits
 from protocol.errors import RemoteProtocolError
 from protocol.identity import NodeId
+from protocol.networks import shared_networks
 
 log = logging.getLogger("canopy.node")
 
@@ -54,13 +55,21 @@ class PeerBook:
         self._disconnect = disconnect
         self.peers: dict[NodeId, Peer] = {}  # trusted now (replaced on every reload)
         self.revoked: dict[NodeId, int] = {}  # revoked identities -> when we learnt (ms)
-        self.network_key = b""
+        self.network_key = b""  # the first network's (what callers needing one use)
+        self.networks: list[Network] = []  # every network, the first one first
         self.circle_keys: tuple[bytes, ...] = ()  # every epoch key of our circles
         self.invites: list[PendingInvite] = []
         self.state: dict[NodeId, PeerState] = {}
         self.rejected: Counter[str] = Counter()
         self._pending_rejections: Counter[str] = Counter()  # not yet written to the store
         self._warned: dict[NodeId, tuple[float, int]] = {}  # last warning, suppressed since
+
+    def shared_networks(self, peer_id: NodeId) -> frozenset[bytes]:
+        """Tags of the networks this node and `peer_id` are both members of, now."""
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            return frozenset()
+        return shared_networks((n.tag for n in self.networks), peer.networks)
 
     def trusted_now(self, peers: Iterable[NodeId]) -> None:
         """Keep a state for exactly the peers trusted now."""

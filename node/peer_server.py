@@ -1,9 +1,10 @@
 """The peer endpoint: inbound connections admitted, handshaken and handed to sync.
 
 Caps per address and in total before any cryptography (with node.admission's guard and
-pending-handshake slots), the SHS1 server handshake with the network key and every pending
-invite's one-time key, the invite redeemed, then a connection from `Sync.connection`.
-Only keys the peer book trusts complete a handshake.
+pending-handshake slots), the SHS1 server handshake with every network's key and every
+pending invite's one-time key (one HMAC each on the first message), the invite redeemed or
+the network the client proved it holds recorded as shared, then a connection from
+`Sync.connection`. Only keys the peer book trusts complete a handshake.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from node.admission import (
 )
 from node.clock import now_ms
 from node.config import Config
-from node.local import Local, random
+from node.local import Local, Network, random
 from node.peer_book import PeerBook
 from node.sync import Sync
-from node.trust import PendingInvite, redeem_invite
+from node.trust import PendingInvite, note_shared_network, redeem_invite
 from protocol import limits
 from protocol.errors import DecodeError, HandshakeError, RemoteProtocolError
 from protocol.handshake import HandshakeState, ServerHandshake
@@ -80,7 +81,11 @@ class PeerServer:
             count=self.book.count,
         )
 
-    def _authorize(self, invites: Sequence[PendingInvite]) -> Callable[[bytes, int], bool]:
+    def _authorize(
+        self, networks: int, invites: Sequence[PendingInvite]
+    ) -> Callable[[bytes, int], bool]:
+        """Keys 0..networks-1 are the networks' (trusted peers only), then the invites'."""
+
         def authorize(public_key: bytes, index: int) -> bool:
             if len(public_key) != 32 or public_key == self.node_id.raw:
                 return False
@@ -90,11 +95,11 @@ class PeerServer:
                 return False
             if self.book.banned(node_id):
                 return False
-            if index == 0:
+            if index < networks:
                 return node_id in self.book.peers
-            if not 0 < index <= len(invites):
+            if not networks <= index < networks + len(invites):
                 return False
-            invite = invites[index - 1]
+            invite = invites[index - networks]
             if invite.expires <= now_ms() or invite.secret in self._claimed_invites:
                 return False
             self._claimed_invites.add(invite.secret)  # one-time, even for racing handshakes
@@ -135,11 +140,12 @@ class PeerServer:
         )
         await ws.prepare(request)
         invites = list(self.book.invites)
+        networks = list(self.book.networks) or [Network("", self.book.network_key)]
         handshake = ServerHandshake(
-            [self.book.network_key, *(i.capability for i in invites)],
+            [*(n.key for n in networks), *(i.capability for i in invites)],
             self.local.identity.secret_key,
             random(32),
-            self._authorize(invites),
+            self._authorize(len(networks), invites),
         )
         slot, _ = self._pending.admit(address, time.monotonic())
         try:
@@ -174,13 +180,20 @@ class PeerServer:
             guard.lift_preauth()
         keys = handshake.keys
         peer_id = NodeId(keys.remote_public_key)
-        if keys.network_key_index > 0:
-            invite = invites[keys.network_key_index - 1]
+        if keys.network_key_index >= len(networks):
+            invite = invites[keys.network_key_index - len(networks)]
             await redeem_invite(self.local, invite, peer_id, now_ms())
             await self._reload_trust()
             log.info("invite redeemed by %s", peer_id.short)
+        elif await note_shared_network(self.local, peer_id, networks[keys.network_key_index]):
+            await self._reload_trust()
+        index = keys.network_key_index
+        if index < len(networks):
+            network = networks[index].tag if networks[index].name else None
+        else:
+            network = invites[index - len(networks)].network or networks[0].tag
         conn = self.sync.connection(
-            ws, peer_id, keys, outbound=False, leftover=handshake.leftover()
+            ws, peer_id, keys, outbound=False, leftover=handshake.leftover(), network=network
         )
         await conn.run()
         return ws

@@ -264,6 +264,7 @@ class Node:
         if self.network_key and key != self.network_key:
             self.knowwho.network_key_changed()
         self.network_key = key
+        self.book.networks = await self.local.networks()
         self.book.circle_keys = await circles.read_keys(self.local)
         self.library.keys_changed()
         known = self.peers

@@ -24,6 +24,7 @@ from node.migrations import check_key, migrate
 from protocol.encoding import Value
 from protocol.errors import StoreError
 from protocol.lifecycle import NEVER_WITHDRAWN
+from protocol.networks import NetworkView
 from protocol.record import Record
 
 _T = TypeVar("_T")
@@ -41,6 +42,7 @@ class RecordRow:
     author: bytes
     local: bool
     data: bytes
+    network: bytes | None = None  # the network tag of a network-scoped record, if it has one
 
 
 def row_of(record: Record, *, local: bool) -> RecordRow:
@@ -54,6 +56,7 @@ def row_of(record: Record, *, local: bool) -> RecordRow:
         author=record.author.raw,
         local=local,
         data=record.to_bytes(),
+        network=record.network,
     )
 
 
@@ -145,15 +148,28 @@ class Store:
             # A batch is mostly one author's records (a sync, a bundle): one keyed hash each.
             tags = {author: self.tag(author) for author in {r.author for r in fresh}}
             marks = self.at_rest.marks([(r.id, r.local) for r in fresh])
+            nets = {n: self.tag(n) for n in {r.network for r in fresh} if n is not None}
             params = [
-                (r.id, r.kind, r.scope, r.created, r.expires, tags[r.author], mark, data)
+                (
+                    r.id,
+                    r.kind,
+                    r.scope,
+                    r.created,
+                    r.expires,
+                    tags[r.author],
+                    mark,
+                    data,
+                    *(() if not nets else (None if r.network is None else nets[r.network],)),
+                )
                 for r, data, mark in zip(fresh, sealed, marks, strict=True)
             ]
+            # Without a tagged record the batch leaves `net` NULL (as stores before
+            # migration 10, which have no such column, did).
+            columns = "id, kind, scope, created, expires, author_tag, mark, data"
+            columns += ", net" if nets else ""
+            marks_sql = ", ".join("?" * len(params[0]))
             await self._write_many(
-                "INSERT OR IGNORE INTO records"
-                " (id, kind, scope, created, expires, author_tag, mark, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                params,
+                f"INSERT OR IGNORE INTO records ({columns}) VALUES ({marks_sql})", params
             )
         return result
 
@@ -203,21 +219,39 @@ class Store:
         return {bytes(rid): self._open_record(data) for rid, data in rows}
 
     async def records_for_peer(
-        self, ids: Sequence[bytes], peer: bytes, now_ms: int
+        self, ids: Sequence[bytes], peer: bytes, now_ms: int, view: NetworkView | None = None
     ) -> dict[bytes, bytes]:
         """Wire bytes of the stored, unexpired `ids` that `peer` may receive from us: network-
         scoped, or peers-scoped and ours; never a private one, never a record back to its
-        author. The rules of docs/SPEC.md "Who may receive what", without parsing records."""
+        author. The rules of docs/SPEC.md "Who may receive what", without parsing records.
+        With `view`, network-scoped ones only of the networks it shares."""
         out: dict[bytes, bytes] = {}
         peer_tag = self.tag(peer)
+        networks, net_params = self._networks_sql(view)
         for chunk, marks in _in_chunks(ids):
             sql = (
                 f"SELECT id, data FROM records WHERE id IN ({marks}) AND expires > ?"
                 " AND (scope = 1 OR (scope = 0 AND author_tag = ?)) AND author_tag != ?"
                 + _NOT_REVOKED
+                + networks
             )
-            out.update(await self._records_by_id(sql, (*chunk, now_ms, self._own_tag, peer_tag)))
+            params = (*chunk, now_ms, self._own_tag, peer_tag, *net_params)
+            out.update(await self._records_by_id(sql, params))
         return out
+
+    def _networks_sql(self, view: NetworkView | None) -> tuple[str, list[bytes]]:
+        """The condition (and its parameters) for the records of the networks `view` shares:
+        not network-scoped, a revocation or tombstone (every network), tagged for a shared
+        network, or untagged when this node's first network is shared."""
+        if view is None:
+            return "", []
+        nets = [self.tag(t) for t in sorted(view.shared)]
+        parts = ["scope != 1", "kind IN ('revocation', 'tombstone')"]
+        if nets:
+            parts.append(f"net IN ({', '.join('?' * len(nets))})")
+        if view.first_shared:
+            parts.append("net IS NULL")
+        return " AND (" + " OR ".join(parts) + ")", nets
 
     async def local_records_after(
         self, seq: int, limit: int = 1000
@@ -306,17 +340,22 @@ class Store:
         async with self._db.execute(sql, (prefix, upper)) as cur:
             return [bytes(row[0]) async for row in cur]
 
-    async def exchangeable_items(self, peer: bytes, now_ms: int) -> list[tuple[int, bytes]]:
+    async def exchangeable_items(
+        self, peer: bytes, now_ms: int, view: NetworkView | None = None
+    ) -> list[tuple[int, bytes]]:
         """(created, id), sorted, of unexpired records this node and `peer` may exchange:
-        network-scoped ones, and peers-scoped ones written by either of the two (private
-        ones never)."""
+        network-scoped ones (with `view`, of the networks the two share), and peers-scoped
+        ones written by either of the two (private ones never)."""
+        networks, net_params = self._networks_sql(view)
         sql = (
             "SELECT created, id FROM records WHERE expires > ?"
             " AND (scope = 1 OR (scope = 0 AND author_tag IN (?, ?)))"
             + _NOT_REVOKED
+            + networks
             + " ORDER BY created, id"
         )
-        async with self._db.execute(sql, (now_ms, self._own_tag, self.tag(peer))) as cur:
+        params = (now_ms, self._own_tag, self.tag(peer), *net_params)
+        async with self._db.execute(sql, params) as cur:
             # sqlite3 already gives int and bytes for these columns: no copy per row.
             rows: list[tuple[int, bytes]] = list(await cur.fetchall())
         return rows
@@ -381,6 +420,18 @@ class Store:
         async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM records") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def count_by_network(self, tags: Sequence[bytes]) -> dict[bytes | None, int]:
+        """Network-scoped records per network tag among `tags` (None: untagged ones)."""
+        by_net = {self.tag(t): t for t in tags}
+        out: dict[bytes | None, int] = {}
+        sql = "SELECT net, COUNT(*) FROM records WHERE scope = 1 GROUP BY net"
+        async with self._db.execute(sql) as cur:
+            async for net, n in cur:
+                key = None if net is None else by_net.get(bytes(net))
+                if net is None or key is not None:
+                    out[key] = int(n)
+        return out
 
     async def count_by_kind(self) -> dict[str, int]:
         async with self._db.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind") as cur:
@@ -513,7 +564,7 @@ class Store:
 
 
 _TABLES = frozenset(
-    {"peers", "invites", "introductions", "revoked", "staff", "checklist_progress"}
+    {"peers", "invites", "introductions", "revoked", "staff", "checklist_progress", "networks"}
 )
 # A revoked author's records are kept (flagged) but never offered or served onward; the
 # revocation itself always is.

@@ -24,11 +24,12 @@ from node.local import Local
 from node.peer_book import PeerBook
 from protocol import limits
 from protocol.conversation import Conversation, Role, hand_over
-from protocol.errors import RemoteProtocolError
+from protocol.errors import RecordRejected, RemoteProtocolError
 from protocol.handshake import SessionKeys
 from protocol.identity import NodeId
 from protocol.invite import check_address, normalise_address
 from protocol.names import check_name, name_taken
+from protocol.networks import NetworkView
 from protocol.reconcile import Item
 from protocol.record import Record
 from protocol.session import (
@@ -100,9 +101,17 @@ class Sync:
         self._last_round: dict[NodeId, float] = {}  # carried from one connection to the next
 
     def connection(
-        self, ws: WebSocket, peer_id: NodeId, keys: SessionKeys, *, outbound: bool, leftover: bytes
+        self,
+        ws: WebSocket,
+        peer_id: NodeId,
+        keys: SessionKeys,
+        *,
+        outbound: bool,
+        leftover: bytes,
+        network: bytes | None = None,
     ) -> PeerConnection:
-        """A connection and its conversation; the client of the connection initiates."""
+        """A connection and its conversation; the client of the connection initiates.
+        `network`: the tag of the network whose key the handshake was made under."""
         conversation = Conversation(
             us=self.node_id,
             peer=peer_id,
@@ -111,7 +120,22 @@ class Sync:
             resync_interval=self.resync_interval,
             last_round=self._last_round.get(peer_id),
         )
-        return PeerConnection(self, ws, conversation, keys, leftover=leftover)
+        conn = PeerConnection(self, ws, conversation, keys, leftover=leftover)
+        conn.network = network
+        self.network_view(conn)
+        return conn
+
+    def network_view(self, conn: PeerConnection) -> NetworkView | None:
+        """The networks `conn` carries (kept on its conversation for pushes): those its peer
+        is a member of with us, and the one its handshake proved it holds the key of."""
+        if not self.book.networks:
+            return None
+        shared = self.book.shared_networks(conn.peer_id)
+        if conn.network is not None:
+            shared |= {conn.network}
+        view = NetworkView(shared, self.book.networks[0].tag)
+        conn.conversation.networks = view
+        return view
 
     # -- opening and closing -----------------------------------------------------------
 
@@ -164,7 +188,8 @@ class Sync:
         return self._items_version()
 
     async def items(self, conn: PeerConnection) -> list[Item]:
-        return await self.local.store.exchangeable_items(conn.peer_id.raw, now_ms())
+        view = self.network_view(conn)
+        return await self.local.store.exchangeable_items(conn.peer_id.raw, now_ms(), view)
 
     async def to_fetch(
         self, conn: PeerConnection, ids: Sequence[bytes]
@@ -178,12 +203,26 @@ class Sync:
 
     async def look_up(self, conn: PeerConnection, ids: Sequence[bytes]) -> dict[bytes, bytes]:
         """Of `ids`, the records this peer may receive from us (unexpired), by id."""
-        return await self.local.store.records_for_peer(ids, conn.peer_id.raw, now_ms())
+        view = self.network_view(conn)
+        return await self.local.store.records_for_peer(ids, conn.peer_id.raw, now_ms(), view)
 
     async def check(
         self, conn: PeerConnection, datas: Sequence[bytes], ids: Sequence[bytes]
     ) -> tuple[list[Record], list[RemoteProtocolError]]:
         good, errors = await self._check(conn, datas, ids)
+        view = self.network_view(conn)
+        if view is not None:
+            # A record of a network this peer is not in with us: it had no business sending
+            # it (nor we in taking it). Refused, and the peer pays for it.
+            foreign = [r for r in good if not view.carries(r)]
+            if foreign:
+                self.book.count("record_other_network", len(foreign))
+                errors = [
+                    *errors,
+                    *(RecordRejected("record of a network not shared") for _ in foreign),
+                ]
+                good = [r for r in good if view.carries(r)]
+                self.inflight.difference_update(r.id for r in foreign)
         return good, errors
 
     async def store(self, conn: PeerConnection, records: Sequence[Record]) -> None:

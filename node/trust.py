@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from node.local import Local, Peer, random
+from node.local import Local, Network, Peer, random
 from protocol import limits
 from protocol.encoding import Value
 from protocol.errors import CanopyError, DecodeError, InviteError
 from protocol.identity import NodeId
 from protocol.invite import Invite, check_address, normalise_address
-from protocol.names import name_taken
+from protocol.names import check_name, name_taken
+from protocol.networks import default_network_name, network_tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,25 +26,41 @@ class PendingInvite:
     secret: bytes
     capability: bytes
     expires: int
+    network: bytes | None = None  # the tag of the network it invites to (None: the first)
 
     def to_value(self) -> dict[str, Value]:
-        return {"capability": self.capability, "expires": self.expires}
+        return {"capability": self.capability, "expires": self.expires, "network": self.network}
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What accepting an invite did: the peer trusted, and the network it brought if new."""
+
+    peer: Peer
+    network: Network
+    added: bool  # the invite's network was added beside `beside`
+    beside: list[Network]
 
 
 async def create_invite(
-    local: Local, addresses: list[str], now_ms: int, lifetime_ms: int
+    local: Local,
+    addresses: list[str],
+    now_ms: int,
+    lifetime_ms: int,
+    network: str | None = None,
 ) -> Invite:
     if not addresses:
         raise CanopyError("no address to put in the invite; pass --address ws://HOST:PORT/canopy")
+    chosen = (await local.networks())[0] if network is None else await local.network_named(network)
     invite = Invite.create(
         local.identity,
         name=await local.name(),
         addresses=list(dict.fromkeys(normalise_address(a) for a in addresses)),
-        network_key=await local.network_key(),
+        network_key=chosen.key,
         secret=random(32),
         expires=now_ms + lifetime_ms,
     )
-    pending = PendingInvite(invite.secret, invite.capability(), invite.expires)
+    pending = PendingInvite(invite.secret, invite.capability(), invite.expires, chosen.tag)
     await local.store.put_row("invites", invite.secret, pending.to_value())
     return invite
 
@@ -56,7 +73,9 @@ async def pending_invites(local: Local, now_ms: int) -> list[PendingInvite]:
         if not isinstance(capability, bytes) or not isinstance(expires, int) or expires <= now_ms:
             await local.store.delete_row("invites", secret)
             continue
-        out.append(PendingInvite(secret, capability, expires))
+        network = value.get("network")
+        tag = network if isinstance(network, bytes) else None
+        out.append(PendingInvite(secret, capability, expires, tag))
     out.sort(key=lambda p: p.expires)
     return out
 
@@ -66,25 +85,55 @@ async def redeem_invite(local: Local, invite: PendingInvite, node_id: NodeId, no
     await local.store.delete_row("invites", invite.secret)
     peers = await local.peers()
     peer = peers.get(node_id) or Peer(node_id=node_id, added=now_ms)
+    networks = await local.networks()
+    tag = invite.network or networks[0].tag
+    if any(n.tag == tag for n in networks):  # not if the network was left meanwhile
+        peer.join(tag)
     await local.save_peer(peer)
     return peer
 
 
-async def accept_invite(local: Local, code: str, now_ms: int) -> Peer:
-    """The invitee's side: trust the inviter and keep the one-time capability for later."""
+async def note_shared_network(local: Local, node_id: NodeId, network: Network) -> bool:
+    """A trusted peer completed a handshake under `network`'s key, so it holds it: it is a
+    member (trusted by id, or a member from before the network was recorded). Whether new."""
+    peer = (await local.peers()).get(node_id)
+    if peer is None or not network.name or not peer.join(network.tag):
+        return False
+    await local.save_peer(peer)
+    return True
+
+
+async def accept_invite(
+    local: Local, code: str, now_ms: int, network_name: str | None = None
+) -> Accepted:
+    """The invitee's side: trust the inviter and keep the one-time capability for later.
+
+    An invite for a network this node is not in adds that network beside the others, named
+    `network_name` or else by its tag (the same default name on every member); a node
+    alone in the network it was created with (no peer, no invite) joins instead."""
     invite = Invite.from_code(code)
     invite.check_time(now_ms)
     if invite.node_id == local.node_id:
         raise InviteError("this is your own invite")
+    if network_name is not None:
+        problem = check_name(network_name) or (None if network_name.strip() else "name is empty")
+        if problem:
+            raise CanopyError(f"network name refused: {problem}")
     peers = await local.peers()
-    current = await local.network_key()
-    if invite.network_key != current:
-        has_invites = bool(await local.store.rows("invites"))
-        if peers or has_invites:
-            raise InviteError(
-                "this invite is for another network than the one this node already belongs to"
-            )
-        await local.set_network_key(invite.network_key)
+    networks = await local.networks()
+    beside = list(networks)
+    tag = network_tag(invite.network_key)
+    known = [n for n in networks if n.key == invite.network_key]
+    added = False
+    if known:
+        network = known[0]
+    elif not peers and not await local.store.rows("invites") and len(networks) == 1:
+        await local.set_network_key(invite.network_key, network_name)
+        network, beside = (await local.networks())[0], []
+    else:
+        name = network_name or default_network_name(tag)
+        network = await local.add_network(name, invite.network_key, now_ms)
+        added = True
     existing = peers.get(invite.node_id)
     peer = existing or Peer(node_id=invite.node_id, added=now_ms)
     # Invite.from_code applied the name rule; a name another peer goes by is not taken.
@@ -93,12 +142,11 @@ async def accept_invite(local: Local, code: str, now_ms: int) -> Peer:
         peer.name = invite.name
     # An invite made before addresses were normalised may carry `ws://host:port`.
     invited = [normalise_address(a) for a in invite.addresses]
-    peer.addresses = list(dict.fromkeys([*invited, *peer.addresses]))[
-        : limits.MAX_INVITE_ADDRESSES
-    ]
+    peer.addresses = list(dict.fromkeys([*invited, *peer.addresses]))[: limits.MAX_INVITE_ADDRESSES]
     peer.invite_capability = invite.capability()
+    peer.join(tag)
     await local.save_peer(peer)
-    return peer
+    return Accepted(peer, network, added, beside)
 
 
 async def trust_node(

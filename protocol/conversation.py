@@ -45,6 +45,7 @@ from protocol.errors import (
 )
 from protocol.identity import NodeId
 from protocol.lifecycle import Withdrawal
+from protocol.networks import NetworkView
 from protocol.quota import TokenBucket
 from protocol.reconcile import Item, Reconciler
 from protocol.record import Kind, Record, Scope, created_of
@@ -213,10 +214,15 @@ ConversationEvent = (
 # -- the rules of who may receive what, and of a record from a peer -----------------------
 
 
-def may_receive(record: Record, peer: NodeId, us: NodeId) -> bool:
-    """Network-scoped records go to everyone but their author; peers-scoped ones only from
-    their author to its direct peers; private ones never (docs/SPEC.md "Who may receive")."""
+def may_receive(
+    record: Record, peer: NodeId, us: NodeId, networks: NetworkView | None = None
+) -> bool:
+    """Network-scoped records go to everyone but their author (with `networks`, only those
+    of a network the two share); peers-scoped ones only from their author to its direct
+    peers; private ones never (docs/SPEC.md "Who may receive")."""
     if record.author == peer or record.scope is Scope.PRIVATE:
+        return False
+    if networks is not None and not networks.carries(record):
         return False
     return record.scope is Scope.NETWORK or record.author == us
 
@@ -277,6 +283,9 @@ class Conversation:
     ) -> None:
         self.us = us
         self.peer = peer
+        # The networks the two share (None: every network record passes, as with one
+        # network); the node keeps it current (node/sync.py).
+        self.networks: NetworkView | None = None
         self.role = role
         self.state = ConversationState.IDLE
         self.session = SyncSession(initiator=role is Role.INITIATOR)
@@ -497,7 +506,7 @@ class Conversation:
         chosen = [
             r
             for r in records
-            if may_receive(r, self.peer, self.us)
+            if may_receive(r, self.peer, self.us, self.networks)
             and not self.session.peer_knows(r.id)
             and r.id not in self._pushed
         ]

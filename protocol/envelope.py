@@ -224,6 +224,31 @@ def _check_network_key(network_key: bytes | None) -> None:
         raise LocalProtocolError("network key must be 32 bytes")
 
 
+NetworkKeys = bytes | Sequence[bytes] | None  # one network key, or those of every network
+
+
+def _network_keys(network_key: NetworkKeys) -> tuple[bytes, ...]:
+    """The network keys an opener tries, in order (several: a node in several networks)."""
+    if network_key is None:
+        return ()
+    keys = (network_key,) if isinstance(network_key, bytes) else tuple(network_key)
+    if len(keys) > limits.MAX_NETWORKS:
+        raise LocalProtocolError("too many network keys")
+    for key in keys:
+        _check_network_key(key)
+    return keys
+
+
+def _try_networks(
+    sealed: bytes, nonce: bytes, eph_pk: bytes, keys: Sequence[bytes], body_at: int
+) -> bytes | None:
+    for key in keys:
+        content_key = _try_slots(sealed, nonce, _network_slot_key(eph_pk, key), body_at)
+        if content_key is not None:
+            return content_key
+    return None
+
+
 def padded_size(length: int) -> int:
     """The padded plaintext size (length prefix included) for a plaintext of `length` bytes."""
     return _next_pow2(_LEN.size + length, limits.MIN_PAD_BUCKET)
@@ -343,13 +368,14 @@ SEALED_KINDS = frozenset(
 def unseal(
     sealed: bytes,
     identity: Identity,
-    network_key: bytes | None,
+    network_key: NetworkKeys,
     *,
     network_first: bool = False,
     circle_keys: Sequence[bytes] = (),
 ) -> bytes:
     """Open a sealed payload as `identity`, as a holder of `network_key`, or as a holder of
     one of `circle_keys` (every epoch key of every circle this node is in, tried last).
+    `network_key` may be the keys of every network this node is in (each one's slot tried).
 
     `network_first` tries the network slot before the (costlier) X25519 recipient slots:
     same result, faster for bulk opening of network-scoped records.
@@ -357,7 +383,7 @@ def unseal(
     DecodeError if malformed, NotForUs if no slot opens, VerificationError if a slot opens
     but the body box does not.
     """
-    _check_network_key(network_key)
+    network_keys = _network_keys(network_key)
     _check_circle_keys(circle_keys)
     if isinstance(sealed, bytearray | memoryview):
         sealed = bytes(sealed)
@@ -367,12 +393,12 @@ def unseal(
     nonce = sealed[1 : 1 + _NONCE]
     eph_pk = sealed[1 + _NONCE : 1 + _NONCE + KEY_BYTES]
     content_key: bytes | None = None
-    if network_first and network_key is not None:
-        content_key = _try_slots(sealed, nonce, _network_slot_key(eph_pk, network_key), body_at)
+    if network_first:
+        content_key = _try_networks(sealed, nonce, eph_pk, network_keys, body_at)
     if content_key is None:
         content_key = _open_own_slot(sealed, nonce, eph_pk, identity, body_at)
-    if content_key is None and network_key is not None and not network_first:
-        content_key = _try_slots(sealed, nonce, _network_slot_key(eph_pk, network_key), body_at)
+    if content_key is None and not network_first:
+        content_key = _try_networks(sealed, nonce, eph_pk, network_keys, body_at)
     for circle_key in circle_keys:
         if content_key is not None:
             break
@@ -423,21 +449,28 @@ def seal_record(
     network_key: bytes | None,
     random: Random,
     circle_keys: Sequence[bytes] = (),
+    network: bytes | None = None,
 ) -> Record:
     """Sign a Body, seal it to `recipients` + the author (+ network key, + circle keys),
-    sign the Record."""
+    sign the Record (tagged for the network `network`, a network tag, when given)."""
     body = Body.create(identity, kind, created, content)
     readers = [*recipients, identity.node_id]
     sealed = seal(body.to_bytes(), readers, network_key, random, circle_keys)
     return Record.create(
-        identity, kind, created=created, expires=expires, scope=scope, payload=sealed
+        identity,
+        kind,
+        created=created,
+        expires=expires,
+        scope=scope,
+        payload=sealed,
+        network=network,
     )
 
 
 def open_record(
     record: Record,
     identity: Identity,
-    network_key: bytes | None,
+    network_key: NetworkKeys,
     *,
     verify_body: bool = True,
     network_first: bool = False,
@@ -465,7 +498,7 @@ def open_record(
 def open_stored(
     record: RecordFields,
     identity: Identity,
-    network_key: bytes | None,
+    network_key: NetworkKeys,
     circle_keys: Sequence[bytes] = (),
 ) -> BodyFields:
     """The Body of a record from this node's own store (see `stored_fields`): unsealed

@@ -50,6 +50,10 @@ CIRCLE_ID = b"canopy-circle-id"
 CIRCLE_WRAP = b"canopy-wrap-ck-1"
 assert len(CIRCLE_ID) == 16 and len(CIRCLE_WRAP) == 16
 
+# Several networks per node (docs/spec/45-networks.md): the cleartext tag naming a network.
+NETWORK_TAG = b"canopy-net-tag-1"
+assert len(NETWORK_TAG) == 16
+
 # Set reconciliation: the fingerprint of a range (docs/spec/35-reconcile.md).
 RECONCILE_FINGERPRINT = b"canopy-recon-fp1"
 assert len(RECONCILE_FINGERPRINT) == 16

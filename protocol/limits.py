@@ -220,3 +220,7 @@ MAX_CIRCLE_EPOCHS = 4096  # keys one membership record may carry (one per epoch,
 MAX_CIRCLE_SEQ = 2**32 - 1  # membership changes of one circle
 MAX_CIRCLE_KEYS_TRIED = 4096  # circle keys a node tries on one sealed payload
 assert MAX_CIRCLE_MEMBERS < MAX_RECIPIENT_SLOTS
+
+# Several networks per node (docs/spec/45-networks.md): each one costs an HMAC on every
+# inbound handshake's first message and a slot trial on every record opened.
+MAX_NETWORKS = 16

@@ -19,7 +19,9 @@ from protocol.errors import DecodeError, LocalProtocolError, RecordRejected
 from protocol.identity import SIGNATURE_BYTES, Identity, NodeId
 
 RECORD_VERSION = 1
+TAGGED_RECORD_VERSION = 2  # a network-scoped record carrying its network's tag (in clear)
 ID_BYTES = 32
+NETWORK_TAG_BYTES = 16  # protocol/networks.py network_tag
 
 
 class Kind(enum.StrEnum):
@@ -60,12 +62,20 @@ def check_times(created: int, expires: int, err: type[Exception]) -> None:
 
 
 def signed_bytes(
-    kind: Kind, author: NodeId, created: int, expires: int, scope: Scope, payload: bytes
+    kind: Kind,
+    author: NodeId,
+    created: int,
+    expires: int,
+    scope: Scope,
+    payload: bytes,
+    network: bytes | None = None,
 ) -> bytes:
     """What the author signs: RECORD_SIGNATURE || pack([1, kind, author, created, expires,
-    scope, payload])."""
-    body = pack([RECORD_VERSION, kind.value, author.raw, created, expires, int(scope), payload])
-    return labels.RECORD_SIGNATURE + body
+    scope, payload]), or with a network tag pack([2, ..., payload, network])."""
+    head = [kind.value, author.raw, created, expires, int(scope), payload]
+    if network is None:
+        return labels.RECORD_SIGNATURE + pack([RECORD_VERSION, *head])
+    return labels.RECORD_SIGNATURE + pack([TAGGED_RECORD_VERSION, *head, network])
 
 
 class RecordFields(NamedTuple):
@@ -78,16 +88,28 @@ class RecordFields(NamedTuple):
     scope: Scope
     payload: bytes
     signature: bytes
+    network: bytes | None = None  # the network tag (version 2 only)
 
 
 def _layout(value: object) -> RecordFields:
-    """The one decoder of the record layout [1, kind, author, created, expires, scope,
-    payload, signature], field by field (DecodeError), from an unpacked value."""
-    if not isinstance(value, list) or len(value) != 8:
-        raise DecodeError("record must be an array of 8")
-    version, kind, author, created, expires, scope, payload, signature = value
-    if version != RECORD_VERSION or isinstance(version, bool):
+    """The one decoder of the record layouts [1, kind, author, created, expires, scope,
+    payload, signature] and [2, kind, author, created, expires, scope, payload, network,
+    signature] (network-scoped only), field by field (DecodeError), from an unpacked value."""
+    if not isinstance(value, list) or len(value) not in (8, 9):
+        raise DecodeError("record must be an array of 8 (or 9 with a network tag)")
+    version = value[0]
+    network: object = None
+    if len(value) == 9:
+        if version != TAGGED_RECORD_VERSION or isinstance(version, bool):
+            raise DecodeError("unknown record version")
+        network = value.pop(7)
+        if not isinstance(network, bytes) or len(network) != NETWORK_TAG_BYTES:
+            raise DecodeError("network tag must be 16 bytes")
+        if value[5] != Scope.NETWORK or isinstance(value[5], bool):
+            raise DecodeError("only a network-scoped record carries a network tag")
+    elif version != RECORD_VERSION or isinstance(version, bool):
         raise DecodeError("unknown record version")
+    _, kind, author, created, expires, scope, payload, signature = value
     if not isinstance(kind, str) or kind not in _KINDS:
         raise DecodeError("unknown record kind")
     if not isinstance(author, bytes) or len(author) != 32:
@@ -103,7 +125,10 @@ def _layout(value: object) -> RecordFields:
     if isinstance(expires, bool) or not isinstance(expires, int):
         raise DecodeError("expires must be an integer")
     check_times(created, expires, DecodeError)
-    return RecordFields(_KINDS[kind], author, created, expires, _SCOPES[scope], payload, signature)
+    assert network is None or isinstance(network, bytes)
+    return RecordFields(
+        _KINDS[kind], author, created, expires, _SCOPES[scope], payload, signature, network
+    )
 
 
 def stored_fields(data: bytes) -> RecordFields:
@@ -132,6 +157,7 @@ class Record:
     scope: Scope
     payload: bytes
     signature: bytes
+    network: bytes | None = None  # the network tag of a network-scoped record (version 2)
     _encoded: bytes | None = field(init=False, default=None, repr=False, compare=False)
     _id: bytes | None = field(init=False, default=None, repr=False, compare=False)
 
@@ -145,6 +171,12 @@ class Record:
         if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_BYTES:
             raise LocalProtocolError("signature must be 64 bytes")
         check_times(self.created, self.expires, LocalProtocolError)
+        if self.network is not None and (
+            not isinstance(self.network, bytes)
+            or len(self.network) != NETWORK_TAG_BYTES
+            or self.scope is not Scope.NETWORK
+        ):
+            raise LocalProtocolError("a network tag is 16 bytes, on a network-scoped record")
 
     @classmethod
     def create(
@@ -156,12 +188,16 @@ class Record:
         expires: int,
         scope: Scope,
         payload: bytes,
+        network: bytes | None = None,
     ) -> Record:
-        """Sign a new record. LocalProtocolError if it would break a rule `from_bytes` enforces."""
+        """Sign a new record (with `network`, a version-2 record tagged for that network).
+        LocalProtocolError if it would break a rule `from_bytes` enforces."""
         check_times(created, expires, LocalProtocolError)
         author = identity.node_id
-        message = signed_bytes(kind, author, created, expires, scope, payload)
-        record = cls(kind, author, created, expires, scope, payload, identity.sign(message))
+        message = signed_bytes(kind, author, created, expires, scope, payload, network)
+        record = cls(
+            kind, author, created, expires, scope, payload, identity.sign(message), network
+        )
         if len(record.to_bytes()) > limits.MAX_RECORD_BYTES:
             raise LocalProtocolError("record too large")
         return record
@@ -191,27 +227,28 @@ class Record:
 
     @classmethod
     def _of(cls, fields: RecordFields, data: bytes) -> Record:
-        kind, author, created, expires, scope, payload, signature = fields
-        record = cls(kind, NodeId(author), created, expires, scope, payload, signature)
+        kind, author, created, expires, scope, payload, signature, network = fields
+        record = cls(kind, NodeId(author), created, expires, scope, payload, signature, network)
         object.__setattr__(record, "_encoded", data)
         return record
 
     def to_bytes(self) -> bytes:
-        """The canonical encoding: [1, kind, author, created, expires, scope, payload, sig]."""
+        """The canonical encoding: [1, kind, author, created, expires, scope, payload, sig],
+        or [2, ..., payload, network, sig] for a record with a network tag."""
         encoded = self._encoded
         if encoded is None:
-            encoded = pack(
-                [
-                    RECORD_VERSION,
-                    self.kind.value,
-                    self.author.raw,
-                    self.created,
-                    self.expires,
-                    int(self.scope),
-                    self.payload,
-                    self.signature,
-                ]
-            )
+            head = [
+                self.kind.value,
+                self.author.raw,
+                self.created,
+                self.expires,
+                int(self.scope),
+                self.payload,
+            ]
+            if self.network is None:
+                encoded = pack([RECORD_VERSION, *head, self.signature])
+            else:
+                encoded = pack([TAGGED_RECORD_VERSION, *head, self.network, self.signature])
             object.__setattr__(self, "_encoded", encoded)
         return encoded
 
@@ -227,10 +264,11 @@ class Record:
     def signed_bytes(self) -> bytes:
         """The exact bytes the author signed."""
         # Canonical encoding makes this a slice: the 8-array header 0x98 becomes the 7-array
-        # header 0x97 and the trailing bin8 signature is dropped. Saves a re-pack per verify.
+        # header 0x97 (0x99 becomes 0x98 with a network tag) and the trailing bin8 signature
+        # is dropped. Saves a re-pack per verify.
         data = self.to_bytes()
-        assert data[0] == 0x98 and data[-_SIG_TAIL:-SIGNATURE_BYTES] == _SIG_HEADER
-        return labels.RECORD_SIGNATURE + b"\x97" + data[1:-_SIG_TAIL]
+        assert data[0] in (0x98, 0x99) and data[-_SIG_TAIL:-SIGNATURE_BYTES] == _SIG_HEADER
+        return labels.RECORD_SIGNATURE + bytes([data[0] - 1]) + data[1:-_SIG_TAIL]
 
     def verify(self) -> None:
         """Raise VerificationError unless the author signed exactly this record."""
@@ -248,8 +286,10 @@ def created_of(data: bytes) -> int | None:
     """The `created` field of encoded record bytes, read without decoding the rest (for
     quota decisions before a record is checked); None if the bytes do not start like a
     canonical record. Says nothing about whether the record is valid."""
-    # [0x98, 0x01, kind (fixstr), author (bin8 of 32), created (uint), ...]
-    if len(data) < 3 or data[0] != 0x98 or data[1] != 0x01 or not 0xA0 <= data[2] <= 0xBF:
+    # [0x98, 0x01, kind (fixstr), author (bin8 of 32), created (uint), ...] (0x99, 0x02: tagged)
+    if len(data) < 3 or (data[0], data[1]) not in ((0x98, 0x01), (0x99, 0x02)):
+        return None
+    if not 0xA0 <= data[2] <= 0xBF:
         return None
     at = 3 + (data[2] & 0x1F)
     if data[at : at + 2] != b"\xc4\x20":

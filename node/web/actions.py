@@ -389,7 +389,7 @@ async def invite(node: RunningNode, hours: float) -> tuple[str, int]:
 async def accept(node: RunningNode, code: str) -> dict[str, str]:
     from node.trust import accept_invite
 
-    peer = await accept_invite(node.local, code, now_ms())
+    peer = (await accept_invite(node.local, code, now_ms())).peer
     await _changed(node)
     return {"label": peer.label, "id": str(peer.node_id), "safety": peer.node_id.safety_code()}
 

@@ -210,7 +210,9 @@ async def test_disk_does_not_say_which_records_are_ours(tmp_path: Path) -> None:
     columns = schema(db)["records"]
     assert not columns & {"local", "received_at"}
     found = rows(db, "records")
-    for column in columns - {"seq", "id", "author_tag", "mark", "data", "opened"}:
+    # `net`: a keyed tag like author_tag, NULL on a record without a network tag (a peers-
+    # scoped or private one: its clear scope says as much), ours or relayed alike.
+    for column in columns - {"seq", "id", "author_tag", "mark", "data", "opened", "net"}:
         # kind, scope, created, expires: the same range for ours and the relayed guide
         assert len({type(r[column]) for r in found}) == 1, column
     assert {len(r["mark"]) for r in found} == {16}  # type: ignore[arg-type]

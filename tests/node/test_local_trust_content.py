@@ -168,7 +168,9 @@ async def test_invite_accepted_by_fresh_node_adopts_network_key(alice: Local, bo
     alice_key, bob_key = await alice.network_key(), await bob.network_key()
     assert alice_key != bob_key
     invite = await create_invite(alice, [ADDR], NOW, DAY)
-    peer = await accept_invite(bob, invite.to_code(), NOW + 1000)
+    accepted = await accept_invite(bob, invite.to_code(), NOW + 1000)
+    peer = accepted.peer
+    assert not accepted.added and [n.name for n in await bob.networks()] == ["default"]
     assert peer.node_id == alice.node_id
     assert peer.name == "Alice Legal Aid"
     assert peer.addresses == [ADDR]
@@ -186,28 +188,30 @@ async def test_create_invite_needs_an_address(alice: Local) -> None:
     assert await alice.store.rows("invites") == {}
 
 
-async def test_invite_for_another_network_refused_when_node_has_peers(
+async def test_invite_for_another_network_adds_it_when_node_has_peers(
     alice: Local, bob: Local
 ) -> None:
     bob_key = await bob.network_key()
     await trust_node(bob, str(PEER.node_id), ADDR, "partner", NOW)
     code = (await create_invite(alice, [ADDR], NOW, DAY)).to_code()
-    with pytest.raises(InviteError, match="another network"):
-        await accept_invite(bob, code, NOW)
-    assert await bob.network_key() == bob_key
-    assert list(await bob.peers()) == [PEER.node_id]
+    accepted = await accept_invite(bob, code, NOW)
+    assert accepted.added and [n.key for n in accepted.beside] == [bob_key]
+    assert await bob.network_key() == bob_key  # the first network stays first
+    assert await bob.network_keys() == [bob_key, await alice.network_key()]
+    assert set(await bob.peers()) == {PEER.node_id, alice.node_id}
+    assert (await bob.peers())[alice.node_id].networks == [accepted.network.tag]
 
 
-async def test_invite_for_another_network_refused_when_node_has_pending_invites(
+async def test_invite_for_another_network_adds_it_when_node_has_pending_invites(
     alice: Local, bob: Local
 ) -> None:
     bob_key = await bob.network_key()
     await create_invite(bob, [ADDR], NOW, DAY)
     code = (await create_invite(alice, [ADDR], NOW, DAY)).to_code()
-    with pytest.raises(InviteError, match="another network"):
-        await accept_invite(bob, code, NOW)
+    accepted = await accept_invite(bob, code, NOW, network_name="Uganda shelters")
+    assert accepted.added and accepted.network.name == "Uganda shelters"
     assert await bob.network_key() == bob_key
-    assert await bob.peers() == {}
+    assert [n.name for n in await bob.networks()] == ["default", "Uganda shelters"]
 
 
 async def test_invite_on_the_same_network_accepted_with_peers(
@@ -219,7 +223,7 @@ async def test_invite_on_the_same_network_accepted_with_peers(
     )
     try:
         code = (await create_invite(carol, ["wss://carol.example/canopy"], NOW, DAY)).to_code()
-        await accept_invite(bob, code, NOW)
+        assert not (await accept_invite(bob, code, NOW)).added
         assert set(await bob.peers()) == {alice.node_id, carol.node_id}
     finally:
         await carol.close()

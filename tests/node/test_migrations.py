@@ -49,7 +49,10 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
     # What an old Canopy wrote: only the migrations it knew.
     with monkeypatch.context() as patch:
         patch.setattr(node.migrations, "MIGRATIONS", MIGRATIONS[:first])
+        if first < 10:  # before several networks: the single network key was a setting
+            patch.setattr(Local, "_adopt_networks", _no_networks_table)
         old = await Local.create(data, "Old Org", PASS)
+        old_key = await old.network_key()
         await old.save_peer(Peer(peer_id, name="Partner", addresses=["ws://p.example/canopy"]))
         record = await publish_guide(old, guide, topics=("upgrade",), now_ms=now)
         await old.store.count_rejection("record_DecodeError", 3)
@@ -64,6 +67,10 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
         peers = await local.peers()
         assert peers[peer_id].name == "Partner"
         assert peers[peer_id].addresses == ["ws://p.example/canopy"]
+        # Migration 10: the one network key is the first network, and the peer is in it.
+        (first_network,) = await local.networks()
+        assert (first_network.name, first_network.key) == ("default", old_key)
+        assert peers[peer_id].networks == [first_network.tag]
         items, unreadable = await readable(local, Kind.GUIDE, now)
         assert [it.body.content["title"] for it in items] == ["Old guide"]
         assert unreadable == 0
@@ -80,6 +87,10 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
         assert await local.store.rows("checklist_progress") == {b"k" * 64: {"reviewed": 1}}
     finally:
         await local.close()
+
+
+async def _no_networks_table(self: Local, joined: int = 0) -> None:
+    """What `Local.create` did before migration 10: no networks row to write."""
 
 
 # -- stores in the layout before `_AT_REST` (schemas 1 to LAYOUT_SINCE - 1) ---------------------
