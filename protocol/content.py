@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol import limits
+from protocol.attachment import Attachment, attachments_of
 from protocol.circle import Change
 from protocol.contact import Contact, Vouch
 from protocol.encoding import Value, as_list, check_keys
@@ -19,7 +20,9 @@ from protocol.errors import DecodeError
 from protocol.record import Kind
 
 _GUIDE_REQUIRED = frozenset({"title"})
-_GUIDE_OPTIONAL = frozenset({"text", "lang", "region", "topics", "format", "filename"})
+_GUIDE_OPTIONAL = frozenset(
+    {"text", "lang", "region", "topics", "format", "filename", "attachments"}
+)
 _ALERT_KEYS = frozenset({"text", "urgency"})
 URGENCIES = ("normal", "high")
 
@@ -50,6 +53,7 @@ class Guide:
     topics: tuple[str, ...] = ()
     format: str = ""
     filename: str = ""
+    attachments: tuple[Attachment, ...] = ()  # manifests of its chunk records
 
     @classmethod
     def from_content(cls, content: dict[str, Value]) -> Guide:
@@ -69,6 +73,7 @@ class Guide:
             topics=tuple(_text({"topic": t}, "topic", field) for t in topics),
             format=_text(content, "format", field),
             filename=_text(content, "filename", field),
+            attachments=attachments_of(content.get("attachments", [])),
         )
 
 
@@ -107,5 +112,5 @@ def check_content(kind: Kind, content: dict[str, Value]) -> None:
         Vouch.from_content(content)
     elif kind is Kind.CIRCLE:
         Change.from_content(content)
-    else:  # tombstone and revocation payloads are never sealed Bodies
+    else:  # tombstone, revocation and chunk payloads are never sealed Bodies
         raise DecodeError(f"a {kind} record carries no sealed content")

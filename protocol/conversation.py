@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from protocol import limits
+from protocol.attachment import chunk_header
 from protocol.envelope import SEALED_KINDS, check_sealed_layout
 from protocol.errors import (
     LocalProtocolError,
@@ -236,6 +237,8 @@ def check_record(data: bytes, rid: bytes | None, now_ms: int, sender: NodeId) ->
         check_revocation(record)
     elif record.kind in SEALED_KINDS:
         check_sealed_layout(record.payload)  # what a relay can check without keys
+    elif record.kind is Kind.CHUNK:
+        chunk_header(record.payload)  # its layout; only a reader of the guide can open it
     return record
 
 

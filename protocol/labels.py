@@ -68,3 +68,6 @@ BACKUP_MAGIC = b"canopy-backup-v1"  # first 16 bytes of a backup file; also its 
 assert all(len(p) == 16 for p in (BUNDLE_MAGIC, BUNDLE_KEY, BACKUP_MAGIC))
 # Know-who: an introduction request is signed by the node asking to be introduced.
 INTRO_REQUEST_SIGNATURE = b"canopy/intro-request/v1"
+# Attachments (docs/spec/85-attachments.md): the key of one chunk, from the attachment key.
+ATTACHMENT_CHUNK = b"canopy-attchunk1"
+assert len(ATTACHMENT_CHUNK) == 16

@@ -56,6 +56,14 @@ MAX_GUIDE_TITLE_BYTES = 1024
 MAX_GUIDE_TEXT_BYTES = MAX_RECORD_BYTES // 2 - 16_384  # room left for envelope and padding
 MAX_GUIDE_FIELD_BYTES = 256  # lang, region, format, filename, and each topic
 MAX_GUIDE_TOPICS = 32
+# Attachments (docs/spec/85-attachments.md): chunk records, and the manifest in a guide.
+ATTACHMENT_CHUNK_BYTES = 262_144  # plaintext of one chunk record (256 KiB), the last shorter
+MAX_ATTACHMENT_BYTES = 1_073_741_824  # one attachment (1 GiB)
+MAX_ATTACHMENT_CHUNKS = MAX_ATTACHMENT_BYTES // ATTACHMENT_CHUNK_BYTES  # chunks of one
+MAX_GUIDE_ATTACHMENTS = 64  # attachments of one guide
+MAX_GUIDE_ATTACHMENT_CHUNKS = 8192  # chunk ids in one guide's manifest, in all (256 KiB)
+MAX_ATTACHMENT_NAME_BYTES = 255  # a file name, as in most file systems
+MAX_WITHDRAW_TAGS = MAX_GUIDE_ATTACHMENTS  # attachment tags one tombstone purges
 DEFAULT_ALERT_LIFETIME_MS = 7 * 24 * 3600 * 1000
 
 # Set reconciliation (docs/spec/35-reconcile.md).

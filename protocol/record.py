@@ -30,6 +30,7 @@ class Kind(enum.StrEnum):
     TOMBSTONE = "tombstone"
     ALERT = "alert"
     CIRCLE = "circle"  # a circle's membership change (protocol/circle.py)
+    CHUNK = "chunk"  # one chunk of an attachment (protocol/attachment.py)
 
 
 class Scope(enum.IntEnum):

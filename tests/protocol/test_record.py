@@ -279,6 +279,7 @@ def test_kind_values_are_the_spec_strings() -> None:
         "tombstone",
         "alert",
         "circle",
+        "chunk",
     ]
     assert [int(s) for s in Scope] == [0, 1, 2]
 
