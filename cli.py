@@ -14,6 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
+from commands.attachments import cmd_attachment_save
 from commands.bundles import cmd_export, cmd_import
 from commands.circles import (
     cmd_circle_add,
@@ -168,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", default="peers", help="peers | network | circle:NAME | ID[,ID...] (default peers)"
     )
     g.add_argument("--replaces", metavar="ID", help="this is a new version of your guide ID")
+    g.add_argument(
+        "--attach",
+        action="append",
+        metavar="PATH",
+        help="attach a file (repeatable); files the Markdown links are attached too",
+    )
+    g.add_argument(
+        "--keep-metadata",
+        action="store_true",
+        help="do not remove EXIF/GPS/XMP from images or author/XMP from PDFs",
+    )
 
     p = add("alert", cmd_alert, "publish an urgent alert, pushed ahead of everything else")
     p.add_argument("text")
@@ -228,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("show", cmd_show, "show one record", json=True)
     p.add_argument("id")
+
+    p = add("attachment", cmd_attachment_save, "write out a guide's attachments")
+    acts = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
+    s = acts.add_parser("save", help="save one attachment (--out FILE) or all (--all DIR)")
+    s.set_defaults(func=cmd_attachment_save)
+    s.add_argument("id", metavar="GUIDE_ID")
+    s.add_argument("name", nargs="?", metavar="NAME")
+    s.add_argument("--out", metavar="FILE")
+    s.add_argument("--all", metavar="DIR", help="write every attachment into DIR")
+    s.add_argument("--json", action="store_true")
 
     add("status", cmd_status, "identity, uptime, peers, records, rejected inputs, sync", json=True)
 

@@ -17,6 +17,7 @@ from .output import print_json, table, when
 async def cmd_publish_guide(args: argparse.Namespace) -> int:
     from node.content import publish_guides
 
+    report: list[str] = []
     async with opened(args, notify=True) as local:
         published = await publish_guides(
             local,
@@ -28,7 +29,12 @@ async def cmd_publish_guide(args: argparse.Namespace) -> int:
             to=args.to,
             now_ms=now_ms(),
             replaces=args.replaces,
+            attach=[Path(p) for p in args.attach or []],
+            keep_metadata=args.keep_metadata,
+            report=report,
         )
+    for line in report:  # what metadata left the files before they were sealed
+        print(line)
     if args.replaces:
         print(f"withdrew {args.replaces} (superseded)")
     for record, title in published:
@@ -148,9 +154,16 @@ async def cmd_show(args: argparse.Namespace) -> int:
     from protocol.content import Alert, Guide
     from protocol.record import Kind
 
+    from .attachments import attachment_rows, describe
+
     async with opened(args) as local:
         item = await find(local, args.id, now_ms())
         peers = await local.peers()
+        files = (
+            await attachment_rows(local, Guide.from_content(item.body.content).attachments)
+            if item.record.kind is Kind.GUIDE
+            else []
+        )
     content = item.body.content
     peer = peers.get(item.record.author)
     if args.json:
@@ -161,7 +174,12 @@ async def cmd_show(args: argparse.Namespace) -> int:
                 "author": str(item.record.author),
                 "created": item.record.created,
                 "expires": item.record.expires,
-                "content": {k: v for k, v in content.items() if not isinstance(v, bytes)},
+                "content": {
+                    k: v
+                    for k, v in content.items()
+                    if not isinstance(v, bytes) and k != "attachments"
+                },
+                "attachments": files,
             }
         )
         return 0
@@ -190,6 +208,10 @@ async def cmd_show(args: argparse.Namespace) -> int:
     )
     if meta:
         print("   ".join(meta))
+    if files:
+        print("attachments:")
+        for row in files:
+            print(describe(row))
     print()
     print(text)
     return 0

@@ -64,6 +64,7 @@ MAX_GUIDE_ATTACHMENTS = 64  # attachments of one guide
 MAX_GUIDE_ATTACHMENT_CHUNKS = 8192  # chunk ids in one guide's manifest, in all (256 KiB)
 MAX_ATTACHMENT_NAME_BYTES = 255  # a file name, as in most file systems
 MAX_WITHDRAW_TAGS = MAX_GUIDE_ATTACHMENTS  # attachment tags one tombstone purges
+MAX_STRIP_BYTES = 67_108_864  # an image or PDF whose metadata is stripped in memory (64 MiB)
 DEFAULT_ALERT_LIFETIME_MS = 7 * 24 * 3600 * 1000
 
 # Set reconciliation (docs/spec/35-reconcile.md).
