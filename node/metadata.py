@@ -123,6 +123,11 @@ def _strip_pdf(data: bytes) -> Stripped:
         del root[NameObject("/Metadata")]
         removed.append("XMP")
     writer.metadata = None
+    # Objects nothing refers to any more (the old information and XMP) leave the file too.
+    try:  # pypdf 6.1 renamed the arguments
+        writer.compress_identical_objects(remove_duplicates=False, remove_unreferenced=True)
+    except TypeError:
+        writer.compress_identical_objects(remove_identicals=False, remove_orphans=True)
     out = io.BytesIO()
     writer.write(out)
     return Stripped(out.getvalue(), tuple(removed))

@@ -96,7 +96,9 @@ async def test_attachments_round_trip_a_to_b_byte_identical(net: Net, tmp_path: 
     await b.cli("attachment", "save", gid, "workbook.bin", "--out", str(one))
     assert digest(one) == digest(big)
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
-    code, _, err = await b.cli("attachment", "save", gid, "nope.bin", "--out", str(one), check=False)
+    code, _, err = await b.cli(
+        "attachment", "save", gid, "nope.bin", "--out", str(one), check=False
+    )
     assert code == 1 and "no attachment" in err and "Traceback" not in err
 
 
@@ -125,3 +127,99 @@ async def test_attachment_through_a_relay_that_cannot_read_it(net: Net, tmp_path
         await node.stop()
     scanned, hits = scan_for(tmp_path, [PLAIN, PLAIN[:16]])
     assert scanned > 6 and hits == []
+
+
+def gps_jpeg(path: Path) -> None:
+    """A JPEG as a phone writes it: EXIF with GPS and a camera name, rotated by EXIF, XMP, a
+    comment."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    exif[0x010F] = "FieldPhone"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (1.0, 17.0, 30.0)
+    gps[3], gps[4] = "E", (36.0, 49.0, 10.0)
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(
+        path,
+        "JPEG",
+        exif=exif,
+        comment=b"taken at the safe house",
+        xmp=b"<x:xmpmeta>who</x:xmpmeta>",
+    )
+
+
+def authored_pdf(path: Path) -> None:
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, NameObject
+
+    writer = PdfWriter()
+    writer.add_blank_page(200, 200)
+    writer.add_metadata({"/Author": "Jane Secretname", "/Title": "Evacuation plan"})
+    xmp = DecodedStreamObject()
+    xmp.set_data(b"<x:xmpmeta><dc:creator>Jane Secretname XMP</dc:creator></x:xmpmeta>")
+    xmp[NameObject("/Type")] = NameObject("/Metadata")
+    xmp[NameObject("/Subtype")] = NameObject("/XML")
+    writer._root_object[NameObject("/Metadata")] = writer._add_object(xmp)
+    with path.open("wb") as f:
+        writer.write(f)
+
+
+async def test_metadata_is_stripped_from_a_gps_jpeg_and_an_authored_pdf(
+    net: Net, tmp_path: Path
+) -> None:
+    from PIL import Image
+    from pypdf import PdfReader
+
+    a = await net.node("A", "Alpha Legal")
+    folder = tmp_path / "src"
+    folder.mkdir()
+    photo, paper = folder / "photo.jpg", folder / "plan.pdf"
+    gps_jpeg(photo)
+    authored_pdf(paper)
+    assert b"FieldPhone" in photo.read_bytes() and b"Secretname" in paper.read_bytes()
+    gid, out = await publish_with(a, folder, "peers", [photo, paper])
+    lines = out.splitlines()
+    assert any(line.startswith("photo.jpg: removed") and "GPS" in line for line in lines)
+    assert any(
+        line.startswith("plan.pdf: removed") and "Author" in line and "XMP" in line
+        for line in lines
+    )
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    await a.cli("attachment", "save", gid, "--all", str(saved))
+    clean_photo, clean_paper = saved / "photo.jpg", saved / "plan.pdf"
+    data = clean_photo.read_bytes()
+    assert b"FieldPhone" not in data and b"safe house" not in data and b"xmpmeta" not in data
+    with Image.open(clean_photo) as image:
+        assert not image.getexif() and image.size == (20, 40)  # rotation applied, then dropped
+    data = clean_paper.read_bytes()
+    assert b"Secretname" not in data
+    reader = PdfReader(clean_paper)
+    assert not reader.metadata and "/Metadata" not in reader.trailer["/Root"]
+    assert len(reader.pages) == 1
+
+    # --keep-metadata: the author chose to attach the files as they are.
+    (folder / "guide.md").write_text("# As is\n\nunchanged files\n")
+    kept_id, out = await publish_with(a, folder, "peers", [photo, paper], "--keep-metadata")
+    assert "removed" not in out
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    await a.cli("attachment", "save", kept_id, "--all", str(kept))
+    assert digest(kept / "photo.jpg") == digest(photo)
+    assert digest(kept / "plan.pdf") == digest(paper)
+
+
+async def test_a_damaged_image_is_refused_in_one_line_before_anything_is_stored(
+    net: Net, tmp_path: Path
+) -> None:
+    a = await net.node("A", "Alpha Legal")
+    folder = tmp_path / "src"
+    folder.mkdir()
+    bad = folder / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    (folder / "guide.md").write_text("# Broken\n\n![x](broken.png)\n")
+    code, _, err = await a.cli("publish", "guide", str(folder / "guide.md"), check=False)
+    assert code == 1 and "broken.png" in err and "--keep-metadata" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (await a.json("status"))["records"] == {}
