@@ -223,3 +223,83 @@ async def test_a_damaged_image_is_refused_in_one_line_before_anything_is_stored(
     assert code == 1 and "broken.png" in err and "--keep-metadata" in err
     assert len(err.strip().splitlines()) == 1
     assert (await a.json("status"))["records"] == {}
+
+
+async def chunks_held(node: NodeProcess) -> int:
+    return int((await node.json("status"))["records"].get("chunk", 0))
+
+
+async def test_withdrawal_purges_the_chunks_on_three_nodes(net: Net, tmp_path: Path) -> None:
+    a, b, c = await three_nodes(net)
+    folder = tmp_path / "src"
+    folder.mkdir()
+    kit = folder / "kit.bin"
+    kit.write_bytes(os.urandom(2 * 262_144 + 10))  # three chunks
+    gid, _ = await publish_with(a, folder, "network", [kit])
+    await wait_until("chunks everywhere", lambda: _all(complete(b, gid, 1), complete(c, gid, 1)))
+    assert [await chunks_held(n) for n in (a, b, c)] == [3, 3, 3]
+
+    await a.cli("withdraw", gid)
+
+    async def purged() -> bool:
+        return [await chunks_held(n) for n in (a, b, c)] == [0, 0, 0]
+
+    await wait_until("chunks purged on every node", purged, timeout=60)
+    for node in (b, c):
+        code, _, err = await node.cli("show", gid, check=False)
+        assert code == 1 and "withdrawn" in err
+
+
+async def test_a_tampered_chunk_is_refused_and_its_sender_penalised(tmp_path: Path) -> None:
+    import nacl.utils
+
+    from protocol.attachment import seal_chunk
+    from protocol.record import Kind, Record, Scope
+    from tests.test_network_adversarial import _count_at_least, rejected, trusted_raw_peer
+
+    node = NodeProcess(tmp_path, "T", "Target")
+    await node.init()
+    await node.start()
+    try:
+        _, code, _ = await node.cli("invite", "--address", node.address)
+        from protocol.invite import Invite
+
+        invite = Invite.from_code(code.strip())
+        peer, identity = await trusted_raw_peer(node, invite)
+        now = int(__import__("time").time() * 1000)
+        key, tag = nacl.utils.random(32), nacl.utils.random(16)
+
+        def chunk(index: int, payload: bytes | None = None) -> Record:
+            return Record.create(
+                identity,
+                Kind.CHUNK,
+                created=now,
+                expires=now + 86_400_000,
+                scope=Scope.NETWORK,
+                payload=payload or seal_chunk(key, tag, index, os.urandom(1000)),
+            )
+
+        good = chunk(0)
+        tampered = bytearray(chunk(1).to_bytes())
+        tampered[-100] ^= 0x01  # a ciphertext byte: the author's signature no longer holds
+        malformed = chunk(2, b"\x01" + tag + b"\x00\x00\x00\x02")  # signed, but no ciphertext
+        before = await node.json("peers")
+        await peer.send(peer.session.records([bytes(tampered), malformed.to_bytes()]))
+        await peer.send(peer.session.records([good.to_bytes()]))
+        await wait_until("good chunk stored", lambda: chunks_held(node))
+        await wait_until(
+            "both refusals counted",
+            lambda: _count_at_least(node, "record_VerificationError", 1),
+        )
+        counts = await rejected(node)
+        assert counts.get("record_VerificationError") == 1
+        assert counts.get("record_DecodeError") == 1
+        assert await chunks_held(node) == 1
+        after = await node.json("peers")
+        score = {p["id"]: p["score"] for p in after["peers"]}
+        earlier = {p["id"]: p["score"] for p in before["peers"]}
+        raw_id = str(identity.node_id)
+        assert score[raw_id] is not None and score[raw_id] < (earlier.get(raw_id) or 100)
+        await peer.close()
+    finally:
+        await node.stop()
