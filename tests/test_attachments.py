@@ -5,6 +5,7 @@ withdrawal on three nodes, and resumption after kill -9 mid-transfer."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
@@ -303,3 +304,41 @@ async def test_a_tampered_chunk_is_refused_and_its_sender_penalised(tmp_path: Pa
         await peer.close()
     finally:
         await node.stop()
+
+
+async def test_transfer_resumes_after_kill_9_without_asking_stored_chunks_again(
+    net: Net, tmp_path: Path
+) -> None:
+    a = await net.node("A", "Alpha Legal")
+    b = await net.node("B", "Beta Rights")
+    for node in (a, b):
+        await node.start()
+    await link(a, b)
+    await wait_until("link", lambda: _all(connected(a, 1), connected(b, 1)))
+    folder = tmp_path / "src"
+    folder.mkdir()
+    big = folder / "archive.bin"
+    total = 256  # chunks: 64 MiB, more than one peer's byte burst, so it takes a while
+    with big.open("wb") as f:
+        for _ in range(total):
+            f.write(os.urandom(262_144))
+    publishing = asyncio.ensure_future(publish_with(a, folder, "peers", [big]))
+
+    async def part_way() -> bool:
+        held = (await b.api("/v1/status"))["records"].get("chunk", 0)
+        return 8 <= held < total - 8
+
+    await wait_until("B part way through", part_way, timeout=120)
+    await b.kill9()
+    gid, _ = await publishing
+    held = await chunks_held(b)  # what B's store kept through kill -9
+    assert 0 < held < total
+
+    await b.start()
+    await wait_until("attachment complete on B", lambda: complete(b, gid, 1), timeout=120)
+    traffic = (await b.json("status"))["traffic"]
+    chunk_record = 262_144 + 16 + 21 + 160  # payload and the record around it, about
+    assert traffic["record_bytes_received"] <= (total - held) * chunk_record + 1_048_576
+    saved = tmp_path / "saved.bin"
+    await b.cli("attachment", "save", gid, "archive.bin", "--out", str(saved))
+    assert digest(saved) == digest(big)
