@@ -749,6 +749,12 @@ async def query_network(nodes: int = 30, per_node: int = 20, queries: int = 100)
 # -- the simulator (issue 12) ------------------------------------------------------------------
 
 
+async def attach(megabytes: float = 100.0, timeout: float = 600.0) -> Result:
+    from bench.attach import run
+
+    return await run(megabytes, timeout)
+
+
 async def simulate(nodes: int = 1000, seed: int = 1, baseline: bool = True) -> Result:
     from bench.simulate import simulate as run
 
@@ -765,6 +771,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "query-local": (query_local, "know-who over 100,000 contacts: index build, query p50/p95"),
     "query-network": (query_network, "know-who queries at depth 2 on 30 nodes: p50/p95"),
     "simulate": (simulate, "1,000 simulated nodes (and 100): convergence, bytes, alert, CPU"),
+    "attach": (attach, "a 100 MB attachment A to B: MB/s, ratio to box-stream+SecretBox, RSS"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -777,4 +784,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "query-local": {"contacts": 300, "queries": 20},
     "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
     "simulate": {"nodes": 20, "baseline": False},
+    "attach": {"megabytes": 2.0, "timeout": 60},
 }
