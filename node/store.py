@@ -230,6 +230,26 @@ class Store:
             out.update(await self._records_by_id(sql, (*chunk, now_ms, self._own_tag, peer_tag)))
         return out
 
+    async def records_for_peer_within(
+        self, ids: Sequence[bytes], peer: bytes, now_ms: int, max_bytes: int
+    ) -> tuple[dict[bytes, bytes], list[bytes]]:
+        """`records_for_peer` of the first of `ids` whose rows add up to `max_bytes` (at
+        least one), and the ids left for later: a look-up of large records (attachment
+        chunks) never reads more than that into memory at once."""
+        sizes: dict[bytes, int] = {}
+        for chunk, marks in _in_chunks(ids):
+            sql = f"SELECT id, length(data) FROM records WHERE id IN ({marks})"
+            async with self._db.execute(sql, chunk) as cur:
+                sizes.update({bytes(rid): int(n) for rid, n in await cur.fetchall()})
+        total, cut = 0, len(ids)
+        for i, rid in enumerate(ids):
+            total += sizes.get(rid, 0)
+            if total > max_bytes and i > 0:
+                cut = i
+                break
+        found = await self.records_for_peer(ids[:cut], peer, now_ms)
+        return found, list(ids[cut:])
+
     async def local_records_after(
         self, seq: int, limit: int = 1000
     ) -> tuple[int, list[tuple[RecordMeta, bytes]]]:
