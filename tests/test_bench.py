@@ -34,7 +34,7 @@ def _check(result: dict[str, object], name: str) -> dict[str, dict[str, object]]
             assert isinstance(figure["pass"], bool)
     # Every benchmark sets its figure against a ceiling or a peer measured in the same run.
     assert any(key.startswith("ratio") for key in figures), sorted(figures)
-    if not name.startswith("query-"):  # record benchmarks: the raw ingest ceiling
+    if not name.startswith("query-") and name != "attach":  # records: the ingest ceiling
         assert figures["ceiling_records_per_s"]["value"] > 0  # type: ignore[operator]
     return figures
 
@@ -49,6 +49,11 @@ async def test_benchmark_smallest(name: str) -> None:
         assert figures["seconds"]["value"] > 0  # type: ignore[operator]
     if name == "catch-up":
         assert figures["records"]["value"] == QUICK["catch-up"]["records"]
+    if name == "attach":  # the transfer against the box-stream + SecretBox ceiling, and RSS
+        assert figures["megabytes"]["value"] == QUICK["attach"]["megabytes"]
+        assert figures["ceiling_mb_per_s"]["value"] > 0  # type: ignore[operator]
+        assert figures["node_mb_per_s"]["value"] > 0  # type: ignore[operator]
+        assert figures["peak_rss_a_mb"]["value"] > 0  # type: ignore[operator]
 
 
 async def test_versus_gossipsub_reports_a_figure_or_why_not() -> None:
