@@ -41,7 +41,6 @@ from protocol.record import Kind, Record, Scope
 # Markdown links and images: [text](target "title") and ![alt](target).
 _LINK = re.compile(r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'][^\"']*[\"'])?\s*\)")
 _FALLBACK_TYPE = "application/octet-stream"
-_STORE_BATCH = 16  # chunk records stored per transaction (4 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +159,7 @@ async def store_chunks(
         record = chunk_record(local.identity, key, tag, index, piece, scope, created, expires)
         ids.append(record.id)
         batch.append(record)
-        if len(batch) >= _STORE_BATCH:
+        if len(batch) >= limits.ATTACHMENT_STORE_BATCH:
             await local.store.put_records([row_of(r, local=True) for r in batch], created)
             batch = []
     if batch:

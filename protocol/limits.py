@@ -163,6 +163,7 @@ MAX_INTROS_OPEN = 64  # introduction requests one peer may have waiting for our 
 # "Node resources"). Local choices, not on the wire: changing one changes no byte a peer sees.
 WS_CHUNK = 65536  # box-stream bytes per WebSocket message: well under proxy limits
 SERVE_BACKLOG = 8 * 1024 * 1024  # queued plaintext before we stop reading more records to send
+ATTACHMENT_STORE_BATCH = 16  # chunk records an author's node stores per transaction (4 MiB)
 SERVE_LOOKUP_BYTES = 8 * 1024 * 1024  # record bytes read for one LookUp (the rest: the next)
 PUSH_DROP_BACKLOG = 64 * 1024 * 1024  # past this, pushes are dropped; the next resync repairs
 INGEST_QUEUE = 8  # received Records messages waiting for verification and storage
