@@ -14,6 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
+from commands.attachments import cmd_attachment_save
 from commands.bundles import cmd_export, cmd_import
 from commands.checklists import (
     cmd_checklist_reviewed,
@@ -191,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--replaces", metavar="ID", help="this is a new version of your guide ID")
     g.add_argument("--translation-of", metavar="ID", help="this translates guide ID (with --lang)")
+    g.add_argument(
+        "--attach",
+        action="append",
+        metavar="PATH",
+        help="attach a file (repeatable); files the Markdown links are attached too",
+    )
+    g.add_argument(
+        "--keep-metadata",
+        action="store_true",
+        help="do not remove EXIF/GPS/XMP from images or author/XMP from PDFs",
+    )
     g = kinds.add_parser("checklist", help="publish a checklist (c_NAME.yml, or .md: - [ ] items)")
     g.set_defaults(func=cmd_publish_checklist)
     g.add_argument("file", metavar="FILE")
@@ -310,6 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--lang", help="the language to read a lesson in (default: [content])")
     p.add_argument("--config", metavar="FILE", help="for [content] languages")
+
+    p = add("attachment", cmd_attachment_save, "write out a guide's attachments")
+    acts = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
+    s = acts.add_parser("save", help="save one attachment (--out FILE) or all (--all DIR)")
+    s.set_defaults(func=cmd_attachment_save)
+    s.add_argument("id", metavar="GUIDE_ID")
+    s.add_argument("name", nargs="?", metavar="NAME")
+    s.add_argument("--out", metavar="FILE")
+    s.add_argument("--all", metavar="DIR", help="write every attachment into DIR")
+    s.add_argument("--json", action="store_true")
 
     add("status", cmd_status, "identity, uptime, peers, records, rejected inputs, sync", json=True)
 

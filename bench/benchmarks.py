@@ -762,6 +762,12 @@ async def networks(handshakes: int = 500, rounds: int = 7) -> Result:
 # -- the simulator (issue 12) ------------------------------------------------------------------
 
 
+async def attach(megabytes: float = 100.0, timeout: float = 600.0) -> Result:
+    from bench.attach import run
+
+    return await run(megabytes, timeout)
+
+
 async def simulate(nodes: int = 1000, seed: int = 1, baseline: bool = True) -> Result:
     from bench.simulate import simulate as run
 
@@ -797,6 +803,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "guides": (guides, "canopy guides with 10,000 guides; --search over 100,000 in a node"),
     "ui": (ui, "web app, 10,000 guides + 100,000 contacts: page p95, dashboard in Chromium"),
     "networks": (networks, "SHS1 handshake cost with 5 networks vs 1 (target within 10 %)"),
+    "attach": (attach, "a 100 MB attachment A to B: MB/s, ratio to box-stream+SecretBox, RSS"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -813,4 +820,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "guides": {"listed": 200, "searched": 300, "searches": 20},
     "ui": {"guides": 30, "contacts": 300, "requests": 10, "loads": 2},
     "networks": {"handshakes": 50, "rounds": 2},
+    "attach": {"megabytes": 2.0, "timeout": 60},
 }

@@ -17,6 +17,7 @@ from .output import print_json, table, when
 async def cmd_publish_guide(args: argparse.Namespace) -> int:
     from node.content import publish_guides
 
+    report: list[str] = []
     async with opened(args, notify=True) as local:
         published = await publish_guides(
             local,
@@ -29,7 +30,12 @@ async def cmd_publish_guide(args: argparse.Namespace) -> int:
             now_ms=now_ms(),
             replaces=args.replaces,
             translation_of=args.translation_of,
+            attach=[Path(p) for p in args.attach or []],
+            keep_metadata=args.keep_metadata,
+            report=report,
         )
+    for line in report:  # what metadata left the files before they were sealed
+        print(line)
     if args.replaces:
         print(f"withdrew {args.replaces} (superseded)")
     for record, title in published:
@@ -164,6 +170,8 @@ async def cmd_show(args: argparse.Namespace) -> int:
     from protocol.content import Alert, Guide
     from protocol.record import Kind
 
+    from .attachments import attachment_rows, describe
+
     others: list[GuideEntry] = []
     async with opened(args) as local:
         now = now_ms()
@@ -177,6 +185,11 @@ async def cmd_show(args: argparse.Namespace) -> int:
                     item = await find(local, chosen.rid.hex(), now)
                 others = [v for v in versions if v.rid != item.record.id]
         peers = await local.peers()
+        files = (
+            await attachment_rows(local, Guide.from_content(item.body.content).attachments)
+            if item.record.kind is Kind.GUIDE
+            else []
+        )
     content = item.body.content
     peer = peers.get(item.record.author)
     if args.json:
@@ -187,8 +200,13 @@ async def cmd_show(args: argparse.Namespace) -> int:
                 "author": str(item.record.author),
                 "created": item.record.created,
                 "expires": item.record.expires,
-                "content": {k: v.hex() if isinstance(v, bytes) else v for k, v in content.items()},
+                "content": {
+                    k: v.hex() if isinstance(v, bytes) else v
+                    for k, v in content.items()
+                    if k != "attachments"
+                },
                 "languages": [{"lang": v.lang, "id": v.rid.hex()} for v in others],
+                "attachments": files,
             }
         )
         return 0
@@ -227,6 +245,10 @@ async def cmd_show(args: argparse.Namespace) -> int:
     if others:
         also = ", ".join(f"{v.lang or '?'} {v.rid.hex()[:12]}" for v in others)
         print(f"also in: {also}")
+    if files:
+        print("attachments:")
+        for row in files:
+            print(describe(row))
     print()
     print(text)
     return 0

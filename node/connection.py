@@ -54,7 +54,9 @@ class ConnectionHost(Protocol):
     async def to_fetch(
         self, conn: PeerConnection, ids: Sequence[bytes]
     ) -> tuple[list[bytes], list[bytes]]: ...
-    async def look_up(self, conn: PeerConnection, ids: Sequence[bytes]) -> dict[bytes, bytes]: ...
+    async def look_up(
+        self, conn: PeerConnection, ids: Sequence[bytes]
+    ) -> tuple[dict[bytes, bytes], list[bytes]]: ...
     async def check(
         self, conn: PeerConnection, datas: Sequence[bytes], ids: Sequence[bytes]
     ) -> tuple[list[Record], list[RemoteProtocolError]]: ...
@@ -419,10 +421,10 @@ class PeerConnection:
             self._wake_server.clear()
             while self._lookups:
                 lookup = self._lookups.popleft()
-                found = await self.host.look_up(self, lookup.ids)
+                found, later = await self.host.look_up(self, lookup.ids)
                 if self.closing or not self.conversation.open:
                     return
-                await self._act(self.conversation.serve(found))
+                await self._act(self.conversation.serve(found, later))
                 await self.drain(limits.SERVE_BACKLOG)
 
     # -- ending ----------------------------------------------------------------------------

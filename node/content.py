@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from node import circles, peers_circle
+from node import attachments, circles, peers_circle
 from node.local import Local, Network, random
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
@@ -171,12 +171,20 @@ async def publish_guides(
     now_ms: int,
     replaces: str | None = None,
     translation_of: str | None = None,
+    attach: Sequence[Path] = (),
+    keep_metadata: bool = False,
+    report: list[str] | None = None,
 ) -> list[tuple[Record, str]]:
     """Seal one guide record per file and store them; returns (record, title) pairs.
 
     With `replaces`, the one new guide supersedes an earlier one of ours: a tombstone
-    naming the old record (and the new one as its successor) purges it everywhere."""
+    naming the old record (and the new one as its successor) purges it everywhere.
+    `attach`: files attached to the (one) guide; files its Markdown links inside its
+    folder are attached too, their metadata stripped unless `keep_metadata` (what was
+    removed goes to `report`, one line per file)."""
     await parse_audience(local, to)  # a wrong --to is said before any file is read
+    if attach and len(files) != 1:
+        raise CanopyError("--attach takes exactly one guide file")
     texts: list[tuple[Path, str]] = []
     for path in files:  # read and check every file before storing anything
         try:
@@ -189,6 +197,13 @@ async def publish_guides(
             texts.append((path, data.decode("utf-8")))
         except UnicodeDecodeError:
             raise CanopyError(f"{path} is not UTF-8 text") from None
+    sources = [
+        attachments.prepare(attachments.gather(attach, text, path), keep_metadata=keep_metadata)
+        for path, text in texts
+    ]
+    if report is not None:
+        for group in sources:
+            report += [f"{s.name}: removed {', '.join(s.removed)}" for s in group if s.removed]
     return await publish_guide_texts(
         local,
         [(str(path), text) for path, text in texts],
@@ -200,6 +215,7 @@ async def publish_guides(
         now_ms=now_ms,
         replaces=replaces,
         translation_of=translation_of,
+        sources=sources,
     )
 
 
@@ -215,17 +231,24 @@ async def publish_guide_texts(
     now_ms: int,
     replaces: str | None = None,
     translation_of: str | None = None,
+    sources: Sequence[Sequence[attachments.Source]] = (),
 ) -> list[tuple[Record, str]]:
     """`publish_guides` for texts already in memory, as (file name, text) pairs: the web
-    app's editor publishes through here, and nothing readable touches the disk."""
+    app's editor publishes through here, and nothing readable touches the disk.
+    `sources`: per text, the files it attaches (their chunks are stored first)."""
     audience = await parse_audience(local, to)
-    for name, text in texts:
-        if len(text.encode("utf-8")) > (most := limits.MAX_GUIDE_TEXT_BYTES):
-            raise CanopyError(f"{name} is too large ({len(text.encode())} bytes; limit {most})")
+    for i, (name, text) in enumerate(texts):
+        extra = attachments.manifest_bytes(sources[i]) if i < len(sources) else 0
+        if len(text.encode("utf-8")) + extra > (most := limits.MAX_GUIDE_TEXT_BYTES):
+            raise CanopyError(
+                f"{name} is too large ({len(text.encode())} bytes of text and {extra} of"
+                f" attachment list; limit {most})"
+            )
     if replaces and len(texts) != 1:
         raise CanopyError("--replaces takes exactly one file: the new version")
     old = await _own_record(local, replaces) if replaces else None
     original = await _original(local, translation_of, lang, now_ms) if translation_of else None
+    expires = now_ms + limits.DEFAULT_GUIDE_LIFETIME_MS
     contents: list[tuple[str, dict[str, Value]]] = []
     for name, text in texts:
         path = Path(name)
@@ -246,6 +269,15 @@ async def publish_guide_texts(
         except DecodeError as exc:
             raise CanopyError(f"cannot publish {path}: {exc}") from None
         contents.append((guide_title, content))
+    for i, (_, content) in enumerate(contents):  # every guide checked: chunks first
+        attached = [
+            await attachments.store_chunks(
+                local, source, scope=audience.scope, created=now_ms, expires=expires
+            )
+            for source in (sources[i] if i < len(sources) else ())
+        ]  # then the guide that names them
+        if attached:
+            content["attachments"] = [a.to_content() for a in attached]
     sealed = await seal_to(
         local,
         audience,
@@ -329,16 +361,17 @@ async def _withdraw(
     if any(not withdrawable(t.kind) for t in targets):
         raise CanopyError("a revocation cannot be withdrawn: it stands until it expires")
     expires = max(max(t.expires for t in targets), now_ms + 1)
+    tags = await attachments.tags_of(local, targets)  # their chunks go with them
     tombstone = Record.create(
         local.identity,
         Kind.TOMBSTONE,
         created=now_ms,
         expires=expires,
         scope=Scope.NETWORK,
-        payload=Withdrawal(tuple(t.id for t in targets), successor).to_payload(),
+        payload=Withdrawal(tuple(t.id for t in targets), successor, tags).to_payload(),
     )
     await local.store.put_records([row_of(tombstone, local=True)], now_ms)
-    await local.store.withdraw([t.id for t in targets], local.node_id.raw, expires)
+    await local.store.withdraw([t.id for t in targets], local.node_id.raw, expires, tags)
     return tombstone
 
 

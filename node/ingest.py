@@ -19,6 +19,7 @@ from node.content import row_of
 from node.local import Local
 from node.revocation import mark_revoked, revoked_ids
 from protocol import limits
+from protocol.attachment import tag_of
 from protocol.conversation import check_record
 from protocol.envelope import open_record
 from protocol.errors import NotForUs, RemoteProtocolError
@@ -131,6 +132,14 @@ async def store_checked(local: Local, records: Sequence[Record], now: int) -> St
     # `lifecycle.withdrawable`), whatever arrived first.
     candidates = [r for r in records if withdrawable(r.kind)]
     withdrawn = await local.store.withdrawn_among([(r.id, r.author.raw) for r in candidates])
+    # A chunk of an attachment its author withdrew (docs/spec/85-attachments.md).
+    chunks = [
+        (r.id, r.author.raw, tag)
+        for r in records
+        if r.kind is Kind.CHUNK and (tag := tag_of(r.payload)) is not None
+    ]
+    if chunks:
+        withdrawn |= await local.store.withdrawn_chunks(chunks)
     keep = [r for r in records if r.id not in withdrawn or not withdrawable(r.kind)]
     own = local.node_id  # once, not per record
     flags = await local.store.put_records([row_of(r, local=r.author == own) for r in keep], now)
@@ -149,7 +158,7 @@ async def apply_tombstone(local: Local, tombstone: Record) -> list[bytes]:
     except RemoteProtocolError:
         return []  # signed by its author, so not the relay's fault; nothing to apply
     deleted = await local.store.withdraw(
-        withdrawal.targets, tombstone.author.raw, tombstone.expires
+        withdrawal.targets, tombstone.author.raw, tombstone.expires, withdrawal.tags
     )
     if deleted:
         log.info("purged %d withdrawn record(s)", len(deleted))

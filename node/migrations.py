@@ -155,6 +155,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE records ADD COLUMN net BLOB;
     CREATE INDEX records_net ON records (net) WHERE net IS NOT NULL
     """,
+    # 12: attachments (docs/spec/85-attachments.md). A chunk row's `group_tag` is a keyed tag
+    #     of (author, attachment tag), so a tombstone purges an attachment's chunks without
+    #     opening any record; `withdrawn_groups` refuses late chunks of a withdrawn one.
+    """
+    ALTER TABLE records ADD COLUMN group_tag BLOB;
+    CREATE INDEX records_group ON records (group_tag) WHERE group_tag IS NOT NULL;
+    CREATE TABLE withdrawn_groups (tag BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX withdrawn_groups_expires ON withdrawn_groups (expires)
+    """,
 )
 # The first schema whose rows the current store code writes (older ones it only converts).
 LAYOUT_SINCE = MIGRATIONS.index(_AT_REST) + 1

@@ -21,11 +21,12 @@ import aiosqlite
 
 from node.at_rest import SEAL_OVERHEAD, AtRest
 from node.migrations import check_key, migrate
+from protocol.attachment import tag_of
 from protocol.encoding import Value
 from protocol.errors import StoreError
 from protocol.lifecycle import NEVER_WITHDRAWN
 from protocol.networks import NetworkView
-from protocol.record import Record
+from protocol.record import Kind, Record
 
 _T = TypeVar("_T")
 
@@ -43,6 +44,7 @@ class RecordRow:
     local: bool
     data: bytes
     network: bytes | None = None  # the network tag of a network-scoped record, if it has one
+    group: bytes | None = None  # a chunk's attachment tag (kept as a keyed tag with its author)
 
 
 def row_of(record: Record, *, local: bool) -> RecordRow:
@@ -57,6 +59,7 @@ def row_of(record: Record, *, local: bool) -> RecordRow:
         local=local,
         data=record.to_bytes(),
         network=record.network,
+        group=tag_of(record.payload) if record.kind is Kind.CHUNK else None,
     )
 
 
@@ -163,10 +166,17 @@ class Store:
                 )
                 for r, data, mark in zip(fresh, sealed, marks, strict=True)
             ]
-            # Without a tagged record the batch leaves `net` NULL (as stores before
-            # migration 10, which have no such column, did).
+            # Optional columns, only when the batch has a value for them: `net` (a tagged
+            # record, migration 11) and `group_tag` (an attachment chunk, migration 12); a
+            # batch without either writes what every layout since migration 8 has.
             columns = "id, kind, scope, created, expires, author_tag, mark, data"
             columns += ", net" if nets else ""
+            if any(r.group is not None for r in fresh):  # chunks: their keyed group too
+                groups = [
+                    None if r.group is None else self.group_tag(r.author, r.group) for r in fresh
+                ]
+                params = [(*p, g) for p, g in zip(params, groups, strict=True)]
+                columns += ", group_tag"
             marks_sql = ", ".join("?" * len(params[0]))
             await self._write_many(
                 f"INSERT OR IGNORE INTO records ({columns}) VALUES ({marks_sql})", params
@@ -252,6 +262,31 @@ class Store:
         if view.first_shared:
             parts.append("net IS NULL")
         return " AND (" + " OR ".join(parts) + ")", nets
+
+    async def records_for_peer_within(
+        self,
+        ids: Sequence[bytes],
+        peer: bytes,
+        now_ms: int,
+        max_bytes: int,
+        view: NetworkView | None = None,
+    ) -> tuple[dict[bytes, bytes], list[bytes]]:
+        """`records_for_peer` of the first of `ids` whose rows add up to `max_bytes` (at
+        least one), and the ids left for later: a look-up of large records (attachment
+        chunks) never reads more than that into memory at once."""
+        sizes: dict[bytes, int] = {}
+        for chunk, marks in _in_chunks(ids):
+            sql = f"SELECT id, length(data) FROM records WHERE id IN ({marks})"
+            async with self._db.execute(sql, chunk) as cur:
+                sizes.update({bytes(rid): int(n) for rid, n in await cur.fetchall()})
+        total, cut = 0, len(ids)
+        for i, rid in enumerate(ids):
+            total += sizes.get(rid, 0)
+            if total > max_bytes and i > 0:
+                cut = i
+                break
+        found = await self.records_for_peer(ids[:cut], peer, now_ms, view)
+        return found, list(ids[cut:])
 
     async def local_records_after(
         self, seq: int, limit: int = 1000
@@ -360,12 +395,25 @@ class Store:
             rows: list[tuple[int, bytes]] = list(await cur.fetchall())
         return rows
 
-    async def withdraw(self, targets: Sequence[bytes], author: bytes, expires: int) -> list[bytes]:
+    def group_tag(self, author: bytes, attachment_tag: bytes) -> bytes:
+        """The keyed stand-in of (author, attachment tag) on a chunk's row."""
+        return self.tag(author + attachment_tag)
+
+    async def withdraw(
+        self,
+        targets: Sequence[bytes],
+        author: bytes,
+        expires: int,
+        attachment_tags: Sequence[bytes] = (),
+    ) -> list[bytes]:
         """Apply a tombstone by `author`: delete its targets written by that author (never a
         revocation: `lifecycle.withdrawable`), and remember them as withdrawn *by that
         author* until `expires`, so a late copy by that author is refused. Another author's
-        tombstone naming the same ids changes nothing for them. Returns the deleted ids."""
+        tombstone naming the same ids changes nothing for them. `attachment_tags`: the
+        chunks of that author carrying one of them go too, and later ones are refused
+        (docs/spec/85-attachments.md). Returns the deleted ids."""
         tag = self.tag(author)
+        groups = [self.group_tag(author, t) for t in attachment_tags]
         marks = ",".join("?" * len(targets))
         kept = sorted(NEVER_WITHDRAWN)
         where = f"id IN ({marks}) AND author_tag = ? AND kind NOT IN ({','.join('?' * len(kept))})"
@@ -382,7 +430,37 @@ class Store:
                 " DO UPDATE SET expires = MAX(expires, excluded.expires)",
                 [(t, tag, expires) for t in targets],
             )
+            if groups:
+                deleted += await self._purge_groups(groups, expires)
         return deleted
+
+    async def _purge_groups(self, groups: Sequence[bytes], expires: int) -> list[bytes]:
+        """Inside a transaction: delete the chunks of these keyed groups, remember them."""
+        where = f"kind = 'chunk' AND group_tag IN ({','.join('?' * len(groups))})"
+        async with self._db.execute(f"SELECT id FROM records WHERE {where}", groups) as cur:
+            deleted = [bytes(row[0]) for row in await cur.fetchall()]
+        await self._db.execute(f"DELETE FROM records WHERE {where}", groups)
+        await self._db.executemany(
+            "INSERT INTO withdrawn_groups (tag, expires) VALUES (?, ?)"
+            " ON CONFLICT(tag) DO UPDATE SET expires = MAX(expires, excluded.expires)",
+            [(g, expires) for g in groups],
+        )
+        return deleted
+
+    async def withdrawn_chunks(self, items: Sequence[tuple[bytes, bytes, bytes]]) -> set[bytes]:
+        """Of (id, author, attachment tag) of chunks, the ids whose attachment their own
+        author has withdrawn."""
+        keyed: dict[bytes, list[bytes]] = {}
+        for rid, author, t in items:
+            keyed.setdefault(self.group_tag(author, t), []).append(rid)
+        out: set[bytes] = set()
+        groups = list(keyed)
+        for chunk, marks in _in_chunks(groups):
+            sql = f"SELECT tag FROM withdrawn_groups WHERE tag IN ({marks})"
+            async with self._db.execute(sql, chunk) as cur:
+                for (g,) in await cur.fetchall():
+                    out.update(keyed[bytes(g)])
+        return out
 
     async def withdrawn_among(self, items: Sequence[tuple[bytes, bytes]]) -> set[bytes]:
         """Of (id, author) pairs, the ids their own author has withdrawn."""
@@ -442,6 +520,7 @@ class Store:
         try:
             cur = await self._db.execute("DELETE FROM records WHERE expires <= ?", (now_ms,))
             await self._db.execute("DELETE FROM withdrawn WHERE expires <= ?", (now_ms,))
+            await self._db.execute("DELETE FROM withdrawn_groups WHERE expires <= ?", (now_ms,))
         except sqlite3.Error as exc:
             raise StoreError(f"database write failed: {exc}") from exc
         if cur.rowcount:

@@ -201,10 +201,15 @@ class Sync:
         self.inflight.update(fetch)
         return fetch, deferred
 
-    async def look_up(self, conn: PeerConnection, ids: Sequence[bytes]) -> dict[bytes, bytes]:
-        """Of `ids`, the records this peer may receive from us (unexpired), by id."""
+    async def look_up(
+        self, conn: PeerConnection, ids: Sequence[bytes]
+    ) -> tuple[dict[bytes, bytes], list[bytes]]:
+        """Of `ids`, the records this peer may receive from us (unexpired, of the networks
+        it shares), by id, read up to `SERVE_LOOKUP_BYTES`; and the ids left for the next."""
         view = self.network_view(conn)
-        return await self.local.store.records_for_peer(ids, conn.peer_id.raw, now_ms(), view)
+        return await self.local.store.records_for_peer_within(
+            ids, conn.peer_id.raw, now_ms(), limits.SERVE_LOOKUP_BYTES, view
+        )
 
     async def check(
         self, conn: PeerConnection, datas: Sequence[bytes], ids: Sequence[bytes]

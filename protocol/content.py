@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass
 
 from protocol import labels, limits
+from protocol.attachment import Attachment, attachments_of
 from protocol.circle import Change
 from protocol.contact import Contact, Vouch
 from protocol.encoding import Value, as_bytes, as_int, as_list, check_keys
@@ -21,7 +22,7 @@ from protocol.record import ID_BYTES, Kind
 
 _GUIDE_REQUIRED = frozenset({"title"})
 _GUIDE_OPTIONAL = frozenset(
-    {"text", "lang", "region", "topics", "format", "filename", "translation_of"}
+    {"text", "lang", "region", "topics", "format", "filename", "translation_of", "attachments"}
 )
 _ALERT_KEYS = frozenset({"text", "urgency"})
 URGENCIES = ("normal", "high")
@@ -54,6 +55,7 @@ class Guide:
     format: str = ""
     filename: str = ""
     translation_of: bytes = b""  # the record id of the guide this one translates
+    attachments: tuple[Attachment, ...] = ()  # manifests of its chunk records
 
     @classmethod
     def from_content(cls, content: dict[str, Value]) -> Guide:
@@ -76,6 +78,7 @@ class Guide:
             translation_of=as_bytes(content["translation_of"], ID_BYTES, "translation_of")
             if "translation_of" in content
             else b"",
+            attachments=attachments_of(content.get("attachments", [])),
         )
 
 
@@ -208,5 +211,5 @@ def check_content(kind: Kind, content: dict[str, Value]) -> None:
         Change.from_content(content)
     elif kind is Kind.CHECKLIST:
         Checklist.from_content(content)
-    else:  # tombstone and revocation payloads are never sealed Bodies
+    else:  # tombstone, revocation and chunk payloads are never sealed Bodies
         raise DecodeError(f"a {kind} record carries no sealed content")

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from protocol import limits
+from protocol.attachment import chunk_header
 from protocol.envelope import SEALED_KINDS, check_sealed_layout
 from protocol.errors import (
     LocalProtocolError,
@@ -243,6 +244,8 @@ def check_record(data: bytes, rid: bytes | None, now_ms: int, sender: NodeId) ->
         check_revocation(record)
     elif record.kind in SEALED_KINDS:
         check_sealed_layout(record.payload)  # what a relay can check without keys
+    elif record.kind is Kind.CHUNK:
+        chunk_header(record.payload)  # its layout; only a reader of the guide can open it
     return record
 
 
@@ -461,13 +464,21 @@ class Conversation:
         self._pending_wants.extend(ids)
         return self._top_up()
 
-    def serve(self, found: Mapping[bytes, bytes]) -> list[ConversationEvent]:
+    def serve(
+        self, found: Mapping[bytes, bytes], later: Sequence[bytes] = ()
+    ) -> list[ConversationEvent]:
         """Answer to LookUp: `found` maps each id we hold, the peer may receive and has not
-        expired to its record bytes; the asked ones not in it get a Missing."""
+        expired to its record bytes; the asked ones not in it get a Missing. `later`: ids
+        of the LookUp the driver did not read yet (it bounds the bytes of one look-up):
+        they go back to the front of the queue, in order, for the next LookUp."""
         self._require_open()
         if self._lookup is None:
             raise LocalProtocolError("serve() without a LookUp")
         batch, self._lookup = self._lookup, None
+        if later:
+            back = set(later)
+            self._serve.extendleft(reversed([item for item in batch if item[0] in back]))
+            batch = tuple(item for item in batch if item[0] not in back)
         self._requested = max(0, self._requested - sum(asked for _, asked in batch))
         sent_list: list[bytes] = []
         for rid, asked in batch:

@@ -75,3 +75,6 @@ CHECKLIST_ITEM = b"canopy-chk-item1"
 assert len(CHECKLIST_ITEM) == 16
 # Know-who: an introduction request is signed by the node asking to be introduced.
 INTRO_REQUEST_SIGNATURE = b"canopy/intro-request/v1"
+# Attachments (docs/spec/85-attachments.md): the key of one chunk, from the attachment key.
+ATTACHMENT_CHUNK = b"canopy-attchunk1"
+assert len(ATTACHMENT_CHUNK) == 16

@@ -56,6 +56,15 @@ MAX_GUIDE_TITLE_BYTES = 1024
 MAX_GUIDE_TEXT_BYTES = MAX_RECORD_BYTES // 2 - 16_384  # room left for envelope and padding
 MAX_GUIDE_FIELD_BYTES = 256  # lang, region, format, filename, and each topic
 MAX_GUIDE_TOPICS = 32
+# Attachments (docs/spec/85-attachments.md): chunk records, and the manifest in a guide.
+ATTACHMENT_CHUNK_BYTES = 262_144  # plaintext of one chunk record (256 KiB), the last shorter
+MAX_ATTACHMENT_BYTES = 1_073_741_824  # one attachment (1 GiB)
+MAX_ATTACHMENT_CHUNKS = MAX_ATTACHMENT_BYTES // ATTACHMENT_CHUNK_BYTES  # chunks of one
+MAX_GUIDE_ATTACHMENTS = 64  # attachments of one guide
+MAX_GUIDE_ATTACHMENT_CHUNKS = 8192  # chunk ids in one guide's manifest, in all (256 KiB)
+MAX_ATTACHMENT_NAME_BYTES = 255  # a file name, as in most file systems
+MAX_WITHDRAW_TAGS = MAX_GUIDE_ATTACHMENTS  # attachment tags one tombstone purges
+MAX_STRIP_BYTES = 67_108_864  # an image or PDF whose metadata is stripped in memory (64 MiB)
 DEFAULT_ALERT_LIFETIME_MS = 7 * 24 * 3600 * 1000
 # Checklist content (docs/spec/30-sync.md, "Content"); title, lang and topics as a guide's.
 MAX_CHECKLIST_ITEMS = 200  # items of one checklist
@@ -167,6 +176,8 @@ MAX_INTROS_OPEN = 64  # introduction requests one peer may have waiting for our 
 # "Node resources"). Local choices, not on the wire: changing one changes no byte a peer sees.
 WS_CHUNK = 65536  # box-stream bytes per WebSocket message: well under proxy limits
 SERVE_BACKLOG = 8 * 1024 * 1024  # queued plaintext before we stop reading more records to send
+ATTACHMENT_STORE_BATCH = 16  # chunk records an author's node stores per transaction (4 MiB)
+SERVE_LOOKUP_BYTES = 8 * 1024 * 1024  # record bytes read for one LookUp (the rest: the next)
 PUSH_DROP_BACKLOG = 64 * 1024 * 1024  # past this, pushes are dropped; the next resync repairs
 INGEST_QUEUE = 8  # received Records messages waiting for verification and storage
 INGEST_COALESCE = 4096  # records verified, then stored, as one batch at most

@@ -33,6 +33,7 @@ class Kind(enum.StrEnum):
     ALERT = "alert"
     CIRCLE = "circle"  # a circle's membership change (protocol/circle.py)
     CHECKLIST = "checklist"  # preparedness items an organisation ticks (protocol/content.py)
+    CHUNK = "chunk"  # one chunk of an attachment (protocol/attachment.py)
 
 
 class Scope(enum.IntEnum):

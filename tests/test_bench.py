@@ -34,7 +34,7 @@ def _check(result: dict[str, object], name: str) -> dict[str, dict[str, object]]
             assert isinstance(figure["pass"], bool)
     # Every benchmark sets its figure against a ceiling or a peer measured in the same run.
     assert any(key.startswith("ratio") for key in figures), sorted(figures)
-    no_ingest = ("guides", "ui", "circle-join", "networks")
+    no_ingest = ("guides", "ui", "circle-join", "networks", "attach")
     if not name.startswith("query-") and name not in no_ingest:  # the ingest ceiling
         assert figures["ceiling_records_per_s"]["value"] > 0  # type: ignore[operator]
     return figures
@@ -52,6 +52,11 @@ async def test_benchmark_smallest(name: str) -> None:
         assert figures["records"]["value"] == QUICK["catch-up"]["records"]
     if name == "networks":  # the smoke run is too short to hold the target; a figure it is
         assert figures["ratio_networks"]["value"] > 0.5  # type: ignore[operator]
+    if name == "attach":  # the transfer against the box-stream + SecretBox ceiling, and RSS
+        assert figures["megabytes"]["value"] == QUICK["attach"]["megabytes"]
+        assert figures["ceiling_mb_per_s"]["value"] > 0  # type: ignore[operator]
+        assert figures["node_mb_per_s"]["value"] > 0  # type: ignore[operator]
+        assert figures["peak_rss_a_mb"]["value"] > 0  # type: ignore[operator]
 
 
 async def test_ui_benchmark_times_every_page_and_the_dashboard_against_its_ceilings() -> None:

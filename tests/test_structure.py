@@ -21,6 +21,9 @@ NODE_CONSTANTS_ALLOWED = {
     # the byte layout of a stored row: sizes fixed by the format, not chosen bounds
     ("node/at_rest.py", "_ID_BYTES"),
     ("node/at_rest.py", "_MARK_BYTES"),
+    # EXIF tag numbers (GPS IFD, orientation): codes of the format metadata is stripped from
+    ("node/metadata.py", "_GPS_IFD"),
+    ("node/metadata.py", "_ORIENTATION"),
     # how often a progress line is printed without a terminal: presentation only
     ("node/progress.py", "PLAIN_EVERY_S"),
     # `canopy demo` and the simulator: where a demo picks ports, the simulated epoch and day

@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from node.checklists import publish_checklist, set_tick
-from node.content import row_of, withdraw
+from node.content import publish_guides, row_of, withdraw
 from node.local import Local, Peer
 from node.revocation import mark_revoked, own_certificate
 from node.store import Store
@@ -120,6 +120,25 @@ async def filled(tmp_path: Path) -> tuple[Local, Path]:
         now_ms=NOW,
     )
     await set_tick(local, record.id.hex(), "1", True, NOW + 3)  # progress: its own table
+    # Attachments (chunk rows with their keyed group): one kept, one withdrawn with its guide.
+    kit = tmp_path / "kit.bin"
+    kit.write_bytes(b"Night routes, the attached map. " * 10_000)  # two chunks
+    attached = []
+    for _ in range(2):
+        ((record, _),) = await publish_guides(
+            local,
+            [guide],
+            title=None,
+            lang="",
+            topics=[],
+            region="",
+            to="network",
+            now_ms=NOW,
+            attach=[kit],
+        )
+        attached.append(record)
+    kit.unlink()
+    await withdraw(local, attached[1].id.hex(), NOW + 1)
     await withdraw(local, ours[0].id.hex(), NOW + 1)
     await local.store.record_deliveries([(peer.raw, ours[1].id)], NOW + 2)
     await local.store.count_rejection("record_DecodeError", 2)
@@ -212,7 +231,10 @@ async def test_disk_does_not_say_which_records_are_ours(tmp_path: Path) -> None:
     found = rows(db, "records")
     # `net`: a keyed tag like author_tag, NULL on a record without a network tag (a peers-
     # scoped or private one: its clear scope says as much), ours or relayed alike.
-    for column in columns - {"seq", "id", "author_tag", "mark", "data", "opened", "net"}:
+    keyed = {"seq", "id", "author_tag", "mark", "data", "opened", "net", "group_tag"}
+    for column in columns - keyed:
         # kind, scope, created, expires: the same range for ours and the relayed guide
         assert len({type(r[column]) for r in found}) == 1, column
+    # group_tag is set on chunk rows only, by kind: whoever wrote them (a keyed tag).
+    assert all((r["group_tag"] is None) == (r["kind"] != "chunk") for r in found)
     assert {len(r["mark"]) for r in found} == {16}  # type: ignore[arg-type]

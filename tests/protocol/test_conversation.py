@@ -125,12 +125,7 @@ class Side:
             elif isinstance(event, FilterNeeds):
                 queue += conv.want([i for i in event.ids if i not in self.store])
             elif isinstance(event, LookUp):
-                found = {
-                    i: self.store[i].to_bytes()
-                    for i in event.ids
-                    if i in self.store and may_receive(self.store[i], self.peer, self.me)
-                }
-                queue += conv.serve(found)
+                queue += self.look_up(event)
             elif isinstance(event, CheckRecords):
                 errors: list[RemoteProtocolError] = []
                 fresh = []
@@ -154,6 +149,15 @@ class Side:
                 self.penalties.append(event.error)
             elif isinstance(event, Synced):
                 self.synced += 1
+
+
+    def look_up(self, event: LookUp) -> list[ConversationEvent]:
+        found = {
+            i: self.store[i].to_bytes()
+            for i in event.ids
+            if i in self.store and may_receive(self.store[i], self.peer, self.me)
+        }
+        return self.conv.serve(found)
 
 
 def _run(a: Side, b: Side, now: float = 1.0, limit: int = 10_000) -> None:
@@ -471,3 +475,33 @@ def test_an_id_fetched_elsewhere_is_offered_again_when_that_peer_fails_us() -> N
     (send,) = conv.ask([x])
     assert isinstance(send, Send) and send.data == encode_message(Want((x,)))
     assert x in conv.wanted
+
+
+class OneAtATime(Side):
+    """A driver that reads one record per LookUp (as a byte bound on big records would) and
+    hands the rest back with `serve(found, later)`."""
+
+    lookups = 0
+
+    def look_up(self, event: LookUp) -> list[ConversationEvent]:
+        self.lookups += 1
+        first = event.ids[:1]
+        found = {
+            i: self.store[i].to_bytes()
+            for i in first
+            if i in self.store and may_receive(self.store[i], self.peer, self.me)
+        }
+        return self.conv.serve(found, event.ids[1:])
+
+
+def test_ids_a_lookup_hands_back_are_served_by_the_next_and_the_sets_converge() -> None:
+    held = [r for r in POOL if r.author == B.node_id and r.scope is Scope.NETWORK]
+    a = Side(A, B, Role.INITIATOR, [])
+    b = OneAtATime(B, A, Role.RESPONDER, held)
+    a.act(a.conv.hello("A"))
+    b.act(b.conv.hello("B"))
+    a.act(a.conv.begin_round(1.0))
+    _run(a, b)
+    assert set(a.store) == {r.id for r in held}
+    assert a.synced == b.synced == 1 and not a.penalties and not b.penalties
+    assert b.lookups >= len(held)  # one record per look-up: every id came back for the next
