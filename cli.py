@@ -398,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--know-who", action="store_true", help="the know-who story: contacts, queries, intros"
     )
+    p.add_argument(
+        "--networks", action="store_true", help="two networks linked, circles, peers that grow"
+    )
     return parser
 
 

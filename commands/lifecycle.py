@@ -175,6 +175,10 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
+    if args.networks:
+        from node.demo_networks import run_networks_demo
+
+        return await run_networks_demo(keep=args.keep)
     if args.know_who:
         from node.demo_knowwho import run_knowwho_demo
 

@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from node.local import Local, random
+from node.networks import networks_of
 from node.revocation import revoked_ids
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
@@ -91,8 +92,19 @@ async def store_change(
     local: Local, change: Change, now_ms: int, scope: Scope = Scope.NETWORK
 ) -> Record:
     """Seal a membership change to its members and store it; `scope` NETWORK lets relays
-    carry it, PEERS keeps it between the author and its direct peers."""
-    record = seal_record(
+    carry it (one record per network its members are in), PEERS keeps it between the
+    author and its direct peers."""
+    tags: list[bytes | None] = [None]
+    if scope is Scope.NETWORK:
+        tags = [n.tag for n in await networks_of(local, change.recipients())]
+    records = [_sealed(local, change, now_ms, scope, tag) for tag in tags]
+    await local.store.put_records([row_of(r, local=True) for r in records], now_ms)
+    await local.store.bump_epoch()  # a running node reads with the new keys at once
+    return records[0]
+
+
+def _sealed(local: Local, change: Change, now_ms: int, scope: Scope, tag: bytes | None) -> Record:
+    return seal_record(
         local.identity,
         Kind.CIRCLE,
         change.to_content(),
@@ -102,10 +114,8 @@ async def store_change(
         recipients=change.recipients(),
         network_key=None,
         random=random,
+        network=tag,
     )
-    await local.store.put_records([row_of(record, local=True)], now_ms)
-    await local.store.bump_epoch()  # a running node reads with the new keys at once
-    return record
 
 
 async def create(local: Local, name: str, history: str, now_ms: int) -> Circle:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from node import attachments, circles, peers_circle
 from node.local import Local, Network, random
+from node.networks import networks_of
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
 from protocol import limits
@@ -42,8 +43,9 @@ class Audience:
         network for `--to network`; one otherwise, tagged when network-scoped."""
         if self.network:
             return [(n.key, n.tag) for n in self.networks]
-        tag = self.networks[0].tag if self.networks and self.scope is Scope.NETWORK else None
-        return [(None, tag)]
+        if self.networks and self.scope is Scope.NETWORK:  # readers in several: one each
+            return [(None, n.tag) for n in self.networks]
+        return [(None, None)]
 
     def describe(self) -> str:
         if self.grows:
@@ -68,8 +70,8 @@ async def parse_audience(local: Local, to: str) -> Audience:
         return Audience(Scope.NETWORK, (), True, networks=(network,))
     if to.startswith("circle:"):
         state = await circles.find(local, to.removeprefix("circle:"))
-        home = await _network_of(local, [NodeId(m) for m in state.members])
-        return Audience(Scope.NETWORK, (), False, state.name, (state.key,), networks=(home,))
+        homes = await networks_of(local, [NodeId(m) for m in state.members])
+        return Audience(Scope.NETWORK, (), False, state.name, (state.key,), networks=homes)
     if to == "peers":
         return Audience(Scope.PEERS, (), False, grows=True)
     peers = await local.peers()
@@ -89,24 +91,9 @@ async def parse_audience(local: Local, to: str) -> Audience:
             "--to must be peers, peers-now, network, network:NAME, circle:NAME, or node ids"
             " separated by commas"
         )
-    home = await _network_of(local, recipients)
-    return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False, networks=(home,))
+    homes = await networks_of(local, recipients)
+    return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False, networks=homes)
 
-
-async def _network_of(local: Local, readers: list[NodeId]) -> Network:
-    """The network a record for `readers` (recipients, circle members) travels in: the
-    first one every reader we trust is a member of, else the first one any is, else our
-    first network (docs/spec/45-networks.md "Which network a record is tagged for")."""
-    networks = await local.networks()
-    peers = await local.peers()
-    known = [peers[r] for r in readers if r in peers]
-    for network in networks:
-        if known and all(network.tag in p.networks for p in known):
-            return network
-    for network in networks:
-        if any(network.tag in p.networks for p in known):
-            return network
-    return networks[0]
 
 
 async def sealing(local: Local, audience: Audience, now_ms: int) -> Audience:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.local import Local
+from node.local import Local, Network
+from protocol.identity import NodeId
 
 
 async def network_rows(local: Local) -> list[dict[str, Any]]:
@@ -35,3 +36,18 @@ async def network_rows(local: Local) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+async def networks_of(local: Local, readers: list[NodeId]) -> tuple[Network, ...]:
+    """The networks a record for `readers` (recipients, circle members) travels in: the
+    first one every reader we trust is a member of; else every network one of them is in
+    (one record each: a circle that spans two networks reaches both); else our first
+    network (docs/spec/45-networks.md "Which network a record is tagged for")."""
+    networks = await local.networks()
+    peers = await local.peers()
+    known = [peers[r] for r in readers if r in peers]
+    for network in networks:
+        if known and all(network.tag in p.networks for p in known):
+            return (network,)
+    needed = tuple(n for n in networks if any(n.tag in p.networks for p in known))
+    return needed or (networks[0],)
