@@ -144,6 +144,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE checklist_progress (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
     """,
+    # 11: this node's own check-in plan (node/checkins.py): its id, circle and the keyed
+    #     hash of a duress PIN, in one sealed row; never sent to a peer or bundled.
+    """
+    CREATE TABLE checkin_plans (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
+    """,
 )
 # The first schema whose rows the current store code writes (older ones it only converts).
 LAYOUT_SINCE = MIGRATIONS.index(_AT_REST) + 1

@@ -513,7 +513,7 @@ class Store:
 
 
 _TABLES = frozenset(
-    {"peers", "invites", "introductions", "revoked", "staff", "checklist_progress"}
+    {"peers", "invites", "introductions", "revoked", "staff", "checklist_progress", "checkin_plans"}
 )
 # A revoked author's records are kept (flagged) but never offered or served onward; the
 # revocation itself always is.

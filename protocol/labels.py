@@ -71,3 +71,6 @@ CHECKLIST_ITEM = b"canopy-chk-item1"
 assert len(CHECKLIST_ITEM) == 16
 # Know-who: an introduction request is signed by the node asking to be introduced.
 INTRO_REQUEST_SIGNATURE = b"canopy/intro-request/v1"
+# Check-ins: the keyed hash of a duress PIN, kept only on the defender's node.
+CHECKIN_PIN = b"canopy-chk-pin-1"
+assert len(CHECKIN_PIN) == 16

@@ -31,6 +31,7 @@ class Kind(enum.StrEnum):
     ALERT = "alert"
     CIRCLE = "circle"  # a circle's membership change (protocol/circle.py)
     CHECKLIST = "checklist"  # preparedness items an organisation ticks (protocol/content.py)
+    CHECKIN = "checkin"  # a check-in plan's event, sealed to its circle (protocol/checkin.py)
 
 
 class Scope(enum.IntEnum):
