@@ -25,6 +25,7 @@ from node import circles, peers_circle
 from node.admission import ConnectionGuard, install_accept_error_filter
 from node.alerts import Alerts
 from node.api import LocalApi, api_hosts
+from node.checkin_watch import CheckinWatch
 from node.clock import now_ms
 from node.config import Config, split_host_port
 from node.connection import PeerConnection
@@ -88,6 +89,7 @@ class Node:
             trusted=lambda: self.book.peers,
         )
         self.alerts = Alerts(local.identity, self.book)
+        self.checkins = CheckinWatch(local, self.alerts, self.book)  # missed check-ins
         self.knowwho = KnowWho(local, self)
         self.sync = Sync(
             local,
@@ -170,6 +172,7 @@ class Node:
         await apply_stored_revocations(self.local, now_ms())
         await self._reload_trust()
         await self.knowwho.start()
+        await self.checkins.start()
         # Our records published while we were stopped reach peers by reconciliation.
         self._local_seq = await self.local.store.max_seq()
         self.dialer.start()
@@ -198,6 +201,7 @@ class Node:
             asyncio.create_task(self.dialer.loop()),
             asyncio.create_task(self._poll_loop()),
             asyncio.create_task(self.sync.resync_loop()),
+            asyncio.create_task(self.checkins.loop()),
         ]
         log.info("node %s listening on %s", self.node_id.short, self.listen_url)
 
@@ -321,6 +325,7 @@ class Node:
         if accepted.purged:
             self.knowwho.remove(accepted.purged)
         self.received += len(fresh) if source is not None else 0
+        self.checkins.saw(fresh)
         for record in fresh:
             if record.kind is Kind.ALERT:
                 malformed = self.alerts.announce(record, now)
@@ -377,6 +382,7 @@ class Node:
         if await circles.cut_off_revoked(self.local, now):
             self._notify()
         self.book.circle_keys = await circles.read_keys(self.local)
+        await self.checkins.start()  # check-ins held before their circle's key came
 
     def _revoked_now(self, node_id: NodeId) -> None:
         """Refuse the identity at once: its handshakes, its records, its live connection;
@@ -443,6 +449,7 @@ class Node:
                     self.knowwho.add(record, verify_body=False)
                 elif record.kind is Kind.TOMBSTONE:
                     self.knowwho.remove(Withdrawal.from_payload(record.payload).targets)
+            self.checkins.saw(records)
             self.sync.push(records)
         await self.book.flush()
         await self.sync.flush_deliveries()
@@ -516,6 +523,7 @@ class Node:
             "revoked": sorted(str(n) for n in self.revoked),
             "sync_lag_s": sync_lag_s(self.peers, self.connections, now_ms()),
             "peer_list": status_rows(await self.peer_rows(), now_ms(), running=True),
+            "checkins": self.checkins.counts(),  # plans held here, by state: counts only
             "knowwho": {
                 "ready": self.knowwho.ready.is_set(),
                 "contacts": len(self.knowwho.index.entries),
