@@ -12,6 +12,7 @@ Never reads the clock: `now` is an argument.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -153,11 +154,19 @@ def make_mark(responders: Sequence[bytes], duress: bool, random: Random) -> byte
     if len(responders) > limits.MAX_CHECKIN_MARK_SLOTS:
         raise DecodeError("too many responders for one mark")
     flag = bytes([_DURESS if duress else _OK])
-    slots = [
-        nacl.bindings.crypto_box_seal(flag + random_bytes(random, _MARK_PLAIN - 1), key)
+    return b"".join(
+        _sealed_box(flag + random_bytes(random, _MARK_PLAIN - 1), key, random)
         for key in responders
-    ]
-    return b"".join(slots)
+    )
+
+
+def _sealed_box(message: bytes, public: bytes, random: Random) -> bytes:
+    """libsodium's sealed box (crypto_box_seal), its ephemeral key drawn from `random` so
+    vectors are reproducible: epk || crypto_box(message, BLAKE2b-192(epk || pk), pk, esk)."""
+    eph_pk, eph_sk = nacl.bindings.crypto_box_seed_keypair(random_bytes(random, 32))
+    nonce = hashlib.blake2b(eph_pk + public, digest_size=24).digest()
+    boxed: bytes = nacl.bindings.crypto_box(message, nonce, public, eph_sk)
+    return eph_pk + boxed
 
 
 def read_mark(mark: bytes, x25519_public: bytes, x25519_secret: bytes) -> bool | None:
