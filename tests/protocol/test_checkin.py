@@ -157,10 +157,14 @@ def test_one_unreachable_does_not_escalate_two_do_and_reached_cancels() -> None:
         [*base, report(2, B, Op.UNREACHABLE, 0, round_), report(3, C, Op.UNREACHABLE, 0, round_)]
     )
     assert two.status(missed) == "escalated" and checkin.needs_escalation(two)
-    said = folded([
-        *base, report(2, B, Op.UNREACHABLE, 0, round_), report(3, C, Op.UNREACHABLE, 0, round_),
-        report(4, C, Op.ESCALATED, 1, round_),
-    ])  # fmt: skip
+    said = folded(
+        [
+            *base,
+            report(2, B, Op.UNREACHABLE, 0, round_),
+            report(3, C, Op.UNREACHABLE, 0, round_),
+            report(4, C, Op.ESCALATED, 1, round_),
+        ]
+    )
     assert said.status(missed) == "escalated" and not checkin.needs_escalation(said)
     reached = folded(
         [*base, report(2, B, Op.UNREACHABLE, 0, round_), report(3, C, Op.REACHED, 0, round_)]
@@ -172,10 +176,14 @@ def test_one_unreachable_does_not_escalate_two_do_and_reached_cancels() -> None:
     )
     assert changed.unreachable == () and changed.reached == (B.node_id.raw,)
     # Reports about an earlier round, or the defender reporting on itself, do not count.
-    stale = folded([
-        *base, report(2, B, Op.UNREACHABLE, 0, round_ - 1), report(3, DEFENDER, Op.UNREACHABLE, 0, round_),
-        report(4, C, Op.UNREACHABLE, 0, round_),
-    ])  # fmt: skip
+    stale = folded(
+        [
+            *base,
+            report(2, B, Op.UNREACHABLE, 0, round_ - 1),
+            report(3, DEFENDER, Op.UNREACHABLE, 0, round_),
+            report(4, C, Op.UNREACHABLE, 0, round_),
+        ]
+    )
     assert stale.unreachable == (C.node_id.raw,)
 
 
@@ -192,9 +200,12 @@ def test_only_the_defender_moves_its_plan_and_pause_holds_until_its_end() -> Non
 
 
 def test_duress_is_an_event_only_for_a_checkin_the_caller_read_as_duress() -> None:
-    state = folded([
-        item(1, D, T0, plan()), item(2, D, T0 + 9, CheckIn(PLAN, Op.CHECKIN, D, 1, next_due=T0 + EVERY)),
-    ])  # fmt: skip
+    state = folded(
+        [
+            item(1, D, T0, plan()),
+            item(2, D, T0 + 9, CheckIn(PLAN, Op.CHECKIN, D, 1, next_due=T0 + EVERY)),
+        ]
+    )
     assert [e.kind for e in checkin.due_events(state, T0 + 10, duress=True)] == ["duress"]
     assert checkin.due_events(state, T0 + 10, duress=False) == []
 
