@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from node.alerts import Alerts
-from node.checkins import PlanKey, duress_of, open_items
+from node.checkins import PlanKey, duress_of, fold_in, member_sets, open_items
 from node.clock import now_ms
 from node.local import Local
 from node.peer_book import PeerBook
 from protocol import checkin
 from protocol.checkin import Event, Item, PlanState
+from protocol.errors import RemoteProtocolError
 from protocol.identity import NodeId
 from protocol.record import Kind, Record
 
@@ -48,7 +49,7 @@ class CheckinWatch:
         self.states: dict[PlanKey, PlanState] = {}
         self.duress: dict[PlanKey, bool] = {}
         self.raised: set[tuple[str, bytes, bytes, int]] = set()
-        self.raised_at: dict[tuple[str, bytes, bytes, int], int] = {}  # for the benchmark
+        self.members: dict[bytes, frozenset[bytes]] = {}  # circles we are in, by id
         self._wake = asyncio.Event()
 
     @property
@@ -56,27 +57,42 @@ class CheckinWatch:
         return self.local.node_id.raw
 
     async def start(self) -> None:
-        """Read every check-in record held (as the node starts)."""
+        """Read every check-in record held (as the node starts, and when circles change)."""
+        self.members = await member_sets(self.local)
+        self.items.clear()
+        self.states.clear()
         datas = await self.local.store.records_of_kind(str(Kind.CHECKIN))
         self.saw([Record.from_bytes(d) for d in datas])
 
-    def saw(self, records: Sequence[Record]) -> None:
-        """Records stored (from a peer, or written here): fold the plans they are about."""
+    def saw(self, records: Sequence[Record]) -> list[tuple[Record, RemoteProtocolError]]:
+        """Records stored (from a peer, or written here): fold the plans they are about.
+        Returns those that opened but break the schema (never folded; the author pays)."""
         mine = [r for r in records if r.kind is Kind.CHECKIN]
+        malformed: list[tuple[Record, RemoteProtocolError]] = []
         if not mine:
-            return
+            return malformed
         opened = open_items(
-            mine, self.local.identity, self.book.network_key, self.book.circle_keys, now_ms()
+            mine,
+            self.local.identity,
+            self.book.network_key,
+            self.book.circle_keys,
+            now_ms(),
+            malformed,
         )
         for key, items in opened.items():
             held = self.items.setdefault(key, {})
             held.update({item[0]: item for item in items})
-            state = checkin.fold(held.values())
+            state = fold_in(list(held.values()), self.members)
             if state is None:
+                self.states.pop(key, None)
                 continue
             self.states[key] = state
             self.duress[key] = duress_of(state, self.local.identity)
+            # What was raised about earlier rounds and check-ins of this plan is done with.
+            since = min(state.round, state.last_checkin or state.round)
+            self.raised = {k for k in self.raised if k[1:3] != key[::-1] or k[3] >= since}
         self._wake.set()
+        return malformed
 
     def _watched(self) -> list[tuple[PlanKey, PlanState]]:
         return [(k, s) for k, s in self.states.items() if k[0] != self.me]
@@ -86,7 +102,6 @@ class CheckinWatch:
         if key in self.raised:
             return
         self.raised.add(key)
-        self.raised_at[key] = now
         node = NodeId(event.defender)
         peer = self.book.peers.get(node)
         who = peer.label if peer else node.short

@@ -54,9 +54,10 @@ def open_items(
     network_key: bytes | None,
     circle_keys: Sequence[bytes],
     now: int,
+    malformed: list[tuple[Record, RemoteProtocolError]] | None = None,
 ) -> dict[PlanKey, list[Item]]:
     """The check-in records this node can open, grouped by (defender, plan). One that opens
-    but breaks the schema is never folded (its author pays where the caller counts it)."""
+    but breaks the schema is never folded; it goes to `malformed` (its author pays)."""
     out: dict[PlanKey, list[Item]] = {}
     for record in records:
         if record.kind is not Kind.CHECKIN or record.expires <= now:
@@ -64,7 +65,11 @@ def open_items(
         try:
             body = open_record(record, identity, network_key, circle_keys=circle_keys)
             content = CheckIn.from_content(body.content)
-        except (NotForUs, RemoteProtocolError):
+        except NotForUs:
+            continue
+        except RemoteProtocolError as exc:
+            if malformed is not None:
+                malformed.append((record, exc))
             continue
         item = (record.id, record.author.raw, record.created, content)
         out.setdefault((content.defender, content.plan), []).append(item)
@@ -259,13 +264,32 @@ async def pause(local: Local, *, until: int | None, now: int) -> PlanState:
     return folded
 
 
+async def member_sets(local: Local) -> dict[bytes, frozenset[bytes]]:
+    """The members of every circle this node is in now, by circle id."""
+    states = (await circles.circles(local)).values()
+    return {c.id: c.members for c in states if c.is_member(local.node_id)}
+
+
+def fold_in(items: list[Item], members: dict[bytes, frozenset[bytes]]) -> PlanState | None:
+    """A plan's state if it is one of a circle this node is in and its defender is a member,
+    folded from the records of current members only (anyone else holding a key, or naming
+    the circle, moves nothing)."""
+    state = checkin.fold(items)
+    if state is None:
+        return None
+    circle = members.get(state.circle)
+    if circle is None or state.defender not in circle:
+        return None
+    return checkin.fold([i for i in items if i[1] in circle])
+
+
 async def watched(local: Local, now: int) -> dict[PlanKey, tuple[list[Item], PlanState]]:
     """Every plan this node makes or watches (of a circle it is in now), with its records."""
-    mine = {c.id for c in (await circles.circles(local)).values() if c.is_member(local.node_id)}
+    members = await member_sets(local)
     out: dict[PlanKey, tuple[list[Item], PlanState]] = {}
     for key, items in (await load(local, now)).items():
-        state = checkin.fold(items)
-        if state is not None and state.circle in mine:
+        state = fold_in(items, members)
+        if state is not None:
             out[key] = (items, state)
     return out
 

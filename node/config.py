@@ -183,7 +183,7 @@ def _validate(config: Config, origin: Callable[[str], str]) -> Config:
         parse_proxies(config.trusted_proxies)
     except ValueError as exc:
         raise ConfigError(
-            f"{origin('trusted_proxies')}: node.trusted_proxies: {exc}, e.g. \"127.0.0.1\""
+            f'{origin("trusted_proxies")}: node.trusted_proxies: {exc}, e.g. "127.0.0.1"'
         ) from None
     if config.reconnect_min <= 0 or config.reconnect_max < config.reconnect_min:
         raise ConfigError(

@@ -325,7 +325,8 @@ class Node:
         if accepted.purged:
             self.knowwho.remove(accepted.purged)
         self.received += len(fresh) if source is not None else 0
-        self.checkins.saw(fresh)
+        for record, error in self.checkins.saw(fresh):  # malformed: its author pays
+            await self.book.penalise(record.author, error, reason="content_malformed")
         for record in fresh:
             if record.kind is Kind.ALERT:
                 malformed = self.alerts.announce(record, now)
@@ -449,6 +450,8 @@ class Node:
                     self.knowwho.add(record, verify_body=False)
                 elif record.kind is Kind.TOMBSTONE:
                     self.knowwho.remove(Withdrawal.from_payload(record.payload).targets)
+            if any(r.kind is Kind.CIRCLE for r in records):
+                await self.checkins.start()  # a circle we changed: whose plans we watch
             self.checkins.saw(records)
             self.sync.push(records)
         await self.book.flush()

@@ -93,9 +93,7 @@ async def accept_invite(local: Local, code: str, now_ms: int) -> Peer:
         peer.name = invite.name
     # An invite made before addresses were normalised may carry `ws://host:port`.
     invited = [normalise_address(a) for a in invite.addresses]
-    peer.addresses = list(dict.fromkeys([*invited, *peer.addresses]))[
-        : limits.MAX_INVITE_ADDRESSES
-    ]
+    peer.addresses = list(dict.fromkeys([*invited, *peer.addresses]))[: limits.MAX_INVITE_ADDRESSES]
     peer.invite_capability = invite.capability()
     await local.save_peer(peer)
     return peer

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any
 
 import pytest
 
 from node.demo import NodeProcess, scan_for, wait_until
+from protocol.checkin import CheckIn, Op
+from protocol.encoding import Value
+from protocol.record import Kind
 from tests.conftest import Net
+from tests.test_hostile_content import _has, _rejected, hostile_peer, sealed
 from tests.test_multinode import connected, link
 
 pytestmark = pytest.mark.timeout(240)
@@ -78,9 +83,7 @@ async def test_seized_defender_missed_then_two_unreachable_escalate_to_a_third_o
     due, grace = last["next_due"], last["grace_ms"]
 
     async def both_raised() -> bool:
-        return bool(await notices(b, "checkin_missed")) and bool(
-            await notices(c, "checkin_missed")
-        )
+        return bool(await notices(b, "checkin_missed")) and bool(await notices(c, "checkin_missed"))
 
     await wait_until("B and C raise the missed check-in", both_raised, timeout=20)
     for node in (b, c):
@@ -154,9 +157,7 @@ async def test_duress_checkin_is_normal_on_the_defender_and_flagged_on_responder
     assert _shape(under_pin) == _shape(normal)  # the defender's screen says the same
     assert second["duress"] is False and second["state"] == "ok"
     for node in (b, c):
-        await wait_until(
-            "the duress flag", lambda n=node: watching(n, a, duress=True, state="ok")
-        )
+        await wait_until("the duress flag", lambda n=node: watching(n, a, duress=True, state="ok"))
         await wait_until("a duress notice", lambda n=node: notices(n, "checkin_duress"))
     assert await notices(a, "checkin_duress") == []
     _, plain, _ = await a.cli("checkin")
@@ -182,3 +183,36 @@ async def test_duress_checkin_is_normal_on_the_defender_and_flagged_on_responder
     await wait_until("B sees the pause", lambda: watching(b, a, state="paused"))
     await a.cli("checkin", "resume")
     await wait_until("B sees the resume", lambda: watching(b, a, state="ok"))
+
+
+async def test_hostile_checkins_cost_their_author_and_a_plan_outside_our_circles_raises_nothing(
+    net: Net,
+) -> None:
+    target = await net.node("T", "Target")
+    await target.start()
+    peer, hostile, invite = await hostile_peer(target)
+    me, plan_id, now = hostile.node_id.raw, b"\x05" * 16, int(time.time() * 1000)
+    good = CheckIn(
+        plan_id, Op.PLAN, me, 0, circle=b"\x06" * 16, every=1000, grace=0, next_due=now + 1000,
+        confirmations=1, escalate="network", message="not our circle",
+    )  # fmt: skip
+    bad: list[dict[str, Value]] = [
+        {**good.to_content(), "op": "explode"},
+        {**good.to_content(), "every": 1},
+        {**good.to_content(), "mark": b"\x00" * 64},
+        {**CheckIn(plan_id, Op.CHECKIN, me, 1, next_due=now).to_content(), "mark": b"\x00" * 7},
+    ]
+    records = [sealed(hostile, invite.network_key, Kind.CHECKIN, c) for c in bad]
+    fine = sealed(hostile, invite.network_key, Kind.CHECKIN, good.to_content())
+    await peer.send(peer.session.records([r.to_bytes() for r in [*records, fine]]))
+    await wait_until("check-ins stored", lambda: _has(target, "checkin", len(bad) + 1))
+    await wait_until("malformed check-ins cost their author", lambda: _rejected(target, len(bad)))
+
+    async def past_due() -> bool:  # had the node watched it, the plan was missed by now
+        return int(time.time() * 1000) > now + 2000
+
+    await wait_until("the foreign plan's due time passes", past_due)
+    assert await plans(target) == []
+    assert (await target.api("/v1/status"))["checkins"] == {}
+    assert (await target.api("/v1/alerts"))["alerts"] == []
+    await peer.close()
