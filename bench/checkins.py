@@ -155,7 +155,7 @@ async def checkins(
     raised = {int(a["created"]): int(a["received_at_ms"]) for a in missed}
     lateness = sorted((raised[due] - (due + grace)) / 1000 for due in due_late if due in raised)
     early = [x for x in lateness if x < 0]
-    res.add("plans", "active plans watched", plans + late, "", fmt="{:,.0f}")
+    res.add("plans", "active plans watched while idle", plans, "", fmt="{:,.0f}")
     res.add("idle_cpu_pct", "W's CPU while idle, watching them", idle_w, "% of a core", target=1.0)
     res.add("empty_cpu_pct", "E's CPU while idle, watching none", idle_e, "% of a core")
     res.add(
