@@ -164,7 +164,8 @@ async def make_plan(
         raise CanopyError(f"circle {state.name!r} has nobody else in it to watch your check-ins")
     if len(responders) > limits.MAX_CHECKIN_MARK_SLOTS:
         raise CanopyError(f"a check-in circle holds at most {limits.MAX_CHECKIN_MARK_SLOTS} others")
-    k = confirmations or min(limits.DEFAULT_CHECKIN_CONFIRMATIONS, len(responders))
+    default = min(limits.DEFAULT_CHECKIN_CONFIRMATIONS, len(responders))
+    k = default if confirmations is None else confirmations
     if not 1 <= k <= len(responders):
         raise CanopyError(f"--confirmations must be 1 to {len(responders)} (the others in it)")
     if grace > every:

@@ -2,11 +2,11 @@
 
 Builds the rooms and hands each its collaborators: the peer book (trust, scores, bans),
 sync (one conversation per connection, push and relay), the peer server and the dialer,
-intake and ingest (the one path into the store), alerts, the know-who engine and the
-local API; starts and stops them; reloads trust when the store's epoch moves; picks up
-records the CLI wrote; and acts on what a batch of stored records means live (revocations,
-alerts, the index, pushes). Bad input from a peer costs that peer score and never stops
-the node.
+intake and ingest (the one path into the store), alerts, the check-in watch, the
+know-who engine and the local API; starts and stops them; reloads trust when the store's
+epoch moves; picks up records the CLI wrote; and acts on what a batch of stored records
+means live (revocations, alerts, check-ins, the index, pushes). Bad input from a peer
+costs that peer score and never stops the node.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from protocol.checkin import CheckIn, Op
 from protocol.encoding import Value
 from protocol.record import Kind
 from tests.conftest import Net
-from tests.test_hostile_content import _has, _rejected, hostile_peer, sealed
+from tests.test_hostile_content import _has, _rejected, hostile_peer, sealed, watch
 from tests.test_multinode import connected, link
 
 pytestmark = pytest.mark.timeout(240)
@@ -79,6 +79,7 @@ async def test_seized_defender_missed_then_two_unreachable_escalate_to_a_third_o
             watching(c, a, last_checkin=last["last_checkin"]),
         ),
     )
+    watcher = await watch(b)  # `canopy watch` on B prints the notice as it is raised
     await a.kill9()  # seized: its node says nothing more
     due, grace = last["next_due"], last["grace_ms"]
 
@@ -92,6 +93,13 @@ async def test_seized_defender_missed_then_two_unreachable_escalate_to_a_third_o
         assert notice["received_at_ms"] - due <= grace + 5000
         assert notice["received_at_ms"] >= due + grace  # never before the grace is over
         assert (await plans(node))[0]["state"] == "missed"
+    assert watcher.stdout is not None
+    try:
+        line = await asyncio.wait_for(watcher.stdout.readline(), 10)
+    finally:
+        watcher.kill()
+        await watcher.wait()
+    assert line.startswith(b"!! ") and b"MISSED CHECK-IN: Amina Defender" in line
 
     code, out, _ = await b.cli("checkin", "unreachable", "Amina Defender")
     assert code == 0 and "1 of 2" in out and "escalated" not in out
@@ -172,6 +180,42 @@ async def test_duress_checkin_is_normal_on_the_defender_and_flagged_on_responder
         ("checkin", "plan", "--every", "1h", "--grace", "2h", "--circle", "Safety"),
         ("checkin", "plan", "--every", "1h", "--grace", "1m", "--circle", "Nope"),
         ("checkin", "pause", "--for", "soon"),
+        (
+            "checkin",
+            "plan",
+            "--every",
+            "1h",
+            "--grace",
+            "1m",
+            "--circle",
+            "Safety",
+            "--confirmations",
+            "0",
+        ),
+        (
+            "checkin",
+            "plan",
+            "--every",
+            "1h",
+            "--grace",
+            "1m",
+            "--circle",
+            "Safety",
+            "--confirmations",
+            "3",
+        ),
+        (
+            "checkin",
+            "plan",
+            "--every",
+            "1h",
+            "--grace",
+            "1m",
+            "--circle",
+            "Safety",
+            "--escalate-to",
+            "peers",
+        ),
     ):
         code, _, err = await a.cli(*args, check=False)
         assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, args
