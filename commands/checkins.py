@@ -35,9 +35,10 @@ async def cmd_checkin_plan(args: argparse.Namespace) -> int:
             duress_pin=args.duress_pin,
             now=now_ms(),
         )
+    others = len(circle.members) - 1
     print(
         f"check-in plan set: every {duration(every / 1000)}, grace {duration(grace / 1000)},"
-        f" watched by circle {circle.name!r} ({len(circle.members) - 1} others;"
+        f" watched by circle {circle.name!r} ({others} other{'' if others == 1 else 's'};"
         f" {state.confirmations} to escalate to {args.escalate_to})"
     )
     print(f"first check-in due {when(state.next_due)}")
