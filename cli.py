@@ -16,6 +16,13 @@ from typing import NoReturn
 
 from commands.attachments import cmd_attachment_save
 from commands.bundles import cmd_export, cmd_import
+from commands.checkins import (
+    cmd_checkin,
+    cmd_checkin_pause,
+    cmd_checkin_plan,
+    cmd_checkin_report,
+    cmd_checkin_status,
+)
 from commands.checklists import (
     cmd_checklist_reviewed,
     cmd_checklist_show,
@@ -317,6 +324,35 @@ def build_parser() -> argparse.ArgumentParser:
     c = acts.add_parser("reviewed", help="record a full review now, whatever is ticked")
     c.set_defaults(func=cmd_checklist_reviewed)
     c.add_argument("id")
+
+    p = add("checkin", cmd_checkin, "check in (or: plan, pause, resume, status, reached...)")
+    p.add_argument("--duress", action="store_true", help="check in under duress (looks normal)")
+    p.add_argument("--pin", metavar="PIN", help="a PIN; the plan's duress PIN means duress")
+    acts = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    c = acts.add_parser("plan", help="set your check-in plan, watched by a circle")
+    c.set_defaults(func=cmd_checkin_plan)
+    c.add_argument("--every", required=True, metavar="DURATION", help="30s, 10m, 12h, 3d")
+    c.add_argument("--grace", required=True, metavar="DURATION")
+    c.add_argument("--circle", required=True, metavar="NAME", help="the circle that watches")
+    c.add_argument("--message", metavar="TEXT", help="what escalation sends (default: a notice)")
+    c.add_argument("--confirmations", type=int, metavar="K", help="unreachable reports (2)")
+    c.add_argument("--escalate-to", default="network", metavar="AUDIENCE", help="as --to takes")
+    c.add_argument("--duress-pin", metavar="PIN", help="a PIN that checks in under duress")
+    c = acts.add_parser("pause", help="pause check-ins (travel)")
+    c.set_defaults(func=cmd_checkin_pause)
+    c.add_argument("--for", dest="for_", required=True, metavar="DURATION")
+    c = acts.add_parser("resume", help="resume check-ins: one is due an interval from now")
+    c.set_defaults(func=cmd_checkin_pause)
+    c = acts.add_parser("status", help="plans this node makes and watches")
+    c.set_defaults(func=cmd_checkin_status)
+    c.add_argument("--json", action="store_true")
+    for action, about in (
+        ("reached", "you reached the defender: cancels the missed check-in"),
+        ("unreachable", "you could not reach the defender (K of these escalate)"),
+    ):
+        c = acts.add_parser(action, help=about)
+        c.set_defaults(func=cmd_checkin_report)
+        c.add_argument("defender", metavar="DEFENDER", help="id, id prefix or peer name")
 
     p = add("show", cmd_show, "show one record (a guide: in the reader's language)", json=True)
     p.add_argument("id")

@@ -789,6 +789,17 @@ async def ui(
     return await run(guides, contacts, requests, loads)
 
 
+async def checkins(
+    plans: int = 1000,
+    late: int = 20,
+    window: float = 30.0,
+    timeout: float = 120.0,
+) -> Result:
+    from bench.checkins import checkins as run
+
+    return await run(plans, late, window, timeout)
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "sync": (sync, "100,000 records from A to an empty B; records/s and ratio to the ceiling"),
     "reconcile": (reconcile, "n = 100,000 shared, d in {0, 10, 1000}: overhead bytes, rounds"),
@@ -804,6 +815,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "ui": (ui, "web app, 10,000 guides + 100,000 contacts: page p95, dashboard in Chromium"),
     "networks": (networks, "SHS1 handshake cost with 5 networks vs 1 (target within 10 %)"),
     "attach": (attach, "a 100 MB attachment A to B: MB/s, ratio to box-stream+SecretBox, RSS"),
+    "checkins": (checkins, "a node watching 1,000 check-in plans: idle CPU, missed lateness"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -821,4 +833,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "ui": {"guides": 30, "contacts": 300, "requests": 10, "loads": 2},
     "networks": {"handshakes": 50, "rounds": 2},
     "attach": {"megabytes": 2.0, "timeout": 60},
+    "checkins": {"plans": 30, "late": 4, "window": 3.0, "timeout": 60},
 }

@@ -1,6 +1,7 @@
-"""Alerts as the running node shows them: the recent ones (`/v1/alerts`) and those who
-watch (`/v1/watch`, `canopy watch`). An alert that opens but breaks its schema is never
-buffered nor shown; the caller counts it. Never logs content.
+"""Alerts (and notices, such as a missed check-in) as the running node shows them: the
+recent ones (`/v1/alerts`) and those who watch (`/v1/watch`, `canopy watch`). An alert
+that opens but breaks its schema is never buffered nor shown; the caller counts it.
+Never logs content.
 """
 
 from __future__ import annotations
@@ -54,11 +55,16 @@ class Alerts:
             entry["readable"] = False
         except RemoteProtocolError as exc:
             return exc
+        self.notice(entry)
+        return None
+
+    def notice(self, entry: Entry) -> None:
+        """Buffer a notice (an alert, or a missed check-in the node raises) and hand it to
+        every watcher."""
         self.recent.append(entry)
         for queue in list(self._watchers):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(entry)
-        return None
 
     def watch(self) -> asyncio.Queue[Entry]:
         """A queue of the alerts from now on; an empty entry means the node stops."""

@@ -164,6 +164,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE withdrawn_groups (tag BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;
     CREATE INDEX withdrawn_groups_expires ON withdrawn_groups (expires)
     """,
+    # 13: this node's own check-in plan (node/checkins.py): its id, circle and the keyed
+    #     hash of a duress PIN, in one sealed row; never sent to a peer or bundled.
+    """
+    CREATE TABLE checkin_plans (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
+    """,
 )
 # The first schema whose rows the current store code writes (older ones it only converts).
 LAYOUT_SINCE = MIGRATIONS.index(_AT_REST) + 1

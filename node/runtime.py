@@ -2,11 +2,11 @@
 
 Builds the rooms and hands each its collaborators: the peer book (trust, scores, bans),
 sync (one conversation per connection, push and relay), the peer server and the dialer,
-intake and ingest (the one path into the store), alerts, the know-who engine and the
-local API; starts and stops them; reloads trust when the store's epoch moves; picks up
-records the CLI wrote; and acts on what a batch of stored records means live (revocations,
-alerts, the index, pushes). Bad input from a peer costs that peer score and never stops
-the node.
+intake and ingest (the one path into the store), alerts, the check-in watch, the
+know-who engine and the local API; starts and stops them; reloads trust when the store's
+epoch moves; picks up records the CLI wrote; and acts on what a batch of stored records
+means live (revocations, alerts, check-ins, the index, pushes). Bad input from a peer
+costs that peer score and never stops the node.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from node import circles, peers_circle
 from node.admission import ConnectionGuard, install_accept_error_filter
 from node.alerts import Alerts
 from node.api import LocalApi, api_hosts
+from node.checkin_watch import CheckinWatch
 from node.clock import now_ms
 from node.config import Config, split_host_port
 from node.connection import PeerConnection
@@ -89,6 +90,7 @@ class Node:
             trusted=lambda: self.book.peers,
         )
         self.alerts = Alerts(local.identity, self.book)
+        self.checkins = CheckinWatch(local, self.alerts, self.book)  # missed check-ins
         self.knowwho = KnowWho(local, self)
         self.library = Library(
             local,
@@ -178,6 +180,7 @@ class Node:
         await self._reload_trust()
         await self.knowwho.start()
         await self.library.start()
+        await self.checkins.start()
         # Our records published while we were stopped reach peers by reconciliation.
         self._local_seq = await self.local.store.max_seq()
         self.dialer.start()
@@ -206,6 +209,7 @@ class Node:
             asyncio.create_task(self.dialer.loop()),
             asyncio.create_task(self._poll_loop()),
             asyncio.create_task(self.sync.resync_loop()),
+            asyncio.create_task(self.checkins.loop()),
         ]
         log.info("node %s listening on %s", self.node_id.short, self.listen_url)
 
@@ -334,6 +338,8 @@ class Node:
             self.knowwho.remove(accepted.purged)
             self.library.remove(accepted.purged)
         self.received += len(fresh) if source is not None else 0
+        for record, error in self.checkins.saw(fresh):  # malformed: its author pays
+            await self.book.penalise(record.author, error, reason="content_malformed")
         for record in fresh:
             if record.kind is Kind.ALERT:
                 malformed = self.alerts.announce(record, now)
@@ -394,6 +400,7 @@ class Node:
             self._notify()
         self.book.circle_keys = await circles.read_keys(self.local)
         self.library.keys_changed()
+        await self.checkins.start()  # check-ins held before their circle's key came
 
     def _revoked_now(self, node_id: NodeId) -> None:
         """Refuse the identity at once: its handshakes, its records, its live connection;
@@ -464,6 +471,9 @@ class Node:
                 elif record.kind is Kind.TOMBSTONE:
                     self.knowwho.remove(Withdrawal.from_payload(record.payload).targets)
                     self.library.remove(Withdrawal.from_payload(record.payload).targets)
+            if any(r.kind is Kind.CIRCLE for r in records):
+                await self.checkins.start()  # a circle we changed: whose plans we watch
+            self.checkins.saw(records)
             self.sync.push(records)
         await self.book.flush()
         await self.sync.flush_deliveries()
@@ -538,6 +548,7 @@ class Node:
             "revoked": sorted(str(n) for n in self.revoked),
             "sync_lag_s": sync_lag_s(self.peers, self.connections, now_ms()),
             "peer_list": status_rows(await self.peer_rows(), now_ms(), running=True),
+            "checkins": self.checkins.counts(),  # plans held here, by state: counts only
             "knowwho": {
                 "ready": self.knowwho.ready.is_set(),
                 "contacts": len(self.knowwho.index.entries),

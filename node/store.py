@@ -643,7 +643,16 @@ class Store:
 
 
 _TABLES = frozenset(
-    {"peers", "invites", "introductions", "revoked", "staff", "checklist_progress", "networks"}
+    {
+        "peers",
+        "invites",
+        "introductions",
+        "revoked",
+        "staff",
+        "checklist_progress",
+        "networks",
+        "checkin_plans",
+    }
 )
 # A revoked author's records are kept (flagged) but never offered or served onward; the
 # revocation itself always is.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from protocol import labels, limits
 from protocol.attachment import Attachment, attachments_of
+from protocol.checkin import CheckIn
 from protocol.circle import Change
 from protocol.contact import Contact, Vouch
 from protocol.encoding import Value, as_bytes, as_int, as_list, check_keys
@@ -211,5 +212,7 @@ def check_content(kind: Kind, content: dict[str, Value]) -> None:
         Change.from_content(content)
     elif kind is Kind.CHECKLIST:
         Checklist.from_content(content)
+    elif kind is Kind.CHECKIN:
+        CheckIn.from_content(content)
     else:  # tombstone, revocation and chunk payloads are never sealed Bodies
         raise DecodeError(f"a {kind} record carries no sealed content")

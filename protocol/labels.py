@@ -78,3 +78,6 @@ INTRO_REQUEST_SIGNATURE = b"canopy/intro-request/v1"
 # Attachments (docs/spec/85-attachments.md): the key of one chunk, from the attachment key.
 ATTACHMENT_CHUNK = b"canopy-attchunk1"
 assert len(ATTACHMENT_CHUNK) == 16
+# Check-ins: the keyed hash of a duress PIN, kept only on the defender's node.
+CHECKIN_PIN = b"canopy-chk-pin-1"
+assert len(CHECKIN_PIN) == 16

@@ -74,6 +74,18 @@ DEFAULT_CHECKLIST_REVIEW_DAYS = 180  # a checklist's review interval when it nam
 CHECKLIST_ITEM_ID_BYTES = 6  # an item's id: this many bytes of a hash of its text
 MAX_CHECKLIST_FILE_BYTES = 262_144  # a checklist file given to `canopy publish checklist`
 
+# Check-ins watched by a circle (protocol/checkin.py, docs/spec/90-rapid-response.md).
+MIN_CHECKIN_EVERY_MS = 1000  # the shortest check-in interval a plan may set
+MAX_CHECKIN_EVERY_MS = 90 * 24 * 3600 * 1000  # and the longest (also the longest grace, pause)
+MAX_CHECKIN_MESSAGE_BYTES = 2048  # a plan's escalation message (it becomes an alert's text)
+MAX_CHECKIN_AUDIENCE_BYTES = 4096  # a plan's escalation audience, as `--to` writes it
+MAX_CHECKIN_MARK_SLOTS = 128  # responders one check-in's duress mark is sealed to
+CHECKIN_MARK_SLOT_BYTES = 64  # one responder's slot: a sealed box of 16 bytes
+MAX_CHECKIN_SEQ = 2**32 - 1  # one author's records about one plan
+DEFAULT_CHECKIN_CONFIRMATIONS = 2  # members reporting "unreachable" before it escalates
+CHECKIN_PLAN_ID_BYTES = 16  # a plan's random id
+CHECKIN_LIFETIME_MS = 400 * 24 * 3600 * 1000  # how long a plan's records live (then re-plan)
+
 # Set reconciliation (docs/spec/35-reconcile.md).
 MAX_RECONCILE_MESSAGE_BYTES = 262_144  # one encoded reconciliation message (256 KiB)
 MIN_RECONCILE_MESSAGE_BYTES = 2048  # smallest frame limit that still guarantees progress

@@ -34,6 +34,7 @@ class Kind(enum.StrEnum):
     CIRCLE = "circle"  # a circle's membership change (protocol/circle.py)
     CHECKLIST = "checklist"  # preparedness items an organisation ticks (protocol/content.py)
     CHUNK = "chunk"  # one chunk of an attachment (protocol/attachment.py)
+    CHECKIN = "checkin"  # a check-in plan's event, sealed to its circle (protocol/checkin.py)
 
 
 class Scope(enum.IntEnum):

@@ -11,6 +11,8 @@ import re
 import sqlite3
 from pathlib import Path
 
+from node import circles
+from node.checkins import make_plan
 from node.checklists import publish_checklist, set_tick
 from node.content import publish_guides, row_of, withdraw
 from node.local import Local, Peer
@@ -33,6 +35,8 @@ ORG = "Quetzal Legal Aid Collective"
 PEER_NAME = "Harbour Shelter Network"
 PEER_ADDRESS = "wss://harbour-shelter.example/canopy"
 CHECKLIST_TITLE = "Office lock-up routine"
+PLAN_MESSAGE = "Amina missed her check-in at the Kisumu border post"
+DURESS_PIN = "729146"
 CHECKLIST_ITEM = "Shred the visitor log every Friday"
 SEAL_OVERHEAD = 24 + 16  # nonce + MAC of a secretbox
 
@@ -139,6 +143,12 @@ async def filled(tmp_path: Path) -> tuple[Local, Path]:
         attached.append(record)
     kit.unlink()
     await withdraw(local, attached[1].id.hex(), NOW + 1)
+    await circles.create(local, "Safety", "all", NOW)  # a check-in plan: its own sealed row
+    await circles.add(local, "Safety", str(peer), NOW)
+    await make_plan(
+        local, every=HOUR, grace=60_000, circle_ref="Safety", message=PLAN_MESSAGE,
+        confirmations=None, escalate_to="network", duress_pin=DURESS_PIN, now=NOW,
+    )  # fmt: skip
     await withdraw(local, ours[0].id.hex(), NOW + 1)
     await local.store.record_deliveries([(peer.raw, ours[1].id)], NOW + 2)
     await local.store.count_rejection("record_DecodeError", 2)
@@ -174,6 +184,7 @@ async def test_store_clear_metadata_is_exactly_what_the_spec_lists(tmp_path: Pat
     # Nothing readable of the organisation, the peer or its address, in any cell.
     needles = [ORG.encode(), PEER_NAME.encode(), PEER_ADDRESS.encode(), b"Night routes"]
     needles += [CHECKLIST_TITLE.encode(), CHECKLIST_ITEM.encode(), item_id(CHECKLIST_ITEM).encode()]
+    needles += [PLAN_MESSAGE.encode(), b"Kisumu", DURESS_PIN.encode(), b"Safety"]
     for table in listed:
         for row in rows(db, table):
             for value in row.values():

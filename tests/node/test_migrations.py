@@ -85,6 +85,9 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
         # Migration 10: the sealed checklist progress of this organisation.
         await local.store.put_row("checklist_progress", b"k" * 64, {"reviewed": 1})
         assert await local.store.rows("checklist_progress") == {b"k" * 64: {"reviewed": 1}}
+        # Migration 11: this node's sealed check-in plan row.
+        await local.store.put_row("checkin_plans", b"own-plan", {"plan": b"p" * 16})
+        assert await local.store.rows("checkin_plans") == {b"own-plan": {"plan": b"p" * 16}}
     finally:
         await local.close()
 

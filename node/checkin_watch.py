@@ -1,0 +1,158 @@
+"""The running node's watch over check-in plans: it keeps the records of every plan it can
+read, folds each plan when one arrives, and sleeps until the earliest due + grace; then it
+raises what `protocol.checkin.due_events` says, once each, where alerts go (`canopy watch`,
+the local API stream, the web app's home). I/O only: the rule is in protocol/checkin.py.
+Never logs content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from node.alerts import Alerts
+from node.checkins import PlanKey, duress_of, fold_in, member_sets, open_items
+from node.clock import now_ms
+from node.local import Local
+from node.peer_book import PeerBook
+from protocol import checkin
+from protocol.checkin import Event, Item, PlanState
+from protocol.errors import RemoteProtocolError
+from protocol.identity import NodeId
+from protocol.record import Kind, Record
+
+log = logging.getLogger("canopy.checkins")
+
+_TEXT = {
+    "missed": "MISSED CHECK-IN: {who} was due {due} and has not checked in; try to reach"
+    " them, then record `canopy checkin reached {ref}` or `canopy checkin unreachable {ref}`",
+    "escalated": "ESCALATED: {who} could not be reached by {k} members; the plan's"
+    " escalation message was sent",
+    "duress": "DURESS: {who}'s check-in at {at} says they are under duress; act on your"
+    " safety protocol, and do not let it show",
+}
+
+
+def _at(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class CheckinWatch:
+    def __init__(self, local: Local, alerts: Alerts, book: PeerBook) -> None:
+        self.local = local
+        self.alerts = alerts
+        self.book = book
+        self.items: dict[PlanKey, dict[bytes, Item]] = {}
+        self.states: dict[PlanKey, PlanState] = {}
+        self.duress: dict[PlanKey, bool] = {}
+        self.raised: set[tuple[str, bytes, bytes, int]] = set()
+        self.members: dict[bytes, frozenset[bytes]] = {}  # circles we are in, by id
+        self._wake = asyncio.Event()
+
+    @property
+    def me(self) -> bytes:
+        return self.local.node_id.raw
+
+    async def start(self) -> None:
+        """Read every check-in record held (as the node starts, and when circles change)."""
+        self.members = await member_sets(self.local)
+        self.items.clear()
+        self.states.clear()
+        datas = await self.local.store.records_of_kind(str(Kind.CHECKIN))
+        self.saw([Record.from_bytes(d) for d in datas])
+
+    def saw(self, records: Sequence[Record]) -> list[tuple[Record, RemoteProtocolError]]:
+        """Records stored (from a peer, or written here): fold the plans they are about.
+        Returns those that opened but break the schema (never folded; the author pays)."""
+        mine = [r for r in records if r.kind is Kind.CHECKIN]
+        malformed: list[tuple[Record, RemoteProtocolError]] = []
+        if not mine:
+            return malformed
+        opened = open_items(
+            mine,
+            self.local.identity,
+            self.book.network_key,
+            self.book.circle_keys,
+            now_ms(),
+            malformed,
+        )
+        for key, items in opened.items():
+            held = self.items.setdefault(key, {})
+            held.update({item[0]: item for item in items})
+            state = fold_in(list(held.values()), self.members)
+            if state is None:
+                self.states.pop(key, None)
+                continue
+            self.states[key] = state
+            self.duress[key] = duress_of(state, self.local.identity)
+            # What was raised about earlier rounds and check-ins of this plan is done with.
+            since = min(state.round, state.last_checkin or state.round)
+            self.raised = {k for k in self.raised if k[1:3] != key[::-1] or k[3] >= since}
+        self._wake.set()
+        return malformed
+
+    def _watched(self) -> list[tuple[PlanKey, PlanState]]:
+        return [(k, s) for k, s in self.states.items() if k[0] != self.me]
+
+    def _raise(self, event: Event, state: PlanState, now: int) -> None:
+        key = (event.kind, event.plan, event.defender, event.at)
+        if key in self.raised:
+            return
+        self.raised.add(key)
+        node = NodeId(event.defender)
+        peer = self.book.peers.get(node)
+        who = peer.label if peer else node.short
+        text = _TEXT[event.kind].format(
+            who=who,
+            due=_at(state.next_due),
+            ref=node.short,
+            k=state.confirmations,
+            at=_at(event.at),
+        )
+        self.alerts.notice(
+            {
+                "id": f"checkin-{event.kind}-{event.plan.hex()}-{event.at}",
+                "kind": f"checkin_{event.kind}",
+                "author": str(node),
+                "defender": str(node),
+                "plan": event.plan.hex(),
+                "created": event.at,
+                "received_at_ms": now,
+                "text": text,
+                "urgency": "high",
+                "from": who,
+                "readable": True,
+            }
+        )
+        log.warning("check-in %s: plan of %s", event.kind, node.short)
+
+    def check(self, now: int) -> int | None:
+        """Raise every due event; when to look again (None: only a new record changes it)."""
+        wake: int | None = None
+        for key, state in self._watched():
+            for event in checkin.due_events(state, now, self.duress.get(key, False)):
+                self._raise(event, state, now)
+            at = checkin.next_wake(state, now)
+            if at is not None and (wake is None or at < wake):
+                wake = at
+        return wake
+
+    async def loop(self) -> None:
+        while True:
+            self._wake.clear()
+            wake = self.check(now_ms())
+            timeout = None if wake is None else max(0.0, (wake + 1 - now_ms()) / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def counts(self) -> dict[str, int]:
+        """Plans watched here by state (counts only: `status`, `metrics`)."""
+        now = now_ms()
+        out: dict[str, int] = {}
+        for _, state in self.states.items():
+            status = state.status(now)
+            out[status] = out.get(status, 0) + 1
+        return out
