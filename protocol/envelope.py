@@ -336,7 +336,16 @@ def check_sealed_layout(sealed: bytes) -> tuple[int, int]:
 
 
 SEALED_KINDS = frozenset(
-    {Kind.GUIDE, Kind.CONTACT, Kind.VOUCH, Kind.ALERT, Kind.CIRCLE, Kind.CHECKLIST}
+    {
+        Kind.GUIDE,
+        Kind.CONTACT,
+        Kind.VOUCH,
+        Kind.ALERT,
+        Kind.CIRCLE,
+        Kind.CHECKLIST,
+        Kind.HELP,
+        Kind.ACK,
+    }
 )
 
 

@@ -215,3 +215,12 @@ MAX_CIRCLE_EPOCHS = 4096  # keys one membership record may carry (one per epoch,
 MAX_CIRCLE_SEQ = 2**32 - 1  # membership changes of one circle
 MAX_CIRCLE_KEYS_TRIED = 4096  # circle keys a node tries on one sealed payload
 assert MAX_CIRCLE_MEMBERS < MAX_RECIPIENT_SLOTS
+
+# Help requests and acknowledged alerts (protocol/help.py, docs/spec/92-help-requests.md).
+MAX_HELP_TEXT_BYTES = 4096  # a help request's text
+MAX_HELP_OUTCOME_BYTES = 1024  # a resolution's outcome
+DEFAULT_HELP_TARGET_MS = 2 * 3600 * 1000  # first-response target when the circle sets none
+MAX_HELP_TARGET_MS = 30 * 24 * 3600 * 1000  # the longest first-response target
+DEFAULT_HELP_LIFETIME_MS = 90 * 24 * 3600 * 1000  # a help record's lifetime
+MAX_HELP_STEPS = 1000  # steps folded per request (the first in fold order; the rest ignored)
+MAX_HELP_SHOWN = 500  # open requests `help list` shows

@@ -31,6 +31,8 @@ class Kind(enum.StrEnum):
     ALERT = "alert"
     CIRCLE = "circle"  # a circle's membership change (protocol/circle.py)
     CHECKLIST = "checklist"  # preparedness items an organisation ticks (protocol/content.py)
+    HELP = "help"  # a help request or a step of its life cycle (protocol/help.py)
+    ACK = "ack"  # an acknowledgement of an alert, sealed to its author (protocol/help.py)
 
 
 class Scope(enum.IntEnum):
