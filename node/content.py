@@ -222,7 +222,14 @@ async def publish_guide_texts(
 
 
 async def publish_alert(
-    local: Local, text: str, *, to: str, urgency: str, now_ms: int, lifetime_ms: int
+    local: Local,
+    text: str,
+    *,
+    to: str,
+    urgency: str,
+    now_ms: int,
+    lifetime_ms: int,
+    ack: bool = False,
 ) -> Record:
     """An urgent notice: sealed like a guide, pushed ahead of every queue."""
     if not text.strip():
@@ -232,11 +239,14 @@ async def publish_alert(
     if urgency not in ("normal", "high"):
         raise CanopyError("--urgency must be normal or high")
     audience = await parse_audience(local, to)
+    content: dict[str, Value] = {"text": text, "urgency": urgency}
+    if ack:  # recipients are asked to acknowledge it (`canopy ack`, node/acks.py)
+        content["ack"] = True
     (record,) = await seal_to(
         local,
         audience,
         Kind.ALERT,
-        [{"text": text, "urgency": urgency}],
+        [content],
         now_ms=now_ms,
         lifetime_ms=lifetime_ms,
     )

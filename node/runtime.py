@@ -73,6 +73,7 @@ class Node:
         self.api_token = secrets.token_urlsafe(32)
         self._unchecked_guides: deque[bytes] = deque()  # stored, not yet opened once
         self._checking_guides = False
+        self._help_lock = asyncio.Lock()  # one pass over accepted referrals at a time
         self.book = PeerBook(
             count_rejection=local.store.count_rejection,
             min_score=config.min_score,
@@ -343,9 +344,18 @@ class Node:
             if not self._checking_guides:
                 self._checking_guides = True
                 self._spawn(self._check_guides())
+        if any(r.kind is Kind.HELP for r in fresh):  # an accepted referral of ours: send it
+            self._spawn(self._help_arrived())
         if fresh:
             self.sync.push(fresh, exclude=source.peer_id if source else None)
         return accepted
+
+    async def _help_arrived(self) -> None:
+        from node.help_requests import send_accepted_referrals
+
+        async with self._help_lock:
+            if await send_accepted_referrals(self.local, now_ms()):
+                self._notify()  # our new contact copies: push them on
 
     async def _check_guides(self) -> None:
         """Open the guides this node can read once, after they are stored: one that breaks the

@@ -1,7 +1,8 @@
 """The schema of every kind's content: what a Body may hold, checked when a record is opened.
 
-Owns the guide, alert and checklist schemas (help and ack in `protocol.help`) and the one dispatch (`check_content`) that
-`open_record` applies to every Body; contacts and vouches keep their schemas in `protocol.contact`
+Owns the guide, alert and checklist schemas (help and ack: `protocol.help`) and the one
+dispatch (`check_content`) that `open_record` applies to every Body; contacts and vouches
+keep their schemas in `protocol.contact`
 (docs/spec/30-sync.md, "Content"). A Body that breaks its schema is a DecodeError: the
 record is unreadable, never shown. Kinds whose payload is not sealed (tombstone, revocation)
 have no Body; theirs are checked by `protocol.lifecycle` and `protocol.revocation`.

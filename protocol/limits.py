@@ -224,3 +224,4 @@ MAX_HELP_TARGET_MS = 30 * 24 * 3600 * 1000  # the longest first-response target
 DEFAULT_HELP_LIFETIME_MS = 90 * 24 * 3600 * 1000  # a help record's lifetime
 MAX_HELP_STEPS = 1000  # steps folded per request (the first in fold order; the rest ignored)
 MAX_HELP_SHOWN = 500  # open requests `help list` shows
+MAX_ACKED_ALERTS_KEPT = 200  # alerts of ours whose recipients are kept to show who acknowledged
