@@ -47,6 +47,9 @@ def _row(state: HelpState, me: NodeId, peers: dict[NodeId, Peer], now: int) -> d
         "acknowledged_by": [label(m) for m, _ in state.acks],
         "claimed_by": [label(m) for m, _ in state.claims],
         "holder": None if state.holder is None else label(state.holder),
+        "holder_id": None if state.holder is None else str(NodeId(state.holder)),
+        "claims": [str(NodeId(m)) for m, _ in state.claims],
+        "acks": [str(NodeId(m)) for m, _ in state.acks],
         "you_claimed_late": state.late_claim(me.raw),
         "referrals": [
             {
@@ -69,6 +72,7 @@ def _row(state: HelpState, me: NodeId, peers: dict[NodeId, Peer], now: int) -> d
                 "id": e.event.id.hex(),
                 "op": e.event.step.op.value,
                 "by": label(e.event.author),
+                "author": str(NodeId(e.event.author)),
                 "at": e.event.created,
                 "ignored": e.ignored,
                 "late": e.late,
