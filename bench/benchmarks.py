@@ -761,6 +761,12 @@ async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 3
     return await run(records=records, epochs=epochs, timeout=timeout)
 
 
+async def help_reach(nodes: int = 5, requests: int = 20, timeout: float = 60.0) -> Result:
+    from bench.help import help_reach as run
+
+    return await run(nodes=nodes, requests=requests, timeout=timeout)
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "sync": (sync, "100,000 records from A to an empty B; records/s and ratio to the ceiling"),
     "reconcile": (reconcile, "n = 100,000 shared, d in {0, 10, 1000}: overhead bytes, rounds"),
@@ -772,6 +778,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "query-network": (query_network, "know-who queries at depth 2 on 30 nodes: p50/p95"),
     "simulate": (simulate, "1,000 simulated nodes (and 100): convergence, bytes, alert, CPU"),
     "circle-join": (circle_join, "a member added to a circle with 10,000 records: read time"),
+    "help": (help_reach, "a new help request reaches every member of a 5-node circle: p50/p95"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -785,4 +792,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
     "simulate": {"nodes": 20, "baseline": False},
     "circle-join": {"records": 60, "epochs": 3, "timeout": 60},
+    "help": {"nodes": 3, "requests": 2, "timeout": 60},
 }
