@@ -3,6 +3,11 @@ state from the same records in any order, the earlier of two claims holding the 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,9 +15,12 @@ from hypothesis import strategies as st
 from protocol import help as rules
 from protocol import limits
 from protocol.content import Alert, check_content
-from protocol.errors import DecodeError
+from protocol.encoding import pack
+from protocol.envelope import open_record
+from protocol.errors import DecodeError, NotForUs
 from protocol.help import AlertAck, Event, Op, Request, Step, fold
-from protocol.record import Kind
+from protocol.identity import Identity
+from protocol.record import Kind, Record
 
 RID = bytes(range(32))
 REQUESTER, B, C, D = (bytes([n]) * 32 for n in (1, 2, 3, 4))
@@ -144,3 +152,46 @@ def test_fold_is_the_same_whatever_order_the_steps_arrive_in(
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
     assert state(shuffled) == state(events)
     assert state(events + events[:3]) == state(events)  # a step received twice counts once
+
+
+# The published vectors (docs/vectors/help.json) ----------------------------------------------
+
+_VECTORS = Path(__file__).resolve().parents[2] / "docs" / "vectors"
+
+
+def test_help_vectors_open_with_the_circle_key_and_fold_to_the_published_state() -> None:
+    data = json.loads((_VECTORS / "help.json").read_text())
+    key = bytes.fromhex(data["circle_key"])
+    reader = Identity(bytes.fromhex(data["seeds"]["c"]))
+    names = {Identity(bytes.fromhex(s)).node_id.raw: n for n, s in data["seeds"].items()}
+    first = Record.from_bytes(bytes.fromhex(data["request"]["record"]))
+    body = open_record(first, reader, None, circle_keys=[key])
+    assert pack(body.content).hex() == data["request"]["content"]
+    request = rules.from_content(body.content)
+    assert isinstance(request, Request)
+    events = []
+    for case in data["steps"]:
+        record = Record.from_bytes(bytes.fromhex(case["record"]))
+        opened = open_record(record, reader, None, circle_keys=[key])
+        assert pack(opened.content).hex() == case["content"]
+        step = rules.from_content(opened.content)
+        assert isinstance(step, Step)
+        events.append(Event(record.id, record.author.raw, record.created, step))
+    got = fold(first.id, first.author.raw, first.created, request, events[::-1])
+    want = data["state"]
+    assert names[got.holder or b""] == want["holder"]
+    assert [names[m] for m, _ in got.claims] == want["claims"]
+    assert [names[e.event.author] for e in got.history if e.late] == want["late"]
+    assert got.resolved is not None and got.resolved[2] == want["resolved"]
+    assert got.first_response == want["first_response"]
+    ack = Record.from_bytes(bytes.fromhex(data["alert_ack"]["record"]))
+    requester = Identity(bytes.fromhex(data["seeds"]["requester"]))
+    assert AlertAck.from_content(open_record(ack, requester, None).content).alert == bytes(32)
+    with pytest.raises(NotForUs):  # sealed to the alert's author alone
+        open_record(ack, reader, None, circle_keys=[key])
+
+
+def test_help_vectors_are_fresh() -> None:
+    script = _VECTORS / "make_help_vectors.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
