@@ -132,6 +132,7 @@ async def cmd_help_list(args: argparse.Namespace) -> int:
             "NEED": row["need"],
             "REGION": row["region"],
             "FROM": row["requester_name"],
+            "TEXT": str(row["text"])[:40],
             "AGE": duration(row["age_ms"] / 1000),
             "FIRST RESPONSE": f"{response} / {target}" + (" OVERDUE" if row["overdue"] else ""),
             "ACKED BY": ", ".join(row["acknowledged_by"]) or "-",

@@ -22,9 +22,10 @@ from node.trust import match_peers, parse_node_id
 from protocol import help as rules
 from protocol import limits
 from protocol.encoding import pack, unpack
-from protocol.errors import CanopyError, DecodeError
+from protocol.envelope import open_record
+from protocol.errors import CanopyError, DecodeError, NotForUs, RemoteProtocolError
 from protocol.help import Event, HelpState, Op, Request, Step
-from protocol.identity import NodeId
+from protocol.identity import Identity, NodeId
 from protocol.record import Kind, Record, Scope
 
 _SENT = "help_referrals_sent"  # sealed setting: refer record ids whose contact we sent
@@ -200,3 +201,17 @@ async def send_accepted_referrals(local: Local, now_ms: int) -> int:
     if fresh:
         await local.store.set_setting(_SENT, pack(sorted(sent | set(fresh))))
     return len(fresh)
+
+
+def malformed(
+    record: Record, identity: Identity, network_key: bytes | None, circle_keys: tuple[bytes, ...]
+) -> RemoteProtocolError | None:
+    """The error if a `help` or `ack` record from a peer opens here but breaks its schema
+    (its author signed it: the author pays, as for alerts); None if fine or not ours."""
+    try:
+        open_record(record, identity, network_key, circle_keys=circle_keys)
+    except NotForUs:
+        return None
+    except RemoteProtocolError as exc:
+        return exc
+    return None

@@ -29,6 +29,7 @@ from node.clock import now_ms
 from node.config import Config, split_host_port
 from node.connection import PeerConnection
 from node.dialer import Dialer
+from node.help_requests import malformed as help_malformed
 from node.ingest import Accepted, accept_records, malformed_among
 from node.intake import Intake
 from node.local import Local, Peer
@@ -329,6 +330,12 @@ class Node:
                     # Its author signed it (record and body): blame the author, never a relay
                     # that may not have been able to read it.
                     await self.book.penalise(record.author, malformed, reason="content_malformed")
+            elif record.kind in (Kind.HELP, Kind.ACK) and source is not None:
+                bad = help_malformed(
+                    record, self.local.identity, self.book.network_key, self.book.circle_keys
+                )
+                if bad is not None:
+                    await self.book.penalise(record.author, bad, reason="content_malformed")
             elif record.kind in (Kind.CONTACT, Kind.VOUCH) and self.knowwho.add(
                 record, verify_body=True
             ):  # opened, but malformed: its author pays, as for alerts

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from node.demo import NodeProcess, scan_for, wait_until
+from protocol.help import Request
+from protocol.record import Kind
 from tests.conftest import Net
 from tests.test_multinode import link, three_nodes
 
@@ -181,3 +184,44 @@ async def test_an_acknowledged_alert_shows_who_acknowledged_and_who_has_not_yet(
 
 async def _both(*checks: Any) -> bool:
     return all(await asyncio.gather(*checks))
+
+
+async def test_malformed_help_records_from_a_peer_are_never_shown_and_cost_their_author(
+    tmp_path: Path,
+) -> None:
+    from tests.test_hostile_content import HOSTILE, RAW, counts, hostile_peer, sealed
+
+    target = NodeProcess(tmp_path, "T", "Target")
+    await target.init()
+    await target.start()
+    try:
+        peer, hostile, invite = await hostile_peer(target)
+        key = invite.network_key
+        fine = Request("medical", "KE", f"Injured at the march {HOSTILE}", 7_200_000)
+        good = sealed(hostile, key, Kind.HELP, fine.to_content())
+        bad = [
+            {**fine.to_content(), "need": "weapons"},
+            {**fine.to_content(), "text": "x" * 5000},
+            {"op": "claim", "request": good.id, "peer": bytes(32)},
+            {"op": "resolve", "request": good.id, "outcome": 7},
+        ]
+        records = [sealed(hostile, key, Kind.HELP, c) for c in bad]  # type: ignore[arg-type]
+        records.append(sealed(hostile, key, Kind.ACK, {"alert": b"short"}))
+        await peer.send(peer.session.records([r.to_bytes() for r in [*records, good]]))
+
+        async def stored() -> bool:
+            held = await counts(target)
+            return held.get("help", 0) == len(bad) + 1 and held.get("ack", 0) == 1
+
+        await wait_until("every record stored", stored)
+        status = await target.api("/v1/status")
+        assert status["rejected"]["content_malformed"] == len(records)
+        _, out, _ = await target.cli("help", "list")
+        assert "Injured at the march" in out and not RAW.search(out)  # escaped, one request
+        listed = (await target.json("help", "list"))["requests"]
+        assert [r["id"] for r in listed] == [good.id.hex()]
+        rows = {r["id"]: r for r in (await target.json("peers"))["peers"]}
+        assert int(rows[str(hostile.node_id)]["score"]) < 100
+        await peer.close()
+    finally:
+        await target.stop()
