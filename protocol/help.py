@@ -241,8 +241,8 @@ def fold(
     request_id: bytes, requester: bytes, created: int, request: Request, events: Iterable[Event]
 ) -> HelpState:
     """The state of one request from its steps, in any order: the same set gives the same
-    state everywhere. Steps naming another request are refused (LocalProtocolError is not
-    needed: the caller groups by request; here they are ignored)."""
+    state everywhere. Steps naming another request are left out; a step received twice
+    (same record id) counts once."""
     chosen = sorted({e.id: e for e in events if e.step.request == request_id}.values(), key=_order)
     chosen = chosen[: limits.MAX_HELP_STEPS]
     history: list[Entry] = []
