@@ -44,6 +44,14 @@ from commands.content import (
     cmd_watch,
     cmd_withdraw,
 )
+from commands.help_requests import (
+    cmd_ack,
+    cmd_alerts,
+    cmd_help_list,
+    cmd_help_request,
+    cmd_help_show,
+    cmd_help_step,
+)
 from commands.keys import cmd_exposure, cmd_revocation_export, cmd_revoke_key
 from commands.knowwho import (
     cmd_contact_add,
@@ -234,6 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--urgency", choices=["normal", "high"], default="normal")
     p.add_argument("--hours", type=float, help="how long the alert stays (default 7 days)")
+    p.add_argument("--ack", action="store_true", help="ask every recipient to acknowledge it")
+
+    p = add("ack", cmd_ack, "acknowledge an alert (sealed to its author alone)")
+    p.add_argument("id")
+    add(
+        "alerts",
+        cmd_alerts,
+        "recent alerts; for yours, who acknowledged and who not yet",
+        json=True,
+    )
+    _help_parsers(
+        add("help", cmd_help_list, "help requests: ask a circle, take them on, close them")
+    )
 
     p = add("watch", cmd_watch, "print alerts as they arrive (needs the node running)")
     p.add_argument("--json", action="store_true", help="one JSON document per line")
@@ -438,6 +459,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--networks", action="store_true", help="two networks linked, circles, peers that grow"
     )
     return parser
+
+
+def _help_parsers(p: argparse.ArgumentParser) -> None:
+    """`canopy help ACTION`: a command named help, apart from -h/--help."""
+    from protocol.help import NEEDS
+
+    acts = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
+    h = acts.add_parser("request", help="ask an audience (a circle) for help")
+    h.set_defaults(func=cmd_help_request)
+    h.add_argument("--need", required=True, choices=NEEDS)
+    h.add_argument("--region", required=True, help="ISO 3166 code: KE or KE-30")
+    h.add_argument("--to", required=True, help="circle:NAME (or network)")
+    h.add_argument("text")
+    for op, about, extra in (
+        ("ack", "acknowledge a request: you have seen it", None),
+        ("claim", "take a request on (the earliest claim holds it)", None),
+        ("handoff", "hand a request you hold to another member", "peer"),
+        ("refer", "propose a know-who contact to the requester", "contact"),
+        ("accept", "(requester) accept a referral: its contact is sent to you", "referral"),
+        ("resolve", "close a request with its outcome", None),
+    ):
+        h = acts.add_parser(op, help=about)
+        h.set_defaults(func=cmd_help_step, op="accept-referral" if op == "accept" else op)
+        h.add_argument("id", metavar="ID")
+        if extra:
+            h.add_argument(extra, metavar=extra.upper() if extra != "contact" else "CONTACT_ID")
+        if op == "resolve":
+            h.add_argument("--outcome", required=True)
+    h = acts.add_parser("list", help="open requests, overdue first")
+    h.set_defaults(func=cmd_help_list)
+    h.add_argument("--json", action="store_true")
+    h = acts.add_parser("show", help="a request's whole history")
+    h.set_defaults(func=cmd_help_show)
+    h.add_argument("id", metavar="ID")
+    h.add_argument("--json", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:

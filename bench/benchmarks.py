@@ -800,6 +800,12 @@ async def checkins(
     return await run(plans, late, window, timeout)
 
 
+async def help_reach(nodes: int = 5, requests: int = 20, timeout: float = 60.0) -> Result:
+    from bench.help import help_reach as run
+
+    return await run(nodes=nodes, requests=requests, timeout=timeout)
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "sync": (sync, "100,000 records from A to an empty B; records/s and ratio to the ceiling"),
     "reconcile": (reconcile, "n = 100,000 shared, d in {0, 10, 1000}: overhead bytes, rounds"),
@@ -816,6 +822,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "networks": (networks, "SHS1 handshake cost with 5 networks vs 1 (target within 10 %)"),
     "attach": (attach, "a 100 MB attachment A to B: MB/s, ratio to box-stream+SecretBox, RSS"),
     "checkins": (checkins, "a node watching 1,000 check-in plans: idle CPU, missed lateness"),
+    "help": (help_reach, "a new help request reaches every member of a 5-node circle: p50/p95"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -834,4 +841,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "networks": {"handshakes": 50, "rounds": 2},
     "attach": {"megabytes": 2.0, "timeout": 60},
     "checkins": {"plans": 30, "late": 4, "window": 3.0, "timeout": 60},
+    "help": {"nodes": 3, "requests": 2, "timeout": 60},
 }

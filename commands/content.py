@@ -57,8 +57,15 @@ async def cmd_alert(args: argparse.Namespace) -> int:
             lifetime_ms=int(args.hours * 3600 * 1000)
             if args.hours
             else limits.DEFAULT_ALERT_LIFETIME_MS,
+            ack=args.ack,
         )
+        if args.ack:
+            from node.acks import remember
+
+            asked = await remember(local, record, args.to)
     print(f"{record.id.hex()}  alert ({args.urgency}) to {args.to}")
+    if args.ack:
+        print(f"asked {asked} recipient(s) to acknowledge it (see: canopy alerts)")
     return 0
 
 

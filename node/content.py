@@ -296,7 +296,14 @@ async def _original(local: Local, ref: str, lang: str, now_ms: int) -> bytes:
 
 
 async def publish_alert(
-    local: Local, text: str, *, to: str, urgency: str, now_ms: int, lifetime_ms: int
+    local: Local,
+    text: str,
+    *,
+    to: str,
+    urgency: str,
+    now_ms: int,
+    lifetime_ms: int,
+    ack: bool = False,
 ) -> Record:
     """An urgent notice: sealed like a guide, pushed ahead of every queue."""
     if not text.strip():
@@ -306,11 +313,14 @@ async def publish_alert(
     if urgency not in ("normal", "high"):
         raise CanopyError("--urgency must be normal or high")
     audience = await parse_audience(local, to)
+    content: dict[str, Value] = {"text": text, "urgency": urgency}
+    if ack:  # recipients are asked to acknowledge it (`canopy ack`, node/acks.py)
+        content["ack"] = True
     (records,) = await seal_to(
         local,
         audience,
         Kind.ALERT,
-        [{"text": text, "urgency": urgency}],
+        [content],
         now_ms=now_ms,
         lifetime_ms=lifetime_ms,
     )

@@ -101,24 +101,30 @@ async def add_contact(
             raise ContactError("contacts cannot be shared with a circle yet")
         if audience.network:
             raise ContactError("--to for --share peers names peers, not the network")
-        record = _seal(
+        record = seal_contact(
             local, contact.to_content(), Scope.PEERS, audience.recipients, None, now_ms, expires
         )
     elif contact.share is Share.NETWORK:
-        record = _seal(local, contact.to_content(), Scope.NETWORK, (), network_key, now_ms, expires)
+        record = seal_contact(
+            local, contact.to_content(), Scope.NETWORK, (), network_key, now_ms, expires
+        )
     elif contact.share is Share.PRIVATE:
-        record = _seal(local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires)
+        record = seal_contact(local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires)
     else:
-        details = _seal(local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires)
+        details = seal_contact(
+            local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires
+        )
         teaser = contact.teaser_of(local.node_id.raw)
-        record = _seal(local, teaser.to_content(), Scope.NETWORK, (), network_key, now_ms, expires)
+        record = seal_contact(
+            local, teaser.to_content(), Scope.NETWORK, (), network_key, now_ms, expires
+        )
         rows.append(details)
     rows.append(record)
     await local.store.put_records([row_of(r, local=True) for r in rows], now_ms)
     return Added(record, details, contact.share)
 
 
-def _seal(
+def seal_contact(
     local: Local,
     content: dict[str, Value],
     scope: Scope,
@@ -127,6 +133,8 @@ def _seal(
     now_ms: int,
     expires: int,
 ) -> Record:
+    """A contact record of ours sealed as given (also a referral's copy to its requester,
+    node/help_requests.py); nothing stored yet."""
     return seal_record(
         local.identity,
         Kind.CONTACT,

@@ -30,6 +30,7 @@ from node.clock import now_ms
 from node.config import Config, split_host_port
 from node.connection import PeerConnection
 from node.dialer import Dialer
+from node.help_requests import malformed as help_malformed
 from node.ingest import Accepted, accept_records, malformed_among
 from node.intake import Intake
 from node.library import Library
@@ -75,6 +76,7 @@ class Node:
         self.api_token = secrets.token_urlsafe(32)
         self._unchecked_guides: deque[bytes] = deque()  # stored, not yet opened once
         self._checking_guides = False
+        self._help_lock = asyncio.Lock()  # one pass over accepted referrals at a time
         self.book = PeerBook(
             count_rejection=local.store.count_rejection,
             min_score=config.min_score,
@@ -347,6 +349,12 @@ class Node:
                     # Its author signed it (record and body): blame the author, never a relay
                     # that may not have been able to read it.
                     await self.book.penalise(record.author, malformed, reason="content_malformed")
+            elif record.kind in (Kind.HELP, Kind.ACK) and source is not None:
+                bad = help_malformed(
+                    record, self.local.identity, self.book.network_key, self.book.circle_keys
+                )
+                if bad is not None:
+                    await self.book.penalise(record.author, bad, reason="content_malformed")
             elif record.kind in (Kind.CONTACT, Kind.VOUCH) and self.knowwho.add(
                 record, verify_body=True
             ):  # opened, but malformed: its author pays, as for alerts
@@ -365,9 +373,18 @@ class Node:
             if not self._checking_guides:
                 self._checking_guides = True
                 self._spawn(self._check_guides())
+        if any(r.kind is Kind.HELP for r in fresh):  # an accepted referral of ours: send it
+            self._spawn(self._help_arrived())
         if fresh:
             self.sync.push(fresh, exclude=source.peer_id if source else None)
         return accepted
+
+    async def _help_arrived(self) -> None:
+        from node.help_requests import send_accepted_referrals
+
+        async with self._help_lock:
+            if await send_accepted_referrals(self.local, now_ms()):
+                self._notify()  # our new contact copies: push them on
 
     async def _check_guides(self) -> None:
         """Open the guides this node can read once, after they are stored: one that breaks the

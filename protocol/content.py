@@ -1,7 +1,8 @@
 """The schema of every kind's content: what a Body may hold, checked when a record is opened.
 
-Owns the guide, alert and checklist schemas and the one dispatch (`check_content`) that
-`open_record` applies to every Body; contacts and vouches keep their schemas in `protocol.contact`
+Owns the guide, alert and checklist schemas (help and ack: `protocol.help`) and the one
+dispatch (`check_content`) that `open_record` applies to every Body; contacts and vouches
+keep their schemas in `protocol.contact`
 (docs/spec/30-sync.md, "Content"). A Body that breaks its schema is a DecodeError: the
 record is unreadable, never shown. Kinds whose payload is not sealed (tombstone, revocation)
 have no Body; theirs are checked by `protocol.lifecycle` and `protocol.revocation`.
@@ -19,6 +20,8 @@ from protocol.circle import Change
 from protocol.contact import Contact, Vouch
 from protocol.encoding import Value, as_bytes, as_int, as_list, check_keys
 from protocol.errors import DecodeError
+from protocol.help import AlertAck
+from protocol.help import from_content as help_from_content
 from protocol.record import ID_BYTES, Kind
 
 _GUIDE_REQUIRED = frozenset({"title"})
@@ -26,6 +29,7 @@ _GUIDE_OPTIONAL = frozenset(
     {"text", "lang", "region", "topics", "format", "filename", "translation_of", "attachments"}
 )
 _ALERT_KEYS = frozenset({"text", "urgency"})
+_ALERT_OPTIONAL = frozenset({"ack"})
 URGENCIES = ("normal", "high")
 
 
@@ -89,17 +93,22 @@ class Alert:
 
     text: str
     urgency: str = "normal"
+    ack: bool = False  # the author asks every recipient to acknowledge it (`canopy ack`)
 
     @classmethod
     def from_content(cls, content: dict[str, Value]) -> Alert:
         """Strictly check an alert's content (DecodeError names the first bad field)."""
         if not isinstance(content, dict):
             raise DecodeError("alert content must be a map")
-        check_keys(content, _ALERT_KEYS, frozenset(), "alert")
+        check_keys(content, _ALERT_KEYS, _ALERT_OPTIONAL, "alert")
         urgency = content["urgency"]
         if not isinstance(urgency, str) or urgency not in URGENCIES:
             raise DecodeError("unknown alert urgency")
-        return cls(_text(content, "text", limits.MAX_ALERT_TEXT_BYTES, empty=False), urgency)
+        ack = content.get("ack", False)
+        if ack is not True and "ack" in content:
+            raise DecodeError("ack must be true when present")
+        text = _text(content, "text", limits.MAX_ALERT_TEXT_BYTES, empty=False)
+        return cls(text, urgency, ack is True)
 
 
 _CHECKLIST_REQUIRED = frozenset({"title", "items"})
@@ -214,5 +223,9 @@ def check_content(kind: Kind, content: dict[str, Value]) -> None:
         Checklist.from_content(content)
     elif kind is Kind.CHECKIN:
         CheckIn.from_content(content)
+    elif kind is Kind.HELP:
+        help_from_content(content)
+    elif kind is Kind.ACK:
+        AlertAck.from_content(content)
     else:  # tombstone, revocation and chunk payloads are never sealed Bodies
         raise DecodeError(f"a {kind} record carries no sealed content")

@@ -361,7 +361,17 @@ def check_sealed_layout(sealed: bytes) -> tuple[int, int]:
 
 
 SEALED_KINDS = frozenset(
-    {Kind.GUIDE, Kind.CONTACT, Kind.VOUCH, Kind.ALERT, Kind.CIRCLE, Kind.CHECKLIST, Kind.CHECKIN}
+    {
+        Kind.GUIDE,
+        Kind.CONTACT,
+        Kind.VOUCH,
+        Kind.ALERT,
+        Kind.CIRCLE,
+        Kind.CHECKLIST,
+        Kind.CHECKIN,
+        Kind.HELP,
+        Kind.ACK,
+    }
 )
 
 

@@ -247,3 +247,12 @@ assert MAX_CIRCLE_MEMBERS < MAX_RECIPIENT_SLOTS
 # Several networks per node (docs/spec/45-networks.md): each one costs an HMAC on every
 # inbound handshake's first message and a slot trial on every record opened.
 MAX_NETWORKS = 16
+# Help requests and acknowledged alerts (protocol/help.py, docs/spec/92-help-requests.md).
+MAX_HELP_TEXT_BYTES = 4096  # a help request's text
+MAX_HELP_OUTCOME_BYTES = 1024  # a resolution's outcome
+DEFAULT_HELP_TARGET_MS = 2 * 3600 * 1000  # first-response target when the circle sets none
+MAX_HELP_TARGET_MS = 30 * 24 * 3600 * 1000  # the longest first-response target
+DEFAULT_HELP_LIFETIME_MS = 90 * 24 * 3600 * 1000  # a help record's lifetime
+MAX_HELP_STEPS = 1000  # steps folded per request (the first in fold order; the rest ignored)
+MAX_HELP_SHOWN = 500  # open requests `help list` shows
+MAX_ACKED_ALERTS_KEPT = 200  # alerts of ours whose recipients are kept to show who acknowledged

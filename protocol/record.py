@@ -35,6 +35,8 @@ class Kind(enum.StrEnum):
     CHECKLIST = "checklist"  # preparedness items an organisation ticks (protocol/content.py)
     CHUNK = "chunk"  # one chunk of an attachment (protocol/attachment.py)
     CHECKIN = "checkin"  # a check-in plan's event, sealed to its circle (protocol/checkin.py)
+    HELP = "help"  # a help request or a step of its life cycle (protocol/help.py)
+    ACK = "ack"  # an acknowledgement of an alert, sealed to its author (protocol/help.py)
 
 
 class Scope(enum.IntEnum):

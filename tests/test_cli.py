@@ -90,6 +90,7 @@ def _with_node(*args: str) -> Callable[[World], list[str]]:
     return lambda w: ["--data", str(w.node), *args]
 
 
+_HELP = ("help", "request", "--need", "legal", "--region", "KE", "--to")
 _CONTACT_OK = ("--kind", "lawyer", "--name", "Walk Test", "--region", "KE-28")
 
 WALK: list[Case] = [
@@ -99,6 +100,13 @@ WALK: list[Case] = [
     Case("unknown option", _with_node("guides", "--colour")),
     Case("show unknown id", _with_node("show", "deadbeef00")),
     Case("show not hex", _with_node("show", "zz")),
+    Case("help without action", _with_node("help")),
+    Case("help request unknown circle", _with_node(*_HELP, "circle:Nobody", "Need a lawyer")),
+    Case("help request to peers", _with_node(*_HELP, "peers", "Need a lawyer")),
+    Case("help request bad need", _with_node("help", "request", "--need", "cash", "x")),
+    Case("help claim unknown id", _with_node("help", "claim", "deadbeef00")),
+    Case("help resolve without outcome", _with_node("help", "resolve", "deadbeef00")),
+    Case("ack unknown alert", _with_node("ack", "deadbeef00")),
     Case("show id too short", _with_node("show", "abc")),
     Case("accept garbage", _with_node("accept", "garbage")),
     Case("accept truncated code", lambda w: ["--data", str(w.node), "accept", w.other_code[:60]]),

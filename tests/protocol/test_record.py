@@ -281,6 +281,8 @@ def test_kind_values_are_the_spec_strings() -> None:
         "circle",
         "checklist",
         "chunk",
+        "help",
+        "ack",
     ]
     assert [int(s) for s in Scope] == [0, 1, 2]
 
