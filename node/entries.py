@@ -85,7 +85,7 @@ def open_stored(
     data: bytes,
     kind: Kind,
     identity: Identity,
-    network_key: bytes | None,
+    network_key: bytes | Sequence[bytes] | None,
     circle_keys: Sequence[bytes] = (),
 ) -> Opened | None:
     """Open one record of `kind` from our own store, for the index; None if we cannot read

@@ -43,20 +43,24 @@ log = logging.getLogger("canopy.library")
 _STAMP = "guide_keys_stamp"
 
 
-def keys_stamp(network_key: bytes | None, circle_keys: Sequence[bytes]) -> bytes:
+def keys_stamp(network_keys: Sequence[bytes], circle_keys: Sequence[bytes]) -> bytes:
     """What cached guide openings depend on: the layout and the keys that open guides
     (a keyed digest: the keys themselves are never written)."""
     layout = f"guides {OPENED_VERSION}".encode()
-    digest = hashlib.blake2b(layout, key=network_key or b"", digest_size=32)
+    first = network_keys[0] if network_keys else b""
+    digest = hashlib.blake2b(layout, key=first, digest_size=32)
+    for key in network_keys[1:]:  # every network's key opens guides (in order)
+        digest.update(key)
+    digest.update(b"circles")
     for key in sorted(circle_keys):
         digest.update(key)
     return digest.digest()
 
 
 def _open_guide(
-    data: bytes, identity: Identity, network_key: bytes | None, circle_keys: Sequence[bytes]
+    data: bytes, identity: Identity, network_keys: Sequence[bytes], circle_keys: Sequence[bytes]
 ) -> GuideEntry | int:
-    opened = open_stored(data, Kind.GUIDE, identity, network_key, circle_keys)
+    opened = open_stored(data, Kind.GUIDE, identity, network_keys, circle_keys)
     if opened is None:
         return UNREADABLE
     try:
@@ -79,7 +83,7 @@ async def build_guides(local: Local, now_ms: int, *, yield_every: int = 0) -> Gu
     """Every stored guide we can read, in a fresh index (see the module's docstring).
     `yield_every`: give the event loop a turn after that many guides (0: never)."""
     index = GuideIndex()
-    network_key = await local.network_key()
+    network_key = tuple(await local.network_keys())
     keys = await circles.read_keys(local)
     stamp = keys_stamp(network_key, keys)
     trust_cache = await local.store.get_setting(_STAMP) == stamp
@@ -123,7 +127,7 @@ async def build_guides(local: Local, now_ms: int, *, yield_every: int = 0) -> Gu
     return index
 
 
-Keys = Callable[[], tuple[bytes | None, Sequence[bytes]]]  # the network key, circle keys
+Keys = Callable[[], tuple[Sequence[bytes], Sequence[bytes]]]  # network keys, circle keys
 People = Callable[[], tuple[Mapping[NodeId, Peer], Collection[NodeId]]]  # peers, revoked
 
 

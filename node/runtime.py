@@ -94,9 +94,10 @@ class Node:
         self.alerts = Alerts(local.identity, self.book)
         self.checkins = CheckinWatch(local, self.alerts, self.book)  # missed check-ins
         self.knowwho = KnowWho(local, self)
+        self.network_keys: tuple[bytes, ...] = ()  # every network's, the first first
         self.library = Library(
             local,
-            keys=lambda: (self.network_key, self.book.circle_keys),
+            keys=lambda: (self.network_keys, self.book.circle_keys),
             people=lambda: (self.book.peers, self.book.revoked.keys()),
         )
         self.sync = Sync(
@@ -270,6 +271,7 @@ class Node:
         if self.network_key and key != self.network_key:
             self.knowwho.network_key_changed()
         self.network_key = key
+        self.network_keys = tuple(await self.local.network_keys())
         self.book.networks = await self.local.networks()
         self.book.circle_keys = await circles.read_keys(self.local)
         self.library.keys_changed()

@@ -49,7 +49,7 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
     # What an old Canopy wrote: only the migrations it knew.
     with monkeypatch.context() as patch:
         patch.setattr(node.migrations, "MIGRATIONS", MIGRATIONS[:first])
-        if first < 10:  # before several networks: the single network key was a setting
+        if first < 11:  # before several networks: the single network key was a setting
             patch.setattr(Local, "_adopt_networks", _no_networks_table)
         old = await Local.create(data, "Old Org", PASS)
         old_key = await old.network_key()
@@ -67,7 +67,7 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
         peers = await local.peers()
         assert peers[peer_id].name == "Partner"
         assert peers[peer_id].addresses == ["ws://p.example/canopy"]
-        # Migration 10: the one network key is the first network, and the peer is in it.
+        # Migration 11: the one network key is the first network, and the peer is in it.
         (first_network,) = await local.networks()
         assert (first_network.name, first_network.key) == ("default", old_key)
         assert peers[peer_id].networks == [first_network.tag]
