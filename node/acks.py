@@ -70,7 +70,7 @@ async def ack(local: Local, ref: str, now_ms: int) -> Record:
     if item.record.author == local.node_id:
         raise CanopyError("that alert is yours: its recipients acknowledge it")
     audience = Audience(Scope.NETWORK, (item.record.author,), False)
-    (record,) = await seal_to(
+    (sealed,) = await seal_to(
         local,
         audience,
         Kind.ACK,
@@ -78,7 +78,8 @@ async def ack(local: Local, ref: str, now_ms: int) -> Record:
         now_ms=now_ms,
         lifetime_ms=max(item.record.expires - now_ms, 1),
     )
-    await local.store.put_records([row_of(record, local=True)], now_ms)
+    record = sealed[0]  # one per network for --to network, the first first
+    await local.store.put_records([row_of(r, local=True) for r in sealed], now_ms)
     return record
 
 

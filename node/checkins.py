@@ -119,7 +119,7 @@ async def _circle_of(local: Local, circle_id: bytes) -> Circle:
 
 async def _publish(local: Local, circle_id: bytes, content: CheckIn, now: int) -> Record:
     audience = await parse_audience(local, "circle:" + circle_id.hex())
-    (record,) = await seal_to(
+    (sealed,) = await seal_to(
         local,
         audience,
         Kind.CHECKIN,
@@ -127,7 +127,8 @@ async def _publish(local: Local, circle_id: bytes, content: CheckIn, now: int) -
         now_ms=now,
         lifetime_ms=limits.CHECKIN_LIFETIME_MS,
     )
-    await local.store.put_records([row_of(record, local=True)], now)
+    record = sealed[0]  # one per network for --to network, the first first
+    await local.store.put_records([row_of(r, local=True) for r in sealed], now)
     return record
 
 

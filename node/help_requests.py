@@ -53,7 +53,7 @@ async def request(
         rules.from_content(content)  # what every reader checks: refuse it here first
     except DecodeError as exc:
         raise CanopyError(f"cannot send this help request: {exc}") from None
-    (record,) = await seal_to(
+    (sealed,) = await seal_to(
         local,
         audience,
         Kind.HELP,
@@ -61,7 +61,8 @@ async def request(
         now_ms=now_ms,
         lifetime_ms=limits.DEFAULT_HELP_LIFETIME_MS,
     )
-    await local.store.put_records([row_of(record, local=True)], now_ms)
+    record = sealed[0]  # one per network for --to network, the first first
+    await local.store.put_records([row_of(r, local=True) for r in sealed], now_ms)
     return record
 
 
@@ -145,7 +146,7 @@ async def step(
         raise CanopyError(f"cannot {op.value}: {exc}") from None
     assert isinstance(typed, Step)
     audience = await _audience(local, found.state.request)
-    (record,) = await seal_to(
+    (sealed,) = await seal_to(
         local,
         audience,
         Kind.HELP,
@@ -153,6 +154,7 @@ async def step(
         now_ms=max(now_ms, found.state.created),
         lifetime_ms=limits.DEFAULT_HELP_LIFETIME_MS,
     )
+    record = sealed[0]  # one per network for --to network, the first first
     state = found.state
     events = [e.event for e in state.history]
     event = Event(record.id, local.node_id.raw, record.created, typed)
@@ -160,7 +162,7 @@ async def step(
     mine = next(e for e in after.history if e.event.id == record.id)
     if mine.ignored:
         raise CanopyError(f"cannot {op.value} request {state.id.hex()[:12]}: {mine.ignored}")
-    await local.store.put_records([row_of(record, local=True)], now_ms)
+    await local.store.put_records([row_of(r, local=True) for r in sealed], now_ms)
     return record, after
 
 

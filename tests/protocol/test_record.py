@@ -281,6 +281,7 @@ def test_kind_values_are_the_spec_strings() -> None:
         "circle",
         "checklist",
         "chunk",
+        "checkin",
         "help",
         "ack",
     ]
