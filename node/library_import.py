@@ -269,7 +269,7 @@ async def import_library(
     for item in items:
         by_rel.setdefault((item.kind, item.rel), {})[item.lang] = item
     present = {_key(root, i.lang, i.rel) for i in items}
-    present |= {_key(root, *_split(p)) for p, _ in report.malformed if _split(p)}
+    present |= {_key(root, *lr) for p, _ in report.malformed if (lr := _split(p)) is not None}
     for (_, _rel), langs in sorted(
         by_rel.items(), key=lambda kv: min(i.order for i in kv[1].values())
     ):
