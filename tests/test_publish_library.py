@@ -51,7 +51,7 @@ def library(root: Path) -> Path:
     _write(
         root,
         f"en/{base}/s_sim.md",
-        _lesson("SIM safety", f"Use a second SIM {SECRET}.\n\n![card](img/sim.jpg)\n![x](gone.png)"),
+        _lesson("SIM safety", f"A second SIM {SECRET}.\n\n![card](img/sim.jpg)\n![x](gone.png)"),
     )
     (root / "en" / base / "img").mkdir()
     gps_jpeg(root / "en" / base / "img" / "sim.jpg")
@@ -111,7 +111,7 @@ async def test_a_library_imports_translations_grouped_and_reports_every_bad_file
         assert lessons["Backups"] == [("en", "Backups", ("Digital security", "Phones"))]
         index = await build_guides(local, NOW)
         (sim,) = [e for e in index.entries.values() if e.title == "SIM safety"]
-        guide = Guide.from_content((await _opened(local, sim.rid)))
+        guide = Guide.from_content(await _opened(local, sim.rid))  # type: ignore[arg-type]
         assert [a.name for a in guide.attachments] == ["sim.jpg"]
         found, _ = await states(local, NOW)
         by_title = {s.checklist.title: s for s in found}
@@ -153,9 +153,7 @@ async def _opened(local: Local, rid: bytes) -> dict[str, object]:
     return content
 
 
-async def test_a_folder_with_nothing_readable_fails_with_one_line(
-    net: Net, tmp_path: Path
-) -> None:
+async def test_a_folder_with_nothing_readable_fails_with_one_line(net: Net, tmp_path: Path) -> None:
     node = await net.node("A", "Alpha Legal")
     empty = tmp_path / "empty"
     _write(empty, "en/x/s_bad.md", "no front matter\n")
