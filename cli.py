@@ -63,6 +63,7 @@ from commands.knowwho import (
     cmd_review,
     cmd_vouch,
 )
+from commands.library_import import cmd_publish_library
 from commands.lifecycle import (
     cmd_backup,
     cmd_config_check,
@@ -232,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="peers | peers-now | network | circle:NAME | ID[,ID...] (default peers)",
     )
     g.add_argument("--replaces", metavar="ID", help="this is a new version of your checklist ID")
+
+    g = kinds.add_parser("library", help="publish a library folder (DIR/LANG/category/…)")
+    g.set_defaults(func=cmd_publish_library)
+    g.add_argument("dir", metavar="DIR")
+    g.add_argument(
+        "--to",
+        default="peers",
+        help="peers | peers-now | network | circle:NAME | ID[,ID...] (default peers)",
+    )
+    g.add_argument(
+        "--dry-run", action="store_true", help="report what it would do; publish nothing"
+    )
+    g.add_argument("--json", action="store_true")
 
     p = add("alert", cmd_alert, "publish an urgent alert, pushed ahead of everything else")
     p.add_argument("text")

@@ -169,6 +169,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE checkin_plans (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
     """,
+    # 14: `canopy publish library` (node/library_import.py): per (library folder, language,
+    #     relative path) the record ids it published and a hash of what they were made from,
+    #     so a re-run publishes only what changed; sealed rows, never sent or bundled.
+    """
+    CREATE TABLE library_imports (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
+    """,
 )
 # The first schema whose rows the current store code writes (older ones it only converts).
 LAYOUT_SINCE = MIGRATIONS.index(_AT_REST) + 1

@@ -652,6 +652,7 @@ _TABLES = frozenset(
         "checklist_progress",
         "networks",
         "checkin_plans",
+        "library_imports",
     }
 )
 # A revoked author's records are kept (flagged) but never offered or served onward; the

@@ -91,6 +91,11 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
         # Migration 11: this node's sealed check-in plan row.
         await local.store.put_row("checkin_plans", b"own-plan", {"plan": b"p" * 16})
         assert await local.store.rows("checkin_plans") == {b"own-plan": {"plan": b"p" * 16}}
+        # Migration 14: the sealed map of what `publish library` published.
+        await local.store.put_row("library_imports", b"lib\nen\ns_a.md", {"hash": b"h" * 32})
+        assert await local.store.rows("library_imports") == {
+            b"lib\nen\ns_a.md": {"hash": b"h" * 32}
+        }
     finally:
         await local.close()
 
