@@ -8,6 +8,7 @@ every store here is a real SQLite file made by the real code.
 from __future__ import annotations
 
 import re
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from node import circles
 from node.checkins import make_plan
 from node.checklists import publish_checklist, set_tick
 from node.content import publish_guides, row_of, withdraw
+from node.library_import import import_library
 from node.local import Local, Peer
 from node.revocation import mark_revoked, own_certificate
 from node.store import Store
@@ -38,6 +40,7 @@ CHECKLIST_TITLE = "Office lock-up routine"
 PLAN_MESSAGE = "Amina missed her check-in at the Kisumu border post"
 DURESS_PIN = "729146"
 CHECKLIST_ITEM = "Shred the visitor log every Friday"
+LIBRARY_TITLE = "Night crossings at Busia"  # a lesson of an imported library
 SEAL_OVERHEAD = 24 + 16  # nonce + MAC of a secretbox
 
 
@@ -149,6 +152,11 @@ async def filled(tmp_path: Path) -> tuple[Local, Path]:
         local, every=HOUR, grace=60_000, circle_ref="Safety", message=PLAN_MESSAGE,
         confirmations=None, escalate_to="network", duress_pin=DURESS_PIN, now=NOW,
     )  # fmt: skip
+    library = tmp_path / "library" / "en" / "safety"  # an imported library: its sealed map
+    library.mkdir(parents=True)
+    (library / "s_routes.md").write_text(f"---\ntitle: {LIBRARY_TITLE}\nindex: 1\n---\n\nx\n")
+    await import_library(local, tmp_path / "library", to="peers", now_ms=NOW)
+    shutil.rmtree(tmp_path / "library")
     await withdraw(local, ours[0].id.hex(), NOW + 1)
     await local.store.record_deliveries([(peer.raw, ours[1].id)], NOW + 2)
     await local.store.count_rejection("record_DecodeError", 2)
@@ -185,6 +193,7 @@ async def test_store_clear_metadata_is_exactly_what_the_spec_lists(tmp_path: Pat
     needles = [ORG.encode(), PEER_NAME.encode(), PEER_ADDRESS.encode(), b"Night routes"]
     needles += [CHECKLIST_TITLE.encode(), CHECKLIST_ITEM.encode(), item_id(CHECKLIST_ITEM).encode()]
     needles += [PLAN_MESSAGE.encode(), b"Kisumu", DURESS_PIN.encode(), b"Safety"]
+    needles += [LIBRARY_TITLE.encode(), b"s_routes.md", b"safety/"]
     for table in listed:
         for row in rows(db, table):
             for value in row.values():
