@@ -82,6 +82,12 @@ class SimNode:
         self.scores: dict[int, int] = {}
         self.banned_until: dict[int, float] = {}
         self.stored_at: dict[bytes, float] = {}  # first store of each record (figures)
+        # Figures only: records whose first copy here came over a connection opened after
+        # `reconnect_after` (a redial or a restart), or from a peer whose copy did.
+        self.reconnect_after: float | None = None
+        self.opened_at: dict[int, float] = {}
+        self.behind_reconnect: set[bytes] = set()
+        self.peer_behind: Callable[[int, bytes], bool] = lambda peer, rid: False
         self.stats = Stats()
         self.now_ms: Callable[[], int] = lambda: 0
         self.now: Callable[[], float] = lambda: 0.0
@@ -104,6 +110,7 @@ class SimNode:
 
     def opened(self, end: End) -> None:
         self.ends[end.peer] = end
+        self.opened_at[end.peer] = self.now()
         self.act(end, end.conversation.hello(f"node-{self.index}"))
         if end.conversation.round_due(self.now()):
             self.act(end, end.conversation.begin_round(self.now()))
@@ -310,6 +317,11 @@ class SimNode:
         now = self.now()
         for r in new:
             self.stored_at.setdefault(r.id, now)
+        if source is not None and self.reconnect_after is not None:
+            late = self.opened_at.get(source, 0.0) > self.reconnect_after
+            self.behind_reconnect.update(
+                r.id for r in new if late or self.peer_behind(source, r.id)
+            )
         if new:
             for end in list(self.ends.values()):
                 end.conversation.items_changed()
