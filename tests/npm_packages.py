@@ -5,10 +5,12 @@ No node/npm on PATH: the test is skipped. npm present but the install fails: the
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,11 +35,18 @@ def npm_env(pins: dict[str, str], purpose: str) -> dict[str, str]:
                 return False
         return True
 
-    if not installed():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        cmd = [npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund",
-               "--ignore-scripts", *(f"{n}@{v}" for n, v in pins.items())]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        if proc.returncode != 0 or not installed():
-            pytest.fail(f"npm install failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # Test workers run in parallel (pytest-xdist): one installs while the others wait.
+    with open(CACHE / ".install-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not installed():
+            _install(npm, pins, installed)
     return dict(os.environ, NODE_PATH=str(MODULES))
+
+
+def _install(npm: str, pins: dict[str, str], installed: Callable[[], bool]) -> None:
+    cmd = [npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund",
+           "--ignore-scripts", *(f"{n}@{v}" for n, v in pins.items())]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode != 0 or not installed():
+        pytest.fail(f"npm install failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
