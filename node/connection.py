@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from aiohttp import WSMsgType, web
@@ -153,10 +153,11 @@ class PeerConnection:
         if event.records:
             self.host.delivered(self, event.records)
 
-    def push(self, records: Sequence[Record]) -> None:
+    def push(self, records: Sequence[Record], lazy: Collection[bytes] = frozenset()) -> None:
         """Offer records just stored here to the peer (the conversation picks what it may
-        receive and lacks). Past PUSH_DROP_BACKLOG queued, only alerts go; the rest is
-        dropped and the next round, due at once, repairs it."""
+        receive and lacks; those in `lazy` are offered by id). Past PUSH_DROP_BACKLOG
+        queued, only alerts go; the rest is dropped and the next round, due at once,
+        repairs it."""
         if self.closing or not self.conversation.open:
             return
         if self._queued > limits.PUSH_DROP_BACKLOG:
@@ -166,7 +167,7 @@ class PeerConnection:
             networks = self.conversation.networks
             if any(cv.may_receive(r, self.peer_id, us, networks) for r in held):
                 self.conversation.push_dropped()
-        for event in self.conversation.push(records, time.monotonic()):
+        for event in self.conversation.push(records, time.monotonic(), lazy):
             assert isinstance(event, cv.Send)
             self._send(event)
 

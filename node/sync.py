@@ -23,7 +23,7 @@ from node.connection import PeerConnection, WebSocket
 from node.local import Local
 from node.peer_book import PeerBook
 from protocol import limits
-from protocol.conversation import Conversation, Role, hand_over
+from protocol.conversation import Conversation, Role, eager_peers, hand_over
 from protocol.errors import RecordRejected, RemoteProtocolError
 from protocol.handshake import SessionKeys
 from protocol.identity import NodeId
@@ -313,10 +313,14 @@ class Sync:
     # -- push, rounds, figures ---------------------------------------------------------------
 
     def push(self, records: Sequence[Record], exclude: NodeId | None = None) -> None:
-        """Offer records just stored to every connected peer (never back to `exclude`)."""
-        for peer_id, conn in list(self.connections.items()):
-            if peer_id != exclude:
-                conn.push(records)
+        """Offer records just stored to every connected peer (never back to `exclude`):
+        whole to the few `eager_peers` of each record, by id to the others."""
+        targets = [p for p in self.connections if p != exclude]
+        eager = {r.id: eager_peers(r.id, targets) for r in records}
+        for peer_id in targets:
+            conn = self.connections.get(peer_id)
+            if conn is not None:
+                conn.push(records, {rid for rid, chosen in eager.items() if peer_id not in chosen})
 
     def resync_soon(self) -> None:
         """Records may have arrived by other paths (`canopy import`): reconcile again soon."""

@@ -16,7 +16,7 @@ or a socket; the driver answers the events that ask for local facts.
     serve(found)                          CheckRecords(...)        answer with records_done
     records_done(errors)                  Denied(ids)              asked ids the peer lacks
                                           Penalise(error)          a non-fatal penalty
-    push(records, now)                    Synced()                 a round completed
+    push(records, now, lazy)              Synced()                 a round completed
     tick(now)                             Throttle(seconds)        read more slowly
     overdue(now) / hedged(ids)            (a query: ids to ask a second holder for)
     close()
@@ -30,8 +30,9 @@ is re-raised: the driver penalises the peer and closes. Every later call raises
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from protocol import limits
@@ -54,6 +55,7 @@ from protocol.revocation import check_revocation
 from protocol.rounds import RoundLedger, check_round_gap
 from protocol.session import (
     PeerAnswer,
+    PeerHave,
     PeerHello,
     PeerIntroReply,
     PeerIntroRequest,
@@ -226,6 +228,17 @@ def may_receive(
     if networks is not None and not networks.carries(record):
         return False
     return record.scope is Scope.NETWORK or record.author == us
+
+
+def eager_peers(
+    rid: bytes, peers: Iterable[NodeId], k: int = limits.EAGER_PUSH_PEERS
+) -> set[NodeId]:
+    """Of the peers a record just stored here could be pushed to, the `k` that get it whole;
+    the others are offered its id (Have) and ask for it if they still lack it. The choice
+    is a hash of the record id and the peer, so it differs per record and nobody steers
+    it (docs/SPEC.md "Push")."""
+    ranked = sorted(peers, key=lambda p: hashlib.blake2b(rid + p.raw, digest_size=8).digest())
+    return set(ranked[:k])
 
 
 def check_record(data: bytes, rid: bytes | None, now_ms: int, sender: NodeId) -> Record:
@@ -510,9 +523,12 @@ class Conversation:
         events: list[ConversationEvent] = [Penalise(e) for e in errors]
         return events + self._top_up() + self._maybe_settle()
 
-    def push(self, records: Sequence[Record], now: float) -> list[ConversationEvent]:
+    def push(
+        self, records: Sequence[Record], now: float, lazy: Collection[bytes] = frozenset()
+    ) -> list[ConversationEvent]:
         """Records just stored here (received elsewhere or published): send the ones this
-        peer may receive and has neither sent nor been sent. Alerts are urgent."""
+        peer may receive and has neither sent nor been sent. Alerts are urgent and always
+        go whole; of the others, those in `lazy` (see `eager_peers`) are offered by id."""
         self._require_open()
         chosen = [
             r
@@ -528,13 +544,18 @@ class Conversation:
             return []
         self._pushed.update(r.id for r in chosen)
         events: list[ConversationEvent] = []
+        offered = tuple(r.id for r in chosen if r.kind is not Kind.ALERT and r.id in lazy)
         for urgent in (True, False):
-            group = [r for r in chosen if (r.kind is Kind.ALERT) is urgent]
+            group = [
+                r for r in chosen if (r.kind is Kind.ALERT) is urgent and r.id not in offered
+            ]
             if group:
                 out = [r.to_bytes() for r in group]
                 self.record_bytes_sent += sum(map(len, out))
                 ids = tuple(r.id for r in group)
                 events.append(self._send(self.session.records(out), urgent=urgent, records=ids))
+        if offered:
+            events.append(self._send(self.session.have(offered)))
         return events
 
     def push_dropped(self) -> None:
@@ -643,6 +664,12 @@ class Conversation:
                 raise UnexpectedMessage("asked for more records than the protocol allows")
             self._serve.extend((i, True) for i in ids)
             return self._next_lookup()
+        if isinstance(event, PeerHave):
+            # Offers count against the push allowance as the records themselves would.
+            if not self._pushes_in.take(len(event.ids), now):
+                raise QuotaExceeded("offered far more records than asked for")
+            self._needs_unfiltered += 1
+            return [FilterNeeds(event.ids)]
         if isinstance(event, PeerMissing):
             self._answered = now
             for rid in event.ids:

@@ -35,6 +35,7 @@ class MessageType(enum.IntEnum):
     ANSWER = 9
     INTRO_REQUEST = 10
     INTRO_REPLY = 11
+    HAVE = 12
 
 
 class AnswerStatus(enum.IntEnum):
@@ -72,6 +73,14 @@ class SyncDone:
 @dataclass(frozen=True, slots=True)
 class Want:
     """Ids the sender asks for."""
+
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Have:
+    """Ids of records the sender just stored and offers instead of pushing them whole: the
+    receiver asks (Want) for those it lacks."""
 
     ids: tuple[bytes, ...]
 
@@ -166,6 +175,7 @@ Message = (
     | Reconcile
     | SyncDone
     | Want
+    | Have
     | Records
     | Missing
     | Query
@@ -195,6 +205,8 @@ def encode_message(message: Message) -> bytes:
         body = [MessageType.WANT, list(message.ids)]
     elif isinstance(message, Missing):
         body = [MessageType.MISSING, list(message.ids)]
+    elif isinstance(message, Have):
+        body = [MessageType.HAVE, list(message.ids)]
     elif isinstance(message, Records):
         body = [MessageType.RECORDS, list(message.records)]
     elif isinstance(message, Query):
@@ -223,7 +235,7 @@ def encode_message(message: Message) -> bytes:
     else:  # pragma: no cover - exhaustive over Message
         raise LocalProtocolError(f"not a message: {message!r}")
     if (
-        isinstance(message, Want | Missing)
+        isinstance(message, Want | Missing | Have)
         and not 0 < len(message.ids) <= limits.MAX_IDS_PER_MESSAGE
     ):
         raise LocalProtocolError("id lists hold 1..MAX_IDS_PER_MESSAGE ids")
@@ -263,6 +275,9 @@ def decode_message(data: bytes) -> Message:
     if kind == MessageType.MISSING:
         as_list(value, 2, "missing")
         return Missing(_ids(value[1], "missing"))
+    if kind == MessageType.HAVE:
+        as_list(value, 2, "have")
+        return Have(_ids(value[1], "have"))
     if kind == MessageType.RECORDS:
         as_list(value, 2, "records")
         items = as_list(value[1], what="records")

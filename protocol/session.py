@@ -14,6 +14,7 @@ The client of the connection is the reconciliation initiator, the server the res
     OPEN         Reconcile (initiator)      -> OPEN     PeerReconcile   (only as a reply)
     OPEN         SyncDone (responder)       -> OPEN     PeerSyncDone    (closes the round)
     OPEN         Want                       -> OPEN     PeerWant
+    OPEN         Have                       -> OPEN     PeerHave        (the peer holds them)
     OPEN         Records                    -> OPEN     RecordsReceived
     OPEN         Missing (ids we wanted)    -> OPEN     PeerMissing
     OPEN         Query (< 8 open from peer) -> OPEN     PeerQuery       (answer it once)
@@ -39,6 +40,7 @@ from protocol.messages import (
     PROTOCOL_VERSION,
     Answer,
     AnswerStatus,
+    Have,
     Hello,
     IntroReply,
     IntroRequest,
@@ -81,6 +83,11 @@ class PeerSyncDone:
 
 @dataclass(frozen=True, slots=True)
 class PeerWant:
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHave:
     ids: tuple[bytes, ...]
 
 
@@ -128,6 +135,7 @@ Event = (
     | PeerReconcile
     | PeerSyncDone
     | PeerWant
+    | PeerHave
     | PeerMissing
     | RecordsReceived
     | PeerQuery
@@ -208,6 +216,13 @@ class SyncSession:
         """Tell the peer we will not send these (it asked; we lack them or may not send them)."""
         self._require_usable()
         return _chunked(Missing, list(ids))
+
+    def have(self, ids: Sequence[bytes]) -> bytes:
+        """Offer ids of records just stored, instead of pushing the records themselves."""
+        self._require_usable()
+        fresh = list(dict.fromkeys(ids))
+        self._known.update(fresh)  # the peer will hold them, from us or another: no push
+        return _chunked(Have, fresh)
 
     def records(self, records: Sequence[bytes]) -> bytes:
         """Send record bytes (answers or pushes); they are never pushed to this peer again."""
@@ -303,6 +318,9 @@ class SyncSession:
             return PeerSyncDone()
         if isinstance(message, Want):
             return PeerWant(message.ids)
+        if isinstance(message, Have):
+            self._known.update(message.ids)  # never pushed back
+            return PeerHave(message.ids)
         if isinstance(message, Missing):
             if any(i not in self._wanted for i in message.ids):
                 raise UnexpectedMessage("missing for an id that was not asked for")
@@ -381,7 +399,7 @@ def _remember(table: OrderedDict[bytes, None], key: bytes, bound: int) -> None:
         table.popitem(last=False)
 
 
-def _chunked(kind: type[Want] | type[Missing], ids: list[bytes]) -> bytes:
+def _chunked(kind: type[Want] | type[Missing] | type[Have], ids: list[bytes]) -> bytes:
     out = bytearray()
     for start in range(0, len(ids), limits.MAX_IDS_PER_MESSAGE):
         out += encode_message(kind(tuple(ids[start : start + limits.MAX_IDS_PER_MESSAGE])))

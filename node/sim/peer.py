@@ -26,6 +26,7 @@ from protocol.conversation import (
     Synced,
     Throttle,
     check_record,
+    eager_peers,
     hand_over,
 )
 from protocol.errors import QuotaExceeded, RemoteProtocolError
@@ -323,10 +324,14 @@ class SimNode:
                 r.id for r in new if late or self.peer_behind(source, r.id)
             )
         if new:
+            targets = [p for p in self.ends if p != source]
+            eager = {r.id: eager_peers(r.id, [self.ids(p) for p in targets]) for r in new}
             for end in list(self.ends.values()):
                 end.conversation.items_changed()
                 if self.relay and end.peer != source and end.peer in self.ends:
-                    self.act(end, end.conversation.push(new, now))
+                    peer_id = self.ids(end.peer)
+                    lazy = {rid for rid, chosen in eager.items() if peer_id not in chosen}
+                    self.act(end, end.conversation.push(new, now, lazy))
         return new
 
     def holdings(self) -> set[bytes]:

@@ -25,6 +25,7 @@ from protocol.conversation import (
     Send,
     Synced,
     check_record,
+    eager_peers,
     may_receive,
 )
 from protocol.encoding import Value
@@ -38,6 +39,7 @@ from protocol.errors import (
 )
 from protocol.identity import Identity, NodeId
 from protocol.messages import (
+    Have,
     Hello,
     Reconcile,
     Records,
@@ -505,3 +507,39 @@ def test_ids_a_lookup_hands_back_are_served_by_the_next_and_the_sets_converge() 
     assert set(a.store) == {r.id for r in held}
     assert a.synced == b.synced == 1 and not a.penalties and not b.penalties
     assert b.lookups >= len(held)  # one record per look-up: every id came back for the next
+
+
+def test_lazy_pushes_offer_ids_and_the_peer_fetches_only_what_it_lacks() -> None:
+    """Records offered by id (Have) reach the peer through its Want, once each; ids it
+    already holds are not asked for; the offering side never pushes them again."""
+    mine = [_record(A, n, Scope.NETWORK) for n in range(1, 7)]  # no alert (n % 7 == 0)
+    a, b = _pair(mine, mine[:2])
+    lazy = {r.id for r in mine}
+    a.act(a.conv.push(mine, 2.0, lazy))
+    assert not a.sent_ids, "offered records went whole"
+    _run(a, b, now=2.0)
+    assert sorted(b.received) == sorted(r.id for r in mine[2:])
+    assert set(b.store) == {r.id for r in mine}
+    a.act(a.conv.push(mine, 3.0))  # offered once: never pushed again on this connection
+    assert not a.outbox
+
+
+def test_eager_peers_are_a_few_chosen_per_record() -> None:
+    peers = [Identity(hashlib.sha256(bytes([n])).digest()).node_id for n in range(8)]
+    chosen = [frozenset(eager_peers(bytes([n]) * 32, peers)) for n in range(40)]
+    assert all(len(c) == limits.EAGER_PUSH_PEERS for c in chosen)
+    assert len(set(chosen)) > 10, "the same peers for every record"
+    assert eager_peers(bytes(32), peers[:2]) == set(peers[:2])
+
+
+def test_a_flood_of_offers_is_charged_as_pushes() -> None:
+    a, b = _pair([], [])
+    _run(a, b)  # the Hellos
+    total = limits.PEER_PUSH_RECORDS_BURST + limits.MAX_IDS_PER_MESSAGE
+    flood = [hashlib.blake2b(n.to_bytes(4, "big"), digest_size=32).digest() for n in range(total)]
+    data = b"".join(
+        encode_message(Have(tuple(flood[i : i + limits.MAX_IDS_PER_MESSAGE])))
+        for i in range(0, len(flood), limits.MAX_IDS_PER_MESSAGE)
+    )
+    with pytest.raises(QuotaExceeded):
+        b.conv.receive(data, 1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from protocol import limits
 from protocol.errors import DecodeError, LocalProtocolError, RemoteProtocolError, UnexpectedMessage
 from protocol.identity import Identity
 from protocol.messages import (
+    Have,
     Hello,
     MessageReader,
     Missing,
@@ -51,6 +53,7 @@ messages = st.one_of(
     st.just(SyncDone()),
     st.builds(Want, st.lists(ids, min_size=1, max_size=20).map(tuple)),
     st.builds(Missing, st.lists(ids, min_size=1, max_size=20).map(tuple)),
+    st.builds(Have, st.lists(ids, min_size=1, max_size=20).map(tuple)),
     st.builds(Records, st.lists(st.binary(max_size=300), min_size=1, max_size=5).map(tuple)),
 )
 
@@ -258,3 +261,11 @@ def test_received_records_carry_their_ids_and_decode_to_the_same() -> None:
     assert received.ids == tuple(record_id(r) for r in recs)
     for data, rid in zip(received.records, received.ids, strict=True):
         assert Record.from_bytes(data, known_id=rid).id == Record.from_bytes(data).id == rid
+
+
+def test_have_matches_the_spec_vector() -> None:
+    """docs/spec/30-sync.md, "Push and relay": the framed bytes of a Have of two ids."""
+    spec = (Path(__file__).resolve().parents[2] / "docs/spec/30-sync.md").read_text()
+    framed = encode_message(Have((bytes(32), bytes(range(32)))))
+    assert framed.hex() in spec.replace("\n", "").replace(" ", "")
+    assert decode_message(framed[4:]) == Have((bytes(32), bytes(range(32))))
