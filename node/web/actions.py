@@ -35,6 +35,7 @@ class RunningNode(Protocol):
     advertise: tuple[str, ...]
     alerts: Alerts
     knowwho: Any
+    checkins: Any  # node/checkin_watch.py's CheckinWatch: plans watched, in memory
     library: Any
 
     async def peer_rows(self) -> list[dict[str, object]]: ...
