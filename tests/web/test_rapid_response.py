@@ -86,13 +86,13 @@ async def test_missed_checkin_shows_live_and_first_on_home_and_two_reports_escal
     async with app_a.page.expect_navigation():
         await app_a.page.click("form.checkin button[type=submit]")
     assert "Checked in" in await _text(app_a, "p.flash")
-    last = await _text(app_a, "section[aria-labelledby=mine-h] tbody td:nth-child(4)")
+    last = await _text(app_a, "dl.mine dd.last")
     assert last != "—"
     await wait_until(
         "B's page shows A's check-in",
-        lambda: _reloaded_has(app_b, "/checkins", "tr[data-defender]", last),
+        lambda: _reloaded_has(app_b, "/checkins", "li[data-defender] dd.last", last),
     )
-    assert "Amina Defender" in await _text(app_b, "tr[data-defender]")
+    assert "Amina Defender" in await _text(app_b, "li[data-defender]")
     await app_b.goto("/alerts")  # open: the missed check-in must come in without reloading
     feed = app_b.page.locator("#feed li", has_text="MISSED CHECK-IN")
     assert await feed.count() == 0, "the check-in was missed before the page opened"
@@ -107,20 +107,20 @@ async def test_missed_checkin_shows_live_and_first_on_home_and_two_reports_escal
     async with app_b.page.expect_navigation():
         await app_b.page.click("section.act a[href='/ui/checkins#watched']")
     async with app_b.page.expect_navigation():
-        await app_b.page.click("tr[data-defender] button:has-text('Could not reach')")
+        await app_b.page.click("li[data-defender] button:has-text('Could not reach')")
     assert "enough members" in await _text(app_b, "p.flash")
-    assert await _text(app_b, "tr[data-defender] td.unreachable") == "1 of 2"
-    assert "missed" in await _text(app_b, "tr[data-defender] td.plan-state")
+    assert await _text(app_b, "li[data-defender] dd.unreachable") == "1 of 2"
+    assert "missed" in await _text(app_b, "li[data-defender] dd.plan-state")
 
     await wait_until(
         "C counts B's report",
-        lambda: _reloaded_has(app_c, "/checkins", "tr[data-defender] td.unreachable", "1 of 2"),
+        lambda: _reloaded_has(app_c, "/checkins", "li[data-defender] dd.unreachable", "1 of 2"),
     )
     async with app_c.page.expect_navigation():
-        await app_c.page.click("tr[data-defender] button:has-text('Could not reach')")
+        await app_c.page.click("li[data-defender] button:has-text('Could not reach')")
     assert "escalation message is sent" in await _text(app_c, "p.flash")
-    assert "escalated" in await _text(app_c, "tr[data-defender] td.plan-state")
-    assert await app_c.page.locator("tr[data-defender] button").count() == 0
+    assert "escalated" in await _text(app_c, "li[data-defender] dd.plan-state")
+    assert await app_c.page.locator("li[data-defender] button").count() == 0
     await wait_until(
         "B's home says escalated",
         lambda: _reloaded_has(app_b, "/", "section.act", "Escalated: Amina Defender"),
