@@ -78,7 +78,7 @@ async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
         await a.cli("circle", "add", "Safety", member.node_id)
     args = ["--every", "12s", "--grace", "3s", "--circle", "Safety", "--message", MESSAGE]
     _, out, _ = await a.cli("checkin", "plan", *args, "--escalate-to", d.node_id)
-    say(f"$ canopy checkin plan --every 12s --grace 3s --circle Safety --escalate-to D   (A)\n{out}")
+    say(f"$ canopy checkin plan --every 12s --grace 3s --circle Safety --escalate-to D\n{out}")
     _, out, _ = await a.cli("checkin", "--duress")
     say(f"$ canopy checkin --duress   (A: her screen shows an ordinary check-in)\n{out}")
 

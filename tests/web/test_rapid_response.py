@@ -79,7 +79,7 @@ async def _reloaded_has(app: App, path: str, selector: str, text: str) -> bool:
 async def test_missed_checkin_shows_live_and_first_on_home_and_two_reports_escalate(
     circle: tuple[NodeProcess, NodeProcess, NodeProcess], apps: dict[str, App]
 ) -> None:
-    a, b, c = circle
+    a = circle[0]
     await a.cli("checkin", "plan", "--every", "12s", "--grace", "2s", "--circle", "Safety")
     app_a, app_b, app_c = apps["A"], apps["B"], apps["C"]
     await app_a.goto("/checkins")
@@ -133,7 +133,7 @@ async def test_missed_checkin_shows_live_and_first_on_home_and_two_reports_escal
 async def test_help_request_from_the_form_taken_on_and_resolved_from_its_page(
     circle: tuple[NodeProcess, NodeProcess, NodeProcess], apps: dict[str, App]
 ) -> None:
-    a, b, c = circle
+    a, _, c = circle
     app_a, app_b, app_c = apps["A"], apps["B"], apps["C"]
     await app_b.goto("/help")
     await app_b.page.select_option("#h-need", "legal")
@@ -195,7 +195,7 @@ async def test_help_request_from_the_form_taken_on_and_resolved_from_its_page(
 async def test_alert_acknowledged_from_the_page_shows_who_has_and_who_not_yet(
     circle: tuple[NodeProcess, NodeProcess, NodeProcess], apps: dict[str, App]
 ) -> None:
-    a, b, c = circle
+    a = circle[0]
     app_a, app_b = apps["A"], apps["B"]
     _, out, _ = await a.cli("alert", "--ack", "--to", "circle:Safety", ALERT)
     aid = out.split()[0]
@@ -209,9 +209,10 @@ async def test_alert_acknowledged_from_the_page_shows_who_has_and_who_not_yet(
     async with app_b.page.expect_navigation():
         await item.locator("button:has-text('Acknowledge')").click()
     assert "only the alert's sender" in await _text(app_b, "p.flash")
-    assert "You acknowledged it" in await app_b.page.locator(
-        f"ul.acks li[data-id='{aid}']"
-    ).inner_text()
+    assert (
+        "You acknowledged it"
+        in await app_b.page.locator(f"ul.acks li[data-id='{aid}']").inner_text()
+    )
     await app_b.goto("/")
     assert await app_b.page.locator("section.act", has_text="asks you to acknowledge").count() == 0
 
