@@ -95,6 +95,7 @@ async def parse_audience(local: Local, to: str) -> Audience:
     return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False, networks=homes)
 
 
+
 async def sealing(local: Local, audience: Audience, now_ms: int) -> Audience:
     """The audience ready to seal to: for `peers`, the peers circle made or brought up to
     date now (called once every input is checked, so a refused publish writes nothing)."""
