@@ -5,8 +5,9 @@ no rule lives here.
 
 What home shows to act on now must stay cheap: check-ins come from the running node's
 in-memory watch (node/checkin_watch.py); open help requests and alerts awaiting our
-acknowledgement are folded once and kept, folded again only when the count of `help`,
-`ack` or `alert` records the node holds changes (a count home reads anyway for status).
+acknowledgement are folded once and kept, folded again only when the records the node
+holds may have changed (its in-memory version that sync also uses: a record stored or
+deleted here, one written by `canopy`, trust changed). No I/O otherwise.
 """
 
 from __future__ import annotations
@@ -143,24 +144,23 @@ async def acknowledge(node: RunningNode, ref: str) -> None:
 @dataclass
 class Pending:
     """Home's cache of what was folded from records: open help requests (their states) and
-    alerts asking us for an acknowledgement, with the record counts they were folded at."""
+    alerts asking us for an acknowledgement, with the node's records version they were
+    folded at."""
 
-    counts: tuple[int, int, int] | None = None
+    version: tuple[int, ...] | None = None
     requests: list[Any] = field(default_factory=list)
     alerts: list[dict[str, object]] = field(default_factory=list)
 
 
-async def needs_action(
-    node: RunningNode, pending: Pending, records: dict[str, int]
-) -> dict[str, list[dict[str, Any]]]:
+async def needs_action(node: RunningNode, pending: Pending) -> dict[str, list[dict[str, Any]]]:
     """Missed, escalated and duress check-ins of plans we watch; open help requests of
     others, overdue or not yet acknowledged (overdue first); alerts awaiting our ack."""
     from node.acks import alerts
     from node.help_requests import states
 
     now = now_ms()
-    counts = (records.get("help", 0), records.get("ack", 0), records.get("alert", 0))
-    if counts != pending.counts:
+    version = node._items_version()
+    if version != pending.version:
         pending.requests = [
             f.state for f in (await states(node.local, now)).values() if f.state.open
         ]
@@ -171,7 +171,7 @@ async def needs_action(
             and row["ack_requested"]
             and not row.get("acknowledged_by_us")
         ]
-        pending.counts = counts
+        pending.version = version
     return {
         "checkins": _checkins(node, now),
         "requests": _requests(node, pending.requests, now),

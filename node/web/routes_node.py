@@ -22,8 +22,7 @@ async def home(request: web.Request) -> web.StreamResponse:
         for r in await actions.introductions(node)
         if r["direction"] == "incoming" and r["status"] == "pending"
     ]
-    records: dict[str, int] = status["records"]  # type: ignore[assignment]
-    act = await response.needs_action(node, request.config_dict[PENDING_KEY], records)
+    act = await response.needs_action(node, request.config_dict[PENDING_KEY])
     return page(
         request,
         "home.html",
