@@ -98,6 +98,7 @@ async def test_missed_checkin_shows_live_and_first_on_home_and_two_reports_escal
     assert await feed.count() == 0, "the check-in was missed before the page opened"
     await feed.wait_for(timeout=30_000)
     assert "Amina Defender" in await feed.inner_text()
+    assert await feed.locator("strong.notice").inner_text() == "Missed check-in"
 
     await app_b.goto("/")
     act = app_b.page.locator("section.act")
