@@ -67,6 +67,8 @@ async def _link(inviter: NodeProcess, invitee: NodeProcess) -> None:
 async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
     a, b, c, r, d = nodes.values()
     say = print
+    for node in nodes.values():
+        say(f"{node.label}: {node.name:28} id {node.node_id[:10]}")
     for x, y in ((a, b), (a, c), (b, c), (b, r), (c, r), (r, d)):
         await _link(x, y)
     await wait_until("the links", lambda: _all(_connected(a, 2), _connected(r, 3)))
