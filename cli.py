@@ -472,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--networks", action="store_true", help="two networks linked, circles, peers that grow"
     )
+    p.add_argument(
+        "--rapid-response",
+        action="store_true",
+        help="check-ins a seized device cannot silence, help requests, acknowledged alerts",
+    )
     return parser
 
 

@@ -175,6 +175,10 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
+    if args.rapid_response:
+        from node.demo_rapid import run_rapid_demo
+
+        return await run_rapid_demo(keep=args.keep)
     if args.networks:
         from node.demo_networks import run_networks_demo
 

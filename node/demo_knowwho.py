@@ -10,13 +10,11 @@ the contacts' names and phone numbers. The names and numbers are fictional.
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from node.demo import NodeProcess, scan_for, wait_until
+from node.demo import NodeProcess, wait_until
+from node.demo_story import run_story, scan_all
 
 # (who adds it, kind, name, region, langs, channels, specialties, share)
 DATASET: list[tuple[str, str, str, str, list[str], list[str], list[str], str]] = [
@@ -52,91 +50,71 @@ QUERIES = [
 
 
 async def run_knowwho_demo(keep: bool = False) -> int:
-    root = Path(tempfile.mkdtemp(prefix="canopy-knowwho-"))
-    nodes = {
-        "A": NodeProcess(root, "A", "Amani Legal Aid (Nairobi)"),
-        "B": NodeProcess(root, "B", "Pwani Rights Network (Mombasa)"),
-        "C": NodeProcess(root, "C", "Ukombozi Shelter (Dar es Salaam)"),
+    names = {
+        "A": "Amani Legal Aid (Nairobi)",
+        "B": "Pwani Rights Network (Mombasa)",
+        "C": "Ukombozi Shelter (Dar es Salaam)",
     }
+    return await run_story("know-who", "canopy-knowwho-", names, _story, keep=keep)
+
+
+async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
     a, b, c = nodes.values()
     say = print
-    try:
-        say(f"== Canopy know-who demo in {root}")
-        for node in nodes.values():
-            await node.init()
-            await node.start()
-        for inviter, invitee in ((a, b), (b, c)):
-            _, code, _ = await inviter.cli("invite", "--address", inviter.address)
-            await invitee.cli("accept", code.strip())
+    for inviter, invitee in ((a, b), (b, c)):
+        _, code, _ = await inviter.cli("invite", "--address", inviter.address)
+        await invitee.cli("accept", code.strip())
 
-        async def linked() -> bool:
-            peers = (await b.json("peers"))["peers"]
-            return len(peers) == 2 and all(p["state"] == "connected" for p in peers)
+    async def linked() -> bool:
+        peers = (await b.json("peers"))["peers"]
+        return len(peers) == 2 and all(p["state"] == "connected" for p in peers)
 
-        await wait_until("A-B and B-C to connect", linked)
-        say("A <-> B <-> C connected\n")
-        for who, kind, name, region, langs, channels, specialties, share in DATASET:
-            args = ["contact", "add", "--kind", kind, "--name", name, "--region", region]
-            args += [x for lang in langs for x in ("--lang", lang)]
-            args += [x for ch in channels for x in ("--channel", ch)]
-            args += [x for sp in specialties for x in ("--specialty", sp)]
-            await nodes[who].cli(*args, "--share", share)
-            say(f"{who} adds {kind:17} {region:6} {','.join(langs):6} share {share}")
-        await b.cli("vouch", a.node_id)
-        say("B vouches for A (web of trust)\n")
+    await wait_until("A-B and B-C to connect", linked)
+    say("A <-> B <-> C connected\n")
+    for who, kind, name, region, langs, channels, specialties, share in DATASET:
+        args = ["contact", "add", "--kind", kind, "--name", name, "--region", region]
+        args += [x for lang in langs for x in ("--lang", lang)]
+        args += [x for ch in channels for x in ("--channel", ch)]
+        args += [x for sp in specialties for x in ("--specialty", sp)]
+        await nodes[who].cli(*args, "--share", share)
+        say(f"{who} adds {kind:17} {region:6} {','.join(langs):6} share {share}")
+    await b.cli("vouch", a.node_id)
+    say("B vouches for A (web of trust)\n")
 
-        async def spread() -> bool:
-            return len((await c.json("query"))["results"]) >= 7
+    async def spread() -> bool:
+        return len((await c.json("query"))["results"]) >= 7
 
-        await wait_until("contacts to spread", spread)
-        for title, who, args in QUERIES:
-            say(f"== {title}\n$ canopy {' '.join(args)}")
-            _, out, _ = await nodes[who].cli(*args)
-            say(out)
+    await wait_until("contacts to spread", spread)
+    for title, who, args in QUERIES:
+        say(f"== {title}\n$ canopy {' '.join(args)}")
+        _, out, _ = await nodes[who].cli(*args)
+        say(out)
 
-        teaser = next(r for r in (await c.json("query", "--kind", "shelter"))["results"])
-        say(f"== C asks for an introduction to the on-request shelter {teaser['id'][:12]}")
-        await c.cli("introduce", teaser["id"], "--note", "a client needs a safe place tonight")
+    teaser = next(r for r in (await c.json("query", "--kind", "shelter"))["results"])
+    say(f"== C asks for an introduction to the on-request shelter {teaser['id'][:12]}")
+    await c.cli("introduce", teaser["id"], "--note", "a client needs a safe place tonight")
 
-        async def pending() -> list[dict[str, Any]]:
-            rows = (await a.json("introductions"))["introductions"]
-            return [r for r in rows if r["status"] == "pending"]
+    async def pending() -> list[dict[str, Any]]:
+        rows = (await a.json("introductions"))["introductions"]
+        return [r for r in rows if r["status"] == "pending"]
 
-        await wait_until("the request to reach A", pending)
-        request = (await pending())[0]
-        say(f"A sees request {request['id'][:12]} from {request['asker'][:16]}…: approving")
-        await a.cli("introductions", "--approve", request["id"])
+    await wait_until("the request to reach A", pending)
+    request = (await pending())[0]
+    say(f"A sees request {request['id'][:12]} from {request['asker'][:16]}…: approving")
+    await a.cli("introductions", "--approve", request["id"])
 
-        async def introduced() -> bool:
-            rows = (await c.json("query", "--kind", "shelter"))["results"]
-            return any(r["name"] for r in rows)
+    async def introduced() -> bool:
+        rows = (await c.json("query", "--kind", "shelter"))["results"]
+        return any(r["name"] for r in rows)
 
-        await wait_until("the details to reach C", introduced)
-        _, out, _ = await c.cli("query", "--kind", "shelter")
-        say(f"$ canopy query --kind shelter   (on C)\n{out}")
-        _, out, _ = await b.cli("query", "--kind", "shelter")
-        say(f"B relayed it sealed and still sees only the teaser:\n{out}")
+    await wait_until("the details to reach C", introduced)
+    _, out, _ = await c.cli("query", "--kind", "shelter")
+    say(f"$ canopy query --kind shelter   (on C)\n{out}")
+    _, out, _ = await b.cli("query", "--kind", "shelter")
+    say(f"B relayed it sealed and still sees only the teaser:\n{out}")
 
-        needles = [d[2].encode() for d in DATASET]
-        needles += [ch.split(":", 1)[1].encode() for d in DATASET for ch in d[5]]
-        scanned, hits = 0, []
-        for node in nodes.values():
-            n, found = scan_for(node.data, needles)
-            scanned += n
-            hits += found
-        say(
-            f"== scanned {scanned} files in 3 data directories for every name and number: "
-            f"{'found in ' + ', '.join(hits) if hits else 'none found'}"
-        )
-        say(json.dumps({"ok": not hits}))
-        return 0 if not hits else 1
-    except (TimeoutError, RuntimeError) as exc:
-        say(f"demo failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        for node in nodes.values():
-            await node.stop()
-        if keep:
-            say(f"(kept {root})")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    needles = [d[2].encode() for d in DATASET]
+    needles += [ch.split(":", 1)[1].encode() for d in DATASET for ch in d[5]]
+    clean = scan_all(nodes, needles, "every name and number")
+    say(json.dumps({"ok": clean}))
+    return 0 if clean else 1

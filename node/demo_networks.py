@@ -11,12 +11,10 @@ directory is then scanned for the guides' text. The organisations are fictional.
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
-from node.demo import NodeProcess, scan_for, wait_until
+from node.demo import NodeProcess, wait_until
+from node.demo_story import run_story, scan_all
 
 TEXTS = {
     "both": "Border crossing: what to carry, what to leave (Busia, Malaba)",
@@ -40,90 +38,70 @@ async def _publish(node: NodeProcess, root: Path, key: str, to: str) -> str:
 
 
 async def run_networks_demo(keep: bool = False) -> int:
-    root = Path(tempfile.mkdtemp(prefix="canopy-networks-"))
-    nodes = {
-        "A": NodeProcess(root, "A", "Haki Legal Aid (Nairobi)"),
-        "B": NodeProcess(root, "B", "Pwani Paralegals (Mombasa)"),
-        "C": NodeProcess(root, "C", "Amani Shelter (Kampala)"),
+    names = {
+        "A": "Haki Legal Aid (Nairobi)",
+        "B": "Pwani Paralegals (Mombasa)",
+        "C": "Amani Shelter (Kampala)",
     }
+    return await run_story("networks", "canopy-networks-", names, _story, keep=keep)
+
+
+async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
     a, b, c = nodes.values()
     say = print
-    try:
-        say(f"== Canopy networks demo in {root}")
-        for node in nodes.values():
-            await node.init()
-            await node.start()
-        _, code, _ = await a.cli("invite", "--address", a.address)
-        await b.cli("accept", code.strip())
-        say("A and B share network 'default' (A's Kenyan network)")
-        peers_guide = await _publish(a, root, "peers", "peers")
-        say(f"A publishes {peers_guide[:12]} --to peers, while its only peer is B")
+    _, code, _ = await a.cli("invite", "--address", a.address)
+    await b.cli("accept", code.strip())
+    say("A and B share network 'default' (A's Kenyan network)")
+    peers_guide = await _publish(a, root, "peers", "peers")
+    say(f"A publishes {peers_guide[:12]} --to peers, while its only peer is B")
 
-        _, code, _ = await c.cli("invite", "--address", c.address)
-        _, out, _ = await a.cli("accept", code.strip(), "--network-name", "Uganda shelters")
-        say(f"$ canopy accept <C's invite> --network-name 'Uganda shelters'   (on A)\n{out}")
-        _, out, _ = await a.cli("networks")
-        say(f"$ canopy networks   (on A)\n{out}")
+    _, code, _ = await c.cli("invite", "--address", c.address)
+    _, out, _ = await a.cli("accept", code.strip(), "--network-name", "Uganda shelters")
+    say(f"$ canopy accept <C's invite> --network-name 'Uganda shelters'   (on A)\n{out}")
+    _, out, _ = await a.cli("networks")
+    say(f"$ canopy networks   (on A)\n{out}")
 
-        both = await _publish(a, root, "both", "network")
-        kenya = await _publish(a, root, "kenya", "network:default")
-        say(f"A publishes {both[:12]} --to network (both) and {kenya[:12]} --to network:default")
+    both = await _publish(a, root, "both", "network")
+    kenya = await _publish(a, root, "kenya", "network:default")
+    say(f"A publishes {both[:12]} --to network (both) and {kenya[:12]} --to network:default")
 
-        async def delivered() -> bool:
-            return await _titles(b) >= {TEXTS["both"], TEXTS["kenya"], TEXTS["peers"]} and (
-                await _titles(c) >= {TEXTS["both"], TEXTS["peers"]}
-            )
-
-        await wait_until("the guides to reach B and C", delivered)
-        for who, node in (("B", b), ("C", c)):
-            say(f"{who} reads: " + "; ".join(sorted(await _titles(node))))
-        code_c, _, err = await c.cli("show", kenya, check=False)
-        say(f"C never received the Kenya-only guide: {err.strip()}")
-        say("C, trusted after the --to peers guide, reads it: the peers circle grew\n")
-
-        await a.cli("circle", "create", "Border referrals")
-        for peer in (b, c):
-            await a.cli("circle", "add", "Border referrals", peer.node_id)
-        await _publish(a, root, "circle-before", "circle:Border referrals")
-        await wait_until(
-            "the circle's guide to reach B and C",
-            lambda: _both_read(b, c, TEXTS["circle-before"]),
+    async def delivered() -> bool:
+        return await _titles(b) >= {TEXTS["both"], TEXTS["kenya"], TEXTS["peers"]} and (
+            await _titles(c) >= {TEXTS["both"], TEXTS["peers"]}
         )
-        say("A's circle 'Border referrals' (A, B, C) reads the March list")
-        await a.cli("circle", "remove", "Border referrals", c.node_id)
-        after = await _publish(a, root, "circle-after", "circle:Border referrals")
 
-        async def b_reads_after() -> bool:
-            return TEXTS["circle-after"] in await _titles(b)
+    await wait_until("the guides to reach B and C", delivered)
+    for who, node in (("B", b), ("C", c)):
+        say(f"{who} reads: " + "; ".join(sorted(await _titles(node))))
+    code_c, _, err = await c.cli("show", kenya, check=False)
+    say(f"C never received the Kenya-only guide: {err.strip()}")
+    say("C, trusted after the --to peers guide, reads it: the peers circle grew\n")
 
-        await wait_until("B to read the April list", b_reads_after)
-        code_after, _, err = await c.cli("show", after, check=False)
-        say(f"C removed: B reads the April list; C does not: {err.strip()}")
-        _, out, _ = await c.cli("circle", "list")
-        say(f"$ canopy circle list   (on C)\n{out}")
+    await a.cli("circle", "create", "Border referrals")
+    for peer in (b, c):
+        await a.cli("circle", "add", "Border referrals", peer.node_id)
+    await _publish(a, root, "circle-before", "circle:Border referrals")
+    await wait_until(
+        "the circle's guide to reach B and C",
+        lambda: _both_read(b, c, TEXTS["circle-before"]),
+    )
+    say("A's circle 'Border referrals' (A, B, C) reads the March list")
+    await a.cli("circle", "remove", "Border referrals", c.node_id)
+    after = await _publish(a, root, "circle-after", "circle:Border referrals")
 
-        scanned, hits = 0, []
-        for node in nodes.values():
-            n, found = scan_for(node.data, [t.encode() for t in TEXTS.values()])
-            scanned += n
-            hits += found
-        say(
-            f"== scanned {scanned} files in 3 data directories for every guide's text: "
-            f"{'found in ' + ', '.join(hits) if hits else 'none found'}"
-        )
-        ok = not hits and code_c == 1 and code_after == 1
-        say(json.dumps({"ok": ok}))
-        return 0 if ok else 1
-    except (TimeoutError, RuntimeError) as exc:
-        say(f"demo failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        for node in nodes.values():
-            await node.stop()
-        if keep:
-            say(f"(kept {root})")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    async def b_reads_after() -> bool:
+        return TEXTS["circle-after"] in await _titles(b)
+
+    await wait_until("B to read the April list", b_reads_after)
+    code_after, _, err = await c.cli("show", after, check=False)
+    say(f"C removed: B reads the April list; C does not: {err.strip()}")
+    _, out, _ = await c.cli("circle", "list")
+    say(f"$ canopy circle list   (on C)\n{out}")
+
+    clean = scan_all(nodes, [t.encode() for t in TEXTS.values()], "every guide's text")
+    ok = clean and code_c == 1 and code_after == 1
+    say(json.dumps({"ok": ok}))
+    return 0 if ok else 1
 
 
 async def _both_read(b: NodeProcess, c: NodeProcess, title: str) -> bool:

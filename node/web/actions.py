@@ -35,11 +35,13 @@ class RunningNode(Protocol):
     advertise: tuple[str, ...]
     alerts: Alerts
     knowwho: Any
+    checkins: Any  # node/checkin_watch.py's CheckinWatch: plans watched, in memory
     library: Any
 
     async def peer_rows(self) -> list[dict[str, object]]: ...
     async def status(self) -> dict[str, object]: ...
     def _notify(self) -> None: ...
+    def _items_version(self) -> tuple[int, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from node.web import UI_PREFIX, actions, i18n, roles, routes_staff
+from node.web import UI_PREFIX, actions, i18n, response, roles, routes_staff
 from node.web.pages import (
     COOKIE_KEY,
     ENVIRONMENTS_KEY,
     HEADERS,
     HERE,
     NODE_KEY,
+    PENDING_KEY,
     SESSIONS_KEY,
     UI_APP_KEY,
     Handler,
@@ -171,19 +172,20 @@ async def _link(request: web.Request) -> web.Response:
 
 def mount(api_app: web.Application, node: actions.RunningNode) -> None:
     """Serve the web app under /ui/ on the local API app, and `canopy ui`'s link route."""
-    from node.web import routes_content, routes_knowwho, routes_node
+    from node.web import routes_content, routes_knowwho, routes_node, routes_response
 
     ui = web.Application(middlewares=[_guard])
     ui[SESSIONS_KEY] = Sessions()
     ui[COOKIE_KEY] = "canopy_" + secrets.token_hex(4)  # one node's cookie, not its neighbour's
     ui[ENVIRONMENTS_KEY] = {}
+    ui[PENDING_KEY] = response.Pending()
     ui[routes_staff.THROTTLE_KEY] = routes_staff.Throttle()
     ui.router.add_get("/signin", _signin)
     routes_staff.add_routes(ui.router)
     ui.router.add_post("/signout", _signout)
     ui.router.add_post("/lang", _set_lang)
     ui.router.add_static("/static/", HERE / "static")
-    for module in (routes_node, routes_content, routes_knowwho):
+    for module in (routes_node, routes_content, routes_knowwho, routes_response):
         module.add_routes(ui.router)
     api_app[NODE_KEY] = node
     api_app[UI_APP_KEY] = ui

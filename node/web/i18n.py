@@ -5,11 +5,11 @@ written the way each locale writes them."""
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_datetime
+from babel.dates import format_datetime, format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -66,6 +66,12 @@ class Formats:
             return "—"
         at = datetime.fromtimestamp(ms / 1000, UTC)
         return format_datetime(at, "medium", tzinfo=UTC, locale=self.locale) + " UTC"
+
+    def duration(self, ms: object) -> str:
+        """A length of time (an age, a target) as the locale says it: "2 hours"."""
+        if not isinstance(ms, int | float):
+            return "—"
+        return format_timedelta(timedelta(milliseconds=ms), threshold=1.5, locale=self.locale)
 
     def number(self, value: object) -> str:
         if not isinstance(value, int | float):

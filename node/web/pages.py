@@ -11,7 +11,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from node.web import actions, i18n, render, roles
+from node.web import actions, i18n, render, response, roles
 from node.web.sessions import Session, Sessions
 
 HERE = Path(__file__).parent
@@ -20,6 +20,7 @@ NODE_KEY = web.AppKey("node", object)
 COOKIE_KEY = web.AppKey("cookie", str)
 UI_APP_KEY = web.AppKey("ui_app", web.Application)
 ENVIRONMENTS_KEY = web.AppKey("environments", dict)  # lang -> jinja2.Environment, on first use
+PENDING_KEY = web.AppKey("pending", response.Pending)  # home's fold of help and acks
 
 CSP = "; ".join(
     (
@@ -67,6 +68,7 @@ def _environment(lang: str) -> jinja2.Environment:
     formats = i18n.Formats(lang)
     env.filters["when"] = formats.when
     env.filters["number"] = formats.number
+    env.filters["duration"] = formats.duration
     env.filters["peer"] = render.peer_text
     env.filters["markdown"] = render.markdown
     env.globals.update(lang=lang, rtl=formats.rtl, languages=i18n.NAMES)

@@ -2,7 +2,8 @@
 least role that may use it, checked by the guard middleware (node/web/app.py) before any
 handler runs, so a reader crafting a POST with a valid CSRF token still gets 403.
 
-Readers read and search; editors also publish, add contacts, vouch and send alerts;
+Readers read and search; editors also publish, add contacts, vouch, send alerts, check
+in, report on a missed check-in, ask for help, take a request on and acknowledge alerts;
 admins also manage peers, invites, users, distrust and the wipe. A POST route missing from
 the table needs an admin (closed by default). The operator, signed in with `canopy ui`'s
 one-time link on the node's own machine, is an admin.
@@ -23,6 +24,11 @@ NEEDS: dict[tuple[str, str], str] = {
     ("POST", "/ui/guides"): EDITOR,
     ("POST", "/ui/guides/{id}/withdraw"): EDITOR,
     ("POST", "/ui/alerts"): EDITOR,
+    ("POST", "/ui/alerts/{id}/ack"): EDITOR,
+    ("POST", "/ui/checkins"): EDITOR,
+    ("POST", "/ui/checkins/{defender}/{outcome}"): EDITOR,
+    ("POST", "/ui/help"): EDITOR,
+    ("POST", "/ui/help/{id}/{op}"): EDITOR,
     ("POST", "/ui/knowwho/contacts"): EDITOR,
     ("POST", "/ui/knowwho/vouch"): EDITOR,
     ("POST", "/ui/knowwho/introduce"): EDITOR,

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from node.web import UI_PREFIX, actions, i18n, render
+from node.web import UI_PREFIX, actions, i18n, render, response
 from node.web.pages import HEADERS, node_of, page, then
 from protocol import limits
 from protocol.errors import CanopyError
@@ -145,7 +145,12 @@ async def alerts(request: web.Request, *, error: str = "") -> web.StreamResponse
     return page(
         request,
         "alerts.html",
-        {"alerts": actions.alerts(node), "peers": await actions.peers(node), "error": error},
+        {
+            "alerts": actions.alerts(node),
+            "peers": await actions.peers(node),
+            "listed": await response.alert_rows(node),
+            "error": error,
+        },
         status=400 if error else 200,
     )
 
@@ -191,7 +196,9 @@ async def feed(request: web.Request) -> web.StreamResponse:
                     break  # the node is stopping
                 if not entry.get("readable"):
                     continue
-                shown = {k: entry.get(k) for k in ("id", "from", "text", "urgency", "created")}
+                shown = {
+                    k: entry.get(k) for k in ("id", "from", "text", "urgency", "created", "kind")
+                }
                 shown["when"] = formats.when(entry.get("created"))
                 await response.write(f"data: {json.dumps(shown)}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):

@@ -6,8 +6,8 @@ import segno
 from aiohttp import web
 from markupsafe import Markup
 
-from node.web import UI_PREFIX, actions
-from node.web.pages import HEADERS, node_of, page, session_of, then
+from node.web import UI_PREFIX, actions, response
+from node.web.pages import HEADERS, PENDING_KEY, node_of, page, session_of, then
 from protocol.errors import CanopyError
 
 
@@ -22,10 +22,12 @@ async def home(request: web.Request) -> web.StreamResponse:
         for r in await actions.introductions(node)
         if r["direction"] == "incoming" and r["status"] == "pending"
     ]
+    act = await response.needs_action(node, request.config_dict[PENDING_KEY])
     return page(
         request,
         "home.html",
         {
+            "act": act,
             "peers": peers,
             "alerts": actions.alerts(node),
             "due": due,

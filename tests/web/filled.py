@@ -31,6 +31,7 @@ class Filled:
     b: NodeProcess  # its connected peer
     guide_id: str
     enrol_url: str
+    request_id: str = ""  # B's help request to the circle A and B are in
 
 
 async def filled(nodes: Nodes, root: Path) -> Filled:
@@ -79,4 +80,35 @@ async def filled(nodes: Nodes, root: Path) -> Filled:
     guides = (await a.json("guides"))
     rows = guides["guides"] if isinstance(guides, dict) else guides
     guide_id = next(g["id"] for g in rows if g["title"] == "Phone hygiene at checkpoints")
-    return Filled(a, b, guide_id, enrol.splitlines()[0].strip())
+    request_id = await _rapid_response(a, b)
+    return Filled(a, b, guide_id, enrol.splitlines()[0].strip(), request_id)
+
+
+async def _rapid_response(a: NodeProcess, b: NodeProcess) -> str:
+    """A circle of A and B; a check-in plan each (A makes one and watches B's); B's help
+    request to the circle; an alert each asking for acknowledgement. The plans' intervals
+    are long: nothing is missed while the pages are looked at."""
+    circle = "Coast responders"
+    await a.cli("circle", "create", circle)
+    await a.cli("circle", "add", circle, b.node_id)
+
+    async def b_in_it() -> bool:
+        return bool((await b.json("circle", "list"))["circles"])
+
+    await wait_until("B in A's circle", b_in_it)
+    for node in (a, b):
+        await node.cli("checkin", "plan", "--every", "12h", "--grace", "2h", "--circle", circle)
+    text = "Two staff held at the Likoni ferry checkpoint since noon"
+    to = ("--to", f"circle:{circle}")
+    _, out, _ = await b.cli("help", "request", "--need", "legal", "--region", "KE", *to, text)
+    await a.cli("alert", "--ack", *to, "Police visit expected tomorrow: confirm you saw this")
+    await b.cli("alert", "--ack", *to, "Shelter moving tonight: confirm you can take two")
+
+    async def arrived() -> bool:
+        watched = (await a.json("checkin", "status"))["plans"]
+        asked = (await a.json("help", "list"))["requests"]
+        alerts = (await a.json("alerts"))["alerts"]
+        return len(watched) == 2 and len(asked) == 1 and len(alerts) >= 4
+
+    await wait_until("B's plan, request and alert at A", arrived)
+    return str(out.split()[0])

@@ -66,7 +66,9 @@ Visit = Callable[[Any, str, Filled], Awaitable[None]]
 
 def path(route: str) -> Visit:
     async def visit(tab: Any, base: str, node: Filled) -> None:
-        await tab.goto(base + route.format(guide=node.guide_id, peer=node.b.node_id))
+        await tab.goto(
+            base + route.format(guide=node.guide_id, peer=node.b.node_id, request=node.request_id)
+        )
 
     return visit
 
@@ -94,6 +96,9 @@ PAGES: dict[str, tuple[bool, Visit]] = {
     "know-who results": (True, path("/knowwho?search=1&text=&kind=lawyer&region=KE&network=1")),
     "know-who no results": (True, path("/knowwho?search=1&text=nobody-at-all")),
     "alerts": (True, path("/alerts")),
+    "check-ins": (True, path("/checkins")),
+    "help requests": (True, path("/help")),
+    "help request": (True, path("/help/{request}")),
     "peers": (True, path("/peers")),
     "invite": (True, invite),
     "peer": (True, path("/peers/{peer}")),
@@ -142,14 +147,14 @@ async def test_page_has_no_serious_accessibility_violation(
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     with REPORT.open("a") as out:  # the per-page result, for the closing note
         other = sorted(f"{v['id']}[{v['impact']}]" for v in result["violations"])
-        out.write(f"{name} ({lang}): {len(result['passes'])} rules passed;"
-                  f" violations: {', '.join(other) or 'none'}\n")
+        out.write(
+            f"{name} ({lang}): {len(result['passes'])} rules passed;"
+            f" violations: {', '.join(other) or 'none'}\n"
+        )
     assert not bad, "\n" + described(bad, name, lang)
 
 
-async def test_axe_check_catches_a_violation(
-    axe: Path, tabs: dict[tuple[str, bool], Any]
-) -> None:
+async def test_axe_check_catches_a_violation(axe: Path, tabs: dict[tuple[str, bool], Any]) -> None:
     # Negative control: the same injection and filter report a field without a label.
     tab = tabs[("en", True)]
     await tab.evaluate(

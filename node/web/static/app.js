@@ -15,7 +15,18 @@ function liveFeed(list) {
     const meta = document.createElement("span");
     meta.className = "meta";
     meta.textContent = alert.when + " · " + alert.from; // formatted by the server (Babel)
-    item.append(meta, " ", alert.text);
+    // A notice the node raised (a missed check-in, a help request): its kind named in the
+    // page's language (the words are the page's own, from the template), then its text.
+    const kind = typeof alert.kind === "string" ? alert.kind : "";
+    const label = list.dataset[kind] || (kind.startsWith("help") ? list.dataset.help : "");
+    if (label) {
+      const strong = document.createElement("strong");
+      strong.className = "notice";
+      strong.textContent = label;
+      item.append(meta, " ", strong, " ", alert.text);
+    } else {
+      item.append(meta, " ", alert.text);
+    }
     list.prepend(item);
     if (window.Notification && Notification.permission === "granted") {
       new Notification("Canopy", { body: alert.text });

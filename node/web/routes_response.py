@@ -1,0 +1,130 @@
+"""Rapid-response pages: check-ins (status of the plans made and watched, the "Check in"
+button, "Reached" / "Could not reach" on a missed one), help requests (the open list,
+overdue first; one request's history; ack, claim, resolve; the request form), and
+acknowledging an alert. Every action goes through node/web/response.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from node.web import UI_PREFIX, response
+from node.web.pages import node_of, page, then
+from protocol.errors import CanopyError
+
+
+async def checkins(request: web.Request, *, error: str = "") -> web.StreamResponse:
+    rows = await response.checkin_rows(node_of(request))
+    return page(
+        request,
+        "checkins.html",
+        {
+            "mine": [r for r in rows if r["mine"]],
+            "watched": [r for r in rows if not r["mine"]],
+            "error": error,
+        },
+        status=400 if error else 200,
+    )
+
+
+async def check_in(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    try:
+        await response.check_in(node_of(request), str(form.get("pin", "")))
+    except CanopyError as exc:
+        return await checkins(request, error=str(exc))
+    return then(request, f"{UI_PREFIX}checkins", "checked_in")
+
+
+async def report(request: web.Request) -> web.StreamResponse:
+    reached = request.match_info["outcome"] == "reached"
+    if request.match_info["outcome"] not in ("reached", "unreachable"):
+        raise web.HTTPNotFound()
+    try:
+        _, _, escalated = await response.report(
+            node_of(request), request.match_info["defender"], reached
+        )
+    except CanopyError as exc:
+        return await checkins(request, error=str(exc))
+    flash = "reached" if reached else ("escalated" if escalated else "unreachable")
+    return then(request, f"{UI_PREFIX}checkins", flash)
+
+
+async def help_list(
+    request: web.Request, *, error: str = "", draft: dict[str, str] | None = None
+) -> web.StreamResponse:
+    node = node_of(request)
+    return page(
+        request,
+        "help.html",
+        {
+            "requests": await response.help_rows(node),
+            "needs": response.needs(),
+            "circles": await response.circle_names(node),
+            "draft": draft or {},
+            "error": error,
+        },
+        status=400 if error else 200,
+    )
+
+
+async def help_one(request: web.Request, *, error: str = "") -> web.StreamResponse:
+    try:
+        row = await response.help_row(node_of(request), request.match_info["id"])
+    except CanopyError as exc:
+        if error:  # the request went away while a step was refused: say the step's error
+            return page(request, "error.html", {"message": error}, status=400)
+        return page(request, "error.html", {"message": str(exc)}, status=404)
+    return page(
+        request, "help_request.html", {"r": row, "error": error}, status=400 if error else 200
+    )
+
+
+async def ask(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    draft: dict[str, Any] = {k: str(form.get(k, "")) for k in ("need", "region", "to", "text")}
+    to = draft["to"]
+    try:
+        rid = await response.ask_for_help(
+            node_of(request),
+            need=draft["need"],
+            region=draft["region"],
+            to=to if to == "network" else f"circle:{to}",
+            text=draft["text"],
+        )
+    except CanopyError as exc:
+        return await help_list(request, error=str(exc), draft=draft)
+    return then(request, f"{UI_PREFIX}help/{rid}", "help_asked")
+
+
+async def help_step(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    ref, op = request.match_info["id"], request.match_info["op"]
+    if op not in response.STEPS:
+        raise web.HTTPNotFound()
+    try:
+        late = await response.help_step(node_of(request), ref, op, str(form.get("outcome", "")))
+    except CanopyError as exc:
+        return await help_one(request, error=str(exc))
+    flash = "claimed_late" if late else f"help_{op}"
+    return then(request, f"{UI_PREFIX}help/{ref}", flash)
+
+
+async def acknowledge(request: web.Request) -> web.StreamResponse:
+    try:
+        await response.acknowledge(node_of(request), request.match_info["id"])
+    except CanopyError as exc:
+        return page(request, "error.html", {"message": str(exc)}, status=400)
+    return then(request, f"{UI_PREFIX}alerts", "acknowledged")
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/checkins", checkins)
+    router.add_post("/checkins", check_in)
+    router.add_post("/checkins/{defender}/{outcome}", report)
+    router.add_get("/help", help_list)
+    router.add_post("/help", ask)
+    router.add_get("/help/{id}", help_one)
+    router.add_post("/help/{id}/{op}", help_step)
+    router.add_post("/alerts/{id}/ack", acknowledge)
