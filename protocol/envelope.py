@@ -16,6 +16,8 @@ from typing import NamedTuple
 import msgpack
 import nacl.bindings
 import nacl.exceptions
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _lib
 
 from protocol import labels, limits
 from protocol.content import check_content
@@ -331,13 +333,18 @@ def seal(
 
 def _try_slots(sealed: bytes, nonce: bytes, slot_key: bytes, body_at: int) -> bytes | None:
     """The content key from the first slot that `slot_key` opens (slots sit at HEADER_BYTES
-    up to body_at), or None."""
+    up to body_at), or None.
+
+    A reader tries many slots that do not open (every slot of every key it holds but the
+    one that fits): libsodium's crypto_secretbox_open_easy is called through PyNaCl's own
+    cffi module, which answers a failed trial with a status, not an exception built and
+    formatted by the binding (a third of the cost of a trial, measured)."""
+    out = _ffi.new("unsigned char[]", KEY_BYTES)
+    view = _ffi.from_buffer(sealed)
     for at in range(HEADER_BYTES, body_at, _SLOT):
-        try:
-            key: bytes = _secretbox_open(sealed[at : at + _SLOT], nonce, slot_key)
-        except nacl.exceptions.CryptoError:
-            continue
-        return key
+        if _lib.crypto_secretbox_open_easy(out, view + at, _SLOT, nonce, slot_key) == 0:
+            key: bytes = _ffi.buffer(out, KEY_BYTES)[:]
+            return key
     return None
 
 
@@ -482,7 +489,7 @@ def _open_with_ring(
         if content_key is not None:
             return content_key, way
     symmetric = chain(((NETWORK, k) for k in network_keys), ((CIRCLE, k) for k in ring))
-    cheap = limits.X25519_SLOT_TRIALS // ((body_at - HEADER_BYTES) // _SLOT)  # worth one X25519
+    cheap = limits.X25519_SLOT_TRIALS // (2 + (body_at - HEADER_BYTES) // _SLOT)  # one X25519
     for way in chain(islice(symmetric, cheap), ((OWN, b""),), symmetric):
         if way in tried:
             continue
