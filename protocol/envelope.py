@@ -397,7 +397,10 @@ def unseal(
     `network_key` may be the keys of every network this node is in (each one's slot tried).
 
     `network_first` tries the network slot before the (costlier) X25519 recipient slots:
-    same result, faster for bulk opening of network-scoped records.
+    same result, faster for bulk opening of network-scoped records. When `circle_keys` is
+    a `KeyRing` (protocol/keyring.py), its order is used instead: the ways that opened its
+    latest payloads, then as many network and circle keys as cost one X25519, then our own
+    slot, then the rest; the payloads that open, and what they open to, are the same.
 
     DecodeError if malformed, NotForUs if no slot opens, VerificationError if a slot opens
     but the body box does not.
