@@ -22,6 +22,7 @@ from protocol.circle import Change, Circle, History
 from protocol.envelope import open_record, seal_record
 from protocol.errors import CanopyError, LocalProtocolError, NotForUs, RemoteProtocolError
 from protocol.identity import NodeId
+from protocol.keyring import KeyRing
 from protocol.record import Kind, Record, Scope
 
 PEERS_CIRCLE = "peers"  # each author's implicit circle of its peers (node/peers_circle.py)
@@ -68,10 +69,11 @@ async def circles(local: Local) -> dict[bytes, Circle]:
     return out
 
 
-async def read_keys(local: Local) -> tuple[bytes, ...]:
-    """Every epoch key of every circle this node is in: what a reader tries last."""
+async def read_keys(local: Local) -> KeyRing:
+    """Every epoch key of every circle this node is in, as a `KeyRing` (a tuple that learns
+    which key opens the records being read, and tries it first next time)."""
     keys = [key for state in (await circles(local)).values() for key in state.read_keys]
-    return tuple(dict.fromkeys(keys))[: limits.MAX_CIRCLE_KEYS_TRIED]
+    return KeyRing(tuple(dict.fromkeys(keys))[: limits.MAX_CIRCLE_KEYS_TRIED])
 
 
 async def find(local: Local, ref: str) -> Circle:

@@ -21,9 +21,10 @@ from node.revocation import mark_revoked, revoked_ids
 from protocol import limits
 from protocol.attachment import tag_of
 from protocol.conversation import check_record
-from protocol.envelope import open_record
+from protocol.envelope import NetworkKeys, open_record
 from protocol.errors import NotForUs, RemoteProtocolError
 from protocol.identity import Identity, NodeId
+from protocol.keyring import KeyRing
 from protocol.lifecycle import Withdrawal, withdrawable
 from protocol.record import Kind, Record
 
@@ -31,16 +32,21 @@ log = logging.getLogger("canopy.node")
 
 
 def malformed_among(
-    datas: Sequence[bytes], identity: Identity, network_key: bytes
+    datas: Sequence[bytes],
+    identity: Identity,
+    network_key: NetworkKeys,
+    circle_keys: Sequence[bytes] = (),
 ) -> list[tuple[Record, RemoteProtocolError]]:
     """Of stored records (checked on ingest), those this node can open whose body or
     content is malformed (pure; may run in a worker thread). Records sealed to others are
-    not ours to judge."""
+    not ours to judge. The keys are tried as a `KeyRing` does: the way that opened the
+    last record first (a batch is mostly of one network or one circle)."""
+    ring = circle_keys if isinstance(circle_keys, KeyRing) else KeyRing(circle_keys)
     out: list[tuple[Record, RemoteProtocolError]] = []
     for data in datas:
-        record = Record.from_bytes(data)
+        record = Record.from_stored(data)  # its signature was checked before it was stored
         try:
-            open_record(record, identity, network_key)
+            open_record(record, identity, network_key, circle_keys=ring)
         except NotForUs:
             continue
         except RemoteProtocolError as exc:

@@ -403,9 +403,9 @@ class Node:
                 n = min(len(self._unchecked_guides), limits.GUIDE_CHECK_CHUNK)
                 ids = [self._unchecked_guides.popleft() for _ in range(n)]
                 datas = list((await self.local.store.get_records(ids)).values())
-                identity, network_key = self.local.identity, self.network_key
+                identity, network_keys = self.local.identity, self.network_keys
                 bad = await loop.run_in_executor(
-                    None, malformed_among, datas, identity, network_key
+                    None, malformed_among, datas, identity, network_keys, self.book.circle_keys
                 )
                 for record, error in bad:
                     await self.book.penalise(record.author, error, reason="content_malformed")

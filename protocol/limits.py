@@ -243,6 +243,8 @@ MAX_CIRCLE_MEMBERS = 512  # a membership record is sealed to every member: withi
 MAX_CIRCLE_EPOCHS = 4096  # keys one membership record may carry (one per epoch, 36 bytes)
 MAX_CIRCLE_SEQ = 2**32 - 1  # membership changes of one circle
 MAX_CIRCLE_KEYS_TRIED = 4096  # circle keys a node tries on one sealed payload
+RECENT_OPENERS = 3  # ways (slot, network, circle key) a KeyRing tries first: the latest that opened
+X25519_SLOT_TRIALS = 30  # failed slot trials that cost one X25519 (a key derivation: ~2 trials)
 assert MAX_CIRCLE_MEMBERS < MAX_RECIPIENT_SLOTS
 
 # Several networks per node (docs/spec/45-networks.md): each one costs an HMAC on every
