@@ -87,19 +87,29 @@ async def run(megabytes: float = 100.0, timeout: float = 600.0) -> Result:
         await a.start()
         await b.start()
         running = max(a.running_at, b.running_at)
+        cpu_a, cpu_b = a.cpu_s(), b.cpu_s()
+
+        first: list[float] = []  # when B was first seen holding a chunk
 
         async def held() -> bool:
             records = (await b.status())["records"]
+            if not first and records.get("chunk", 0):
+                first.append(time.monotonic())
             return bool(records.get("chunk", 0) >= chunks and records.get("guide", 0) >= 1)
 
         done = await wait_for(f"B to hold {chunks} chunks", held, timeout, 0.05)
         elapsed = done - running
+        cpu_a, cpu_b = a.cpu_s() - cpu_a, b.cpu_s() - cpu_b  # the load on the machine aside
+        first_at = (first[0] if first else done) - running
         rate = size / MB / elapsed
         res.add("megabytes", "attachment size", size / MB, "MB", fmt="{:,.1f}")
         res.add("chunks", "chunk records", chunks, "", fmt="{:,.0f}")
         res.add("sealing_s", "A: publish (read, seal, store every chunk)", sealing, "s")
         res.add("seconds", "A to B, from both running to all held", elapsed, "s")
+        res.add("first_chunk_s", "of which: until B held a first chunk", first_at, "s")
         res.add("node_mb_per_s", "node transfer rate", rate, "MB/s", target=30.0, goal=">=")
+        res.add("cpu_a_s", "A: CPU seconds meanwhile (all threads)", cpu_a, "s")
+        res.add("cpu_b_s", "B: CPU seconds meanwhile (all threads)", cpu_b, "s")
         res.add("ceiling_mb_per_s", "ceiling: box-stream + SecretBox (1 process)", ceiling, "MB/s")
         res.add(
             "ratio_to_ceiling",
