@@ -130,7 +130,9 @@ SYNC_WRITE_INTERVAL_S = 30.0  # a peer's last_sync is written to the store at mo
 MAX_SOURCE_RECORDS = 200_000  # records stored from one peer since the node started
 MAX_SOURCE_BYTES = 1_073_741_824  # their encoded bytes (1 GiB)
 MAX_UNKNOWN_AUTHOR_RECORDS = 1000  # stored records of an author neither us nor a trusted peer
-MAX_UNKNOWN_AUTHOR_BYTES = 16_777_216  # their encoded bytes (16 MiB)
+MAX_UNKNOWN_AUTHOR_BYTES = 16_777_216  # their encoded bytes (16 MiB), attachment chunks apart
+MAX_UNKNOWN_AUTHOR_CHUNKS = MAX_ATTACHMENT_CHUNKS  # chunk records of such an author: one largest
+MAX_UNKNOWN_AUTHOR_CHUNK_BYTES = MAX_ATTACHMENT_BYTES + MAX_ATTACHMENT_CHUNKS * 1024  # attachment
 WARNING_INTERVAL_S = 10.0  # at most one warning line per peer per interval (others counted)
 
 # Connections and caches (docs/spec/60-...).
