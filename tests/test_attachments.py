@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 from pathlib import Path
 
@@ -147,7 +148,7 @@ async def test_a_40_mb_attachment_passes_a_relay_that_trusts_neither_its_author_
     nodes = (a, b, r, c, d)
     for node in nodes:
         await node.start()
-    for left, right in zip(nodes, nodes[1:], strict=False):
+    for left, right in itertools.pairwise(nodes):
         await link(left, right)
     await wait_until(
         "the chain linked",
