@@ -24,7 +24,7 @@ from aiohttp.client import ClientWebSocketResponse
 
 from protocol import conversation as cv
 from protocol import limits
-from protocol.boxstream import BoxStreamDecoder, BoxStreamEncoder, StreamEnd
+from protocol.boxstream import BoxStreamDecoder, BoxStreamEncoder
 from protocol.errors import DecodeError, QuotaExceeded, RemoteProtocolError
 from protocol.handshake import SessionKeys
 from protocol.identity import NodeId
@@ -189,6 +189,14 @@ class PeerConnection:
     def queued(self) -> int:
         return self._queued
 
+    async def _encode(self, data: bytes) -> bytes:
+        """Box-stream frames for `data`; a bulk message (attachment chunks) is encrypted on
+        a worker thread (libsodium releases the GIL), so the loop reads and stores meanwhile.
+        Only the writer encodes, so frames still leave in nonce order."""
+        if len(data) < limits.OFFLOAD_CRYPTO_BYTES:
+            return self._encoder.encode(data)
+        return await asyncio.get_running_loop().run_in_executor(None, self._encoder.encode, data)
+
     async def _write_loop(self) -> None:
         while True:
             await self._wake_writer.wait()
@@ -196,11 +204,14 @@ class PeerConnection:
             while self._urgent or self._normal:
                 data = self._urgent.popleft() if self._urgent else self._normal.popleft()
                 self._queued -= len(data)
-                frames = self._encoder.encode(data)
-                for start in range(0, len(frames), limits.WS_CHUNK):
-                    chunk = frames[start : start + limits.WS_CHUNK]
-                    await self.ws.send_bytes(chunk)
-                    self.bytes_sent += len(chunk)
+                # A piece at a time: a bulk message never sits here twice over, in clear
+                # and in frames (pieces are whole bodies, so the frames are the same).
+                for at in range(0, len(data), limits.ENCODE_PIECE_BYTES):
+                    frames = await self._encode(data[at : at + limits.ENCODE_PIECE_BYTES])
+                    for start in range(0, len(frames), limits.WS_CHUNK):
+                        chunk = frames[start : start + limits.WS_CHUNK]
+                        await self.ws.send_bytes(chunk)
+                        self.bytes_sent += len(chunk)
                 if self._queued <= limits.SERVE_BACKLOG:
                     self._drained.set()
             self._drained.set()
@@ -354,14 +365,19 @@ class PeerConnection:
     async def _drain_decoder(self) -> bool:
         """Feed every complete frame to the conversation; False once the peer's goodbye
         arrived or we cut it off meanwhile (nothing more of its batch is processed)."""
-        while True:
-            event = self._decoder.next_event()
-            if event is None:
-                return True
-            if isinstance(event, StreamEnd) or self.closing:
-                return False
+        # Every complete frame at once (a bulk transfer is ~16 bodies a WebSocket message):
+        # the conversation reassembles messages across them.
+        decoder = self._decoder
+        if decoder.buffered < limits.OFFLOAD_CRYPTO_BYTES:
+            data, ended = decoder.next_bodies()
+        else:  # on a worker thread, like `_encode`; only this loop touches the decoder
+            data, ended = await asyncio.get_running_loop().run_in_executor(
+                None, decoder.next_bodies
+            )
+        if data and not self.closing:
             self._items_may_have_changed()
-            await self._act(self.conversation.receive(event, time.monotonic()))
+            await self._act(self.conversation.receive(data, time.monotonic()))
+        return not ended and not self.closing
 
     async def _throttle(self, wait: float) -> None:
         wait = max(wait, self.throttled_s)
@@ -384,6 +400,7 @@ class PeerConnection:
                 datas = [d for e in batch for d in e.records]
                 ids = [i for e in batch for i in e.ids]
                 good, errors = await self.host.check(self, datas, ids)
+                self._refund_asked(batch, good)
                 if self._storing is not None:
                     await self._storing
                 self._storing = asyncio.create_task(self._store(good, errors, len(batch)))
@@ -393,6 +410,16 @@ class PeerConnection:
             if storing is not None and not storing.done():
                 with contextlib.suppress(Exception):
                     await asyncio.shield(storing)
+
+    def _refund_asked(self, batch: Sequence[cv.CheckRecords], good: Sequence[Record]) -> None:
+        """Bytes of records we asked for that passed their checks go back to the bytes-read
+        bucket (docs/SPEC.md, "Quotas"): it bounds what a peer sends unasked or malformed;
+        our own wants bound the rest, so a large attachment is not read at the bucket's
+        rate."""
+        asked = {rid for e in batch for rid, s in zip(e.ids, e.solicited, strict=True) if s}
+        if asked:
+            size = sum(len(r.to_bytes()) for r in good if r.id in asked)
+            self._bytes_in.refund(size, time.monotonic())
 
     async def _ingest(self, batch: list[cv.CheckRecords]) -> None:
         """Check and store at once (a push), outside the pipeline."""

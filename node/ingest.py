@@ -57,9 +57,14 @@ def malformed_among(
 async def check_parallel(
     datas: Sequence[bytes], ids: Sequence[bytes], now: int, sender: NodeId
 ) -> list[Record | RemoteProtocolError]:
-    """Verify on two worker threads when the batch is large (libsodium releases the GIL)."""
+    """Verify on two worker threads when the batch is large (libsodium releases the GIL),
+    in count or in bytes (attachment chunks: hashing them must not hold up the loop)."""
     if len(datas) <= limits.PARALLEL_VERIFY_OVER:
-        return check_records(datas, now, sender, ids)
+        if sum(map(len, datas)) <= limits.PARALLEL_VERIFY_BYTES:
+            return check_records(datas, now, sender, ids)
+        if len(datas) == 1:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, check_records, datas, now, sender, ids)
     loop = asyncio.get_running_loop()
     half = (len(datas) + 1) // 2
     first, second = await asyncio.gather(

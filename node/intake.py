@@ -20,6 +20,8 @@ from protocol.errors import DecodeError, RemoteProtocolError, VerificationError
 from protocol.identity import NodeId
 from protocol.record import Kind, Record
 
+_RECORD_BOUNDS = (limits.MAX_UNKNOWN_AUTHOR_RECORDS, limits.MAX_UNKNOWN_AUTHOR_BYTES)
+_CHUNK_BOUNDS = (limits.MAX_UNKNOWN_AUTHOR_CHUNKS, limits.MAX_UNKNOWN_AUTHOR_CHUNK_BYTES)
 _OVER_SOURCE = "reached its storage cap (sync.max_source_records): %d record(s) refused"
 _OVER_AUTHOR = "relayed records of an unknown author over its storage cap: %d refused"
 
@@ -91,14 +93,17 @@ class Intake:
     async def within_caps(self, records: Sequence[Record], source: NodeId) -> list[Record]:
         """The records we still have room for from `source`: at most max_source_records
         (and MAX_SOURCE_BYTES) stored from one peer, and at most MAX_UNKNOWN_AUTHOR_RECORDS
-        (and _BYTES) held of an author that is neither us nor a trusted peer. Revocations
-        always have room. The rest is refused, counted, and found again by a later round."""
+        (and _BYTES) held of an author that is neither us nor a trusted peer, its attachment
+        chunks apart (MAX_UNKNOWN_AUTHOR_CHUNKS and _CHUNK_BYTES). Revocations always have
+        room. The rest is refused, counted, and found again by a later round."""
         usage = self._source_usage.get(source, [0, 0])
         n, size = usage[0], usage[1]
         trusted = self._trusted()
         unknown = {r.author.raw for r in records if r.author != self.us and r.author not in trusted}
-        held = await self.store.author_usage(sorted(unknown)) if unknown else {}
-        authors = {a: list(held.get(a, (0, 0))) for a in unknown}
+        chunk_authors = {r.author.raw for r in records if r.kind is Kind.CHUNK} & unknown
+        other_authors = {r.author.raw for r in records if r.kind is not Kind.CHUNK} & unknown
+        authors = await self._unknown_usage(other_authors, chunks=False)
+        chunk_usage = await self._unknown_usage(chunk_authors, chunks=True)
         keep: list[Record] = []
         over_source = over_author = 0
         for record in records:
@@ -109,12 +114,14 @@ class Intake:
             if n + 1 > self.max_source_records or size + length > limits.MAX_SOURCE_BYTES:
                 over_source += 1
                 continue
-            author = authors.get(record.author.raw)
+            if record.kind is Kind.CHUNK:
+                author = chunk_usage.get(record.author.raw)
+                most, most_bytes = _CHUNK_BOUNDS
+            else:
+                author = authors.get(record.author.raw)
+                most, most_bytes = _RECORD_BOUNDS
             if author is not None:
-                if (
-                    author[0] + 1 > limits.MAX_UNKNOWN_AUTHOR_RECORDS
-                    or author[1] + length > limits.MAX_UNKNOWN_AUTHOR_BYTES
-                ):
+                if author[0] + 1 > most or author[1] + length > most_bytes:
                     over_author += 1
                     continue
                 author[0] += 1
@@ -130,6 +137,14 @@ class Intake:
                 self.book.count(reason, over)
                 self.book.warn(source, message, over)
         return keep
+
+    async def _unknown_usage(self, authors: set[bytes], *, chunks: bool) -> dict[bytes, list[int]]:
+        """[records, bytes] held of each unknown author: their attachment chunks, which have
+        a bound of their own (one largest attachment, docs/spec/60), or all their others."""
+        if not authors:
+            return {}
+        held = await self.store.author_usage(sorted(authors), chunks=chunks)
+        return {a: list(held.get(a, (0, 0))) for a in authors}
 
     def stored_from(self, source: NodeId, fresh: Sequence[Record]) -> None:
         """Count what was stored from `source` against its caps."""

@@ -474,16 +474,20 @@ class Store:
                 out.update(i for i, author in chunk if i in ids and (i, self.tag(author)) in found)
         return out
 
-    async def author_usage(self, authors: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:
+    async def author_usage(
+        self, authors: Sequence[bytes], *, chunks: bool | None = None
+    ) -> dict[bytes, tuple[int, int]]:
         """Per author (of those given): how many records of theirs are stored, and their
-        encoded size (the sealed rows' length less the sealing overhead)."""
+        encoded size (the sealed rows' length less the sealing overhead). `chunks`: True
+        counts only their attachment chunks, False all but those, None everything."""
         out: dict[bytes, tuple[int, int]] = {}
         by_tag = {self.tag(a): a for a in authors}
         tags = list(by_tag)
+        kinds = {None: "", True: " AND kind = 'chunk'", False: " AND kind != 'chunk'"}[chunks]
         for chunk, marks in _in_chunks(tags):
             sql = (
                 "SELECT author_tag, COUNT(*), COALESCE(SUM(length(data)), 0) FROM records"
-                f" WHERE author_tag IN ({marks}) GROUP BY author_tag"
+                f" WHERE author_tag IN ({marks}){kinds} GROUP BY author_tag"
             )
             async with self._db.execute(sql, chunk) as cur:
                 for tag, n, size in await cur.fetchall():

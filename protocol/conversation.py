@@ -510,7 +510,7 @@ class Conversation:
         events: list[ConversationEvent] = []
         if out:
             self.record_bytes_sent += sum(map(len, out))
-            events.append(self._send(self.session.records(out), records=sent))
+            events.append(self._send(self.session.records(out, sent), records=sent))
         if missing:
             events.append(self._send(self.session.missing(missing)))
         return events + self._next_lookup() + self._maybe_settle()
@@ -553,7 +553,8 @@ class Conversation:
                 out = [r.to_bytes() for r in group]
                 self.record_bytes_sent += sum(map(len, out))
                 ids = tuple(r.id for r in group)
-                events.append(self._send(self.session.records(out), urgent=urgent, records=ids))
+                data = self.session.records(out, ids)
+                events.append(self._send(data, urgent=urgent, records=ids))
         if offered:
             events.append(self._send(self.session.have(offered)))
         return events

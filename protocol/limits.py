@@ -131,7 +131,9 @@ SYNC_WRITE_INTERVAL_S = 30.0  # a peer's last_sync is written to the store at mo
 MAX_SOURCE_RECORDS = 200_000  # records stored from one peer since the node started
 MAX_SOURCE_BYTES = 1_073_741_824  # their encoded bytes (1 GiB)
 MAX_UNKNOWN_AUTHOR_RECORDS = 1000  # stored records of an author neither us nor a trusted peer
-MAX_UNKNOWN_AUTHOR_BYTES = 16_777_216  # their encoded bytes (16 MiB)
+MAX_UNKNOWN_AUTHOR_BYTES = 16_777_216  # their encoded bytes (16 MiB), attachment chunks apart
+MAX_UNKNOWN_AUTHOR_CHUNKS = MAX_ATTACHMENT_CHUNKS  # chunk records of such an author: one largest
+MAX_UNKNOWN_AUTHOR_CHUNK_BYTES = MAX_ATTACHMENT_BYTES + MAX_ATTACHMENT_CHUNKS * 1024  # attachment
 WARNING_INTERVAL_S = 10.0  # at most one warning line per peer per interval (others counted)
 
 # Connections and caches (docs/spec/60-...).
@@ -188,6 +190,8 @@ MAX_INTROS_OPEN = 64  # introduction requests one peer may have waiting for our 
 # Node resources: how much one node buffers, batches and remembers (docs/spec/00-conventions.md,
 # "Node resources"). Local choices, not on the wire: changing one changes no byte a peer sees.
 WS_CHUNK = 65536  # box-stream bytes per WebSocket message: well under proxy limits
+OFFLOAD_CRYPTO_BYTES = 65536  # box-stream bytes encoded or decoded on a worker thread, at least
+ENCODE_PIECE_BYTES = 256 * BOXSTREAM_MAX_BODY  # plaintext box-stream encodes at once (1 MiB)
 SERVE_BACKLOG = 8 * 1024 * 1024  # queued plaintext before we stop reading more records to send
 ATTACHMENT_STORE_BATCH = 16  # chunk records an author's node stores per transaction (4 MiB)
 SERVE_LOOKUP_BYTES = 8 * 1024 * 1024  # record bytes read for one LookUp (the rest: the next)
@@ -195,6 +199,7 @@ PUSH_DROP_BACKLOG = 64 * 1024 * 1024  # past this, pushes are dropped; the next 
 INGEST_QUEUE = 8  # received Records messages waiting for verification and storage
 INGEST_COALESCE = 4096  # records verified, then stored, as one batch at most
 PARALLEL_VERIFY_OVER = 16  # batches larger than this are verified on worker threads
+PARALLEL_VERIFY_BYTES = 262_144  # ... and batches of more bytes than this (attachment chunks)
 GUIDE_CHECK_CHUNK = 256  # guides opened per trip to a worker thread after they are stored
 GUIDE_CHECK_IDLE_S = 0.5  # while records are being ingested, guide checks wait this long
 BUNDLE_CHUNK = 500  # bundle records checked and stored per transaction (and per progress step)

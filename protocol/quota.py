@@ -45,3 +45,8 @@ class TokenBucket:
         self._refill(now)
         self.tokens -= amount
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    def refund(self, amount: float, now: float) -> None:
+        """Give back `amount` taken earlier (never above `burst`)."""
+        self._refill(now)
+        self.tokens = min(self.burst, self.tokens + max(0.0, amount))

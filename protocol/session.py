@@ -224,10 +224,13 @@ class SyncSession:
         self._known.update(fresh)  # the peer will hold them, from us or another: no push
         return _chunked(Have, fresh)
 
-    def records(self, records: Sequence[bytes]) -> bytes:
-        """Send record bytes (answers or pushes); they are never pushed to this peer again."""
+    def records(self, records: Sequence[bytes], ids: Sequence[bytes] | None = None) -> bytes:
+        """Send record bytes (answers or pushes); they are never pushed to this peer again.
+        `ids`: the record_id of each, when the caller knows them (saves hashing them)."""
         self._require_usable()
-        self._known.update(record_id(r) for r in records)
+        if ids is None or len(ids) != len(records):
+            ids = [record_id(r) for r in records]
+        self._known.update(ids)
         return b"".join(encode_message(m) for m in split_records(records))
 
     def query(self, query_id: bytes, depth: int, filter: Filter) -> bytes:

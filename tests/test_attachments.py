@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 from pathlib import Path
 
@@ -128,6 +129,59 @@ async def test_attachment_through_a_relay_that_cannot_read_it(net: Net, tmp_path
         await node.stop()
     scanned, hits = scan_for(tmp_path, [PLAIN, PLAIN[:16]])
     assert scanned > 6 and hits == []
+
+
+@pytest.mark.timeout(480)  # five nodes and 40 MB over four hops on a loaded machine
+async def test_a_40_mb_attachment_passes_a_relay_that_trusts_neither_its_author_nor_reader(
+    net: Net, tmp_path: Path
+) -> None:
+    """A - B - R - C - D: R trusts only B and C, so A's records are of an unknown author
+    there, held within MAX_UNKNOWN_AUTHOR_BYTES (16 MiB); its attachment chunks have a bound
+    of their own (docs/spec/60, "Storage caps"), so 40 MB of them pass R to D intact."""
+    from protocol import limits
+
+    a = await net.node("A", "Alpha Legal")
+    b = await net.node("B", "Beta Rights")
+    r = await net.node("R", "Relay Hub")
+    c = await net.node("C", "Gamma Shelter")
+    d = await net.node("D", "Delta Clinic")
+    nodes = (a, b, r, c, d)
+    for node in nodes:
+        await node.start()
+    for left, right in itertools.pairwise(nodes):
+        await link(left, right)
+    await wait_until(
+        "the chain linked",
+        lambda: _all(*(connected(n, k) for n, k in zip(nodes, (1, 2, 2, 2, 1), strict=True))),
+        timeout=90,
+    )
+    folder = tmp_path / "src"
+    folder.mkdir()
+    archive = folder / "archive.bin"
+    size = 40_000_000
+    with archive.open("wb") as f:  # every 4 KiB holds the marker the scan looks for
+        for _ in range(size // 4_000_000):
+            f.write(distinctive(4_000_000))
+    assert size > limits.MAX_UNKNOWN_AUTHOR_BYTES
+    gid, _ = await publish_with(a, folder, d.node_id, [archive])
+    os.unlink(folder / "guide.md")
+
+    await wait_until("the attachment whole on D", lambda: complete(d, gid, 1), timeout=180)
+    saved = tmp_path / "saved.bin"
+    await d.cli("attachment", "save", gid, "archive.bin", "--out", str(saved))
+    assert digest(saved) == digest(archive)
+    saved.unlink()
+    archive.unlink()
+    status = await r.json("status")
+    chunks = -(-size // limits.ATTACHMENT_CHUNK_BYTES)
+    assert status["records"].get("chunk") == chunks  # every chunk held at the relay
+    assert not status["rejected"].get("quota_author_storage")
+    code, _, err = await r.cli("show", gid, check=False)
+    assert code == 1 and "cannot read" in err
+    for node in nodes:
+        await node.stop()
+    scanned, hits = scan_for(r.data, [PLAIN, PLAIN[:16]])
+    assert scanned > 2 and hits == []
 
 
 def gps_jpeg(path: Path) -> None:

@@ -266,3 +266,58 @@ def test_decoder_is_linear_in_buffered_bytes() -> None:
     elapsed = time.perf_counter() - started
     assert count == 20_000
     assert elapsed < 5.0, f"decoding 20k frames took {elapsed:.2f}s"
+
+
+@given(
+    sizes=st.lists(st.integers(1, 9000), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(1, 20_000), max_size=12),
+    mixed=st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_next_bodies_gives_the_same_bytes_as_next_event_under_any_chunking(
+    sizes: list[int], cuts: list[int], mixed: bool
+) -> None:
+    """The bulk path opens frames in place in the receive buffer: whatever the chunking,
+    and interleaved with next_event, it yields exactly the plaintext, then the goodbye."""
+    enc = BoxStreamEncoder(KEY, NONCE)
+    plain = b"".join(bytes([i % 251]) * n for i, n in enumerate(sizes))
+    wire = b"".join(enc.encode(bytes([i % 251]) * n) for i, n in enumerate(sizes))
+    wire += enc.goodbye()
+    dec = BoxStreamDecoder(KEY, NONCE)
+    got, ended, at = b"", False, 0
+    for cut in [*cuts, len(wire)]:
+        dec.receive_data(wire[at : at + cut])
+        at += cut
+        if mixed and not ended:
+            event = dec.next_event()
+            if isinstance(event, bytes):
+                got += event
+            ended = ended or isinstance(event, StreamEnd)
+        if not ended:
+            body, ended = dec.next_bodies()
+            got += body
+    assert ended and got == plain
+
+
+@given(index=st.integers(0, 20_000), mask=st.integers(1, 255))
+@settings(max_examples=80, deadline=None)
+def test_next_bodies_never_returns_a_byte_of_a_tampered_stream_past_the_damage(
+    index: int, mask: int
+) -> None:
+    enc = BoxStreamEncoder(KEY, NONCE)
+    plain = bytes(range(256)) * 60  # 15,360 bytes: four frames
+    wire = bytearray(enc.encode(plain) + enc.goodbye())
+    index %= len(wire)
+    wire[index] ^= mask
+    frame = index // (34 + 4096)  # the first frame the damage touches
+    dec = BoxStreamDecoder(KEY, NONCE)
+    got = b""
+    with pytest.raises(RemoteProtocolError):
+        for at in range(0, len(wire), 5000):
+            dec.receive_data(bytes(wire[at : at + 5000]))
+            body, ended = dec.next_bodies()
+            got += body
+            assert not ended
+    assert plain.startswith(got) and len(got) <= frame * 4096
+    with pytest.raises(LocalProtocolError):
+        dec.next_bodies()

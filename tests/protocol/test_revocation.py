@@ -121,3 +121,17 @@ def test_token_bucket_refills_at_its_rate_and_caps_at_burst() -> None:
     assert bucket.charge(10, 100.0) == 0.0  # refilled only up to the burst
     assert bucket.tokens == 10
     assert bucket.charge(30, 100.0) == pytest.approx(2.0)  # 20 in debt at 10/s
+
+
+def test_a_refund_repays_a_bytes_debt_and_never_lifts_a_bucket_above_its_burst() -> None:
+    """Asked-for record bytes go back to the bytes-read bucket (docs/spec/60, "Quotas"):
+    a peer answering our wants is not read at the bucket's rate, and a refund cannot bank
+    credit beyond the burst."""
+    bucket = TokenBucket.full(100.0, 1000.0, 0.0)
+    assert bucket.charge(3000.0, 0.0) == 20.0  # 2000 in debt: 20 s at 100/s
+    bucket.refund(3000.0, 0.0)
+    assert bucket.charge(1.0, 0.0) == 0.0
+    bucket.refund(10**9, 0.0)
+    assert bucket.tokens == 1000.0
+    bucket.refund(-50.0, 0.0)  # never a charge in disguise
+    assert bucket.tokens == 1000.0
