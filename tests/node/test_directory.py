@@ -330,9 +330,8 @@ def test_own_contacts_kept_by_the_index_match_a_pass_over_every_entry() -> None:
     for step in range(300):
         action = rng.random()
         if action < 0.45 or not keys:
-            author, uid = rng.choice(keys) if keys and rng.random() < 0.2 else (
-                rng.choice(authors), rng.randbytes(16)
-            )
+            again = keys and rng.random() < 0.2  # a second copy of a known contact
+            author, uid = rng.choice(keys) if again else (rng.choice(authors), rng.randbytes(16))
             keys.append((author, uid))
             contact = Contact(uid, Share.NETWORK, "lawyer", "KE", ("sw",), name="N", review=0)
             opened = Opened(rid(), Kind.CONTACT, author, Scope.NETWORK, 1, 2**40,
