@@ -148,19 +148,19 @@ async def guides(
                 "total": len(index.by_lesson)}  # fmt: skip
     prefer = list(node.config.languages)
     now = now_ms()
-    _, matched = index.lessons(dataclasses.replace(chosen, limit=1), now, prefer, 1)
+
+    def page_of(number: int) -> dict[str, Any]:
+        wanted = dataclasses.replace(chosen, limit=number * per)
+        return listing(index, wanted, now, prefer, peers, node.node_id, revoked,
+                       skip=(number - 1) * per)  # fmt: skip
+
+    number = max(number, 1)
+    result = page_of(number)  # one pass over the index gives the page and how many matched
+    matched = int(result["lessons"])
     pages = max(1, -(-matched // per))
-    number = min(max(number, 1), pages)
-    result = listing(
-        index,
-        dataclasses.replace(chosen, limit=number * per),
-        now,
-        prefer,
-        peers,
-        node.node_id,
-        revoked,
-        skip=(number - 1) * per,
-    )
+    if number > pages:  # asked past the last page: the last one (a second pass, rare)
+        number = pages
+        result = page_of(number)
     return {"rows": result["guides"], "matched": matched, "page": number, "pages": pages,
             "choices": choices, "error": "", "unreadable": index.unreadable,
             "total": len(index.by_lesson)}  # fmt: skip

@@ -24,12 +24,14 @@ from node.web.pages import (
     HERE,
     NODE_KEY,
     SESSIONS_KEY,
+    STATIC_CACHE,
     UI_APP_KEY,
     Handler,
     node_of,
     page,
     refused,
     session_of,
+    versioned,
 )
 from node.web.sessions import Session, Sessions
 
@@ -81,7 +83,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
     if not response.prepared:  # a stream (the live feed) set them before it started
         response.headers.update(HEADERS)
-        response.headers.setdefault("Cache-Control", "no-store")
+        cache = STATIC_CACHE if versioned(request.path, request.query.get("v")) else "no-store"
+        response.headers.setdefault("Cache-Control", cache)
     return response
 
 

@@ -4,6 +4,7 @@ rendering a template in the request's language with what the layout needs."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,34 @@ HEADERS = {
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+STATIC = "/ui/static/"
+# The stylesheet and script are named by their content (?v=...), so a browser may keep them
+# for good: a page load then waits for no second request, and a changed file is a new URL.
+STATIC_CACHE = "public, max-age=31536000, immutable"
+
+
+def _versions() -> dict[str, str]:
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        for path in sorted((HERE / "static").iterdir())
+        if path.is_file()
+    }
+
+
+VERSIONS = _versions()
+
+
+def asset(name: str) -> str:
+    """The URL of a static file, with its content's version."""
+    return f"{STATIC}{name}?v={VERSIONS[name]}"
+
+
+def versioned(path: str, version: str | None) -> bool:
+    """Whether `path` is a static file asked for by its current content's version (what may
+    be kept for good); anything else, a missing file included, is not."""
+    name = path.removeprefix(STATIC) if path.startswith(STATIC) else None
+    return name is not None and version is not None and VERSIONS.get(name) == version
+
 
 def node_of(request: web.Request) -> actions.RunningNode:
     node: actions.RunningNode = request.config_dict[NODE_KEY]  # type: ignore[assignment]
@@ -62,6 +91,8 @@ def _environment(lang: str) -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
         extensions=["jinja2.ext.i18n"],
+        auto_reload=False,  # compiled once per language: no stat of every template per page
+        cache_size=-1,
     )
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
     formats = i18n.Formats(lang)
@@ -69,7 +100,7 @@ def _environment(lang: str) -> jinja2.Environment:
     env.filters["number"] = formats.number
     env.filters["peer"] = render.peer_text
     env.filters["markdown"] = render.markdown
-    env.globals.update(lang=lang, rtl=formats.rtl, languages=i18n.NAMES)
+    env.globals.update(lang=lang, rtl=formats.rtl, languages=i18n.NAMES, asset=asset)
     return env
 
 
