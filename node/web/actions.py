@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -263,21 +264,25 @@ KIND_CHOICES = tuple(KINDS)
 SHARE_CHOICES = tuple(s.value for s in Share)
 
 
-def regions() -> list[tuple[str, str]]:
+@functools.cache  # the same for every page view: read from pycountry's tables once
+def regions() -> tuple[tuple[str, str], ...]:
     """(code, name) of every country, for the region field's suggestions: the contact
     rule (protocol/contact.py) still decides what is valid, subdivisions included."""
     import pycountry
 
-    return sorted(((c.alpha_2, c.name) for c in pycountry.countries), key=lambda x: x[1])
+    return tuple(sorted(((c.alpha_2, c.name) for c in pycountry.countries), key=lambda x: x[1]))
 
 
-def languages() -> list[tuple[str, str]]:
+@functools.cache
+def languages() -> tuple[tuple[str, str], ...]:
     """(code, name) of the languages with a two-letter code, for the languages field."""
     import pycountry
 
-    return sorted(
-        ((lang.alpha_2, lang.name) for lang in pycountry.languages if hasattr(lang, "alpha_2")),
-        key=lambda x: x[1],
+    return tuple(
+        sorted(
+            ((lang.alpha_2, lang.name) for lang in pycountry.languages if hasattr(lang, "alpha_2")),
+            key=lambda x: x[1],
+        )
     )
 
 

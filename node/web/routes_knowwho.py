@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.web import UI_PREFIX, actions
+from node.web import UI_PREFIX, actions, render
 from node.web.pages import node_of, page, then
 from protocol import limits
 from protocol.errors import CanopyError
@@ -43,8 +43,8 @@ async def knowwho(
             "search_error": search_error,
             "kinds": actions.KIND_CHOICES,
             "shares": actions.SHARE_CHOICES,
-            "region_choices": actions.regions(),
-            "language_choices": actions.languages(),
+            "datalists": render.datalist("regions", actions.regions())
+            + render.datalist("languages", actions.languages()),
             "due": await actions.review(node),
             "introductions": await actions.introductions(node),
             "error": error,
