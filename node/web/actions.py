@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from node.alerts import Alerts
     from node.config import Config
     from node.local import Local
+    from node.web.listings import GuideLists, Shelf
     from protocol.identity import NodeId
 
 
@@ -37,6 +38,9 @@ class RunningNode(Protocol):
     alerts: Alerts
     knowwho: Any
     library: Any
+    peers: Mapping[NodeId, Any]  # trusted peers, as the running node holds them
+    connections: Mapping[NodeId, object]
+    revoked: Mapping[NodeId, int]
 
     async def peer_rows(self) -> list[dict[str, object]]: ...
     async def status(self) -> dict[str, object]: ...
@@ -91,6 +95,18 @@ async def status(node: RunningNode) -> dict[str, object]:
     }
 
 
+def health(node: RunningNode) -> dict[str, object]:
+    """The two facts of `/v1/status` the home page warns about (our own key revoked, the
+    sync lag), read as status reads them but without the store's record counts: those
+    are a pass over every record, and the home page does not show them."""
+    from node.metrics import sync_lag_s
+
+    return {
+        "own_key_revoked": node.node_id in node.revoked,
+        "sync_lag_s": sync_lag_s(node.peers, node.connections, now_ms()),
+    }
+
+
 def alerts(node: RunningNode) -> list[dict[str, object]]:
     """The latest readable alerts, newest first (what `canopy alerts` / /v1/alerts hold)."""
     readable = [a for a in node.alerts.recent if a.get("readable")]
@@ -112,20 +128,51 @@ async def watch(node: RunningNode) -> AsyncIterator[asyncio.Queue[dict[str, obje
 
 
 async def guides(
-    node: RunningNode, wanted: Mapping[str, str], number: int, per: int
+    node: RunningNode,
+    wanted: Mapping[str, str],
+    number: int,
+    per: int,
+    kept: GuideLists | None = None,
 ) -> dict[str, Any]:
     """Page `number` (clamped to the pages there are) of the lessons that match the guide
     list's filters, from the running node's guide index (as `canopy guides` lists them),
-    with the choices its filters offer."""
+    with the choices its filters offer. `kept`: pages made before, given again while the
+    index and its readers' labels are as they were (node/web/listings.py)."""
+    library = node.library
+    await library.ready.wait()  # built in the background at start
+    index = library.index
+    peers, revoked = library.people()
+    now = now_ms()
+    people = (
+        frozenset((p.node_id.raw, p.label) for p in peers.values()),
+        frozenset(n.raw for n in revoked),
+    )
+    shelf = kept.shelf(index, people, now) if kept is not None else None
+    key = (tuple(sorted(wanted.items())), number, per)
+    found = shelf.get(key) if shelf is not None else None
+    if found is None:
+        found = _guides(node, index, peers, revoked, now, wanted, number, per, shelf)
+        if shelf is not None:
+            shelf.put(key, found)
+    return found
+
+
+def _guides(
+    node: RunningNode,
+    index: Any,
+    peers: Any,
+    revoked: Any,
+    now: int,
+    wanted: Mapping[str, str],
+    number: int,
+    per: int,
+    shelf: Shelf | None,
+) -> dict[str, Any]:
     import dataclasses
 
     from node.library import listing, wanted_of
     from protocol.identity import NodeId
 
-    library = node.library
-    await library.ready.wait()  # built in the background at start
-    index = library.index
-    peers, revoked = library.people()
     query = {
         "lang": wanted["lang"],
         "topic": wanted["topic"],
@@ -133,14 +180,18 @@ async def guides(
         "from": wanted["author"],
         "search": wanted["q"],
     }
-    labels = {p.node_id.raw: p.label for p in peers.values()}
-    labels[node.node_id.raw] = node.node_id.short
-    choices = {
-        "lang": sorted(lang for lang in index.by_lang if lang),
-        "region": sorted({e.region for e in index.entries.values() if e.region}),
-        "topic": sorted(t for t in index.by_topic if t),
-        "author": sorted(labels.get(a, NodeId(a).short) for a in index.by_author),
-    }
+    choices = shelf.choices if shelf is not None else None
+    if choices is None:  # the same for every page of one state of the index
+        labels = {p.node_id.raw: p.label for p in peers.values()}
+        labels[node.node_id.raw] = node.node_id.short
+        choices = {
+            "lang": sorted(lang for lang in index.by_lang if lang),
+            "region": sorted({e.region for e in index.entries.values() if e.region}),
+            "topic": sorted(t for t in index.by_topic if t),
+            "author": sorted(labels.get(a, NodeId(a).short) for a in index.by_author),
+        }
+        if shelf is not None:
+            shelf.choices = choices
     try:
         chosen = wanted_of(index, peers, query)
     except CanopyError as exc:  # an author nobody here knows, or a filter too long
@@ -148,7 +199,6 @@ async def guides(
                 "error": str(exc), "unreadable": index.unreadable,
                 "total": len(index.by_lesson)}  # fmt: skip
     prefer = list(node.config.languages)
-    now = now_ms()
 
     def page_of(number: int) -> dict[str, Any]:
         wanted = dataclasses.replace(chosen, limit=number * per)

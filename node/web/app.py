@@ -17,9 +17,11 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from node.web import UI_PREFIX, actions, i18n, roles, routes_staff
+from node.web.listings import GuideLists
 from node.web.pages import (
     COOKIE_KEY,
     ENVIRONMENTS_KEY,
+    GUIDE_LISTS_KEY,
     HEADERS,
     HERE,
     NODE_KEY,
@@ -180,6 +182,7 @@ def mount(api_app: web.Application, node: actions.RunningNode) -> None:
     ui[SESSIONS_KEY] = Sessions()
     ui[COOKIE_KEY] = "canopy_" + secrets.token_hex(4)  # one node's cookie, not its neighbour's
     ui[ENVIRONMENTS_KEY] = {}
+    ui[GUIDE_LISTS_KEY] = GuideLists()
     ui[routes_staff.THROTTLE_KEY] = routes_staff.Throttle()
     ui.router.add_get("/signin", _signin)
     routes_staff.add_routes(ui.router)

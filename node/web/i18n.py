@@ -17,10 +17,10 @@ from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
 from node.config import UI_LANGS
+from protocol import limits
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 RTL = frozenset({"ar"})
-FORMATS_CACHED = 4096  # dates and numbers each Formats keeps, written (a few hundred KB)
 NAMES = {"en": "English", "fr": "Français", "ar": "العربية"}  # each in its own language
 
 
@@ -60,13 +60,14 @@ class Formats:
     """Dates and numbers in one locale (UTC: the node and its reader may be far apart).
 
     Babel takes ~0.1 ms a date; a page shows dozens and the next view the same ones again,
-    so each instance keeps the last FORMATS_CACHED it wrote."""
+    so each instance keeps the last UI_FORMATS_KEPT it wrote."""
 
     def __init__(self, lang: str) -> None:
         self.locale = Locale.parse(lang)
         self.rtl = lang in RTL
-        self._when = functools.lru_cache(maxsize=FORMATS_CACHED, typed=True)(self._format_when)
-        self._number = functools.lru_cache(maxsize=FORMATS_CACHED, typed=True)(self._format_number)
+        kept = functools.lru_cache(maxsize=limits.UI_FORMATS_KEPT, typed=True)
+        self._when = kept(self._format_when)
+        self._number = kept(self._format_number)
 
     def when(self, ms: object) -> str:
         if not isinstance(ms, int | float) or not ms:

@@ -13,6 +13,7 @@ import jinja2
 from aiohttp import web
 
 from node.web import actions, i18n, render, roles
+from node.web.listings import GuideLists
 from node.web.sessions import Session, Sessions
 
 HERE = Path(__file__).parent
@@ -21,6 +22,7 @@ NODE_KEY = web.AppKey("node", object)
 COOKIE_KEY = web.AppKey("cookie", str)
 UI_APP_KEY = web.AppKey("ui_app", web.Application)
 ENVIRONMENTS_KEY = web.AppKey("environments", dict)  # lang -> jinja2.Environment, on first use
+GUIDE_LISTS_KEY = web.AppKey("guide_lists", GuideLists)  # guide-list pages kept made
 
 CSP = "; ".join(
     (

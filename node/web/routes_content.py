@@ -12,7 +12,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from node.web import UI_PREFIX, actions, i18n, render
-from node.web.pages import HEADERS, node_of, page, then
+from node.web.pages import GUIDE_LISTS_KEY, HEADERS, node_of, page, then
 from protocol import limits
 from protocol.errors import CanopyError
 
@@ -23,7 +23,8 @@ async def guides(request: web.Request) -> web.StreamResponse:
     wanted = {k: request.query.get(k, "").strip()[:200] for k in FILTERS}
     per = limits.UI_GUIDES_PER_PAGE
     asked = _page_number(request.query.get("page", ""), 10**6)
-    found = await actions.guides(node_of(request), wanted, asked, per)
+    kept = request.config_dict[GUIDE_LISTS_KEY]
+    found = await actions.guides(node_of(request), wanted, asked, per, kept)
     number, pages = found["page"], found["pages"]
     query = {k: v for k, v in wanted.items() if v}
     return page(
