@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from node.web import actions, i18n, render, roles
 from node.web.listings import GuideLists
@@ -126,12 +127,23 @@ def page(
         "me": actions.me(node_of(request)),
         "path": request.path,
     }
+    html = _environments(request).get_template(template).render(context)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def fragment(request: web.Request, template: str, context: dict[str, Any]) -> Markup:
+    """A part of a page in the request's language, from `context` alone (nothing of the
+    session): what a page may keep rendered and put into its template again."""
+    html = _environments(request).get_template(template).render(context)
+    return Markup(html)  # rendered by the autoescaping environment: safe as it is
+
+
+def _environments(request: web.Request) -> jinja2.Environment:
     environments: dict[str, jinja2.Environment] = request.config_dict[ENVIRONMENTS_KEY]
     lang = request["lang"]
     if lang not in environments:  # built on first use: a node start parses no catalogue
         environments[lang] = _environment(lang)
-    html = environments[lang].get_template(template).render(context)
-    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    return environments[lang]
 
 
 def then(request: web.Request, target: str, flash: str) -> web.StreamResponse:
