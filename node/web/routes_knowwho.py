@@ -4,6 +4,7 @@ queue; introductions (ask, approve, decline)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +34,8 @@ async def knowwho(
             result = await actions.query(node, network=network, **wanted)
         except CanopyError as exc:
             search_error = str(exc)
+    # Together: the store answers each in turn, without a round trip to the loop between.
+    due, introductions = await asyncio.gather(actions.review(node), actions.introductions(node))
     return page(
         request,
         "knowwho.html",
@@ -45,8 +48,8 @@ async def knowwho(
             "shares": actions.SHARE_CHOICES,
             "datalists": render.datalist("regions", actions.regions())
             + render.datalist("languages", actions.languages()),
-            "due": await actions.review(node),
-            "introductions": await actions.introductions(node),
+            "due": due,
+            "introductions": introductions,
             "error": error,
             "draft": draft or {**dict.fromkeys(CONTACT_FIELDS, ""), **BLANK_CONTACT},
         },
