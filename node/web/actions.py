@@ -56,7 +56,12 @@ class Me:
 
 
 def me(node: RunningNode) -> Me:
-    return Me(node.name, str(node.node_id), node.node_id.short, node.node_id.safety_code())
+    return _me(node.name, node.node_id)
+
+
+@functools.lru_cache(maxsize=8)  # every page shows it; the safety code is a hash (~0.1 ms)
+def _me(name: str, node_id: NodeId) -> Me:
+    return Me(name, str(node_id), node_id.short, node_id.safety_code())
 
 
 async def _changed(node: RunningNode) -> None:
