@@ -50,6 +50,10 @@ class ContactIndex:
     _vocab_dirty: bool = False
     _ranker: Ranker = field(init=False)
     _edges: list[tuple[bytes, bytes]] | None = None  # peer vouches, rebuilt when they change
+    # What the review queue starts from, kept as records come and go (see `own`): the
+    # contacts this node wrote, and the contacts it vouched for with those vouches' ids.
+    _own: set[bytes] = field(default_factory=set)
+    _own_vouched: dict[tuple[bytes, bytes], set[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ranker = Ranker(self)
@@ -92,6 +96,8 @@ class ContactIndex:
         contact = entry.contact
         self.entries[rid] = entry
         _post(self.by_key, (entry.author, contact.uid), rid)
+        if entry.author == self.me:
+            self._own.add(rid)
         # The same as _post, inline: an index build does this for every contact.
         ids = self.by_kind.get(contact.kind)
         if ids is None:
@@ -121,6 +127,8 @@ class ContactIndex:
         self.vouches[entry.rid] = entry
         if vouch.about is VouchAbout.CONTACT:
             key = (vouch.subject, vouch.uid)
+            if entry.voucher == self.me:
+                _post(self._own_vouched, key, entry.rid)
             held = self.contact_vouches.setdefault(key, {})
             held[entry.voucher] = max(held.get(entry.voucher, 0), entry.created)
             self._retrust(key)
@@ -135,6 +143,7 @@ class ContactIndex:
             if entry is not None:
                 removed += 1
                 _discard(self.by_key, entry.key, rid)
+                self._own.discard(rid)
                 _discard(self.by_kind, entry.contact.kind, rid)
                 _discard(self.by_country, entry.contact.region[:2], rid)
                 for lang in entry.contact.langs:
@@ -148,6 +157,7 @@ class ContactIndex:
                 removed += 1
                 if vouch.vouch.about is VouchAbout.CONTACT:
                     key = (vouch.vouch.subject, vouch.vouch.uid)
+                    _discard(self._own_vouched, key, rid)
                     self._recount(key)
                     self._retrust(key)
                 else:
@@ -168,6 +178,14 @@ class ContactIndex:
         """The vouches for `key` changed: its entries' scores are no longer bounded."""
         for rid in self.by_key.get(key, ()):
             self._ranker.changed(rid)
+
+    def own(self) -> list[Entry]:
+        """The contacts this node wrote or vouched for (what the review queue looks at),
+        without a pass over every entry: a page shows it on each view."""
+        rids = set(self._own)
+        for key in self._own_vouched:
+            rids.update(self.by_key.get(key, ()))
+        return [self.entries[rid] for rid in rids]
 
     def expired(self, now_ms: int) -> list[bytes]:
         return [r for r, e in self.entries.items() if e.expires <= now_ms] + [

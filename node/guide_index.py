@@ -148,6 +148,7 @@ class GuideIndex:
     unreadable: int = 0
     malformed: int = 0
     opened: int = 0  # records its build opened (the rest came from the sealed cache)
+    changes: int = 0  # puts and removes so far: what a kept listing page was made at
     # The word index is built on the first search (a listing without --search needs none).
     _by_token: dict[str, set[bytes]] | None = None
     _vocab: list[str] = field(default_factory=list)
@@ -158,6 +159,7 @@ class GuideIndex:
         rid = entry.rid
         if rid in self.entries:
             self.remove([rid])
+        self.changes += 1
         self.entries[rid] = entry
         # _post, inline: a build does this for every guide
         for index, key in (
@@ -188,6 +190,7 @@ class GuideIndex:
 
     def remove(self, ids: Iterable[bytes]) -> int:
         """Forget withdrawn, replaced or expired guides; returns how many were indexed."""
+        self.changes += 1
         removed = 0
         for rid in ids:
             entry = self.entries.pop(rid, None)

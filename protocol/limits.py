@@ -227,6 +227,8 @@ UI_MAX_SESSIONS = 32  # sessions kept in memory; the least recently used ends pa
 UI_MAX_FORM_BYTES = MAX_GUIDE_TEXT_BYTES + 65_536  # one form post, a whole guide included
 UI_GUIDES_PER_PAGE = 50  # guides one page of the web app's guide list shows
 UI_RECENT_ALERTS = 20  # alerts the home page and the feed show
+UI_GUIDE_PAGES_KEPT = 64  # guide-list pages (filters, page number) the web app keeps made
+UI_FORMATS_KEPT = 4096  # dates and numbers each locale keeps written (a few hundred KB)
 UI_FEED_KEEPALIVE_S = 15  # an idle live feed sends a comment this often (notices gone clients)
 
 # Staff of a community server (node/web/staff.py): named users, each enrolled by a link.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from node.alerts import Alerts
     from node.config import Config
     from node.local import Local
+    from node.web.listings import GuideLists, Shelf
     from protocol.identity import NodeId
 
 
@@ -37,6 +39,9 @@ class RunningNode(Protocol):
     knowwho: Any
     checkins: Any  # node/checkin_watch.py's CheckinWatch: plans watched, in memory
     library: Any
+    peers: Mapping[NodeId, Any]  # trusted peers, as the running node holds them
+    connections: Mapping[NodeId, object]
+    revoked: Mapping[NodeId, int]
 
     async def peer_rows(self) -> list[dict[str, object]]: ...
     async def status(self) -> dict[str, object]: ...
@@ -53,7 +58,12 @@ class Me:
 
 
 def me(node: RunningNode) -> Me:
-    return Me(node.name, str(node.node_id), node.node_id.short, node.node_id.safety_code())
+    return _me(node.name, node.node_id)
+
+
+@functools.lru_cache(maxsize=8)  # every page shows it; the safety code is a hash (~0.1 ms)
+def _me(name: str, node_id: NodeId) -> Me:
+    return Me(name, str(node_id), node_id.short, node_id.safety_code())
 
 
 async def _changed(node: RunningNode) -> None:
@@ -92,6 +102,18 @@ async def status(node: RunningNode) -> dict[str, object]:
     }
 
 
+def health(node: RunningNode) -> dict[str, object]:
+    """The two facts of `/v1/status` the home page warns about (our own key revoked, the
+    sync lag), read as status reads them but without the store's record counts: those
+    are a pass over every record, and the home page does not show them."""
+    from node.metrics import sync_lag_s
+
+    return {
+        "own_key_revoked": node.node_id in node.revoked,
+        "sync_lag_s": sync_lag_s(node.peers, node.connections, now_ms()),
+    }
+
+
 def alerts(node: RunningNode) -> list[dict[str, object]]:
     """The latest readable alerts, newest first (what `canopy alerts` / /v1/alerts hold)."""
     readable = [a for a in node.alerts.recent if a.get("readable")]
@@ -113,20 +135,51 @@ async def watch(node: RunningNode) -> AsyncIterator[asyncio.Queue[dict[str, obje
 
 
 async def guides(
-    node: RunningNode, wanted: Mapping[str, str], number: int, per: int
+    node: RunningNode,
+    wanted: Mapping[str, str],
+    number: int,
+    per: int,
+    kept: GuideLists | None = None,
 ) -> dict[str, Any]:
     """Page `number` (clamped to the pages there are) of the lessons that match the guide
     list's filters, from the running node's guide index (as `canopy guides` lists them),
-    with the choices its filters offer."""
+    with the choices its filters offer. `kept`: pages made before, given again while the
+    index and its readers' labels are as they were (node/web/listings.py)."""
+    library = node.library
+    await library.ready.wait()  # built in the background at start
+    index = library.index
+    peers, revoked = library.people()
+    now = now_ms()
+    people = (
+        frozenset((p.node_id.raw, p.label) for p in peers.values()),
+        frozenset(n.raw for n in revoked),
+    )
+    shelf = kept.shelf(index, people, now) if kept is not None else None
+    key = (tuple(sorted(wanted.items())), number, per)
+    found = shelf.get(key) if shelf is not None else None
+    if found is None:
+        found = _guides(node, index, peers, revoked, now, wanted, number, per, shelf)
+        if shelf is not None:
+            shelf.put(key, found)
+    return found
+
+
+def _guides(
+    node: RunningNode,
+    index: Any,
+    peers: Any,
+    revoked: Any,
+    now: int,
+    wanted: Mapping[str, str],
+    number: int,
+    per: int,
+    shelf: Shelf | None,
+) -> dict[str, Any]:
     import dataclasses
 
     from node.library import listing, wanted_of
     from protocol.identity import NodeId
 
-    library = node.library
-    await library.ready.wait()  # built in the background at start
-    index = library.index
-    peers, revoked = library.people()
     query = {
         "lang": wanted["lang"],
         "topic": wanted["topic"],
@@ -134,14 +187,18 @@ async def guides(
         "from": wanted["author"],
         "search": wanted["q"],
     }
-    labels = {p.node_id.raw: p.label for p in peers.values()}
-    labels[node.node_id.raw] = node.node_id.short
-    choices = {
-        "lang": sorted(lang for lang in index.by_lang if lang),
-        "region": sorted({e.region for e in index.entries.values() if e.region}),
-        "topic": sorted(t for t in index.by_topic if t),
-        "author": sorted(labels.get(a, NodeId(a).short) for a in index.by_author),
-    }
+    choices = shelf.choices if shelf is not None else None
+    if choices is None:  # the same for every page of one state of the index
+        labels = {p.node_id.raw: p.label for p in peers.values()}
+        labels[node.node_id.raw] = node.node_id.short
+        choices = {
+            "lang": sorted(lang for lang in index.by_lang if lang),
+            "region": sorted({e.region for e in index.entries.values() if e.region}),
+            "topic": sorted(t for t in index.by_topic if t),
+            "author": sorted(labels.get(a, NodeId(a).short) for a in index.by_author),
+        }
+        if shelf is not None:
+            shelf.choices = choices
     try:
         chosen = wanted_of(index, peers, query)
     except CanopyError as exc:  # an author nobody here knows, or a filter too long
@@ -149,20 +206,19 @@ async def guides(
                 "error": str(exc), "unreadable": index.unreadable,
                 "total": len(index.by_lesson)}  # fmt: skip
     prefer = list(node.config.languages)
-    now = now_ms()
-    _, matched = index.lessons(dataclasses.replace(chosen, limit=1), now, prefer, 1)
+
+    def page_of(number: int) -> dict[str, Any]:
+        wanted = dataclasses.replace(chosen, limit=number * per)
+        return listing(index, wanted, now, prefer, peers, node.node_id, revoked,
+                       skip=(number - 1) * per)  # fmt: skip
+
+    number = max(number, 1)
+    result = page_of(number)  # one pass over the index gives the page and how many matched
+    matched = int(result["lessons"])
     pages = max(1, -(-matched // per))
-    number = min(max(number, 1), pages)
-    result = listing(
-        index,
-        dataclasses.replace(chosen, limit=number * per),
-        now,
-        prefer,
-        peers,
-        node.node_id,
-        revoked,
-        skip=(number - 1) * per,
-    )
+    if number > pages:  # asked past the last page: the last one (a second pass, rare)
+        number = pages
+        result = page_of(number)
     return {"rows": result["guides"], "matched": matched, "page": number, "pages": pages,
             "choices": choices, "error": "", "unreadable": index.unreadable,
             "total": len(index.by_lesson)}  # fmt: skip
@@ -265,21 +321,25 @@ KIND_CHOICES = tuple(KINDS)
 SHARE_CHOICES = tuple(s.value for s in Share)
 
 
-def regions() -> list[tuple[str, str]]:
+@functools.cache  # the same for every page view: read from pycountry's tables once
+def regions() -> tuple[tuple[str, str], ...]:
     """(code, name) of every country, for the region field's suggestions: the contact
     rule (protocol/contact.py) still decides what is valid, subdivisions included."""
     import pycountry
 
-    return sorted(((c.alpha_2, c.name) for c in pycountry.countries), key=lambda x: x[1])
+    return tuple(sorted(((c.alpha_2, c.name) for c in pycountry.countries), key=lambda x: x[1]))
 
 
-def languages() -> list[tuple[str, str]]:
+@functools.cache
+def languages() -> tuple[tuple[str, str], ...]:
     """(code, name) of the languages with a two-letter code, for the languages field."""
     import pycountry
 
-    return sorted(
-        ((lang.alpha_2, lang.name) for lang in pycountry.languages if hasattr(lang, "alpha_2")),
-        key=lambda x: x[1],
+    return tuple(
+        sorted(
+            ((lang.alpha_2, lang.name) for lang in pycountry.languages if hasattr(lang, "alpha_2")),
+            key=lambda x: x[1],
+        )
     )
 
 

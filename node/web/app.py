@@ -17,20 +17,24 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from node.web import UI_PREFIX, actions, i18n, response, roles, routes_staff
+from node.web.listings import GuideLists
 from node.web.pages import (
     COOKIE_KEY,
     ENVIRONMENTS_KEY,
+    GUIDE_LISTS_KEY,
     HEADERS,
     HERE,
     NODE_KEY,
     PENDING_KEY,
     SESSIONS_KEY,
+    STATIC_CACHE,
     UI_APP_KEY,
     Handler,
     node_of,
     page,
     refused,
     session_of,
+    versioned,
 )
 from node.web.sessions import Session, Sessions
 
@@ -82,7 +86,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
     if not response.prepared:  # a stream (the live feed) set them before it started
         response.headers.update(HEADERS)
-        response.headers.setdefault("Cache-Control", "no-store")
+        cache = STATIC_CACHE if versioned(request.path, request.query.get("v")) else "no-store"
+        response.headers.setdefault("Cache-Control", cache)
     return response
 
 
@@ -179,6 +184,7 @@ def mount(api_app: web.Application, node: actions.RunningNode) -> None:
     ui[COOKIE_KEY] = "canopy_" + secrets.token_hex(4)  # one node's cookie, not its neighbour's
     ui[ENVIRONMENTS_KEY] = {}
     ui[PENDING_KEY] = response.Pending()
+    ui[GUIDE_LISTS_KEY] = GuideLists()
     ui[routes_staff.THROTTLE_KEY] = routes_staff.Throttle()
     ui.router.add_get("/signin", _signin)
     routes_staff.add_routes(ui.router)

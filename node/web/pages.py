@@ -4,14 +4,17 @@ rendering a template in the request's language with what the layout needs."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from node.web import actions, i18n, render, response, roles
+from node.web.listings import GuideLists
 from node.web.sessions import Session, Sessions
 
 HERE = Path(__file__).parent
@@ -21,6 +24,7 @@ COOKIE_KEY = web.AppKey("cookie", str)
 UI_APP_KEY = web.AppKey("ui_app", web.Application)
 ENVIRONMENTS_KEY = web.AppKey("environments", dict)  # lang -> jinja2.Environment, on first use
 PENDING_KEY = web.AppKey("pending", response.Pending)  # home's fold of help and acks
+GUIDE_LISTS_KEY = web.AppKey("guide_lists", GuideLists)  # guide-list pages kept made
 
 CSP = "; ".join(
     (
@@ -47,6 +51,34 @@ HEADERS = {
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+STATIC = "/ui/static/"
+# The stylesheet and script are named by their content (?v=...), so a browser may keep them
+# for good: a page load then waits for no second request, and a changed file is a new URL.
+STATIC_CACHE = "public, max-age=31536000, immutable"
+
+
+def _versions() -> dict[str, str]:
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        for path in sorted((HERE / "static").iterdir())
+        if path.is_file()
+    }
+
+
+VERSIONS = _versions()
+
+
+def asset(name: str) -> str:
+    """The URL of a static file, with its content's version."""
+    return f"{STATIC}{name}?v={VERSIONS[name]}"
+
+
+def versioned(path: str, version: str | None) -> bool:
+    """Whether `path` is a static file asked for by its current content's version (what may
+    be kept for good); anything else, a missing file included, is not."""
+    name = path.removeprefix(STATIC) if path.startswith(STATIC) else None
+    return name is not None and version is not None and VERSIONS.get(name) == version
+
 
 def node_of(request: web.Request) -> actions.RunningNode:
     node: actions.RunningNode = request.config_dict[NODE_KEY]  # type: ignore[assignment]
@@ -63,6 +95,8 @@ def _environment(lang: str) -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
         extensions=["jinja2.ext.i18n"],
+        auto_reload=False,  # compiled once per language: no stat of every template per page
+        cache_size=-1,
     )
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
     formats = i18n.Formats(lang)
@@ -71,7 +105,7 @@ def _environment(lang: str) -> jinja2.Environment:
     env.filters["duration"] = formats.duration
     env.filters["peer"] = render.peer_text
     env.filters["markdown"] = render.markdown
-    env.globals.update(lang=lang, rtl=formats.rtl, languages=i18n.NAMES)
+    env.globals.update(lang=lang, rtl=formats.rtl, languages=i18n.NAMES, asset=asset)
     return env
 
 
@@ -95,12 +129,23 @@ def page(
         "me": actions.me(node_of(request)),
         "path": request.path,
     }
+    html = _environments(request).get_template(template).render(context)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def fragment(request: web.Request, template: str, context: dict[str, Any]) -> Markup:
+    """A part of a page in the request's language, from `context` alone (nothing of the
+    session): what a page may keep rendered and put into its template again."""
+    html = _environments(request).get_template(template).render(context)
+    return Markup(html)  # rendered by the autoescaping environment: safe as it is
+
+
+def _environments(request: web.Request) -> jinja2.Environment:
     environments: dict[str, jinja2.Environment] = request.config_dict[ENVIRONMENTS_KEY]
     lang = request["lang"]
     if lang not in environments:  # built on first use: a node start parses no catalogue
         environments[lang] = _environment(lang)
-    html = environments[lang].get_template(template).render(context)
-    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    return environments[lang]
 
 
 def then(request: web.Request, target: str, flash: str) -> web.StreamResponse:

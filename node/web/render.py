@@ -4,6 +4,8 @@ controls are shown as the CLI shows them (commands/output.py's rule), never obey
 
 from __future__ import annotations
 
+import functools
+
 import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
@@ -37,3 +39,13 @@ def markdown(text: str) -> Markup:
             link_rel="noopener noreferrer nofollow",
         )
     )
+
+
+@functools.cache
+def datalist(list_id: str, choices: tuple[tuple[str, str], ...]) -> Markup:
+    """A <datalist> of (value, label) suggestions, rendered once: the form's country and
+    language lists (hundreds of options) are the same on every page view."""
+    options = "".join(
+        f'<option value="{escape(value)}">{escape(label)}</option>' for value, label in choices
+    )
+    return Markup(f'<datalist id="{escape(list_id)}">{options}</datalist>')

@@ -9,10 +9,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from node.web import UI_PREFIX, actions, i18n, render, response
-from node.web.pages import HEADERS, node_of, page, then
+from node.web.pages import GUIDE_LISTS_KEY, HEADERS, fragment, node_of, page, then
 from protocol import limits
 from protocol.errors import CanopyError
 
@@ -23,13 +24,19 @@ async def guides(request: web.Request) -> web.StreamResponse:
     wanted = {k: request.query.get(k, "").strip()[:200] for k in FILTERS}
     per = limits.UI_GUIDES_PER_PAGE
     asked = _page_number(request.query.get("page", ""), 10**6)
-    found = await actions.guides(node_of(request), wanted, asked, per)
+    kept = request.config_dict[GUIDE_LISTS_KEY]
+    found = await actions.guides(node_of(request), wanted, asked, per, kept)
     number, pages = found["page"], found["pages"]
     query = {k: v for k, v in wanted.items() if v}
+    # The rows, rendered once per language while the page is kept (the page's greater part).
+    rendered: dict[str, Markup] = found.setdefault("rows_html", {})
+    if request["lang"] not in rendered:
+        rendered[request["lang"]] = fragment(request, "_guide_rows.html", {"guides": found["rows"]})
     return page(
         request,
         "guides.html",
-        {"guides": found["rows"], "matched": found["matched"], "error": found["error"],
+        {"guides": found["rows"], "rows_html": rendered[request["lang"]],
+         "matched": found["matched"], "error": found["error"],
          "total": found["total"],
          "unreadable": found["unreadable"], "wanted": wanted, "choices": found["choices"],
          "page": number, "pages": pages, "first": (number - 1) * per + 1,

@@ -4,11 +4,12 @@ queue; introductions (ask, approve, decline)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
-from node.web import UI_PREFIX, actions
+from node.web import UI_PREFIX, actions, render
 from node.web.pages import node_of, page, then
 from protocol import limits
 from protocol.errors import CanopyError
@@ -33,6 +34,8 @@ async def knowwho(
             result = await actions.query(node, network=network, **wanted)
         except CanopyError as exc:
             search_error = str(exc)
+    # Together: the store answers each in turn, without a round trip to the loop between.
+    due, introductions = await asyncio.gather(actions.review(node), actions.introductions(node))
     return page(
         request,
         "knowwho.html",
@@ -43,10 +46,10 @@ async def knowwho(
             "search_error": search_error,
             "kinds": actions.KIND_CHOICES,
             "shares": actions.SHARE_CHOICES,
-            "region_choices": actions.regions(),
-            "language_choices": actions.languages(),
-            "due": await actions.review(node),
-            "introductions": await actions.introductions(node),
+            "datalists": render.datalist("regions", actions.regions())
+            + render.datalist("languages", actions.languages()),
+            "due": due,
+            "introductions": introductions,
             "error": error,
             "draft": draft or {**dict.fromkeys(CONTACT_FIELDS, ""), **BLANK_CONTACT},
         },

@@ -304,3 +304,47 @@ def test_network_query_overlay_keeps_revoked_keys() -> None:
     scratch = index.overlay(Filter.build(kind="lawyer"), 0)
     (hit,) = scratch.search(Filter.build(kind="lawyer"), 0, scratch.distances([]))
     assert hit.unverified
+
+
+def test_own_contacts_kept_by_the_index_match_a_pass_over_every_entry() -> None:
+    """The review queue starts from `own()`, kept as records come and go: always exactly the
+    contacts this node wrote or vouched for, as a scan of every entry finds them."""
+    rng = random.Random(13)
+    me = b"\x00" * 32
+    authors = [me, b"\x01" * 32, b"\x02" * 32]
+    index = ContactIndex(me)
+    serial = iter(range(10**6))
+    keys: list[tuple[bytes, bytes]] = []
+
+    def rid() -> bytes:
+        return next(serial).to_bytes(32, "big")
+
+    def scan() -> set[bytes]:
+        vouched = {
+            (v.vouch.subject, v.vouch.uid)
+            for v in index.vouches.values()
+            if v.voucher == me and v.vouch.about is VouchAbout.CONTACT
+        }
+        return {r for r, e in index.entries.items() if e.author == me or e.key in vouched}
+
+    for step in range(300):
+        action = rng.random()
+        if action < 0.45 or not keys:
+            again = keys and rng.random() < 0.2  # a second copy of a known contact
+            author, uid = rng.choice(keys) if again else (rng.choice(authors), rng.randbytes(16))
+            keys.append((author, uid))
+            contact = Contact(uid, Share.NETWORK, "lawyer", "KE", ("sw",), name="N", review=0)
+            opened = Opened(rid(), Kind.CONTACT, author, Scope.NETWORK, 1, 2**40,
+                            contact.to_content())  # fmt: skip
+            assert index.add_opened(opened)
+        elif action < 0.75:
+            subject, uid = rng.choice(keys)
+            vouch = Vouch(VouchAbout.CONTACT, subject, uid)
+            opened = Opened(rid(), Kind.VOUCH, rng.choice(authors), Scope.NETWORK, 1, 2**40,
+                            vouch.to_content())  # fmt: skip
+            assert index.add_opened(opened)
+        else:
+            held = sorted(index.entries) + sorted(index.vouches)
+            index.remove(rng.sample(held, min(len(held), rng.randint(1, 4))))
+        assert {e.rid for e in index.own()} == scan(), step
+    assert scan(), "the walk never held a contact of ours: it tested nothing"

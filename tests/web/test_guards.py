@@ -146,3 +146,36 @@ async def test_arabic_is_right_to_left_and_the_switcher_changes_language(
     assert await html.get_attribute("dir") == "ltr"
     assert "Accueil" in await app.page.inner_text("nav")
     await app.page.context.close()
+
+
+async def test_pages_are_never_cached_and_assets_are_cached_under_their_content_name(
+    browser: Any, solo: NodeProcess
+) -> None:
+    """A page (it may show contacts) is never kept by the browser; its stylesheet and script
+    are, for good, under URLs that name their content, so a page load waits for no second
+    request and a changed file is fetched at once under its new name."""
+    import hashlib
+    import re
+
+    from node.web.pages import HERE
+
+    app = await open_app(browser, solo)
+    response = await app.goto("/")
+    assert response.headers["cache-control"] == "no-store"
+    html = await response.text()
+    urls = re.findall(r'(?:href|src)="(/ui/static/[^"]+)"', html)
+    assert {u.split("?")[0] for u in urls} == {"/ui/static/app.css", "/ui/static/app.js"}
+    origin = app.base.removesuffix("/ui")
+    for url in urls:
+        name, version = url.removeprefix("/ui/static/").split("?v=")
+        asset = await app.page.request.get(origin + url)
+        body = await asset.body()
+        assert body == (HERE / "static" / name).read_bytes()
+        assert version == hashlib.sha256(body).hexdigest()[:16]
+        assert "immutable" in asset.headers["cache-control"]
+        assert asset.headers["content-security-policy"]  # the same headers as every response
+    missing = await app.page.request.get(origin + "/ui/static/nothing.css")
+    assert missing.status == 404 and missing.headers["cache-control"] == "no-store"
+    for stale in ("/ui/static/app.css", "/ui/static/app.css?v=0000000000000000"):
+        assert (await app.page.request.get(origin + stale)).headers["cache-control"] == "no-store"
+    await app.page.context.close()

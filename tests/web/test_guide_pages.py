@@ -108,3 +108,37 @@ async def test_a_page_out_of_range_shows_the_first_or_last(
     titles, _ = await _list(app, f"?page={page}")
     assert titles  # never an empty page or an error
     assert titles[0].startswith("Guide 119" if page != "999" else "Guide 019")
+
+
+async def test_a_kept_page_gives_way_to_a_guide_published_or_withdrawn(
+    app: tuple[aiohttp.ClientSession, str],
+) -> None:
+    """Pages are kept made between views (node/web/listings.py), never past a change: a
+    guide published shows on the first page, and once withdrawn it is gone from it."""
+    import asyncio
+    import time
+
+    http, base = app
+    before, _ = await _list(app, "")  # made, and now kept
+    assert before == (await _list(app, ""))[0]
+    async with http.get(f"{base}/ui/guides/new") as response:
+        csrf = re.findall(r'name="csrf" value="([^"]+)"', await response.text())[0]
+    form = {"csrf": csrf, "title": "Guide 900 fresh", "text": "New.\n", "lang": "en",
+            "topics": "safety", "region": "KE", "to": "peers"}  # fmt: skip
+    async with http.post(f"{base}/ui/guides", data=form, allow_redirects=False) as response:
+        assert response.status == 303
+        rid = response.headers["Location"].rsplit("/", 1)[1]
+
+    async def first_title_becomes(wanted: str) -> None:
+        deadline = time.monotonic() + 20
+        while (await _list(app, ""))[0][0] != wanted:
+            assert time.monotonic() < deadline, f"the first page never showed {wanted!r}"
+            await asyncio.sleep(0.05)
+
+    await first_title_becomes("Guide 900 fresh")  # the node indexes it as it polls the store
+    withdraw = {"csrf": csrf}
+    async with http.post(
+        f"{base}/ui/guides/{rid}/withdraw", data=withdraw, allow_redirects=False
+    ) as response:
+        assert response.status == 303
+    await first_title_becomes(before[0])
