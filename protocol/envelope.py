@@ -371,6 +371,7 @@ SEALED_KINDS = frozenset(
         Kind.CHECKIN,
         Kind.HELP,
         Kind.ACK,
+        Kind.DUTY,
     }
 )
 
