@@ -270,3 +270,20 @@ def iso(ms: int) -> str:
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).strftime(
         "%Y-%m-%d %H:%M UTC"
     )
+
+
+def malformed(
+    record: Record,
+    identity: Identity,
+    network_key: bytes | Sequence[bytes] | None,
+    circle_keys: Sequence[bytes],
+) -> RemoteProtocolError | None:
+    """The error if a peer's `duty` record opens here but breaks its schema (its author
+    signed it: the author pays); None if fine or not ours to read."""
+    try:
+        open_record(record, identity, network_key, circle_keys=circle_keys)
+    except NotForUs:
+        return None
+    except RemoteProtocolError as exc:
+        return exc
+    return None

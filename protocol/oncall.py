@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from protocol import limits
 from protocol.circle import ID_BYTES as CIRCLE_ID_BYTES
-from protocol.encoding import Value, as_bytes, as_int, as_list, as_str, check_keys
+from protocol.encoding import Value, as_bytes, as_int, as_list, check_keys
 from protocol.errors import DecodeError
 
 _NODE = 32
@@ -187,9 +187,12 @@ def fold(circle: bytes, owner: bytes, members: frozenset[bytes], items: Iterable
             seen = latest_away.get(author)
             if seen is None or (rec.seq, rid) > seen[:2]:
                 latest_away[author] = (rec.seq, rid, rec.until)
-        elif rec.op is Op.TARGET and author == owner:
-            if target is None or (rec.seq, rid) > target[:2]:
-                target = (rec.seq, rid, rec.target_ms)
+        elif (
+            rec.op is Op.TARGET
+            and author == owner
+            and (target is None or (rec.seq, rid) > target[:2])
+        ):
+            target = (rec.seq, rid, rec.target_ms)
     cleared: set[bytes] = set()
     for author, rec in clears:
         for slot in rec.slots:
