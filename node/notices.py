@@ -179,7 +179,6 @@ def _plain(value: object) -> bool:
     return isinstance(value, (str, int, bool)) or value is None
 
 
-
 async def response_counts(local: Local, plans: dict[str, int], now: int) -> dict[str, int]:
     """What `status` and `/metrics` show of rapid response: counts only, never text, names
     or ids. `plans` are the watched plans by state (CheckinWatch.counts)."""

@@ -256,4 +256,3 @@ def needed(confirmations: int, responders: Iterable[bytes], away: frozenset[byte
     responders who are on duty (an off-duty member is not waited for); at least 1."""
     on_duty = [r for r in responders if r not in away]
     return max(1, min(confirmations, len(on_duty)))
-

@@ -22,8 +22,9 @@ H = 3_600_000
 
 
 def shift(slot: int, member: bytes, start: int, end: int, seq: int = 0) -> DutyRecord:
-    return DutyRecord(CIRCLE, Op.SHIFT, seq, slot=bytes([slot]) * 16, member=member,
-                      start=start, end=end)  # fmt: skip
+    return DutyRecord(
+        CIRCLE, Op.SHIFT, seq, slot=bytes([slot]) * 16, member=member, start=start, end=end
+    )
 
 
 def clear(*slots: int, seq: int = 0) -> DutyRecord:
@@ -57,9 +58,14 @@ ITEMS = [
 
 
 def test_the_same_duty_records_in_any_order_fold_to_the_same_state() -> None:
-    states = {repr(fold(CIRCLE, OWNER, MEMBERS, perm)) for perm in itertools.permutations(ITEMS[:6])}
+    states = {
+        repr(fold(CIRCLE, OWNER, MEMBERS, perm)) for perm in itertools.permutations(ITEMS[:6])
+    }
     assert len(states) == 1
-    full = [fold(CIRCLE, OWNER, MEMBERS, list(reversed(ITEMS))), fold(CIRCLE, OWNER, MEMBERS, ITEMS)]
+    full = [
+        fold(CIRCLE, OWNER, MEMBERS, list(reversed(ITEMS))),
+        fold(CIRCLE, OWNER, MEMBERS, ITEMS),
+    ]
     assert full[0] == full[1]
     duty = full[0]
     assert [s.slot[0] for s in duty.shifts] == [1]  # C's cleared itself; the outsider's never
@@ -100,8 +106,19 @@ def test_an_off_duty_member_is_not_waited_for_to_escalate() -> None:
     assert needed(2, [B, C], frozenset()) == 2
     assert needed(2, [B, C], frozenset({C})) == 1
     assert needed(2, [B, C], frozenset({B, C})) == 1
-    plan = CheckIn(b"p" * 16, COp.PLAN, OWNER, 0, circle=CIRCLE, every=1000, grace=0,
-                   next_due=T, confirmations=2, escalate="network", message="m")  # fmt: skip
+    plan = CheckIn(
+        b"p" * 16,
+        COp.PLAN,
+        OWNER,
+        0,
+        circle=CIRCLE,
+        every=1000,
+        grace=0,
+        next_due=T,
+        confirmations=2,
+        escalate="network",
+        message="m",
+    )
     report = CheckIn(b"p" * 16, COp.UNREACHABLE, OWNER, 0, round=T)
     items = [(b"1" * 32, OWNER, T - 1000, plan), (b"2" * 32, B, T + 5, report)]
     everyone = checkin.fold(items, responders=MEMBERS)
@@ -113,10 +130,24 @@ def test_an_off_duty_member_is_not_waited_for_to_escalate() -> None:
 @pytest.mark.parametrize(
     "content",
     [
-        {"circle": CIRCLE, "op": "shift", "seq": 0, "slot": b"s" * 16, "member": B, "from": 5,
-         "to": 5},  # fmt: skip
-        {"circle": CIRCLE, "op": "shift", "seq": 0, "slot": b"s" * 16, "member": B, "from": 0,
-         "to": limits.MAX_ONCALL_SHIFT_MS + 1},  # fmt: skip
+        {
+            "circle": CIRCLE,
+            "op": "shift",
+            "seq": 0,
+            "slot": b"s" * 16,
+            "member": B,
+            "from": 5,
+            "to": 5,
+        },
+        {
+            "circle": CIRCLE,
+            "op": "shift",
+            "seq": 0,
+            "slot": b"s" * 16,
+            "member": B,
+            "from": 0,
+            "to": limits.MAX_ONCALL_SHIFT_MS + 1,
+        },
         {"circle": CIRCLE, "op": "clear", "seq": 0, "slots": []},
         {"circle": CIRCLE, "op": "clear", "seq": 0, "slots": [b"b" * 16, b"a" * 16]},
         {"circle": CIRCLE, "op": "away", "seq": 0, "until": -1},
