@@ -245,6 +245,7 @@ async def rota(local: Local, circle_ref: str, now: int) -> dict[str, object]:
         "response_target_ms": duty.target_ms,
         "response_target_set": duty.target_set,
         "on_call_now": sorted(name(m) for m in on_call),
+        "on_call_ids": sorted(str(NodeId(m)) for m in on_call),
         "away_now": [
             {"member": name(m), "member_id": str(NodeId(m)), "until": duty.away[m]}
             for m in sorted(duty.away_now(now))
