@@ -119,8 +119,7 @@ async def test_a_help_request_goes_first_and_loudest_to_the_member_on_call(net: 
     await c.start()
     after = await notices(c, "help_request")
     assert [n["id"] for n in after] == [n["id"] for n in before]
-    await link(a, c)
-    await wait_until("C reconnects", lambda: connected(c, 1))
+    await wait_until("C reconnects", lambda: connected(c, 2))
     assert len(await notices(c, "help_request")) == 2  # what sync brings again is not new
 
     # Bad input: one line, no traceback.
