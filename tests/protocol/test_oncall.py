@@ -5,14 +5,22 @@ waits for follow the rota."""
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from protocol import checkin, limits
 from protocol.checkin import CheckIn
 from protocol.checkin import Op as COp
+from protocol.encoding import pack
+from protocol.envelope import open_record
 from protocol.errors import DecodeError
+from protocol.identity import Identity
 from protocol.oncall import Duty, DutyRecord, Loudness, Op, fold, loudness, needed
+from protocol.record import Record
 
 CIRCLE = b"\x01" * 16
 OWNER, B, C, OUTSIDER = (bytes([n]) * 32 for n in (10, 11, 12, 13))
@@ -165,3 +173,37 @@ def test_a_malformed_duty_record_is_a_decode_error(content: dict[str, object]) -
 def test_duty_content_round_trips() -> None:
     for _, _, rec in ITEMS:
         assert DutyRecord.from_content(rec.to_content()) == rec
+
+
+# The published vectors (docs/vectors/duty.json) ----------------------------------------------
+
+_VECTORS = Path(__file__).resolve().parents[2] / "docs" / "vectors"
+
+
+def test_duty_vectors_open_with_the_circle_key_and_fold_to_the_published_state() -> None:
+    data = json.loads((_VECTORS / "duty.json").read_text())
+    key = bytes.fromhex(data["circle_key"])
+    people = {n: Identity(bytes.fromhex(s)) for n, s in data["seeds"].items()}
+    raw = {n: i.node_id.raw for n, i in people.items()}
+    names = {v: k for k, v in raw.items()}
+    items = []
+    for case in data["records"]:
+        record = Record.from_bytes(bytes.fromhex(case["record"]))
+        body = open_record(record, people["b"], None, circle_keys=[key])
+        assert pack(body.content).hex() == case["content"]
+        items.append((record.id, record.author.raw, DutyRecord.from_content(body.content)))
+    circle = bytes.fromhex(data["circle"])
+    duty = fold(circle, raw["owner"], frozenset(raw.values()), items[::-1])
+    want, at = data["state"], data["state"]["at"]
+    assert [s.slot.hex() for s in duty.shifts] == want["shifts"]
+    assert sorted(names[m] for m in duty.on_call(at)) == want["on_call"]
+    assert {names[m]: u for m, u in duty.away.items()} == want["away"]
+    assert duty.target_ms == want["target_ms"]
+    assert {n: loudness(duty, raw[n], at).value for n in raw} == want["loudness"]
+    assert needed(2, [raw["b"], raw["c"]], duty.away_now(at)) == want["needed_of_2"]
+
+
+def test_duty_vectors_are_fresh() -> None:
+    script = _VECTORS / "make_duty_vectors.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
