@@ -55,7 +55,7 @@ class Notices:
         """The notices raised before this start, back into the recent alerts (oldest first)."""
         rows = await self.local.store.rows(TABLE)
         entries = sorted(
-            ((key.decode("utf-8", "replace"), dict(v)) for key, v in rows.items()),
+            ((key.decode("utf-8", "replace"), dict[str, object](v)) for key, v in rows.items()),
             key=lambda kv: (int(str(kv[1].get("received_at_ms", 0))), kv[0]),
         )
         for key, entry in entries:
