@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from node import oncall
 from node.alerts import Alerts, Entry
@@ -38,8 +38,15 @@ log = logging.getLogger("canopy.notices")
 
 
 class Notices:
-    def __init__(self, local: Local, alerts: Alerts, book: PeerBook) -> None:
+    def __init__(
+        self,
+        local: Local,
+        alerts: Alerts,
+        book: PeerBook,
+        own_write: Callable[[], None] = lambda: None,
+    ) -> None:
         self.local = local
+        self._own_write = own_write  # we wrote a sealed row: no need to reload trust for it
         self.alerts = alerts
         self.book = book
         self.kept: dict[str, Entry] = {}  # notice id -> entry, raised here (kept on disk)
@@ -104,6 +111,7 @@ class Notices:
         for notice_id, entry in pending.items():
             value: dict[str, Value] = {k: v for k, v in entry.items() if _plain(v)}  # type: ignore[misc]
             await self.local.store.put_row(TABLE, notice_id.encode(), value)
+            self._own_write()
         if len(self.kept) > limits.MAX_NOTICES_KEPT:
             order = sorted(
                 self.kept, key=lambda k: (int(str(self.kept[k].get("received_at_ms", 0))), k)
@@ -111,6 +119,7 @@ class Notices:
             for notice_id in order[: len(self.kept) - limits.MAX_NOTICES_KEPT]:
                 del self.kept[notice_id]
                 await self.local.store.delete_row(TABLE, notice_id.encode())
+                self._own_write()
 
     async def loop(self) -> None:
         while True:

@@ -94,7 +94,8 @@ class Node:
             trusted=lambda: self.book.peers,
         )
         self.alerts = Alerts(local.identity, self.book)
-        self.notices = Notices(local, self.alerts, self.book)  # kept, as loud as duty says
+        # Notices: kept across restarts, as loud as the rota says.
+        self.notices = Notices(local, self.alerts, self.book, own_write=self.bump_own_epoch)
         self.checkins = CheckinWatch(local, self.alerts, self.book, self.notices)
         self.knowwho = KnowWho(local, self)
         self.network_keys: tuple[bytes, ...] = ()  # every network's, the first first
