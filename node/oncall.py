@@ -202,7 +202,8 @@ async def set_away(local: Local, until: int, now: int) -> list[Circle]:
     if until > now + limits.MAX_AWAY_MS:
         raise CanopyError("--until is at most a year ahead")
     mine, items = await _load(local, now)
-    mine = [c for c in mine if len(c.members) > 1]
+    # Every named circle with others in it; the implicit peers circles carry no duty.
+    mine = [c for c in mine if len(c.members) > 1 and c.name != circles.PEERS_CIRCLE]
     if not mine:
         raise CanopyError("this node is in no circle with others: nobody to tell")
     for state in mine:
