@@ -74,7 +74,7 @@ async def cmd_circle_oncall(args: argparse.Namespace) -> int:
     if args.clear:
         async with opened(args, notify=True) as local:
             state, n = await oncall.clear_shifts(local, args.name, args.peer, now)
-        print(f"cleared {n} shift{'' if n == 1 else 's'} from {state.name!r}'s on-call rota")
+        print(f"cleared {n} shift{'' if n == 1 else 's'} from the on-call rota of {state.name!r}")
         return 0
     if args.peer is not None:
         if not args.from_ or not args.to:

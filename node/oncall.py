@@ -186,7 +186,7 @@ async def clear_shifts(
         if (who is None or s.member == who) and me in (s.by, s.member, owner)
     )
     if not slots:
-        raise CanopyError(f"no shift on {state.name!r}'s rota that you may clear")
+        raise CanopyError(f"no shift on the rota of {state.name!r} that you may clear")
     for start in range(0, len(slots), limits.MAX_DUTY_CLEARS):
         chunk = tuple(slots[start : start + limits.MAX_DUTY_CLEARS])
         content = DutyRecord(state.id, Op.CLEAR, await _seq(local, state.id, now), slots=chunk)
