@@ -31,10 +31,13 @@ from commands.checklists import (
     cmd_publish_checklist,
 )
 from commands.circles import (
+    cmd_away,
     cmd_circle_add,
     cmd_circle_create,
     cmd_circle_list,
+    cmd_circle_oncall,
     cmd_circle_remove,
+    cmd_circle_set,
 )
 from commands.content import (
     cmd_alert,
@@ -177,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="whether a new member reads what was shared before it joined (default all)",
     )
+    c.add_argument(
+        "--response-target", metavar="DURATION", help="first response to help requests (2h)"
+    )
     for action, func, about in (
         ("add", cmd_circle_add, "add a peer to a circle you own"),
         ("remove", cmd_circle_remove, "remove a member: a new epoch it never receives"),
@@ -188,6 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     c = circle.add_parser("list", help="the circles this node is in, with their members")
     c.set_defaults(func=cmd_circle_list)
     c.add_argument("--json", action="store_true")
+    c = circle.add_parser(
+        "oncall", help="the on-call rota: list it, add PEER --from --to, or --clear [PEER]"
+    )
+    c.set_defaults(func=cmd_circle_oncall)
+    c.add_argument("name", metavar="NAME")
+    c.add_argument("peer", metavar="PEER", nargs="?", help="a member (name, id, or me)")
+    c.add_argument("--from", dest="from_", metavar="WHEN", help="now, 30m, 2026-12-24T18:00")
+    c.add_argument("--to", metavar="WHEN", help="as --from (UTC unless an offset is given)")
+    c.add_argument("--clear", action="store_true", help="clear PEER's shifts (all, without)")
+    c.add_argument("--json", action="store_true")
+    c = circle.add_parser("set", help="a circle's settings (the owner's): --response-target")
+    c.set_defaults(func=cmd_circle_set)
+    c.add_argument("name", metavar="NAME")
+    c.add_argument(
+        "--response-target", required=True, metavar="DURATION", help="first response (2h)"
+    )
+
+    p = add("away", cmd_away, "off duty: not asked, not counted (--until WHEN; --off: back)")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--until", metavar="WHEN", help="a date, date-time (UTC) or duration")
+    w.add_argument("--off", action="store_true", help="back on duty now")
 
     p = add("distrust", cmd_distrust, "withdraw trust from a peer at once")
     p.add_argument("peer")

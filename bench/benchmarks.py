@@ -822,7 +822,11 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "networks": (networks, "SHS1 handshake cost with 5 networks vs 1 (target within 10 %)"),
     "attach": (attach, "a 100 MB attachment A to B: MB/s, ratio to box-stream+SecretBox, RSS"),
     "checkins": (checkins, "a node watching 1,000 check-in plans: idle CPU, missed lateness"),
-    "help": (help_reach, "a new help request reaches every member of a 5-node circle: p50/p95"),
+    "help": (
+        help_reach,
+        "a new help request reaches every member of a 5-node circle, and is raised on call"
+        " on both on-call members: p50/p95",
+    ),
 }
 
 QUICK: dict[str, dict[str, Any]] = {

@@ -113,15 +113,24 @@ async def cmd_help_step(args: argparse.Namespace) -> int:
 
 async def cmd_help_list(args: argparse.Namespace) -> int:
     from node.help_requests import states
+    from node.oncall import duties
     from protocol import limits
+    from protocol.identity import NodeId
 
     now = now_ms()
     async with opened(args) as local:
         found = await states(local, now)
         peers = await local.peers()
+        duty = await duties(local, now)
     open_ = [f.state for f in found.values() if f.state.open]
     open_.sort(key=lambda s: (not s.overdue(now), s.created))
     rows = [_row(s, local.node_id, peers, now) for s in open_[: limits.MAX_HELP_SHOWN]]
+    label = _labeller(local.node_id, peers)
+    for row, state in zip(rows, open_, strict=False):
+        circle = state.request.circle
+        on_call = duty[circle].on_call(now) if circle in duty else frozenset()
+        row["on_call"] = sorted(label(m) for m in on_call)
+        row["on_call_ids"] = sorted(str(NodeId(m)) for m in on_call)
 
     def cells(row: dict[str, Any]) -> dict[str, Any]:
         first = row["first_response_ms"]
@@ -138,6 +147,7 @@ async def cmd_help_list(args: argparse.Namespace) -> int:
             "ACKED BY": ", ".join(row["acknowledged_by"]) or "-",
             "HOLDER": (row["holder"] or "-")
             + (" (you claimed late)" if row["you_claimed_late"] else ""),
+            "ON CALL": ", ".join(row["on_call"]) or "-",
         }
 
     print_rows(args.json, {"requests": rows}, "no open help requests this node can read", cells)

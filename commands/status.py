@@ -51,6 +51,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         },
         "traffic": live.get("traffic", {}) if live else {},
         "knowwho": live.get("knowwho") if live else None,
+        "rapid_response": live.get("rapid_response") if live else None,
     }
     if args.json:
         print_json(status)
@@ -75,6 +76,14 @@ async def cmd_status(args: argparse.Namespace) -> int:
         print(
             f"sync:       lag {lag}, {sync['inflight']} records in flight, {sync['received']}"
             " received since start"
+        )
+        rr = status["rapid_response"] or {}
+        print(
+            f"response:   {rr.get('help_open', 0)} open help requests"
+            f" ({rr.get('help_overdue', 0)} overdue), {rr.get('checkins_watched', 0)} check-in"
+            f" plans watched ({rr.get('checkins_missed', 0)} missed)"
+            + (f", on call in {rr['on_call_circles']}" if rr.get("on_call_circles") else "")
+            + (", off duty" if rr.get("away") else "")
         )
         knowwho = status["knowwho"] or {}
         print(

@@ -17,6 +17,7 @@ from node.alerts import Alerts
 from node.checkins import PlanKey, duress_of, fold_in, member_sets, open_items
 from node.clock import now_ms
 from node.local import Local
+from node.notices import Notices
 from node.peer_book import PeerBook
 from protocol import checkin
 from protocol.checkin import Event, Item, PlanState
@@ -41,14 +42,14 @@ def _at(ms: int) -> str:
 
 
 class CheckinWatch:
-    def __init__(self, local: Local, alerts: Alerts, book: PeerBook) -> None:
+    def __init__(self, local: Local, alerts: Alerts, book: PeerBook, notices: Notices) -> None:
         self.local = local
         self.alerts = alerts
         self.book = book
+        self.notices = notices  # raised once each, kept across a restart, as loud as duty says
         self.items: dict[PlanKey, dict[bytes, Item]] = {}
         self.states: dict[PlanKey, PlanState] = {}
         self.duress: dict[PlanKey, bool] = {}
-        self.raised: set[tuple[str, bytes, bytes, int]] = set()
         self.members: dict[bytes, frozenset[bytes]] = {}  # circles we are in, by id
         self._wake = asyncio.Event()
 
@@ -82,26 +83,33 @@ class CheckinWatch:
         for key, items in opened.items():
             held = self.items.setdefault(key, {})
             held.update({item[0]: item for item in items})
-            state = fold_in(list(held.values()), self.members)
-            if state is None:
-                self.states.pop(key, None)
-                continue
-            self.states[key] = state
-            self.duress[key] = duress_of(state, self.local.identity)
-            # What was raised about earlier rounds and check-ins of this plan is done with.
-            since = min(state.round, state.last_checkin or state.round)
-            self.raised = {k for k in self.raised if k[1:3] != key[::-1] or k[3] >= since}
+            self._fold(key)
         self._wake.set()
         return malformed
+
+    def _fold(self, key: PlanKey) -> None:
+        away = {cid: self.notices.away(cid, now_ms()) for cid in self.members}
+        state = fold_in(list(self.items.get(key, {}).values()), self.members, away)
+        if state is None:
+            self.states.pop(key, None)
+            return
+        self.states[key] = state
+        self.duress[key] = duress_of(state, self.local.identity)
+
+    def duty_changed(self) -> None:
+        """Who is off duty changed (a duty record, or an away ending): fold every plan again,
+        since the escalation waits for no more reports than those on duty can give."""
+        for key in list(self.items):
+            self._fold(key)
+        self._wake.set()
 
     def _watched(self) -> list[tuple[PlanKey, PlanState]]:
         return [(k, s) for k, s in self.states.items() if k[0] != self.me]
 
     def _raise(self, event: Event, state: PlanState, now: int) -> None:
-        key = (event.kind, event.plan, event.defender, event.at)
-        if key in self.raised:
+        notice_id = f"checkin-{event.kind}-{event.plan.hex()}-{event.at}"
+        if self.notices.raised(notice_id):
             return
-        self.raised.add(key)
         node = NodeId(event.defender)
         peer = self.book.peers.get(node)
         who = peer.label if peer else node.short
@@ -109,12 +117,12 @@ class CheckinWatch:
             who=who,
             due=_at(state.next_due),
             ref=node.short,
-            k=state.confirmations,
+            k=state.needed or state.confirmations,
             at=_at(event.at),
         )
-        self.alerts.notice(
+        self.notices.raise_(
             {
-                "id": f"checkin-{event.kind}-{event.plan.hex()}-{event.at}",
+                "id": notice_id,
                 "kind": f"checkin_{event.kind}",
                 "author": str(node),
                 "defender": str(node),
@@ -122,10 +130,11 @@ class CheckinWatch:
                 "created": event.at,
                 "received_at_ms": now,
                 "text": text,
-                "urgency": "high",
                 "from": who,
                 "readable": True,
-            }
+            },
+            state.circle,
+            now,
         )
         log.warning("check-in %s: plan of %s", event.kind, node.short)
 
@@ -148,11 +157,12 @@ class CheckinWatch:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def counts(self) -> dict[str, int]:
-        """Plans watched here by state (counts only: `status`, `metrics`)."""
+    def counts(self, others_only: bool = False) -> dict[str, int]:
+        """Plans held here by state (counts only: `status`, `metrics`); `others_only`: those
+        this node watches, not its own."""
         now = now_ms()
         out: dict[str, int] = {}
-        for _, state in self.states.items():
+        for _, state in self._watched() if others_only else self.states.items():
             status = state.status(now)
             out[status] = out.get(status, 0) + 1
         return out

@@ -9,6 +9,7 @@ to the plan's circle, so every member (and a restore, a bundle) folds the same s
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import re
 from collections.abc import Sequence
@@ -272,25 +273,35 @@ async def member_sets(local: Local) -> dict[bytes, frozenset[bytes]]:
     return {c.id: c.members for c in states if c.is_member(local.node_id)}
 
 
-def fold_in(items: list[Item], members: dict[bytes, frozenset[bytes]]) -> PlanState | None:
+def fold_in(
+    items: list[Item],
+    members: dict[bytes, frozenset[bytes]],
+    away: dict[bytes, frozenset[bytes]] | None = None,
+) -> PlanState | None:
     """A plan's state if it is one of a circle this node is in and its defender is a member,
     folded from the records of current members only (anyone else holding a key, or naming
-    the circle, moves nothing)."""
+    the circle, moves nothing). With `away` (who is off duty now, by circle), the
+    escalation waits for no more reports than the members on duty can give."""
     state = checkin.fold(items)
     if state is None:
         return None
     circle = members.get(state.circle)
     if circle is None or state.defender not in circle:
         return None
-    return checkin.fold([i for i in items if i[1] in circle])
+    gone = (away or {}).get(state.circle, frozenset())
+    ours = [i for i in items if i[1] in circle]
+    return checkin.fold(ours, responders=circle, away=gone)
 
 
 async def watched(local: Local, now: int) -> dict[PlanKey, tuple[list[Item], PlanState]]:
     """Every plan this node makes or watches (of a circle it is in now), with its records."""
+    from node.oncall import duties
+
     members = await member_sets(local)
+    away = {cid: duty.away_now(now) for cid, duty in (await duties(local, now)).items()}
     out: dict[PlanKey, tuple[list[Item], PlanState]] = {}
     for key, items in (await load(local, now)).items():
-        state = fold_in(items, members)
+        state = fold_in(items, members, away)
         if state is not None:
             out[key] = (items, state)
     return out
@@ -328,6 +339,7 @@ async def report(local: Local, ref: str, op: Op, now: int) -> tuple[PlanState, R
     items = [*items, (record.id, me, now, content)]
     folded = checkin.fold(items)
     assert folded is not None
+    folded = dataclasses.replace(folded, needed=state.needed)  # who is off duty: not waited for
     if not checkin.needs_escalation(folded):
         return folded, None
     alert = await publish_alert(
@@ -374,6 +386,7 @@ async def rows(local: Local, now: int) -> list[dict[str, object]]:
                 "state": state.status(now),
                 "last_checkin": state.last_checkin or None,
                 "confirmations": state.confirmations,
+                "needed": state.needed or state.confirmations,  # fewer if members are away
                 "unreachable": len(state.unreachable),
                 "reached": len(state.reached),
                 "duress": duress_of(state, local.identity),

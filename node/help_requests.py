@@ -48,7 +48,12 @@ async def request(
     if not (audience.circle or audience.network) or audience.grows:
         raise CanopyError("a help request goes to circle:NAME (or the network)")
     circle_id = (await circles.find(local, audience.circle)).id if audience.circle else None
-    content = Request(need, region, text, limits.DEFAULT_HELP_TARGET_MS, circle_id).to_content()
+    target = limits.DEFAULT_HELP_TARGET_MS
+    if circle_id is not None:  # the circle's own first-response target (circle set)
+        from node.oncall import duty_of
+
+        target = (await duty_of(local, circle_id, now_ms)).target_ms
+    content = Request(need, region, text, target, circle_id).to_content()
     try:
         rules.from_content(content)  # what every reader checks: refuse it here first
     except DecodeError as exc:
@@ -139,6 +144,14 @@ async def step(
         target = record.id
     elif op is Op.ACCEPT_REFERRAL:
         target = _referral(found.state, arg)
+    circle_id = found.state.request.circle
+    if op is Op.CLAIM and circle_id is not None:  # off duty: not counted for claims
+        from node.oncall import duty_of, iso
+
+        duty = await duty_of(local, circle_id, now_ms)
+        if duty.is_away(local.node_id.raw, now_ms):
+            until = iso(duty.away[local.node_id.raw])
+            raise CanopyError(f"you are off duty until {until}: `canopy away --off` to claim")
     content = Step(op, found.state.id, target, outcome).to_content()
     try:
         typed = rules.from_content(content)

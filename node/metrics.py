@@ -6,7 +6,7 @@ Counts only: no ids, names or content. The metric names are part of the interfac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from node.local import Peer
 from protocol.identity import NodeId
@@ -25,6 +25,7 @@ class Figures:
     rejected: Mapping[str, int]  # inputs rejected since start, by reason
     sync_lag_s: float
     inflight: int  # records asked of peers and not yet received
+    rapid_response: Mapping[str, int] = field(default_factory=dict)  # node/notices.py counts
 
 
 def sync_lag_s(peers: Mapping[NodeId, Peer], connected: Mapping[NodeId, object], now: int) -> float:
@@ -98,4 +99,16 @@ def prometheus(f: Figures) -> str:
         "Records asked of peers and not yet received (the backlog being fetched).",
         [("", f.inflight)],
     )
+    rr = f.rapid_response
+    if rr:
+        for key, what in (
+            ("help_open", "Open help requests this node can read."),
+            ("help_overdue", "Open help requests past their first-response target unanswered."),
+            ("checkins_watched", "Check-in plans of others this node watches."),
+            ("checkins_missed", "Watched check-in plans whose check-in is missed now."),
+            ("checkins_escalated", "Watched check-in plans escalated."),
+            ("on_call_circles", "Circles this node is on call for now."),
+            ("away", "1 while this node is off duty."),
+        ):
+            metric(f"canopy_{key}", "gauge", what, [("", rr.get(key, 0))])
     return "\n".join(lines) + "\n"

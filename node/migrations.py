@@ -175,6 +175,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE library_imports (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
     """,
+    # 15: notices the running node raised (node/notices.py: missed, escalated and duress
+    #     check-ins, help requests), so a restart neither raises them again nor forgets
+    #     them; sealed rows, never sent or bundled.
+    """
+    CREATE TABLE notices (tag BLOB PRIMARY KEY, data BLOB NOT NULL)
+    """,
 )
 # The first schema whose rows the current store code writes (older ones it only converts).
 LAYOUT_SINCE = MIGRATIONS.index(_AT_REST) + 1

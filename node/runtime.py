@@ -36,6 +36,8 @@ from node.intake import Intake
 from node.library import Library
 from node.local import Local, Peer
 from node.metrics import Figures, prometheus, sync_lag_s
+from node.notices import Notices, response_counts
+from node.oncall import malformed as duty_malformed
 from node.peer_book import PeerBook, PeerState
 from node.peer_server import PeerServer
 from node.queries import KnowWho
@@ -92,7 +94,9 @@ class Node:
             trusted=lambda: self.book.peers,
         )
         self.alerts = Alerts(local.identity, self.book)
-        self.checkins = CheckinWatch(local, self.alerts, self.book)  # missed check-ins
+        # Notices: kept across restarts, as loud as the rota says.
+        self.notices = Notices(local, self.alerts, self.book, own_write=self.bump_own_epoch)
+        self.checkins = CheckinWatch(local, self.alerts, self.book, self.notices)
         self.knowwho = KnowWho(local, self)
         self.network_keys: tuple[bytes, ...] = ()  # every network's, the first first
         self.library = Library(
@@ -183,6 +187,7 @@ class Node:
         await self._reload_trust()
         await self.knowwho.start()
         await self.library.start()
+        await self.notices.load()
         await self.checkins.start()
         # Our records published while we were stopped reach peers by reconciliation.
         self._local_seq = await self.local.store.max_seq()
@@ -213,6 +218,7 @@ class Node:
             asyncio.create_task(self._poll_loop()),
             asyncio.create_task(self.sync.resync_loop()),
             asyncio.create_task(self.checkins.loop()),
+            asyncio.create_task(self.notices.loop()),
         ]
         log.info("node %s listening on %s", self.node_id.short, self.listen_url)
 
@@ -256,6 +262,7 @@ class Node:
         await self.sync.flush_deliveries()
         await self.knowwho.flush_opened()
         await self.library.flush_opened()
+        await self.notices.flush()
         self.local.clear_runtime()
 
     def _spawn(self, work: Coroutine[object, object, None]) -> None:
@@ -338,12 +345,15 @@ class Node:
         fresh = accepted.fresh
         if accepted.revoked or any(r.kind is Kind.CIRCLE for r in fresh):
             await self._circles_changed(now)
+        elif any(r.kind is Kind.DUTY for r in fresh):
+            await self._duty_changed()
         if accepted.purged:
             self.knowwho.remove(accepted.purged)
             self.library.remove(accepted.purged)
         self.received += len(fresh) if source is not None else 0
         for record, error in self.checkins.saw(fresh):  # malformed: its author pays
             await self.book.penalise(record.author, error, reason="content_malformed")
+        self.notices.help_arrived(fresh, now)  # new help requests: on call first and loudest
         for record in fresh:
             if record.kind is Kind.ALERT:
                 malformed = self.alerts.announce(record, now)
@@ -351,6 +361,12 @@ class Node:
                     # Its author signed it (record and body): blame the author, never a relay
                     # that may not have been able to read it.
                     await self.book.penalise(record.author, malformed, reason="content_malformed")
+            elif record.kind is Kind.DUTY and source is not None:
+                bad = duty_malformed(
+                    record, self.local.identity, self.book.network_key, self.book.circle_keys
+                )
+                if bad is not None:
+                    await self.book.penalise(record.author, bad, reason="content_malformed")
             elif record.kind in (Kind.HELP, Kind.ACK) and source is not None:
                 bad = help_malformed(
                     record, self.local.identity, self.book.network_key, self.book.circle_keys
@@ -419,7 +435,13 @@ class Node:
             self._notify()
         self.book.circle_keys = await circles.read_keys(self.local)
         self.library.keys_changed()
+        await self.notices.reload_duties()
         await self.checkins.start()  # check-ins held before their circle's key came
+
+    async def _duty_changed(self) -> None:
+        """A duty record (on call, off duty, a target): fold duties and plans again."""
+        await self.notices.reload_duties()
+        self.checkins.duty_changed()
 
     def _revoked_now(self, node_id: NodeId) -> None:
         """Refuse the identity at once: its handshakes, its records, its live connection;
@@ -491,7 +513,10 @@ class Node:
                     self.knowwho.remove(Withdrawal.from_payload(record.payload).targets)
                     self.library.remove(Withdrawal.from_payload(record.payload).targets)
             if any(r.kind is Kind.CIRCLE for r in records):
+                await self.notices.reload_duties()
                 await self.checkins.start()  # a circle we changed: whose plans we watch
+            elif any(r.kind is Kind.DUTY for r in records):
+                await self._duty_changed()
             self.checkins.saw(records)
             self.sync.push(records)
         await self.book.flush()
@@ -523,6 +548,9 @@ class Node:
                 rejected=self.rejected,
                 sync_lag_s=sync_lag_s(self.peers, self.connections, now_ms()),
                 inflight=len(self.inflight),
+                rapid_response=await response_counts(
+                    self.local, self.checkins.counts(others_only=True), now_ms()
+                ),
             )
         )
 
@@ -568,6 +596,9 @@ class Node:
             "sync_lag_s": sync_lag_s(self.peers, self.connections, now_ms()),
             "peer_list": status_rows(await self.peer_rows(), now_ms(), running=True),
             "checkins": self.checkins.counts(),  # plans held here, by state: counts only
+            "rapid_response": await response_counts(  # counts only: never text or names
+                self.local, self.checkins.counts(others_only=True), now_ms()
+            ),
             "knowwho": {
                 "ready": self.knowwho.ready.is_set(),
                 "contacts": len(self.knowwho.index.entries),

@@ -657,6 +657,7 @@ _TABLES = frozenset(
         "networks",
         "checkin_plans",
         "library_imports",
+        "notices",
     }
 )
 # A revoked author's records are kept (flagged) but never offered or served onward; the

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import nacl.bindings
 import nacl.exceptions
 
-from protocol import limits
+from protocol import limits, oncall
 from protocol.circle import ID_BYTES as CIRCLE_ID_BYTES
 from protocol.encoding import Value, as_bytes, as_int, as_str, check_keys
 from protocol.errors import DecodeError
@@ -212,6 +212,7 @@ class PlanState:
     reached: tuple[bytes, ...]  # members whose latest report on `round` is "reached"
     unreachable: tuple[bytes, ...]  # ... and "unreachable"
     escalated_by: tuple[bytes, ...]  # members that published the escalation of `round`
+    needed: int = 0  # "unreachable" reports that escalate now (0: `confirmations`)
 
     @property
     def round(self) -> int:
@@ -223,7 +224,7 @@ class PlanState:
         reached the defender: deterministic whatever order the reports came in."""
         if self.escalated_by:
             return True
-        return not self.reached and len(self.unreachable) >= self.confirmations
+        return not self.reached and len(self.unreachable) >= (self.needed or self.confirmations)
 
     @property
     def missed_at(self) -> int:
@@ -244,10 +245,17 @@ def _latest(items: Iterable[Item]) -> Item | None:
     return max(items, key=lambda item: (item[3].seq, item[0]), default=None)
 
 
-def fold(items: Iterable[Item]) -> PlanState | None:
+def fold(
+    items: Iterable[Item],
+    *,
+    responders: Iterable[bytes] | None = None,
+    away: frozenset[bytes] = frozenset(),
+) -> PlanState | None:
     """The state of one plan from its records (those naming one (defender, plan)); None
     without a plan record by the defender. Defender ops count only when the defender wrote
-    them; reports only from other authors, and only about the current round."""
+    them; reports only from other authors, and only about the current round. Given the
+    circle's `responders` and who of them is off duty (`away`), the escalation needs K
+    reports or as many as are on duty, if fewer (protocol/oncall.py `needed`)."""
     mine: list[Item] = []
     reports: dict[bytes, list[Item]] = {}
     key: tuple[bytes, bytes] | None = None
@@ -293,6 +301,11 @@ def fold(items: Iterable[Item]) -> PlanState | None:
         reached=tuple(by_op[Op.REACHED]),
         unreachable=tuple(by_op[Op.UNREACHABLE]),
         escalated_by=tuple(by_op[Op.ESCALATED]),
+        needed=0
+        if responders is None
+        else oncall.needed(
+            settings.confirmations, [r for r in responders if r != settings.defender], away
+        ),
     )
 
 

@@ -48,6 +48,7 @@ KINDS: dict[str, str] = {
     "interpreter": "interpreters and translators",
     "journalist-support": "protection for journalists and media workers",
     "hotline": "24-hour hotlines and helplines",
+    "respite": "respite, rest and recuperation programmes for defenders",
 }
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")

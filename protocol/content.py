@@ -22,6 +22,7 @@ from protocol.encoding import Value, as_bytes, as_int, as_list, check_keys
 from protocol.errors import DecodeError
 from protocol.help import AlertAck
 from protocol.help import from_content as help_from_content
+from protocol.oncall import DutyRecord
 from protocol.record import ID_BYTES, Kind
 
 _GUIDE_REQUIRED = frozenset({"title"})
@@ -227,5 +228,7 @@ def check_content(kind: Kind, content: dict[str, Value]) -> None:
         help_from_content(content)
     elif kind is Kind.ACK:
         AlertAck.from_content(content)
+    elif kind is Kind.DUTY:
+        DutyRecord.from_content(content)
     else:  # tombstone, revocation and chunk payloads are never sealed Bodies
         raise DecodeError(f"a {kind} record carries no sealed content")

@@ -380,6 +380,7 @@ SEALED_KINDS = frozenset(
         Kind.CHECKIN,
         Kind.HELP,
         Kind.ACK,
+        Kind.DUTY,
     }
 )
 

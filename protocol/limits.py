@@ -266,3 +266,13 @@ DEFAULT_HELP_LIFETIME_MS = 90 * 24 * 3600 * 1000  # a help record's lifetime
 MAX_HELP_STEPS = 1000  # steps folded per request (the first in fold order; the rest ignored)
 MAX_HELP_SHOWN = 500  # open requests `help list` shows
 MAX_ACKED_ALERTS_KEPT = 200  # alerts of ours whose recipients are kept to show who acknowledged
+# On call, off duty and a circle's first-response target (protocol/oncall.py,
+# docs/spec/94-duty.md): `duty` records sealed to a circle.
+DUTY_SLOT_BYTES = 16  # an on-call shift's random id
+MAX_DUTY_SEQ = 2**32 - 1  # one author's duty records about one circle
+MAX_ONCALL_SHIFTS = 256  # live shifts one circle's rota holds (the earliest kept)
+MAX_ONCALL_SHIFT_MS = 31 * 24 * 3600 * 1000  # the longest one shift
+MAX_DUTY_CLEARS = 256  # shifts one `clear` record names
+MAX_AWAY_MS = 366 * 24 * 3600 * 1000  # the longest `canopy away --until` ahead of now
+DUTY_LIFETIME_MS = 400 * 24 * 3600 * 1000  # how long a duty record lives
+MAX_NOTICES_KEPT = 1000  # raised notices a node keeps (sealed table `notices`), newest kept

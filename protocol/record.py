@@ -37,6 +37,7 @@ class Kind(enum.StrEnum):
     CHECKIN = "checkin"  # a check-in plan's event, sealed to its circle (protocol/checkin.py)
     HELP = "help"  # a help request or a step of its life cycle (protocol/help.py)
     ACK = "ack"  # an acknowledgement of an alert, sealed to its author (protocol/help.py)
+    DUTY = "duty"  # on call, off duty, a circle's response target (protocol/oncall.py)
 
 
 class Scope(enum.IntEnum):

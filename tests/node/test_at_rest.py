@@ -13,11 +13,14 @@ import sqlite3
 from pathlib import Path
 
 from node import circles
+from node.alerts import Alerts
 from node.checkins import make_plan
 from node.checklists import publish_checklist, set_tick
 from node.content import publish_guides, row_of, withdraw
 from node.library_import import import_library
 from node.local import Local, Peer
+from node.notices import Notices
+from node.peer_book import PeerBook
 from node.revocation import mark_revoked, own_certificate
 from node.store import Store
 from node.trust import create_invite
@@ -41,6 +44,7 @@ PLAN_MESSAGE = "Amina missed her check-in at the Kisumu border post"
 DURESS_PIN = "729146"
 CHECKLIST_ITEM = "Shred the visitor log every Friday"
 LIBRARY_TITLE = "Night crossings at Busia"  # a lesson of an imported library
+NOTICE_TEXT = "HELP REQUEST (legal, KE): Wanjiru held at Malaba police post"
 SEAL_OVERHEAD = 24 + 16  # nonce + MAC of a secretbox
 
 
@@ -157,10 +161,31 @@ async def filled(tmp_path: Path) -> tuple[Local, Path]:
     (library / "s_routes.md").write_text(f"---\ntitle: {LIBRARY_TITLE}\nindex: 1\n---\n\nx\n")
     await import_library(local, tmp_path / "library", to="peers", now_ms=NOW)
     shutil.rmtree(tmp_path / "library")
+    await kept_notice(local)  # a notice the running node raised: its own sealed row
     await withdraw(local, ours[0].id.hex(), NOW + 1)
     await local.store.record_deliveries([(peer.raw, ours[1].id)], NOW + 2)
     await local.store.count_rejection("record_DecodeError", 2)
     return local, tmp_path / "node" / "canopy.db"
+
+
+async def kept_notice(local: Local) -> None:
+    """What node/notices.py keeps when the running node raises a help request's notice."""
+    book = PeerBook(
+        count_rejection=local.store.count_rejection,
+        min_score=-100,
+        reconnect_min=1.0,
+        reconnect_max=2.0,
+        disconnect=_no_disconnect,
+    )
+    notices = Notices(local, Alerts(local.identity, book), book)
+    entry = {"id": "help-" + "ab" * 32, "kind": "help_request", "created": NOW}
+    assert notices.raise_({**entry, "text": NOTICE_TEXT, "received_at_ms": NOW}, None, NOW)
+    await notices.flush()
+    assert list(await local.store.rows("notices")) == [b"help-" + b"ab" * 32]
+
+
+async def _no_disconnect(peer: object, reason: str) -> None:
+    """Nothing is connected in a store test."""
 
 
 async def test_store_clear_metadata_is_exactly_what_the_spec_lists(tmp_path: Path) -> None:
@@ -194,6 +219,7 @@ async def test_store_clear_metadata_is_exactly_what_the_spec_lists(tmp_path: Pat
     needles += [CHECKLIST_TITLE.encode(), CHECKLIST_ITEM.encode(), item_id(CHECKLIST_ITEM).encode()]
     needles += [PLAN_MESSAGE.encode(), b"Kisumu", DURESS_PIN.encode(), b"Safety"]
     needles += [LIBRARY_TITLE.encode(), b"s_routes.md", b"safety/"]
+    needles += [NOTICE_TEXT.encode(), b"Wanjiru", b"help_request", b"help-"]
     for table in listed:
         for row in rows(db, table):
             for value in row.values():

@@ -96,6 +96,9 @@ async def test_database_from_an_older_schema_upgrades_with_its_data(
         assert await local.store.rows("library_imports") == {
             b"lib\nen\ns_a.md": {"hash": b"h" * 32}
         }
+        # Migration 15: the notices the running node raised.
+        await local.store.put_row("notices", b"help-x", {"kind": "help_request"})
+        assert await local.store.rows("notices") == {b"help-x": {"kind": "help_request"}}
     finally:
         await local.close()
 

@@ -284,6 +284,7 @@ def test_kind_values_are_the_spec_strings() -> None:
         "checkin",
         "help",
         "ack",
+        "duty",
     ]
     assert [int(s) for s in Scope] == [0, 1, 2]
 
