@@ -93,8 +93,12 @@ class Node:
         )
         self.alerts = Alerts(local.identity, self.book)
         self.checkins = CheckinWatch(local, self.alerts, self.book)  # missed check-ins
-        self.knowwho = KnowWho(local, self)
         self.network_keys: tuple[bytes, ...] = ()  # every network's, the first first
+        self.knowwho = KnowWho(
+            local,
+            self,
+            keys=lambda: (self.network_keys or (self.network_key,), self.book.circle_keys),
+        )
         self.library = Library(
             local,
             keys=lambda: (self.network_keys, self.book.circle_keys),
@@ -275,6 +279,7 @@ class Node:
         self.book.networks = await self.local.networks()
         self.book.circle_keys = await circles.read_keys(self.local)
         self.library.keys_changed()
+        self.knowwho.keys_changed()
         known = self.peers
         self.book.peers = await self.local.peers()
         for node_id, peer in self.peers.items():  # last_sync is written only now and then
@@ -419,6 +424,7 @@ class Node:
             self._notify()
         self.book.circle_keys = await circles.read_keys(self.local)
         self.library.keys_changed()
+        self.knowwho.keys_changed()
         await self.checkins.start()  # check-ins held before their circle's key came
 
     def _revoked_now(self, node_id: NodeId) -> None:
@@ -479,6 +485,10 @@ class Node:
                 continue  # rows received from peers, already pushed on ingest
             records = [Record.from_bytes(data) for _, data in batch]
             now = now_ms()
+            if any(r.kind is Kind.CIRCLE for r in records):  # ours: read with its new key
+                self.book.circle_keys = await circles.read_keys(self.local)
+                self.library.keys_changed()
+                self.knowwho.keys_changed()
             for record in records:
                 if record.kind is Kind.ALERT:
                     if self.alerts.announce(record, now) is not None:
