@@ -285,7 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--specialty", action="append", help="repeatable: land-rights")
     c.add_argument("--notes")
     c.add_argument(
-        "--share", default="peers", help="peers | network | on-request | private (default peers)"
+        "--share",
+        default="peers",
+        help="peers | peers-now | circle:NAME | network | network:NAME | on-request | private"
+        " (default peers: your peers, those you trust later too)",
     )
     c.add_argument("--to", help="with --share peers: only these peers (ID[,ID...])")
     c.add_argument("--review-days", type=int, default=180, help="re-verify after (default 180)")
