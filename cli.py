@@ -447,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", cmd_export, "write a bundle for one peer to carry by hand (USB stick)")
     p.add_argument("--for", dest="peer", required=True, metavar="PEER", help="id, prefix or name")
     p.add_argument("--out", required=True, metavar="FILE", help="a new file")
+    p.add_argument(
+        "--network", metavar="NAME", help="only that network's records (default: every shared)"
+    )
 
     p = add("import", cmd_import, "take in a bundle a peer exported for this node")
     p.add_argument("file")
