@@ -19,7 +19,6 @@ from node.contact_index import ContactIndex
 from node.contact_rows import result_rows
 from node.content import Audience, _resolve_id, parse_audience, row_of, seal_to, withdraw_records
 from node.local import Local, random
-from node.networks import networks_of
 from node.opened_cache import build_index
 from node.revocation import revoked_ids
 from node.trust import match_peers, parse_node_id
@@ -265,8 +264,12 @@ async def vouch(local: Local, ref: str, now_ms: int) -> tuple[Record, str]:
         if node == local.node_id:
             raise CanopyError("vouching for yourself adds nothing")
         subject = Vouch(VouchAbout.PEER, node.raw)
-        # The web of trust is visible in the networks the organisation is a member of.
-        audience = Audience(Scope.NETWORK, (), True, networks=await networks_of(local, [node]))
+        # The web of trust is visible in each network the organisation is a member of with
+        # us (a record each); for a node we do not know there, our first network.
+        networks = await local.networks()
+        member = named[0].networks if named else []
+        homes = tuple(n for n in networks if n.tag in member) or (networks[0],)
+        audience = Audience(Scope.NETWORK, (), True, networks=homes)
         what = f"organisation {node.short}"
     if audience is None:
         vouch_records = [

@@ -107,3 +107,27 @@ async def test_a_contact_cached_unreadable_opens_once_its_circle_key_arrives(
     finally:
         await us.close()
         await author.close()
+
+
+async def test_a_vouch_for_an_organisation_goes_to_each_network_it_is_a_member_of(
+    tmp_path: Path,
+) -> None:
+    us = await Local.create(tmp_path / "us", "Us", None)
+    other = await Local.create(tmp_path / "other", "Other", None)
+    try:
+        second = await us.add_network("N2", await other.network_key(), _now())
+        first = (await us.networks())[0]
+        peer = await trust_node(us, str(other.node_id), None, "Other", _now())
+        peer.join(second.tag)
+        await us.save_peer(peer)
+        await directory.vouch(us, "Other", _now())
+        tags = [Record.from_bytes(d).network for d in await us.store.records_of_kind("vouch")]
+        assert tags == [second.tag]  # not in our first network, where Other is not
+        peer.join(first.tag)
+        await us.save_peer(peer)
+        await directory.vouch(us, "Other", _now() + 1)
+        tags = [Record.from_bytes(d).network for d in await us.store.records_of_kind("vouch")]
+        assert sorted(t or b"" for t in tags) == sorted([second.tag, first.tag, second.tag])
+    finally:
+        await us.close()
+        await other.close()
