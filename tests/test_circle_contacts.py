@@ -125,3 +125,26 @@ async def test_a_contact_of_one_network_never_reaches_a_node_only_in_the_other(
     # A network query from C (depth 2, through A) never brings back a contact of N1.
     result = await c.json("query", "--kind", "lawyer", "--network", "--depth", "2")
     assert sorted(r["name"] for r in result["results"]) == ["Wakili Everywhere"]
+
+
+@pytest.mark.parametrize(
+    ("share", "said"),
+    [
+        ("circle:Nobody", "no circle 'Nobody'"),
+        ("network:Elsewhere", "no network called 'Elsewhere'"),
+        ("circle", "unknown --share"),
+        ("network:", "needs a name after the colon"),
+        ("everyone", "unknown --share"),
+    ],
+)
+async def test_a_share_naming_nothing_this_node_has_is_refused_in_one_line_and_writes_nothing(
+    net: Net, share: str, said: str
+) -> None:
+    a = await net.node("A", "Alpha Legal")
+    code, _, err = await a.cli(
+        "contact", "add", "--kind", "lawyer", "--name", "Wakili", "--region", "KE",
+        "--share", share, check=False,
+    )  # fmt: skip
+    assert code != 0 and said in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert await stored_contacts(a) == set()
