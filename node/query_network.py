@@ -350,7 +350,7 @@ def carried(conn: PeerConnection, records: Sequence[bytes]) -> list[bytes]:
     out = []
     for data in records:
         try:
-            record = Record.from_stored(data)
+            record = Record.from_bytes(data)  # a peer's bytes, some of them
         except RemoteProtocolError:
             out.append(data)  # malformed: the answer check refuses it and penalises its sender
             continue
