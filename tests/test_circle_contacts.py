@@ -125,6 +125,9 @@ async def test_a_contact_of_one_network_never_reaches_a_node_only_in_the_other(
     # A network query from C (depth 2, through A) never brings back a contact of N1.
     result = await c.json("query", "--kind", "lawyer", "--network", "--depth", "2")
     assert sorted(r["name"] for r in result["results"]) == ["Wakili Everywhere"]
+    # A never sent it (C would have refused it and penalised A for an unreadable answer).
+    rejected = (await c.json("status"))["rejected"]
+    assert not [k for k in rejected if k.startswith("answer_")], rejected
 
 
 @pytest.mark.parametrize(
