@@ -312,7 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--specialty", action="append", help="repeatable: land-rights")
     c.add_argument("--notes")
     c.add_argument(
-        "--share", default="peers", help="peers | network | on-request | private (default peers)"
+        "--share",
+        default="peers",
+        help="peers | peers-now | circle:NAME | network | network:NAME | on-request | private"
+        " (default peers: your peers, those you trust later too)",
     )
     c.add_argument("--to", help="with --share peers: only these peers (ID[,ID...])")
     c.add_argument("--review-days", type=int, default=180, help="re-verify after (default 180)")
@@ -471,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", cmd_export, "write a bundle for one peer to carry by hand (USB stick)")
     p.add_argument("--for", dest="peer", required=True, metavar="PEER", help="id, prefix or name")
     p.add_argument("--out", required=True, metavar="FILE", help="a new file")
+    p.add_argument(
+        "--network", metavar="NAME", help="only that network's records (default: every shared)"
+    )
 
     p = add("import", cmd_import, "take in a bundle a peer exported for this node")
     p.add_argument("file")

@@ -36,8 +36,11 @@ async def cmd_contact_add(args: argparse.Namespace) -> int:
         "network": "readable by the whole network",
         "on-request": "others see that it exists; details only by introduction",
         "private": "never leaves this node",
+        "circle": "readable by the circle's members only, never passed on",
     }[added.share.value]
     print(f"{added.record.id.hex()}  {args.kind} contact, share {added.share.value} ({what})")
+    if len(added.records) > 1:  # --share network: one record per network
+        print(f"(one record in each of {len(added.records)} networks)")
     if added.details is not None:
         print(
             f"(details kept here as {added.details.id.hex()[:12]}; the id above is what others see)"

@@ -52,6 +52,8 @@ async def cmd_accept(args: argparse.Namespace) -> int:
             f"{beside}: records shared with that network go only to its members"
         )
     print(f"trusted {peer.label} in network {network.name!r}")
+    if accepted.invited_name and accepted.invited_name != network.name:
+        print(f"(the inviter calls this network {accepted.invited_name!r})")
     fields(
         [
             ("id", peer.node_id),

@@ -164,6 +164,7 @@ class LocalApi:
                 "records": done.records,
                 "new": done.new,
                 "rejected": dict(done.rejected),
+                "other_network": done.other_network,
             }
         )
 

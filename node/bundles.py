@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from node.ingest import Accepted, accept_records, check_records
-from node.local import Local, random, write_private
+from node.local import Local, Peer, random, write_private
 from node.progress import Progress
 from node.sealed_files import read_sealed_file
 from node.trust import resolve_peer
@@ -25,6 +25,7 @@ from protocol import limits
 from protocol.bundle import open_bundle, seal_bundle
 from protocol.errors import BundleError, RemoteProtocolError
 from protocol.identity import NodeId
+from protocol.networks import NetworkView, shared_networks
 from protocol.record import Record
 
 
@@ -33,6 +34,7 @@ class Exported:
     peer_label: str
     records: int
     bytes: int
+    networks: tuple[str, ...] = ()  # the networks whose records it carries
 
 
 @dataclass(slots=True)
@@ -42,24 +44,56 @@ class Imported:
     records: int = 0
     new: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    other_network: int = 0  # skipped: records of a network this node is not in
+
+
+async def bundle_view(
+    local: Local, peer: Peer, network: str | None
+) -> tuple[NetworkView, list[str]]:
+    """Which networks' records a bundle for `peer` carries (as sync would over a connection
+    with it): those the two share, or with `network` that one alone (the peer must be a
+    member). A peer whose networks are not known yet (trusted by id, never connected) is
+    taken to be in our first network, as before there were several. Also their names."""
+    networks = await local.networks()
+    if network is not None:
+        chosen = await local.network_named(network)
+        if chosen.tag not in peer.networks:
+            raise BundleError(
+                f"{peer.label} is not a member of network {chosen.name!r} here: a bundle for it"
+                " carries none of that network's records"
+            )
+        shared = frozenset({chosen.tag})
+    else:
+        shared = shared_networks((n.tag for n in networks), peer.networks)
+        if not peer.networks:
+            shared = frozenset({networks[0].tag})
+    names = [n.name for n in networks if n.tag in shared]
+    return NetworkView(shared, networks[0].tag), names
 
 
 async def export_bundle(
-    local: Local, peer_ref: str, out: Path, now_ms: int, stream: TextIO | None = None
+    local: Local,
+    peer_ref: str,
+    out: Path,
+    now_ms: int,
+    stream: TextIO | None = None,
+    network: str | None = None,
 ) -> Exported:
-    """Seal every record `peer_ref` may receive from us into a new file `out`."""
+    """Seal every record `peer_ref` may receive from us into a new file `out` (with
+    `network`: of that network only, plus what is not network-scoped)."""
     peer = await resolve_peer(local, peer_ref)
     if out.exists():
         raise BundleError(f"{out} already exists; choose a new file name")
     if not out.parent.is_dir():
         raise BundleError(f"{out.parent} is not a directory")
-    items = await local.store.exchangeable_items(peer.node_id.raw, now_ms)
+    view, names = await bundle_view(local, peer, network)
+    items = await local.store.exchangeable_items(peer.node_id.raw, now_ms, view)
     ids = [rid for _, rid in items]
     datas: list[bytes] = []
     with Progress("export", len(ids), stream) as progress:
         for start in range(0, len(ids), limits.BUNDLE_CHUNK):
             chunk = ids[start : start + limits.BUNDLE_CHUNK]
-            found = await local.store.records_for_peer(chunk, peer.node_id.raw, now_ms)
+            found = await local.store.records_for_peer(chunk, peer.node_id.raw, now_ms, view)
             datas.extend(found[rid] for rid in chunk if rid in found)
             progress.advance(len(chunk))
     if len(datas) > limits.MAX_BUNDLE_RECORDS:
@@ -68,7 +102,7 @@ async def export_bundle(
         )
     sealed = seal_bundle(local.identity, peer.node_id, datas, created=now_ms, random=random)
     write_private(out, sealed, exclusive=True)
-    return Exported(peer.label, len(datas), len(sealed))
+    return Exported(peer.label, len(datas), len(sealed), tuple(names))
 
 
 Accept = Callable[[list[Record]], Awaitable[Accepted]]
@@ -105,6 +139,8 @@ async def import_bundle(
             "trust (trust it first: canopy trust ID)"
         )
     result = Imported(bundle.sender, sender.label, records=len(bundle.records))
+    networks = await local.networks()
+    ours = NetworkView(frozenset(n.tag for n in networks), networks[0].tag)
     with Progress("import", len(bundle.records), stream) as progress:
         for start in range(0, len(bundle.records), limits.BUNDLE_CHUNK):
             chunk = bundle.records[start : start + limits.BUNDLE_CHUNK]
@@ -112,6 +148,8 @@ async def import_bundle(
             for outcome in check_records(chunk, now_ms, bundle.sender):
                 if isinstance(outcome, RemoteProtocolError):
                     result.rejected[f"record_{type(outcome).__name__}"] += 1
+                elif not ours.carries(outcome):  # a network we left, or were never in
+                    result.other_network += 1
                 else:
                     good.append(outcome)
             if accept is None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from node import circles
 from node.contact_index import ContactIndex
 from node.contact_rows import result_rows
-from node.content import _resolve_id, parse_audience, row_of, withdraw_records
+from node.content import Audience, _resolve_id, parse_audience, row_of, seal_to, withdraw_records
 from node.local import Local, random
 from node.opened_cache import build_index
 from node.revocation import revoked_ids
@@ -56,6 +57,37 @@ class Added:
     record: Record  # what the policy lets others see (the details, or the teaser)
     details: Record | None  # on-request: the private details record
     share: Share
+    records: tuple[Record, ...] = ()  # every readable record: one per network for `network`
+
+
+def share_policy(share: str, to: str | None) -> tuple[str, str | None]:
+    """What `--share` (and `--to`) mean: the policy the contact carries and the audience
+    (`--to` words of node/content.py) its readable record is sealed for; None: private.
+
+    `peers` is the author's growing peers circle (a peer trusted later reads it),
+    `peers-now` the peers trusted now, `--to IDS` some of them (frozen); `circle:NAME` a
+    circle; `network` every network (a record each), `network:NAME` one; `on-request`
+    (or `on-request:NAME`) puts the teaser in every network (or that one)."""
+    head, sep, name = share.strip().partition(":")
+    head, name = head.strip().lower(), name.strip()
+    if sep and not name:
+        raise ContactError(f"--share {share!r} needs a name after the colon")
+    if to is not None and head != "peers":
+        raise ContactError("--to narrows --share peers to some of your peers; not with this share")
+    if head == "peers" and not sep:
+        return "peers", (to or "peers").strip()
+    if head == "peers-now" and not sep:
+        return "peers", "peers-now"
+    if head == "circle" and sep:
+        return "circle", f"circle:{name}"
+    if head in ("network", "on-request"):
+        return head, f"network:{name}" if sep else "network"
+    if head == "private" and not sep:
+        return "private", None
+    raise ContactError(
+        f"unknown --share {share!r}; choose one of: peers, peers-now, circle:NAME, network,"
+        " network:NAME, on-request, private"
+    )
 
 
 async def add_contact(
@@ -74,9 +106,10 @@ async def add_contact(
     now_ms: int,
 ) -> Added:
     policy_review = now_ms + check_review_days(review_days) * DAY_MS
+    policy, to_words = share_policy(share, to)
     contact = Contact.build(
         uid=random(UID_BYTES),
-        share=share,
+        share=policy,
         kind=kind,
         name=name,
         region=region,
@@ -86,42 +119,50 @@ async def add_contact(
         notes=notes,
         review=policy_review,
     )
-    if to is not None and contact.share is not Share.PEERS:
-        raise ContactError("--to narrows --share peers to some of your peers; not with this share")
     expires = now_ms + limits.DEFAULT_CONTACT_LIFETIME_MS
-    network_key = await local.network_key()
+    audience = None if to_words is None else await contact_audience(local, contact, to_words)
     rows: list[Record] = []
     details: Record | None = None
-    if contact.share is Share.PEERS:
-        # The know-who index opens with the network key and our own slots only: a peers
-        # contact is sealed to the peers trusted now, not to the growing peers circle.
-        want = (to or "peers").strip()
-        audience = await parse_audience(local, "peers-now" if want == "peers" else want)
-        if audience.circle:
-            raise ContactError("contacts cannot be shared with a circle yet")
-        if audience.network:
-            raise ContactError("--to for --share peers names peers, not the network")
-        record = seal_contact(
-            local, contact.to_content(), Scope.PEERS, audience.recipients, None, now_ms, expires
-        )
-    elif contact.share is Share.NETWORK:
-        record = seal_contact(
-            local, contact.to_content(), Scope.NETWORK, (), network_key, now_ms, expires
-        )
-    elif contact.share is Share.PRIVATE:
+    if audience is None:  # private
         record = seal_contact(local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires)
-    else:
+        records = [record]
+    elif contact.share is Share.ON_REQUEST:
         details = seal_contact(
             local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires
         )
         teaser = contact.teaser_of(local.node_id.raw)
-        record = seal_contact(
-            local, teaser.to_content(), Scope.NETWORK, (), network_key, now_ms, expires
+        (records,) = await seal_to(
+            local,
+            audience,
+            Kind.CONTACT,
+            [teaser.to_content()],
+            now_ms=now_ms,
+            lifetime_ms=limits.DEFAULT_CONTACT_LIFETIME_MS,
         )
         rows.append(details)
-    rows.append(record)
+    else:
+        (records,) = await seal_to(
+            local,
+            audience,
+            Kind.CONTACT,
+            [contact.to_content()],
+            now_ms=now_ms,
+            lifetime_ms=limits.DEFAULT_CONTACT_LIFETIME_MS,
+        )
+    rows += records
     await local.store.put_records([row_of(r, local=True) for r in rows], now_ms)
-    return Added(record, details, contact.share)
+    return Added(records[0], details, contact.share, tuple(records))
+
+
+async def contact_audience(local: Local, contact: Contact, to: str) -> Audience:
+    """The audience a contact's readable record is sealed for (checked, nothing written)."""
+    audience = await parse_audience(local, to)
+    if contact.share is Share.PEERS and not audience.grows and audience.recipients:
+        # Some peers, by name or id: sealed to them alone and never passed on (scope PEERS).
+        return replace(audience, scope=Scope.PEERS, networks=())
+    if contact.share is Share.PEERS and not (audience.grows or audience.scope is Scope.PEERS):
+        raise ContactError("--to for --share peers names peers, not the network or a circle")
+    return audience
 
 
 def seal_contact(
@@ -157,34 +198,43 @@ async def readable_contact(local: Local, ref: str) -> tuple[Record, Body, Contac
     record = Record.from_bytes(data)
     if record.kind is not Kind.CONTACT:
         raise CanopyError(f"{ref} is a {record.kind}, not a contact")
+    network_keys, circle_keys = await reading_keys(local)
     try:
-        body = open_record(record, local.identity, await local.network_key())
+        body = open_record(record, local.identity, network_keys, circle_keys=circle_keys)
         return record, body, Contact.from_content(body.content)
     except (NotForUs, RemoteProtocolError):
         raise CanopyError(f"contact {ref} is held here but this node cannot read it") from None
 
 
+async def reading_keys(local: Local) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """What opens contacts and vouches here: every network's key, every circle epoch key."""
+    return tuple(await local.network_keys()), await circles.read_keys(local)
+
+
 def open_quietly(
-    local: Local, network_key: bytes | None, data: bytes
+    local: Local,
+    network_key: bytes | Sequence[bytes] | None,
+    data: bytes,
+    circle_keys: Sequence[bytes] = (),
 ) -> tuple[RecordFields, BodyFields] | None:
     """Open one record from our own store (checked before it was stored: see
     `protocol.record.stored_fields`); None if this node cannot read it."""
     try:
         record = stored_fields(data)
-        return record, open_stored(record, local.identity, network_key)
+        return record, open_stored(record, local.identity, network_key, circle_keys)
     except (NotForUs, RemoteProtocolError):
         return None
 
 
 async def own_contacts(local: Local, uid: bytes) -> list[Record]:
     """Every stored record of ours of the contact `uid` (details, teaser, introduced copies)."""
-    network_key = await local.network_key()
+    network_keys, circle_keys = await reading_keys(local)
     out = []
     for data in await local.store.records_of_kind(str(Kind.CONTACT)):
         record = Record.from_stored(data)
         if record.author != local.node_id:
             continue
-        opened = open_quietly(local, network_key, data)
+        opened = open_quietly(local, network_keys, data, circle_keys)
         if opened is None:
             continue
         try:
@@ -200,19 +250,10 @@ async def own_contacts(local: Local, uid: bytes) -> list[Record]:
 
 async def vouch(local: Local, ref: str, now_ms: int) -> tuple[Record, str]:
     """Vouch for a contact (a record id) or for an organisation (a node id or peer name)."""
-    network_key = await local.network_key()
-    recipients: tuple[NodeId, ...] = ()
     if re.fullmatch(r"[0-9a-fA-F]{8,64}", ref.strip()):
         record, _, contact = await readable_contact(local, ref)
         subject = Vouch(VouchAbout.CONTACT, record.author.raw, contact.uid)
-        # A vouch never travels further than the contact it endorses may.
-        if record.scope is Scope.NETWORK and (contact.share is Share.NETWORK or contact.teaser):
-            scope, key, recipients = Scope.NETWORK, network_key, ()
-        elif contact.share is Share.PRIVATE or record.scope is Scope.PRIVATE:
-            scope, key, recipients = Scope.PRIVATE, None, ()
-        else:
-            scope, key = Scope.PEERS, None
-            recipients = tuple(await local.peers())
+        audience = await _vouch_audience(local, record, contact)
         what = f"contact {record.id.hex()[:12]}"
     else:
         peers = list((await local.peers()).values())
@@ -223,21 +264,61 @@ async def vouch(local: Local, ref: str, now_ms: int) -> tuple[Record, str]:
         if node == local.node_id:
             raise CanopyError("vouching for yourself adds nothing")
         subject = Vouch(VouchAbout.PEER, node.raw)
-        scope, key, recipients = Scope.NETWORK, network_key, ()
+        # The web of trust is visible in each network the organisation is a member of with
+        # us (a record each); for a node we do not know there, our first network.
+        networks = await local.networks()
+        member = named[0].networks if named else []
+        homes = tuple(n for n in networks if n.tag in member) or (networks[0],)
+        audience = Audience(Scope.NETWORK, (), True, networks=homes)
         what = f"organisation {node.short}"
-    vouch_record = seal_record(
-        local.identity,
-        Kind.VOUCH,
-        subject.to_content(),
-        created=now_ms,
-        expires=now_ms + limits.DEFAULT_CONTACT_LIFETIME_MS,
-        scope=scope,
-        recipients=recipients,
-        network_key=key,
-        random=random,
-    )
-    await local.store.put_records([row_of(vouch_record, local=True)], now_ms)
-    return vouch_record, what
+    if audience is None:
+        vouch_records = [
+            seal_record(
+                local.identity,
+                Kind.VOUCH,
+                subject.to_content(),
+                created=now_ms,
+                expires=now_ms + limits.DEFAULT_CONTACT_LIFETIME_MS,
+                scope=Scope.PRIVATE,
+                recipients=(),
+                network_key=None,
+                random=random,
+            )
+        ]
+    else:
+        (vouch_records,) = await seal_to(
+            local,
+            audience,
+            Kind.VOUCH,
+            [subject.to_content()],
+            now_ms=now_ms,
+            lifetime_ms=limits.DEFAULT_CONTACT_LIFETIME_MS,
+        )
+    await local.store.put_records([row_of(r, local=True) for r in vouch_records], now_ms)
+    return vouch_records[0], what
+
+
+async def _vouch_audience(local: Local, record: Record, contact: Contact) -> Audience | None:
+    """A vouch never travels further than the contact it endorses may: the same network
+    (its tag), the same circle, the peers (our growing peers circle), or nowhere (None)."""
+    if contact.share is Share.PRIVATE or record.scope is Scope.PRIVATE:
+        return None
+    if record.scope is Scope.PEERS:
+        return await parse_audience(local, "peers")
+    networks = await local.networks()
+    home = next((n for n in networks if n.tag == record.network), networks[0])
+    if contact.share is Share.CIRCLE:
+        for state in (await circles.circles(local)).values():
+            if not state.is_member(local.node_id):
+                continue
+            try:
+                open_record(record, local.identity, None, circle_keys=state.read_keys)
+            except (NotForUs, RemoteProtocolError):
+                continue
+            tag = () if record.network is None else (home,)
+            return Audience(Scope.NETWORK, (), False, state.name, (state.key,), networks=tag)
+        raise CanopyError("that contact was shared with a circle this node is no longer in")
+    return Audience(Scope.NETWORK, (), True, networks=(home,))
 
 
 # -- withdrawing -----------------------------------------------------------------------------
@@ -254,7 +335,8 @@ async def withdraw(local: Local, ref: str, now_ms: int) -> Record:
         )
     targets = [record]
     if record.kind is Kind.CONTACT:
-        opened = open_quietly(local, await local.network_key(), record.to_bytes())
+        network_keys, circle_keys = await reading_keys(local)
+        opened = open_quietly(local, network_keys, record.to_bytes(), circle_keys)
         if opened is not None:
             uid = Contact.from_content(opened[1].content).uid
             targets += [r for r in await own_contacts(local, uid) if r.id != record.id]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgpack
@@ -295,14 +295,54 @@ class GuideIndex:
         newest lesson first (the first `limit`, 0: all), and how many lessons matched. The
         chosen version is a matching one: in the first language of `--lang` or `prefer` it
         has, else the original, else the newest."""
+        found = self.matching(wanted, now_ms)
+        copy_of = self.copies(found)  # a guide sealed once per network is listed once
         matched: dict[bytes, list[GuideEntry]] = {}
-        for entry in self.matching(wanted, now_ms):
-            matched.setdefault(entry.lesson, []).append(entry)
+        folded: dict[bytes, set[bytes]] = {}  # lesson -> the lesson ids of its copies
+        for entry in found:
+            if entry.rid in copy_of:
+                continue
+            lesson = copy_of.get(entry.lesson, entry.lesson)
+            matched.setdefault(lesson, []).append(entry)
+            folded.setdefault(lesson, set()).add(entry.lesson)
         langs = [wanted.lang, *prefer] if wanted.lang else list(prefer)
-        chosen = [choose(hits, lesson, langs) for lesson, hits in matched.items()]
-        order = lambda e: (-e.created, e.rid)  # noqa: E731
-        top = heapq.nsmallest(limit, chosen, key=order) if limit else sorted(chosen, key=order)
-        return [(c, self.lesson_of(c.lesson, now_ms)) for c in top], len(matched)
+        chosen = {lesson: choose(hits, lesson, langs) for lesson, hits in matched.items()}
+        order = lambda item: (-item[1].created, item[1].rid)  # noqa: E731
+        items = chosen.items()
+        top = heapq.nsmallest(limit, items, key=order) if limit else sorted(items, key=order)
+        return [(c, self.versions(folded[lesson], now_ms, copy_of)) for lesson, c in top], len(
+            matched
+        )
+
+    def copies(self, entries: Sequence[GuideEntry]) -> dict[bytes, bytes]:
+        """Guides that are one publication sealed once per network (`--to network`: the same
+        author, time, title, language and words), and the originals they translate: each
+        copy's id -> the id of the copy shown (the smallest). Most guides have no copy."""
+        by_time: dict[tuple[bytes, int], list[GuideEntry]] = {}
+        pool = list(entries)
+        pool += [self.entries[e.lesson] for e in entries if e.translation_of in self.entries]
+        for entry in pool:
+            by_time.setdefault((entry.author, entry.created), []).append(entry)
+        out: dict[bytes, bytes] = {}
+        for group in by_time.values():
+            if len(group) < 2:
+                continue
+            same: dict[tuple[str, str, str | None], set[bytes]] = {}
+            for entry in group:
+                same.setdefault((entry.title, entry.lang, entry.words), set()).add(entry.rid)
+            for rids in same.values():
+                keep = min(rids)
+                out.update((rid, keep) for rid in rids if rid != keep)
+        return out
+
+    def versions(
+        self, lessons: Iterable[bytes], now_ms: int, copy_of: dict[bytes, bytes]
+    ) -> list[GuideEntry]:
+        """Every unexpired version of the lessons folded into one, each copy once."""
+        out = {v.rid: v for lesson in lessons for v in self.lesson_of(lesson, now_ms)}
+        return sorted(
+            (v for rid, v in out.items() if rid not in copy_of), key=lambda e: (-e.created, e.rid)
+        )
 
 
 def choose(versions: list[GuideEntry], lesson: bytes, langs: Iterable[str]) -> GuideEntry:

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import importlib.metadata
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
 
+from node import circles
 from node.contact_index import ContactIndex
 from node.entries import (
     MALFORMED,
@@ -39,6 +42,7 @@ from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.identity import Identity
 from protocol.record import Kind, Scope
 
+_KEYS_STAMP = "contact_keys_stamp"
 _CONTACT = 1
 _VOUCH = 2
 _SHARES = {s.value: s for s in Share}
@@ -137,17 +141,22 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
     `yield_every`: give the event loop a turn after that many records, so that a running
     node's connections and API keep working, more slowly, while it builds (0: never)."""
     index = ContactIndex(local.node_id.raw)
-    network_key = await local.network_key()
+    network_key = tuple(await local.network_keys())
+    circle_keys = await circles.read_keys(local)
     stamp = opened_stamp()
     if await local.store.get_setting("opened_stamp") != stamp:
         await local.store.forget_opened()
         await local.store.set_setting("opened_stamp", stamp)
+    # A record cached as unreadable may open with a key that came since (a circle joined,
+    # a peers circle that admitted us, a network added): open those again then.
+    keys = contact_keys_stamp(network_key, circle_keys)
+    retry_unreadable = await local.store.get_setting(_KEYS_STAMP) != keys
     fresh: list[tuple[bytes, bytes, int]] = []  # (id, value, record size) to cache
     shared: dict[Any, Any] = {}
     room = local.store.opened_room
 
     def opened_now(rid: bytes, data: bytes, kind: Kind) -> None:
-        item = _open_to_cache(data, kind, local.identity, network_key)
+        item = _open_to_cache(data, kind, local.identity, network_key, circle_keys)
         fresh.append((rid, pack_opened(item, room(len(data))), len(data)))
         _index_item(index, item, now_ms)
 
@@ -165,7 +174,9 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
                     if yield_every and n % yield_every == 0:
                         await asyncio.sleep(0)
                     item = None if plain is None else unpack_opened(rid, plain, shared)
-                    if item is not None:
+                    if item == UNREADABLE and retry_unreadable:
+                        spoilt.append(rid)  # fetched and opened again below
+                    elif item is not None:
                         _index_item(index, item, now_ms)
                     elif plain is None and data is not None:
                         opened_now(rid, data, kind)
@@ -180,13 +191,31 @@ async def build_index(local: Local, now_ms: int, *, yield_every: int = 0) -> Con
             gc.enable()
     for start in range(0, len(fresh), limits.OPENED_WRITE_CHUNK):
         await local.store.put_opened(fresh[start : start + limits.OPENED_WRITE_CHUNK])
+    if retry_unreadable:
+        await local.store.set_setting(_KEYS_STAMP, keys)
     return index
 
 
+def contact_keys_stamp(network_keys: Sequence[bytes], circle_keys: Sequence[bytes]) -> bytes:
+    """What a cached "unreadable" depends on: the keys that open contacts and vouches (a
+    keyed digest: the keys themselves are never written)."""
+    digest = hashlib.blake2b(b"contacts", key=network_keys[0] if network_keys else b"")
+    for key in network_keys[1:]:
+        digest.update(key)
+    digest.update(b"circles")
+    for key in sorted(circle_keys):
+        digest.update(key)
+    return digest.digest()
+
+
 def _open_to_cache(
-    data: bytes, kind: Kind, identity: Identity, network_key: bytes
+    data: bytes,
+    kind: Kind,
+    identity: Identity,
+    network_key: Sequence[bytes],
+    circle_keys: Sequence[bytes] = (),
 ) -> Entry | VouchEntry | int:
-    opened = open_stored(data, kind, identity, network_key)
+    opened = open_stored(data, kind, identity, network_key, circle_keys)
     if opened is None:
         return UNREADABLE
     try:

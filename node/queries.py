@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Collection, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,10 +51,18 @@ class _Added:
     verify_body: bool
 
 
+Keys = Callable[[], tuple[Sequence[bytes], Sequence[bytes]]]  # network keys, circle keys
+
+
 class KnowWho:
-    def __init__(self, local: Local, host: Host) -> None:
+    def __init__(self, local: Local, host: Host, keys: Keys | None = None) -> None:
         self.local = local
         self.host = host
+        # What opens contacts and vouches now (every network's key, every circle epoch
+        # key), as the running node holds them; without it, the first network's key.
+        self.keys: Keys = keys or (lambda: ((self.host.network_key,), ()))
+        self._seen: tuple[Sequence[bytes], Sequence[bytes]] | None = None  # of the last build
+        self._again = False
         self.index = ContactIndex(local.node_id.raw)
         self.ready = asyncio.Event()  # set once the index is built (see start)
         self.queries = NetworkQueries(local, host, lambda: self.index, self.ready)
@@ -79,11 +87,32 @@ class KnowWho:
         arrive during the build are kept and applied to the new index; queries wait for it
         (peers' queries are refused at once rather than left waiting)."""
         self._pending = []
+        self._seen = self.keys()
+        self.spawn(self._build())
+
+    def keys_changed(self) -> None:
+        """The running node read its keys again: if those that open contacts changed (a
+        circle joined or left, a peers circle that admitted us, a network), build the index
+        again; the old one answers meanwhile, and contacts that stay unreadable are not
+        opened again (what the cache holds of them is kept)."""
+        keys = self.keys()
+        if self._seen is None or keys == self._seen:
+            return
+        self._seen = keys
+        self._opened.clear()  # opened under the old keys: the build opens them again
+        if self._pending is not None:
+            self._again = True  # a build is running: it starts over when it ends
+            return
+        self._pending = []
         self.spawn(self._build())
 
     async def _build(self) -> None:
         started = time.monotonic()
-        index = await build_index(self.local, now_ms(), yield_every=limits.INDEX_BUILD_SLICE)
+        while True:
+            self._again = False
+            index = await build_index(self.local, now_ms(), yield_every=limits.INDEX_BUILD_SLICE)
+            if not self._again:
+                break  # else the keys changed during the build: what it opened may be stale
         pending, self._pending = self._pending or [], None
         self.index = index
         for change in pending:
@@ -118,9 +147,14 @@ class KnowWho:
             self._pending.append(_Added(record, verify_body))
             return False
         size = len(record.to_bytes())
+        network_keys, circle_keys = self.keys()
         try:
             body = open_record(
-                record, self.local.identity, self.host.network_key, verify_body=verify_body
+                record,
+                self.local.identity,
+                network_keys,
+                verify_body=verify_body,
+                circle_keys=circle_keys,
             )
         except NotForUs:
             self._opened[record.id] = (UNREADABLE, size)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from node.clock import now_ms
@@ -49,6 +49,9 @@ class Network(Protocol):
 
     @property
     def network_key(self) -> bytes: ...
+
+    @property
+    def network_keys(self) -> tuple[bytes, ...]: ...  # every network's, the first first
 
     async def penalise(
         self, peer_id: NodeId, error: RemoteProtocolError, *, reason: str, ban: bool = False
@@ -160,7 +163,7 @@ class NetworkQueries:
                     query.filter, query.depth - 1, exclude=peer, timeout=timeout
                 )
                 records += forwarded.records
-            status, out = AnswerStatus.OK, bounded_answer(records)
+            status, out = AnswerStatus.OK, bounded_answer(carried(conn, records))
             self.answered += 1
         except Exception:
             log.exception("answering a query failed; refusing it")
@@ -251,7 +254,7 @@ class NetworkQueries:
         checked: dict[bytes, tuple[Record, Body] | RemoteProtocolError | None] = {}
         accepted: set[bytes] = set()
         for query_id, peer_id in asked.items():
-            _, future = self._waiters.pop(query_id)
+            conn, future = self._waiters.pop(query_id)
             if not future.done():
                 future.cancel()
                 gathered.timed_out += 1
@@ -265,7 +268,7 @@ class NetworkQueries:
                 gathered.refused += 1
                 continue
             gathered.answered += 1
-            for data in records:
+            for data in carried(conn, records):  # another network's: not taken from this peer
                 rid = record_id(data)
                 if rid not in checked:  # the same bytes from another peer: checked once
                     checked[rid] = self._check(data, rid, now)
@@ -295,7 +298,8 @@ class NetworkQueries:
         if vouch is not None and vouch.scope is Scope.NETWORK and vouch.expires > now:
             return None
         try:
-            return check_answer_record(data, self.local.identity, self.network.network_key, now)
+            keys = self.network.network_keys or (self.network.network_key,)
+            return check_answer_record(data, self.local.identity, keys, now)
         except RemoteProtocolError as exc:
             return exc
 
@@ -334,3 +338,22 @@ class NetworkQueries:
 
     def local_query(self, flt: Filter, limit: int) -> dict[str, object]:
         return {"results": result_rows(self.index(), flt, now_ms(), self.network.peers, limit)}
+
+
+def carried(conn: PeerConnection, records: Sequence[bytes]) -> list[bytes]:
+    """The answer records that may pass over `conn` as far as networks go: a node in two
+    networks never answers a peer with the contacts of a network the peer is not in
+    (docs/spec/45-networks.md), nor takes them from it."""
+    view = conn.conversation.networks
+    if view is None:
+        return list(records)
+    out = []
+    for data in records:
+        try:
+            record = Record.from_bytes(data)  # a peer's bytes, some of them
+        except RemoteProtocolError:
+            out.append(data)  # malformed: the answer check refuses it and penalises its sender
+            continue
+        if view.carries(record):
+            out.append(data)
+    return out

@@ -97,8 +97,12 @@ class Node:
         # Notices: kept across restarts, as loud as the rota says.
         self.notices = Notices(local, self.alerts, self.book, own_write=self.bump_own_epoch)
         self.checkins = CheckinWatch(local, self.alerts, self.book, self.notices)
-        self.knowwho = KnowWho(local, self)
         self.network_keys: tuple[bytes, ...] = ()  # every network's, the first first
+        self.knowwho = KnowWho(
+            local,
+            self,
+            keys=lambda: (self.network_keys or (self.network_key,), self.book.circle_keys),
+        )
         self.library = Library(
             local,
             keys=lambda: (self.network_keys, self.book.circle_keys),
@@ -282,6 +286,7 @@ class Node:
         self.book.networks = await self.local.networks()
         self.book.circle_keys = await circles.read_keys(self.local)
         self.library.keys_changed()
+        self.knowwho.keys_changed()
         known = self.peers
         self.book.peers = await self.local.peers()
         for node_id, peer in self.peers.items():  # last_sync is written only now and then
@@ -436,6 +441,7 @@ class Node:
         self.book.circle_keys = await circles.read_keys(self.local)
         self.library.keys_changed()
         await self.notices.reload_duties()
+        self.knowwho.keys_changed()
         await self.checkins.start()  # check-ins held before their circle's key came
 
     async def _duty_changed(self) -> None:
@@ -501,6 +507,10 @@ class Node:
                 continue  # rows received from peers, already pushed on ingest
             records = [Record.from_bytes(data) for _, data in batch]
             now = now_ms()
+            if any(r.kind is Kind.CIRCLE for r in records):  # ours: read with its new key
+                self.book.circle_keys = await circles.read_keys(self.local)
+                self.library.keys_changed()
+                self.knowwho.keys_changed()
             for record in records:
                 if record.kind is Kind.ALERT:
                     if self.alerts.announce(record, now) is not None:

@@ -40,6 +40,7 @@ class Accepted:
     network: Network
     added: bool  # the invite's network was added beside `beside`
     beside: list[Network]
+    invited_name: str = ""  # the inviter's name for the network ("": the invite had none)
 
 
 async def create_invite(
@@ -59,6 +60,7 @@ async def create_invite(
         network_key=chosen.key,
         secret=random(32),
         expires=now_ms + lifetime_ms,
+        network_name=chosen.name,  # the invitee goes by it unless it gives its own
     )
     pending = PendingInvite(invite.secret, invite.capability(), invite.expires, chosen.tag)
     await local.store.put_row("invites", invite.secret, pending.to_value())
@@ -128,10 +130,10 @@ async def accept_invite(
     if known:
         network = known[0]
     elif not peers and not await local.store.rows("invites") and len(networks) == 1:
-        await local.set_network_key(invite.network_key, network_name)
+        await local.set_network_key(invite.network_key, network_name or invite.network_name or None)
         network, beside = (await local.networks())[0], []
     else:
-        name = network_name or default_network_name(tag)
+        name = network_name or _invited_name(invite, networks) or default_network_name(tag)
         network = await local.add_network(name, invite.network_key, now_ms)
         added = True
     existing = peers.get(invite.node_id)
@@ -146,7 +148,15 @@ async def accept_invite(
     peer.invite_capability = invite.capability()
     peer.join(tag)
     await local.save_peer(peer)
-    return Accepted(peer, network, added, beside)
+    return Accepted(peer, network, added, beside, invite.network_name)
+
+
+def _invited_name(invite: Invite, networks: list[Network]) -> str:
+    """The inviter's name for its network (the invite's decoder applied the name rule), if
+    no network of ours goes by it already ("": the default name is used)."""
+    if name_taken(invite.network_name, [n.name for n in networks]):
+        return ""
+    return invite.network_name
 
 
 async def trust_node(

@@ -7,7 +7,7 @@ Pure: time comes in as an argument; never sends, stores or ranks (node.query_net
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from protocol import limits
 from protocol.contact import Contact, Share, Vouch
@@ -19,9 +19,9 @@ from protocol.session import record_id
 
 
 def check_answer_record(
-    data: bytes, identity: Identity, network_key: bytes | None, now_ms: int
+    data: bytes, identity: Identity, network_key: bytes | Sequence[bytes] | None, now_ms: int
 ) -> tuple[Record, Body]:
-    """A record from an Answer: signed, current, readable with the network key, and one the
+    """A record from an Answer: signed, current, readable with a network key, and one the
     contact's policy lets travel this way. RemoteProtocolError otherwise."""
     record = Record.from_bytes(data)
     record.verify()

@@ -34,6 +34,7 @@ class Share(enum.StrEnum):
     NETWORK = "network"  # any node of the network may pass it on
     ON_REQUEST = "on-request"  # others see a teaser; details only by an approved introduction
     PRIVATE = "private"  # never leaves the node
+    CIRCLE = "circle"  # the members of one of the author's circles; never re-shared
 
 
 # The fixed kinds vocabulary. Adding a kind is a SPEC change (old nodes reject unknown kinds).

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from protocol import labels, limits
-from protocol.encoding import pack, unpack
+from protocol.encoding import Value, pack, unpack
 from protocol.errors import CanopyError, InviteError, LocalProtocolError
 from protocol.identity import SIGNATURE_BYTES, Identity, NodeId, b32decode, b32encode
 from protocol.names import check_name as check_name  # the name rule, re-exported
 
 INVITE_VERSION = 1
+NAMED_INVITE_VERSION = 2  # an invite carrying the name of the network it invites to
 KEY_BYTES = 32
 _SCHEMES = ("ws", "wss")
 PEER_PATH = "/canopy"  # where a node serves its peer endpoint (it also answers at "/")
@@ -70,6 +71,35 @@ def check_addresses(addresses: Sequence[object]) -> str | None:
     return None
 
 
+def check_network_name(name: object) -> str | None:
+    """Why `name` is not an acceptable network name in an invite, or None: the name rule,
+    not empty, no leading, trailing or doubled whitespace (the inviter's own text reaches the
+    invitee's terminal and listings)."""
+    problem = check_name(name)
+    if problem:
+        return f"network {problem}"
+    assert isinstance(name, str)
+    if not name or " ".join(name.split()) != name:
+        return "network name must be non-empty, with single spaces between words"
+    return None
+
+
+def _fields(
+    node_id: NodeId,
+    name: str,
+    addresses: tuple[str, ...],
+    network_key: bytes,
+    secret: bytes,
+    expires: int,
+    network_name: str,
+) -> list[Value]:
+    """Version 1 without a network name, version 2 with it (after `expires`)."""
+    head: list[Value] = [node_id.raw, name, list(addresses), network_key, secret, expires]
+    if network_name:
+        return [NAMED_INVITE_VERSION, *head, network_name]
+    return [INVITE_VERSION, *head]
+
+
 def _signed_bytes(
     node_id: NodeId,
     name: str,
@@ -77,10 +107,10 @@ def _signed_bytes(
     network_key: bytes,
     secret: bytes,
     expires: int,
+    network_name: str = "",
 ) -> bytes:
-    return labels.INVITE_SIGNATURE + pack(
-        [INVITE_VERSION, node_id.raw, name, list(addresses), network_key, secret, expires]
-    )
+    fields = _fields(node_id, name, addresses, network_key, secret, expires, network_name)
+    return labels.INVITE_SIGNATURE + pack(fields)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -94,12 +124,14 @@ class Invite:
     secret: bytes
     expires: int
     signature: bytes
+    network_name: str = ""  # the inviter's name for the network ("": none, version 1)
 
     def __post_init__(self) -> None:
         problem = (
             check_name(self.name)
             or (None if isinstance(self.addresses, tuple) else "addresses must be a tuple")
             or check_addresses(self.addresses)
+            or (check_network_name(self.network_name) if self.network_name else None)
         )
         if problem:
             raise LocalProtocolError(problem)
@@ -116,7 +148,10 @@ class Invite:
             raise LocalProtocolError("signature must be 64 bytes")
 
     def __repr__(self) -> str:
-        return f"Invite(node_id={self.node_id!r}, name={self.name!r}, expires={self.expires})"
+        return (
+            f"Invite(node_id={self.node_id!r}, name={self.name!r},"
+            f" network_name={self.network_name!r}, expires={self.expires})"
+        )
 
     @classmethod
     def create(
@@ -128,31 +163,34 @@ class Invite:
         network_key: bytes,
         secret: bytes,
         expires: int,
+        network_name: str = "",
     ) -> Invite:
         addrs = tuple(addresses)
         node_id = identity.node_id
+        net = network_name
         # Validate every field (LocalProtocolError) before signing anything.
-        cls(node_id, name, addrs, network_key, secret, expires, bytes(SIGNATURE_BYTES))
-        signature = identity.sign(_signed_bytes(node_id, name, addrs, network_key, secret, expires))
-        invite = cls(node_id, name, addrs, network_key, secret, expires, signature)
+        cls(node_id, name, addrs, network_key, secret, expires, bytes(SIGNATURE_BYTES), net)
+        signature = identity.sign(
+            _signed_bytes(node_id, name, addrs, network_key, secret, expires, net)
+        )
+        invite = cls(node_id, name, addrs, network_key, secret, expires, signature, net)
         if len(invite.to_bytes()) > limits.MAX_INVITE_BYTES:
             raise LocalProtocolError("invite too large")
         return invite
 
     def to_bytes(self) -> bytes:
-        """Canonical msgpack [1, node_id, name, [addresses], network_key, secret, expires, sig]."""
-        return pack(
-            [
-                INVITE_VERSION,
-                self.node_id.raw,
-                self.name,
-                list(self.addresses),
-                self.network_key,
-                self.secret,
-                self.expires,
-                self.signature,
-            ]
+        """Canonical msgpack [1, node_id, name, [addresses], network_key, secret, expires, sig],
+        or with a network name [2, ..., expires, network_name, sig]."""
+        fields = _fields(
+            self.node_id,
+            self.name,
+            self.addresses,
+            self.network_key,
+            self.secret,
+            self.expires,
+            self.network_name,
         )
+        return pack([*fields, self.signature])
 
     def to_code(self) -> str:
         """INVITE_PREFIX + lowercase unpadded base32 of `to_bytes()`."""
@@ -190,11 +228,19 @@ class Invite:
         if len(data) > limits.MAX_INVITE_BYTES:
             raise InviteError("invite too large")
         value = unpack(data, max_bytes=limits.MAX_INVITE_BYTES)
-        if not isinstance(value, list) or len(value) != 8:
-            raise InviteError("invite must be an array of 8")
-        version, node_id, name, addresses, network_key, secret, expires, signature = value
-        if version != INVITE_VERSION or isinstance(version, bool):
+        if not isinstance(value, list) or len(value) not in (8, 9):
+            raise InviteError("invite must be an array of 8 (or 9 with a network name)")
+        version = value[0]
+        if isinstance(version, bool) or version != (
+            INVITE_VERSION if len(value) == 8 else NAMED_INVITE_VERSION
+        ):
             raise InviteError("unknown invite version")
+        network_name: object = value.pop(7) if len(value) == 9 else ""
+        if version == NAMED_INVITE_VERSION:
+            problem = check_network_name(network_name)
+            if problem:
+                raise InviteError(problem)
+        _, node_id, name, addresses, network_key, secret, expires, signature = value
         if not isinstance(node_id, bytes) or len(node_id) != KEY_BYTES:
             raise InviteError("bad node id in invite")
         problem = check_name(name)
@@ -215,9 +261,11 @@ class Invite:
         if not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES:
             raise InviteError("bad signature in invite")
         assert isinstance(name, str) and isinstance(network_key, bytes)
-        assert isinstance(secret, bytes)
+        assert isinstance(secret, bytes) and isinstance(network_name, str)
         addrs = tuple(a for a in addresses if isinstance(a, str))
-        invite = cls(NodeId(node_id), name, addrs, network_key, secret, expires, signature)
+        invite = cls(
+            NodeId(node_id), name, addrs, network_key, secret, expires, signature, network_name
+        )
         try:
             invite.verify()
         except CanopyError as exc:
@@ -234,6 +282,7 @@ class Invite:
                 self.network_key,
                 self.secret,
                 self.expires,
+                self.network_name,
             ),
             self.signature,
         )

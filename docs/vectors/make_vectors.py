@@ -368,6 +368,48 @@ def build() -> dict[str, object]:
             {"name": name, "type": "invite", "code": text, **extra, "expect": "InviteError"}
         )
 
+    # Invites carrying the network's name (version 2): the name after `expires`, signed.
+    named = Invite.create(
+        ALICE,
+        name="Legal Aid Network",
+        addresses=["wss://node.example.org/canopy"],
+        network_key=NETWORK_KEY,
+        secret=seed("named invite secret"),
+        expires=NOW + limits.DEFAULT_INVITE_LIFETIME_MS,
+        network_name="Uganda shelters",
+    )
+    cases.append(
+        {
+            "name": "invite-named-ok",
+            "type": "invite",
+            "code": named.to_code(),
+            "capability": named.capability().hex(),
+            "network_name": named.network_name,
+            "now": NOW,
+            "expect": "ok",
+        }
+    )
+    nfields = msgpack.unpackb(named.to_bytes(), raw=False)
+
+    def signed_named(network_name: str, version: int = 2) -> str:
+        head = [version, *nfields[1:7], network_name]
+        signature = ALICE.sign(labels.INVITE_SIGNATURE + pack(head))
+        return labels.INVITE_PREFIX + b32encode(pack([*head, signature]))
+
+    for name, text in (
+        # Signed by the inviter, and still refused: the name would reach a terminal.
+        ("invite-named-bidi-override", signed_named("Shelters\u202eliam")),
+        ("invite-named-control-char", signed_named("Shelters\x1b[31m")),
+        ("invite-named-empty", signed_named("")),
+        ("invite-named-padded", signed_named(" Uganda  shelters")),
+        ("invite-named-version-1", signed_named("Uganda shelters", version=1)),
+        (
+            "invite-named-name-not-signed",
+            labels.INVITE_PREFIX + b32encode(pack([*nfields[:7], "Other", nfields[8]])),
+        ),
+    ):
+        cases.append({"name": name, "type": "invite", "code": text, "expect": "InviteError"})
+
     # Key files (Argon2id at the libsodium minimum so the check is fast).
     material = KeyMaterial(ALICE.seed, seed("storage"))
     encrypted = seal_key_file(

@@ -302,8 +302,8 @@ def test_session_intro_reply_only_for_requests_sent() -> None:
         left.receive_data(encode_message(IntroReply(b"r" * 16, IntroStatus.APPROVED)))
 
 
-def test_share_policies_are_the_four_documented() -> None:
-    assert [s.value for s in Share] == ["peers", "network", "on-request", "private"]
+def test_share_policies_are_the_five_documented() -> None:
+    assert [s.value for s in Share] == ["peers", "network", "on-request", "private", "circle"]
 
 
 @settings(max_examples=200, deadline=None)

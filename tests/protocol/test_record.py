@@ -364,6 +364,7 @@ def _run(case: dict[str, Any]) -> None:
         if "capability" in case:
             assert invite.capability().hex() == case["capability"]
             assert invite.to_code() == case["code"]
+        assert invite.network_name == case.get("network_name", "")
     elif kind == "keyfile":
         passphrase = case["passphrase"]
         material = open_key_file(
