@@ -23,6 +23,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PASSPHRASE = "correct horse"
 
+# The walk's module fixture runs every case (100+ processes, some deriving a passphrase key)
+# before the first test: on a loaded machine that takes minutes, not the default 120 s.
+pytestmark = pytest.mark.timeout(600)
+
 
 def run(
     data: Path | None,
