@@ -31,6 +31,7 @@ from node.guide_index import (
     pack_guide,
     unpack_guide,
 )
+from node.index_common import flush_openings
 from node.local import Local, Peer
 from node.trust import match_peers
 from protocol import limits
@@ -220,16 +221,7 @@ class Library:
 
     async def flush_opened(self) -> None:
         """Cache what was opened of the guides added since the last flush."""
-        if not self._opened:
-            return
-        batch = list(self._opened.items())
-        store = self.local.store
-        await store.put_opened(
-            [(rid, pack_guide(it, store.opened_room(n)), n) for rid, (it, n) in batch]
-        )
-        for rid, queued in batch:
-            if self._opened.get(rid) is queued:
-                del self._opened[rid]
+        await flush_openings(self.local.store, self._opened, pack_guide)
 
 
 def author_keys(index: GuideIndex, peers: Mapping[NodeId, Peer], ref: str) -> frozenset[bytes]:

@@ -21,6 +21,7 @@ from node.clock import now_ms
 from node.connection import PeerConnection
 from node.contact_index import ContactIndex
 from node.entries import Entry, VouchEntry
+from node.index_common import flush_openings
 from node.introductions import IntroRouter, Peers
 from node.local import Local
 from node.opened_cache import MALFORMED, UNREADABLE, build_index, pack_opened
@@ -138,16 +139,7 @@ class KnowWho:
         `node.opened_cache.pack_opened`); a record without it is opened again at the next
         start. Items leave the queue only once written: a flush cancelled by the node
         stopping leaves them to the flush in `Node.stop`."""
-        if not self._opened:
-            return
-        batch = list(self._opened.items())
-        store = self.local.store
-        await store.put_opened(
-            [(rid, pack_opened(it, store.opened_room(n)), n) for rid, (it, n) in batch]
-        )
-        for rid, queued in batch:
-            if self._opened.get(rid) is queued:
-                del self._opened[rid]
+        await flush_openings(self.local.store, self._opened, pack_opened)
 
     def network_key_changed(self) -> None:
         """The store dropped its cached openings (`Local.set_network_key`): values queued
