@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Collection, Coroutine, Sequence
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +21,7 @@ from node.clock import now_ms
 from node.connection import PeerConnection
 from node.contact_index import ContactIndex
 from node.entries import Entry, VouchEntry
-from node.index_common import flush_openings
+from node.index_common import PendingRemovals, flush_openings
 from node.introductions import IntroRouter, Peers
 from node.local import Local
 from node.opened_cache import MALFORMED, UNREADABLE, build_index, pack_opened
@@ -52,7 +52,7 @@ class _Added:
     verify_body: bool
 
 
-class KnowWho:
+class KnowWho(PendingRemovals[ContactIndex]):
     def __init__(self, local: Local, host: Host) -> None:
         self.local = local
         self.host = host
@@ -146,16 +146,6 @@ class KnowWho:
         under the old key must not bring them back; those records are opened at the next
         start."""
         self._opened.clear()
-
-    def remove(self, ids: Sequence[bytes]) -> None:
-        if self._pending is not None:
-            self._pending.append(list(ids))
-            return
-        self.index.remove(ids)
-
-    def expire(self, now_ms: int) -> None:
-        if self._pending is None:  # (a build drops what expired when it ends)
-            self.index.remove(self.index.expired(now_ms))
 
     # -- events ------------------------------------------------------------------------------
 
