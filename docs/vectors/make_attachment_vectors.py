@@ -4,8 +4,6 @@ the withdrawal payload that purges it.
 
 Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md, and the
 plaintext is BLAKE2b-512 blocks of a counter.
-Run `python docs/vectors/make_attachment_vectors.py` to rewrite attachment.json,
-with `--check` to fail if it is stale.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 (ok and duress, one slot per responder) and the state the fold gives.
 
 Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md.
-Run `python docs/vectors/make_checkin_vectors.py` to rewrite checkin.json,
-with `--check` to fail if it is stale.
 """
 
 from __future__ import annotations

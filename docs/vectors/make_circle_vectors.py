@@ -2,8 +2,6 @@
 to a circle's epoch key.
 
 Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md.
-Run `python docs/vectors/make_circle_vectors.py` to rewrite circle.json,
-with `--check` to fail if it is stale.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@ steps (two concurrent claims among them), an alert acknowledgement, and the fold
 every node must reach from them.
 
 Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md.
-Run `python docs/vectors/make_help_vectors.py` to rewrite help.json,
-with `--check` to fail if it is stale.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 keys, and a network-scoped record of version 2 carrying its network's tag.
 
 Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md.
-Run `python docs/vectors/make_network_vectors.py` to rewrite network.json,
-with `--check` to fail if it is stale.
 """
 
 from __future__ import annotations

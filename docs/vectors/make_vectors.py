@@ -1,7 +1,8 @@
 """Regenerate docs/vectors/records.json: identities, records, sealed payloads, invites.
 
 Deterministic: fixed seeds, and every `random` argument is the SeededRandom stream below
-(specified in docs/spec/10-identity-records.md). Run from the repo root:
+(specified in docs/spec/10-identity-records.md). Every generator here runs alike
+(`write_or_check`):
     python docs/vectors/make_vectors.py            # rewrite records.json
     python docs/vectors/make_vectors.py --check    # fail if records.json is stale
 """
