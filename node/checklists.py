@@ -15,6 +15,7 @@ from pathlib import Path
 
 from node.content import Readable, find, parse_audience, readable, seal_to, withdraw_records
 from node.local import Local
+from node.sealed_files import read_text_file
 from node.store import row_of
 from protocol import limits
 from protocol.contact import DAY_MS
@@ -39,16 +40,7 @@ class ChecklistFile:
 def read_checklist_file(path: Path) -> ChecklistFile:
     """A `.yml`/`.yaml` file in the c_NAME.yml format, or a `.md` file whose `- [ ]`
     lines are the items. CanopyError (one line naming the file) when it is not one."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CanopyError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > (most := limits.MAX_CHECKLIST_FILE_BYTES):
-        raise CanopyError(f"{path} is too large ({len(data)} bytes; limit {most})")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CanopyError(f"{path} is not UTF-8 text") from None
+    text = read_text_file(path, limit=limits.MAX_CHECKLIST_FILE_BYTES)
     suffix = path.suffix.lower()
     if suffix in (".yml", ".yaml"):
         return _from_yaml(path, text)

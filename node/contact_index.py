@@ -8,11 +8,11 @@ in memory only: nothing readable of a contact is ever written to disk or to a lo
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from node.entries import Entry, Opened, VouchEntry, entry_of
+from node.index_common import discard, post
 from node.ranking import Hit, Ranker, Wanted
 from protocol import limits
 from protocol.contact import (
@@ -26,8 +26,6 @@ from protocol.contact import (
 from protocol.envelope import Body
 from protocol.errors import RemoteProtocolError
 from protocol.record import Record, Scope
-
-_K = TypeVar("_K", bound=Hashable)
 
 
 @dataclass(slots=True)
@@ -95,10 +93,10 @@ class ContactIndex:
         rid = entry.rid
         contact = entry.contact
         self.entries[rid] = entry
-        _post(self.by_key, (entry.author, contact.uid), rid)
+        post(self.by_key, (entry.author, contact.uid), rid)
         if entry.author == self.me:
             self._own.add(rid)
-        # The same as _post, inline: an index build does this for every contact.
+        # The same as post, inline: an index build does this for every contact.
         ids = self.by_kind.get(contact.kind)
         if ids is None:
             self.by_kind[contact.kind] = {rid}
@@ -111,7 +109,7 @@ class ContactIndex:
         else:
             ids.add(rid)
         for lang in contact.langs:
-            _post(self.by_lang, primary_lang(lang), rid)
+            post(self.by_lang, primary_lang(lang), rid)
         by_token = self.by_token
         for word in entry.words:
             ids = by_token.get(word)
@@ -128,7 +126,7 @@ class ContactIndex:
         if vouch.about is VouchAbout.CONTACT:
             key = (vouch.subject, vouch.uid)
             if entry.voucher == self.me:
-                _post(self._own_vouched, key, entry.rid)
+                post(self._own_vouched, key, entry.rid)
             held = self.contact_vouches.setdefault(key, {})
             held[entry.voucher] = max(held.get(entry.voucher, 0), entry.created)
             self._retrust(key)
@@ -142,14 +140,14 @@ class ContactIndex:
             entry = self.entries.pop(rid, None)
             if entry is not None:
                 removed += 1
-                _discard(self.by_key, entry.key, rid)
+                discard(self.by_key, entry.key, rid)
                 self._own.discard(rid)
-                _discard(self.by_kind, entry.contact.kind, rid)
-                _discard(self.by_country, entry.contact.region[:2], rid)
+                discard(self.by_kind, entry.contact.kind, rid)
+                discard(self.by_country, entry.contact.region[:2], rid)
                 for lang in entry.contact.langs:
-                    _discard(self.by_lang, primary_lang(lang), rid)
+                    discard(self.by_lang, primary_lang(lang), rid)
                 for word in entry.words:
-                    if _discard(self.by_token, word, rid):
+                    if discard(self.by_token, word, rid):
                         self._vocab_dirty = True
                 self._ranker.removed(rid)
             vouch = self.vouches.pop(rid, None)
@@ -157,7 +155,7 @@ class ContactIndex:
                 removed += 1
                 if vouch.vouch.about is VouchAbout.CONTACT:
                     key = (vouch.vouch.subject, vouch.vouch.uid)
-                    _discard(self._own_vouched, key, rid)
+                    discard(self._own_vouched, key, rid)
                     self._recount(key)
                     self._retrust(key)
                 else:
@@ -311,25 +309,3 @@ class ContactIndex:
             )
 
         return self._ranker.top(Wanted(self._candidate_set(flt), fits, now_ms, distances, limit))
-
-
-def _post(index: dict[_K, set[bytes]], key: _K, rid: bytes) -> None:
-    ids = index.get(key)
-    if ids is None:
-        index[key] = {rid}
-    else:
-        ids.add(rid)
-
-
-def _discard(
-    index: dict[str, set[bytes]] | dict[tuple[bytes, bytes], set[bytes]], key: object, rid: bytes
-) -> bool:
-    """Remove rid from index[key]; True if the key is gone."""
-    ids = index.get(key)  # type: ignore[call-overload]
-    if ids is None:
-        return False
-    ids.discard(rid)
-    if not ids:
-        del index[key]  # type: ignore[arg-type]
-        return True
-    return False

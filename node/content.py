@@ -15,6 +15,7 @@ from pathlib import Path
 from node import attachments, circles, peers_circle
 from node.local import Local, Network, random
 from node.networks import networks_of
+from node.sealed_files import read_text_file
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
 from protocol import limits
@@ -172,18 +173,8 @@ async def publish_guides(
     await parse_audience(local, to)  # a wrong --to is said before any file is read
     if attach and len(files) != 1:
         raise CanopyError("--attach takes exactly one guide file")
-    texts: list[tuple[Path, str]] = []
-    for path in files:  # read and check every file before storing anything
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CanopyError(f"cannot read {path}: {exc.strerror}") from None
-        if len(data) > (most := limits.MAX_GUIDE_TEXT_BYTES):
-            raise CanopyError(f"{path} is too large ({len(data)} bytes; limit {most})")
-        try:
-            texts.append((path, data.decode("utf-8")))
-        except UnicodeDecodeError:
-            raise CanopyError(f"{path} is not UTF-8 text") from None
+    # read and check every file before storing anything
+    texts = [(path, read_text_file(path, limit=limits.MAX_GUIDE_TEXT_BYTES)) for path in files]
     sources = [
         attachments.prepare(attachments.gather(attach, text, path), keep_metadata=keep_metadata)
         for path, text in texts

@@ -228,8 +228,14 @@ def open_quietly(
 
 async def own_contacts(local: Local, uid: bytes) -> list[Record]:
     """Every stored record of ours of the contact `uid` (details, teaser, introduced copies)."""
+    return [record for record, contact in await authored_records(local) if contact.uid == uid]
+
+
+async def authored_records(local: Local) -> list[tuple[Record, Contact]]:
+    """Every stored contact record this node wrote that opens, with its contact (details,
+    teasers, introduced copies), oldest first."""
     network_keys, circle_keys = await reading_keys(local)
-    out = []
+    out: list[tuple[Record, Contact]] = []
     for data in await local.store.records_of_kind(str(Kind.CONTACT)):
         record = Record.from_stored(data)
         if record.author != local.node_id:
@@ -238,8 +244,7 @@ async def own_contacts(local: Local, uid: bytes) -> list[Record]:
         if opened is None:
             continue
         try:
-            if Contact.from_content(opened[1].content).uid == uid:
-                out.append(record)
+            out.append((record, Contact.from_content(opened[1].content)))
         except RemoteProtocolError:
             continue
     return out

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, Opened
+from node.index_common import discard, post
 from protocol.contact import primary_lang, region_matches, tokens
 from protocol.content import Guide
 from protocol.encoding import Value
@@ -161,7 +162,7 @@ class GuideIndex:
             self.remove([rid])
         self.changes += 1
         self.entries[rid] = entry
-        # _post, inline: a build does this for every guide
+        # post, inline: a build does this for every guide
         for index, key in (
             (self.by_lesson, entry.translation_of or rid),
             (self.by_lang, primary_lang(entry.lang)),
@@ -173,7 +174,7 @@ class GuideIndex:
             else:
                 ids.add(rid)
         for topic in entry.topics:
-            _post(self.by_topic, topic.casefold(), rid)
+            post(self.by_topic, topic.casefold(), rid)
         if self._by_token is not None:
             self._post_words(entry)
 
@@ -197,14 +198,14 @@ class GuideIndex:
             if entry is None:
                 continue
             removed += 1
-            _discard(self.by_lesson, entry.lesson, rid)
-            _discard(self.by_lang, primary_lang(entry.lang), rid)
+            discard(self.by_lesson, entry.lesson, rid)
+            discard(self.by_lang, primary_lang(entry.lang), rid)
             for topic in entry.topics:
-                _discard(self.by_topic, topic.casefold(), rid)
-            _discard(self.by_author, entry.author, rid)
+                discard(self.by_topic, topic.casefold(), rid)
+            discard(self.by_author, entry.author, rid)
             if self._by_token is not None:
                 for word in (entry.words or "").split():
-                    if _discard(self._by_token, word, rid):
+                    if discard(self._by_token, word, rid):
                         self._vocab_dirty = True
         return removed
 
@@ -384,25 +385,3 @@ def lesson_row(
             for v in versions
         ],
     }
-
-
-def _post(index: dict[str, set[bytes]] | dict[bytes, set[bytes]], key: object, rid: bytes) -> None:
-    ids = index.get(key)  # type: ignore[call-overload]
-    if ids is None:
-        index[key] = {rid}  # type: ignore[index]
-    else:
-        ids.add(rid)
-
-
-def _discard(
-    index: dict[str, set[bytes]] | dict[bytes, set[bytes]], key: object, rid: bytes
-) -> bool:
-    """Remove rid from index[key]; True if the key is gone."""
-    ids = index.get(key)  # type: ignore[call-overload]
-    if ids is None:
-        return False
-    ids.discard(rid)
-    if not ids:
-        del index[key]  # type: ignore[arg-type]
-        return True
-    return False

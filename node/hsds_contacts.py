@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.directory import add_contact, open_quietly
+from node.directory import add_contact, authored_records
 from node.hsds import Candidate, Skipped, candidates, load, summary
 from node.local import Local
 from protocol.contact import (
@@ -30,8 +30,8 @@ from protocol.contact import (
     check_review_days,
     check_share,
 )
-from protocol.errors import ContactError, RemoteProtocolError
-from protocol.record import Kind, Record
+from protocol.errors import ContactError
+from protocol.record import Record
 
 KIND_TAXONOMY = "canopy-kind"
 
@@ -120,20 +120,9 @@ async def import_hsds(
 
 async def authored_contacts(local: Local) -> list[tuple[Record, Contact]]:
     """The contacts this node wrote, with their details (never a teaser), one per uid."""
-    network_key = await local.network_key()
     seen: set[bytes] = set()
     out: list[tuple[Record, Contact]] = []
-    for data in await local.store.records_of_kind(str(Kind.CONTACT)):
-        record = Record.from_stored(data)
-        if record.author != local.node_id:
-            continue
-        opened = open_quietly(local, network_key, data)
-        if opened is None:
-            continue
-        try:
-            contact = Contact.from_content(opened[1].content)
-        except RemoteProtocolError:
-            continue
+    for record, contact in await authored_records(local):
         if contact.teaser or contact.uid in seen:
             continue
         seen.add(contact.uid)

@@ -31,6 +31,7 @@ from node.guide_index import (
     pack_guide,
     unpack_guide,
 )
+from node.index_common import PendingRemovals, flush_openings
 from node.local import Local, Peer
 from node.trust import match_peers
 from protocol import limits
@@ -131,7 +132,7 @@ Keys = Callable[[], tuple[Sequence[bytes], Sequence[bytes]]]  # network keys, ci
 People = Callable[[], tuple[Mapping[NodeId, Peer], Collection[NodeId]]]  # peers, revoked
 
 
-class Library:
+class Library(PendingRemovals[GuideIndex]):
     """The running node's guide index (`index`), current once `ready` is set."""
 
     def __init__(self, local: Local, keys: Keys, people: People) -> None:
@@ -208,28 +209,9 @@ class Library:
         self._opened[record.id] = (item, len(data))
         _count(self.index, item, now_ms())
 
-    def remove(self, ids: Sequence[bytes]) -> None:
-        if self._pending is not None:
-            self._pending.append(list(ids))
-            return
-        self.index.remove(ids)
-
-    def expire(self, now_ms: int) -> None:
-        if self._pending is None:
-            self.index.remove(self.index.expired(now_ms))
-
     async def flush_opened(self) -> None:
         """Cache what was opened of the guides added since the last flush."""
-        if not self._opened:
-            return
-        batch = list(self._opened.items())
-        store = self.local.store
-        await store.put_opened(
-            [(rid, pack_guide(it, store.opened_room(n)), n) for rid, (it, n) in batch]
-        )
-        for rid, queued in batch:
-            if self._opened.get(rid) is queued:
-                del self._opened[rid]
+        await flush_openings(self.local.store, self._opened, pack_guide)
 
 
 def author_keys(index: GuideIndex, peers: Mapping[NodeId, Peer], ref: str) -> frozenset[bytes]:

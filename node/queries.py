@@ -21,6 +21,7 @@ from node.clock import now_ms
 from node.connection import PeerConnection
 from node.contact_index import ContactIndex
 from node.entries import Entry, VouchEntry
+from node.index_common import PendingRemovals, flush_openings
 from node.introductions import IntroRouter, Peers
 from node.local import Local
 from node.opened_cache import MALFORMED, UNREADABLE, build_index, pack_opened
@@ -54,7 +55,7 @@ class _Added:
 Keys = Callable[[], tuple[Sequence[bytes], Sequence[bytes]]]  # network keys, circle keys
 
 
-class KnowWho:
+class KnowWho(PendingRemovals[ContactIndex]):
     def __init__(self, local: Local, host: Host, keys: Keys | None = None) -> None:
         self.local = local
         self.host = host
@@ -172,32 +173,13 @@ class KnowWho:
         `node.opened_cache.pack_opened`); a record without it is opened again at the next
         start. Items leave the queue only once written: a flush cancelled by the node
         stopping leaves them to the flush in `Node.stop`."""
-        if not self._opened:
-            return
-        batch = list(self._opened.items())
-        store = self.local.store
-        await store.put_opened(
-            [(rid, pack_opened(it, store.opened_room(n)), n) for rid, (it, n) in batch]
-        )
-        for rid, queued in batch:
-            if self._opened.get(rid) is queued:
-                del self._opened[rid]
+        await flush_openings(self.local.store, self._opened, pack_opened)
 
     def network_key_changed(self) -> None:
         """The store dropped its cached openings (`Local.set_network_key`): values queued
         under the old key must not bring them back; those records are opened at the next
         start."""
         self._opened.clear()
-
-    def remove(self, ids: Sequence[bytes]) -> None:
-        if self._pending is not None:
-            self._pending.append(list(ids))
-            return
-        self.index.remove(ids)
-
-    def expire(self, now_ms: int) -> None:
-        if self._pending is None:  # (a build drops what expired when it ends)
-            self.index.remove(self.index.expired(now_ms))
 
     # -- events ------------------------------------------------------------------------------
 

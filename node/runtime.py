@@ -4,8 +4,9 @@ Builds the rooms and hands each its collaborators: the peer book (trust, scores,
 sync (one conversation per connection, push and relay), the peer server and the dialer,
 intake and ingest (the one path into the store), alerts, the check-in watch, the
 know-who engine and the local API; starts and stops them; reloads trust when the store's
-epoch moves; picks up records the CLI wrote; and acts on what a batch of stored records
-means live (revocations, alerts, check-ins, the index, pushes). Bad input from a peer
+epoch moves; picks up records the CLI wrote; applies revocations live and pushes new
+records on, handing what else stored records mean to the features (alerts, check-ins,
+help requests, the indexes, circles) to node/record_hooks.py. Bad input from a peer
 costs that peer score and never stops the node.
 """
 
@@ -16,12 +17,11 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 
 from aiohttp import web
 
-from node import circles, peers_circle
 from node.admission import ConnectionGuard, install_accept_error_filter
 from node.alerts import Alerts
 from node.api import LocalApi, api_hosts
@@ -30,26 +30,24 @@ from node.clock import now_ms
 from node.config import Config, split_host_port
 from node.connection import PeerConnection
 from node.dialer import Dialer
-from node.help_requests import malformed as help_malformed
-from node.ingest import Accepted, accept_records, malformed_among
+from node.ingest import Accepted, accept_records
 from node.intake import Intake
 from node.library import Library
 from node.local import Local, Peer
 from node.metrics import Figures, prometheus, sync_lag_s
 from node.notices import Notices, response_counts
-from node.oncall import malformed as duty_malformed
 from node.peer_book import PeerBook, PeerState
 from node.peer_server import PeerServer
 from node.queries import KnowWho
+from node.record_hooks import RecordHooks
 from node.revocation import apply_stored_revocations, revoked_ids
 from node.sync import Sync
 from node.trust import PendingInvite, pending_invites
 from node.web.app import mount
 from protocol import limits
-from protocol.errors import DecodeError, RemoteProtocolError
+from protocol.errors import RemoteProtocolError
 from protocol.identity import NodeId
 from protocol.invite import PEER_PATH
-from protocol.lifecycle import Withdrawal
 from protocol.record import Kind, Record
 
 __all__ = ["Node", "api_hosts"]
@@ -76,9 +74,6 @@ class Node:
         self.advertise: tuple[str, ...] = ()
         self.api_url = ""
         self.api_token = secrets.token_urlsafe(32)
-        self._unchecked_guides: deque[bytes] = deque()  # stored, not yet opened once
-        self._checking_guides = False
-        self._help_lock = asyncio.Lock()  # one pass over accepted referrals at a time
         self.book = PeerBook(
             count_rejection=local.store.count_rejection,
             min_score=config.min_score,
@@ -107,6 +102,19 @@ class Node:
             local,
             keys=lambda: (self.network_keys, self.book.circle_keys),
             people=lambda: (self.book.peers, self.book.revoked.keys()),
+        )
+        self.hooks = RecordHooks(
+            local,
+            self.book,
+            alerts=self.alerts,
+            checkins=self.checkins,
+            knowwho=self.knowwho,
+            library=self.library,
+            notices=self.notices,
+            network_keys=lambda: self.network_keys,
+            ingesting=lambda: self.sync.ingesting(),
+            notify=self._notify,
+            spawn=self._spawn,
         )
         self.sync = Sync(
             local,
@@ -264,9 +272,7 @@ class Node:
             await runner.cleanup()
         await self.book.flush()
         await self.sync.flush_deliveries()
-        await self.knowwho.flush_opened()
-        await self.library.flush_opened()
-        await self.notices.flush()
+        await self.hooks.flush()
         self.local.clear_runtime()
 
     def _spawn(self, work: Coroutine[object, object, None]) -> None:
@@ -284,9 +290,7 @@ class Node:
         self.network_key = key
         self.network_keys = tuple(await self.local.network_keys())
         self.book.networks = await self.local.networks()
-        self.book.circle_keys = await circles.read_keys(self.local)
-        self.library.keys_changed()
-        self.knowwho.keys_changed()
+        await self.hooks.read_circle_keys()
         known = self.peers
         self.book.peers = await self.local.peers()
         for node_id, peer in self.peers.items():  # last_sync is written only now and then
@@ -297,10 +301,8 @@ class Node:
         for node_id in newly:
             self._revoked_now(node_id)
         if newly:
-            await self._circles_changed(now_ms())
-        if await peers_circle.follow(self.local, now_ms()):  # `--to peers` follows trust
-            self._notify()
-            self.book.circle_keys = await circles.read_keys(self.local)
+            await self.hooks.circles_changed(now_ms())
+        await self.hooks.trust_changed(now_ms())  # `--to peers` follows trust
         self.book.trusted_now(self.peers)
         for node_id, conn in list(self.connections.items()):
             if node_id not in self.peers:
@@ -349,105 +351,14 @@ class Node:
             self._revoked_now(node_id)
         fresh = accepted.fresh
         if accepted.revoked or any(r.kind is Kind.CIRCLE for r in fresh):
-            await self._circles_changed(now)
+            await self.hooks.circles_changed(now)
         elif any(r.kind is Kind.DUTY for r in fresh):
-            await self._duty_changed()
-        if accepted.purged:
-            self.knowwho.remove(accepted.purged)
-            self.library.remove(accepted.purged)
+            await self.hooks.duty_changed()
         self.received += len(fresh) if source is not None else 0
-        for record, error in self.checkins.saw(fresh):  # malformed: its author pays
-            await self.book.penalise(record.author, error, reason="content_malformed")
-        self.notices.help_arrived(fresh, now)  # new help requests: on call first and loudest
-        for record in fresh:
-            if record.kind is Kind.ALERT:
-                malformed = self.alerts.announce(record, now)
-                if malformed is not None:
-                    # Its author signed it (record and body): blame the author, never a relay
-                    # that may not have been able to read it.
-                    await self.book.penalise(record.author, malformed, reason="content_malformed")
-            elif record.kind is Kind.DUTY and source is not None:
-                bad = duty_malformed(
-                    record, self.local.identity, self.book.network_key, self.book.circle_keys
-                )
-                if bad is not None:
-                    await self.book.penalise(record.author, bad, reason="content_malformed")
-            elif record.kind in (Kind.HELP, Kind.ACK) and source is not None:
-                bad = help_malformed(
-                    record, self.local.identity, self.book.network_key, self.book.circle_keys
-                )
-                if bad is not None:
-                    await self.book.penalise(record.author, bad, reason="content_malformed")
-            elif record.kind in (Kind.CONTACT, Kind.VOUCH) and self.knowwho.add(
-                record, verify_body=True
-            ):  # opened, but malformed: its author pays, as for alerts
-                error = DecodeError("content breaks its kind's schema")
-                await self.book.penalise(record.author, error, reason="content_malformed")
-        for record in fresh:
-            if record.kind is Kind.GUIDE:
-                self.library.add(record)
-        guides = [
-            r.id
-            for r in fresh
-            if r.kind in (Kind.GUIDE, Kind.CHECKLIST) and r.author != self.node_id
-        ]
-        if guides:
-            self._unchecked_guides.extend(guides)
-            if not self._checking_guides:
-                self._checking_guides = True
-                self._spawn(self._check_guides())
-        if any(r.kind is Kind.HELP for r in fresh):  # an accepted referral of ours: send it
-            self._spawn(self._help_arrived())
+        await self.hooks.stored(fresh, accepted.purged, now, from_peer=source is not None)
         if fresh:
             self.sync.push(fresh, exclude=source.peer_id if source else None)
         return accepted
-
-    async def _help_arrived(self) -> None:
-        from node.help_requests import send_accepted_referrals
-
-        async with self._help_lock:
-            if await send_accepted_referrals(self.local, now_ms()):
-                self._notify()  # our new contact copies: push them on
-
-    async def _check_guides(self) -> None:
-        """Open the guides this node can read once, after they are stored: one that breaks the
-        guide schema is never shown by any reader (open_record refuses it); here it is
-        counted and its author, who signed it, pays for it. Never urgent, so it waits while
-        records are being ingested rather than take the cores from them; it keeps ids, not
-        records, so a large sync does not hold them in memory meanwhile."""
-        loop = asyncio.get_running_loop()
-        try:
-            while self._unchecked_guides:
-                if self.sync.ingesting():
-                    await asyncio.sleep(limits.GUIDE_CHECK_IDLE_S)
-                    continue
-                n = min(len(self._unchecked_guides), limits.GUIDE_CHECK_CHUNK)
-                ids = [self._unchecked_guides.popleft() for _ in range(n)]
-                datas = list((await self.local.store.get_records(ids)).values())
-                identity, network_keys = self.local.identity, self.network_keys
-                bad = await loop.run_in_executor(
-                    None, malformed_among, datas, identity, network_keys, self.book.circle_keys
-                )
-                for record, error in bad:
-                    await self.book.penalise(record.author, error, reason="content_malformed")
-        finally:
-            self._checking_guides = False
-
-    async def _circles_changed(self, now: int) -> None:
-        """A membership record or a revocation arrived: cut revoked keys out of our circles
-        (a new epoch, pushed at once) and read with the keys we hold now."""
-        if await circles.cut_off_revoked(self.local, now):
-            self._notify()
-        self.book.circle_keys = await circles.read_keys(self.local)
-        self.library.keys_changed()
-        await self.notices.reload_duties()
-        self.knowwho.keys_changed()
-        await self.checkins.start()  # check-ins held before their circle's key came
-
-    async def _duty_changed(self) -> None:
-        """A duty record (on call, off duty, a target): fold duties and plans again."""
-        await self.notices.reload_duties()
-        self.checkins.duty_changed()
 
     def _revoked_now(self, node_id: NodeId) -> None:
         """Refuse the identity at once: its handshakes, its records, its live connection;
@@ -506,33 +417,11 @@ class Node:
             if not batch:
                 continue  # rows received from peers, already pushed on ingest
             records = [Record.from_bytes(data) for _, data in batch]
-            now = now_ms()
-            if any(r.kind is Kind.CIRCLE for r in records):  # ours: read with its new key
-                self.book.circle_keys = await circles.read_keys(self.local)
-                self.library.keys_changed()
-                self.knowwho.keys_changed()
-            for record in records:
-                if record.kind is Kind.ALERT:
-                    if self.alerts.announce(record, now) is not None:
-                        self.book.count("content_malformed")
-                elif record.kind in (Kind.CONTACT, Kind.VOUCH):
-                    self.knowwho.add(record, verify_body=False)
-                elif record.kind is Kind.GUIDE:
-                    self.library.add(record)
-                elif record.kind is Kind.TOMBSTONE:
-                    self.knowwho.remove(Withdrawal.from_payload(record.payload).targets)
-                    self.library.remove(Withdrawal.from_payload(record.payload).targets)
-            if any(r.kind is Kind.CIRCLE for r in records):
-                await self.notices.reload_duties()
-                await self.checkins.start()  # a circle we changed: whose plans we watch
-            elif any(r.kind is Kind.DUTY for r in records):
-                await self._duty_changed()
-            self.checkins.saw(records)
+            await self.hooks.written(records, now_ms())
             self.sync.push(records)
         await self.book.flush()
         await self.sync.flush_deliveries()
-        await self.knowwho.flush_opened()
-        await self.library.flush_opened()
+        await self.hooks.flush()
 
     # -- what the local API reads ------------------------------------------------------------
 

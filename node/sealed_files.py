@@ -1,8 +1,9 @@
-"""Reading a sealed file a person names (a bundle to import, a backup to restore).
+"""Reading a file a person names: a sealed one (a bundle to import, a backup to restore) or
+a text one (a guide, a checklist to publish).
 
-Owns the checks before the bytes reach protocol/: the file is bounded in size before it is
-read into memory, and every way reading it fails is one clear error of the caller's type
-(`BundleError`, `BackupError`). It never opens or parses what it reads.
+Owns the checks before the bytes reach protocol/: the file is bounded in size, and every
+way reading it fails is one clear error of the caller's type (`BundleError`, `BackupError`,
+`CanopyError`) naming the file. It never opens or parses what it reads.
 """
 
 from __future__ import annotations
@@ -25,3 +26,18 @@ def read_sealed_file(
         raise error(f"{path}: is a directory, not a {kind}") from None
     except OSError as exc:
         raise error(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_text_file(path: Path, *, limit: int) -> str:
+    """The UTF-8 text of `path`, at most `limit` bytes; CanopyError naming the file when it
+    cannot be read, is larger or is not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CanopyError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise CanopyError(f"{path} is too large ({len(data)} bytes; limit {limit})")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CanopyError(f"{path} is not UTF-8 text") from None

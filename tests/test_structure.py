@@ -200,3 +200,11 @@ def test_import_graph_is_built() -> None:
 
 def test_no_import_circle() -> None:
     assert _circle(_import_graph()) is None
+
+
+def test_no_module_in_node_is_over_520_lines() -> None:
+    """One room, one door (issue 12): a node/ module that grows past ~500 lines is split
+    along its seams, as node/store.py and node/runtime.py were."""
+    lines = {_rel(p): len(p.read_text(encoding="utf-8").splitlines()) for p in _sources("node")}
+    assert lines["node/runtime.py"] > 100  # the walk sees the modules at all
+    assert {path: n for path, n in lines.items() if n > 520} == {}

@@ -3,36 +3,30 @@ short last one), its chunk record payloads and ids, the manifest entry a guide c
 the withdrawal payload that purges it.
 
 Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md, and the
-plaintext is BLAKE2b-512 blocks of a counter. Run from the repo root:
-    python docs/vectors/make_attachment_vectors.py            # rewrite attachment.json
-    python docs/vectors/make_attachment_vectors.py --check    # fail if it is stale
+plaintext is BLAKE2b-512 blocks of a counter.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+from make_vectors import SeededRandom, write_or_check  # (puts the repo root on sys.path)
 
-from protocol import limits  # noqa: E402
-from protocol.attachment import (  # noqa: E402
+from protocol import limits
+from protocol.attachment import (
     Attachment,
     chunk_count,
     chunk_key,
     new_attachment_secrets,
     seal_chunk,
 )
-from protocol.encoding import pack  # noqa: E402
-from protocol.identity import Identity  # noqa: E402
-from protocol.lifecycle import Withdrawal  # noqa: E402
-from protocol.record import Kind, Record, Scope  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from make_vectors import SeededRandom  # noqa: E402  (the one of docs/spec/10-...)
+from protocol.encoding import pack
+from protocol.identity import Identity
+from protocol.lifecycle import Withdrawal
+from protocol.record import Kind, Record, Scope
 
 OUT = Path(__file__).with_name("attachment.json")
 AUTHOR_SEED = bytes(range(32))
@@ -95,15 +89,7 @@ def cases() -> dict[str, object]:
 
 
 def main() -> int:
-    text = json.dumps(cases(), indent=1) + "\n"
-    if "--check" in sys.argv:
-        if OUT.read_text() != text:
-            print(f"{OUT} is stale: run python {Path(__file__).relative_to(ROOT)}")
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(OUT, cases())
 
 
 if __name__ == "__main__":

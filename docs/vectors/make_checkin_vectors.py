@@ -1,28 +1,21 @@
 """Regenerate docs/vectors/checkin.json: the content of each check-in op, a duress mark
 (ok and duress, one slot per responder) and the state the fold gives.
 
-Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md. Run from
-the repo root:
-    python docs/vectors/make_checkin_vectors.py            # rewrite checkin.json
-    python docs/vectors/make_checkin_vectors.py --check    # fail if it is stale
+Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from protocol import checkin  # noqa: E402
-from protocol.checkin import CheckIn, Op  # noqa: E402
-from protocol.encoding import pack  # noqa: E402
-from protocol.identity import Identity  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).parent))
-from make_vectors import SeededRandom  # noqa: E402  (the one of docs/spec/10-...)
+from make_vectors import SeededRandom, write_or_check  # (puts the repo root on sys.path)
+
+from protocol import checkin
+from protocol.checkin import CheckIn, Op
+from protocol.encoding import pack
+from protocol.identity import Identity
 
 OUT = Path(__file__).with_name("checkin.json")
 DEFENDER_SEED = bytes(range(64, 96))
@@ -84,15 +77,7 @@ def cases() -> dict[str, object]:
 
 
 def main() -> int:
-    text = json.dumps(cases(), indent=1) + "\n"
-    if "--check" in sys.argv:
-        if OUT.read_text() != text:
-            print(f"{OUT} is stale: run python {Path(__file__).relative_to(ROOT)}")
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(OUT, cases())
 
 
 if __name__ == "__main__":

@@ -1,29 +1,22 @@
 """Regenerate docs/vectors/circle.json: a circle's membership records and a payload sealed
 to a circle's epoch key.
 
-Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md. Run from
-the repo root:
-    python docs/vectors/make_circle_vectors.py            # rewrite circle.json
-    python docs/vectors/make_circle_vectors.py --check    # fail if it is stale
+Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from protocol import circle  # noqa: E402
-from protocol.circle import History  # noqa: E402
-from protocol.encoding import pack  # noqa: E402
-from protocol.envelope import seal  # noqa: E402
-from protocol.identity import Identity  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).parent))
-from make_vectors import SeededRandom  # noqa: E402  (the one of docs/spec/10-...)
+from make_vectors import SeededRandom, write_or_check  # (puts the repo root on sys.path)
+
+from protocol import circle
+from protocol.circle import History
+from protocol.encoding import pack
+from protocol.envelope import seal
+from protocol.identity import Identity
 
 OUT = Path(__file__).with_name("circle.json")
 OWNER_SEED = bytes(range(32))
@@ -60,15 +53,7 @@ def cases() -> dict[str, object]:
 
 
 def main() -> int:
-    text = json.dumps(cases(), indent=1) + "\n"
-    if "--check" in sys.argv:
-        if OUT.read_text() != text:
-            print(f"{OUT} is stale: run python {Path(__file__).relative_to(ROOT)}")
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(OUT, cases())
 
 
 if __name__ == "__main__":

@@ -2,30 +2,23 @@
 steps (two concurrent claims among them), an alert acknowledgement, and the folded state
 every node must reach from them.
 
-Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md. Run from
-the repo root:
-    python docs/vectors/make_help_vectors.py            # rewrite help.json
-    python docs/vectors/make_help_vectors.py --check    # fail if it is stale
+Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from protocol import help as rules  # noqa: E402
-from protocol.encoding import Value, pack  # noqa: E402
-from protocol.envelope import seal_record  # noqa: E402
-from protocol.help import AlertAck, Event, Op, Request, Step  # noqa: E402
-from protocol.identity import Identity  # noqa: E402
-from protocol.record import Kind, Record, Scope  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).parent))
-from make_vectors import SeededRandom  # noqa: E402  (the one of docs/spec/10-...)
+from make_vectors import SeededRandom, write_or_check  # (puts the repo root on sys.path)
+
+from protocol import help as rules
+from protocol.encoding import Value, pack
+from protocol.envelope import seal_record
+from protocol.help import AlertAck, Event, Op, Request, Step
+from protocol.identity import Identity
+from protocol.record import Kind, Record, Scope
 
 OUT = Path(__file__).with_name("help.json")
 SEEDS = {"requester": bytes(range(32)), "b": bytes(range(32, 64)), "c": bytes(range(64, 96))}
@@ -106,15 +99,7 @@ def cases() -> dict[str, object]:
 
 
 def main() -> int:
-    text = json.dumps(cases(), indent=1) + "\n"
-    if "--check" in sys.argv:
-        if OUT.read_text() != text:
-            print(f"{OUT} is stale: run python {Path(__file__).relative_to(ROOT)}")
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(OUT, cases())
 
 
 if __name__ == "__main__":

@@ -1,28 +1,21 @@
 """Regenerate docs/vectors/network.json: network tags and default names from network
 keys, and a network-scoped record of version 2 carrying its network's tag.
 
-Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md. Run from
-the repo root:
-    python docs/vectors/make_network_vectors.py            # rewrite network.json
-    python docs/vectors/make_network_vectors.py --check    # fail if it is stale
+Deterministic: randomness is the SeededRandom of docs/spec/10-identity-records.md.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from protocol.envelope import seal_record  # noqa: E402
-from protocol.identity import Identity  # noqa: E402
-from protocol.networks import default_network_name, network_tag  # noqa: E402
-from protocol.record import Kind, Scope  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).parent))
-from make_vectors import SeededRandom  # noqa: E402  (the one of docs/spec/10-...)
+from make_vectors import SeededRandom, write_or_check  # (puts the repo root on sys.path)
+
+from protocol.envelope import seal_record
+from protocol.identity import Identity
+from protocol.networks import default_network_name, network_tag
+from protocol.record import Kind, Scope
 
 OUT = Path(__file__).with_name("network.json")
 AUTHOR_SEED = bytes(range(32))
@@ -74,15 +67,7 @@ def cases() -> dict[str, object]:
 
 
 def main() -> int:
-    text = json.dumps(cases(), indent=1) + "\n"
-    if "--check" in sys.argv:
-        if OUT.read_text() != text:
-            print(f"{OUT} is stale: run python {Path(__file__).relative_to(ROOT)}")
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(OUT, cases())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Regenerate docs/vectors/reconcile.json (deterministic: no clock, no randomness).
 
-    .venv/bin/python docs/vectors/make_reconcile_vectors.py
+    .venv/bin/python docs/vectors/make_reconcile_vectors.py [--check]
 
 Ids are BLAKE2b-256 of a label and a counter, so every run writes the same bytes. Each
 exchange lists every message of a full reconciliation in order; each negative case names
@@ -10,11 +10,11 @@ exactly one error class in "expect".
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).parent))
+from make_vectors import write_or_check  # (puts the repo root on sys.path)
 
 from protocol import limits
 from protocol.encoding import pack
@@ -211,7 +211,7 @@ def check(
     raise SystemExit(f"{name}: accepted")
 
 
-def main() -> None:
+def main() -> int:
     doc = {
         "description": "Set reconciliation (docs/spec/35-reconcile.md). Items are "
         "[timestamp_ms, id hex]. Exchanges use the default branching "
@@ -235,8 +235,8 @@ def main() -> None:
         "exchanges": exchanges(),
         "negative": negatives(),
     }
-    OUT.write_text(json.dumps(doc, indent=1) + "\n")
+    return write_or_check(OUT, doc)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,24 +1,22 @@
 """Regenerate docs/vectors/revocation.json: revocation certificates and their records.
 
-Deterministic (Ed25519 signatures are). Run from the repo root:
-    python docs/vectors/make_revocation_vectors.py            # rewrite revocation.json
-    python docs/vectors/make_revocation_vectors.py --check    # fail if it is stale
+Deterministic (Ed25519 signatures are). Run `python docs/vectors/make_revocation_vectors.py`
+to rewrite revocation.json, with `--check` to fail if it is stale.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+from make_vectors import write_or_check  # (puts the repo root on sys.path)
 
-from protocol import labels  # noqa: E402
-from protocol.encoding import pack  # noqa: E402
-from protocol.identity import Identity  # noqa: E402
-from protocol.record import Kind, Record, Scope  # noqa: E402
-from protocol.revocation import RevocationCertificate, make_revocation, to_text  # noqa: E402
+from protocol import labels
+from protocol.encoding import pack
+from protocol.identity import Identity
+from protocol.record import Kind, Record, Scope
+from protocol.revocation import RevocationCertificate, make_revocation, to_text
 
 OUT = Path(__file__).with_name("revocation.json")
 NOW = 1_700_000_000_000
@@ -86,17 +84,14 @@ def cases() -> list[dict[str, object]]:
     return out
 
 
-def document() -> str:
+def main() -> int:
     doc = {
         "description": "Revocation certificates (docs/spec/60-revocation-and-defences.md).",
         "generator": "docs/vectors/make_revocation_vectors.py",
         "cases": cases(),
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return write_or_check(OUT, doc, indent=2)
 
 
 if __name__ == "__main__":
-    text = document()
-    if "--check" in sys.argv:
-        sys.exit(0 if OUT.read_text() == text else 1)
-    OUT.write_text(text)
+    raise SystemExit(main())

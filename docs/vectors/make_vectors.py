@@ -1,7 +1,8 @@
 """Regenerate docs/vectors/records.json: identities, records, sealed payloads, invites.
 
 Deterministic: fixed seeds, and every `random` argument is the SeededRandom stream below
-(specified in docs/spec/10-identity-records.md). Run from the repo root:
+(specified in docs/spec/10-identity-records.md). Every generator here runs alike
+(`write_or_check`):
     python docs/vectors/make_vectors.py            # rewrite records.json
     python docs/vectors/make_vectors.py --check    # fail if records.json is stale
 """
@@ -458,15 +459,24 @@ def _depth_bomb(bfields: list[object]) -> bytes:
     return msgpack.packb([*bfields[:4], bomb, bfields[5]], use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def main() -> int:
-    text = json.dumps(build(), indent=1) + "\n"
+def write_or_check(out: Path, doc: object, *, indent: int = 1) -> int:
+    """Every generator's `main`: write `doc` as JSON to `out`, or with `--check` on the
+    command line write nothing and return 1 when `out` is stale (0 when it is fresh)."""
+    text = json.dumps(doc, indent=indent) + "\n"
+    script = Path(sys.argv[0]).resolve()
+    script_name = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
     if "--check" in sys.argv:
-        if OUT.read_text() != text:
-            print("records.json is stale: run python docs/vectors/make_vectors.py", file=sys.stderr)
+        if not out.exists() or out.read_text() != text:
+            print(f"{out.relative_to(ROOT)} is stale: run python {script_name}", file=sys.stderr)
             return 1
         return 0
-    OUT.write_text(text)
+    out.write_text(text)
+    print(f"wrote {out.relative_to(ROOT)}")
     return 0
+
+
+def main() -> int:
+    return write_or_check(OUT, build())
 
 
 if __name__ == "__main__":
