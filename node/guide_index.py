@@ -281,9 +281,7 @@ class GuideIndex:
     def lesson_of(self, lesson: bytes, now_ms: int) -> list[GuideEntry]:
         """Every unexpired version of a lesson this node can read, newest first."""
         versions = [self.entries[r] for r in self.by_lesson.get(lesson, ())]
-        return sorted(
-            (v for v in versions if v.expires > now_ms), key=lambda e: (-e.created, e.rid)
-        )
+        return sorted((v for v in versions if v.expires > now_ms), key=_newest_first)
 
     def lessons(
         self, wanted: Wanted, now_ms: int, prefer: Iterable[str] = (), limit: int = 0
@@ -294,26 +292,57 @@ class GuideIndex:
         has, else the original, else the newest."""
         matched: dict[bytes, list[GuideEntry]] = {}
         for entry in self.matching(wanted, now_ms):
-            matched.setdefault(entry.lesson, []).append(entry)
+            lesson = entry.translation_of or entry.rid
+            hits = matched.get(lesson)
+            if hits is None:
+                matched[lesson] = [entry]
+            else:
+                hits.append(entry)
         langs = [wanted.lang, *prefer] if wanted.lang else list(prefer)
-        chosen = [choose(hits, lesson, langs) for lesson, hits in matched.items()]
-        order = lambda e: (-e.created, e.rid)  # noqa: E731
+        primaries = list(dict.fromkeys(primary_lang(lang) for lang in langs if lang))
+        chosen: list[tuple[GuideEntry, list[GuideEntry]]] = []
+        for lesson, hits in matched.items():
+            if len(hits) > 1:
+                hits.sort(key=_newest_first)
+            chosen.append((_choose_sorted(hits, lesson, primaries), hits))
+        order = lambda pair: (-pair[0].created, pair[0].rid)  # noqa: E731
         top = heapq.nsmallest(limit, chosen, key=order) if limit else sorted(chosen, key=order)
-        return [(c, self.lesson_of(c.lesson, now_ms)) for c in top], len(matched)
+        by_lesson = self.by_lesson
+        return [
+            # Every version matched (the usual case): they are the lesson's versions.
+            (c, hits if len(by_lesson.get(c.lesson, ())) == len(hits) else self.lesson_of(
+                c.lesson, now_ms))
+            for c, hits in top
+        ], len(matched)  # fmt: skip
 
 
-def choose(versions: list[GuideEntry], lesson: bytes, langs: Iterable[str]) -> GuideEntry:
-    """The version a reader of `langs` (preferred first) reads: the first language it is in,
-    else the original, else the newest version."""
-    newest = sorted(versions, key=lambda e: (-e.created, e.rid))
-    for lang in langs:
+def _newest_first(entry: GuideEntry) -> tuple[int, bytes]:
+    return (-entry.created, entry.rid)
+
+
+def _choose_sorted(newest: list[GuideEntry], lesson: bytes, primaries: list[str]) -> GuideEntry:
+    """`choose` over versions already newest first, with the languages' primary subtags."""
+    if len(newest) == 1:
+        return newest[0]
+    for lang in primaries:
         for entry in newest:
-            if entry.lang and primary_lang(entry.lang) == primary_lang(lang):
+            if entry.lang and primary_lang(entry.lang) == lang:
                 return entry
     for entry in newest:
         if entry.rid == lesson:
             return entry
     return newest[0]
+
+
+def choose(versions: list[GuideEntry], lesson: bytes, langs: Iterable[str]) -> GuideEntry:
+    """The version a reader of `langs` (preferred first) reads: the first language it is in,
+    else the original, else the newest version."""
+    newest = sorted(versions, key=_newest_first)
+    primaries = list(dict.fromkeys(primary_lang(lang) for lang in langs if lang))
+    return _choose_sorted(newest, lesson, primaries)
+
+
+_SCOPE_NAMES = {s: s.name.lower() for s in Scope}
 
 
 def lesson_row(
@@ -333,7 +362,7 @@ def lesson_row(
         "author": label(chosen.author, True),
         "author_label": label(chosen.author, False),
         "created": chosen.created,
-        "scope": chosen.scope.name.lower(),
+        "scope": _SCOPE_NAMES[chosen.scope],
         # Its author's key was revoked: anyone holding the key may have written it.
         "unverified": chosen.author in revoked,
         "languages": [
