@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import msgpack
@@ -182,7 +182,8 @@ class GuideIndex:
             ids = by_token.get(word)
             if ids is None:
                 by_token[word] = {entry.rid}
-                self._vocab_dirty = True
+                if not self._vocab_dirty:  # kept sorted as words come (no re-sort per search)
+                    bisect.insort(self._vocab, word)
             else:
                 ids.add(entry.rid)
 
@@ -201,8 +202,10 @@ class GuideIndex:
             _discard(self.by_author, entry.author, rid)
             if self._by_token is not None:
                 for word in (entry.words or "").split():
-                    if _discard(self._by_token, word, rid):
-                        self._vocab_dirty = True
+                    if _discard(self._by_token, word, rid) and not self._vocab_dirty:
+                        at = bisect.bisect_left(self._vocab, word)
+                        if at < len(self._vocab) and self._vocab[at] == word:
+                            del self._vocab[at]
         return removed
 
     def expired(self, now_ms: int) -> list[bytes]:
@@ -210,19 +213,28 @@ class GuideIndex:
 
     def build_words(self) -> None:
         """Index the search words of every entry (once; kept current from then on)."""
-        if self._by_token is None:
-            self._by_token = {}
-            for entry in self.entries.values():
-                self._post_words(entry)
+        for _ in self.words_in_slices(0):
+            pass
+
+    def words_in_slices(self, size: int) -> Iterator[None]:
+        """`build_words`, pausing (a yield) after every `size` entries (0: never), so that a
+        running node answers meanwhile; nothing else may change the index until it ends."""
+        if self._by_token is not None:
+            return
+        self._by_token = {}
+        self._vocab_dirty = True  # sorted once at the end, not word by word
+        for n, entry in enumerate(self.entries.values(), 1):
+            self._post_words(entry)
+            if size and n % size == 0:
+                yield
+        self._vocab = sorted(self._by_token)
+        self._vocab_dirty = False
 
     # -- matching ------------------------------------------------------------------------------
 
     def _prefixed(self, token: str) -> list[set[bytes]]:
         """The posting sets of every word that starts with `token` (any of them matches)."""
         assert self._by_token is not None
-        if self._vocab_dirty:
-            self._vocab = sorted(self._by_token)
-            self._vocab_dirty = False
         out: list[set[bytes]] = []
         at = bisect.bisect_left(self._vocab, token)
         while at < len(self._vocab) and self._vocab[at].startswith(token):
@@ -242,11 +254,15 @@ class GuideIndex:
         if wanted.authors is not None:
             fields.append([self.by_author.get(a, set()) for a in wanted.authors])
         words = list(dict.fromkeys(tokens(wanted.search)))
+        prefix = ""
         if words:
             self.build_words()
             assert self._by_token is not None
             fields.extend([self._by_token.get(w, set())] for w in words[:-1])
-            fields.append(self._prefixed(words[-1]))  # the last word as typed so far
+            prefix = words[-1]  # the last word as typed so far
+            if not fields:
+                fields.append(self._prefixed(prefix))
+                prefix = ""
         elif wanted.search.strip():
             return []  # only punctuation: no word to match
         candidates: Iterable[bytes]
@@ -258,12 +274,9 @@ class GuideIndex:
             for sets in fields[1:]:
                 if not found:
                     break
-                if len(sets) == 1:
-                    found = found & sets[0]
-                elif sum(map(len, sets)) < 2 * len(found) * len(sets):  # a union is cheaper
-                    found = found & set().union(*sets)
-                else:
-                    found = {r for r in found if any(r in ids for ids in sets)}
+                found = _narrowed(found, sets)
+            if prefix and found:
+                found = self._with_prefix(found, prefix)
             candidates = found
         else:
             candidates = self.entries.keys()
@@ -276,6 +289,21 @@ class GuideIndex:
             if region and not region_matches(region, entry.region.upper()):
                 continue
             out.append(entry)
+        return out
+
+    def _with_prefix(self, found: set[bytes], prefix: str) -> set[bytes]:
+        """The guides of `found` with a word that starts with `prefix`: read from their own
+        words when they are few, else from the posting sets of every such word."""
+        sets = self._prefixed(prefix)
+        if sum(map(len, sets)) < _WORDS_CHECK_COST * len(found):
+            return _narrowed(found, sets)
+        spaced = " " + prefix
+        entries = self.entries
+        out = set()
+        for rid in found:
+            text = entries[rid].words
+            if text is not None and (text.startswith(prefix) or spaced in text):
+                out.add(rid)
         return out
 
     def lesson_of(self, lesson: bytes, now_ms: int) -> list[GuideEntry]:
@@ -314,6 +342,20 @@ class GuideIndex:
                 c.lesson, now_ms))
             for c, hits in top
         ], len(matched)  # fmt: skip
+
+
+# What checking one guide's own words costs, in set members unioned (measured: ~15); past
+# this many per guide left, a prefix is checked against the guides' own words instead.
+_WORDS_CHECK_COST = 16
+
+
+def _narrowed(found: set[bytes], sets: list[set[bytes]]) -> set[bytes]:
+    """The members of `found` that are in one of `sets`."""
+    if len(sets) == 1:
+        return found & sets[0]
+    if sum(map(len, sets)) < 2 * len(found) * len(sets):  # a union is cheaper
+        return found & set().union(*sets)
+    return {r for r in found if any(r in ids for ids in sets)}
 
 
 def _newest_first(entry: GuideEntry) -> tuple[int, bytes]:
