@@ -750,6 +750,12 @@ async def guides(listed: int = 10_000, searched: int = 100_000, searches: int = 
     from bench.guides import run
 
     return await run(listed, searched, searches)
+async def library(lessons: int = 4000, images: int = 600, timeout: float = 900.0) -> Result:
+    from bench.library import run
+
+    return await run(lessons, images, timeout)
+
+
 # -- several networks per node (issue 15) --------------------------------------------------------
 
 
@@ -823,6 +829,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "attach": (attach, "a 100 MB attachment A to B: MB/s, ratio to box-stream+SecretBox, RSS"),
     "checkins": (checkins, "a node watching 1,000 check-in plans: idle CPU, missed lateness"),
     "help": (help_reach, "a new help request reaches every member of a 5-node circle: p50/p95"),
+    "library": (library, "publish library: 4,000 lessons, 7 languages, 600 images; peer holds it"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -842,4 +849,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "attach": {"megabytes": 2.0, "timeout": 60},
     "checkins": {"plans": 30, "late": 4, "window": 3.0, "timeout": 60},
     "help": {"nodes": 3, "requests": 2, "timeout": 60},
+    "library": {"lessons": 21, "images": 3, "timeout": 60},
 }

@@ -13,7 +13,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.content import Readable, find, parse_audience, readable, seal_to, withdraw_records
+from node.content import (
+    Audience,
+    Readable,
+    find,
+    parse_audience,
+    readable,
+    seal_to,
+    withdraw_records,
+)
 from node.local import Local
 from node.store import row_of
 from protocol import limits
@@ -61,7 +69,7 @@ def _from_yaml(path: Path, text: str) -> ChecklistFile:
     import yaml
 
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -108,11 +116,16 @@ async def publish_checklist(
     now_ms: int,
     translation_of: str | None = None,
     replaces: str | None = None,
+    audience: Audience | None = None,
+    original_id: bytes | None = None,
 ) -> tuple[Record, Checklist]:
     """Seal one checklist record from a file and store it. With `replaces`, it is a new
     version of one of ours: it names the same lesson (so progress on unchanged items
-    stays) and a tombstone naming it as successor purges the old one everywhere."""
-    audience = await parse_audience(local, to)  # a wrong --to is said before the file
+    stays) and a tombstone naming it as successor purges the old one everywhere.
+    `audience`, `original_id`: `to` already parsed, and the id of the original checklist
+    just published (`publish library`: no look-up per file)."""
+    if audience is None:
+        audience = await parse_audience(local, to)  # a wrong --to is said before the file
     parsed = read_checklist_file(path)
     old: Readable | None = None
     lesson: bytes | None = None
@@ -121,8 +134,8 @@ async def publish_checklist(
         if old.record.author != local.node_id or old.record.kind is not Kind.CHECKLIST:
             raise CanopyError(f"--replaces {replaces}: not a checklist this node published")
         lesson = Checklist.from_content(old.body.content).lesson or old.record.id
-    original: bytes | None = None
-    if translation_of:
+    original: bytes | None = original_id
+    if translation_of and original is None:
         target = await find(local, translation_of, now_ms)
         if target.record.kind is not Kind.CHECKLIST:
             raise CanopyError(f"--translation-of {translation_of}: not a checklist")

@@ -92,6 +92,7 @@ class Store:
         self._own_tag = self.tag(owner) if owner is not None else b""
         # One connection, many tasks: explicit transactions must not interleave.
         self._write_lock = asyncio.Lock()
+        self._batch_task: asyncio.Task[object] | None = None  # the task inside `batch`
         # Bumped by every write of this process that may change which records are held, so
         # that a running node can keep derived state (reconciliation sets) until it moves.
         self.generation = 0
@@ -188,8 +189,25 @@ class Store:
             await self._db.executemany(sql, params)
 
     @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """One durable transaction around many writes of this task (a library import):
+        every write in it commits at its end, or none does. Other tasks' writes wait."""
+        if self._batch_task is not None:
+            raise RuntimeError("a store batch is already open")
+        async with self._transaction():
+            self._batch_task = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._batch_task = None
+
+    @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        """One durable write transaction (BEGIN IMMEDIATE ... COMMIT) under the write lock."""
+        """One durable write transaction (BEGIN IMMEDIATE ... COMMIT) under the write lock;
+        inside this task's `batch`, part of the batch's own."""
+        if self._batch_task is not None and self._batch_task is asyncio.current_task():
+            yield
+            return
         async with self._write_lock:
             try:
                 try:

@@ -200,6 +200,7 @@ BUNDLE_CHUNK = 500  # bundle records checked and stored per transaction (and per
 INDEX_BUILD_SLICE = 64  # records the index build opens between two turns of the event loop
 OPENED_REPAIR_CHUNK = 512  # records whose cached opening was spoilt, fetched per store read
 OPENED_WRITE_CHUNK = 8192  # cached openings the index build writes per transaction
+LIBRARY_IMPORT_BATCH = 64  # paths (every language of each) `publish library` commits at once
 RANKING_WALK_COST_RATIO = 10  # a query walks the ranking when scoring matches costs more
 RANKING_REFRESH_MS = 24 * 3600 * 1000  # a ranking's bounds are recomputed this often
 RANKING_MAX_EXTRA = 1024  # entries added since the ranking was built, before it is rebuilt
