@@ -248,13 +248,24 @@ async def run(lessons: int = 4000, images: int = 600, timeout: float = 900.0) ->
         if code != 0:
             raise RuntimeError(f"publish library failed: {err.strip()[-500:]}")
         report = json.loads(out)
-        await a.notify()
-        want = {k: int((await a.status())["records"].get(k, 0)) for k in _KINDS}
+        stalls = {"A": 0, "B": 0}  # status requests a busy node left unanswered for 30 s
+
+        async def records(node: Node) -> dict[str, int] | None:
+            try:
+                got = (await node.status())["records"]
+            except TimeoutError:
+                stalls[node.label] += 1
+                return None
+            return {k: int(got.get(k, 0)) for k in _KINDS}
+
+        want = None
+        while want is None:  # the CLI told A (the publish's notify); A's store holds it all
+            want = await records(a)
         progress(f"A holds {want}; waiting until B holds all of it…")
 
         async def held() -> bool:
-            got = (await b.status())["records"]
-            return all(int(got.get(k, 0)) >= n for k, n in want.items())
+            got = await records(b)
+            return got is not None and all(got[k] >= n for k, n in want.items())
 
         done = await wait_for("B to hold the library", held, timeout, 0.1)
         peer_s = done - published_at
@@ -271,6 +282,8 @@ async def run(lessons: int = 4000, images: int = 600, timeout: float = 900.0) ->
         res.add("guides_published", "guide records (lessons, every version)", want["guide"], "",
                 fmt="{:,.0f}")  # fmt: skip
         res.add("chunks_published", "attachment chunk records", want["chunk"], "", fmt="{:,.0f}")
+        res.add("stalls_a", "A: status unanswered for 30 s (times)", stalls["A"], "", fmt="{:.0f}")
+        res.add("stalls_b", "B: status unanswered for 30 s (times)", stalls["B"], "", fmt="{:.0f}")
         res.details = {"report": report, "library": made}
         lines = [
             "import report: lessons by language "

@@ -93,6 +93,7 @@ class Store:
         # One connection, many tasks: explicit transactions must not interleave.
         self._write_lock = asyncio.Lock()
         self._batch_task: asyncio.Task[object] | None = None  # the task inside `batch`
+        self._epoch_due = False  # a row written in the batch: bump the epoch at its end
         # Bumped by every write of this process that may change which records are held, so
         # that a running node can keep derived state (reconciliation sets) until it moves.
         self.generation = 0
@@ -196,10 +197,13 @@ class Store:
             raise RuntimeError("a store batch is already open")
         async with self._transaction():
             self._batch_task = asyncio.current_task()
+            self._epoch_due = False
             try:
                 yield
             finally:
                 self._batch_task = None
+            if self._epoch_due:  # once for the batch's rows, not once per row
+                await self.bump_epoch()
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
@@ -580,7 +584,10 @@ class Store:
         )
         if table == "revoked":
             self.generation += 1
-        await self.bump_epoch()
+        if self._batch_task is not None and self._batch_task is asyncio.current_task():
+            self._epoch_due = True
+        else:
+            await self.bump_epoch()
 
     async def delete_row(self, table: str, key: bytes) -> bool:
         _check_table(table)
