@@ -162,7 +162,7 @@ async def publish_checklist(
         now_ms=now_ms,
         lifetime_ms=limits.DEFAULT_GUIDE_LIFETIME_MS,
     )
-    await local.store.put_records([row_of(r, local=True) for r in records], now_ms)
+    await local.store.put_records([row_of(r, local=True) for r in records], now_ms, defer=True)
     record = records[0]
     if old is not None:
         await withdraw_records(local, [old.record], now_ms, successor=record.id)

@@ -284,7 +284,9 @@ async def publish_guide_texts(
         for (guide_title, _), records in zip(contents, sealed, strict=True)
         for record in records
     ]
-    await local.store.put_records([row_of(r, local=True) for r, _ in published], now_ms)
+    await local.store.put_records(  # deferred only inside a store batch (publish library)
+        [row_of(r, local=True) for r, _ in published], now_ms, defer=True
+    )
     if old is not None:
         await _withdraw(local, [old], now_ms, successor=published[0][0].id)
     return published

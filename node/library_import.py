@@ -399,6 +399,7 @@ async def _publish(
         key,
         {"root": str(root), "lang": item.lang, "path": item.rel, "kind": item.kind,
          "ids": ids, "hash": digest},
+        defer=True,
     )  # fmt: skip
     return records[0].id
 

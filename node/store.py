@@ -28,6 +28,7 @@ from protocol.lifecycle import NEVER_WITHDRAWN
 from protocol.networks import NetworkView
 from protocol.record import Kind, Record
 
+_DEFERRED_BYTES = 8 << 20  # a batch writes its gathered records before they reach this
 _T = TypeVar("_T")
 
 
@@ -94,6 +95,9 @@ class Store:
         self._write_lock = asyncio.Lock()
         self._batch_task: asyncio.Task[object] | None = None  # the task inside `batch`
         self._epoch_due = False  # a row written in the batch: bump the epoch at its end
+        self._deferred: list[RecordRow] = []  # records the batch will write
+        self._deferred_bytes = 0
+        self._deferred_rows: list[tuple[str, bytes, bytes]] = []  # (table, tag, sealed)
         # Bumped by every write of this process that may change which records are held, so
         # that a running node can keep derived state (reconciliation sets) until it moves.
         self.generation = 0
@@ -130,10 +134,24 @@ class Store:
 
     # -- records -------------------------------------------------------------------------
 
-    async def put_records(self, rows: Sequence[RecordRow], received_at: int) -> list[bool]:
+    async def put_records(
+        self, rows: Sequence[RecordRow], received_at: int, *, defer: bool = False
+    ) -> list[bool]:
         """Insert in one durable transaction; returns, per row, whether it was new. Nothing
         in clear says whether a row is ours (`local`): that is the keyed `mark`. The time
-        of arrival is not stored (`received_at` stays in the signature for the callers)."""
+        of arrival is not stored (`received_at` stays in the signature for the callers).
+        `defer`, inside this task's `batch`: rows are gathered and written a few thousand
+        at a time (`has`, `get_records`, `rows`, `withdraw` write them first; other reads
+        do not see them until then) and each is answered as new."""
+        if defer and self._in_batch():
+            self._deferred.extend(rows)
+            self._deferred_bytes += sum(len(r.data) for r in rows)
+            if len(self._deferred) >= 4096 or self._deferred_bytes >= _DEFERRED_BYTES:
+                await self._flush_deferred()
+            return [True] * len(rows)
+        return await self._put_now(rows)
+
+    async def _put_now(self, rows: Sequence[RecordRow]) -> list[bool]:
         if not rows:
             return []
         ids = [r.id for r in rows]
@@ -192,7 +210,9 @@ class Store:
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
         """One durable transaction around many writes of this task (a library import):
-        every write in it commits at its end, or none does. Other tasks' writes wait."""
+        every write in it commits at its end, or none does; records and sealed rows are
+        written a few thousand at a time, not one trip to the database each (`put_records`,
+        `put_row`). Other tasks' writes wait."""
         if self._batch_task is not None:
             raise RuntimeError("a store batch is already open")
         async with self._transaction():
@@ -200,10 +220,31 @@ class Store:
             self._epoch_due = False
             try:
                 yield
+                await self._flush_deferred()
             finally:
                 self._batch_task = None
+                self._deferred, self._deferred_rows, self._deferred_bytes = [], [], 0
             if self._epoch_due:  # once for the batch's rows, not once per row
                 await self.bump_epoch()
+
+    def _in_batch(self) -> bool:
+        return self._batch_task is not None and self._batch_task is asyncio.current_task()
+
+    async def _flush_deferred(self) -> None:
+        """Write what this task's batch gathered (inside its transaction)."""
+        rows, self._deferred, self._deferred_bytes = self._deferred, [], 0
+        sealed_rows, self._deferred_rows = self._deferred_rows, []
+        if rows:
+            await self._put_now(rows)
+        by_table: dict[str, list[tuple[bytes, bytes]]] = {}
+        for table, tag, data in sealed_rows:
+            by_table.setdefault(table, []).append((tag, data))
+        for table, params in by_table.items():
+            await self._write_many(
+                f"INSERT INTO {table} (tag, data) VALUES (?, ?)"
+                " ON CONFLICT(tag) DO UPDATE SET data = excluded.data",
+                params,
+            )
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
@@ -229,6 +270,8 @@ class Store:
                 raise StoreError(f"database write failed: {exc}") from exc
 
     async def has(self, ids: Sequence[bytes]) -> set[bytes]:
+        if self._in_batch() and (self._deferred or self._deferred_rows):  # reads see it
+            await self._flush_deferred()
         found: set[bytes] = set()
         for chunk, marks in _in_chunks(ids):
             sql = f"SELECT id FROM records WHERE id IN ({marks})"
@@ -238,6 +281,8 @@ class Store:
 
     async def get_records(self, ids: Sequence[bytes]) -> dict[bytes, bytes]:
         """Record wire bytes by id, for the ids that are stored."""
+        if self._in_batch() and (self._deferred or self._deferred_rows):  # reads see it
+            await self._flush_deferred()
         out: dict[bytes, bytes] = {}
         for chunk, marks in _in_chunks(ids):
             sql = f"SELECT id, data FROM records WHERE id IN ({marks})"
@@ -434,6 +479,8 @@ class Store:
         tombstone naming the same ids changes nothing for them. `attachment_tags`: the
         chunks of that author carrying one of them go too, and later ones are refused
         (docs/spec/85-attachments.md). Returns the deleted ids."""
+        if self._in_batch() and (self._deferred or self._deferred_rows):
+            await self._flush_deferred()
         tag = self.tag(author)
         groups = [self.group_tag(author, t) for t in attachment_tags]
         marks = ",".join("?" * len(targets))
@@ -573,23 +620,29 @@ class Store:
 
     # -- sealed rows: peers and invites ----------------------------------------------------
 
-    async def put_row(self, table: str, key: bytes, value: dict[str, Value]) -> None:
-        """Store `value` under a keyed tag of `key`; both the key and the value stay sealed."""
+    async def put_row(
+        self, table: str, key: bytes, value: dict[str, Value], *, defer: bool = False
+    ) -> None:
+        """Store `value` under a keyed tag of `key`; both the key and the value stay sealed.
+        `defer`: as for `put_records`."""
         _check_table(table)
         sealed = self.at_rest.seal_row(key, value)
+        if table == "revoked":
+            self.generation += 1
+        if defer and self._in_batch():
+            self._deferred_rows.append((table, self.tag(key), sealed))
+            self._epoch_due = True
+            return
         await self._write_many(
             f"INSERT INTO {table} (tag, data) VALUES (?, ?)"
             " ON CONFLICT(tag) DO UPDATE SET data = excluded.data",
             [(self.tag(key), sealed)],
         )
-        if table == "revoked":
-            self.generation += 1
-        if self._batch_task is not None and self._batch_task is asyncio.current_task():
-            self._epoch_due = True
-        else:
-            await self.bump_epoch()
+        await self.bump_epoch()
 
     async def delete_row(self, table: str, key: bytes) -> bool:
+        if self._in_batch() and (self._deferred or self._deferred_rows):  # reads see it
+            await self._flush_deferred()
         _check_table(table)
         try:
             cur = await self._db.execute(f"DELETE FROM {table} WHERE tag = ?", (self.tag(key),))
@@ -599,6 +652,8 @@ class Store:
         return cur.rowcount > 0
 
     async def rows(self, table: str) -> dict[bytes, dict[str, Value]]:
+        if self._in_batch() and (self._deferred or self._deferred_rows):  # reads see it
+            await self._flush_deferred()
         _check_table(table)
         out: dict[bytes, dict[str, Value]] = {}
         async with self._db.execute(f"SELECT data FROM {table}") as cur:
