@@ -750,6 +750,8 @@ async def guides(listed: int = 10_000, searched: int = 100_000, searches: int = 
     from bench.guides import run
 
     return await run(listed, searched, searches)
+
+
 async def library(lessons: int = 4000, images: int = 600, timeout: float = 900.0) -> Result:
     from bench.library import run
 

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from protocol import limits
 from protocol.errors import NodeLost, NodeNotRunning, NodeRefused
 
 if TYPE_CHECKING:
     import urllib.request
-
-_MAX_HEAD = 64 * 1024  # a status line and headers longer than this are not our node's
 
 
 def _request(
@@ -106,7 +105,7 @@ def _response(sock: socket.socket) -> tuple[int, bytes]:
     up to the close); ValueError if it is not one."""
     got = bytearray()
     while (end := got.find(b"\r\n\r\n")) < 0:
-        if len(got) > _MAX_HEAD:
+        if len(got) > limits.LOCAL_API_MAX_HEAD_BYTES:
             raise ValueError("response head too long")
         piece = sock.recv(65536)
         if not piece:

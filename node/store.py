@@ -21,6 +21,7 @@ import aiosqlite
 
 from node.at_rest import SEAL_OVERHEAD, AtRest
 from node.migrations import check_key, migrate
+from protocol import limits
 from protocol.attachment import tag_of
 from protocol.encoding import Value
 from protocol.errors import StoreError
@@ -28,7 +29,6 @@ from protocol.lifecycle import NEVER_WITHDRAWN
 from protocol.networks import NetworkView
 from protocol.record import Kind, Record
 
-_DEFERRED_BYTES = 8 << 20  # a batch writes its gathered records before they reach this
 _T = TypeVar("_T")
 
 
@@ -146,7 +146,10 @@ class Store:
         if defer and self._in_batch():
             self._deferred.extend(rows)
             self._deferred_bytes += sum(len(r.data) for r in rows)
-            if len(self._deferred) >= 4096 or self._deferred_bytes >= _DEFERRED_BYTES:
+            if (
+                len(self._deferred) >= limits.STORE_DEFER_RECORDS
+                or self._deferred_bytes >= limits.STORE_DEFER_BYTES
+            ):
                 await self._flush_deferred()
             return [True] * len(rows)
         return await self._put_now(rows)
