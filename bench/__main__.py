@@ -1,5 +1,6 @@
-"""`python -m bench [NAME ...] [--json] [--quick] [--list] [--nodes N] [--seed S]`: run
-benchmarks, print figures. --nodes and --seed set the size and seed of `simulate`.
+"""`python -m bench [NAME ...] [--json] [--quick] [--list] [--nodes N] [--seed S]
+[--lessons N]`: run benchmarks, print figures. --nodes and --seed set the size and seed of
+`simulate`; --lessons the size of `library` (its images: one per 20/3 lessons).
 
 With --json exactly one JSON document goes to stdout (one benchmark: its result; several:
 {"results": [...]}); progress always goes to stderr.
@@ -28,11 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the benchmarks")
     parser.add_argument("--nodes", type=int, metavar="N", help="simulate: number of nodes")
     parser.add_argument("--seed", type=int, metavar="S", help="simulate: the run's seed")
+    parser.add_argument("--lessons", type=int, metavar="N", help="library: lessons to publish")
     args = parser.parse_args(argv)
     if args.list:
         for name, (_, about) in BENCHMARKS.items():
             print(f"{name:18} {about}")
         return 0
+    if args.lessons is not None and args.lessons < 7:
+        print("--lessons must be at least 7 (one in each language)", file=sys.stderr)
+        return 2
     if args.nodes is not None and args.nodes < 10:
         print("--nodes must be at least 10", file=sys.stderr)
         return 2
@@ -48,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         func, _ = BENCHMARKS[name]
         kwargs = dict(QUICK[name]) if args.quick else {}
+        if name == "library" and args.lessons is not None:
+            kwargs["lessons"] = args.lessons
+            kwargs["images"] = max(1, args.lessons * 3 // 20)
         if name == "simulate":
             if args.nodes is not None:
                 kwargs["nodes"] = args.nodes

@@ -750,6 +750,14 @@ async def guides(listed: int = 10_000, searched: int = 100_000, searches: int = 
     from bench.guides import run
 
     return await run(listed, searched, searches)
+
+
+async def library(lessons: int = 4000, images: int = 600, timeout: float = 900.0) -> Result:
+    from bench.library import run
+
+    return await run(lessons, images, timeout)
+
+
 # -- several networks per node (issue 15) --------------------------------------------------------
 
 
@@ -827,6 +835,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
         "a new help request reaches every member of a 5-node circle, and is raised on call"
         " on both on-call members: p50/p95",
     ),
+    "library": (library, "publish library: 4,000 lessons, 7 languages, 600 images; peer holds it"),
 }
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -846,4 +855,5 @@ QUICK: dict[str, dict[str, Any]] = {
     "attach": {"megabytes": 2.0, "timeout": 60},
     "checkins": {"plans": 30, "late": 4, "window": 3.0, "timeout": 60},
     "help": {"nodes": 3, "requests": 2, "timeout": 60},
+    "library": {"lessons": 21, "images": 3, "timeout": 60},
 }

@@ -3,6 +3,7 @@ times."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -116,7 +117,12 @@ def print_rows(
 def when(ms: int | None) -> str:
     if not ms:
         return "never"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return _minute(ms // 60_000)
+
+
+@functools.lru_cache(maxsize=4096)  # a listing of thousands of rows spans few minutes
+def _minute(minute: int) -> str:
+    return datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def duration(seconds: float) -> str:

@@ -160,10 +160,12 @@ async def store_chunks(
         ids.append(record.id)
         batch.append(record)
         if len(batch) >= limits.ATTACHMENT_STORE_BATCH:
-            await local.store.put_records([row_of(r, local=True) for r in batch], created)
+            await local.store.put_records(
+                [row_of(r, local=True) for r in batch], created, defer=True
+            )
             batch = []
     if batch:
-        await local.store.put_records([row_of(r, local=True) for r in batch], created)
+        await local.store.put_records([row_of(r, local=True) for r in batch], created, defer=True)
     if len(ids) != chunk_count(source.size):
         raise CanopyError(f"{source.path} changed while it was being attached")
     return Attachment(source.name, source.type, source.size, key, tag, tuple(ids))

@@ -13,7 +13,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.content import Readable, find, parse_audience, readable, seal_to, withdraw_records
+from node.content import (
+    Audience,
+    Readable,
+    find,
+    parse_audience,
+    readable,
+    seal_to,
+    withdraw_records,
+)
 from node.local import Local
 from node.sealed_files import read_text_file
 from node.store import row_of
@@ -53,7 +61,7 @@ def _from_yaml(path: Path, text: str) -> ChecklistFile:
     import yaml
 
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -100,11 +108,16 @@ async def publish_checklist(
     now_ms: int,
     translation_of: str | None = None,
     replaces: str | None = None,
+    audience: Audience | None = None,
+    original_id: bytes | None = None,
 ) -> tuple[Record, Checklist]:
     """Seal one checklist record from a file and store it. With `replaces`, it is a new
     version of one of ours: it names the same lesson (so progress on unchanged items
-    stays) and a tombstone naming it as successor purges the old one everywhere."""
-    audience = await parse_audience(local, to)  # a wrong --to is said before the file
+    stays) and a tombstone naming it as successor purges the old one everywhere.
+    `audience`, `original_id`: `to` already parsed, and the id of the original checklist
+    just published (`publish library`: no look-up per file)."""
+    if audience is None:
+        audience = await parse_audience(local, to)  # a wrong --to is said before the file
     parsed = read_checklist_file(path)
     old: Readable | None = None
     lesson: bytes | None = None
@@ -113,8 +126,8 @@ async def publish_checklist(
         if old.record.author != local.node_id or old.record.kind is not Kind.CHECKLIST:
             raise CanopyError(f"--replaces {replaces}: not a checklist this node published")
         lesson = Checklist.from_content(old.body.content).lesson or old.record.id
-    original: bytes | None = None
-    if translation_of:
+    original: bytes | None = original_id
+    if translation_of and original is None:
         target = await find(local, translation_of, now_ms)
         if target.record.kind is not Kind.CHECKLIST:
             raise CanopyError(f"--translation-of {translation_of}: not a checklist")
@@ -141,7 +154,7 @@ async def publish_checklist(
         now_ms=now_ms,
         lifetime_ms=limits.DEFAULT_GUIDE_LIFETIME_MS,
     )
-    await local.store.put_records([row_of(r, local=True) for r in records], now_ms)
+    await local.store.put_records([row_of(r, local=True) for r in records], now_ms, defer=True)
     record = records[0]
     if old is not None:
         await withdraw_records(local, [old.record], now_ms, successor=record.id)

@@ -96,7 +96,6 @@ async def parse_audience(local: Local, to: str) -> Audience:
     return Audience(Scope.NETWORK, tuple(dict.fromkeys(recipients)), False, networks=homes)
 
 
-
 async def sealing(local: Local, audience: Audience, now_ms: int) -> Audience:
     """The audience ready to seal to: for `peers`, the peers circle made or brought up to
     date now (called once every input is checked, so a refused publish writes nothing)."""
@@ -210,11 +209,16 @@ async def publish_guide_texts(
     replaces: str | None = None,
     translation_of: str | None = None,
     sources: Sequence[Sequence[attachments.Source]] = (),
+    audience: Audience | None = None,
+    original_id: bytes | None = None,
 ) -> list[tuple[Record, str]]:
     """`publish_guides` for texts already in memory, as (file name, text) pairs: the web
     app's editor publishes through here, and nothing readable touches the disk.
-    `sources`: per text, the files it attaches (their chunks are stored first)."""
-    audience = await parse_audience(local, to)
+    `sources`: per text, the files it attaches (their chunks are stored first). A caller
+    publishing many (`publish library`) may give `to` already parsed (`audience`), and
+    for a translation the id of the original it just published (`original_id`)."""
+    if audience is None:
+        audience = await parse_audience(local, to)
     for i, (name, text) in enumerate(texts):
         extra = attachments.manifest_bytes(sources[i]) if i < len(sources) else 0
         if len(text.encode("utf-8")) + extra > (most := limits.MAX_GUIDE_TEXT_BYTES):
@@ -225,7 +229,9 @@ async def publish_guide_texts(
     if replaces and len(texts) != 1:
         raise CanopyError("--replaces takes exactly one file: the new version")
     old = await _own_record(local, replaces) if replaces else None
-    original = await _original(local, translation_of, lang, now_ms) if translation_of else None
+    original = original_id
+    if translation_of and original is None:
+        original = await _original(local, translation_of, lang, now_ms)
     expires = now_ms + limits.DEFAULT_GUIDE_LIFETIME_MS
     contents: list[tuple[str, dict[str, Value]]] = []
     for name, text in texts:
@@ -269,7 +275,9 @@ async def publish_guide_texts(
         for (guide_title, _), records in zip(contents, sealed, strict=True)
         for record in records
     ]
-    await local.store.put_records([row_of(r, local=True) for r, _ in published], now_ms)
+    await local.store.put_records(  # deferred only inside a store batch (publish library)
+        [row_of(r, local=True) for r, _ in published], now_ms, defer=True
+    )
     if old is not None:
         await _withdraw(local, [old], now_ms, successor=published[0][0].id)
     return published

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import msgpack
 
 from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, Opened
 from node.index_common import discard, post
+from protocol import limits
 from protocol.contact import primary_lang, region_matches, tokens
 from protocol.content import Guide
 from protocol.encoding import Value
@@ -185,7 +186,8 @@ class GuideIndex:
             ids = by_token.get(word)
             if ids is None:
                 by_token[word] = {entry.rid}
-                self._vocab_dirty = True
+                if not self._vocab_dirty:  # kept sorted as words come (no re-sort per search)
+                    bisect.insort(self._vocab, word)
             else:
                 ids.add(entry.rid)
 
@@ -205,8 +207,10 @@ class GuideIndex:
             discard(self.by_author, entry.author, rid)
             if self._by_token is not None:
                 for word in (entry.words or "").split():
-                    if discard(self._by_token, word, rid):
-                        self._vocab_dirty = True
+                    if discard(self._by_token, word, rid) and not self._vocab_dirty:
+                        at = bisect.bisect_left(self._vocab, word)
+                        if at < len(self._vocab) and self._vocab[at] == word:
+                            del self._vocab[at]
         return removed
 
     def expired(self, now_ms: int) -> list[bytes]:
@@ -214,19 +218,28 @@ class GuideIndex:
 
     def build_words(self) -> None:
         """Index the search words of every entry (once; kept current from then on)."""
-        if self._by_token is None:
-            self._by_token = {}
-            for entry in self.entries.values():
-                self._post_words(entry)
+        for _ in self.words_in_slices(0):
+            pass
+
+    def words_in_slices(self, size: int) -> Iterator[None]:
+        """`build_words`, pausing (a yield) after every `size` entries (0: never), so that a
+        running node answers meanwhile; nothing else may change the index until it ends."""
+        if self._by_token is not None:
+            return
+        self._by_token = {}
+        self._vocab_dirty = True  # sorted once at the end, not word by word
+        for n, entry in enumerate(self.entries.values(), 1):
+            self._post_words(entry)
+            if size and n % size == 0:
+                yield
+        self._vocab = sorted(self._by_token)
+        self._vocab_dirty = False
 
     # -- matching ------------------------------------------------------------------------------
 
     def _prefixed(self, token: str) -> list[set[bytes]]:
         """The posting sets of every word that starts with `token` (any of them matches)."""
         assert self._by_token is not None
-        if self._vocab_dirty:
-            self._vocab = sorted(self._by_token)
-            self._vocab_dirty = False
         out: list[set[bytes]] = []
         at = bisect.bisect_left(self._vocab, token)
         while at < len(self._vocab) and self._vocab[at].startswith(token):
@@ -246,11 +259,15 @@ class GuideIndex:
         if wanted.authors is not None:
             fields.append([self.by_author.get(a, set()) for a in wanted.authors])
         words = list(dict.fromkeys(tokens(wanted.search)))
+        prefix = ""
         if words:
             self.build_words()
             assert self._by_token is not None
             fields.extend([self._by_token.get(w, set())] for w in words[:-1])
-            fields.append(self._prefixed(words[-1]))  # the last word as typed so far
+            prefix = words[-1]  # the last word as typed so far
+            if not fields:
+                fields.append(self._prefixed(prefix))
+                prefix = ""
         elif wanted.search.strip():
             return []  # only punctuation: no word to match
         candidates: Iterable[bytes]
@@ -262,12 +279,9 @@ class GuideIndex:
             for sets in fields[1:]:
                 if not found:
                     break
-                if len(sets) == 1:
-                    found = found & sets[0]
-                elif sum(map(len, sets)) < 2 * len(found) * len(sets):  # a union is cheaper
-                    found = found & set().union(*sets)
-                else:
-                    found = {r for r in found if any(r in ids for ids in sets)}
+                found = _narrowed(found, sets)
+            if prefix and found:
+                found = self._with_prefix(found, prefix)
             candidates = found
         else:
             candidates = self.entries.keys()
@@ -282,12 +296,26 @@ class GuideIndex:
             out.append(entry)
         return out
 
+    def _with_prefix(self, found: set[bytes], prefix: str) -> set[bytes]:
+        """The guides of `found` with a word that starts with `prefix`: read from their own
+        words when they are few, else from the posting sets of every such word."""
+        sets = self._prefixed(prefix)
+        # Checking one guide's own words costs ~15 set members unioned (measured).
+        if sum(map(len, sets)) < limits.GUIDE_WORDS_CHECK_COST * len(found):
+            return _narrowed(found, sets)
+        spaced = " " + prefix
+        entries = self.entries
+        out = set()
+        for rid in found:
+            text = entries[rid].words
+            if text is not None and (text.startswith(prefix) or spaced in text):
+                out.add(rid)
+        return out
+
     def lesson_of(self, lesson: bytes, now_ms: int) -> list[GuideEntry]:
         """Every unexpired version of a lesson this node can read, newest first."""
         versions = [self.entries[r] for r in self.by_lesson.get(lesson, ())]
-        return sorted(
-            (v for v in versions if v.expires > now_ms), key=lambda e: (-e.created, e.rid)
-        )
+        return sorted((v for v in versions if v.expires > now_ms), key=_newest_first)
 
     def lessons(
         self, wanted: Wanted, now_ms: int, prefer: Iterable[str] = (), limit: int = 0
@@ -304,16 +332,31 @@ class GuideIndex:
             if entry.rid in copy_of:
                 continue
             lesson = copy_of.get(entry.lesson, entry.lesson)
-            matched.setdefault(lesson, []).append(entry)
-            folded.setdefault(lesson, set()).add(entry.lesson)
+            hits = matched.get(lesson)
+            if hits is None:
+                matched[lesson] = [entry]
+            else:
+                hits.append(entry)
+            if copy_of:
+                folded.setdefault(lesson, set()).add(entry.lesson)
         langs = [wanted.lang, *prefer] if wanted.lang else list(prefer)
-        chosen = {lesson: choose(hits, lesson, langs) for lesson, hits in matched.items()}
-        order = lambda item: (-item[1].created, item[1].rid)  # noqa: E731
-        items = chosen.items()
-        top = heapq.nsmallest(limit, items, key=order) if limit else sorted(items, key=order)
-        return [(c, self.versions(folded[lesson], now_ms, copy_of)) for lesson, c in top], len(
-            matched
-        )
+        primaries = list(dict.fromkeys(primary_lang(lang) for lang in langs if lang))
+        chosen: list[tuple[GuideEntry, list[GuideEntry], bytes]] = []
+        for lesson, hits in matched.items():
+            if len(hits) > 1:
+                hits.sort(key=_newest_first)
+            chosen.append((_choose_sorted(hits, lesson, primaries), hits, lesson))
+        order = lambda t: (-t[0].created, t[0].rid)  # noqa: E731
+        top = heapq.nsmallest(limit, chosen, key=order) if limit else sorted(chosen, key=order)
+        out: list[tuple[GuideEntry, list[GuideEntry]]] = []
+        for c, hits, lesson in top:
+            if copy_of:  # copies folded in: every version of each, each copy once
+                out.append((c, self.versions(folded[lesson], now_ms, copy_of)))
+            elif len(self.by_lesson.get(c.lesson, ())) == len(hits):
+                out.append((c, hits))  # every version matched (the usual case)
+            else:
+                out.append((c, self.lesson_of(c.lesson, now_ms)))
+        return out, len(matched)
 
     def copies(self, entries: Sequence[GuideEntry]) -> dict[bytes, bytes]:
         """Guides that are one publication sealed once per network (`--to network`: the same
@@ -346,18 +389,42 @@ class GuideIndex:
         )
 
 
-def choose(versions: list[GuideEntry], lesson: bytes, langs: Iterable[str]) -> GuideEntry:
-    """The version a reader of `langs` (preferred first) reads: the first language it is in,
-    else the original, else the newest version."""
-    newest = sorted(versions, key=lambda e: (-e.created, e.rid))
-    for lang in langs:
+def _narrowed(found: set[bytes], sets: list[set[bytes]]) -> set[bytes]:
+    """The members of `found` that are in one of `sets`."""
+    if len(sets) == 1:
+        return found & sets[0]
+    if sum(map(len, sets)) < 2 * len(found) * len(sets):  # a union is cheaper
+        return found & set().union(*sets)
+    return {r for r in found if any(r in ids for ids in sets)}
+
+
+def _newest_first(entry: GuideEntry) -> tuple[int, bytes]:
+    return (-entry.created, entry.rid)
+
+
+def _choose_sorted(newest: list[GuideEntry], lesson: bytes, primaries: list[str]) -> GuideEntry:
+    """`choose` over versions already newest first, with the languages' primary subtags."""
+    if len(newest) == 1:
+        return newest[0]
+    for lang in primaries:
         for entry in newest:
-            if entry.lang and primary_lang(entry.lang) == primary_lang(lang):
+            if entry.lang and primary_lang(entry.lang) == lang:
                 return entry
     for entry in newest:
         if entry.rid == lesson:
             return entry
     return newest[0]
+
+
+def choose(versions: list[GuideEntry], lesson: bytes, langs: Iterable[str]) -> GuideEntry:
+    """The version a reader of `langs` (preferred first) reads: the first language it is in,
+    else the original, else the newest version."""
+    newest = sorted(versions, key=_newest_first)
+    primaries = list(dict.fromkeys(primary_lang(lang) for lang in langs if lang))
+    return _choose_sorted(newest, lesson, primaries)
+
+
+_SCOPE_NAMES = {s: s.name.lower() for s in Scope}
 
 
 def lesson_row(
@@ -377,7 +444,7 @@ def lesson_row(
         "author": label(chosen.author, True),
         "author_label": label(chosen.author, False),
         "created": chosen.created,
-        "scope": chosen.scope.name.lower(),
+        "scope": _SCOPE_NAMES[chosen.scope],
         # Its author's key was revoked: anyone holding the key may have written it.
         "unverified": chosen.author in revoked,
         "languages": [

@@ -160,7 +160,10 @@ class Library(PendingRemovals[GuideIndex]):
             index = await build_guides(self.local, now_ms(), yield_every=limits.INDEX_BUILD_SLICE)
             if not self._again:
                 break  # else the keys changed during the build: what it opened may be stale
-        index.build_words()  # searches in the running node must not pay for it
+        # Searches in the running node must not pay for it; built a slice at a time, so
+        # the node answers meanwhile (100,000 guides: seconds).
+        for _ in index.words_in_slices(limits.INDEX_BUILD_SLICE * 16):
+            await asyncio.sleep(0)
         # Millions of long-lived objects: the cyclic collector's full passes over them
         # would stall searches (hundreds of ms); they are kept out of its generations.
         gc.collect()

@@ -19,6 +19,7 @@ from pathlib import Path
 import aiosqlite
 
 from node.migrations import check_key, migrate
+from node.store_batch import BatchQueries
 from node.store_exchange import ExchangeQueries
 from node.store_opened import OpenedQueries
 from node.store_records import RecordMeta, RecordQueries, RecordRow, row_of
@@ -29,7 +30,9 @@ from protocol.errors import StoreError
 __all__ = ["RecordMeta", "RecordRow", "Store", "row_of"]
 
 
-class Store(RecordQueries, ExchangeQueries, OpenedQueries, WithdrawalQueries, RowQueries):
+class Store(
+    BatchQueries, RecordQueries, ExchangeQueries, OpenedQueries, WithdrawalQueries, RowQueries
+):
     """Async facade over one aiosqlite connection. Open with `await Store.open(...)`."""
 
     @classmethod

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -43,6 +43,12 @@ class StoreCore:
         # Bumped by every write of this process that may change which records are held, so
         # that a running node can keep derived state (reconciliation sets) until it moves.
         self.generation = 0
+        # A batch (node/store_batch.py): the task inside it, and what it has gathered.
+        self._batch_task: asyncio.Task[object] | None = None
+        self._epoch_due = False  # a row written in the batch: bump the epoch at its end
+        self._deferred: list[Any] = []  # RecordRows the batch will write
+        self._deferred_bytes = 0
+        self._deferred_rows: list[tuple[str, bytes, bytes]] = []  # (table, tag, sealed)
 
     async def close(self) -> None:
         await self._db.close()
@@ -53,7 +59,11 @@ class StoreCore:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        """One durable write transaction (BEGIN IMMEDIATE ... COMMIT) under the write lock."""
+        """One durable write transaction (BEGIN IMMEDIATE ... COMMIT) under the write lock;
+        inside this task's `batch`, part of the batch's own."""
+        if self._in_batch():
+            yield
+            return
         async with self._write_lock:
             try:
                 try:
@@ -69,6 +79,24 @@ class StoreCore:
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(f"database write failed: {exc}") from exc
+
+    def _in_batch(self) -> bool:
+        return self._batch_task is not None and self._batch_task is asyncio.current_task()
+
+    async def _see_batch(self) -> None:
+        """Inside this task's batch, write what it gathered so that a read sees it."""
+        if self._in_batch() and (self._deferred or self._deferred_rows):
+            await self._flush_deferred()
+
+    # Joined in `Store` from the mixins that own them.
+    async def _flush_deferred(self) -> None:
+        raise NotImplementedError  # node/store_batch.py
+
+    async def _defer_records(self, rows: Sequence[Any]) -> list[bool]:
+        raise NotImplementedError  # node/store_batch.py
+
+    async def _put_now(self, rows: Sequence[Any]) -> list[bool]:
+        raise NotImplementedError  # node/store_records.py
 
     async def _records_by_id(self, sql: str, params: Sequence[object]) -> dict[bytes, bytes]:
         """Wire bytes by id of the (id, data) rows `sql` selects."""

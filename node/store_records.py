@@ -60,10 +60,20 @@ class RecordMeta:
 class RecordQueries(StoreCore):
     """Records in and out (a mixin of `Store`, node/store.py)."""
 
-    async def put_records(self, rows: Sequence[RecordRow], received_at: int) -> list[bool]:
+    async def put_records(
+        self, rows: Sequence[RecordRow], received_at: int, *, defer: bool = False
+    ) -> list[bool]:
         """Insert in one durable transaction; returns, per row, whether it was new. Nothing
         in clear says whether a row is ours (`local`): that is the keyed `mark`. The time
-        of arrival is not stored (`received_at` stays in the signature for the callers)."""
+        of arrival is not stored (`received_at` stays in the signature for the callers).
+        `defer`, inside this task's `batch`: rows are gathered and written a few thousand
+        at a time (`has`, `get_records`, `rows`, `withdraw` write them first; other reads
+        do not see them until then) and each is answered as new."""
+        if defer and self._in_batch():
+            return await self._defer_records(rows)
+        return await self._put_now(rows)
+
+    async def _put_now(self, rows: Sequence[RecordRow]) -> list[bool]:
         if not rows:
             return []
         ids = [r.id for r in rows]
@@ -116,6 +126,7 @@ class RecordQueries(StoreCore):
         return result
 
     async def has(self, ids: Sequence[bytes]) -> set[bytes]:
+        await self._see_batch()
         found: set[bytes] = set()
         for chunk, marks in in_chunks(ids):
             sql = f"SELECT id FROM records WHERE id IN ({marks})"
@@ -125,6 +136,7 @@ class RecordQueries(StoreCore):
 
     async def get_records(self, ids: Sequence[bytes]) -> dict[bytes, bytes]:
         """Record wire bytes by id, for the ids that are stored."""
+        await self._see_batch()
         out: dict[bytes, bytes] = {}
         for chunk, marks in in_chunks(ids):
             sql = f"SELECT id, data FROM records WHERE id IN ({marks})"

@@ -32,20 +32,28 @@ class RowQueries(StoreCore):
 
     # -- sealed rows: peers and invites ----------------------------------------------------
 
-    async def put_row(self, table: str, key: bytes, value: dict[str, Value]) -> None:
-        """Store `value` under a keyed tag of `key`; both the key and the value stay sealed."""
+    async def put_row(
+        self, table: str, key: bytes, value: dict[str, Value], *, defer: bool = False
+    ) -> None:
+        """Store `value` under a keyed tag of `key`; both the key and the value stay sealed.
+        `defer`: as for `put_records`."""
         _check_table(table)
         sealed = self.at_rest.seal_row(key, value)
+        if table == "revoked":
+            self.generation += 1
+        if defer and self._in_batch():
+            self._deferred_rows.append((table, self.tag(key), sealed))
+            self._epoch_due = True
+            return
         await self._write_many(
             f"INSERT INTO {table} (tag, data) VALUES (?, ?)"
             " ON CONFLICT(tag) DO UPDATE SET data = excluded.data",
             [(self.tag(key), sealed)],
         )
-        if table == "revoked":
-            self.generation += 1
         await self.bump_epoch()
 
     async def delete_row(self, table: str, key: bytes) -> bool:
+        await self._see_batch()
         _check_table(table)
         try:
             cur = await self._db.execute(f"DELETE FROM {table} WHERE tag = ?", (self.tag(key),))
@@ -55,6 +63,7 @@ class RowQueries(StoreCore):
         return cur.rowcount > 0
 
     async def rows(self, table: str) -> dict[bytes, dict[str, Value]]:
+        await self._see_batch()
         _check_table(table)
         out: dict[bytes, dict[str, Value]] = {}
         async with self._db.execute(f"SELECT data FROM {table}") as cur:

@@ -28,6 +28,7 @@ class WithdrawalQueries(StoreCore):
         tombstone naming the same ids changes nothing for them. `attachment_tags`: the
         chunks of that author carrying one of them go too, and later ones are refused
         (docs/spec/85-attachments.md). Returns the deleted ids."""
+        await self._see_batch()
         tag = self.tag(author)
         groups = [self.group_tag(author, t) for t in attachment_tags]
         marks = ",".join("?" * len(targets))

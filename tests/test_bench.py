@@ -36,7 +36,7 @@ def _check(result: dict[str, object], name: str) -> dict[str, dict[str, object]]
     assert any(key.startswith("ratio") for key in figures), sorted(figures)
     # Record benchmarks: the raw ingest ceiling (circle-join sets its read time against the
     # libraries' time for the same records; checkins measures CPU and lateness, not records).
-    no_ingest = ("guides", "ui", "circle-join", "networks", "attach", "checkins", "help")
+    no_ingest = ("guides", "ui", "circle-join", "networks", "attach", "checkins", "help", "library")
     if not name.startswith("query-") and name not in no_ingest:
         assert figures["ceiling_records_per_s"]["value"] > 0  # type: ignore[operator]
     return figures
@@ -59,6 +59,33 @@ async def test_benchmark_smallest(name: str) -> None:
         assert figures["ceiling_mb_per_s"]["value"] > 0  # type: ignore[operator]
         assert figures["node_mb_per_s"]["value"] > 0  # type: ignore[operator]
         assert figures["peak_rss_a_mb"]["value"] > 0  # type: ignore[operator]
+
+
+def test_library_bench_publishes_a_tiny_library_and_prints_its_import_report() -> None:
+    """`python -m bench library --lessons 14`: a library in 7 languages with malformed files
+    mixed in, published on A and held by B, its import report in the output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "library", "--lessons", "14", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    figures = _check(result, "library")
+    assert figures["lessons"]["value"] == 14
+    assert figures["publish_s"]["target"] == 60.0 and figures["peer_s"]["target"] == 30.0
+    assert figures["ceiling_publish_s"]["value"] > 0  # type: ignore[operator]
+    report = result["details"]["report"]
+    assert report["lessons"] == {lang: 2 for lang in ("ar", "en", "es", "fa", "fr", "ru", "zh")}
+    assert report["translations"] == 12 + 6 * 24  # lessons and checklists not in English
+    reasons = {m["path"].rsplit("/", 1)[-1]: m["reason"] for m in report["malformed"]}
+    assert set(reasons) == {"s_badyaml.md", "s_notitle.md", "s_latin1.md", "s_nofront.md",
+                            "c_empty.yml"}  # fmt: skip
+    assert figures["guides_published"]["value"] == 14
+    assert any(note.startswith("import report: lessons by language ar 2") for note in
+               result["notes"])  # fmt: skip
 
 
 async def test_ui_benchmark_times_every_page_and_the_dashboard_against_its_ceilings() -> None:

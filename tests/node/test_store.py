@@ -622,3 +622,57 @@ async def test_a_write_cancelled_anywhere_leaves_no_transaction_open(store: Stor
         with contextlib.suppress(asyncio.CancelledError):
             await write
         assert await store.put_records([row(turns)], NOW) == [True], turns
+
+
+# -- a batch of writes (publish library) ---------------------------------------------------------
+
+
+def _held_by_another_connection(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT count(*) FROM records").fetchone()[0])
+
+
+async def test_a_batch_commits_its_deferred_writes_together_and_its_reads_see_them(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "canopy.db"
+    async with store.batch():
+        assert await store.put_records([row(1), row(2)], NOW, defer=True) == [True, True]
+        await store.put_row("library_imports", b"k", {"ids": [rid(1)]}, defer=True)
+        assert _held_by_another_connection(path) == 0  # nothing committed yet
+        assert await store.has([rid(1), rid(2), rid(3)]) == {rid(1), rid(2)}  # its own reads
+        await store.put_records([row(3)], NOW, defer=True)
+        assert await store.rows("library_imports") == {b"k": {"ids": [rid(1)]}}
+    assert _held_by_another_connection(path) == 3
+    assert set(await store.get_records([rid(1), rid(2), rid(3)])) == {rid(1), rid(2), rid(3)}
+    # Outside a batch, `defer` changes nothing: written at once.
+    await store.put_records([row(4)], NOW, defer=True)
+    assert _held_by_another_connection(path) == 4
+
+
+async def test_a_failed_batch_leaves_nothing_and_another_task_waits_for_it(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "canopy.db"
+    with pytest.raises(RuntimeError, match="boom"):
+        async with store.batch():
+            await store.put_records([row(1)], NOW, defer=True)
+            await store.put_records([row(2)], NOW)  # immediate, but inside the transaction
+            raise RuntimeError("boom")
+    assert _held_by_another_connection(path) == 0
+    assert await store.has([rid(1), rid(2)]) == set()
+    order: list[str] = []
+
+    async def other() -> None:
+        await store.put_records([row(9)], NOW)
+        order.append("other")
+
+    async with store.batch():
+        task = asyncio.create_task(other())
+        await asyncio.sleep(0.05)  # gives it a chance to write, which it must not take
+        assert not task.done()
+        await store.put_records([row(5)], NOW, defer=True)
+        order.append("batch")
+    await task
+    assert order == ["batch", "other"]
+    assert await store.has([rid(5), rid(9)]) == {rid(5), rid(9)}
