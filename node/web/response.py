@@ -84,16 +84,6 @@ async def help_rows(node: RunningNode, *, open_only: bool = True) -> list[dict[s
     return [_row(s, node.node_id, peers, now) for s in shown[: limits.MAX_HELP_SHOWN]]
 
 
-async def help_row(node: RunningNode, ref: str) -> dict[str, Any]:
-    """`canopy help show ID --json`: one request with its whole history."""
-    from commands.help_requests import _row
-    from node.help_requests import show
-
-    now = now_ms()
-    found = await show(node.local, ref, now)
-    return _row(found.state, node.node_id, await node.local.peers(), now)
-
-
 async def ask_for_help(node: RunningNode, *, need: str, region: str, to: str, text: str) -> str:
     """`canopy help request --need N --region CC --to circle:NAME TEXT`."""
     from node.help_requests import request
@@ -129,15 +119,17 @@ async def help_step(
 
 
 async def help_choices(node: RunningNode, ref: str, find: Mapping[str, str]) -> dict[str, Any]:
-    """What a request's page offers besides its row: the members to hand it to (its
-    circle's, not us), the know-who contacts to refer (what `canopy query` finds offline
-    here with `find`'s text, kind and region; teasers have no details to send), and a
-    name for each referral's contact where this node can read it."""
+    """A request's page: its row (`canopy help show ID --json`, as `r`), the members to
+    hand it to (its circle's, not us), the know-who contacts to refer (what `canopy query`
+    finds offline here with `find`'s text, kind and region; teasers have no details to
+    send), and a name for each referral's contact where this node can read it."""
+    from commands.help_requests import _row
     from node import circles
     from node.directory import readable_contact
     from node.help_requests import show
 
-    found = await show(node.local, ref, now_ms())
+    now = now_ms()
+    found = await show(node.local, ref, now)
     state, me = found.state, node.node_id
     peers = await node.local.peers()
     members: list[dict[str, str]] = []
@@ -169,6 +161,7 @@ async def help_choices(node: RunningNode, ref: str, find: Mapping[str, str]) -> 
             continue  # the requester reads it only once it accepts and the details come
         named[referral.id.hex()] = f"{contact.name} ({contact.kind}, {contact.region})"
     return {
+        "r": _row(state, me, peers, now),
         "mine": state.requester == me.raw,
         "holding": state.holder == me.raw,
         "members": members,

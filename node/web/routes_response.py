@@ -80,7 +80,6 @@ async def help_one(request: web.Request, *, error: str = "") -> web.StreamRespon
     node, ref = node_of(request), request.match_info["id"]
     find = {k: request.query.get(k, "") for k in ("text", "kind", "region")}
     try:
-        row = await response.help_row(node, ref)
         choices = await response.help_choices(node, ref, find)
     except CanopyError as exc:
         if error:  # the request went away while a step was refused: say the step's error
@@ -89,7 +88,7 @@ async def help_one(request: web.Request, *, error: str = "") -> web.StreamRespon
     return page(
         request,
         "help_request.html",
-        {"r": row, "error": error, "find": find, "kinds": KIND_CHOICES, **choices},
+        {"error": error, "find": find, "kinds": KIND_CHOICES, **choices},
         status=400 if error else 200,
     )
 
