@@ -244,6 +244,13 @@ async def test_help_request_handed_off_referred_and_the_referral_accepted_from_t
     await app_c.page.fill("#f-region", "KE")
     async with app_c.page.expect_navigation():
         await app_c.page.click("form.find-contact button[type=submit]")
+    csrf = await app_c.page.locator("input[name=csrf]").first.input_value()
+    for contact, said in (("", "choose a contact first"), ("f" * 64, "f" * 12)):
+        refused = await app_c.page.request.post(
+            f"{app_c.base}/help/{rid}/refer", form={"csrf": csrf, "contact": contact}
+        )  # a crafted referral: refused in one line, nothing recorded
+        body = await refused.text()
+        assert refused.status == 400 and said in body and "Traceback" not in body
     option = app_c.page.locator("#h-contact option")
     assert await option.count() == 1 and LAWYER in await option.inner_text()
     async with app_c.page.expect_navigation():
