@@ -19,7 +19,7 @@ from node.clock import now_ms
 from node.local import Local
 from node.notices import Notices
 from node.peer_book import PeerBook
-from protocol import checkin
+from protocol import checkin, oncall
 from protocol.checkin import Event, Item, PlanState
 from protocol.errors import RemoteProtocolError
 from protocol.identity import NodeId
@@ -52,6 +52,7 @@ class CheckinWatch:
         self.duress: dict[PlanKey, bool] = {}
         self.members: dict[bytes, frozenset[bytes]] = {}  # circles we are in, by id
         self._wake = asyncio.Event()
+        self._checked = now_ms()  # the last `check`: an away ending after it refolds
 
     @property
     def me(self) -> bytes:
@@ -140,7 +141,12 @@ class CheckinWatch:
 
     def check(self, now: int) -> int | None:
         """Raise every due event; when to look again (None: only a new record changes it)."""
-        wake: int | None = None
+        since, self._checked = self._checked, now
+        duties = self.notices.duties.values()
+        if oncall.away_ended(duties, since, now):  # back on duty by the clock, no record
+            for key in list(self.items):
+                self._fold(key)
+        wake = oncall.next_away_end(duties, now) if self.items else None
         for key, state in self._watched():
             for event in checkin.due_events(state, now, self.duress.get(key, False)):
                 self._raise(event, state, now)

@@ -256,3 +256,14 @@ def needed(confirmations: int, responders: Iterable[bytes], away: frozenset[byte
     responders who are on duty (an off-duty member is not waited for); at least 1."""
     on_duty = [r for r in responders if r not in away]
     return max(1, min(confirmations, len(on_duty)))
+
+
+def away_ended(duties: Iterable[Duty], since: int, now: int) -> bool:
+    """Whether someone's off-duty time ran out by the clock alone in (since, now]: who is
+    on duty changed with no record, so the plans of their circles must be folded again."""
+    return any(since < until <= now for duty in duties for until in duty.away.values())
+
+
+def next_away_end(duties: Iterable[Duty], now: int) -> int | None:
+    """When someone's off-duty time next runs out by the clock alone (None: nobody away)."""
+    return min((u for duty in duties for u in duty.away.values() if u > now), default=None)

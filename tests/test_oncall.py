@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from node.clock import now_ms
 from node.demo import NodeProcess, scan_for, wait_until
 from tests.conftest import Net
 from tests.test_checkins import _all, circle_of, plans, watching
@@ -196,6 +197,44 @@ async def test_an_off_duty_member_is_not_asked(net: Net) -> None:
     _, out, _ = await c.cli("away")
     assert out.strip() == "on duty"
     await c.cli("help", "claim", rid)
+
+
+async def test_off_duty_running_out_by_the_clock_alone_refolds_the_watched_plans(
+    net: Net,
+) -> None:
+    """C's away time ends with no record arriving: B's running watch folds A's plan again
+    at that moment, so the escalation waits for C's report again (two, not one)."""
+    a, b, c = await three(net)
+    await circle_of(a, b, c)
+    await a.cli("checkin", "plan", "--every", "3s", "--grace", "2s", "--circle", "Safety")
+    await a.cli("checkin")
+    last = (await plans(a))[0]
+    await wait_until(
+        "B and C watch A's plan",
+        lambda: _all(
+            watching(b, a, last_checkin=last["last_checkin"]),
+            watching(c, a, last_checkin=last["last_checkin"]),
+        ),
+    )
+    await a.kill9()  # seized
+    await wait_until("B notes the missed check-in", lambda: has(b, "checkin_missed", 1), 20)
+    code, out, _ = await b.cli("checkin", "unreachable", "Amina Owner")
+    assert code == 0 and "escalated" not in out  # one of two
+    _, out, _ = await c.cli("away", "--until", "15s")  # off duty: B's one report is enough
+    assert "off duty until" in out
+    until = min(s["until"] for s in (await c.json("circle", "oncall", "Safety"))["away_now"])
+
+    async def watch_says(node: NodeProcess, escalated: int, missed: int) -> bool:
+        counts = (await node.json("status"))["rapid_response"]
+        return (counts["checkins_escalated"], counts["checkins_missed"]) == (escalated, missed)
+
+    await wait_until("B's watch waits for B alone", lambda: watch_says(b, 1, 0))
+    assert now_ms() < until, "the machine was too slow to see C off duty first"
+    await wait_until(
+        "C back on duty by the clock: B waits for C again", lambda: watch_says(b, 0, 1), 30
+    )
+    assert now_ms() >= until
+    assert (await plans(b))[0]["needed"] == 2 and (await plans(b))[0]["state"] == "missed"
 
 
 async def away_on(node: NodeProcess, member: NodeProcess) -> bool:

@@ -12,6 +12,7 @@ deleted here, one written by `canopy`, trust changed). No I/O otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,16 +84,6 @@ async def help_rows(node: RunningNode, *, open_only: bool = True) -> list[dict[s
     return [_row(s, node.node_id, peers, now) for s in shown[: limits.MAX_HELP_SHOWN]]
 
 
-async def help_row(node: RunningNode, ref: str) -> dict[str, Any]:
-    """`canopy help show ID --json`: one request with its whole history."""
-    from commands.help_requests import _row
-    from node.help_requests import show
-
-    now = now_ms()
-    found = await show(node.local, ref, now)
-    return _row(found.state, node.node_id, await node.local.peers(), now)
-
-
 async def ask_for_help(node: RunningNode, *, need: str, region: str, to: str, text: str) -> str:
     """`canopy help request --need N --region CC --to circle:NAME TEXT`."""
     from node.help_requests import request
@@ -105,19 +96,114 @@ async def ask_for_help(node: RunningNode, *, need: str, region: str, to: str, te
     return record.id.hex()
 
 
-STEPS = ("ack", "claim", "resolve")  # what the pages offer; the CLI has the rest
+STEPS = ("ack", "claim", "handoff", "refer", "accept-referral", "resolve")  # as `canopy help`
+_ARG = {"handoff": "peer", "refer": "contact", "accept-referral": "referral"}  # its form field
 
 
-async def help_step(node: RunningNode, ref: str, op: str, outcome: str) -> bool:
-    """`canopy help ack|claim|resolve ID`; whether another claim was earlier and holds it."""
+async def help_step(
+    node: RunningNode, ref: str, op: str, outcome: str, form: Mapping[str, str] | None = None
+) -> bool:
+    """`canopy help ack|claim|handoff|refer|accept|resolve ID [ARG]`; whether another claim
+    was earlier and holds it."""
     from node.help_requests import step
     from protocol.help import Op
 
     if op not in STEPS:
         raise CanopyError(f"no such step {op!r}")
-    _, state = await step(node.local, ref, Op(op), now_ms(), outcome=outcome)
+    arg = (form or {}).get(_ARG.get(op, ""), "").strip()
+    if op in _ARG and not arg:
+        raise CanopyError(f"choose a {_ARG[op]} first")
+    _, state = await step(node.local, ref, Op(op), now_ms(), arg=arg, outcome=outcome)
     await _changed(node)
     return Op(op) is Op.CLAIM and state.holder not in (None, node.node_id.raw)
+
+
+async def help_choices(node: RunningNode, ref: str, find: Mapping[str, str]) -> dict[str, Any]:
+    """A request's page: its row (`canopy help show ID --json`, as `r`), the members to
+    hand it to (its circle's, not us), the know-who contacts to refer (what `canopy query`
+    finds offline here with `find`'s text, kind and region; teasers have no details to
+    send), and a name for each referral's contact where this node can read it."""
+    from commands.help_requests import _row
+    from node import circles
+    from node.directory import readable_contact
+    from node.help_requests import show
+
+    now = now_ms()
+    found = await show(node.local, ref, now)
+    state, me = found.state, node.node_id
+    peers = await node.local.peers()
+    members: list[dict[str, str]] = []
+    circle = state.request.circle
+    held = (await circles.circles(node.local)).get(circle) if circle is not None else None
+    for raw in sorted(held.members if held is not None else ()):
+        if raw != me.raw:
+            peer = peers.get(NodeId(raw))
+            members.append(
+                {"id": str(NodeId(raw)), "name": peer.label if peer else NodeId(raw).short}
+            )
+    members.sort(key=lambda m: m["name"].casefold())
+    contacts: list[dict[str, Any]] = []
+    find_error = ""
+    if state.requester != me.raw and state.open:
+        from node.web.actions import query
+
+        wanted = {k: find.get(k, "").strip()[:200] for k in ("text", "kind", "region")}
+        try:
+            result = await query(node, lang="", network=False, **wanted)
+            contacts = [r for r in result["results"] if not r.get("teaser")]
+        except CanopyError as exc:  # a bad kind or region typed in the picker
+            find_error = str(exc)
+    named: dict[str, str] = {}
+    for referral in state.referrals:
+        try:
+            _, _, contact = await readable_contact(node.local, referral.contact.hex())
+        except CanopyError:
+            continue  # the requester reads it only once it accepts and the details come
+        named[referral.id.hex()] = f"{contact.name} ({contact.kind}, {contact.region})"
+    return {
+        "r": _row(state, me, peers, now),
+        "mine": state.requester == me.raw,
+        "holding": state.holder == me.raw,
+        "members": members,
+        "contacts": contacts,
+        "find_error": find_error,
+        "referral_names": named,
+    }
+
+
+# -- on call and off duty ---------------------------------------------------------------------
+
+
+async def duty(node: RunningNode) -> dict[str, Any]:
+    """`canopy circle oncall NAME` for each circle with others that this node is in (who is
+    on call now, who is off duty), and `canopy away`: until when we are off duty (0: on)."""
+    from node import circles, oncall
+
+    now = now_ms()
+    states = (await circles.circles(node.local)).values()
+    named = sorted(
+        (c for c in states if c.is_member(node.node_id) and len(c.members) > 1),
+        key=lambda c: c.name.casefold(),
+    )
+    rotas = [
+        await oncall.rota(node.local, c.id.hex(), now)
+        for c in named
+        if c.name != circles.PEERS_CIRCLE
+    ]
+    until = await oncall.away_until(node.local, now)
+    return {"rotas": rotas, "away_until": until if until > now else 0}
+
+
+async def set_away(node: RunningNode, until: str, *, off: bool) -> int:
+    """`canopy away --until WHEN` / `canopy away --off`: off duty in every circle this node
+    is in, or back on duty; returns the until (0: back on duty)."""
+    from node import oncall
+
+    now = now_ms()
+    moment = 0 if off else oncall.parse_when(until, now, "until")
+    await oncall.set_away(node.local, moment, now)
+    await _changed(node)
+    return moment
 
 
 # -- acknowledged alerts ----------------------------------------------------------------------

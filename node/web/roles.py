@@ -3,7 +3,8 @@ least role that may use it, checked by the guard middleware (node/web/app.py) be
 handler runs, so a reader crafting a POST with a valid CSRF token still gets 403.
 
 Readers read and search; editors also publish, add contacts, vouch, send alerts, check
-in, report on a missed check-in, ask for help, take a request on and acknowledge alerts;
+in, report on a missed check-in, ask for help, take a request on, go off duty and
+acknowledge alerts;
 admins also manage peers, invites, users, distrust and the wipe. A POST route missing from
 the table needs an admin (closed by default). The operator, signed in with `canopy ui`'s
 one-time link on the node's own machine, is an admin.
@@ -29,6 +30,7 @@ NEEDS: dict[tuple[str, str], str] = {
     ("POST", "/ui/checkins/{defender}/{outcome}"): EDITOR,
     ("POST", "/ui/help"): EDITOR,
     ("POST", "/ui/help/{id}/{op}"): EDITOR,
+    ("POST", "/ui/away"): EDITOR,  # this node off duty in its circles, or back on duty
     ("POST", "/ui/knowwho/contacts"): EDITOR,
     ("POST", "/ui/knowwho/vouch"): EDITOR,
     ("POST", "/ui/knowwho/introduce"): EDITOR,

@@ -1,6 +1,7 @@
 """Rapid-response pages: check-ins (status of the plans made and watched, the "Check in"
 button, "Reached" / "Could not reach" on a missed one), help requests (the open list,
-overdue first; one request's history; ack, claim, resolve; the request form), and
+overdue first; one request's history; ack, claim, hand off, refer a know-who contact,
+accept a referral, resolve; the request form), and
 acknowledging an alert. Every action goes through node/web/response.py."""
 
 from __future__ import annotations
@@ -10,18 +11,22 @@ from typing import Any
 from aiohttp import web
 
 from node.web import UI_PREFIX, response
+from node.web.actions import KIND_CHOICES
 from node.web.pages import node_of, page, then
 from protocol.errors import CanopyError
 
 
 async def checkins(request: web.Request, *, error: str = "") -> web.StreamResponse:
-    rows = await response.checkin_rows(node_of(request))
+    node = node_of(request)
+    rows = await response.checkin_rows(node)
     return page(
         request,
         "checkins.html",
         {
             "mine": [r for r in rows if r["mine"]],
             "watched": [r for r in rows if not r["mine"]],
+            "duty": await response.duty(node),
+            "back": "checkins",
             "error": error,
         },
         status=400 if error else 200,
@@ -63,6 +68,8 @@ async def help_list(
             "needs": response.needs(),
             "circles": await response.circle_names(node),
             "draft": draft or {},
+            "duty": await response.duty(node),
+            "back": "help",
             "error": error,
         },
         status=400 if error else 200,
@@ -70,14 +77,19 @@ async def help_list(
 
 
 async def help_one(request: web.Request, *, error: str = "") -> web.StreamResponse:
+    node, ref = node_of(request), request.match_info["id"]
+    find = {k: request.query.get(k, "") for k in ("text", "kind", "region")}
     try:
-        row = await response.help_row(node_of(request), request.match_info["id"])
+        choices = await response.help_choices(node, ref, find)
     except CanopyError as exc:
         if error:  # the request went away while a step was refused: say the step's error
             return page(request, "error.html", {"message": error}, status=400)
         return page(request, "error.html", {"message": str(exc)}, status=404)
     return page(
-        request, "help_request.html", {"r": row, "error": error}, status=400 if error else 200
+        request,
+        "help_request.html",
+        {"error": error, "find": find, "kinds": KIND_CHOICES, **choices},
+        status=400 if error else 200,
     )
 
 
@@ -104,11 +116,27 @@ async def help_step(request: web.Request) -> web.StreamResponse:
     if op not in response.STEPS:
         raise web.HTTPNotFound()
     try:
-        late = await response.help_step(node_of(request), ref, op, str(form.get("outcome", "")))
+        fields = {k: str(form.get(k, "")) for k in ("peer", "contact", "referral")}
+        outcome = str(form.get("outcome", ""))
+        late = await response.help_step(node_of(request), ref, op, outcome, fields)
     except CanopyError as exc:
         return await help_one(request, error=str(exc))
-    flash = "claimed_late" if late else f"help_{op}"
+    flash = "claimed_late" if late else f"help_{op.replace('-', '_')}"
     return then(request, f"{UI_PREFIX}help/{ref}", flash)
+
+
+async def away(request: web.Request) -> web.StreamResponse:
+    """Off duty until a date, or back on duty (`canopy away`), from the help or check-ins
+    page, and back to it."""
+    form = await request.post()
+    back = "checkins" if form.get("back") == "checkins" else "help"
+    off = form.get("off") == "1"
+    try:
+        until = await response.set_away(node_of(request), str(form.get("until", "")), off=off)
+    except CanopyError as exc:
+        shown = checkins if back == "checkins" else help_list
+        return await shown(request, error=str(exc))
+    return then(request, f"{UI_PREFIX}{back}", "away" if until else "on_duty")
 
 
 async def acknowledge(request: web.Request) -> web.StreamResponse:
@@ -128,3 +156,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/help/{id}", help_one)
     router.add_post("/help/{id}/{op}", help_step)
     router.add_post("/alerts/{id}/ack", acknowledge)
+    router.add_post("/away", away)

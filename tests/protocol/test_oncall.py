@@ -19,7 +19,17 @@ from protocol.encoding import pack
 from protocol.envelope import open_record
 from protocol.errors import DecodeError
 from protocol.identity import Identity
-from protocol.oncall import Duty, DutyRecord, Loudness, Op, fold, loudness, needed
+from protocol.oncall import (
+    Duty,
+    DutyRecord,
+    Loudness,
+    Op,
+    away_ended,
+    fold,
+    loudness,
+    needed,
+    next_away_end,
+)
 from protocol.record import Record
 
 CIRCLE = b"\x01" * 16
@@ -133,6 +143,18 @@ def test_an_off_duty_member_is_not_waited_for_to_escalate() -> None:
     without_c = checkin.fold(items, responders=MEMBERS, away=frozenset({C}))
     assert everyone is not None and without_c is not None
     assert not everyone.escalated and checkin.needs_escalation(without_c)
+
+
+def test_off_duty_running_out_by_the_clock_is_seen_once_at_its_end() -> None:
+    duty = fold(CIRCLE, OWNER, MEMBERS, ITEMS)  # C off duty until T + 2h
+    assert next_away_end([duty], T) == T + 2 * H
+    assert next_away_end([duty], T + 2 * H) is None  # back on duty: nothing left to wait for
+    assert not away_ended([duty], T, T + 2 * H - 1)
+    assert away_ended([duty], T, T + 2 * H)  # the check that passes its end refolds
+    assert not away_ended([duty], T + 2 * H, T + 3 * H)  # ... and only that one
+    before = needed(2, [B, C], duty.away_now(T + 2 * H - 1))
+    assert (before, needed(2, [B, C], duty.away_now(T + 2 * H))) == (1, 2)
+    assert next_away_end([Duty(CIRCLE)], T) is None
 
 
 @pytest.mark.parametrize(

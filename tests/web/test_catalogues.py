@@ -63,6 +63,8 @@ ARABIC_PAGES = (
     "alerts.html", "base.html", "enrol.html", "error.html", "guide.html", "guide_form.html",
     "guides.html", "home.html", "knowwho.html", "peer.html", "peers.html", "signed_out.html",
     "signin.html", "staff.html", "status.html", "wipe.html", "wiped.html",
+    "_act_now.html", "_duty.html", "_plan_state.html", "checkins.html", "help.html",
+    "help_request.html",
 )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +26,8 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)
 
 REQUEST = "Journalist held at Namanga post since 06:00, needs a lawyer"
 OUTCOME = "Released on bail with counsel"
+SECOND = "Family of a detained journalist needs a lawyer in Kajiado by morning"
+LAWYER = "Wanjiru Mwangi Advocates"
 ALERT = "Raid expected at the office tonight: confirm you have seen this"
 
 
@@ -193,6 +196,98 @@ async def test_help_request_from_the_form_taken_on_and_resolved_from_its_page(
     assert "No open help requests" in await _text(app_b, "section[aria-labelledby=open-h]")
 
 
+async def test_help_request_handed_off_referred_and_the_referral_accepted_from_the_pages(
+    circle: tuple[NodeProcess, NodeProcess, NodeProcess], apps: dict[str, App]
+) -> None:
+    """A claims B's request and hands it to C from the page; C finds a private know-who
+    contact with the picker (by name, kind, region) and refers it; B, the requester, sees a
+    referral it cannot read, accepts it from its page, and then holds the contact."""
+    a, b, c = circle
+    app_a, app_b, app_c = apps["A"], apps["B"], apps["C"]
+    await c.cli(
+        "contact", "add", "--kind", "lawyer", "--name", LAWYER, "--region", "KE",
+        "--channel", "phone:+254700000001", "--share", "private",
+    )  # fmt: skip
+    _, out, _ = await b.cli(
+        "help", "request", "--need", "legal", "--region", "KE", "--to", "circle:Safety", SECOND
+    )
+    rid = out.split()[0]
+
+    async def holder_is(node: NodeProcess, who: NodeProcess) -> bool:
+        return (await node.json("help", "show", rid))["holder_id"] == who.node_id
+
+    await wait_until(
+        "A reads the request", lambda: _reloaded_has(app_a, f"/help/{rid}", "main .body", SECOND)
+    )
+    assert await app_a.page.locator("form.handoff").count() == 0  # A holds nothing yet
+    async with app_a.page.expect_navigation():
+        await app_a.page.click(f"form[action='/ui/help/{rid}/claim'] button")
+    names = await app_a.page.locator("#h-peer option").all_inner_texts()
+    assert sorted(n.split(" (")[0] for n in names) == ["Beta Responders", "Gamma Responders"]
+    await app_a.page.select_option("#h-peer", c.node_id)
+    async with app_a.page.expect_navigation():
+        await app_a.page.click("form.handoff button[type=submit]")
+    assert "Handed off" in await _text(app_a, "p.flash")
+    assert "Gamma Responders" in await _text(app_a, "dd.holder")
+    assert await app_a.page.locator("form.handoff").count() == 0  # no longer A's to hand
+
+    await wait_until("C holds it", lambda: holder_is(c, c))
+    await app_c.goto(f"/help/{rid}")
+    assert await app_c.page.locator("form.handoff").count() == 1
+    await app_c.page.fill("#f-text", "Wanjiru")
+    await app_c.page.select_option("#f-kind", "shelter")
+    async with app_c.page.expect_navigation():
+        await app_c.page.click("form.find-contact button[type=submit]")
+    assert await app_c.page.locator("#h-contact").count() == 0  # a lawyer, not a shelter
+    assert await app_c.page.locator("p.no-contacts").count() == 1
+    await app_c.page.select_option("#f-kind", "lawyer")
+    await app_c.page.fill("#f-region", "KE")
+    async with app_c.page.expect_navigation():
+        await app_c.page.click("form.find-contact button[type=submit]")
+    csrf = await app_c.page.locator("input[name=csrf]").first.input_value()
+    for contact, said in (("", "choose a contact first"), ("f" * 64, "f" * 12)):
+        refused = await app_c.page.request.post(
+            f"{app_c.base}/help/{rid}/refer", form={"csrf": csrf, "contact": contact}
+        )  # a crafted referral: refused in one line, nothing recorded
+        body = await refused.text()
+        assert refused.status == 400 and said in body and "Traceback" not in body
+    option = app_c.page.locator("#h-contact option")
+    assert await option.count() == 1 and LAWYER in await option.inner_text()
+    async with app_c.page.expect_navigation():
+        await app_c.page.click("form.refer button[type=submit]")
+    assert "Referral proposed" in await _text(app_c, "p.flash")
+    assert LAWYER in await _text(app_c, "ul.referrals")  # the referrer reads its own
+
+    await wait_until(
+        "B sees the referral",
+        lambda: _reloaded_has(app_b, f"/help/{rid}", "ul.referrals", "proposed"),
+    )
+    assert LAWYER not in await app_b.page.content()  # not before B accepts
+    assert await app_b.page.locator(f"form[action='/ui/help/{rid}/claim']").count() == 0
+    async with app_b.page.expect_navigation():
+        await app_b.page.click("ul.referrals button:has-text('Accept this referral')")
+    assert "Referral accepted" in await _text(app_b, "p.flash")
+    assert "accepted" in await _text(app_b, "ul.referrals .referral-state")
+    assert await app_b.page.locator("ul.referrals button").count() == 0
+
+    async def b_holds_the_contact() -> bool:
+        rows = (await b.json("query", "Wanjiru"))["results"]
+        return any(r.get("name") == LAWYER for r in rows)
+
+    await wait_until("the contact reaches B", b_holds_the_contact)
+    await app_b.goto(f"/help/{rid}")
+    assert "Gamma Responders" in await _text(app_b, "ul.referrals a.referred[href='/ui/knowwho']")
+    # B does not hold it: a crafted hand-off is refused with the fold's reason, in one line.
+    response = await app_b.page.request.post(
+        f"{app_b.base}/help/{rid}/handoff",
+        form={
+            "csrf": await app_b.page.locator("input[name=csrf]").first.input_value(),
+            "peer": a.node_id,
+        },
+    )
+    assert response.status == 400 and "only the member holding" in await response.text()
+
+
 async def test_alert_acknowledged_from_the_page_shows_who_has_and_who_not_yet(
     circle: tuple[NodeProcess, NodeProcess, NodeProcess], apps: dict[str, App]
 ) -> None:
@@ -225,6 +320,49 @@ async def test_alert_acknowledged_from_the_page_shows_who_has_and_who_not_yet(
     assert await app_a.page.locator(f"li[data-id='{aid}'] button").count() == 0  # ours
 
 
+async def test_the_rota_shows_on_both_pages_and_off_duty_is_set_and_cleared_from_them(
+    circle: tuple[NodeProcess, NodeProcess, NodeProcess], apps: dict[str, App]
+) -> None:
+    a, b, c = circle
+    app_a, app_c = apps["A"], apps["C"]
+    await app_c.goto("/help")
+    assert "nobody (every member is asked)" in await _text(app_c, "dd.on-call")
+    await a.cli("circle", "oncall", "Safety", b.node_id, "--from", "now", "--to", "8h")
+    for path in ("/help", "/checkins"):
+        await wait_until(
+            f"C's {path} shows B on call",
+            lambda path=path: _reloaded_has(app_c, path, "dd.on-call", "Beta Responders"),
+        )
+    assert "You are on duty" in await _text(app_c, "p.you-duty")
+    day = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%d")
+    await app_c.page.fill("#d-until", day)
+    async with app_c.page.expect_navigation():
+        await app_c.page.click("form.away button[type=submit]")
+    assert app_c.page.url.endswith("/ui/checkins")  # back where it was asked
+    assert "off duty" in await _text(app_c, "p.flash")
+    assert "off duty until" in await _text(app_c, "p.you-duty")
+    _, out, _ = await c.cli("away")
+    assert out.startswith(f"off duty until {day}")  # what `canopy away` set, the same
+    await wait_until(
+        "A sees C off duty",
+        lambda: _reloaded_has(app_a, "/help", "dd.away-now", "Gamma Responders"),
+    )
+    await app_c.goto("/help")
+    async with app_c.page.expect_navigation():
+        await app_c.page.click("form.back-on-duty button")
+    assert "back on duty" in await _text(app_c, "p.flash")
+    assert (await c.cli("away"))[1].strip() == "on duty"
+    await wait_until(
+        "A sees C back on duty",
+        lambda: _reloaded_has(app_a, "/help", "dd.away-now", "nobody"),
+    )
+    await app_c.goto("/help")
+    await app_c.page.fill("#d-until", "2001-01-01")  # in the past: refused in one line
+    async with app_c.page.expect_navigation():
+        await app_c.page.click("form.away button[type=submit]")
+    assert "in the future" in await _text(app_c, "main")
+
+
 async def test_every_rapid_response_post_needs_the_csrf_token(apps: dict[str, App]) -> None:
     app = apps["B"]
     await app.goto("/")
@@ -234,6 +372,7 @@ async def test_every_rapid_response_post_needs_the_csrf_token(apps: dict[str, Ap
         "/help",
         "/help/" + "0" * 64 + "/claim",
         "/alerts/" + "0" * 64 + "/ack",
+        "/away",
     ):
         response = await app.page.request.post(app.base + path, form={"outcome": "x"})
         assert response.status == 403, path
@@ -246,6 +385,7 @@ async def test_readers_read_and_editors_act_on_every_rapid_response_route() -> N
         "/ui/help",
         "/ui/help/{id}/{op}",
         "/ui/alerts/{id}/ack",
+        "/ui/away",
     ]
     for route in routes:
         assert not roles.may("reader", "POST", route), route
