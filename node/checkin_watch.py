@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from node.alerts import Alerts
-from node.checkins import PlanKey, duress_of, fold_in, member_sets, open_items
+from node.checkins import PlanKey, duress_of, escalate, fold_in, member_sets, open_items
 from node.clock import now_ms
 from node.local import Local
 from node.notices import Notices
@@ -53,6 +53,7 @@ class CheckinWatch:
         self.members: dict[bytes, frozenset[bytes]] = {}  # circles we are in, by id
         self._wake = asyncio.Event()
         self._checked = now_ms()  # the last `check`: an away ending after it refolds
+        self._escalating: set[PlanKey] = set()  # escalations owed by us, being published
 
     @property
     def me(self) -> bytes:
@@ -159,9 +160,29 @@ class CheckinWatch:
         while True:
             self._wake.clear()
             wake = self.check(now_ms())
+            await self.escalate_owed(now_ms())
             timeout = None if wake is None else max(0.0, (wake + 1 - now_ms()) / 1000)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def escalate_owed(self, now: int) -> None:
+        """A plan that escalated without a K-th report (a member went off duty after the
+        reports were in, so fewer now suffice) and that nobody has escalated yet: of its
+        "unreachable" reporters the one with the smallest id publishes the escalation, so
+        exactly one node sends it (docs/spec/90-rapid-response.md)."""
+        for key, state in self._watched():
+            owed = checkin.needs_escalation(state) and state.unreachable
+            if not owed or min(state.unreachable) != self.me or key in self._escalating:
+                continue
+            self._escalating.add(key)
+            try:
+                folded, _ = await escalate(self.local, state, list(self.items[key].values()), now)
+                self.states[key] = folded
+                log.warning("check-in escalated by us: plan of %s", NodeId(state.defender).short)
+            except Exception:  # never let one plan stop the watch; tried again next wake
+                log.exception("publishing an owed escalation failed")
+            finally:
+                self._escalating.discard(key)
 
     def counts(self, others_only: bool = False) -> dict[str, int]:
         """Plans held here by state (counts only: `status`, `metrics`); `others_only`: those

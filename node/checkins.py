@@ -342,10 +342,19 @@ async def report(local: Local, ref: str, op: Op, now: int) -> tuple[PlanState, R
     folded = dataclasses.replace(folded, needed=state.needed)  # who is off duty: not waited for
     if not checkin.needs_escalation(folded):
         return folded, None
+    return await escalate(local, folded, items, now)
+
+
+async def escalate(
+    local: Local, state: PlanState, items: Sequence[Item], now: int
+) -> tuple[PlanState, Record]:
+    """Publish the plan's escalation as an alert to the audience the defender chose, and
+    the circle's record that it was sent (so nobody sends it twice)."""
+    me = local.node_id.raw
     alert = await publish_alert(
         local,
-        folded.message,
-        to=folded.escalate,
+        state.message,
+        to=state.escalate,
         urgency="high",
         now_ms=now,
         lifetime_ms=limits.DEFAULT_ALERT_LIFETIME_MS,
@@ -356,7 +365,7 @@ async def report(local: Local, ref: str, op: Op, now: int) -> tuple[PlanState, R
     record = await _publish(local, state.circle, said, now)
     folded = checkin.fold([*items, (record.id, me, now, said)])
     assert folded is not None
-    return folded, alert
+    return dataclasses.replace(folded, needed=state.needed), alert
 
 
 def duress_of(state: PlanState, identity: Identity) -> bool:

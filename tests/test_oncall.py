@@ -203,7 +203,9 @@ async def test_off_duty_running_out_by_the_clock_alone_refolds_the_watched_plans
     net: Net,
 ) -> None:
     """C's away time ends with no record arriving: B's running watch folds A's plan again
-    at that moment, so the escalation waits for C's report again (two, not one)."""
+    at that moment, so the escalation waits for two reports again, not one. And when C
+    goes off duty after B's report is in (one now suffices), B's node publishes the
+    escalation it owes: the plan escalates once, with its alert, and stays escalated."""
     a, b, c = await three(net)
     await circle_of(a, b, c)
     await a.cli("checkin", "plan", "--every", "3s", "--grace", "2s", "--circle", "Safety")
@@ -218,23 +220,41 @@ async def test_off_duty_running_out_by_the_clock_alone_refolds_the_watched_plans
     )
     await a.kill9()  # seized
     await wait_until("B notes the missed check-in", lambda: has(b, "checkin_missed", 1), 20)
-    code, out, _ = await b.cli("checkin", "unreachable", "Amina Owner")
-    assert code == 0 and "escalated" not in out  # one of two
-    _, out, _ = await c.cli("away", "--until", "15s")  # off duty: B's one report is enough
+    _, out, _ = await c.cli("away", "--until", "15s")  # off duty: one report would do
     assert "off duty until" in out
     until = min(s["until"] for s in (await c.json("circle", "oncall", "Safety"))["away_now"])
 
-    async def watch_says(node: NodeProcess, escalated: int, missed: int) -> bool:
-        counts = (await node.json("status"))["rapid_response"]
-        return (counts["checkins_escalated"], counts["checkins_missed"]) == (escalated, missed)
+    async def needed(node: NodeProcess, n: int) -> bool:
+        return (await plans(node))[0]["needed"] == n
 
-    await wait_until("B's watch waits for B alone", lambda: watch_says(b, 1, 0))
+    await wait_until("B's watch needs one report while C is away", lambda: needed(b, 1))
     assert now_ms() < until, "the machine was too slow to see C off duty first"
-    await wait_until(
-        "C back on duty by the clock: B waits for C again", lambda: watch_says(b, 0, 1), 30
-    )
+    await wait_until("C back on duty by the clock: two reports again", lambda: needed(b, 2), 30)
     assert now_ms() >= until
-    assert (await plans(b))[0]["needed"] == 2 and (await plans(b))[0]["state"] == "missed"
+    assert (await plans(b))[0]["state"] == "missed"
+
+    code, out, _ = await b.cli("checkin", "unreachable", "Amina Owner")
+    assert code == 0 and "escalated" not in out  # one of two
+    assert not await readable_alerts(c)
+    await c.cli("away", "--until", "1d")  # now B's one report suffices: B owes the escalation
+
+    async def escalated(node: NodeProcess) -> bool:
+        counts = (await node.json("status"))["rapid_response"]
+        return counts["checkins_escalated"] == 1
+
+    await wait_until("B's node escalates the plan it owes", lambda: escalated(b), 30)
+    await wait_until("the escalation alert reaches C", lambda: readable_alerts(c), 30)
+    await c.cli("away", "--off")  # back on duty: the published escalation stands
+    await wait_until("C's report is needed again", lambda: needed(b, 2), 30)
+    assert await escalated(b)
+    assert len(await readable_alerts(c)) == 1  # sent once
+
+
+async def readable_alerts(node: NodeProcess) -> list[dict[str, object]]:
+    """Alerts (not the node's own notices: missed check-ins, help requests) it can read."""
+    alerts = (await node.api("/v1/alerts"))["alerts"]
+    notice = ("checkin_", "help_")
+    return [x for x in alerts if x["readable"] and not str(x.get("kind", "")).startswith(notice)]
 
 
 async def away_on(node: NodeProcess, member: NodeProcess) -> bool:
