@@ -8,6 +8,7 @@ in memory only: nothing readable of a contact is ever written to disk or to a lo
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -52,6 +53,11 @@ class ContactIndex:
     # contacts this node wrote, and the contacts it vouched for with those vouches' ids.
     _own: set[bytes] = field(default_factory=set)
     _own_vouched: dict[tuple[bytes, bytes], set[bytes]] = field(default_factory=dict)
+    # (expires, id) of every record indexed, a min-heap once `expired` first runs: the
+    # expiry pass pops what is due instead of walking every entry on the event loop. A
+    # record's id fixes its expiry, so an item whose record is gone is just dropped.
+    _expiry: list[tuple[int, bytes]] = field(default_factory=list)
+    _heaped: bool = False
 
     def __post_init__(self) -> None:
         self._ranker = Ranker(self)
@@ -93,6 +99,7 @@ class ContactIndex:
         rid = entry.rid
         contact = entry.contact
         self.entries[rid] = entry
+        self._expire_at(entry.expires, rid)
         post(self.by_key, (entry.author, contact.uid), rid)
         if entry.author == self.me:
             self._own.add(rid)
@@ -123,6 +130,7 @@ class ContactIndex:
     def _add_vouch(self, entry: VouchEntry) -> None:
         vouch = entry.vouch
         self.vouches[entry.rid] = entry
+        self._expire_at(entry.expires, entry.rid)
         if vouch.about is VouchAbout.CONTACT:
             key = (vouch.subject, vouch.uid)
             if entry.voucher == self.me:
@@ -186,9 +194,29 @@ class ContactIndex:
         return [self.entries[rid] for rid in rids]
 
     def expired(self, now_ms: int) -> list[bytes]:
-        return [r for r, e in self.entries.items() if e.expires <= now_ms] + [
-            r for r, v in self.vouches.items() if v.expires <= now_ms
-        ]
+        """The ids of indexed records expired by `now_ms`, for `remove`: taken off the
+        expiry heap (no pass over every entry), so each is given once."""
+        heap = self._expiry
+        if not self._heaped:  # built by appending: one heapify, at the first expiry pass
+            heapq.heapify(heap)
+            self._heaped = True
+        out: dict[bytes, None] = {}
+        while heap and heap[0][0] <= now_ms:
+            _, rid = heapq.heappop(heap)
+            if rid in self.entries or rid in self.vouches:
+                out[rid] = None
+        if len(heap) > 2 * (len(self.entries) + len(self.vouches)) + limits.EXPIRY_HEAP_SLACK:
+            # Mostly records withdrawn before they expired: keep the heap to what is indexed.
+            self._expiry = [(e.expires, r) for r, e in self.entries.items()]
+            self._expiry += [(v.expires, r) for r, v in self.vouches.items()]
+            heapq.heapify(self._expiry)
+        return list(out)
+
+    def _expire_at(self, expires: int, rid: bytes) -> None:
+        if self._heaped:
+            heapq.heappush(self._expiry, (expires, rid))
+        else:
+            self._expiry.append((expires, rid))
 
     # -- web of trust ------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ Presentation only: decides nothing about what matches or how it ranks.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from node.contact_index import ContactIndex
@@ -36,6 +37,7 @@ def hit_row(
     """A result as the CLI prints it (and as --json shows it)."""
     e = hit.entry
     c = e.contact
+    author, author_short = _id_texts(e.author)
     row: dict[str, object] = {
         "id": e.rid.hex(),
         "kind": c.kind,
@@ -43,16 +45,9 @@ def hit_row(
         "langs": list(c.langs),
         "specialties": list(c.specialties),
         "share": c.share.value,
-        "author": str(NodeId(e.author)),
-        "from": labels.get(e.author, NodeId(e.author).short) if e.author != me else "you",
-        "vouchers": [
-            {
-                "id": str(NodeId(v)),
-                "label": "you" if v == me else labels.get(v, NodeId(v).short),
-                "distance": distances.get(v),
-            }
-            for v in hit.vouchers
-        ],
+        "author": author,
+        "from": labels.get(e.author, author_short) if e.author != me else "you",
+        "vouchers": [_voucher(v, me, labels, distances) for v in hit.vouchers],
         "distance": hit.distance,
         "score": round(hit.score, 2),
         "stale": hit.stale,
@@ -71,3 +66,18 @@ def hit_row(
         if c.notes:
             row["notes"] = c.notes
     return row
+
+
+def _voucher(
+    v: bytes, me: bytes, labels: dict[bytes, str], distances: dict[bytes, int]
+) -> dict[str, object]:
+    text, short = _id_texts(v)
+    label = "you" if v == me else labels.get(v, short)
+    return {"id": text, "label": label, "distance": distances.get(v)}
+
+
+@functools.lru_cache(maxsize=4096)  # a page lists the same few organisations again and again
+def _id_texts(raw: bytes) -> tuple[str, str]:
+    """A key's id as text and its short form (base32 of the key: no secret)."""
+    text = str(NodeId(raw))
+    return text, NodeId(raw).short

@@ -10,6 +10,7 @@ imports it. docs/spec/70-contacts-and-queries.md. Logs never carry a contact's c
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import deque
@@ -123,6 +124,11 @@ class KnowWho(PendingRemovals[ContactIndex]):
                 self.remove(change)
         self.index.remove(self.index.expired(now_ms()))
         self.index.set_revoked(n.raw for n in self.host.revoked)
+        # As the library does after its build: the index's millions of long-lived objects
+        # are kept out of the collector's generations, whose full passes over them would
+        # stall page views and queries (tens to hundreds of ms each).
+        gc.collect()
+        gc.freeze()
         self.ready.set()
         log.info(
             "know-who index: %d contacts, %d vouches in %.2f s",

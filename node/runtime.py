@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Collection, Coroutine, Mapping, Sequence
 
 from aiohttp import web
 
@@ -453,9 +453,12 @@ class Node:
             )
         )
 
-    async def peer_rows(self) -> list[dict[str, object]]:
+    async def peer_rows(
+        self, stored: tuple[Mapping[NodeId, Peer], Collection[NodeId]] | None = None
+    ) -> list[dict[str, object]]:
         """The rows `canopy peers` prints: every stored peer (also one trusted since the last
-        poll), with what this node knows of it live."""
+        poll), with what this node knows of it live. `stored`: the stored peers and revoked
+        keys when the caller has just read them (node/web/kept.py)."""
         from node.peer_rows import LivePeer, peer_rows
 
         live: dict[NodeId, LivePeer] = {}
@@ -471,8 +474,9 @@ class Node:
                 direction=("out" if conn.outbound else "in") if conn else None,
                 queued_bytes=conn.queued if conn else 0,
             )
-        revoked = set(self.revoked) | set(await revoked_ids(self.local))
-        return peer_rows(await self.local.peers(), revoked, live)
+        if stored is None:
+            stored = (await self.local.peers(), await revoked_ids(self.local))
+        return peer_rows(stored[0], set(self.revoked) | set(stored[1]), live)
 
     async def status(self) -> dict[str, object]:
         """What `/v1/status` returns (and `canopy status` prints)."""

@@ -62,6 +62,16 @@ class RowQueries(StoreCore):
         await self.bump_epoch()
         return cur.rowcount > 0
 
+    async def version(self) -> tuple[int, int]:
+        """Moves whenever anything in the database may have changed, in one round trip:
+        SQLite's data_version (moved by commits of other connections: `canopy` in another
+        process) and this connection's total_changes (every row this process writes). A
+        value read after it is at least as new as it."""
+        async with self._db.execute("PRAGMA data_version") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), self._db.total_changes
+
     async def rows(self, table: str) -> dict[bytes, dict[str, Value]]:
         await self._see_batch()
         _check_table(table)

@@ -220,6 +220,7 @@ RECENT_QUERIES = 200  # received queries kept in memory for `GET /v1/queries`
 INITIAL_SCORE = 100  # a peer's score on connecting; penalties subtract from it
 BAN_SECONDS = 300.0  # a peer whose score reaches 0 is refused this long
 PURGE_EVERY_S = 5.0  # expired records and queries are purged at most this often
+EXPIRY_HEAP_SLACK = 1024  # stale items the know-who expiry heap holds before it is rebuilt
 # `canopy wipe` ending a running node.
 WIPE_STOP_WAIT_S = 0.4  # how long a running node gets to leave by itself before SIGKILL
 WIPE_KILL_WAIT_S = 2.0  # how long the kernel gets to end it after SIGKILL and drop its lock

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from node.alerts import Alerts
     from node.config import Config
     from node.local import Local
+    from node.web.kept import StoreReads, Version
     from node.web.listings import GuideLists, Shelf
     from protocol.identity import NodeId
 
@@ -43,7 +44,7 @@ class RunningNode(Protocol):
     connections: Mapping[NodeId, object]
     revoked: Mapping[NodeId, int]
 
-    async def peer_rows(self) -> list[dict[str, object]]: ...
+    async def peer_rows(self, stored: Any = None) -> list[dict[str, object]]: ...
     async def status(self) -> dict[str, object]: ...
     def _notify(self) -> None: ...
     def _items_version(self) -> tuple[int, ...]: ...
@@ -74,14 +75,21 @@ async def _changed(node: RunningNode) -> None:
 # -- home and status ---------------------------------------------------------------------------
 
 
-async def peers(node: RunningNode) -> list[dict[str, object]]:
+async def peers(
+    node: RunningNode, kept: tuple[StoreReads, Version] | None = None
+) -> list[dict[str, object]]:
     """The rows `canopy peers` prints, from the running node; `ambiguous` where a name is
-    one more than one peer goes by (never shown alone: one may pose as the other)."""
+    one more than one peer goes by (never shown alone: one may pose as the other). `kept`:
+    what the store held at that version, read once (node/web/kept.py)."""
     from collections import Counter
 
     from protocol.names import name_key
 
-    rows = await node.peer_rows()
+    if kept is None:
+        rows = await node.peer_rows()
+    else:
+        reads, version = kept
+        rows = await node.peer_rows(await reads.people(node.local, version, now_ms()))
     keys = Counter(name_key(str(r["name"])) for r in rows if r["name"])
     return [
         {**r, "ambiguous": bool(r["name"]) and keys[name_key(str(r["name"]))] > 1} for r in rows
@@ -407,16 +415,28 @@ async def review(node: RunningNode) -> list[dict[str, object]]:
     return await due(node.local, now_ms(), node.knowwho.index)
 
 
-async def checklists_due(node: RunningNode) -> list[dict[str, object]]:
-    from node.checklists import due
+async def checklists_due(
+    node: RunningNode, kept: tuple[StoreReads, Version] | None = None
+) -> list[dict[str, object]]:
+    from node.checklists import due, summary
 
-    return await due(node.local, now_ms())
+    now = now_ms()
+    if kept is None:
+        return await due(node.local, now)
+    reads, version = kept
+    found = await reads.checklists(node.local, version, now)
+    return [summary(s, now) for s in found if s.due(now)]  # as `due` picks them
 
 
-async def introductions(node: RunningNode) -> list[dict[str, object]]:
+async def introductions(
+    node: RunningNode, kept: tuple[StoreReads, Version] | None = None
+) -> list[dict[str, object]]:
     from node.introductions import introductions as rows
 
-    return await rows(node.local)
+    if kept is None:
+        return await rows(node.local)
+    reads, version = kept
+    return await reads.introductions(node.local, version, now_ms())
 
 
 async def introduce(node: RunningNode, ref: str, note: str) -> None:

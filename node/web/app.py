@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from node.web import UI_PREFIX, actions, i18n, response, roles, routes_staff
+from node.web.kept import StoreReads
 from node.web.listings import GuideLists
 from node.web.pages import (
     COOKIE_KEY,
@@ -28,6 +29,7 @@ from node.web.pages import (
     PENDING_KEY,
     SESSIONS_KEY,
     STATIC_CACHE,
+    STORE_READS_KEY,
     UI_APP_KEY,
     Handler,
     node_of,
@@ -185,6 +187,7 @@ def mount(api_app: web.Application, node: actions.RunningNode) -> None:
     ui[ENVIRONMENTS_KEY] = {}
     ui[PENDING_KEY] = response.Pending()
     ui[GUIDE_LISTS_KEY] = GuideLists()
+    ui[STORE_READS_KEY] = StoreReads()
     ui[routes_staff.THROTTLE_KEY] = routes_staff.Throttle()
     ui.router.add_get("/signin", _signin)
     routes_staff.add_routes(ui.router)

@@ -14,6 +14,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from node.web import actions, i18n, render, response, roles
+from node.web.kept import StoreReads
 from node.web.listings import GuideLists
 from node.web.sessions import Session, Sessions
 
@@ -25,6 +26,7 @@ UI_APP_KEY = web.AppKey("ui_app", web.Application)
 ENVIRONMENTS_KEY = web.AppKey("environments", dict)  # lang -> jinja2.Environment, on first use
 PENDING_KEY = web.AppKey("pending", response.Pending)  # home's fold of help and acks
 GUIDE_LISTS_KEY = web.AppKey("guide_lists", GuideLists)  # guide-list pages kept made
+STORE_READS_KEY = web.AppKey("store_reads", StoreReads)  # home's store reads, by version
 
 CSP = "; ".join(
     (

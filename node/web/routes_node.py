@@ -9,18 +9,28 @@ from aiohttp import web
 from markupsafe import Markup
 
 from node.web import UI_PREFIX, actions, response
-from node.web.pages import HEADERS, PENDING_KEY, node_of, page, session_of, then
+from node.web.pages import (
+    HEADERS,
+    PENDING_KEY,
+    STORE_READS_KEY,
+    node_of,
+    page,
+    session_of,
+    then,
+)
 from protocol.errors import CanopyError
 
 
 async def home(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
-    # Together: the store answers each in turn, without a round trip to the loop between.
+    # What the store held when last read, while its version is the same: one round trip.
+    reads = request.config_dict[STORE_READS_KEY]
+    kept = (reads, await reads.version(node.local))
     peers, due, checklists_due, introductions = await asyncio.gather(
-        actions.peers(node),
+        actions.peers(node, kept),
         actions.review(node),
-        actions.checklists_due(node),
-        actions.introductions(node),
+        actions.checklists_due(node, kept),
+        actions.introductions(node, kept),
     )
     status = actions.health(node)
     waiting = [

@@ -348,3 +348,65 @@ def test_own_contacts_kept_by_the_index_match_a_pass_over_every_entry() -> None:
             index.remove(rng.sample(held, min(len(held), rng.randint(1, 4))))
         assert {e.rid for e in index.own()} == scan(), step
     assert scan(), "the walk never held a contact of ours: it tested nothing"
+
+
+def test_expired_records_taken_off_the_heap_match_a_pass_over_every_entry() -> None:
+    """The expiry pass pops a heap instead of walking 100,000 entries on the event loop: it
+    must give exactly the expired contacts and vouches a scan finds, each once, as records
+    come, are withdrawn before they expire (even re-added), and time passes; and the heap
+    must not keep growing with records long gone."""
+    rng = random.Random(15)
+    me = b"\x00" * 32
+    index = ContactIndex(me)
+    serial = iter(range(10**6))
+    now = 1_800_000_000_000
+    keys: list[tuple[bytes, bytes]] = []
+    gone: list[Opened] = []
+    expired_total = 0
+
+    def rid() -> bytes:
+        return next(serial).to_bytes(32, "big")
+
+    def opened_contact() -> Opened:
+        uid = rng.randbytes(16)
+        keys.append((me, uid))
+        contact = Contact(uid, Share.NETWORK, "lawyer", "KE", ("sw",), name="N", review=0)
+        expires = now + rng.randint(-5, 60) * DAY_MS
+        return Opened(rid(), Kind.CONTACT, me, Scope.NETWORK, 1, expires, contact.to_content())
+
+    for step in range(400):
+        action = rng.random()
+        if action < 0.5 or not keys:
+            assert index.add_opened(opened_contact())
+        elif action < 0.65:
+            subject, uid = rng.choice(keys)
+            vouch = Vouch(VouchAbout.CONTACT, subject, uid)
+            expires = now + rng.randint(-5, 60) * DAY_MS
+            opened = Opened(rid(), Kind.VOUCH, me, Scope.NETWORK, 1, expires,
+                            vouch.to_content())  # fmt: skip
+            assert index.add_opened(opened)
+        elif action < 0.8 and index.entries:
+            victim = rng.choice(sorted(index.entries))  # withdrawn before it expires
+            entry = index.entries[victim]
+            gone.append(Opened(victim, Kind.CONTACT, me, Scope.NETWORK, 1, entry.expires,
+                               entry.contact.to_content()))  # fmt: skip
+            index.remove([victim])
+        elif action < 0.85 and gone:
+            assert index.add_opened(gone.pop())  # the same record, stored again
+        else:
+            now += rng.randint(0, 4) * DAY_MS
+        if step % 7 == 0:
+            want = {r for r, e in index.entries.items() if e.expires <= now}
+            want |= {r for r, v in index.vouches.items() if v.expires <= now}
+            got = index.expired(now)
+            assert len(got) == len(set(got)) and set(got) == want, step
+            expired_total += len(got)
+            index.remove(got)
+            assert not index.expired(now)
+    assert expired_total > 20, "nothing expired: the walk tested nothing"
+    # Withdrawn records leave stale items behind; the heap is kept to about what is held.
+    for _ in range(3000):
+        index.add_opened(opened_contact())
+    index.remove(sorted(index.entries))
+    index.expired(now)
+    assert len(index._expiry) <= 2 * len(index.vouches) + 1024 + 1
