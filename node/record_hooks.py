@@ -114,6 +114,9 @@ class RecordHooks:
 
     async def written(self, records: Sequence[Record], now: int) -> None:
         """`canopy` wrote these records (our own: trusted, their bodies not checked again)."""
+        circle = any(r.kind is Kind.CIRCLE for r in records)
+        if circle:  # ours (the peers circle made for `--share peers`): read with its key
+            await self.read_circle_keys()
         for record in records:
             if record.kind is Kind.ALERT:
                 if self.alerts.announce(record, now) is not None:
@@ -126,8 +129,7 @@ class RecordHooks:
                 targets = Withdrawal.from_payload(record.payload).targets
                 self.knowwho.remove(targets)
                 self.library.remove(targets)
-        if any(r.kind is Kind.CIRCLE for r in records):  # ours: read with its new key
-            await self.read_circle_keys()
+        if circle:
             await self.notices.reload_duties()
             await self.checkins.start()  # a circle we changed: whose plans we watch
         elif any(r.kind is Kind.DUTY for r in records):
