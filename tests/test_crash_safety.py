@@ -21,7 +21,8 @@ from tests.test_sync_lifecycle import bulk
 
 KILLS = int(os.environ.get("CANOPY_SOAK_KILLS", "20"))
 RECORDS = 25_000  # enough that every one of 20 kills lands mid-sync
-pytestmark = pytest.mark.timeout(max(120, KILLS * 6))
+# Sealing 25,000 records and 20 kills: on two test workers sharing two cores, minutes.
+pytestmark = pytest.mark.timeout(max(300, KILLS * 6))
 
 
 async def guide_count(node: NodeProcess) -> int:
