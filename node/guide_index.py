@@ -18,7 +18,6 @@ malformed guide is cached as `node.opened_cache` caches one: [OPENED_VERSION, co
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import msgpack
 
 from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, Opened
 from node.index_common import discard, post
+from node.vocab import Vocabulary
 from protocol import limits
 from protocol.contact import primary_lang, region_matches, tokens
 from protocol.content import Guide
@@ -153,7 +153,7 @@ class GuideIndex:
     changes: int = 0  # puts and removes so far: what a kept listing page was made at
     # The word index is built on the first search (a listing without --search needs none).
     _by_token: dict[str, set[bytes]] | None = None
-    _vocab: list[str] = field(default_factory=list)
+    _vocab: Vocabulary = field(default_factory=Vocabulary)
     _vocab_dirty: bool = False
 
     def put(self, entry: GuideEntry) -> None:
@@ -186,8 +186,8 @@ class GuideIndex:
             ids = by_token.get(word)
             if ids is None:
                 by_token[word] = {entry.rid}
-                if not self._vocab_dirty:  # kept sorted as words come (no re-sort per search)
-                    bisect.insort(self._vocab, word)
+                if not self._vocab_dirty:  # kept current as words come (no re-sort per search)
+                    self._vocab.add(word)
             else:
                 ids.add(entry.rid)
 
@@ -208,9 +208,7 @@ class GuideIndex:
             if self._by_token is not None:
                 for word in (entry.words or "").split():
                     if discard(self._by_token, word, rid) and not self._vocab_dirty:
-                        at = bisect.bisect_left(self._vocab, word)
-                        if at < len(self._vocab) and self._vocab[at] == word:
-                            del self._vocab[at]
+                        self._vocab.discard()
         return removed
 
     def expired(self, now_ms: int) -> list[bytes]:
@@ -232,7 +230,7 @@ class GuideIndex:
             self._post_words(entry)
             if size and n % size == 0:
                 yield
-        self._vocab = sorted(self._by_token)
+        self._vocab.reset(self._by_token)
         self._vocab_dirty = False
 
     # -- matching ------------------------------------------------------------------------------
@@ -241,10 +239,8 @@ class GuideIndex:
         """The posting sets of every word that starts with `token` (any of them matches)."""
         assert self._by_token is not None
         out: list[set[bytes]] = []
-        at = bisect.bisect_left(self._vocab, token)
-        while at < len(self._vocab) and self._vocab[at].startswith(token):
-            out.append(self._by_token[self._vocab[at]])
-            at += 1
+        for word in self._vocab.starting(token, self._by_token):
+            out.append(self._by_token[word])
         return out
 
     def matching(self, wanted: Wanted, now_ms: int) -> list[GuideEntry]:
