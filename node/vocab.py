@@ -14,8 +14,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Collection, Iterable, Iterator
 
-# Up to this many waiting words are inserted one by one; more are merged by one sort.
-_INSERT_MOST = 32
+from protocol import limits
 
 
 class Vocabulary:
@@ -64,7 +63,7 @@ class Vocabulary:
         if not new:
             return
         words = self._words
-        if len(new) <= _INSERT_MOST:
+        if len(new) <= limits.VOCAB_INSERT_MOST:
             for word in new:
                 at = bisect.bisect_left(words, word)
                 if at == len(words) or words[at] != word:  # else a stale copy is live again

@@ -210,6 +210,7 @@ LIBRARY_IMPORT_BATCH = 16  # paths (all their languages) `publish library` commi
 STORE_DEFER_RECORDS = 4096  # records a store batch gathers before writing them
 STORE_DEFER_BYTES = 8 << 20  # bytes of records a store batch gathers before writing them
 GUIDE_WORDS_CHECK_COST = 16  # a prefix is checked in guides' own words past this ratio
+VOCAB_INSERT_MOST = 32  # new index words inserted one by one; more: merged by one sort
 LOCAL_API_MAX_HEAD_BYTES = 64 * 1024  # a local API answer's status line and headers
 RANKING_WALK_COST_RATIO = 10  # a query walks the ranking when scoring matches costs more
 RANKING_REFRESH_MS = 24 * 3600 * 1000  # a ranking's bounds are recomputed this often
