@@ -216,6 +216,17 @@ def _store(path: Path, blobs: list[bytes]) -> None:
 _KINDS = ("guide", CHECKLIST_TYPE, "chunk")
 
 
+def _drops(root: Path, labels: tuple[str, ...]) -> int:
+    """Connections the nodes logged as ended (a timeout, a cut, a reset), counted once per
+    drop: each end of one connection logs it, so the larger of the two counts."""
+    counts = []
+    for label in labels:
+        log = root / f"{label}.log"
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        counts.append(text.count(" disconnected from "))
+    return max(counts, default=0)
+
+
 async def run(lessons: int = 4000, images: int = 600, timeout: float = 900.0) -> Result:
     res = Result("library")
     async with workspace("library") as root:
@@ -273,6 +284,7 @@ async def run(lessons: int = 4000, images: int = 600, timeout: float = 900.0) ->
         except TimeoutError:
             peer_s = None  # the publish's figures still stand; this one says why not
         last = await records(b)
+        drops = _drops(root, ("A", "B"))  # read before the stop, whose own ends are orderly
         await stop_all([a, b])
         per_lang = report["lessons"]
         res.add("lessons", "lessons written (7 languages)", lessons, "", fmt="{:,.0f}")
@@ -289,6 +301,8 @@ async def run(lessons: int = 4000, images: int = 600, timeout: float = 900.0) ->
         res.add("guides_published", "guide records (lessons, every version)", want["guide"], "",
                 fmt="{:,.0f}")  # fmt: skip
         res.add("chunks_published", "attachment chunk records", want["chunk"], "", fmt="{:,.0f}")
+        res.add("drops", "A-B connections that ended before the stop (nodes' logs)", drops, "",
+                target=0, fmt="{:.0f}")  # fmt: skip
         res.add("stalls_a", "A: status unanswered for 30 s (times)", stalls["A"], "", fmt="{:.0f}")
         res.add("stalls_b", "B: status unanswered for 30 s (times)", stalls["B"], "", fmt="{:.0f}")
         res.details = {"report": report, "library": made}
