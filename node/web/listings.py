@@ -296,7 +296,15 @@ class GuideLists:
         """The pages kept for this state of `index`: none kept if anything changed."""
         shelf = self._shelf
         if shelf is None or not shelf.fits(index, people, now_ms):
-            until = min((e.expires for e in index.entries.values()), default=2**63)
+            ordered = self._ordered
+            if ordered is not None and ordered.index is index:
+                # Its expiries, brought up to now: none earlier than the first one held.
+                ordered.update(now_ms)
+                until = ordered.expiries[0][0] if ordered.expiries else 2**63
+            else:
+                # Those already expired are not on its pages: they change nothing later.
+                times = (e.expires for e in index.entries.values() if e.expires > now_ms)
+                until = min(times, default=2**63)
             counts = (index.unreadable, index.malformed)
             shelf = Shelf(index, index.changes, counts, people, until, self.size)
             self._shelf = shelf

@@ -97,3 +97,20 @@ def test_a_page_is_the_rows_in_order_and_a_new_index_starts_afresh() -> None:
     assert again is not ordered and _rows(again.page(0, 10**6)) == _full(rebuilt, NOW)
     # Other languages preferred: the rows chosen for them.
     assert lists.ordered(rebuilt, ("ar",), NOW) is not again
+
+
+def test_kept_pages_give_way_once_a_guide_in_them_expires() -> None:
+    rng = random.Random(3)
+    index = GuideIndex()
+    for _ in range(30):
+        index.put(_entry(rng, index, NOW))
+    first = min(e.expires for e in index.entries.values())
+    lists = GuideLists()
+    for ordered in (False, True):  # the expiries read off the index, or off the kept order
+        if ordered:
+            lists.ordered(index, PREFER, NOW)
+        shelf = lists.shelf(index, "people", NOW)
+        assert lists.shelf(index, "people", first - 1) is shelf
+        later = lists.shelf(index, "people", first)
+        assert later is not shelf and lists.shelf(index, "people", first) is later
+        lists = GuideLists()
