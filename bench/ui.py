@@ -64,8 +64,8 @@ PAINT = """() => new Promise(resolve => {
       if (entry.name === 'first-contentful-paint') done(entry.startTime);
     }
   }).observe({type: 'paint', buffered: true});
-  setTimeout(() => done(null), %d);
-})""" % PAINT_WAIT_MS
+  setTimeout(() => done(null), WAIT);
+})""".replace("WAIT", str(PAINT_WAIT_MS))
 CSRF = re.compile(rb'name="csrf" value="([^"]+)"')
 # What each change stores, through the app's own forms, and the pages timed after it.
 AFTER = {
@@ -179,8 +179,9 @@ async def run(
         f"{guides:,} guides, {n_contacts:,} contacts; server time = request to last byte "
         f"from one keep-alive aiohttp client on loopback, up to {requests} requests a page "
         f"(at least {MIN_SAMPLES}, for at most {BUDGET_S:.0f} s); "
-        "the guide list shows 50 a page; a page is kept made until the guide index changes "
-        "(its first view is a pass over every guide: the 'first time' lines); "
+        "the guide list shows 50 a page; a page is kept made until the guide index changes, "
+        "the list without filters kept in order across changes (a page's first view makes "
+        "its 50 rows: the 'first time' lines); "
         f"'after a new …': {changes} changes of each kind, each stored through the app's "
         "form between two timed requests (the change itself not timed)"
     )
@@ -206,9 +207,7 @@ async def _fetch(http: aiohttp.ClientSession, url: str) -> bytes:
         return body
 
 
-async def _change(
-    http: aiohttp.ClientSession, base: str, what: str, action: str, n: int
-) -> None:
+async def _change(http: aiohttp.ClientSession, base: str, what: str, action: str, n: int) -> None:
     """Store one new guide, contact or alert through the app's own form (as a user does),
     with the CSRF token of the page the form is on; the app answers 303 once stored."""
     page = {"guide": "/ui/guides/new", "contact": "/ui/knowwho", "alert": "/ui/alerts"}[what]
