@@ -174,8 +174,9 @@ async def guides(
     found = shelf.get(key) if shelf is not None else None
     if found is None:
         # The list without filters is kept in order across changes: no pass to make a page.
-        unfiltered = kept is not None and not any(wanted.values())
-        ordered = kept.ordered(index, node.config.languages, now) if unfiltered else None
+        ordered = None
+        if kept is not None and not any(wanted.values()):
+            ordered = kept.ordered(index, node.config.languages, now)
         found = guide_page(node, index, (peers, revoked), now, wanted, number, per, shelf, ordered)
         if shelf is not None:
             shelf.put(key, found)
