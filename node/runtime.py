@@ -67,6 +67,7 @@ class Node:
         self._epoch = -1
         self._local_seq = 0
         self._wake = asyncio.Event()
+        self._polling = asyncio.Lock()  # one poll at a time: this loop's, or the web app's
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self._servers: list[asyncio.AbstractServer] = []
@@ -394,7 +395,8 @@ class Node:
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
             self._wake.clear()
             try:
-                await self._poll_once()
+                async with self._polling:  # the web app polls after its own writes
+                    await self._poll_once()
                 if time.monotonic() - last_purge > limits.PURGE_EVERY_S:
                     last_purge = time.monotonic()
                     purged = await self.local.store.delete_expired(now_ms())

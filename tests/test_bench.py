@@ -105,6 +105,13 @@ async def test_ui_benchmark_times_every_page_and_the_dashboard_against_its_ceili
     # A page's first view (none kept made yet) is timed apart from the repeated views.
     first = (figures[f"guide_list_first_view_{q}_ms"]["value"] for q in ("p50", "p95"))
     assert 0 < next(first) <= next(first)  # type: ignore[operator]
+    # Each page right after a change (a guide, contact or alert stored through the app).
+    for page, what in (("guide_list", "guide"), ("home", "contact"),
+                       ("directory_search", "contact"), ("home", "alert")):  # fmt: skip
+        p50, p95 = (figures[f"{page}_after_{what}_{q}_ms"] for q in ("p50", "p95"))
+        assert p95["target"] == 50.0
+        assert 0 < p50["value"] <= p95["value"]  # type: ignore[operator]
+    assert figures["dashboard_fcp_ms"]["value"] > 0  # type: ignore[operator]
 
 
 async def test_versus_gossipsub_reports_a_figure_or_why_not() -> None:

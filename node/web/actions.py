@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from node.clock import now_ms
+from node.web.listings import guide_page
 from node.wipe import destroy_keys, leave_now
 from protocol import limits
 from protocol.contact import KINDS, Filter, Share
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from node.config import Config
     from node.local import Local
     from node.web.kept import StoreReads, Version
-    from node.web.listings import GuideLists, Shelf
+    from node.web.listings import GuideLists
     from protocol.identity import NodeId
 
 
@@ -43,10 +44,12 @@ class RunningNode(Protocol):
     peers: Mapping[NodeId, Any]  # trusted peers, as the running node holds them
     connections: Mapping[NodeId, object]
     revoked: Mapping[NodeId, int]
+    _polling: asyncio.Lock  # held while the node reads what was written to its store
 
     async def peer_rows(self, stored: Any = None) -> list[dict[str, object]]: ...
     async def status(self) -> dict[str, object]: ...
     def _notify(self) -> None: ...
+    async def _poll_once(self) -> None: ...
     def _items_version(self) -> tuple[int, ...]: ...
 
 
@@ -68,8 +71,12 @@ def _me(name: str, node_id: NodeId) -> Me:
 
 
 async def _changed(node: RunningNode) -> None:
-    """What `canopy` does after a change (POST /v1/notify): the node pushes it at once."""
+    """What `canopy` does after a change (POST /v1/notify): the node pushes it at once; and
+    the node reads it before the action answers (its poll, one at a time), so the page a
+    user sees next shows it (the guide list, the directory, home's alerts)."""
     node._notify()
+    async with node._polling:
+        await node._poll_once()
 
 
 # -- home and status ---------------------------------------------------------------------------
@@ -166,70 +173,14 @@ async def guides(
     key = (tuple(sorted(wanted.items())), number, per)
     found = shelf.get(key) if shelf is not None else None
     if found is None:
-        found = _guides(node, index, peers, revoked, now, wanted, number, per, shelf)
+        # The list without filters is kept in order across changes: no pass to make a page.
+        ordered = None
+        if kept is not None and not any(wanted.values()):
+            ordered = kept.ordered(index, node.config.languages, now)
+        found = guide_page(node, index, (peers, revoked), now, wanted, number, per, shelf, ordered)
         if shelf is not None:
             shelf.put(key, found)
     return found
-
-
-def _guides(
-    node: RunningNode,
-    index: Any,
-    peers: Any,
-    revoked: Any,
-    now: int,
-    wanted: Mapping[str, str],
-    number: int,
-    per: int,
-    shelf: Shelf | None,
-) -> dict[str, Any]:
-    import dataclasses
-
-    from node.library import listing, wanted_of
-    from protocol.identity import NodeId
-
-    query = {
-        "lang": wanted["lang"],
-        "topic": wanted["topic"],
-        "region": wanted["region"],
-        "from": wanted["author"],
-        "search": wanted["q"],
-    }
-    choices = shelf.choices if shelf is not None else None
-    if choices is None:  # the same for every page of one state of the index
-        labels = {p.node_id.raw: p.label for p in peers.values()}
-        labels[node.node_id.raw] = node.node_id.short
-        choices = {
-            "lang": sorted(lang for lang in index.by_lang if lang),
-            "region": sorted({e.region for e in index.entries.values() if e.region}),
-            "topic": sorted(t for t in index.by_topic if t),
-            "author": sorted(labels.get(a, NodeId(a).short) for a in index.by_author),
-        }
-        if shelf is not None:
-            shelf.choices = choices
-    try:
-        chosen = wanted_of(index, peers, query)
-    except CanopyError as exc:  # an author nobody here knows, or a filter too long
-        return {"rows": [], "matched": 0, "page": 1, "pages": 1, "choices": choices,
-                "error": str(exc), "unreadable": index.unreadable,
-                "total": len(index.by_lesson)}  # fmt: skip
-    prefer = list(node.config.languages)
-
-    def page_of(number: int) -> dict[str, Any]:
-        wanted = dataclasses.replace(chosen, limit=number * per)
-        return listing(index, wanted, now, prefer, peers, node.node_id, revoked,
-                       skip=(number - 1) * per)  # fmt: skip
-
-    number = max(number, 1)
-    result = page_of(number)  # one pass over the index gives the page and how many matched
-    matched = int(result["lessons"])
-    pages = max(1, -(-matched // per))
-    if number > pages:  # asked past the last page: the last one (a second pass, rare)
-        number = pages
-        result = page_of(number)
-    return {"rows": result["guides"], "matched": matched, "page": number, "pages": pages,
-            "choices": choices, "error": "", "unreadable": index.unreadable,
-            "total": len(index.by_lesson)}  # fmt: skip
 
 
 def _guide_row(

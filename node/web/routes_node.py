@@ -26,17 +26,19 @@ async def home(request: web.Request) -> web.StreamResponse:
     # What the store held when last read, while its version is the same: one round trip.
     reads = request.config_dict[STORE_READS_KEY]
     kept = (reads, await reads.version(node.local))
-    peers, due, checklists_due, introductions = await asyncio.gather(
+    # Together, "Act now" too: after a change each is read again, and the store answers
+    # them one after another without a round trip to the loop between.
+    peers, due, checklists_due, introductions, act = await asyncio.gather(
         actions.peers(node, kept),
         actions.review(node),
         actions.checklists_due(node, kept),
         actions.introductions(node, kept),
+        response.needs_action(node, request.config_dict[PENDING_KEY]),
     )
     status = actions.health(node)
     waiting = [
         r for r in introductions if r["direction"] == "incoming" and r["status"] == "pending"
     ]
-    act = await response.needs_action(node, request.config_dict[PENDING_KEY])
     return page(
         request,
         "home.html",
