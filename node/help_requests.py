@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from node import circles
-from node.content import Audience, Readable, parse_audience, readable, seal_to
+from node.content import Audience, parse_audience, seal_to
 from node.directory import readable_contact, seal_contact
 from node.local import Local
+from node.readers import read
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
 from protocol import help as rules
 from protocol import limits
 from protocol.encoding import pack, unpack
-from protocol.envelope import open_record
-from protocol.errors import CanopyError, DecodeError, NotForUs, RemoteProtocolError
+from protocol.errors import CanopyError, DecodeError
 from protocol.help import Event, HelpState, Op, Request, Step
-from protocol.identity import Identity, NodeId
+from protocol.identity import NodeId
 from protocol.record import Kind, Record, Scope
 
 _SENT = "help_referrals_sent"  # sealed setting: refer record ids whose contact we sent
@@ -71,13 +72,11 @@ async def request(
     return record
 
 
-def fold_all(items: list[Readable]) -> dict[bytes, Folded]:
+def fold_all(items: Sequence[tuple[Record, Request | Step]]) -> dict[bytes, Folded]:
     """Every request among `items`, folded with the steps that name it."""
     requests: dict[bytes, tuple[Record, Request]] = {}
     steps: dict[bytes, list[Event]] = defaultdict(list)
-    for item in items:
-        content = rules.from_content(item.body.content)  # open_record checked it: typed
-        record = item.record
+    for record, content in items:
         if isinstance(content, Request):
             requests[record.id] = (record, content)
         else:
@@ -93,8 +92,7 @@ def fold_all(items: list[Readable]) -> dict[bytes, Folded]:
 
 
 async def states(local: Local, now_ms: int) -> dict[bytes, Folded]:
-    items, _ = await readable(local, Kind.HELP, now_ms)
-    return fold_all(items)
+    return fold_all(await read(local, Kind.HELP, rules.from_content, now_ms))
 
 
 def _find(found: dict[bytes, Folded], ref: str) -> Folded:
@@ -216,17 +214,3 @@ async def send_accepted_referrals(local: Local, now_ms: int) -> int:
     if fresh:
         await local.store.set_setting(_SENT, pack(sorted(sent | set(fresh))))
     return len(fresh)
-
-
-def malformed(
-    record: Record, identity: Identity, network_key: bytes | None, circle_keys: tuple[bytes, ...]
-) -> RemoteProtocolError | None:
-    """The error if a `help` or `ack` record from a peer opens here but breaks its schema
-    (its author signed it: the author pays, as for alerts); None if fine or not ours."""
-    try:
-        open_record(record, identity, network_key, circle_keys=circle_keys)
-    except NotForUs:
-        return None
-    except RemoteProtocolError as exc:
-        return exc
-    return None
