@@ -90,16 +90,29 @@ def share_policy(share: str, to: str | None) -> tuple[str, str | None]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A contact as a person (`contact add`, the web form) or an HSDS import gave it: the
+    fields `Contact.build` checks, before its id, its share policy and its review date."""
+
+    kind: str
+    name: str
+    region: str
+    langs: Sequence[str] = ()
+    channels: Sequence[str] = ()
+    specialties: Sequence[str] = ()
+    notes: str = ""
+
+    def build(self, *, uid: bytes, share: str, review: int) -> Contact:
+        """Validated (ContactError names the first bad field)."""
+        fields = {f: getattr(self, f) for f in self.__slots__}
+        return Contact.build(uid=uid, share=share, review=review, **fields)
+
+
 async def add_contact(
     local: Local,
+    draft: Draft,
     *,
-    kind: str,
-    name: str,
-    region: str,
-    langs: Sequence[str],
-    channels: Sequence[str],
-    specialties: Sequence[str],
-    notes: str,
     share: str,
     to: str | None,
     review_days: int,
@@ -107,18 +120,7 @@ async def add_contact(
 ) -> Added:
     policy_review = now_ms + check_review_days(review_days) * DAY_MS
     policy, to_words = share_policy(share, to)
-    contact = Contact.build(
-        uid=random(UID_BYTES),
-        share=policy,
-        kind=kind,
-        name=name,
-        region=region,
-        langs=langs,
-        channels=channels,
-        specialties=specialties,
-        notes=notes,
-        review=policy_review,
-    )
+    contact = draft.build(uid=random(UID_BYTES), share=policy, review=policy_review)
     expires = now_ms + limits.DEFAULT_CONTACT_LIFETIME_MS
     audience = None if to_words is None else await contact_audience(local, contact, to_words)
     rows: list[Record] = []
