@@ -61,9 +61,8 @@ async def run_knowwho_demo(keep: bool = False) -> int:
 async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
     a, b, c = nodes.values()
     say = print
-    for inviter, invitee in ((a, b), (b, c)):
-        _, code, _ = await inviter.cli("invite", "--address", inviter.address)
-        await invitee.cli("accept", code.strip())
+    await a.invite(b)
+    await b.invite(c)
 
     async def linked() -> bool:
         peers = (await b.json("peers"))["peers"]

@@ -49,14 +49,12 @@ async def run_networks_demo(keep: bool = False) -> int:
 async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
     a, b, c = nodes.values()
     say = print
-    _, code, _ = await a.cli("invite", "--address", a.address)
-    await b.cli("accept", code.strip())
+    await a.invite(b)
     say("A and B share network 'default' (A's Kenyan network)")
     peers_guide = await _publish(a, root, "peers", "peers")
     say(f"A publishes {peers_guide[:12]} --to peers, while its only peer is B")
 
-    _, code, _ = await c.cli("invite", "--address", c.address)
-    _, out, _ = await a.cli("accept", code.strip(), "--network-name", "Uganda shelters")
+    out = await c.invite(a, "--network-name", "Uganda shelters")
     say(f"$ canopy accept <C's invite> --network-name 'Uganda shelters'   (on A)\n{out}")
     _, out, _ = await a.cli("networks")
     say(f"$ canopy networks   (on A)\n{out}")

@@ -59,18 +59,13 @@ async def _connected(node: NodeProcess, count: int) -> bool:
     return sum(p["state"] == "connected" for p in peers) == count
 
 
-async def _link(inviter: NodeProcess, invitee: NodeProcess) -> None:
-    _, code, _ = await inviter.cli("invite", "--address", inviter.address)
-    await invitee.cli("accept", code.strip())
-
-
 async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
     a, b, c, r, d = nodes.values()
     say = print
     for node in nodes.values():
         say(f"{node.label}: {node.name:28} id {node.node_id[:10]}")
     for x, y in ((a, b), (a, c), (b, c), (b, r), (c, r), (r, d)):
-        await _link(x, y)
+        await x.invite(y)
     await wait_until("the links", lambda: _all(_connected(a, 2), _connected(r, 3)))
     say("A-B, A-C, B-C linked; B and C reach D only through the relay R\n")
 
