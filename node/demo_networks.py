@@ -14,7 +14,13 @@ import json
 from pathlib import Path
 
 from node.demo import NodeProcess, wait_until
-from node.demo_story import run_story, scan_all
+from node.demo_story import Demo, scan_all
+
+NAMES = {
+    "A": "Haki Legal Aid (Nairobi)",
+    "B": "Pwani Paralegals (Mombasa)",
+    "C": "Amani Shelter (Kampala)",
+}
 
 TEXTS = {
     "both": "Border crossing: what to carry, what to leave (Busia, Malaba)",
@@ -35,15 +41,6 @@ async def _publish(node: NodeProcess, root: Path, key: str, to: str) -> str:
     _, out, _ = await node.cli("publish", "guide", str(path), "--to", to)
     path.unlink()
     return out.split()[0]  # "ID  TITLE  (to ...)", one line per record
-
-
-async def run_networks_demo(keep: bool = False) -> int:
-    names = {
-        "A": "Haki Legal Aid (Nairobi)",
-        "B": "Pwani Paralegals (Mombasa)",
-        "C": "Amani Shelter (Kampala)",
-    }
-    return await run_story("networks", "canopy-networks-", names, _story, keep=keep)
 
 
 async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
@@ -104,3 +101,6 @@ async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
 
 async def _both_read(b: NodeProcess, c: NodeProcess, title: str) -> bool:
     return title in await _titles(b) and title in await _titles(c)
+
+
+DEMO = Demo("networks", NAMES, _story)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from node.demo import NodeProcess, wait_until
-from node.demo_story import run_story, scan_all
+from node.demo_story import Demo, scan_all
 
 MESSAGE = "Amina Wanjiru missed her check-in on the Namanga road: call her lawyer, then the desk"
 REQUEST = "Amina Wanjiru unreachable since 06:00 near Namanga; needs a lawyer and a safe house"
@@ -35,10 +35,6 @@ NAMES = {
     "R": "Community relay (Kisumu)",
     "D": "Protection Desk (Arusha)",
 }
-
-
-async def run_rapid_demo(keep: bool = False) -> int:
-    return await run_story("rapid response", "canopy-rapid-", NAMES, _story, keep=keep)
 
 
 async def _all(*checks: Any) -> bool:
@@ -214,3 +210,6 @@ async def _got(node: NodeProcess, aid: str) -> bool:
 async def _acked(node: NodeProcess, aid: str, by: NodeProcess) -> bool:
     rows = [x for x in (await node.json("alerts"))["alerts"] if x["id"] == aid]
     return bool(rows) and by.node_id in [m["id"] for m in rows[0].get("acknowledged", [])]
+
+
+DEMO = Demo("rapid response", NAMES, _story)
