@@ -10,10 +10,10 @@ ids), kept in a sealed setting: a sealed record hides its recipients, even from 
 from __future__ import annotations
 
 from node import circles, peers_circle
-from node.content import Audience, find, parse_audience, seal_to
+from node.content import Audience, find, parse_audience
 from node.local import Local
+from node.publish import publish
 from node.readers import read
-from node.store import row_of
 from protocol import limits
 from protocol.content import Alert
 from protocol.encoding import Value, pack, unpack
@@ -71,17 +71,9 @@ async def ack(local: Local, ref: str, now_ms: int) -> Record:
     if item.record.author == local.node_id:
         raise CanopyError("that alert is yours: its recipients acknowledge it")
     audience = Audience(Scope.NETWORK, (item.record.author,), False)
-    (sealed,) = await seal_to(
-        local,
-        audience,
-        Kind.ACK,
-        [AlertAck(item.record.id).to_content()],
-        now_ms=now_ms,
-        lifetime_ms=max(item.record.expires - now_ms, 1),
-    )
-    record = sealed[0]  # one per network for --to network, the first first
-    await local.store.put_records([row_of(r, local=True) for r in sealed], now_ms)
-    return record
+    content = AlertAck(item.record.id).to_content()
+    life = max(item.record.expires - now_ms, 1)
+    return await publish(local, audience, Kind.ACK, content, now_ms, lifetime_ms=life)
 
 
 async def alerts(local: Local, now_ms: int) -> list[dict[str, object]]:

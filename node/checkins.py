@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import nacl.pwhash
 
 from node import circles
-from node.content import parse_audience, publish_alert, seal_to
+from node.content import parse_audience, publish_alert
 from node.local import Local, random
+from node.publish import publish
 from node.readers import Malformed, open_kind, read
-from node.store import row_of
 from node.trust import match_peers
 from protocol import checkin, labels, limits
 from protocol.checkin import CheckIn, Item, Op, PlanState
@@ -122,17 +122,7 @@ async def _circle_of(local: Local, circle_id: bytes) -> Circle:
 
 async def _publish(local: Local, circle_id: bytes, content: CheckIn, now: int) -> Record:
     audience = await parse_audience(local, "circle:" + circle_id.hex())
-    (sealed,) = await seal_to(
-        local,
-        audience,
-        Kind.CHECKIN,
-        [content.to_content()],
-        now_ms=now,
-        lifetime_ms=limits.CHECKIN_LIFETIME_MS,
-    )
-    record = sealed[0]  # one per network for --to network, the first first
-    await local.store.put_records([row_of(r, local=True) for r in sealed], now)
-    return record
+    return await publish(local, audience, Kind.CHECKIN, content.to_content(), now)
 
 
 async def _canonical_audience(local: Local, to: str) -> str:

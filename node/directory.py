@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 from node import circles
 from node.contact_index import ContactIndex
 from node.contact_rows import result_rows
-from node.content import Audience, _resolve_id, parse_audience, row_of, seal_to, withdraw_records
+from node.content import Audience, _resolve_id, parse_audience, withdraw_records
 from node.local import Local, random
 from node.opened_cache import build_index
+from node.publish import seal_one, store_own
 from node.revocation import revoked_ids
 from node.trust import match_peers, parse_node_id
 from protocol import limits
@@ -128,31 +129,17 @@ async def add_contact(
     if audience is None:  # private
         record = seal_contact(local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires)
         records = [record]
-    elif contact.share is Share.ON_REQUEST:
-        details = seal_contact(
-            local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires
-        )
-        teaser = contact.teaser_of(local.node_id.raw)
-        (records,) = await seal_to(
-            local,
-            audience,
-            Kind.CONTACT,
-            [teaser.to_content()],
-            now_ms=now_ms,
-            lifetime_ms=limits.DEFAULT_CONTACT_LIFETIME_MS,
-        )
-        rows.append(details)
     else:
-        (records,) = await seal_to(
-            local,
-            audience,
-            Kind.CONTACT,
-            [contact.to_content()],
-            now_ms=now_ms,
-            lifetime_ms=limits.DEFAULT_CONTACT_LIFETIME_MS,
-        )
+        shown = contact
+        if contact.share is Share.ON_REQUEST:  # others see a teaser; the details stay here
+            details = seal_contact(
+                local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires
+            )
+            rows.append(details)
+            shown = contact.teaser_of(local.node_id.raw)
+        records = await seal_one(local, audience, Kind.CONTACT, shown.to_content(), now_ms)
     rows += records
-    await local.store.put_records([row_of(r, local=True) for r in rows], now_ms)
+    await store_own(local, rows, now_ms)
     return Added(records[0], details, contact.share, tuple(records))
 
 
@@ -293,15 +280,8 @@ async def vouch(local: Local, ref: str, now_ms: int) -> tuple[Record, str]:
             )
         ]
     else:
-        (vouch_records,) = await seal_to(
-            local,
-            audience,
-            Kind.VOUCH,
-            [subject.to_content()],
-            now_ms=now_ms,
-            lifetime_ms=limits.DEFAULT_CONTACT_LIFETIME_MS,
-        )
-    await local.store.put_records([row_of(r, local=True) for r in vouch_records], now_ms)
+        vouch_records = await seal_one(local, audience, Kind.VOUCH, subject.to_content(), now_ms)
+    await store_own(local, vouch_records, now_ms)
     return vouch_records[0], what
 
 

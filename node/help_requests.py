@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from node import circles
-from node.content import Audience, parse_audience, seal_to
+from node.content import Audience, parse_audience
 from node.directory import readable_contact, seal_contact
 from node.local import Local
+from node.publish import publish, seal_one, store_own
 from node.readers import read
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
@@ -59,17 +60,7 @@ async def request(
         rules.from_content(content)  # what every reader checks: refuse it here first
     except DecodeError as exc:
         raise CanopyError(f"cannot send this help request: {exc}") from None
-    (sealed,) = await seal_to(
-        local,
-        audience,
-        Kind.HELP,
-        [content],
-        now_ms=now_ms,
-        lifetime_ms=limits.DEFAULT_HELP_LIFETIME_MS,
-    )
-    record = sealed[0]  # one per network for --to network, the first first
-    await local.store.put_records([row_of(r, local=True) for r in sealed], now_ms)
-    return record
+    return await publish(local, audience, Kind.HELP, content, now_ms)
 
 
 def fold_all(items: Sequence[tuple[Record, Request | Step]]) -> dict[bytes, Folded]:
@@ -157,14 +148,7 @@ async def step(
         raise CanopyError(f"cannot {op.value}: {exc}") from None
     assert isinstance(typed, Step)
     audience = await _audience(local, found.state.request)
-    (sealed,) = await seal_to(
-        local,
-        audience,
-        Kind.HELP,
-        [content],
-        now_ms=max(now_ms, found.state.created),
-        lifetime_ms=limits.DEFAULT_HELP_LIFETIME_MS,
-    )
+    sealed = await seal_one(local, audience, Kind.HELP, content, max(now_ms, found.state.created))
     record = sealed[0]  # one per network for --to network, the first first
     state = found.state
     events = [e.event for e in state.history]
@@ -173,7 +157,7 @@ async def step(
     mine = next(e for e in after.history if e.event.id == record.id)
     if mine.ignored:
         raise CanopyError(f"cannot {op.value} request {state.id.hex()[:12]}: {mine.ignored}")
-    await local.store.put_records([row_of(r, local=True) for r in sealed], now_ms)
+    await store_own(local, sealed, now_ms)
     return record, after
 
 

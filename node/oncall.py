@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from node import circles
-from node.content import parse_audience, seal_to
+from node.content import parse_audience
 from node.local import Local, random
+from node.publish import publish
 from node.readers import Malformed, open_kind, read
-from node.store import row_of
 from node.trust import match_peers, parse_node_id
 from protocol import limits, oncall
 from protocol.circle import Circle
@@ -116,16 +116,7 @@ async def _publish(local: Local, state: Circle, content: DutyRecord, now: int) -
     except DecodeError as exc:
         raise CanopyError(f"cannot record this: {exc}") from None
     audience = await parse_audience(local, "circle:" + state.id.hex())
-    (sealed,) = await seal_to(
-        local,
-        audience,
-        Kind.DUTY,
-        [content.to_content()],
-        now_ms=now,
-        lifetime_ms=limits.DUTY_LIFETIME_MS,
-    )
-    await local.store.put_records([row_of(r, local=True) for r in sealed], now)
-    return sealed[0]
+    return await publish(local, audience, Kind.DUTY, content.to_content(), now)
 
 
 async def _seq(local: Local, circle_id: bytes, now: int) -> int:
