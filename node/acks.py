@@ -73,7 +73,7 @@ async def ack(local: Local, ref: str, now_ms: int) -> Record:
     audience = Audience(Scope.NETWORK, (item.record.author,), False)
     content = AlertAck(item.record.id).to_content()
     life = max(item.record.expires - now_ms, 1)
-    return await publish(local, audience, Kind.ACK, content, now_ms, lifetime_ms=life)
+    return (await publish(local, audience, Kind.ACK, content, now_ms, lifetime_ms=life))[0]
 
 
 async def alerts(local: Local, now_ms: int) -> list[dict[str, object]]:

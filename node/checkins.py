@@ -122,7 +122,7 @@ async def _circle_of(local: Local, circle_id: bytes) -> Circle:
 
 async def _publish(local: Local, circle_id: bytes, content: CheckIn, now: int) -> Record:
     audience = await parse_audience(local, "circle:" + circle_id.hex())
-    return await publish(local, audience, Kind.CHECKIN, content.to_content(), now)
+    return (await publish(local, audience, Kind.CHECKIN, content.to_content(), now))[0]
 
 
 async def _canonical_audience(local: Local, to: str) -> str:

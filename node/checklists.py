@@ -22,7 +22,7 @@ from node.content import (
     withdraw_records,
 )
 from node.local import Local
-from node.publish import seal_one, store_own
+from node.publish import publish, store_own
 from node.sealed_files import read_text_file
 from protocol import limits
 from protocol.contact import DAY_MS
@@ -145,7 +145,7 @@ async def publish_checklist(
         Checklist.from_content(content)
     except DecodeError as exc:
         raise CanopyError(f"cannot publish {path}: {exc}") from None
-    records = await seal_one(local, audience, Kind.CHECKLIST, content, now_ms)
+    records = await publish(local, audience, Kind.CHECKLIST, content, now_ms, store=False)
     await store_own(local, records, now_ms, defer=True)
     record = records[0]
     if old is not None:

@@ -20,7 +20,7 @@ from node.contact_rows import result_rows
 from node.content import Audience, _resolve_id, parse_audience, withdraw_records
 from node.local import Local, random
 from node.opened_cache import build_index
-from node.publish import seal_one, store_own
+from node.publish import publish, store_own
 from node.revocation import revoked_ids
 from node.trust import match_peers, parse_node_id
 from protocol import limits
@@ -137,7 +137,9 @@ async def add_contact(
             )
             rows.append(details)
             shown = contact.teaser_of(local.node_id.raw)
-        records = await seal_one(local, audience, Kind.CONTACT, shown.to_content(), now_ms)
+        records = await publish(
+            local, audience, Kind.CONTACT, shown.to_content(), now_ms, store=False
+        )
     rows += records
     await store_own(local, rows, now_ms)
     return Added(records[0], details, contact.share, tuple(records))
@@ -280,7 +282,9 @@ async def vouch(local: Local, ref: str, now_ms: int) -> tuple[Record, str]:
             )
         ]
     else:
-        vouch_records = await seal_one(local, audience, Kind.VOUCH, subject.to_content(), now_ms)
+        vouch_records = await publish(
+            local, audience, Kind.VOUCH, subject.to_content(), now_ms, store=False
+        )
     await store_own(local, vouch_records, now_ms)
     return vouch_records[0], what
 

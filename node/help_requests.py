@@ -18,7 +18,7 @@ from node import circles
 from node.content import Audience, parse_audience
 from node.directory import readable_contact, seal_contact
 from node.local import Local
-from node.publish import publish, seal_one, store_own
+from node.publish import publish, store_own
 from node.readers import read
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
@@ -60,7 +60,7 @@ async def request(
         rules.from_content(content)  # what every reader checks: refuse it here first
     except DecodeError as exc:
         raise CanopyError(f"cannot send this help request: {exc}") from None
-    return await publish(local, audience, Kind.HELP, content, now_ms)
+    return (await publish(local, audience, Kind.HELP, content, now_ms))[0]
 
 
 def fold_all(items: Sequence[tuple[Record, Request | Step]]) -> dict[bytes, Folded]:
@@ -148,7 +148,9 @@ async def step(
         raise CanopyError(f"cannot {op.value}: {exc}") from None
     assert isinstance(typed, Step)
     audience = await _audience(local, found.state.request)
-    sealed = await seal_one(local, audience, Kind.HELP, content, max(now_ms, found.state.created))
+    sealed = await publish(
+        local, audience, Kind.HELP, content, max(now_ms, found.state.created), store=False
+    )
     record = sealed[0]  # one per network for --to network, the first first
     state = found.state
     events = [e.event for e in state.history]

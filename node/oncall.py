@@ -116,7 +116,7 @@ async def _publish(local: Local, state: Circle, content: DutyRecord, now: int) -
     except DecodeError as exc:
         raise CanopyError(f"cannot record this: {exc}") from None
     audience = await parse_audience(local, "circle:" + state.id.hex())
-    return await publish(local, audience, Kind.DUTY, content.to_content(), now)
+    return (await publish(local, audience, Kind.DUTY, content.to_content(), now))[0]
 
 
 async def _seq(local: Local, circle_id: bytes, now: int) -> int:

@@ -26,29 +26,6 @@ LIFETIME_MS = {
 }
 
 
-async def seal_one(
-    local: Local,
-    audience: Audience,
-    kind: Kind,
-    content: dict[str, Value],
-    now_ms: int,
-    *,
-    lifetime_ms: int | None = None,
-) -> list[Record]:
-    """`content` sealed for `audience`, living `lifetime_ms` (else its kind's lifetime);
-    nothing stored yet (`store_own` does)."""
-    life = LIFETIME_MS[kind] if lifetime_ms is None else lifetime_ms
-    (sealed,) = await seal_to(local, audience, kind, [content], now_ms=now_ms, lifetime_ms=life)
-    return sealed
-
-
-async def store_own(
-    local: Local, records: Sequence[Record], now_ms: int, *, defer: bool = False
-) -> None:
-    """Store records this node wrote (`defer`: as `Store.put_records`)."""
-    await local.store.put_records([row_of(r, local=True) for r in records], now_ms, defer=defer)
-
-
 async def publish(
     local: Local,
     audience: Audience,
@@ -57,9 +34,20 @@ async def publish(
     now_ms: int,
     *,
     lifetime_ms: int | None = None,
-) -> Record:
-    """`content` sealed for `audience` and stored; the record (for `--to network`, the
-    first network's)."""
-    sealed = await seal_one(local, audience, kind, content, now_ms, lifetime_ms=lifetime_ms)
-    await store_own(local, sealed, now_ms)
-    return sealed[0]
+    store: bool = True,
+) -> list[Record]:
+    """`content` sealed for `audience`, living `lifetime_ms` (else its kind's lifetime), and
+    stored; the records, the first first. `store=False`: sealed only (`store_own` later,
+    once the caller has checked them)."""
+    life = LIFETIME_MS[kind] if lifetime_ms is None else lifetime_ms
+    (sealed,) = await seal_to(local, audience, kind, [content], now_ms=now_ms, lifetime_ms=life)
+    if store:
+        await store_own(local, sealed, now_ms)
+    return sealed
+
+
+async def store_own(
+    local: Local, records: Sequence[Record], now_ms: int, *, defer: bool = False
+) -> None:
+    """Store records this node wrote (`defer`: as `Store.put_records`)."""
+    await local.store.put_records([row_of(r, local=True) for r in records], now_ms, defer=defer)
