@@ -96,6 +96,38 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see: {self.prog} --help)")
 
 
+Handler = Callable[[argparse.Namespace], Awaitable[int]]
+Actions = argparse._SubParsersAction  # what `_actions` returns: add one with `_action`
+
+
+def _actions(
+    parent: argparse.ArgumentParser,
+    *,
+    dest: str = "what",
+    metavar: str = "ACTION",
+    required: bool = True,
+) -> Actions[argparse.ArgumentParser]:
+    """The ACTIONs of a command (`canopy circle create`...), as its `dest`."""
+    return parent.add_subparsers(
+        dest=dest, metavar=metavar, parser_class=_Parser, required=required
+    )
+
+
+def _action(
+    acts: Actions[argparse.ArgumentParser],
+    name: str,
+    func: Handler,
+    help: str,
+    *,
+    description: str | None = None,
+    **defaults: object,
+) -> argparse.ArgumentParser:
+    """One action: `func` runs it (with `defaults` set in its namespace)."""
+    parser = acts.add_parser(name, help=help, description=description)
+    parser.set_defaults(func=func, **defaults)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="canopy",
@@ -107,18 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--passphrase-file", metavar="F", help="read the passphrase from F (unattended use)"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = _actions(parser, dest="command", metavar="COMMAND", required=False)
 
-    def add(
-        name: str,
-        func: Callable[[argparse.Namespace], Awaitable[int]],
-        help: str,
-        *,
-        json: bool = False,
-    ) -> argparse.ArgumentParser:
+    def add(name: str, func: Handler, help: str, *, json: bool = False) -> argparse.ArgumentParser:
         """A command; with `json`, its --json flag (what it lists, as one JSON document)."""
-        p = sub.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
+        p = _action(sub, name, func, help, description=help)
         if json:
             p.add_argument("--json", action="store_true")
         return p
@@ -157,9 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add("networks", cmd_networks, "the networks this node belongs to", json=True)
-    nets = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser)
-    n = nets.add_parser("leave", help="leave a network (not the last one)")
-    n.set_defaults(func=cmd_networks_leave)
+    nets = _actions(p, required=False)
+    n = _action(nets, "leave", cmd_networks_leave, "leave a network (not the last one)")
     n.add_argument("name", metavar="NAME")
 
     p = add("trust", cmd_trust, "trust a node whose id and safety code you compared out of band")
@@ -170,9 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("peers", cmd_peers, "list trusted peers", json=True)
 
     p = add("circle", cmd_circle_list, "groups of peers whose key changes when one leaves")
-    circle = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
-    c = circle.add_parser("create", help="create a circle (you are its owner and first member)")
-    c.set_defaults(func=cmd_circle_create)
+    circle = _actions(p)
+    c = _action(
+        circle, "create", cmd_circle_create, "create a circle (you are its owner and first member)"
+    )
     c.add_argument("name")
     c.add_argument(
         "--history",
@@ -187,25 +212,26 @@ def build_parser() -> argparse.ArgumentParser:
         ("add", cmd_circle_add, "add a peer to a circle you own"),
         ("remove", cmd_circle_remove, "remove a member: a new epoch it never receives"),
     ):
-        c = circle.add_parser(action, help=about)
-        c.set_defaults(func=func)
+        c = _action(circle, action, func, about)
         c.add_argument("name", metavar="NAME")
         c.add_argument("peer", metavar="PEER")
-    c = circle.add_parser("list", help="the circles this node is in, with their members")
-    c.set_defaults(func=cmd_circle_list)
+    c = _action(circle, "list", cmd_circle_list, "the circles this node is in, with their members")
     c.add_argument("--json", action="store_true")
-    c = circle.add_parser(
-        "oncall", help="the on-call rota: list it, add PEER --from --to, or --clear [PEER]"
+    c = _action(
+        circle,
+        "oncall",
+        cmd_circle_oncall,
+        "the on-call rota: list it, add PEER --from --to, or --clear [PEER]",
     )
-    c.set_defaults(func=cmd_circle_oncall)
     c.add_argument("name", metavar="NAME")
     c.add_argument("peer", metavar="PEER", nargs="?", help="a member (name, id, or me)")
     c.add_argument("--from", dest="from_", metavar="WHEN", help="now, 30m, 2026-12-24T18:00")
     c.add_argument("--to", metavar="WHEN", help="as --from (UTC unless an offset is given)")
     c.add_argument("--clear", action="store_true", help="clear PEER's shifts (all, without)")
     c.add_argument("--json", action="store_true")
-    c = circle.add_parser("set", help="a circle's settings (the owner's): --response-target")
-    c.set_defaults(func=cmd_circle_set)
+    c = _action(
+        circle, "set", cmd_circle_set, "a circle's settings (the owner's): --response-target"
+    )
     c.add_argument("name", metavar="NAME")
     c.add_argument(
         "--response-target", required=True, metavar="DURATION", help="first response (2h)"
@@ -220,9 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("peer")
 
     p = add("publish", cmd_publish_guide, "publish content")
-    kinds = p.add_subparsers(dest="what", metavar="KIND", parser_class=_Parser, required=True)
-    g = kinds.add_parser("guide", help="publish Markdown guides, one record per file")
-    g.set_defaults(func=cmd_publish_guide)
+    kinds = _actions(p, metavar="KIND")
+    g = _action(kinds, "guide", cmd_publish_guide, "publish Markdown guides, one record per file")
     g.add_argument("files", nargs="+", metavar="FILE")
     g.add_argument("--title")
     g.add_argument("--lang")
@@ -246,8 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not remove EXIF/GPS/XMP from images or author/XMP from PDFs",
     )
-    g = kinds.add_parser("checklist", help="publish a checklist (c_NAME.yml, or .md: - [ ] items)")
-    g.set_defaults(func=cmd_publish_checklist)
+    g = _action(
+        kinds,
+        "checklist",
+        cmd_publish_checklist,
+        "publish a checklist (c_NAME.yml, or .md: - [ ] items)",
+    )
     g.add_argument("file", metavar="FILE")
     g.add_argument("--title")
     g.add_argument("--lang")
@@ -261,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--replaces", metavar="ID", help="this is a new version of your checklist ID")
 
-    g = kinds.add_parser("library", help="publish a library folder (DIR/LANG/category/…)")
-    g.set_defaults(func=cmd_publish_library)
+    g = _action(
+        kinds, "library", cmd_publish_library, "publish a library folder (DIR/LANG/category/…)"
+    )
     g.add_argument("dir", metavar="DIR")
     g.add_argument(
         "--to",
@@ -301,9 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON document per line")
 
     p = add("contact", cmd_contact_add, "know-who contacts: add, import, export (HSDS, vCard)")
-    acts = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
-    c = acts.add_parser("add", help="add a vetted contact")
-    c.set_defaults(func=cmd_contact_add)
+    acts = _actions(p)
+    c = _action(acts, "add", cmd_contact_add, "add a vetted contact")
     c.add_argument("--kind", required=True, help="lawyer, shelter, medical, psychosocial, ...")
     c.add_argument("--name", required=True)
     c.add_argument("--region", required=True, help="ISO 3166 code: KE or KE-30")
@@ -319,8 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--to", help="with --share peers: only these peers (ID[,ID...])")
     c.add_argument("--review-days", type=int, default=180, help="re-verify after (default 180)")
-    c = acts.add_parser("import", help="add contacts from an Open Referral HSDS 3 directory")
-    c.set_defaults(func=cmd_contact_import)
+    c = _action(
+        acts, "import", cmd_contact_import, "add contacts from an Open Referral HSDS 3 directory"
+    )
     c.add_argument(
         "--hsds", required=True, metavar="PATH", help="HSDS JSON file, or CSV package directory"
     )
@@ -333,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--review-days", type=int, default=180, help="re-verify after (default 180)")
     c.add_argument("--dry-run", action="store_true", help="report only; add nothing")
     c.add_argument("--json", action="store_true")
-    c = acts.add_parser("export", help="write your contacts as HSDS 3 JSON, or one as a vCard")
-    c.set_defaults(func=cmd_contact_export)
+    c = _action(
+        acts, "export", cmd_contact_export, "write your contacts as HSDS 3 JSON, or one as a vCard"
+    )
     c.add_argument("id", nargs="?", metavar="ID", help="with --vcard: the contact")
     c.add_argument("--hsds", metavar="OUT", help="every contact you wrote, as HSDS 3 JSON")
     c.add_argument("--vcard", action="store_true", help="contact ID as a vCard 4.0")
@@ -376,26 +407,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("checklists", cmd_checklists, "checklists this node can read: progress, review", json=True)
     p = add("checklist", cmd_checklists, "one checklist: show, tick, untick, reviewed")
-    acts = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
-    c = acts.add_parser("show", help="its items, with this organisation's ticks")
-    c.set_defaults(func=cmd_checklist_show)
+    acts = _actions(p, dest="action")
+    c = _action(acts, "show", cmd_checklist_show, "its items, with this organisation's ticks")
     c.add_argument("id")
     c.add_argument("--json", action="store_true")
     for action, about in (("tick", "tick an item done"), ("untick", "untick an item")):
-        c = acts.add_parser(action, help=f"{about} (private: never leaves this node)")
-        c.set_defaults(func=cmd_checklist_tick)
+        c = _action(acts, action, cmd_checklist_tick, f"{about} (private: never leaves this node)")
         c.add_argument("id")
         c.add_argument("item", metavar="ITEM", help="its number as shown, or its text's start")
-    c = acts.add_parser("reviewed", help="record a full review now, whatever is ticked")
-    c.set_defaults(func=cmd_checklist_reviewed)
+    c = _action(
+        acts, "reviewed", cmd_checklist_reviewed, "record a full review now, whatever is ticked"
+    )
     c.add_argument("id")
 
     p = add("checkin", cmd_checkin, "check in (or: plan, pause, resume, status, reached...)")
     p.add_argument("--duress", action="store_true", help="check in under duress (looks normal)")
     p.add_argument("--pin", metavar="PIN", help="a PIN; the plan's duress PIN means duress")
-    acts = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
-    c = acts.add_parser("plan", help="set your check-in plan, watched by a circle")
-    c.set_defaults(func=cmd_checkin_plan)
+    acts = _actions(p, dest="action", required=False)
+    c = _action(acts, "plan", cmd_checkin_plan, "set your check-in plan, watched by a circle")
     c.add_argument("--every", required=True, metavar="DURATION", help="30s, 10m, 12h, 3d")
     c.add_argument("--grace", required=True, metavar="DURATION")
     c.add_argument("--circle", required=True, metavar="NAME", help="the circle that watches")
@@ -403,20 +432,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--confirmations", type=int, metavar="K", help="unreachable reports (2)")
     c.add_argument("--escalate-to", default="network", metavar="AUDIENCE", help="as --to takes")
     c.add_argument("--duress-pin", metavar="PIN", help="a PIN that checks in under duress")
-    c = acts.add_parser("pause", help="pause check-ins (travel)")
-    c.set_defaults(func=cmd_checkin_pause)
+    c = _action(acts, "pause", cmd_checkin_pause, "pause check-ins (travel)")
     c.add_argument("--for", dest="for_", required=True, metavar="DURATION")
-    c = acts.add_parser("resume", help="resume check-ins: one is due an interval from now")
-    c.set_defaults(func=cmd_checkin_pause)
-    c = acts.add_parser("status", help="plans this node makes and watches")
-    c.set_defaults(func=cmd_checkin_status)
+    c = _action(
+        acts, "resume", cmd_checkin_pause, "resume check-ins: one is due an interval from now"
+    )
+    c = _action(acts, "status", cmd_checkin_status, "plans this node makes and watches")
     c.add_argument("--json", action="store_true")
     for action, about in (
         ("reached", "you reached the defender: cancels the missed check-in"),
         ("unreachable", "you could not reach the defender (K of these escalate)"),
     ):
-        c = acts.add_parser(action, help=about)
-        c.set_defaults(func=cmd_checkin_report)
+        c = _action(acts, action, cmd_checkin_report, about)
         c.add_argument("defender", metavar="DEFENDER", help="id, id prefix or peer name")
 
     p = add("show", cmd_show, "show one record (a guide: in the reader's language)", json=True)
@@ -425,9 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="for [content] languages")
 
     p = add("attachment", cmd_attachment_save, "write out a guide's attachments")
-    acts = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
-    s = acts.add_parser("save", help="save one attachment (--out FILE) or all (--all DIR)")
-    s.set_defaults(func=cmd_attachment_save)
+    acts = _actions(p)
+    s = _action(
+        acts, "save", cmd_attachment_save, "save one attachment (--out FILE) or all (--all DIR)"
+    )
     s.add_argument("id", metavar="GUIDE_ID")
     s.add_argument("name", nargs="?", metavar="NAME")
     s.add_argument("--out", metavar="FILE")
@@ -438,24 +466,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("ui", cmd_ui, "print a one-time sign-in link to the running node's web app")
     p.add_argument("--open", action="store_true", help="also open it in the default browser")
-    ui_sub = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser)
+    ui_sub = _actions(p, required=False)
     u = ui_sub.add_parser("user", help="named staff of a community server (see README)")
-    u_acts = u.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
-    ua = u_acts.add_parser("add", help="add a staff user; prints a one-time enrolment link")
-    ua.set_defaults(func=cmd_ui_user)
+    u_acts = _actions(u, dest="action")
+    ua = _action(u_acts, "add", cmd_ui_user, "add a staff user; prints a one-time enrolment link")
     ua.add_argument("name")
     ua.add_argument("--role", required=True, choices=("reader", "editor", "admin"))
-    ul = u_acts.add_parser("list", help="name, role, enrolled?, last sign-in")
-    ul.set_defaults(func=cmd_ui_user)
+    ul = _action(u_acts, "list", cmd_ui_user, "name, role, enrolled?, last sign-in")
     ul.add_argument("--json", action="store_true")
-    ur = u_acts.add_parser("remove", help="remove a staff user; ends their sessions at once")
-    ur.set_defaults(func=cmd_ui_user)
+    ur = _action(u_acts, "remove", cmd_ui_user, "remove a staff user; ends their sessions at once")
     ur.add_argument("name")
 
     p = add("revocation", cmd_revocation_export, "this node's pre-signed revocation certificate")
-    rev = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
-    r = rev.add_parser("export", help="print it (or write it to --out FILE); keep it offline")
-    r.set_defaults(func=cmd_revocation_export)
+    rev = _actions(p)
+    r = _action(
+        rev,
+        "export",
+        cmd_revocation_export,
+        "print it (or write it to --out FILE); keep it offline",
+    )
     r.add_argument("--out", metavar="FILE")
 
     p = add("revoke-key", cmd_revoke_key, "publish a revocation: this node's key, or --certificate")
@@ -492,9 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing identity")
 
     p = add("config", cmd_config_check, "check a configuration file")
-    cfg = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
-    c = cfg.add_parser("check", help="validate FILE")
-    c.set_defaults(func=cmd_config_check)
+    cfg = _actions(p)
+    c = _action(cfg, "check", cmd_config_check, "validate FILE")
     c.add_argument("file")
 
     p = add("demo", cmd_demo, "three nodes on loopback doing the whole story")
@@ -517,9 +545,8 @@ def _help_parsers(p: argparse.ArgumentParser) -> None:
     """`canopy help ACTION`: a command named help, apart from -h/--help."""
     from protocol.help import NEEDS
 
-    acts = p.add_subparsers(dest="what", metavar="ACTION", parser_class=_Parser, required=True)
-    h = acts.add_parser("request", help="ask an audience (a circle) for help")
-    h.set_defaults(func=cmd_help_request)
+    acts = _actions(p)
+    h = _action(acts, "request", cmd_help_request, "ask an audience (a circle) for help")
     h.add_argument("--need", required=True, choices=NEEDS)
     h.add_argument("--region", required=True, help="ISO 3166 code: KE or KE-30")
     h.add_argument("--to", required=True, help="circle:NAME (or network)")
@@ -532,18 +559,15 @@ def _help_parsers(p: argparse.ArgumentParser) -> None:
         ("accept", "(requester) accept a referral: its contact is sent to you", "referral"),
         ("resolve", "close a request with its outcome", None),
     ):
-        h = acts.add_parser(op, help=about)
-        h.set_defaults(func=cmd_help_step, op="accept-referral" if op == "accept" else op)
+        h = _action(acts, op, cmd_help_step, about, op="accept-referral" if op == "accept" else op)
         h.add_argument("id", metavar="ID")
         if extra:
             h.add_argument(extra, metavar=extra.upper() if extra != "contact" else "CONTACT_ID")
         if op == "resolve":
             h.add_argument("--outcome", required=True)
-    h = acts.add_parser("list", help="open requests, overdue first")
-    h.set_defaults(func=cmd_help_list)
+    h = _action(acts, "list", cmd_help_list, "open requests, overdue first")
     h.add_argument("--json", action="store_true")
-    h = acts.add_parser("show", help="a request's whole history")
-    h.set_defaults(func=cmd_help_show)
+    h = _action(acts, "show", cmd_help_show, "a request's whole history")
     h.add_argument("id", metavar="ID")
     h.add_argument("--json", action="store_true")
 

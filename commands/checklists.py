@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import now_ms, opened
+from .common import now_ms, on_id, opened
 from .output import Row, print_json, print_rows, table, when
 
 
@@ -68,9 +68,7 @@ async def cmd_checklists(args: argparse.Namespace) -> int:
 async def cmd_checklist_show(args: argparse.Namespace) -> int:
     from node.checklists import detail, state
 
-    now = now_ms()
-    async with opened(args) as local:
-        row = detail(await state(local, args.id, now), now)
+    row = detail(await on_id(args, state), now_ms())
     if args.json:
         print_json(row)
         return 0
@@ -105,8 +103,6 @@ async def cmd_checklist_tick(args: argparse.Namespace) -> int:
 async def cmd_checklist_reviewed(args: argparse.Namespace) -> int:
     from node.checklists import mark_reviewed, summary
 
-    now = now_ms()
-    async with opened(args) as local:
-        row = summary(await mark_reviewed(local, args.id, now), now)
+    row = summary(await on_id(args, mark_reviewed), now_ms())
     print(f"reviewed: {row['title']}; next review {when(row['next_review'])}")
     return 0

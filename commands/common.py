@@ -7,16 +7,18 @@ import getpass
 import math
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from node.clock import now_ms as now_ms  # the one wall clock, re-exported for commands/
 from protocol.errors import CanopyError, UsageError
 
 if TYPE_CHECKING:
     from node.local import Local
+
+T = TypeVar("T")
 
 
 def data_dir(args: argparse.Namespace) -> Path:
@@ -67,6 +69,18 @@ async def opened(args: argparse.Namespace, *, notify: bool = False) -> AsyncIter
         await local.close()
     if notify:
         api.notify(path)
+
+
+async def on_id(
+    args: argparse.Namespace,
+    act: Callable[[Local, str, int], Awaitable[T]],
+    *,
+    notify: bool = False,
+) -> T:
+    """`act(local, args.id, now)` on the opened data directory (a command about one record
+    by its id); with `notify`, as `opened`."""
+    async with opened(args, notify=notify) as local:
+        return await act(local, args.id, now_ms())
 
 
 def hours(value: float) -> int:

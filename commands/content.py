@@ -10,7 +10,7 @@ from typing import Any
 
 from node import local_api as api
 
-from .common import data_dir, now_ms, opened
+from .common import data_dir, now_ms, on_id, opened
 from .output import print_json, table, when
 
 
@@ -88,8 +88,7 @@ async def cmd_watch(args: argparse.Namespace) -> int:
 async def cmd_withdraw(args: argparse.Namespace) -> int:
     from node.directory import withdraw
 
-    async with opened(args, notify=True) as local:
-        tombstone = await withdraw(local, args.id, now_ms())
+    tombstone = await on_id(args, withdraw, notify=True)
     print(f"withdrew {args.id}; the withdrawal ({tombstone.id.hex()[:12]}) purges it everywhere")
     return 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from .common import now_ms, opened
+from .common import now_ms, on_id, opened
 from .output import duration, print_json, print_rows, when
 
 if TYPE_CHECKING:
@@ -184,8 +184,7 @@ async def cmd_help_show(args: argparse.Namespace) -> int:
 async def cmd_ack(args: argparse.Namespace) -> int:
     from node.acks import ack
 
-    async with opened(args, notify=True) as local:
-        record = await ack(local, args.id, now_ms())
+    record = await on_id(args, ack, notify=True)
     print(f"{record.id.hex()}  acknowledged alert {args.id}")
     return 0
 

@@ -14,18 +14,21 @@ from .output import Row, print_json, print_rows, printable, when
 
 
 async def cmd_contact_add(args: argparse.Namespace) -> int:
-    from node.directory import add_contact
+    from node.directory import Draft, add_contact
 
+    draft = Draft(
+        kind=args.kind,
+        name=args.name,
+        region=args.region,
+        langs=list(args.lang or []),
+        channels=list(args.channel or []),
+        specialties=list(args.specialty or []),
+        notes=args.notes or "",
+    )
     async with opened(args, notify=True) as local:
         added = await add_contact(
             local,
-            kind=args.kind,
-            name=args.name,
-            region=args.region,
-            langs=list(args.lang or []),
-            channels=list(args.channel or []),
-            specialties=list(args.specialty or []),
-            notes=args.notes or "",
+            draft,
             share=args.share,
             to=args.to,
             review_days=args.review_days,

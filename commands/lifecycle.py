@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import signal
 import sys
 from pathlib import Path
@@ -174,19 +175,20 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# `canopy demo --FLAG` -> the module whose DEMO it plays (no flag: node/demo.py's story)
+_DEMOS = {
+    "rapid_response": "node.demo_rapid",
+    "networks": "node.demo_networks",
+    "know_who": "node.demo_knowwho",
+}
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
-    if args.rapid_response:
-        from node.demo_rapid import run_rapid_demo
+    for flag, module in _DEMOS.items():
+        if getattr(args, flag):
+            from node.demo_story import run_story
 
-        return await run_rapid_demo(keep=args.keep)
-    if args.networks:
-        from node.demo_networks import run_networks_demo
-
-        return await run_networks_demo(keep=args.keep)
-    if args.know_who:
-        from node.demo_knowwho import run_knowwho_demo
-
-        return await run_knowwho_demo(keep=args.keep)
+            return await run_story(importlib.import_module(module).DEMO, keep=args.keep)
     from node.demo import run_demo
 
     return await run_demo(keep=args.keep)

@@ -10,9 +10,10 @@ ids), kept in a sealed setting: a sealed record hides its recipients, even from 
 from __future__ import annotations
 
 from node import circles, peers_circle
-from node.content import Audience, find, parse_audience, readable, seal_to
+from node.content import Audience, find, parse_audience
 from node.local import Local
-from node.store import row_of
+from node.publish import publish
+from node.readers import read
 from protocol import limits
 from protocol.content import Alert
 from protocol.encoding import Value, pack, unpack
@@ -70,32 +71,22 @@ async def ack(local: Local, ref: str, now_ms: int) -> Record:
     if item.record.author == local.node_id:
         raise CanopyError("that alert is yours: its recipients acknowledge it")
     audience = Audience(Scope.NETWORK, (item.record.author,), False)
-    (sealed,) = await seal_to(
-        local,
-        audience,
-        Kind.ACK,
-        [AlertAck(item.record.id).to_content()],
-        now_ms=now_ms,
-        lifetime_ms=max(item.record.expires - now_ms, 1),
-    )
-    record = sealed[0]  # one per network for --to network, the first first
-    await local.store.put_records([row_of(r, local=True) for r in sealed], now_ms)
-    return record
+    content = AlertAck(item.record.id).to_content()
+    life = max(item.record.expires - now_ms, 1)
+    return (await publish(local, audience, Kind.ACK, content, now_ms, lifetime_ms=life))[0]
 
 
 async def alerts(local: Local, now_ms: int) -> list[dict[str, object]]:
     """Recent alerts received and sent, newest first; for each we sent asking for
     acknowledgement, who acknowledged and who has not yet."""
-    items, _ = await readable(local, Kind.ALERT, now_ms)
-    acks, _ = await readable(local, Kind.ACK, now_ms)
+    alerts = await read(local, Kind.ALERT, Alert.from_content, now_ms)
     acked: dict[bytes, dict[bytes, int]] = {}
     mine: set[bytes] = set()
-    for item in acks:
-        target = AlertAck.from_content(item.body.content).alert  # checked by open_record
-        if item.record.author == local.node_id:
-            mine.add(target)
+    for record, content in await read(local, Kind.ACK, AlertAck.from_content, now_ms):
+        if record.author == local.node_id:
+            mine.add(content.alert)
         else:
-            acked.setdefault(target, {}).setdefault(item.record.author.raw, item.record.created)
+            acked.setdefault(content.alert, {}).setdefault(record.author.raw, record.created)
     peers = await local.peers()
     kept = await _load(local)
 
@@ -104,22 +95,21 @@ async def alerts(local: Local, now_ms: int) -> list[dict[str, object]]:
         return peer.label if peer else NodeId(raw).short
 
     rows: list[dict[str, object]] = []
-    for item in sorted(items, key=lambda it: -it.record.created)[: limits.RECENT_ALERTS]:
-        alert = Alert.from_content(item.body.content)  # checked by open_record: typed
-        sent = item.record.author == local.node_id
+    for record, alert in sorted(alerts, key=lambda it: -it[0].created)[: limits.RECENT_ALERTS]:
+        sent = record.author == local.node_id
         row: dict[str, object] = {
-            "id": item.record.id.hex(),
+            "id": record.id.hex(),
             "direction": "sent" if sent else "received",
-            "from": "you" if sent else label(item.record.author.raw),
-            "author": str(item.record.author),
-            "created": item.record.created,
+            "from": "you" if sent else label(record.author.raw),
+            "author": str(record.author),
+            "created": record.created,
             "urgency": alert.urgency,
             "text": alert.text,
             "ack_requested": alert.ack,
         }
         if sent and alert.ack:
-            by = acked.get(item.record.id, {})
-            expected = kept.get(item.record.id, [])
+            by = acked.get(record.id, {})
+            expected = kept.get(record.id, [])
             row["acknowledged"] = [
                 {"id": str(NodeId(m)), "name": label(m), "at": by[m]} for m in sorted(by)
             ]
@@ -127,6 +117,6 @@ async def alerts(local: Local, now_ms: int) -> list[dict[str, object]]:
                 {"id": str(NodeId(m)), "name": label(m)} for m in expected if m not in by
             ]
         elif not sent:
-            row["acknowledged_by_us"] = item.record.id in mine
+            row["acknowledged_by_us"] = record.id in mine
         rows.append(row)
     return rows

@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -53,6 +54,20 @@ def api_hosts(listen_host: str, port: int, configured: str) -> frozenset[str]:
     return frozenset(hosts)
 
 
+_ROUTES: list[tuple[str, str, str]] = []  # (method, path, LocalApi handler), as marked below
+H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
+
+
+def _route(method: str, path: str) -> Callable[[H], H]:
+    """Mark a LocalApi handler as the one for `method path` (`LocalApi.app` adds each)."""
+
+    def mark(handler: H) -> H:
+        _ROUTES.append((method, path, handler.__name__))
+        return handler
+
+    return mark
+
+
 class LocalApi:
     def __init__(
         self,
@@ -85,18 +100,9 @@ class LocalApi:
     def app(self) -> web.Application:
         """The local API's application: every route, behind the auth middleware."""
         app = web.Application(middlewares=[self._auth_middleware])
-        app.router.add_get("/v1/status", self._api_status)
-        app.router.add_get("/v1/peers", self._api_peers)
-        app.router.add_get("/v1/alerts", self._api_alerts)
-        app.router.add_get("/v1/watch", self._api_watch)
-        app.router.add_post("/v1/notify", self._api_notify)
-        app.router.add_post("/v1/import", self._api_import)
-        app.router.add_post("/v1/wipe", self._api_wipe)
-        app.router.add_get("/healthz", self._api_healthz)
-        app.router.add_get("/metrics", self._api_metrics)
-        app.router.add_post("/v1/query", self._api_query)
-        app.router.add_get("/v1/queries", self._api_queries)
-        app.router.add_get("/v1/guides", self._api_guides)
+        for method, path, name in _ROUTES:  # add_get answers HEAD too
+            add = app.router.add_get if method == "GET" else app.router.add_post
+            add(path, getattr(self, name))
         return app
 
     @web.middleware
@@ -131,6 +137,7 @@ class LocalApi:
             return web.json_response({"error": "unauthorised"}, status=401)
         return await handler(request)  # type: ignore[misc, no-any-return]
 
+    @_route("POST", "/v1/wipe")
     async def _api_wipe(self, request: web.Request) -> web.Response:
         """`canopy wipe`: the key file is already destroyed; leave memory at once, unclean on
         purpose (no flush, no goodbye): the process and the keys it holds end now."""
@@ -138,6 +145,7 @@ class LocalApi:
         leave_now(self.local)
         return web.json_response({"ok": True, "exiting": True})
 
+    @_route("POST", "/v1/import")
     async def _api_import(self, request: web.Request) -> web.Response:
         """`canopy import` while the node runs: the bundle's records take this node's own
         accept path, so revocations, alerts, the know-who index and pushes act at once."""
@@ -168,14 +176,17 @@ class LocalApi:
             }
         )
 
+    @_route("POST", "/v1/notify")
     async def _api_notify(self, request: web.Request) -> web.Response:
         self._notify()  # wake the node; records may have arrived by other paths
         return web.json_response({"ok": True})
 
+    @_route("GET", "/healthz")
     async def _api_healthz(self, request: web.Request) -> web.Response:
         """Liveness for supervisors and proxies: no token, and nothing but "ok"."""
         return web.json_response({"status": "ok"})
 
+    @_route("GET", "/metrics")
     async def _api_metrics(self, request: web.Request) -> web.Response:
         """Prometheus text format: counts only (no ids, names or content); the token is needed
         unless `[api] metrics_public`."""
@@ -186,6 +197,7 @@ class LocalApi:
             headers={"Cache-Control": "no-store"},
         )
 
+    @_route("POST", "/v1/query")
     async def _api_query(self, request: web.Request) -> web.Response:
         """A know-who query from the CLI: local (the in-memory index) or across peers."""
         try:
@@ -215,6 +227,7 @@ class LocalApi:
             result = self.knowwho.local_query(flt, limit)
         return web.json_response(result)
 
+    @_route("GET", "/v1/guides")
     async def _api_guides(self, request: web.Request) -> web.Response:
         """`canopy guides` while the node runs: one row per lesson, from the live index
         (query: lang, topic, region, from, search, limit, prefer: languages, comma-separated)."""
@@ -229,18 +242,22 @@ class LocalApi:
         index, me = self.library.index, self.local.node_id
         return web.json_response(listing(index, wanted, now_ms(), prefer, peers, me, revoked))
 
+    @_route("GET", "/v1/queries")
     async def _api_queries(self, request: web.Request) -> web.Response:
         """Queries peers sent us (what a peer can learn about who asks: only the peer)."""
         return web.json_response(
             {"received": list(self.knowwho.received), "answered": self.knowwho.answered}
         )
 
+    @_route("GET", "/v1/peers")
     async def _api_peers(self, request: web.Request) -> web.Response:
         return web.json_response({"peers": await self._peer_rows()})
 
+    @_route("GET", "/v1/alerts")
     async def _api_alerts(self, request: web.Request) -> web.Response:
         return web.json_response({"alerts": list(self.alerts.recent)})
 
+    @_route("GET", "/v1/watch")
     async def _api_watch(self, request: web.Request) -> web.StreamResponse:
         """Alerts as they arrive, one JSON document per line (for `canopy watch`)."""
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
@@ -262,5 +279,6 @@ class LocalApi:
             self.alerts.unwatch(queue)
         return response
 
+    @_route("GET", "/v1/status")
     async def _api_status(self, request: web.Request) -> web.Response:
         return web.json_response(await self._status())

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 import nacl.pwhash
 
 from node import circles
-from node.content import parse_audience, publish_alert, seal_to
+from node.content import parse_audience, publish_alert
 from node.local import Local, random
-from node.store import row_of
+from node.publish import publish
+from node.readers import Malformed, open_kind, read
 from node.trust import match_peers
 from protocol import checkin, labels, limits
 from protocol.checkin import CheckIn, Item, Op, PlanState
 from protocol.circle import Circle
-from protocol.envelope import open_record
-from protocol.errors import CanopyError, NotForUs, RemoteProtocolError
+from protocol.errors import CanopyError
 from protocol.identity import Identity, NodeId, random_bytes
 from protocol.record import Kind, Record
 
@@ -55,32 +55,34 @@ def open_items(
     network_key: bytes | None,
     circle_keys: Sequence[bytes],
     now: int,
-    malformed: list[tuple[Record, RemoteProtocolError]] | None = None,
+    malformed: Malformed | None = None,
 ) -> dict[PlanKey, list[Item]]:
     """The check-in records this node can open, grouped by (defender, plan). One that opens
     but breaks the schema is never folded; it goes to `malformed` (its author pays)."""
-    out: dict[PlanKey, list[Item]] = {}
-    for record in records:
-        if record.kind is not Kind.CHECKIN or record.expires <= now:
-            continue
-        try:
-            body = open_record(record, identity, network_key, circle_keys=circle_keys)
-            content = CheckIn.from_content(body.content)
-        except NotForUs:
-            continue
-        except RemoteProtocolError as exc:
-            if malformed is not None:
-                malformed.append((record, exc))
-            continue
-        item = (record.id, record.author.raw, record.created, content)
-        out.setdefault((content.defender, content.plan), []).append(item)
-    return out
+    return _by_plan(
+        open_kind(
+            records,
+            Kind.CHECKIN,
+            CheckIn.from_content,
+            identity,
+            network_key,
+            circle_keys,
+            now,
+            malformed,
+        )
+    )
 
 
 async def load(local: Local, now: int) -> dict[PlanKey, list[Item]]:
-    records = [Record.from_bytes(d) for d in await local.store.records_of_kind(str(Kind.CHECKIN))]
-    keys = await circles.read_keys(local)
-    return open_items(records, local.identity, await local.network_key(), keys, now)
+    return _by_plan(await read(local, Kind.CHECKIN, CheckIn.from_content, now))
+
+
+def _by_plan(opened: Sequence[tuple[Record, CheckIn]]) -> dict[PlanKey, list[Item]]:
+    out: dict[PlanKey, list[Item]] = {}
+    for record, content in opened:
+        item = (record.id, record.author.raw, record.created, content)
+        out.setdefault((content.defender, content.plan), []).append(item)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,17 +122,7 @@ async def _circle_of(local: Local, circle_id: bytes) -> Circle:
 
 async def _publish(local: Local, circle_id: bytes, content: CheckIn, now: int) -> Record:
     audience = await parse_audience(local, "circle:" + circle_id.hex())
-    (sealed,) = await seal_to(
-        local,
-        audience,
-        Kind.CHECKIN,
-        [content.to_content()],
-        now_ms=now,
-        lifetime_ms=limits.CHECKIN_LIFETIME_MS,
-    )
-    record = sealed[0]  # one per network for --to network, the first first
-    await local.store.put_records([row_of(r, local=True) for r in sealed], now)
-    return record
+    return (await publish(local, audience, Kind.CHECKIN, content.to_content(), now))[0]
 
 
 async def _canonical_audience(local: Local, to: str) -> str:

@@ -19,12 +19,11 @@ from node.content import (
     find,
     parse_audience,
     readable,
-    seal_to,
     withdraw_records,
 )
 from node.local import Local
+from node.publish import publish, store_own
 from node.sealed_files import read_text_file
-from node.store import row_of
 from protocol import limits
 from protocol.contact import DAY_MS
 from protocol.content import Checklist
@@ -146,15 +145,8 @@ async def publish_checklist(
         Checklist.from_content(content)
     except DecodeError as exc:
         raise CanopyError(f"cannot publish {path}: {exc}") from None
-    (records,) = await seal_to(
-        local,
-        audience,
-        Kind.CHECKLIST,
-        [content],
-        now_ms=now_ms,
-        lifetime_ms=limits.DEFAULT_GUIDE_LIFETIME_MS,
-    )
-    await local.store.put_records([row_of(r, local=True) for r in records], now_ms, defer=True)
+    records = await publish(local, audience, Kind.CHECKLIST, content, now_ms, store=False)
+    await store_own(local, records, now_ms, defer=True)
     record = records[0]
     if old is not None:
         await withdraw_records(local, [old.record], now_ms, successor=record.id)

@@ -119,6 +119,13 @@ class NodeProcess:
         _, out, _ = await self.cli(*args, "--json")
         return json.loads(out)
 
+    async def invite(self, invitee: NodeProcess, *accept_args: str) -> str:
+        """Invite `invitee` (the code handed over out of band) and accept it there; the
+        output of its `canopy accept`."""
+        _, code, _ = await self.cli("invite", "--address", self.address)
+        _, out, _ = await invitee.cli("accept", code.strip(), *accept_args)
+        return out
+
     async def init(self) -> str:
         await self.cli("init", "--name", self.name)
         self.node_id = (await self.json("id"))["id"]
@@ -232,10 +239,8 @@ async def run_demo(keep: bool = False) -> int:
             say(f"{node.label}: {node.name:34} id {node.node_id[:16]}…")
         for node in nodes:
             await node.start()
-        _, code_ab, _ = await a.cli("invite", "--address", a.address)
-        await b.cli("accept", code_ab.strip())
-        _, code_bc, _ = await b.cli("invite", "--address", b.address)
-        await c.cli("accept", code_bc.strip())
+        await a.invite(b)
+        await b.invite(c)
         say("A invited B, B invited C (codes exchanged out of band)")
 
         async def linked() -> bool:

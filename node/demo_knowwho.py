@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from node.demo import NodeProcess, wait_until
-from node.demo_story import run_story, scan_all
+from node.demo_story import Demo, scan_all
+
+NAMES = {
+    "A": "Amani Legal Aid (Nairobi)",
+    "B": "Pwani Rights Network (Mombasa)",
+    "C": "Ukombozi Shelter (Dar es Salaam)",
+}
 
 # (who adds it, kind, name, region, langs, channels, specialties, share)
 DATASET: list[tuple[str, str, str, str, list[str], list[str], list[str], str]] = [
@@ -49,21 +55,11 @@ QUERIES = [
 ]  # fmt: skip
 
 
-async def run_knowwho_demo(keep: bool = False) -> int:
-    names = {
-        "A": "Amani Legal Aid (Nairobi)",
-        "B": "Pwani Rights Network (Mombasa)",
-        "C": "Ukombozi Shelter (Dar es Salaam)",
-    }
-    return await run_story("know-who", "canopy-knowwho-", names, _story, keep=keep)
-
-
 async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
     a, b, c = nodes.values()
     say = print
-    for inviter, invitee in ((a, b), (b, c)):
-        _, code, _ = await inviter.cli("invite", "--address", inviter.address)
-        await invitee.cli("accept", code.strip())
+    await a.invite(b)
+    await b.invite(c)
 
     async def linked() -> bool:
         peers = (await b.json("peers"))["peers"]
@@ -118,3 +114,6 @@ async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
     clean = scan_all(nodes, needles, "every name and number")
     say(json.dumps({"ok": clean}))
     return 0 if clean else 1
+
+
+DEMO = Demo("know-who", NAMES, _story)

@@ -14,7 +14,13 @@ import json
 from pathlib import Path
 
 from node.demo import NodeProcess, wait_until
-from node.demo_story import run_story, scan_all
+from node.demo_story import Demo, scan_all
+
+NAMES = {
+    "A": "Haki Legal Aid (Nairobi)",
+    "B": "Pwani Paralegals (Mombasa)",
+    "C": "Amani Shelter (Kampala)",
+}
 
 TEXTS = {
     "both": "Border crossing: what to carry, what to leave (Busia, Malaba)",
@@ -37,26 +43,15 @@ async def _publish(node: NodeProcess, root: Path, key: str, to: str) -> str:
     return out.split()[0]  # "ID  TITLE  (to ...)", one line per record
 
 
-async def run_networks_demo(keep: bool = False) -> int:
-    names = {
-        "A": "Haki Legal Aid (Nairobi)",
-        "B": "Pwani Paralegals (Mombasa)",
-        "C": "Amani Shelter (Kampala)",
-    }
-    return await run_story("networks", "canopy-networks-", names, _story, keep=keep)
-
-
 async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
     a, b, c = nodes.values()
     say = print
-    _, code, _ = await a.cli("invite", "--address", a.address)
-    await b.cli("accept", code.strip())
+    await a.invite(b)
     say("A and B share network 'default' (A's Kenyan network)")
     peers_guide = await _publish(a, root, "peers", "peers")
     say(f"A publishes {peers_guide[:12]} --to peers, while its only peer is B")
 
-    _, code, _ = await c.cli("invite", "--address", c.address)
-    _, out, _ = await a.cli("accept", code.strip(), "--network-name", "Uganda shelters")
+    out = await c.invite(a, "--network-name", "Uganda shelters")
     say(f"$ canopy accept <C's invite> --network-name 'Uganda shelters'   (on A)\n{out}")
     _, out, _ = await a.cli("networks")
     say(f"$ canopy networks   (on A)\n{out}")
@@ -106,3 +101,6 @@ async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
 
 async def _both_read(b: NodeProcess, c: NodeProcess, title: str) -> bool:
     return title in await _titles(b) and title in await _titles(c)
+
+
+DEMO = Demo("networks", NAMES, _story)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from node.demo import NodeProcess, wait_until
-from node.demo_story import run_story, scan_all
+from node.demo_story import Demo, scan_all
 
 MESSAGE = "Amina Wanjiru missed her check-in on the Namanga road: call her lawyer, then the desk"
 REQUEST = "Amina Wanjiru unreachable since 06:00 near Namanga; needs a lawyer and a safe house"
@@ -35,10 +35,6 @@ NAMES = {
     "R": "Community relay (Kisumu)",
     "D": "Protection Desk (Arusha)",
 }
-
-
-async def run_rapid_demo(keep: bool = False) -> int:
-    return await run_story("rapid response", "canopy-rapid-", NAMES, _story, keep=keep)
 
 
 async def _all(*checks: Any) -> bool:
@@ -59,18 +55,13 @@ async def _connected(node: NodeProcess, count: int) -> bool:
     return sum(p["state"] == "connected" for p in peers) == count
 
 
-async def _link(inviter: NodeProcess, invitee: NodeProcess) -> None:
-    _, code, _ = await inviter.cli("invite", "--address", inviter.address)
-    await invitee.cli("accept", code.strip())
-
-
 async def _story(root: Path, nodes: dict[str, NodeProcess]) -> int:
     a, b, c, r, d = nodes.values()
     say = print
     for node in nodes.values():
         say(f"{node.label}: {node.name:28} id {node.node_id[:10]}")
     for x, y in ((a, b), (a, c), (b, c), (b, r), (c, r), (r, d)):
-        await _link(x, y)
+        await x.invite(y)
     await wait_until("the links", lambda: _all(_connected(a, 2), _connected(r, 3)))
     say("A-B, A-C, B-C linked; B and C reach D only through the relay R\n")
 
@@ -219,3 +210,6 @@ async def _got(node: NodeProcess, aid: str) -> bool:
 async def _acked(node: NodeProcess, aid: str, by: NodeProcess) -> bool:
     rows = [x for x in (await node.json("alerts"))["alerts"] if x["id"] == aid]
     return bool(rows) and by.node_id in [m["id"] for m in rows[0].get("acknowledged", [])]
+
+
+DEMO = Demo("rapid response", NAMES, _story)

@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from node.demo import NodeProcess, scan_for
@@ -17,19 +18,27 @@ from node.demo import NodeProcess, scan_for
 Story = Callable[[Path, dict[str, NodeProcess]], Awaitable[int]]
 
 
-async def run_story(
-    title: str, prefix: str, names: Mapping[str, str], story: Story, *, keep: bool = False
-) -> int:
+@dataclass(frozen=True, slots=True)
+class Demo:
+    """One `canopy demo --STORY`: its title, its nodes (label -> organisation name) and the
+    story they play out; each demo module's `DEMO`."""
+
+    title: str
+    names: Mapping[str, str]
+    story: Story
+
+
+async def run_story(demo: Demo, *, keep: bool = False) -> int:
     """Start a node per (label, name), run `story(root, nodes)`, always clean up; the
     story's exit code, or 1 when one of its waits timed out or a command failed."""
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    nodes = {label: NodeProcess(root, label, name) for label, name in names.items()}
+    root = Path(tempfile.mkdtemp(prefix=f"canopy-{demo.title.replace(' ', '-')}-"))
+    nodes = {label: NodeProcess(root, label, name) for label, name in demo.names.items()}
     try:
-        print(f"== Canopy {title} demo in {root}")
+        print(f"== Canopy {demo.title} demo in {root}")
         for node in nodes.values():
             await node.init()
             await node.start()
-        return await story(root, nodes)
+        return await demo.story(root, nodes)
     except (TimeoutError, RuntimeError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         for node in nodes.values():

@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 from node import circles
 from node.contact_index import ContactIndex
 from node.contact_rows import result_rows
-from node.content import Audience, _resolve_id, parse_audience, row_of, seal_to, withdraw_records
+from node.content import Audience, _resolve_id, parse_audience, withdraw_records
 from node.local import Local, random
 from node.opened_cache import build_index
+from node.publish import publish, store_own
 from node.revocation import revoked_ids
 from node.trust import match_peers, parse_node_id
 from protocol import limits
@@ -90,16 +91,29 @@ def share_policy(share: str, to: str | None) -> tuple[str, str | None]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A contact as a person (`contact add`, the web form) or an HSDS import gave it: the
+    fields `Contact.build` checks, before its id, its share policy and its review date."""
+
+    kind: str
+    name: str
+    region: str
+    langs: Sequence[str] = ()
+    channels: Sequence[str] = ()
+    specialties: Sequence[str] = ()
+    notes: str = ""
+
+    def build(self, *, uid: bytes, share: str, review: int) -> Contact:
+        """Validated (ContactError names the first bad field)."""
+        fields = {f: getattr(self, f) for f in self.__slots__}
+        return Contact.build(uid=uid, share=share, review=review, **fields)
+
+
 async def add_contact(
     local: Local,
+    draft: Draft,
     *,
-    kind: str,
-    name: str,
-    region: str,
-    langs: Sequence[str],
-    channels: Sequence[str],
-    specialties: Sequence[str],
-    notes: str,
     share: str,
     to: str | None,
     review_days: int,
@@ -107,18 +121,7 @@ async def add_contact(
 ) -> Added:
     policy_review = now_ms + check_review_days(review_days) * DAY_MS
     policy, to_words = share_policy(share, to)
-    contact = Contact.build(
-        uid=random(UID_BYTES),
-        share=policy,
-        kind=kind,
-        name=name,
-        region=region,
-        langs=langs,
-        channels=channels,
-        specialties=specialties,
-        notes=notes,
-        review=policy_review,
-    )
+    contact = draft.build(uid=random(UID_BYTES), share=policy, review=policy_review)
     expires = now_ms + limits.DEFAULT_CONTACT_LIFETIME_MS
     audience = None if to_words is None else await contact_audience(local, contact, to_words)
     rows: list[Record] = []
@@ -126,31 +129,19 @@ async def add_contact(
     if audience is None:  # private
         record = seal_contact(local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires)
         records = [record]
-    elif contact.share is Share.ON_REQUEST:
-        details = seal_contact(
-            local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires
-        )
-        teaser = contact.teaser_of(local.node_id.raw)
-        (records,) = await seal_to(
-            local,
-            audience,
-            Kind.CONTACT,
-            [teaser.to_content()],
-            now_ms=now_ms,
-            lifetime_ms=limits.DEFAULT_CONTACT_LIFETIME_MS,
-        )
-        rows.append(details)
     else:
-        (records,) = await seal_to(
-            local,
-            audience,
-            Kind.CONTACT,
-            [contact.to_content()],
-            now_ms=now_ms,
-            lifetime_ms=limits.DEFAULT_CONTACT_LIFETIME_MS,
+        shown = contact
+        if contact.share is Share.ON_REQUEST:  # others see a teaser; the details stay here
+            details = seal_contact(
+                local, contact.to_content(), Scope.PRIVATE, (), None, now_ms, expires
+            )
+            rows.append(details)
+            shown = contact.teaser_of(local.node_id.raw)
+        records = await publish(
+            local, audience, Kind.CONTACT, shown.to_content(), now_ms, store=False
         )
     rows += records
-    await local.store.put_records([row_of(r, local=True) for r in rows], now_ms)
+    await store_own(local, rows, now_ms)
     return Added(records[0], details, contact.share, tuple(records))
 
 
@@ -291,15 +282,10 @@ async def vouch(local: Local, ref: str, now_ms: int) -> tuple[Record, str]:
             )
         ]
     else:
-        (vouch_records,) = await seal_to(
-            local,
-            audience,
-            Kind.VOUCH,
-            [subject.to_content()],
-            now_ms=now_ms,
-            lifetime_ms=limits.DEFAULT_CONTACT_LIFETIME_MS,
+        vouch_records = await publish(
+            local, audience, Kind.VOUCH, subject.to_content(), now_ms, store=False
         )
-    await local.store.put_records([row_of(r, local=True) for r in vouch_records], now_ms)
+    await store_own(local, vouch_records, now_ms)
     return vouch_records[0], what
 
 

@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from node import circles
-from node.content import Audience, Readable, parse_audience, readable, seal_to
+from node.content import Audience, parse_audience
 from node.directory import readable_contact, seal_contact
 from node.local import Local
+from node.publish import publish, store_own
+from node.readers import read
 from node.store import row_of
 from node.trust import match_peers, parse_node_id
 from protocol import help as rules
 from protocol import limits
 from protocol.encoding import pack, unpack
-from protocol.envelope import open_record
-from protocol.errors import CanopyError, DecodeError, NotForUs, RemoteProtocolError
+from protocol.errors import CanopyError, DecodeError
 from protocol.help import Event, HelpState, Op, Request, Step
-from protocol.identity import Identity, NodeId
+from protocol.identity import NodeId
 from protocol.record import Kind, Record, Scope
 
 _SENT = "help_referrals_sent"  # sealed setting: refer record ids whose contact we sent
@@ -58,26 +60,14 @@ async def request(
         rules.from_content(content)  # what every reader checks: refuse it here first
     except DecodeError as exc:
         raise CanopyError(f"cannot send this help request: {exc}") from None
-    (sealed,) = await seal_to(
-        local,
-        audience,
-        Kind.HELP,
-        [content],
-        now_ms=now_ms,
-        lifetime_ms=limits.DEFAULT_HELP_LIFETIME_MS,
-    )
-    record = sealed[0]  # one per network for --to network, the first first
-    await local.store.put_records([row_of(r, local=True) for r in sealed], now_ms)
-    return record
+    return (await publish(local, audience, Kind.HELP, content, now_ms))[0]
 
 
-def fold_all(items: list[Readable]) -> dict[bytes, Folded]:
+def fold_all(items: Sequence[tuple[Record, Request | Step]]) -> dict[bytes, Folded]:
     """Every request among `items`, folded with the steps that name it."""
     requests: dict[bytes, tuple[Record, Request]] = {}
     steps: dict[bytes, list[Event]] = defaultdict(list)
-    for item in items:
-        content = rules.from_content(item.body.content)  # open_record checked it: typed
-        record = item.record
+    for record, content in items:
         if isinstance(content, Request):
             requests[record.id] = (record, content)
         else:
@@ -93,8 +83,7 @@ def fold_all(items: list[Readable]) -> dict[bytes, Folded]:
 
 
 async def states(local: Local, now_ms: int) -> dict[bytes, Folded]:
-    items, _ = await readable(local, Kind.HELP, now_ms)
-    return fold_all(items)
+    return fold_all(await read(local, Kind.HELP, rules.from_content, now_ms))
 
 
 def _find(found: dict[bytes, Folded], ref: str) -> Folded:
@@ -159,13 +148,8 @@ async def step(
         raise CanopyError(f"cannot {op.value}: {exc}") from None
     assert isinstance(typed, Step)
     audience = await _audience(local, found.state.request)
-    (sealed,) = await seal_to(
-        local,
-        audience,
-        Kind.HELP,
-        [content],
-        now_ms=max(now_ms, found.state.created),
-        lifetime_ms=limits.DEFAULT_HELP_LIFETIME_MS,
+    sealed = await publish(
+        local, audience, Kind.HELP, content, max(now_ms, found.state.created), store=False
     )
     record = sealed[0]  # one per network for --to network, the first first
     state = found.state
@@ -175,7 +159,7 @@ async def step(
     mine = next(e for e in after.history if e.event.id == record.id)
     if mine.ignored:
         raise CanopyError(f"cannot {op.value} request {state.id.hex()[:12]}: {mine.ignored}")
-    await local.store.put_records([row_of(r, local=True) for r in sealed], now_ms)
+    await store_own(local, sealed, now_ms)
     return record, after
 
 
@@ -216,17 +200,3 @@ async def send_accepted_referrals(local: Local, now_ms: int) -> int:
     if fresh:
         await local.store.set_setting(_SENT, pack(sorted(sent | set(fresh))))
     return len(fresh)
-
-
-def malformed(
-    record: Record, identity: Identity, network_key: bytes | None, circle_keys: tuple[bytes, ...]
-) -> RemoteProtocolError | None:
-    """The error if a `help` or `ack` record from a peer opens here but breaks its schema
-    (its author signed it: the author pays, as for alerts); None if fine or not ours."""
-    try:
-        open_record(record, identity, network_key, circle_keys=circle_keys)
-    except NotForUs:
-        return None
-    except RemoteProtocolError as exc:
-        return exc
-    return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.directory import add_contact, authored_records
+from node.directory import Draft, add_contact, authored_records
 from node.hsds import Candidate, Skipped, candidates, load, summary
 from node.local import Local
 from protocol.contact import (
@@ -77,35 +77,15 @@ async def import_hsds(
         if isinstance(item, Skipped):
             report.skipped.append(item)
             continue
+        draft = Draft(item.kind, item.name, item.region, item.langs, item.channels, (), item.notes)
         try:  # the rules of `contact add`, on what HSDS gave
-            Contact.build(
-                uid=bytes(UID_BYTES),
-                share=share,
-                kind=item.kind,
-                name=item.name,
-                region=item.region,
-                langs=item.langs,
-                channels=item.channels,
-                notes=item.notes,
-                review=now_ms,
-            )
+            draft.build(uid=bytes(UID_BYTES), share=share, review=now_ms)
         except ContactError as exc:
             report.skipped.append(Skipped(item.ref, str(exc)))
             continue
         if not dry_run:  # a ContactError here is about --share/--to: it ends the import
             added = await add_contact(
-                local,
-                kind=item.kind,
-                name=item.name,
-                region=item.region,
-                langs=item.langs,
-                channels=item.channels,
-                specialties=(),
-                notes=item.notes,
-                share=share,
-                to=to,
-                review_days=review_days,
-                now_ms=now_ms,
+                local, draft, share=share, to=to, review_days=review_days, now_ms=now_ms
             )
             report.imported.append((item.ref, added.record.id.hex(), item.name))
         else:

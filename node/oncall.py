@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from node import circles
-from node.content import parse_audience, seal_to
+from node.content import parse_audience
 from node.local import Local, random
-from node.store import row_of
+from node.publish import publish
+from node.readers import Malformed, open_kind, read
 from node.trust import match_peers, parse_node_id
 from protocol import limits, oncall
 from protocol.circle import Circle
-from protocol.envelope import open_record
-from protocol.errors import CanopyError, DecodeError, NotForUs, RemoteProtocolError
+from protocol.errors import CanopyError, DecodeError
 from protocol.identity import Identity, NodeId, random_bytes
 from protocol.oncall import Duty, DutyRecord, Item, Op, Shift
 from protocol.record import Kind, Record
@@ -63,25 +63,25 @@ def open_items(
     network_key: bytes | Sequence[bytes] | None,
     circle_keys: Sequence[bytes],
     now: int,
-    malformed: list[tuple[Record, RemoteProtocolError]] | None = None,
+    malformed: Malformed | None = None,
 ) -> list[Item]:
     """The duty records this node can open. One that opens but breaks the schema is never
     folded; it goes to `malformed` (its author pays)."""
-    out: list[Item] = []
-    for record in records:
-        if record.kind is not Kind.DUTY or record.expires <= now:
-            continue
-        try:
-            body = open_record(record, identity, network_key, circle_keys=circle_keys)
-            content = DutyRecord.from_content(body.content)
-        except NotForUs:
-            continue
-        except RemoteProtocolError as exc:
-            if malformed is not None:
-                malformed.append((record, exc))
-            continue
-        out.append((record.id, record.author.raw, content))
-    return out
+    opened = open_kind(
+        records,
+        Kind.DUTY,
+        DutyRecord.from_content,
+        identity,
+        network_key,
+        circle_keys,
+        now,
+        malformed,
+    )
+    return _items(opened)
+
+
+def _items(opened: Sequence[tuple[Record, DutyRecord]]) -> list[Item]:
+    return [(record.id, record.author.raw, content) for record, content in opened]
 
 
 def fold_all(states: Sequence[Circle], items: Sequence[Item]) -> dict[bytes, Duty]:
@@ -96,10 +96,7 @@ def fold_all(states: Sequence[Circle], items: Sequence[Item]) -> dict[bytes, Dut
 
 async def _load(local: Local, now: int) -> tuple[list[Circle], list[Item]]:
     mine = [c for c in (await circles.circles(local)).values() if c.is_member(local.node_id)]
-    datas = await local.store.records_of_kind(str(Kind.DUTY))
-    keys = await circles.read_keys(local)
-    records = [Record.from_bytes(d) for d in datas]
-    return mine, open_items(records, local.identity, await local.network_keys(), keys, now)
+    return mine, _items(await read(local, Kind.DUTY, DutyRecord.from_content, now))
 
 
 async def duties(local: Local, now: int) -> dict[bytes, Duty]:
@@ -119,16 +116,7 @@ async def _publish(local: Local, state: Circle, content: DutyRecord, now: int) -
     except DecodeError as exc:
         raise CanopyError(f"cannot record this: {exc}") from None
     audience = await parse_audience(local, "circle:" + state.id.hex())
-    (sealed,) = await seal_to(
-        local,
-        audience,
-        Kind.DUTY,
-        [content.to_content()],
-        now_ms=now,
-        lifetime_ms=limits.DUTY_LIFETIME_MS,
-    )
-    await local.store.put_records([row_of(r, local=True) for r in sealed], now)
-    return sealed[0]
+    return (await publish(local, audience, Kind.DUTY, content.to_content(), now))[0]
 
 
 async def _seq(local: Local, circle_id: bytes, now: int) -> int:
@@ -272,20 +260,3 @@ def iso(ms: int) -> str:
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).strftime(
         "%Y-%m-%d %H:%M UTC"
     )
-
-
-def malformed(
-    record: Record,
-    identity: Identity,
-    network_key: bytes | Sequence[bytes] | None,
-    circle_keys: Sequence[bytes],
-) -> RemoteProtocolError | None:
-    """The error if a peer's `duty` record opens here but breaks its schema (its author
-    signed it: the author pays); None if fine or not ours to read."""
-    try:
-        open_record(record, identity, network_key, circle_keys=circle_keys)
-    except NotForUs:
-        return None
-    except RemoteProtocolError as exc:
-        return exc
-    return None

@@ -19,18 +19,20 @@ from node import circles, peers_circle
 from node.alerts import Alerts
 from node.checkin_watch import CheckinWatch
 from node.clock import now_ms
-from node.help_requests import malformed as help_malformed
 from node.ingest import malformed_among
 from node.library import Library
 from node.local import Local
 from node.notices import Notices
-from node.oncall import malformed as duty_malformed
 from node.peer_book import PeerBook
 from node.queries import KnowWho
+from node.readers import malformed as open_malformed
 from protocol import limits
 from protocol.errors import DecodeError
 from protocol.lifecycle import Withdrawal
 from protocol.record import Kind, Record
+
+# Read by no index as they arrive: opened once here so a malformed one costs its author.
+_CHECKED_ON_ARRIVAL = (Kind.DUTY, Kind.HELP, Kind.ACK)
 
 
 class RecordHooks:
@@ -80,14 +82,8 @@ class RecordHooks:
                 malformed = self.alerts.announce(record, now)
                 if malformed is not None:
                     await self.book.penalise(record.author, malformed, reason="content_malformed")
-            elif record.kind is Kind.DUTY and from_peer:
-                bad = duty_malformed(
-                    record, self.local.identity, self.book.network_key, self.book.circle_keys
-                )
-                if bad is not None:
-                    await self.book.penalise(record.author, bad, reason="content_malformed")
-            elif record.kind in (Kind.HELP, Kind.ACK) and from_peer:
-                bad = help_malformed(
+            elif record.kind in _CHECKED_ON_ARRIVAL and from_peer:
+                bad = open_malformed(
                     record, self.local.identity, self.book.network_key, self.book.circle_keys
                 )
                 if bad is not None:

@@ -7,27 +7,17 @@ message or request text on any disk (the seized one included)."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 pytestmark = pytest.mark.timeout(480)
 
 
-async def test_the_rapid_response_demo_runs_to_its_end_with_nothing_readable_on_disk() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli",
-        "demo",
-        "--rapid-response",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    text = out.decode()
-    assert proc.returncode == 0, err.decode()[-3000:] + text[-3000:]
+async def test_the_rapid_response_demo_runs_to_its_end_with_nothing_readable_on_disk(
+    demo: Callable[[str], Awaitable[str]],
+) -> None:
+    text = await demo("--rapid-response")
     assert "duress shown: False" in text
     assert "B's notice: DURESS:" in text
     assert "B raised it" in text and "C raised it" in text

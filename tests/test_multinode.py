@@ -19,8 +19,7 @@ pytestmark = pytest.mark.timeout(180)
 
 
 async def link(inviter: NodeProcess, invitee: NodeProcess) -> None:
-    _, code, _ = await inviter.cli("invite", "--address", inviter.address)
-    await invitee.cli("accept", code.strip())
+    await inviter.invite(invitee)  # as the demos link their nodes
 
 
 async def titles(node: NodeProcess) -> list[str]:

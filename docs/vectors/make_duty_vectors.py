@@ -55,32 +55,22 @@ def cases() -> dict[str, object]:
             circle_keys=[CIRCLE_KEY],
         )
 
+    def shift(slot: int, member: str) -> DutyRecord:
+        """An eight-hour shift from T0 for `member`, in slot `slot` (repeated 16 times)."""
+        return DutyRecord(
+            CIRCLE_ID,
+            Op.SHIFT,
+            0,
+            slot=bytes([slot]) * 16,
+            member=raw[member],
+            start=T0,
+            end=T0 + 8 * HOUR,
+        )
+
     plan = [
-        (
-            "owner",
-            DutyRecord(
-                CIRCLE_ID,
-                Op.SHIFT,
-                0,
-                slot=b"\x01" * 16,
-                member=raw["b"],
-                start=T0,
-                end=T0 + 8 * HOUR,
-            ),
-        ),
-        (
-            "b",
-            DutyRecord(
-                CIRCLE_ID,
-                Op.SHIFT,
-                0,
-                slot=b"\x02" * 16,
-                member=raw["c"],
-                start=T0,
-                end=T0 + 8 * HOUR,
-            ),
-        ),
-        ("c", DutyRecord(CIRCLE_ID, Op.CLEAR, 0, slots=(b"\x02" * 16,))),
+        ("owner", shift(1, "b")),
+        ("b", shift(2, "c")),
+        ("c", DutyRecord(CIRCLE_ID, Op.CLEAR, 0, slots=(bytes([2]) * 16,))),
         ("c", DutyRecord(CIRCLE_ID, Op.AWAY, 1, until=T0 + DAY)),
         ("owner", DutyRecord(CIRCLE_ID, Op.TARGET, 1, target_ms=HOUR)),
     ]

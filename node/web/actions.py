@@ -23,6 +23,7 @@ from protocol.errors import CanopyError
 if TYPE_CHECKING:
     from node.alerts import Alerts
     from node.config import Config
+    from node.directory import Draft
     from node.local import Local
     from node.web.kept import StoreReads, Version
     from node.web.listings import GuideLists
@@ -316,34 +317,11 @@ async def query(
     return dict(node.knowwho.local_query(flt, limits.DEFAULT_RESULTS))
 
 
-async def add_contact(
-    node: RunningNode,
-    *,
-    kind: str,
-    name: str,
-    region: str,
-    langs: list[str],
-    channels: list[str],
-    specialties: list[str],
-    notes: str,
-    share: str,
-    review_days: int,
-) -> str:
+async def add_contact(node: RunningNode, draft: Draft, *, share: str, review_days: int) -> str:
     from node.directory import add_contact as add
 
     added = await add(
-        node.local,
-        kind=kind,
-        name=name,
-        region=region,
-        langs=langs,
-        channels=channels,
-        specialties=specialties,
-        notes=notes,
-        share=share,
-        to=None,
-        review_days=review_days,
-        now_ms=now_ms(),
+        node.local, draft, share=share, to=None, review_days=review_days, now_ms=now_ms()
     )
     await _changed(node)
     return added.record.id.hex()

@@ -58,12 +58,13 @@ async def knowwho(
 
 
 async def add_contact(request: web.Request) -> web.StreamResponse:
+    from node.directory import Draft
+
     form = await request.post()
     draft = {k: str(form.get(k, "")) for k in CONTACT_FIELDS}
     try:
         review_days = int(draft["review_days"] or limits.DEFAULT_REVIEW_DAYS)
-        await actions.add_contact(
-            node_of(request),
+        typed = Draft(
             kind=draft["kind"],
             name=draft["name"],
             region=draft["region"],
@@ -71,8 +72,9 @@ async def add_contact(request: web.Request) -> web.StreamResponse:
             channels=[x.strip() for x in draft["channels"].splitlines() if x.strip()],
             specialties=[x.strip() for x in draft["specialties"].split(",") if x.strip()],
             notes=draft["notes"],
-            share=draft["share"],
-            review_days=review_days,
+        )
+        await actions.add_contact(
+            node_of(request), typed, share=draft["share"], review_days=review_days
         )
     except ValueError:
         return await knowwho(request, error="review_days", draft=draft)

@@ -23,19 +23,9 @@ def _now() -> int:
 
 
 async def _add(local: Local, name: str, share: str) -> directory.Added:
+    draft = directory.Draft("lawyer", name, "KE-30", ["sw"], ["phone:+254700999111"])
     return await directory.add_contact(
-        local,
-        kind="lawyer",
-        name=name,
-        region="KE-30",
-        langs=["sw"],
-        channels=["phone:+254700999111"],
-        specialties=[],
-        notes="",
-        share=share,
-        to=None,
-        review_days=180,
-        now_ms=_now(),
+        local, draft, share=share, to=None, review_days=180, now_ms=_now()
     )
 
 

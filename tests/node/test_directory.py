@@ -41,22 +41,23 @@ async def _local(tmp_path: Path) -> Local:
     return local
 
 
-async def _add(local: Local, share: str, **kw: object) -> directory.Added:
-    fields: dict[str, object] = {
-        "kind": "lawyer",
-        "name": f"Name {share}",
-        "region": "KE-28",
-        "langs": ["sw"],
-        "channels": ["phone:+254700000001"],
-        "specialties": ["land-rights"],
-        "notes": "",
-        "share": share,
-        "to": None,
-        "review_days": 180,
-        "now_ms": int(time.time() * 1000),
-    }
-    fields.update(kw)
-    return await directory.add_contact(local, **fields)  # type: ignore[arg-type]
+async def _add(
+    local: Local, share: str, *, review_days: int = 180, now_ms: int = 0, **kw: str
+) -> directory.Added:
+    draft = directory.Draft(
+        **{"kind": "lawyer", "name": f"Name {share}", "region": "KE-28", **kw},
+        langs=["sw"],
+        channels=["phone:+254700000001"],
+        specialties=["land-rights"],
+    )
+    return await directory.add_contact(
+        local,
+        draft,
+        share=share,
+        to=None,
+        review_days=review_days,
+        now_ms=now_ms or int(time.time() * 1000),
+    )
 
 
 async def test_policies_map_to_scopes_and_private_never_travels(tmp_path: Path) -> None:
@@ -228,9 +229,7 @@ def test_search_agrees_with_scoring_every_match() -> None:
         created = start - rng.randint(0, 500) * DAY_MS
         expires = start + rng.choice([-1, 400]) * DAY_MS
         scope = rng.choice([Scope.NETWORK, Scope.NETWORK, Scope.PEERS])
-        opened = Opened(
-            rid(), Kind.CONTACT, author, scope, created, expires, contact.to_content()
-        )
+        opened = Opened(rid(), Kind.CONTACT, author, scope, created, expires, contact.to_content())
         assert index.add_opened(opened)
 
     def add_vouch() -> None:

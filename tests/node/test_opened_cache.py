@@ -48,8 +48,7 @@ async def _local(tmp_path: Path) -> Local:
     local = await Local.create(tmp_path / "d", "Org", None)
     await trust_node(local, str(PEER.node_id), ADDR, "Peer", _now())
     for i, share in enumerate(["network", "peers", "on-request", "private", "network"]):
-        await directory.add_contact(
-            local,
+        draft = directory.Draft(
             kind="lawyer" if i % 2 else "shelter",
             name=f"{NAME} {i}",
             region="KE-30",
@@ -57,10 +56,9 @@ async def _local(tmp_path: Path) -> Local:
             channels=[f"phone:{PHONE}", "signal:wakili.01"],
             specialties=["land-rights"],
             notes="Mombasa, weekdays",
-            share=share,
-            to=None,
-            review_days=180,
-            now_ms=_now(),
+        )
+        await directory.add_contact(
+            local, draft, share=share, to=None, review_days=180, now_ms=_now()
         )
     contact_id = next(iter((await opened_cache.build_index(local, _now())).entries))
     await directory.vouch(local, contact_id.hex(), _now())
