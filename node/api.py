@@ -79,7 +79,7 @@ class LocalApi:
         *,
         token: str,
         accept: Callable[[Sequence[Record]], Awaitable[Accepted]],
-        notify: Callable[[], None],
+        notify: Callable[[], Awaitable[None]],
         status: Callable[[], Awaitable[dict[str, object]]],
         peer_rows: Callable[[], Awaitable[list[dict[str, object]]]],
         metrics: Callable[[], Awaitable[str]],
@@ -178,7 +178,10 @@ class LocalApi:
 
     @_route("POST", "/v1/notify")
     async def _api_notify(self, request: web.Request) -> web.Response:
-        self._notify()  # wake the node; records may have arrived by other paths
+        # The node reads what was written before it answers, so the command after this one
+        # sees it (`canopy publish` then `canopy guides`); records may also have come by
+        # other paths (`canopy import`).
+        await self._notify()
         return web.json_response({"ok": True})
 
     @_route("GET", "/healthz")

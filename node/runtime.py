@@ -141,7 +141,7 @@ class Node:
             self.library,
             token=self.api_token,
             accept=lambda records: self.accept(records, source=None),
-            notify=self._notify,
+            notify=self.read_changes,
             status=self.status,
             peer_rows=self.peer_rows,
             metrics=self.metrics,
@@ -428,11 +428,16 @@ class Node:
     # -- what the local API reads ------------------------------------------------------------
 
     def _notify(self) -> None:
-        """`canopy` wrote to the store: poll now, and reconcile again soon (records may
-        have arrived by other paths, `canopy import`)."""
+        """Poll now, and reconcile again soon (records may come by `canopy import` too)."""
         self._wake.set()
         self._notified += 1
         self.sync.resync_soon()
+
+    async def read_changes(self) -> None:
+        """`canopy` or the web app wrote: read it (one poll at a time) before it answers."""
+        self._notify()
+        async with self._polling:
+            await self._poll_once()
 
     def traffic(self) -> dict[str, int]:
         return self.sync.traffic()

@@ -45,12 +45,10 @@ class RunningNode(Protocol):
     peers: Mapping[NodeId, Any]  # trusted peers, as the running node holds them
     connections: Mapping[NodeId, object]
     revoked: Mapping[NodeId, int]
-    _polling: asyncio.Lock  # held while the node reads what was written to its store
 
     async def peer_rows(self, stored: Any = None) -> list[dict[str, object]]: ...
     async def status(self) -> dict[str, object]: ...
-    def _notify(self) -> None: ...
-    async def _poll_once(self) -> None: ...
+    async def read_changes(self) -> None: ...
     def _items_version(self) -> tuple[int, ...]: ...
 
 
@@ -75,9 +73,7 @@ async def _changed(node: RunningNode) -> None:
     """What `canopy` does after a change (POST /v1/notify): the node pushes it at once; and
     the node reads it before the action answers (its poll, one at a time), so the page a
     user sees next shows it (the guide list, the directory, home's alerts)."""
-    node._notify()
-    async with node._polling:
-        await node._poll_once()
+    await node.read_changes()
 
 
 # -- home and status ---------------------------------------------------------------------------
