@@ -46,6 +46,7 @@ from protocol.record import Kind, Record
 
 log = logging.getLogger("canopy.library")
 
+_OPEN_INLINE = 8  # guides stored at once that the running node opens on its event loop
 _PRINTS = "guide_key_prints"  # (the digest "guide_keys_stamp" before: opened again once)
 
 
@@ -205,6 +206,10 @@ class Library(PendingRemovals[GuideIndex]):
         self._reopen = False  # keys were added: open the unreadable ones again
         self._reopening = False
         self.reopened = 0  # guides opened again since start because a key came (not all)
+        self._queued: dict[bytes, bytes] = {}  # stored guides to open: id -> wire bytes
+        self._gone: set[bytes] = set()  # withdrawn while their batch was being opened
+        self._opening = False
+        self._builds = 0  # builds started: a batch opened before one is dropped
 
     async def start(self) -> None:
         """Build the index in the background; changes meanwhile are applied after it."""
@@ -256,10 +261,13 @@ class Library(PendingRemovals[GuideIndex]):
                 self._start_reopen()
             return  # else after the build
         self._opened.clear()  # opened under the old keys: not to be cached
+        self._reopen = False
         if self._pending is not None:
             self._again = True  # a build is running: it starts over when it ends
             return
         self._pending = []
+        self._queued.clear()  # stored already: the build reads them
+        self._builds += 1
         self._spawn(self._build())
 
     def _start_reopen(self) -> None:
@@ -271,20 +279,15 @@ class Library(PendingRemovals[GuideIndex]):
         """Open the unreadable guides again with the keys held now, a chunk at a time on a
         worker thread; what opens joins the index (and the cache at the next flush). A build
         started meanwhile (a key gone) takes over; keys added meanwhile: another pass."""
-        loop = asyncio.get_running_loop()
         started, before = time.monotonic(), self.reopened
         try:
             while self._reopen and self._pending is None:
                 self._reopen = False
                 ids = list(self._unreadable)
-                for at in range(0, len(ids), limits.OPENED_REPAIR_CHUNK):
-                    datas = await self.local.store.get_records(
-                        ids[at : at + limits.OPENED_REPAIR_CHUNK]
-                    )
-                    network_keys, circle_keys = self.keys()
-                    items = await loop.run_in_executor(
-                        None, _open_guides, datas, self.local.identity, network_keys, circle_keys
-                    )
+                step = 2 * limits.OPENED_REPAIR_CHUNK  # half to each thread
+                for at in range(0, len(ids), step):
+                    datas = await self.local.store.get_records(ids[at : at + step])
+                    items = await self._open_on_threads(datas)
                     if self._pending is not None:
                         return  # a key went: the build opens everything again
                     self._reopened(items, now_ms())
@@ -313,6 +316,10 @@ class Library(PendingRemovals[GuideIndex]):
             gone = self._unreadable.intersection(ids)
             self._unreadable -= gone
             self.index.unreadable -= len(gone)
+            for rid in ids:
+                self._queued.pop(rid, None)
+            if self._opening:
+                self._gone.update(ids)
         super().remove(ids)
 
     def stop(self) -> None:
@@ -325,17 +332,59 @@ class Library(PendingRemovals[GuideIndex]):
         task.add_done_callback(self._tasks.discard)
 
     def add(self, record: Record) -> None:
-        """Index a stored guide (of any author; opened here once)."""
+        """Index a stored guide (of any author; opened here once). Opened on a worker thread
+        with the others stored meanwhile (a sync stores hundreds at a time; the event loop
+        carries the sync); `ready` is clear until they are in the index."""
         if self._pending is not None:
             self._pending.append(record)
             return
-        data = record.to_bytes()
-        network_key, circle_keys = self.keys()
-        item = _open_guide(data, self.local.identity, network_key, circle_keys)
-        self._opened[record.id] = (item, len(data))
-        if item == UNREADABLE:
-            self._unreadable.add(record.id)
-        _count(self.index, item, now_ms())
+        self._queued[record.id] = record.to_bytes()
+        if not self._opening:
+            self._opening = True
+            self.ready.clear()
+            self._spawn(self._open_queued())
+
+    async def _open_on_threads(
+        self, datas: dict[bytes, bytes]
+    ) -> list[tuple[bytes, GuideEntry | int, int]]:
+        """`_open_guides` with the keys held now: on the event loop for a few, else on two
+        worker threads (libsodium releases the GIL: both cores open)."""
+        network_keys, circle_keys = self.keys()
+        args = (self.local.identity, network_keys, circle_keys)
+        if len(datas) <= _OPEN_INLINE:  # one guide published: no thread hop
+            return _open_guides(datas, *args)
+        loop = asyncio.get_running_loop()
+        rows = list(datas.items())
+        half = (len(rows) + 1) // 2
+        first, second = await asyncio.gather(
+            loop.run_in_executor(None, _open_guides, dict(rows[:half]), *args),
+            loop.run_in_executor(None, _open_guides, dict(rows[half:]), *args),
+        )
+        return first + second
+
+    async def _open_queued(self) -> None:
+        try:
+            while self._queued and self._pending is None:
+                batch, self._queued, self._gone = self._queued, {}, set()
+                keys, build = self.keys(), self._builds
+                items = await self._open_on_threads(batch)
+                if build != self._builds or self._pending is not None:
+                    break  # a build started since: it reads these from the store
+                now = now_ms()
+                for rid, item, size in items:
+                    if rid in self._gone:
+                        continue  # withdrawn while it was being opened
+                    self._opened[rid] = (item, size)
+                    if item == UNREADABLE:
+                        self._unreadable.add(rid)
+                    _count(self.index, item, now)
+                if self.keys() != keys:  # keys came while it was opened with the old ones
+                    self._reopen = True
+                    self._start_reopen()
+        finally:
+            self._opening = False
+            if self._pending is None:
+                self.ready.set()
 
     async def flush_opened(self) -> None:
         """Cache what was opened of the guides added since the last flush."""

@@ -120,6 +120,8 @@ async def test_the_running_library_opens_again_only_what_it_could_not_read(
         late = await _guides(author, ["c-5"], f"circle:{CIRCLE}")
         await _copy(late, us)
         library.add(late[0])  # stored while the node runs, still unreadable
+        assert not library.ready.is_set()  # until it is opened
+        await asyncio.wait_for(library.ready.wait(), 20)
         assert library.index.unreadable == 5
         await _membership(author, us)
         held["keys"] = (held["keys"][0], await circles.read_keys(us))
