@@ -338,6 +338,8 @@ class Library(PendingRemovals[GuideIndex]):
         if self._pending is not None:
             self._pending.append(record)
             return
+        if self._seen is None:
+            return  # not started: the build at start reads it from the store
         self._queued[record.id] = record.to_bytes()
         if not self._opening:
             self._opening = True

@@ -161,3 +161,29 @@ async def test_a_key_gone_builds_the_running_library_again(tmp_path: Path) -> No
     finally:
         await us.close()
         await author.close()
+
+
+async def test_guides_stored_while_the_node_runs_are_opened_in_a_batch_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    us = await Local.create(tmp_path / "us", "Us", None)
+    try:
+        keys = (tuple(await us.network_keys()), await circles.read_keys(us))
+        library = Library(us, keys=lambda: keys, people=lambda: ({}, ()))
+        await library.start()
+        await asyncio.wait_for(library.ready.wait(), 20)
+        stored = await _guides(us, [f"g-{i}" for i in range(40)], "network")
+        for record in stored:
+            library.add(record)
+        assert library.index.entries == {}  # not on the caller's turn of the event loop
+        library.remove([stored[0].id])  # withdrawn before it was opened: never indexed
+        await asyncio.wait_for(library.ready.wait(), 20)
+        assert set(library.index.entries) == {r.id for r in stored[1:]}
+        assert library.index.unreadable == 0
+        await library.flush_opened()
+        library.stop()
+        index = await build_guides(us, _now())  # the next start: cached, but for the one
+        assert index.opened == 1  # taken out of the index only (still stored), never opened
+        assert len(index.entries) == 40
+    finally:
+        await us.close()
