@@ -46,7 +46,6 @@ from protocol.record import Kind, Record
 
 log = logging.getLogger("canopy.library")
 
-_OPEN_INLINE = 8  # guides stored at once that the running node opens on its event loop
 _PRINTS = "guide_key_prints"  # (the digest "guide_keys_stamp" before: opened again once)
 
 
@@ -353,7 +352,8 @@ class Library(PendingRemovals[GuideIndex]):
         worker threads (libsodium releases the GIL: both cores open)."""
         network_keys, circle_keys = self.keys()
         args = (self.local.identity, network_keys, circle_keys)
-        if len(datas) <= _OPEN_INLINE:  # one guide published: no thread hop
+        # Opening a guide costs about what verifying a record does: the same threshold.
+        if len(datas) <= limits.PARALLEL_VERIFY_OVER:  # one guide published: no thread hop
             return _open_guides(datas, *args)
         loop = asyncio.get_running_loop()
         rows = list(datas.items())
