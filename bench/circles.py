@@ -117,7 +117,7 @@ async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 3
                 return bool(peers) and peers[0].get("state") == "connected"
 
             await wait_for("D connected to A", connected, timeout, 0.01)
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), nd.cpu_s()
             want = records + counts["records_written"]
 
             async def holds_all() -> bool:
@@ -133,6 +133,7 @@ async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 3
             indexed_s = time.monotonic() - t0
             listed = await nd.get("/v1/guides?limit=1")  # what `canopy guides` shows
             listed_s = time.monotonic() - t0
+            cpu_s = nd.cpu_s() - cpu0  # all of D's threads: steadier than wall time under load
         finally:
             await nd.stop()
             await na.stop()
@@ -191,6 +192,13 @@ async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 3
         listed_s,
         "s",
         target=2.0,
+        fmt="{:.2f}",
+    )
+    res.add(
+        "cpu_s",
+        "CPU D's node used for it (every thread)",
+        cpu_s,
+        "s",
         fmt="{:.2f}",
     )
     res.add(

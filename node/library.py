@@ -110,11 +110,11 @@ def _count(index: GuideIndex, item: GuideEntry | int, now_ms: int) -> None:
 
 
 async def build_guides(
-    local: Local, now_ms: int, *, yield_every: int = 0, unreadable: set[bytes] | None = None
+    local: Local, now_ms: int, *, yield_every: int = 0, unreadable: dict[bytes, None] | None = None
 ) -> GuideIndex:
     """Every stored guide we can read, in a fresh index (see the module's docstring).
     `yield_every`: give the event loop a turn after that many guides (0: never).
-    `unreadable`: filled with the ids of the guides no key of ours opens."""
+    `unreadable`: filled with the ids of the guides no key of ours opens (oldest first)."""
     index = GuideIndex()
     network_key = tuple(await local.network_keys())
     keys = await circles.read_keys(local)
@@ -127,7 +127,7 @@ async def build_guides(
 
     def counted(rid: bytes, item: GuideEntry | int) -> None:
         if item == UNREADABLE and unreadable is not None:
-            unreadable.add(rid)
+            unreadable[rid] = None
         _count(index, item, now_ms)
 
     def opened_now(rid: bytes, data: bytes) -> None:
@@ -201,7 +201,9 @@ class Library(PendingRemovals[GuideIndex]):
         self._opened: dict[bytes, tuple[GuideEntry | int, int]] = {}  # to cache at the flush
         self._seen: tuple[Sequence[bytes], Sequence[bytes]] | None = None  # keys read last
         self._again = False  # a key went during the build: build again
-        self._unreadable: set[bytes] = set()  # held guides no key of ours opened
+        # Held guides no key of ours opened, in the order they were stored: reopened in that
+        # order, runs of one circle epoch come together and the key ring tries its key first.
+        self._unreadable: dict[bytes, None] = {}
         self._reopen = False  # keys were added: open the unreadable ones again
         self._reopening = False
         self.reopened = 0  # guides opened again since start because a key came (not all)
@@ -220,7 +222,7 @@ class Library(PendingRemovals[GuideIndex]):
         started = time.monotonic()
         while True:
             self._again = False
-            unreadable: set[bytes] = set()
+            unreadable: dict[bytes, None] = {}
             index = await build_guides(
                 self.local, now_ms(), yield_every=limits.INDEX_BUILD_SLICE, unreadable=unreadable
             )
@@ -303,7 +305,7 @@ class Library(PendingRemovals[GuideIndex]):
         for rid, item, size in items:
             if item == UNREADABLE or rid not in self._unreadable:
                 continue  # still unreadable, or withdrawn meanwhile
-            self._unreadable.discard(rid)
+            del self._unreadable[rid]
             self.index.unreadable -= 1
             self.reopened += 1
             self._opened[rid] = (item, size)
@@ -312,8 +314,9 @@ class Library(PendingRemovals[GuideIndex]):
     def remove(self, ids: Sequence[bytes]) -> None:
         """Forget withdrawn, replaced or expired guides (held unreadable ones too)."""
         if self._pending is None:
-            gone = self._unreadable.intersection(ids)
-            self._unreadable -= gone
+            gone = [rid for rid in ids if rid in self._unreadable]
+            for rid in gone:
+                del self._unreadable[rid]
             self.index.unreadable -= len(gone)
             for rid in ids:
                 self._queued.pop(rid, None)
@@ -378,7 +381,7 @@ class Library(PendingRemovals[GuideIndex]):
                         continue  # withdrawn while it was being opened
                     self._opened[rid] = (item, size)
                     if item == UNREADABLE:
-                        self._unreadable.add(rid)
+                        self._unreadable[rid] = None
                     _count(self.index, item, now)
                 if self.keys() != keys:  # keys came while it was opened with the old ones
                     self._reopen = True
