@@ -94,13 +94,28 @@ def _reopened(log: Path) -> int:
     return sum(int(n) for n in found)
 
 
-async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 300.0) -> Result:
+async def circle_join(
+    records: int = 10_000, epochs: int = 5, timeout: float = 300.0, library: int = 0
+) -> Result:
+    """`library`: guides of its own D holds and reads before it joins (its cached index
+    must not be opened again when the circle's keys come)."""
     res = Result("circle-join")
     async with workspace("circle-join") as root:
         net = network_key(SEED)
         a_dir = await create_dir(root / "A", "A", free_port(), net, seed=derive(SEED, "owner"))
         d_dir = await create_dir(root / "D", "D", free_port(), net)
         await link_all([a_dir, d_dir], [(0, 1)])
+        if library:
+            d = await Local.open(d_dir.path, None)
+            try:
+                texts = [(f"own{i}.md", f"# Own {i}\n\nD's own.") for i in range(library)]
+                for start in range(0, library, 1000):
+                    await publish_guide_texts(
+                        d, texts[start : start + 1000], title=None, lang="en", topics=[],
+                        region="", to="network", now_ms=now_ms(),
+                    )  # fmt: skip
+            finally:
+                await d.close()
         a = await Local.open(a_dir.path, None)
         try:
             counts = await _fill(a, parse_node_id(d_dir.node_id), records, epochs)
@@ -121,13 +136,13 @@ async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 3
             want = records + counts["records_written"]
 
             async def holds_all() -> bool:
-                return (await nd.status())["records"].get("guide", 0) >= records
+                return (await nd.status())["records"].get("guide", 0) >= records + library
 
             await wait_for("D holds every record", holds_all, timeout, 0.02)
             held_s = time.monotonic() - t0
 
             async def indexed_all() -> bool:  # a count, not a listing: cheap to poll
-                return int((await nd.status())["library"]["guides"]) >= records
+                return int((await nd.status())["library"]["guides"]) >= records + library
 
             await wait_for("D's running node indexes every guide", indexed_all, timeout, 0.02)
             indexed_s = time.monotonic() - t0
@@ -153,6 +168,8 @@ async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 3
         finally:
             await d.close()
     res.add("records", "records in the circle's history", records, "", fmt="{:,.0f}")
+    if library:
+        res.add("library", "guides of its own D held before", library, "", fmt="{:,.0f}")
     res.add("epochs", "epochs of the circle", counts["epochs"], "", fmt="{:,.0f}")
     res.add(
         "key_wraps",
@@ -206,7 +223,7 @@ async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 3
         "guides D's node lists",
         listed["lessons"],
         "",
-        target=records,
+        target=records + library,
         goal=">=",
         fmt="{:,.0f}",
     )
@@ -224,7 +241,15 @@ async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 3
         "s",
         fmt="{:.2f}",
     )
-    res.add("readable", "records D reads", len(seen), "", target=records, goal=">=", fmt="{:,.0f}")
+    res.add(
+        "readable",
+        "records D reads",
+        len(seen),
+        "",
+        target=records + library,
+        goal=">=",
+        fmt="{:,.0f}",
+    )
     res.add(
         "unreadable", "records D holds but cannot read", unreadable, "", target=0, fmt="{:,.0f}"
     )
