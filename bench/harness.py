@@ -12,7 +12,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,11 +244,19 @@ async def wait_for(
 # -- the ceiling and the floor -----------------------------------------------------------------
 
 
-async def ceiling(datas: list[bytes], net_key: bytes, tmp: Path) -> dict[str, Any]:
+async def ceiling(
+    datas: list[bytes],
+    net_key: bytes | Sequence[bytes],
+    tmp: Path,
+    *,
+    reader: Identity | None = None,
+    circle_keys: Sequence[bytes] = (),
+) -> dict[str, Any]:
     """What ingesting `datas` costs in one process: the libraries alone (the ceiling), and our
-    own decode-verify-open-store path without any network or node around it (the floor)."""
+    own decode-verify-open-store path without any network or node around it (the floor;
+    `reader`, `circle_keys`: see `own_floor`)."""
     library = await asyncio.to_thread(library_ceiling, datas, tmp)
-    floor = await own_floor(datas, net_key, tmp)
+    floor = await own_floor(datas, net_key, tmp, reader=reader, circle_keys=circle_keys)
     return {**library, "floor": floor}
 
 
@@ -320,9 +328,18 @@ def library_ceiling(datas: list[bytes], tmp: Path) -> dict[str, Any]:
     return {"records": len(datas), "seconds": elapsed, "records_per_s": len(datas) / elapsed}
 
 
-async def own_floor(datas: list[bytes], net_key: bytes, tmp: Path) -> dict[str, Any]:
-    """Our own code path in one process: decode + verify + open + sealed batched insert."""
-    reader = Identity(nacl.utils.random(32))  # opens through the network slot, like a peer
+async def own_floor(
+    datas: list[bytes],
+    net_key: bytes | Sequence[bytes],
+    tmp: Path,
+    *,
+    reader: Identity | None = None,
+    circle_keys: Sequence[bytes] = (),
+) -> dict[str, Any]:
+    """Our own code path in one process: decode + verify + open + sealed batched insert.
+    `reader` opens (by default a stranger, through the network slot, like a peer) with
+    every key of `net_key` (one network's or several) and `circle_keys`."""
+    reader = reader or Identity(nacl.utils.random(32))
     path = tmp / "floor.db"
     store = await Store.open(path, nacl.utils.random(32))
     try:
@@ -332,7 +349,7 @@ async def own_floor(datas: list[bytes], net_key: bytes, tmp: Path) -> dict[str, 
             for data in datas[at : at + BATCH]:
                 record = Record.from_bytes(data)
                 record.verify()
-                open_record(record, reader, net_key)
+                open_record(record, reader, net_key, circle_keys=circle_keys)
                 rows.append(row_of(record, local=False))
             await store.put_records(rows, now_ms())
         elapsed = time.perf_counter() - start

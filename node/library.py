@@ -5,9 +5,12 @@ withdrawn and expire, what it opened cached for the next start).
 `build_guides` is the one build, for the running node and for `canopy guides` / `show`
 when no node runs: it reads what was cached of each guide (`node.guide_index.pack_guide`)
 and opens only the guides with nothing valid cached. Cached values depend on the keys that
-open guides (the network key and the circle keys): a keyed stamp of them is kept in the
-sealed settings, and when it changes every guide is opened again. docs/spec/30-sync.md
-("Translations"). Logs never carry a guide's content.
+open guides (every network's key, every circle key): a keyed print of each is kept in the
+sealed settings. When keys were only added since (a circle joined, a network added), what
+opened still opens the same and only the guides cached as unreadable are opened again;
+when one went (a circle left), every guide is. The running node does the same when its
+keys change (`Library.keys_changed`). docs/spec/30-sync.md ("Translations"). Logs never
+carry a guide's content.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import gc
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
+
+import msgpack
 
 from node import circles
 from node.clock import now_ms
@@ -41,21 +46,45 @@ from protocol.record import Kind, Record
 
 log = logging.getLogger("canopy.library")
 
-_STAMP = "guide_keys_stamp"
+_PRINTS = "guide_key_prints"  # (the digest "guide_keys_stamp" before: opened again once)
 
 
-def keys_stamp(network_keys: Sequence[bytes], circle_keys: Sequence[bytes]) -> bytes:
-    """What cached guide openings depend on: the layout and the keys that open guides
-    (a keyed digest: the keys themselves are never written)."""
+def key_prints(network_keys: Iterable[bytes], circle_keys: Iterable[bytes]) -> frozenset[bytes]:
+    """What cached guide openings depend on: the layout, and a keyed print of each key that
+    opens guides (the keys themselves are never written). Prints, not one digest, so that a
+    build can tell keys added (what opened still opens) from keys gone."""
     layout = f"guides {OPENED_VERSION}".encode()
-    first = network_keys[0] if network_keys else b""
-    digest = hashlib.blake2b(layout, key=first, digest_size=32)
-    for key in network_keys[1:]:  # every network's key opens guides (in order)
-        digest.update(key)
-    digest.update(b"circles")
-    for key in sorted(circle_keys):
-        digest.update(key)
-    return digest.digest()
+    return frozenset(
+        hashlib.blake2b(layout + role, key=key, digest_size=16).digest()
+        for role, keys in ((b" network", network_keys), (b" circle", circle_keys))
+        for key in keys
+    )
+
+
+def _packed_prints(prints: frozenset[bytes]) -> bytes:
+    packed: bytes = msgpack.packb([OPENED_VERSION, sorted(prints)])
+    return packed
+
+
+def _unpacked_prints(value: bytes | None) -> frozenset[bytes] | None:
+    """What `_packed_prints` made; None if nothing (or something else) was kept."""
+    if value is None:
+        return None
+    try:
+        version, prints = msgpack.unpackb(value)
+        if version != OPENED_VERSION or not all(isinstance(p, bytes) for p in prints):
+            return None
+        return frozenset(prints)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+
+
+def holds_every(
+    keys: tuple[Sequence[bytes], Sequence[bytes]], before: tuple[Sequence[bytes], Sequence[bytes]]
+) -> bool:
+    """Do `keys` (network keys, circle keys) hold every key of `before`? Then a guide that
+    opened with `before` opens the same with `keys` (every slot seals the same body)."""
+    return set(before[0]) <= set(keys[0]) and set(before[1]) <= set(keys[1])
 
 
 def _open_guide(
@@ -80,36 +109,48 @@ def _count(index: GuideIndex, item: GuideEntry | int, now_ms: int) -> None:
         index.malformed += 1
 
 
-async def build_guides(local: Local, now_ms: int, *, yield_every: int = 0) -> GuideIndex:
+async def build_guides(
+    local: Local, now_ms: int, *, yield_every: int = 0, unreadable: dict[bytes, None] | None = None
+) -> GuideIndex:
     """Every stored guide we can read, in a fresh index (see the module's docstring).
-    `yield_every`: give the event loop a turn after that many guides (0: never)."""
+    `yield_every`: give the event loop a turn after that many guides (0: never).
+    `unreadable`: filled with the ids of the guides no key of ours opens (oldest first)."""
     index = GuideIndex()
     network_key = tuple(await local.network_keys())
     keys = await circles.read_keys(local)
-    stamp = keys_stamp(network_key, keys)
-    trust_cache = await local.store.get_setting(_STAMP) == stamp
+    prints = key_prints(network_key, keys)
+    cached = _unpacked_prints(await local.store.get_setting(_PRINTS))
+    trust_opened = cached is not None and cached <= prints  # keys only added since
+    trust_unreadable = cached == prints
     fresh: list[tuple[bytes, bytes, int]] = []
     room = local.store.opened_room
+
+    def counted(rid: bytes, item: GuideEntry | int) -> None:
+        if item == UNREADABLE and unreadable is not None:
+            unreadable[rid] = None
+        _count(index, item, now_ms)
 
     def opened_now(rid: bytes, data: bytes) -> None:
         index.opened += 1
         item = _open_guide(data, local.identity, network_key, keys)
         fresh.append((rid, pack_guide(item, room(len(data))), len(data)))
-        _count(index, item, now_ms)
+        counted(rid, item)
 
     collecting = gc.isenabled()
     gc.disable()  # building allocates and frees nothing: no point rescanning the heap
     try:
-        spoilt: list[bytes] = []
+        spoilt: list[bytes] = []  # nothing valid cached: fetched and opened below
         n = 0
         async for rows in local.store.opened_of_kind(str(Kind.GUIDE)):
             for rid, plain, data in rows:
                 n += 1
                 if yield_every and n % yield_every == 0:
                     await asyncio.sleep(0)
-                item = unpack_guide(rid, plain) if plain is not None and trust_cache else None
-                if item is not None:
-                    _count(index, item, now_ms)
+                item = unpack_guide(rid, plain) if plain is not None and trust_opened else None
+                if item == UNREADABLE and not trust_unreadable:
+                    spoilt.append(rid)  # a key came since: it may open now
+                elif item is not None:
+                    counted(rid, item)
                 elif data is not None:
                     opened_now(rid, data)
                 else:
@@ -123,9 +164,23 @@ async def build_guides(local: Local, now_ms: int, *, yield_every: int = 0) -> Gu
             gc.enable()
     for start in range(0, len(fresh), limits.OPENED_WRITE_CHUNK):
         await local.store.put_opened(fresh[start : start + limits.OPENED_WRITE_CHUNK])
-    if not trust_cache:
-        await local.store.set_setting(_STAMP, stamp)
+    if not trust_unreadable:  # written after what it opened: a crash between opens it again
+        await local.store.set_setting(_PRINTS, _packed_prints(prints))
     return index
+
+
+def _open_guides(
+    datas: Mapping[bytes, bytes],
+    identity: Identity,
+    network_keys: Sequence[bytes],
+    circle_keys: Sequence[bytes],
+) -> list[tuple[bytes, GuideEntry | int, int]]:
+    """(id, what it opens to, its size) of each record: `Library._reopen` on a worker thread
+    (libsodium releases the GIL)."""
+    return [
+        (rid, _open_guide(data, identity, network_keys, circle_keys), len(data))
+        for rid, data in datas.items()
+    ]
 
 
 Keys = Callable[[], tuple[Sequence[bytes], Sequence[bytes]]]  # network keys, circle keys
@@ -144,8 +199,18 @@ class Library(PendingRemovals[GuideIndex]):
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: list[Record | list[bytes]] | None = None  # changes during a build
         self._opened: dict[bytes, tuple[GuideEntry | int, int]] = {}  # to cache at the flush
-        self._seen: tuple[bytes | None, Sequence[bytes]] | None = None  # keys of the last build
-        self._again = False
+        self._seen: tuple[Sequence[bytes], Sequence[bytes]] | None = None  # keys read last
+        self._again = False  # a key went during the build: build again
+        # Held guides no key of ours opened, in the order they were stored: reopened in that
+        # order, runs of one circle epoch come together and the key ring tries its key first.
+        self._unreadable: dict[bytes, None] = {}
+        self._reopen = False  # keys were added: open the unreadable ones again
+        self._reopening = False
+        self.reopened = 0  # guides opened again since start because a key came (not all)
+        self._queued: dict[bytes, bytes] = {}  # stored guides to open: id -> wire bytes
+        self._gone: set[bytes] = set()  # withdrawn while their batch was being opened
+        self._opening = False
+        self._builds = 0  # builds started: a batch opened before one is dropped
 
     async def start(self) -> None:
         """Build the index in the background; changes meanwhile are applied after it."""
@@ -157,9 +222,12 @@ class Library(PendingRemovals[GuideIndex]):
         started = time.monotonic()
         while True:
             self._again = False
-            index = await build_guides(self.local, now_ms(), yield_every=limits.INDEX_BUILD_SLICE)
+            unreadable: dict[bytes, None] = {}
+            index = await build_guides(
+                self.local, now_ms(), yield_every=limits.INDEX_BUILD_SLICE, unreadable=unreadable
+            )
             if not self._again:
-                break  # else the keys changed during the build: what it opened may be stale
+                break  # else a key went during the build: what it opened may be stale
         # Searches in the running node must not pay for it; built a slice at a time, so
         # the node answers meanwhile (100,000 guides: seconds).
         for _ in index.words_in_slices(limits.INDEX_BUILD_SLICE * 16):
@@ -169,7 +237,7 @@ class Library(PendingRemovals[GuideIndex]):
         gc.collect()
         gc.freeze()
         pending, self._pending = self._pending or [], None
-        self.index = index
+        self.index, self._unreadable = index, unreadable
         for change in pending:
             if isinstance(change, Record):
                 self.add(change)
@@ -177,20 +245,84 @@ class Library(PendingRemovals[GuideIndex]):
                 self.remove(change)
         self.ready.set()
         log.info("library: %d guides in %.2f s", len(index.entries), time.monotonic() - started)
+        self._start_reopen()  # keys added during the build: it may have opened with fewer
 
     def keys_changed(self) -> None:
-        """The running node read its keys again: if those that open guides changed (a
-        circle joined or left, a network key), build the index again from the records."""
+        """The running node read its keys again. Keys added (a circle joined, a network):
+        what opened still opens the same, so only the guides that did not are opened again.
+        A key gone (a circle left): the index is built again from the records."""
         keys = self.keys()
         if self._seen is None or keys == self._seen:
             return  # not started yet, or nothing changed
+        added = holds_every(keys, self._seen)
         self._seen = keys
+        if added:
+            self._reopen = True
+            if self._pending is None:
+                self._start_reopen()
+            return  # else after the build
         self._opened.clear()  # opened under the old keys: not to be cached
+        self._reopen = False
         if self._pending is not None:
             self._again = True  # a build is running: it starts over when it ends
             return
         self._pending = []
+        self._queued.clear()  # stored already: the build reads them
+        self._builds += 1
         self._spawn(self._build())
+
+    def _start_reopen(self) -> None:
+        if self._reopen and not self._reopening:
+            self._reopening = True
+            self._spawn(self._reopen_unreadable())
+
+    async def _reopen_unreadable(self) -> None:
+        """Open the unreadable guides again with the keys held now, a chunk at a time on a
+        worker thread; what opens joins the index (and the cache at the next flush). A build
+        started meanwhile (a key gone) takes over; keys added meanwhile: another pass."""
+        started, before = time.monotonic(), self.reopened
+        try:
+            while self._reopen and self._pending is None:
+                self._reopen = False
+                ids = list(self._unreadable)
+                step = 2 * limits.OPENED_REPAIR_CHUNK  # half to each thread
+                for at in range(0, len(ids), step):
+                    datas = await self.local.store.get_records(ids[at : at + step])
+                    items = await self._open_on_threads(datas)
+                    if self._pending is not None:
+                        return  # a key went: the build opens everything again
+                    self._reopened(items, now_ms())
+        finally:
+            self._reopening = False
+        if self.reopened > before:
+            log.info(
+                "library: %d guides opened with the keys that came, in %.2f s",
+                self.reopened - before,
+                time.monotonic() - started,
+            )
+
+    def _reopened(self, items: list[tuple[bytes, GuideEntry | int, int]], now: int) -> None:
+        for rid, item, size in items:
+            if item == UNREADABLE or rid not in self._unreadable:
+                continue  # still unreadable, or withdrawn meanwhile
+            del self._unreadable[rid]
+            self.index.unreadable -= 1
+            self.reopened += 1
+            self._opened[rid] = (item, size)
+            _count(self.index, item, now)
+
+    def remove(self, ids: Sequence[bytes]) -> None:
+        """Forget withdrawn, replaced or expired guides (held unreadable ones too)."""
+        if self._pending is None:
+            gone = [rid for rid in ids if rid in self._unreadable]
+            for rid in gone:
+                del self._unreadable[rid]
+            self.index.unreadable -= len(gone)
+            for rid in ids:
+                self._queued.pop(rid, None)
+            if self._opening:
+                self._gone.update(ids)
+        super().remove(ids)
 
     def stop(self) -> None:
         for task in self._tasks:
@@ -202,15 +334,62 @@ class Library(PendingRemovals[GuideIndex]):
         task.add_done_callback(self._tasks.discard)
 
     def add(self, record: Record) -> None:
-        """Index a stored guide (of any author; opened here once)."""
+        """Index a stored guide (of any author; opened here once). Opened on a worker thread
+        with the others stored meanwhile (a sync stores hundreds at a time; the event loop
+        carries the sync); `ready` is clear until they are in the index."""
         if self._pending is not None:
             self._pending.append(record)
             return
-        data = record.to_bytes()
-        network_key, circle_keys = self.keys()
-        item = _open_guide(data, self.local.identity, network_key, circle_keys)
-        self._opened[record.id] = (item, len(data))
-        _count(self.index, item, now_ms())
+        if self._seen is None:
+            return  # not started: the build at start reads it from the store
+        self._queued[record.id] = record.to_bytes()
+        if not self._opening:
+            self._opening = True
+            self.ready.clear()
+            self._spawn(self._open_queued())
+
+    async def _open_on_threads(
+        self, datas: dict[bytes, bytes]
+    ) -> list[tuple[bytes, GuideEntry | int, int]]:
+        """`_open_guides` with the keys held now: on the event loop for a few, else on two
+        worker threads (libsodium releases the GIL: both cores open)."""
+        network_keys, circle_keys = self.keys()
+        args = (self.local.identity, network_keys, circle_keys)
+        # Opening a guide costs about what verifying a record does: the same threshold.
+        if len(datas) <= limits.PARALLEL_VERIFY_OVER:  # one guide published: no thread hop
+            return _open_guides(datas, *args)
+        loop = asyncio.get_running_loop()
+        rows = list(datas.items())
+        half = (len(rows) + 1) // 2
+        first, second = await asyncio.gather(
+            loop.run_in_executor(None, _open_guides, dict(rows[:half]), *args),
+            loop.run_in_executor(None, _open_guides, dict(rows[half:]), *args),
+        )
+        return first + second
+
+    async def _open_queued(self) -> None:
+        try:
+            while self._queued and self._pending is None:
+                batch, self._queued, self._gone = self._queued, {}, set()
+                keys, build = self.keys(), self._builds
+                items = await self._open_on_threads(batch)
+                if build != self._builds or self._pending is not None:
+                    break  # a build started since: it reads these from the store
+                now = now_ms()
+                for rid, item, size in items:
+                    if rid in self._gone:
+                        continue  # withdrawn while it was being opened
+                    self._opened[rid] = (item, size)
+                    if item == UNREADABLE:
+                        self._unreadable[rid] = None
+                    _count(self.index, item, now)
+                if self.keys() != keys:  # keys came while it was opened with the old ones
+                    self._reopen = True
+                    self._start_reopen()
+        finally:
+            self._opening = False
+            if self._pending is None:
+                self.ready.set()
 
     async def flush_opened(self) -> None:
         """Cache what was opened of the guides added since the last flush."""
