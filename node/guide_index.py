@@ -1,6 +1,6 @@
 """The in-memory guide index: what the library lists and searches (title, language, region,
 topics, author, created, lesson, and the search words of title and text) for every guide
-this node can read, and how its entries are cached sealed next to each record.
+this node can read (the entries and their sealed cached layout: node/guide_entry.py).
 
 Owns matching (`--lang`, `--topic`, `--region`, `--from`, `--search`) and the grouping of
 guides into lessons: an original and every translation of it this node can read
@@ -9,11 +9,10 @@ cache (`Store.put_opened`, as `node.opened_cache` does for contacts) and keeps i
 the running node; `commands/content.py` builds it the same way when no node runs. Lives in
 memory only: nothing readable of a guide is written to disk but the sealed cached value.
 
-Cached value of a guide (msgpack, sealed under the storage key, padded to the record's
-size): [OPENED_VERSION, _GUIDE, author, scope, created, expires, title, lang, region,
-topics, translation_of, words] with words the search words joined by one space, or None
-when they did not fit (the record is opened again at the next start). An unreadable or
-malformed guide is cached as `node.opened_cache` caches one: [OPENED_VERSION, code].
+Search: posting sets of slots (a small int per guide) and their bitsets, intersected
+smallest first (node/guide_words.py); a prefix is the sets of every word it starts, from
+the sorted vocabulary. A listing of the newest few of many matches reads them newest first
+and stops once no lesson left can be newer, with the count of every lesson matched.
 """
 
 from __future__ import annotations
@@ -23,111 +22,20 @@ import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from operator import attrgetter
 
-import msgpack
-
-from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, Opened
+from node.guide_entry import GuideEntry as GuideEntry
+from node.guide_entry import guide_entry_of as guide_entry_of
+from node.guide_entry import pack_guide as pack_guide
+from node.guide_entry import search_words as search_words
+from node.guide_entry import unpack_guide as unpack_guide
 from node.guide_words import EMPTY, BitCache, Field, Key, matching_slots
 from node.guide_words import discard_slot as _discard
 from node.guide_words import post_slot as _post
 from node.index_common import discard, post
 from protocol import limits
 from protocol.contact import primary_lang, region_matches, tokens
-from protocol.content import Guide
-from protocol.encoding import Value
 from protocol.record import Scope
-
-_GUIDE = 4  # the cached value's kind code (contacts and vouches use 1 and 2)
-_SCOPES = {int(s): s for s in Scope}
-
-
-@dataclass(slots=True)
-class GuideEntry:
-    """One readable guide, as the library lists and searches it (in memory only)."""
-
-    rid: bytes
-    author: bytes
-    scope: Scope
-    created: int
-    expires: int
-    title: str
-    lang: str
-    region: str
-    topics: tuple[str, ...]
-    translation_of: bytes
-    words: str | None  # the search words of title and text, one space between (None: unknown)
-
-    @property
-    def lesson(self) -> bytes:
-        """The id of the lesson this guide is a version of: its original's id."""
-        return self.translation_of or self.rid
-
-
-def search_words(title: str, text: str) -> str:
-    """The distinct search words of a guide (case- and accent-folded), in first-seen order."""
-    return " ".join(dict.fromkeys(tokens(title) + tokens(text)))
-
-
-def guide_entry_of(opened: Opened) -> GuideEntry:
-    """The index entry of an opened guide; DecodeError (a RemoteProtocolError) if malformed."""
-    guide = Guide.from_content(opened.content)
-    return GuideEntry(
-        opened.rid,
-        opened.author,
-        opened.scope,
-        opened.created,
-        opened.expires,
-        guide.title,
-        guide.lang,
-        guide.region,
-        guide.topics,
-        guide.translation_of,
-        search_words(guide.title, guide.text),
-    )
-
-
-def pack_guide(item: GuideEntry | int, room: int) -> bytes:
-    """What to cache for a guide record: its entry (the words only if they fit in `room`
-    bytes), or UNREADABLE / MALFORMED."""
-    if isinstance(item, int):  # as node.opened_cache.pack_opened caches one
-        packed_code: bytes = msgpack.packb([OPENED_VERSION, item])
-        return packed_code
-    head: list[Value] = [OPENED_VERSION, _GUIDE, item.author, item.scope.value, item.created]
-    value: list[Value] = [
-        *head,
-        item.expires,
-        item.title,
-        item.lang,
-        item.region,
-        list(item.topics),
-        item.translation_of,
-        item.words,
-    ]
-    packed: bytes = msgpack.packb(value)
-    if len(packed) > room:
-        value[-1] = None
-        packed = msgpack.packb(value)
-    return packed
-
-
-def unpack_guide(rid: bytes, data: bytes) -> GuideEntry | int | None:
-    """What `pack_guide` made (rid: the record's id, which the store checked the value is
-    bound to); None if it is of another version, does not parse, or lacks its words (open
-    the record again). Checked when it was cached, by this version of the code."""
-    try:
-        value = msgpack.unpackb(data, use_list=False)
-        if value[0] != OPENED_VERSION:
-            return None
-        if value[1] in (UNREADABLE, MALFORMED) and len(value) == 2:
-            return int(value[1])
-        if value[1] != _GUIDE or len(value) != 12 or value[11] is None:
-            return None
-        _, _, author, scope, created, expires, title, lang, region, topics, of, words = value
-        return GuideEntry(
-            rid, author, _SCOPES[scope], created, expires, title, lang, region, topics, of, words
-        )
-    except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException):
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +70,7 @@ class GuideIndex:
     _words_at: list[str | None] = field(default_factory=list)  # slot -> its search words
     _free: list[int] = field(default_factory=list)  # slots of removed guides, to reuse
     _times: dict[int, int] = field(default_factory=dict)  # created -> guides created then
+    _shared: int = 0  # guides created at the same time as another (only they can be copies)
     _bits: BitCache = field(default_factory=BitCache)
     _soonest: int | None = 2**63  # the soonest expiry of an entry (None: to be found again)
     # The word index is built on the first search (a listing without --search needs none).
@@ -185,7 +94,10 @@ class GuideIndex:
             self._at.append(entry)
             self._words_at.append(entry.words)
         self._slot[rid] = slot
-        self._times[entry.created] = self._times.get(entry.created, 0) + 1
+        then = self._times.get(entry.created, 0)
+        self._times[entry.created] = then + 1
+        if then:
+            self._shared += 2 if then == 1 else 1
         post(self.by_lesson, entry.translation_of or rid, rid)
         lang = primary_lang(entry.lang)
         _post(self.by_lang, lang, slot)
@@ -237,6 +149,7 @@ class GuideIndex:
             left = self._times.pop(entry.created) - 1
             if left:
                 self._times[entry.created] = left
+                self._shared -= 2 if left == 1 else 1
             discard(self.by_lesson, entry.lesson, rid)
             lang = primary_lang(entry.lang)
             _discard(self.by_lang, lang, slot)
@@ -363,6 +276,10 @@ class GuideIndex:
         has, else the original, else the newest."""
         found = self.matching(wanted, now_ms)
         copy_of = self.copies(found)  # a guide sealed once per network is listed once
+        langs = [wanted.lang, *prefer] if wanted.lang else list(prefer)
+        primaries = list(dict.fromkeys(primary_lang(lang) for lang in langs if lang))
+        if limit and not copy_of and len(found) > limit:
+            return self._newest(found, primaries, limit, now_ms)
         matched: dict[bytes, list[GuideEntry]] = {}
         folded: dict[bytes, set[bytes]] = {}  # lesson -> the lesson ids of its copies
         if copy_of:
@@ -381,8 +298,6 @@ class GuideIndex:
                     matched[lesson] = [entry]
                 else:
                     hits.append(entry)
-        langs = [wanted.lang, *prefer] if wanted.lang else list(prefer)
-        primaries = list(dict.fromkeys(primary_lang(lang) for lang in langs if lang))
         # (-created, id) of the version each lesson shows: ids are unique, so plain tuples
         # order as the key did, compared without a call per comparison.
         keyed: list[tuple[int, bytes, bytes]] = []
@@ -405,10 +320,51 @@ class GuideIndex:
                 out.append((c, self.lesson_of(c.lesson, now_ms)))
         return out, len(matched)
 
+    def _newest(
+        self, found: list[GuideEntry], primaries: list[str], limit: int, now_ms: int
+    ) -> tuple[list[tuple[GuideEntry, list[GuideEntry]]], int]:
+        """`lessons` of matches without copies, the newest `limit` of many: the matches are
+        read newest first, each lesson's version chosen when it is first met, until no lesson
+        met later can be newer than the `limit` newest (the version a lesson shows is at most
+        as new as its newest match)."""
+        total = len({e.translation_of or e.rid for e in found})
+        found.sort(key=_created, reverse=True)
+        matched = {e.rid for e in found}
+        entries, by_lesson = self.entries, self.by_lesson
+        seen: dict[bytes, tuple[GuideEntry, list[GuideEntry]]] = {}
+        newest: list[int] = []  # the `limit` newest shown versions' times (a heap)
+        for entry in found:
+            if newest and len(newest) == limit and newest[0] > entry.created:
+                break  # this match and every later one is older than the `limit` newest
+            lesson = entry.translation_of or entry.rid
+            if lesson in seen:
+                continue
+            versions = by_lesson[lesson]
+            if len(versions) == 1:
+                hits = [entry]
+            else:
+                hits = sorted((entries[r] for r in versions if r in matched), key=_newest_first)
+            c = _choose_sorted(hits, lesson, primaries)
+            seen[lesson] = (c, hits)
+            if len(newest) < limit:
+                heapq.heappush(newest, c.created)
+            elif c.created > newest[0]:
+                heapq.heapreplace(newest, c.created)
+        top = heapq.nsmallest(limit, seen.values(), key=lambda t: (-t[0].created, t[0].rid))
+        out = []
+        for c, hits in top:
+            if len(by_lesson[c.lesson]) == len(hits):
+                out.append((c, hits))  # every version matched (the usual case)
+            else:
+                out.append((c, self.lesson_of(c.lesson, now_ms)))
+        return out, total
+
     def copies(self, entries: Sequence[GuideEntry]) -> dict[bytes, bytes]:
         """Guides that are one publication sealed once per network (`--to network`: the same
         author, time, title, language and words), and the originals they translate: each
         copy's id -> the id of the copy shown (the smallest). Most guides have no copy."""
+        if not self._shared:
+            return {}
         by_time: dict[tuple[bytes, int], list[GuideEntry]] = {}
         times, held = self._times, self.entries
         # Only a guide created at the same time as another can be a copy of it.
@@ -440,6 +396,9 @@ class GuideIndex:
         return sorted(
             (v for rid, v in out.items() if rid not in copy_of), key=lambda e: (-e.created, e.rid)
         )
+
+
+_created = attrgetter("created")
 
 
 def _newest_first(entry: GuideEntry) -> tuple[int, bytes]:
