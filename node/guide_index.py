@@ -100,9 +100,18 @@ class GuideIndex:
             self._shared += 2 if then == 1 else 1
         post(self.by_lesson, entry.translation_of or rid, rid)
         lang = primary_lang(entry.lang)
-        _post(self.by_lang, lang, slot)
-        _post(self.by_author, entry.author, slot)
-        _post(self.by_region, entry.region.upper(), slot)
+        # post, inline: a build does this for every guide
+        slots: dict[str, set[int]] | dict[bytes, set[int]]
+        for slots, key in (
+            (self.by_lang, lang),
+            (self.by_author, entry.author),
+            (self.by_region, entry.region.upper()),
+        ):
+            ids = slots.get(key)  # type: ignore[arg-type]
+            if ids is None:
+                slots[key] = {slot}  # type: ignore[index]
+            else:
+                ids.add(slot)
         if self._soonest is not None and entry.expires < self._soonest:
             self._soonest = entry.expires
         for topic in entry.topics:
