@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -29,9 +29,11 @@ from node.guide_entry import guide_entry_of as guide_entry_of
 from node.guide_entry import pack_guide as pack_guide
 from node.guide_entry import search_words as search_words
 from node.guide_entry import unpack_guide as unpack_guide
-from node.guide_words import EMPTY, BitCache, Field, Key, matching_slots
+from node.guide_words import EMPTY, BitCache, Field, Key, Posting, matching_slots
 from node.guide_words import discard_slot as _discard
+from node.guide_words import discard_sorted as _discard_sorted
 from node.guide_words import post_slot as _post
+from node.guide_words import post_sorted as _post_sorted
 from node.index_common import discard, post
 from protocol import limits
 from protocol.contact import primary_lang, region_matches, tokens
@@ -74,7 +76,7 @@ class GuideIndex:
     _bits: BitCache = field(default_factory=BitCache)
     _soonest: int | None = 2**63  # the soonest expiry of an entry (None: to be found again)
     # The word index is built on the first search (a listing without --search needs none).
-    _by_token: dict[str, set[int]] | None = None
+    _by_token: dict[str, array[int]] | None = None  # word -> sorted slots (compact)
     _vocab: list[str] = field(default_factory=list)
     _vocab_dirty: bool = False
 
@@ -131,15 +133,11 @@ class GuideIndex:
         by_token = self._by_token
         drop = self._bits.drop if self._bits.bits else None
         for word in (entry.words or "").split():
-            ids = by_token.get(word)
-            if ids is None:
-                by_token[word] = {slot}
+            if _post_sorted(by_token, word, slot):
                 if not self._vocab_dirty:  # kept sorted as words come (no re-sort per search)
                     bisect.insort(self._vocab, word)
-            else:
-                ids.add(slot)
-                if drop is not None:
-                    drop(word)
+            elif drop is not None:
+                drop(word)
 
     def remove(self, ids: Iterable[bytes]) -> int:
         """Forget withdrawn, replaced or expired guides; returns how many were indexed."""
@@ -175,7 +173,7 @@ class GuideIndex:
             if self._by_token is not None:
                 for word in (entry.words or "").split():
                     bits.drop(word)
-                    if _discard(self._by_token, word, slot) and not self._vocab_dirty:
+                    if _discard_sorted(self._by_token, word, slot) and not self._vocab_dirty:
                         at = bisect.bisect_left(self._vocab, word)
                         if at < len(self._vocab) and self._vocab[at] == word:
                             del self._vocab[at]
@@ -218,10 +216,10 @@ class GuideIndex:
 
     # -- matching ------------------------------------------------------------------------------
 
-    def _prefixed(self, token: str) -> list[tuple[Key, AbstractSet[int]]]:
+    def _prefixed(self, token: str) -> list[tuple[Key, Posting]]:
         """The posting sets of every word that starts with `token` (any of them matches)."""
         assert self._by_token is not None
-        out: list[tuple[Key, AbstractSet[int]]] = []
+        out: list[tuple[Key, Posting]] = []
         vocab = self._vocab
         at = bisect.bisect_left(vocab, token)
         while at < len(vocab) and vocab[at].startswith(token):

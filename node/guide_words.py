@@ -15,15 +15,20 @@ no I/O, nothing of a guide beyond what the index holds in memory.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+import bisect
+from array import array
+from collections.abc import Collection, Hashable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import TypeVar
+from itertools import chain
+from typing import TypeAlias, TypeVar
 
 from protocol import limits
 
 _K = TypeVar("_K", bound=Hashable)
-Key = Hashable  # what a posting set's bitset is cached under: ("w", word), ("l", lang)…
+Key = Hashable  # what a posting set's bitset is cached under: a word, ("l", lang)…
+# A posting list: a set of slots, or (a search word's, compact) a sorted array of them.
+Posting: TypeAlias = "AbstractSet[int] | array[int]"
 EMPTY: frozenset[int] = frozenset()
 
 
@@ -32,12 +37,39 @@ class Field:
     """Posting sets of which a matching guide is in one; `prefix`: the search word they
     are the words of (a guide's own words can be checked instead)."""
 
-    sets: Sequence[tuple[Key, AbstractSet[int]]]
+    sets: Sequence[tuple[Key, Posting]]
     prefix: str = ""
     size: int = 0  # members of every set, counted once each set
 
     def __post_init__(self) -> None:
         self.size = sum(len(s) for _, s in self.sets)
+
+
+def post_sorted(index: dict[str, array[int]], key: str, slot: int) -> bool:
+    """Add slot to the sorted array index[key]; True if the key is new."""
+    slots = index.get(key)
+    if slots is None:
+        index[key] = array("I", (slot,))
+        return True
+    if slots[-1] < slot:
+        slots.append(slot)  # as a build posts them: in order
+    else:
+        bisect.insort(slots, slot)
+    return False
+
+
+def discard_sorted(index: dict[str, array[int]], key: str, slot: int) -> bool:
+    """Remove slot from the sorted array index[key]; True if the key is gone."""
+    slots = index.get(key)
+    if slots is None:
+        return False
+    at = bisect.bisect_left(slots, slot)
+    if at < len(slots) and slots[at] == slot:
+        del slots[at]
+    if not slots:
+        del index[key]
+        return True
+    return False
 
 
 def post_slot(index: dict[_K, set[int]], key: _K, slot: int) -> None:
@@ -92,7 +124,7 @@ class BitCache:
     bits: dict[Key, int] = field(default_factory=dict)
     held: int = 0  # bytes of the bitsets held
 
-    def of(self, key: Key, slots: AbstractSet[int], size: int) -> int:
+    def of(self, key: Key, slots: Collection[int], size: int) -> int:
         got = self.bits.get(key)
         if got is not None:
             return got
@@ -128,7 +160,7 @@ def matching_slots(
     if first.size == 0:
         return ()
     if first.size <= limits.GUIDE_SET_PATH_MAX or len(first.sets) > limits.GUIDE_BITS_MAX_SETS:
-        return _filtered(order, words_of)
+        return _filtered(order, words_of, cache, size)
     bits = -1
     later: list[Field] = []  # prefixes of too many words to OR: each candidate checked
     for f in order:
@@ -143,11 +175,13 @@ def matching_slots(
             return ()
     found = slots_in(bits)
     for f in later:
-        found = list(_narrowed(set(found), f, words_of))
+        found = list(_narrowed(set(found), f, words_of, cache, size))
     return found
 
 
-def _filtered(order: Sequence[Field], words_of: Sequence[str | None]) -> set[int]:
+def _filtered(
+    order: Sequence[Field], words_of: Sequence[str | None], cache: BitCache, size: int
+) -> set[int]:
     """Candidates from the smallest field, each next field filtering them."""
     first = order[0]
     found: set[int]
@@ -158,14 +192,27 @@ def _filtered(order: Sequence[Field], words_of: Sequence[str | None]) -> set[int
     for f in order[1:]:
         if not found:
             break
-        found = _narrowed(found, f, words_of)
+        found = _narrowed(found, f, words_of, cache, size)
     return found
 
 
-def _narrowed(found: set[int], f: Field, words_of: Sequence[str | None]) -> set[int]:
+def _narrowed(
+    found: set[int], f: Field, words_of: Sequence[str | None], cache: BitCache, size: int
+) -> set[int]:
     """The members of `found` in one of the sets of `f`."""
     if len(f.sets) == 1:
-        return found & f.sets[0][1]
+        only = f.sets[0][1]
+        if isinstance(only, AbstractSet):
+            return found & only
+        if len(only) <= 8 * len(found):
+            return found.intersection(only)
+        # A long sorted array: each candidate looked up in it.
+        out = set()
+        for s in found:
+            at = bisect.bisect_left(only, s)
+            if at < len(only) and only[at] == s:
+                out.add(s)
+        return out
     if f.prefix and f.size >= limits.GUIDE_WORDS_CHECK_COST * len(found):
         # Each candidate's own words: cheaper than the many sets of a short prefix.
         prefix = f.prefix
@@ -176,6 +223,9 @@ def _narrowed(found: set[int], f: Field, words_of: Sequence[str | None]) -> set[
             if text is not None and (text.startswith(prefix) or spaced in text):
                 out.add(s)
         return out
+    if not all(isinstance(s, AbstractSet) for _, s in f.sets):
+        # The arrays of a prefix's words, fewer members than own words would cost to read.
+        return found.intersection(chain.from_iterable(s for _, s in f.sets))
     sets = [s for _, s in f.sets]
     if f.size < 2 * len(found) * len(sets):  # a union is cheaper
         return found & set().union(*sets)
