@@ -9,9 +9,10 @@ cache (`Store.put_opened`, as `node.opened_cache` does for contacts) and keeps i
 the running node; `commands/content.py` builds it the same way when no node runs. Lives in
 memory only: nothing readable of a guide is written to disk but the sealed cached value.
 
-Search: posting sets of slots (a small int per guide) and their bitsets, intersected
-smallest first (node/guide_words.py); a prefix is the sets of every word it starts, from
-the sorted vocabulary. A listing of the newest few of many matches reads them newest first
+Search: posting lists of slots (a small int per guide; sets, and for search words sorted
+arrays, 4 bytes a member) and their bitsets, intersected smallest first
+(node/guide_words.py); a prefix is the lists of every word it starts, from the sorted
+vocabulary. A listing of the newest few of many matches reads them newest first
 and stops once no lesson left can be newer, with the count of every lesson matched.
 """
 
@@ -32,9 +33,8 @@ from node.guide_entry import unpack_guide as unpack_guide
 from node.guide_words import EMPTY, BitCache, Field, Key, Posting, matching_slots
 from node.guide_words import discard_slot as _discard
 from node.guide_words import discard_sorted as _discard_sorted
-from node.guide_words import post_slot as _post
 from node.guide_words import post_sorted as _post_sorted
-from node.index_common import discard, post
+from node.index_common import discard
 from protocol import limits
 from protocol.contact import primary_lang, region_matches, tokens
 from protocol.record import Scope
@@ -100,9 +100,14 @@ class GuideIndex:
         self._times[entry.created] = then + 1
         if then:
             self._shared += 2 if then == 1 else 1
-        post(self.by_lesson, entry.translation_of or rid, rid)
-        lang = primary_lang(entry.lang)
         # post, inline: a build does this for every guide
+        lesson = entry.translation_of or rid
+        rids = self.by_lesson.get(lesson)
+        if rids is None:
+            self.by_lesson[lesson] = {rid}
+        else:
+            rids.add(rid)
+        lang = primary_lang(entry.lang)
         slots: dict[str, set[int]] | dict[bytes, set[int]]
         for slots, key in (
             (self.by_lang, lang),
@@ -116,8 +121,13 @@ class GuideIndex:
                 ids.add(slot)
         if self._soonest is not None and entry.expires < self._soonest:
             self._soonest = entry.expires
+        by_topic = self.by_topic
         for topic in entry.topics:
-            _post(self.by_topic, topic.casefold(), slot)
+            ids = by_topic.get(topic := topic.casefold())
+            if ids is None:
+                by_topic[topic] = {slot}
+            else:
+                ids.add(slot)
         bits = self._bits
         if bits.bits:  # bitsets made of the sets it joined are stale
             bits.drop(("l", lang))

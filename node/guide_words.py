@@ -1,6 +1,7 @@
 """How the guide index (node/guide_index.py) finds the guides that match every field of a
-listing: posting sets of slots (a small int per indexed guide), intersected smallest first,
-and for large ones bitsets (a Python int, bit s set for slot s) kept made per posting set.
+listing: posting lists of slots (a small int per indexed guide: sets, and for search words
+sorted arrays), intersected smallest first, and for large ones bitsets (a Python int, bit s
+set for slot s) kept made per posting list.
 
 A field is a list of posting sets of which a guide must be in one: a language, a topic, an
 author of --from (one set each), a search word (its set), the last search word (the sets
