@@ -746,10 +746,12 @@ async def query_network(nodes: int = 30, per_node: int = 20, queries: int = 100)
     return await run(nodes, per_node, queries)
 
 
-async def guides(listed: int = 10_000, searched: int = 100_000, searches: int = 300) -> Result:
+async def guides(
+    listed: int = 10_000, searched: int = 100_000, searches: int = 300, cli_searches: int = 15
+) -> Result:
     from bench.guides import run
 
-    return await run(listed, searched, searches)
+    return await run(listed, searched, searches, cli_searches)
 
 
 async def library(lessons: int = 4000, images: int = 600, timeout: float = 900.0) -> Result:
@@ -849,7 +851,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
     "simulate": {"nodes": 20, "baseline": False},
     "circle-join": {"records": 60, "epochs": 3, "timeout": 60},
-    "guides": {"listed": 200, "searched": 300, "searches": 20},
+    "guides": {"listed": 200, "searched": 300, "searches": 20, "cli_searches": 2},
     "ui": {"guides": 30, "contacts": 300, "requests": 10, "loads": 2},
     "networks": {"handshakes": 50, "rounds": 2},
     "attach": {"megabytes": 2.0, "timeout": 60},

@@ -17,7 +17,7 @@ NODE_CONSTANTS_ALLOWED = {
     ("node/entries.py", "MALFORMED"),
     ("node/opened_cache.py", "_CONTACT"),
     ("node/opened_cache.py", "_VOUCH"),
-    ("node/guide_index.py", "_GUIDE"),
+    ("node/guide_entry.py", "_GUIDE"),
     # the byte layout of a stored row: sizes fixed by the format, not chosen bounds
     ("node/at_rest.py", "_ID_BYTES"),
     ("node/at_rest.py", "_MARK_BYTES"),
