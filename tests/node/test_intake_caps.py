@@ -63,3 +63,45 @@ async def test_copies_of_held_records_take_no_room_under_the_unknown_author_cap(
         assert book.rejected["quota_author_storage"] == 1
     finally:
         await store.close()
+
+
+async def test_a_copy_of_a_held_record_is_checked_again_but_for_its_signature(
+    tmp_path,
+) -> None:
+    """Held or not, a record gets the same verdict: only its signature is not checked twice
+    (a copy has the id, so the bytes, of the record stored)."""
+    us, author, relay = (Identity(os.urandom(32)) for _ in range(3))
+    now = int(time.time() * 1000)
+    peers_only = Record.create(
+        author,
+        Kind.GUIDE,
+        created=now,
+        expires=now + DAY,
+        scope=Scope.PEERS,
+        payload=os.urandom(64),
+    )
+    records = [*_records(author, 2, now), peers_only]
+    verdicts = []
+    for held in (False, True):
+        store = await Store.open(tmp_path / f"store-{held}.db", os.urandom(32))
+        try:
+            book = PeerBook(
+                count_rejection=_nothing,
+                min_score=0,
+                reconnect_min=1.0,
+                reconnect_max=2.0,
+                disconnect=_nothing,
+            )
+            intake = Intake(
+                store, book, us=us.node_id, max_source_records=10**6, trusted=lambda: {}
+            )
+            if held:
+                await store.put_records([row_of(r, local=False) for r in records], now)
+            good, errors = await intake.check(
+                relay.node_id, [r.to_bytes() for r in records], [r.id for r in records]
+            )
+            verdicts.append(([r.id for r in good], [type(e).__name__ for e in errors]))
+        finally:
+            await store.close()
+    assert verdicts[0] == verdicts[1]
+    assert "RecordRejected" in verdicts[1][1]  # the peers-scoped one, from a relay
