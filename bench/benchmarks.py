@@ -24,6 +24,7 @@ from bench.harness import (
     ceiling,
     degrees,
     free_port,
+    load_average,
     now_ms,
     random_graph,
     start_all,
@@ -54,8 +55,17 @@ async def _plain_dir(root: Path, label: str) -> NodeDir:
     return await create_dir(root / label, label, free_port(), network_key(SEED))
 
 
-def _add_ceiling(res: Result, ceil: dict[str, Any], node_rate: float | None, what: str) -> None:
-    """The node's rate beside the libraries' ceiling and our own one-process floor."""
+def _add_ceiling(
+    res: Result,
+    ceil: dict[str, Any],
+    node_rate: float | None,
+    what: str,
+    node_cpu: tuple[float, int] | None = None,
+) -> None:
+    """The node's rate beside the libraries' ceiling and our own one-process floor; with
+    `node_cpu` (CPU seconds of every node process over the span measured, records), also
+    CPU per record beside the ceiling's: a figure the load of a shared machine moves far
+    less than a rate (a starved process is slow, not busier)."""
     res.add(
         "ceiling_records_per_s",
         "ceiling: the libraries alone (1 process)",
@@ -75,6 +85,32 @@ def _add_ceiling(res: Result, ceil: dict[str, Any], node_rate: float | None, wha
     res.add("ratio_to_ceiling", "ratio node/ceiling", ratio, "x", fmt="{:.2f}")
     floor = node_rate / ceil["floor"]["records_per_s"] if node_rate else None
     res.add("ratio_to_floor", "ratio node/floor", floor, "x", fmt="{:.2f}")
+    if node_cpu is not None:
+        cpu_s, records = node_cpu
+        node_us = cpu_s / records * 1e6
+        res.add(
+            "ceiling_cpu_us",
+            "ceiling: the libraries' CPU per record",
+            ceil["cpu_us_per_record"],
+            "µs",
+            fmt="{:,.0f}",
+        )
+        res.add(
+            "node_cpu_us",
+            f"node {what}: CPU per record (all processes)",
+            node_us,
+            "µs",
+            fmt="{:,.0f}",
+        )
+        res.add(
+            "ratio_cpu_to_ceiling",
+            "ratio ceiling CPU/node CPU, per record",
+            ceil["cpu_us_per_record"] / node_us,
+            "x",
+            fmt="{:.2f}",
+        )
+    res.add("load_at_ceiling", "load average when the ceiling was measured", ceil["load"], "")
+    res.add("load_at_end", "load average at the end of the run", load_average(), "")
     res.details["ceiling"] = ceil
 
 
@@ -107,10 +143,13 @@ async def _sync_pair(
 
     done = await wait_for(f"B to hold {n:,} records", full, timeout, 0.1)
     elapsed = done - t0
+    cpu_a, cpu_b = na.cpu_s(), nb.cpu_s()  # start-up included, like the time
     res.add("records", "records synced", n, "", fmt="{:,.0f}")
     res.add("seconds", "time from start to all held", elapsed, "s")
     res.add("seconds_after_running", "  of which after both were running", done - running, "s")
-    _add_ceiling(res, ceil, n / elapsed, "sync")
+    res.add("cpu_a", "CPU used by A, start-up included", cpu_a, "s")
+    res.add("cpu_b", "CPU used by B, start-up included", cpu_b, "s")
+    _add_ceiling(res, ceil, n / elapsed, "sync", (cpu_a + cpu_b, n))
     return na, nb, elapsed
 
 
@@ -314,6 +353,7 @@ async def _fanout(root: Path, n_nodes: int, guides: list[bytes], timeout: float)
         await asyncio.sleep(0.5)
         progress(f"publishing {len(guides):,} guides on one node…")
         t0 = time.monotonic()
+        cpu0 = sum(x.cpu_s() for x in nodes)
         # What `canopy publish` does after sealing: one transaction, then wake the node.
         await insert(nodes[0].dir.path, guides, local=True)
         await nodes[0].notify()
@@ -323,7 +363,14 @@ async def _fanout(root: Path, n_nodes: int, guides: list[bytes], timeout: float)
             return all(g >= b + len(guides) for g, b in zip(got, base, strict=True))
 
         done = await wait_for("every node to hold every guide", everyone, timeout, 0.05)
-        return {"seconds": done - t0, "nodes": n_nodes, "edges": edges, "guides": len(guides)}
+        cpu = sum(x.cpu_s() for x in nodes) - cpu0
+        return {
+            "seconds": done - t0,
+            "nodes": n_nodes,
+            "edges": edges,
+            "guides": len(guides),
+            "cpu_s": cpu,  # of every node, publishing included
+        }
     finally:
         await stop_all(nodes)
 
@@ -496,7 +543,8 @@ async def propagate(
             "s",
             fmt="{:.2f}",
         )
-        _add_ceiling(res, ceil, guides / fan["seconds"], "fan-out")
+        stored = guides * (guide_nodes - 1)  # copies stored: one on each other node
+        _add_ceiling(res, ceil, guides / fan["seconds"], "fan-out", (fan["cpu_s"], stored))
         ratio = {f["key"]: f for f in res.figures}["ratio_to_ceiling"]["value"]
         res.add(
             "goal_fan_out",
@@ -643,7 +691,7 @@ async def catch_up(
         )
         res.add("cpu_c", "CPU used by C, start-up included", c_cpu, "s")
         res.add("cpu_a", "CPU used by A meanwhile", a_cpu, "s")
-        _add_ceiling(res, ceil, records / elapsed, "catch-up")
+        _add_ceiling(res, ceil, records / elapsed, "catch-up", (c_cpu + a_cpu, records))
         await stop_all([na, nc])
     return res
 

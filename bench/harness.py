@@ -228,6 +228,11 @@ async def workspace(name: str) -> AsyncIterator[Path]:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def load_average() -> float:
+    """The machine's 1-minute load average (the machine is shared: figures say how loaded)."""
+    return os.getloadavg()[0]
+
+
 async def wait_for(
     what: str, check: Callable[[], Awaitable[bool]], timeout: float, interval: float = 0.05
 ) -> float:
@@ -255,9 +260,10 @@ async def ceiling(
     """What ingesting `datas` costs in one process: the libraries alone (the ceiling), and our
     own decode-verify-open-store path without any network or node around it (the floor;
     `reader`, `circle_keys`: see `own_floor`)."""
+    load = load_average()
     library = await asyncio.to_thread(library_ceiling, datas, tmp)
     floor = await own_floor(datas, net_key, tmp, reader=reader, circle_keys=circle_keys)
-    return {**library, "floor": floor}
+    return {**library, "floor": floor, "load": load}
 
 
 def library_ceiling(datas: list[bytes], tmp: Path) -> dict[str, Any]:
@@ -294,7 +300,7 @@ def library_ceiling(datas: list[bytes], tmp: Path) -> dict[str, Any]:
         verify = nacl.bindings.crypto_sign_open
         box_open = nacl.bindings.crypto_secretbox_open_easy
         received = now_ms()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         for at in range(0, len(prepared), BATCH):
             rows = []
             for data, signed, author, boxed, record in prepared[at : at + BATCH]:
@@ -321,11 +327,18 @@ def library_ceiling(datas: list[bytes], tmp: Path) -> dict[str, Any]:
             )
             db.execute("COMMIT")
         elapsed = time.perf_counter() - start
+        cpu = time.thread_time() - cpu_start  # sqlite3 works on this thread too
     finally:
         db.close()
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
-    return {"records": len(datas), "seconds": elapsed, "records_per_s": len(datas) / elapsed}
+    return {
+        "records": len(datas),
+        "seconds": elapsed,
+        "records_per_s": len(datas) / elapsed,
+        "cpu_s": cpu,
+        "cpu_us_per_record": cpu / len(datas) * 1e6,
+    }
 
 
 async def own_floor(

@@ -55,35 +55,45 @@ def malformed_among(
 
 
 async def check_parallel(
-    datas: Sequence[bytes], ids: Sequence[bytes], now: int, sender: NodeId
+    datas: Sequence[bytes],
+    ids: Sequence[bytes],
+    now: int,
+    sender: NodeId,
+    held: Collection[bytes] = frozenset(),
 ) -> list[Record | RemoteProtocolError]:
     """Verify on two worker threads when the batch is large (libsodium releases the GIL),
-    in count or in bytes (attachment chunks: hashing them must not hold up the loop)."""
+    in count or in bytes (attachment chunks: hashing them must not hold up the loop).
+    `held`: ids of records this node holds (their copies are not verified again)."""
+    loop = asyncio.get_running_loop()
     if len(datas) <= limits.PARALLEL_VERIFY_OVER:
         if sum(map(len, datas)) <= limits.PARALLEL_VERIFY_BYTES:
-            return check_records(datas, now, sender, ids)
+            return check_records(datas, now, sender, ids, held)
         if len(datas) == 1:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, check_records, datas, now, sender, ids)
-    loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, check_records, datas, now, sender, ids, held)
     half = (len(datas) + 1) // 2
     first, second = await asyncio.gather(
-        loop.run_in_executor(None, check_records, datas[:half], now, sender, ids[:half]),
-        loop.run_in_executor(None, check_records, datas[half:], now, sender, ids[half:]),
+        loop.run_in_executor(None, check_records, datas[:half], now, sender, ids[:half], held),
+        loop.run_in_executor(None, check_records, datas[half:], now, sender, ids[half:], held),
     )
     return [*first, *second]
 
 
 def check_records(
-    datas: Sequence[bytes], now: int, sender: NodeId, ids: Sequence[bytes] = ()
+    datas: Sequence[bytes],
+    now: int,
+    sender: NodeId,
+    ids: Sequence[bytes] = (),
+    held: Collection[bytes] = frozenset(),
 ) -> list[Record | RemoteProtocolError]:
     """Decode, verify and time-check each record by the protocol's one rule
     (`protocol.conversation.check_record`); pure, may run in a worker thread. `ids`, when
-    given, are the record_id of each of `datas`."""
+    given, are the record_id of each of `datas`; of those in `held` (copies of records
+    stored here, so of the same bytes) the signature is not checked again."""
     out: list[Record | RemoteProtocolError] = []
     for i, data in enumerate(datas):
+        rid = ids[i] if ids else None
         try:
-            out.append(check_record(data, ids[i] if ids else None, now, sender))
+            out.append(check_record(data, rid, now, sender, held=rid is not None and rid in held))
         except RemoteProtocolError as exc:
             out.append(exc)
     return out

@@ -65,7 +65,10 @@ class Intake:
             else:
                 fresh[rid] = data
         fresh_ids = list(fresh)
-        checked = await check_parallel(list(fresh.values()), fresh_ids, now, sender)
+        # A copy of a record held here (a relayed record comes from several peers) is the
+        # same bytes as the one stored: every rule is checked again but its signature.
+        held = await self.store.has(fresh_ids) if fresh_ids else set()
+        checked = await check_parallel(list(fresh.values()), fresh_ids, now, sender, held)
         good: list[Record] = []
         for rid, outcome in zip(fresh_ids, checked, strict=True):
             if isinstance(outcome, RemoteProtocolError):
@@ -95,7 +98,11 @@ class Intake:
         (and MAX_SOURCE_BYTES) stored from one peer, and at most MAX_UNKNOWN_AUTHOR_RECORDS
         (and _BYTES) held of an author that is neither us nor a trusted peer, its attachment
         chunks apart (MAX_UNKNOWN_AUTHOR_CHUNKS and _CHUNK_BYTES). Revocations always have
-        room. The rest is refused, counted, and found again by a later round."""
+        room. The rest is refused, counted, and found again by a later round.
+
+        A copy of a record already held, or repeated in the batch, takes no room: the store
+        keeps one. Counting copies (a relayed record arrives from every peer that pushes it)
+        refused records that fitted, and they waited for the next round to come back."""
         usage = self._source_usage.get(source, [0, 0])
         n, size = usage[0], usage[1]
         trusted = self._trusted()
@@ -104,11 +111,20 @@ class Intake:
         other_authors = {r.author.raw for r in records if r.kind is not Kind.CHUNK} & unknown
         authors = await self._unknown_usage(other_authors, chunks=False)
         chunk_usage = await self._unknown_usage(chunk_authors, chunks=True)
+        # Read after the usage: a copy another connection stored in between is then both
+        # counted there and skipped here, never counted twice.
+        held: set[bytes] = set()
+        if (
+            unknown
+            or n + len(records) > self.max_source_records
+            or size + sum(len(r.to_bytes()) for r in records) > limits.MAX_SOURCE_BYTES
+        ):
+            held = set(await self.store.has([r.id for r in records]))
         keep: list[Record] = []
         over_source = over_author = 0
         for record in records:
             length = len(record.to_bytes())
-            if record.kind is Kind.REVOCATION:
+            if record.kind is Kind.REVOCATION or record.id in held:
                 keep.append(record)
                 continue
             if n + 1 > self.max_source_records or size + length > limits.MAX_SOURCE_BYTES:
@@ -129,6 +145,7 @@ class Intake:
             n += 1
             size += length
             keep.append(record)
+            held.add(record.id)  # a later copy in this batch takes no more room
         for reason, over, message in (
             ("quota_source_storage", over_source, _OVER_SOURCE),
             ("quota_author_storage", over_author, _OVER_AUTHOR),
