@@ -101,20 +101,21 @@ async def _reads(node: NodeProcess, title: str) -> bool:
 async def test_interrupted_transfer_resumes_without_resending(net: Net) -> None:
     a, b = await net.node("A"), await net.node("B")
     await link(a, b)
-    await bulk(a, 3000, 2000)
+    backlog = 12_000  # seconds of transfer, so that the kill lands mid-sync even when sync is fast
+    await bulk(a, backlog, 2000)
     await a.start()
     await b.start()
     await wait_until("part of the backlog", lambda: _at_least(b, 300), timeout=60)
     await b.kill9()
     held = await _stored(b)
-    assert 0 < held < 3000
+    assert 0 < held < backlog
     sent_before = (await status(a))["traffic"]["record_bytes_sent"]
     await b.start()
-    await wait_until("the rest", lambda: _at_least(b, 3000), timeout=120)
+    await wait_until("the rest", lambda: _at_least(b, backlog), timeout=180)
     resent = (await status(a))["traffic"]["record_bytes_sent"] - sent_before
     per_record = sent_before / max(1, held)
     # What B had stored before the kill is not sent again (allow for records in flight).
-    assert resent <= (3000 - held + 200) * per_record
+    assert resent <= (backlog - held + 200) * per_record
 
 
 async def _at_least(node: NodeProcess, n: int) -> bool:
