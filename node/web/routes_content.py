@@ -13,11 +13,11 @@ from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from node.web import UI_PREFIX, actions, i18n, render, response
-from node.web.pages import GUIDE_LISTS_KEY, HEADERS, fragment, node_of, page, then
+from node.web.pages import GUIDE_LISTS_KEY, HEADERS, Routes, act, fragment, node_of, page, then
 from protocol import limits
 from protocol.errors import CanopyError
 
-routes = web.RouteTableDef()  # app.py mounts it under /ui
+routes = Routes()  # app.py mounts it under /ui
 FILTERS = ("q", "lang", "topic", "region", "author")
 
 
@@ -148,11 +148,8 @@ async def preview(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/guides/{id}/withdraw")
 async def withdraw(request: web.Request) -> web.StreamResponse:
-    try:
-        await actions.withdraw(node_of(request), request.match_info["id"])
-    except CanopyError as exc:
-        return page(request, "error.html", {"message": str(exc)}, status=400)
-    return then(request, f"{UI_PREFIX}guides", "withdrawn")
+    withdrawn = actions.withdraw(node_of(request), request.match_info["id"])
+    return await act(request, withdrawn, f"{UI_PREFIX}guides", "withdrawn")
 
 
 @routes.get("/alerts")

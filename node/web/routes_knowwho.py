@@ -10,11 +10,11 @@ from typing import Any
 from aiohttp import web
 
 from node.web import UI_PREFIX, actions, render
-from node.web.pages import node_of, page, then
+from node.web.pages import Routes, act, node_of, page, then
 from protocol import limits
 from protocol.errors import CanopyError
 
-routes = web.RouteTableDef()  # app.py mounts it under /ui
+routes = Routes()  # app.py mounts it under /ui
 SEARCH = ("text", "kind", "region", "lang")
 CONTACT_FIELDS = (
     "kind", "name", "region", "langs", "channels", "specialties", "notes", "share", "review_days",
@@ -89,31 +89,21 @@ async def add_contact(request: web.Request) -> web.StreamResponse:
 @routes.post("/knowwho/vouch")
 async def vouch(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    try:
-        await actions.vouch(node_of(request), str(form.get("target", "")))
-    except CanopyError as exc:
-        return await knowwho(request, error=str(exc))
-    return then(request, f"{UI_PREFIX}knowwho", "vouched")
+    vouched = actions.vouch(node_of(request), str(form.get("target", "")))
+    return await act(request, vouched, f"{UI_PREFIX}knowwho", "vouched", knowwho)
 
 
 @routes.post("/knowwho/introduce")
 async def introduce(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    try:
-        await actions.introduce(
-            node_of(request), str(form.get("id", "")), str(form.get("note", ""))
-        )
-    except CanopyError as exc:
-        return await knowwho(request, error=str(exc))
-    return then(request, f"{UI_PREFIX}knowwho", "introduction_asked")
+    asked = actions.introduce(node_of(request), str(form.get("id", "")), str(form.get("note", "")))
+    return await act(request, asked, f"{UI_PREFIX}knowwho", "introduction_asked", knowwho)
 
 
 @routes.post("/knowwho/introductions/{id}")
 async def decide(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     approve = form.get("decision") == "approve"
-    try:
-        await actions.decide(node_of(request), request.match_info["id"], approve)
-    except CanopyError as exc:
-        return await knowwho(request, error=str(exc))
-    return then(request, f"{UI_PREFIX}knowwho", "approved" if approve else "declined")
+    decided = actions.decide(node_of(request), request.match_info["id"], approve)
+    flash = "approved" if approve else "declined"
+    return await act(request, decided, f"{UI_PREFIX}knowwho", flash, knowwho)

@@ -13,6 +13,8 @@ from node.web.pages import (
     HEADERS,
     PENDING_KEY,
     STORE_READS_KEY,
+    Routes,
+    act,
     node_of,
     page,
     session_of,
@@ -20,7 +22,7 @@ from node.web.pages import (
 )
 from protocol.errors import CanopyError
 
-routes = web.RouteTableDef()  # app.py mounts it under /ui
+routes = Routes()  # app.py mounts it under /ui
 
 
 @routes.get("/")
@@ -105,11 +107,8 @@ async def accept(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/peers/{id}/distrust")
 async def distrust(request: web.Request) -> web.StreamResponse:
-    try:
-        await actions.distrust(node_of(request), request.match_info["id"])
-    except CanopyError as exc:
-        return await peers(request, error=str(exc))
-    return then(request, f"{UI_PREFIX}peers", "distrusted")
+    distrusted = actions.distrust(node_of(request), request.match_info["id"])
+    return await act(request, distrusted, f"{UI_PREFIX}peers", "distrusted", peers)
 
 
 @routes.get("/wipe")

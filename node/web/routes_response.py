@@ -12,10 +12,10 @@ from aiohttp import web
 
 from node.web import UI_PREFIX, response
 from node.web.actions import KIND_CHOICES
-from node.web.pages import node_of, page, then
+from node.web.pages import Routes, act, node_of, page, then
 from protocol.errors import CanopyError
 
-routes = web.RouteTableDef()  # app.py mounts it under /ui
+routes = Routes()  # app.py mounts it under /ui
 
 
 @routes.get("/checkins")
@@ -39,11 +39,8 @@ async def checkins(request: web.Request, *, error: str = "") -> web.StreamRespon
 @routes.post("/checkins")
 async def check_in(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    try:
-        await response.check_in(node_of(request), str(form.get("pin", "")))
-    except CanopyError as exc:
-        return await checkins(request, error=str(exc))
-    return then(request, f"{UI_PREFIX}checkins", "checked_in")
+    checked = response.check_in(node_of(request), str(form.get("pin", "")))
+    return await act(request, checked, f"{UI_PREFIX}checkins", "checked_in", checkins)
 
 
 @routes.post("/checkins/{defender}/{outcome}")
@@ -151,8 +148,5 @@ async def away(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/alerts/{id}/ack")
 async def acknowledge(request: web.Request) -> web.StreamResponse:
-    try:
-        await response.acknowledge(node_of(request), request.match_info["id"])
-    except CanopyError as exc:
-        return page(request, "error.html", {"message": str(exc)}, status=400)
-    return then(request, f"{UI_PREFIX}alerts", "acknowledged")
+    acked = response.acknowledge(node_of(request), request.match_info["id"])
+    return await act(request, acked, f"{UI_PREFIX}alerts", "acknowledged")

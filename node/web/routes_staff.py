@@ -16,12 +16,12 @@ from markupsafe import Markup
 
 from node.clock import now_ms
 from node.web import UI_PREFIX, staff
-from node.web.pages import COOKIE_KEY, SESSIONS_KEY, UI_APP_KEY, node_of, page
+from node.web.pages import COOKIE_KEY, SESSIONS_KEY, UI_APP_KEY, Routes, node_of, page
 from node.web.throttle import Throttle
 from protocol.errors import StaffError
 
-routes = web.RouteTableDef()  # app.py mounts it under /ui
-api_routes = web.RouteTableDef()  # on the local API itself, beside /v1/ui/link
+routes = Routes()  # app.py mounts it under /ui
+api_routes = Routes()  # on the local API itself, beside /v1/ui/link
 THROTTLE_KEY = web.AppKey("throttle", Throttle)
 
 
