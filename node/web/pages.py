@@ -189,5 +189,17 @@ async def act(
     return then(request, target, flash)
 
 
+async def found(
+    request: web.Request, lookup: Awaitable[object], template: str, name: str
+) -> web.StreamResponse:
+    """The page of one thing looked up by the id in its path (as `name` in `template`), or
+    the error page (404) when there is none to show."""
+    try:
+        row = await lookup
+    except CanopyError as exc:
+        return refused(request, 404, str(exc))
+    return page(request, template, {name: row})
+
+
 def refused(request: web.Request, status: int, message: str) -> web.Response:
     return page(request, "error.html", {"message": message}, status=status)

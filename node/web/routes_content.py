@@ -13,7 +13,17 @@ from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from node.web import UI_PREFIX, actions, i18n, render, response
-from node.web.pages import GUIDE_LISTS_KEY, HEADERS, Routes, act, fragment, node_of, page, then
+from node.web.pages import (
+    GUIDE_LISTS_KEY,
+    HEADERS,
+    Routes,
+    act,
+    found,
+    fragment,
+    node_of,
+    page,
+    then,
+)
 from protocol import limits
 from protocol.errors import CanopyError
 
@@ -103,11 +113,8 @@ async def new_guide(request: web.Request) -> web.StreamResponse:
 # Routes are tried in the order they stand: this one after /guides/new, which it would match.
 @routes.get("/guides/{id}")
 async def guide(request: web.Request) -> web.StreamResponse:
-    try:
-        row = await actions.guide(node_of(request), request.match_info["id"])
-    except CanopyError as exc:
-        return page(request, "error.html", {"message": str(exc)}, status=404)
-    return page(request, "guide.html", {"guide": row})
+    lookup = actions.guide(node_of(request), request.match_info["id"])
+    return await found(request, lookup, "guide.html", "guide")
 
 
 @routes.post("/guides")

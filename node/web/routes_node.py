@@ -15,6 +15,7 @@ from node.web.pages import (
     STORE_READS_KEY,
     Routes,
     act,
+    found,
     node_of,
     page,
     session_of,
@@ -73,11 +74,8 @@ async def peers(request: web.Request, **extra: object) -> web.StreamResponse:
 
 @routes.get("/peers/{id}")
 async def peer(request: web.Request) -> web.StreamResponse:
-    try:
-        row = await actions.peer(node_of(request), request.match_info["id"])
-    except CanopyError as exc:
-        return page(request, "error.html", {"message": str(exc)}, status=404)
-    return page(request, "peer.html", {"peer": row})
+    lookup = actions.peer(node_of(request), request.match_info["id"])
+    return await found(request, lookup, "peer.html", "peer")
 
 
 @routes.post("/peers/invite")
