@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 
 from node.clock import now_ms
 from node.ingest import check_parallel
@@ -26,23 +27,18 @@ _OVER_SOURCE = "reached its storage cap (sync.max_source_records): %d record(s) 
 _OVER_AUTHOR = "relayed records of an unknown author over its storage cap: %d refused"
 
 
+@dataclass(eq=False, repr=False)
 class Intake:
-    def __init__(
-        self,
-        store: Store,
-        book: PeerBook,
-        *,
-        us: NodeId,
-        max_source_records: int,
-        trusted: Callable[[], Collection[NodeId]],
-    ) -> None:
-        self.store = store
-        self.book = book
-        self.us = us
-        self.max_source_records = max_source_records
-        self._trusted = trusted
-        self._bad: OrderedDict[bytes, str] = OrderedDict()  # negative cache: id -> error name
-        self._source_usage: dict[NodeId, list[int]] = {}  # records, bytes stored from a peer
+    store: Store
+    book: PeerBook
+    _: KW_ONLY
+    us: NodeId
+    max_source_records: int
+    trusted: Callable[[], Collection[NodeId]]
+    # the negative cache: id -> error name
+    _bad: OrderedDict[bytes, str] = field(default_factory=OrderedDict, init=False)
+    # records, bytes stored from a peer
+    _source_usage: dict[NodeId, list[int]] = field(default_factory=dict, init=False)
 
     async def check(
         self, sender: NodeId, datas: Sequence[bytes], ids: Sequence[bytes]
@@ -105,7 +101,7 @@ class Intake:
         refused records that fitted, and they waited for the next round to come back."""
         usage = self._source_usage.get(source, [0, 0])
         n, size = usage[0], usage[1]
-        trusted = self._trusted()
+        trusted = self.trusted()
         unknown = {r.author.raw for r in records if r.author != self.us and r.author not in trusted}
         chunk_authors = {r.author.raw for r in records if r.kind is Kind.CHUNK} & unknown
         other_authors = {r.author.raw for r in records if r.kind is not Kind.CHUNK} & unknown

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 
 from node import circles, peers_circle
 from node.alerts import Alerts
@@ -35,36 +36,25 @@ from protocol.record import Kind, Record
 _CHECKED_ON_ARRIVAL = (Kind.DUTY, Kind.HELP, Kind.ACK)
 
 
+@dataclass(eq=False, repr=False)
 class RecordHooks:
-    def __init__(
-        self,
-        local: Local,
-        book: PeerBook,
-        *,
-        alerts: Alerts,
-        checkins: CheckinWatch,
-        knowwho: KnowWho,
-        library: Library,
-        notices: Notices,
-        network_keys: Callable[[], tuple[bytes, ...]],
-        ingesting: Callable[[], bool],
-        notify: Callable[[], None],
-        spawn: Callable[[Coroutine[object, object, None]], None],
-    ) -> None:
-        self.local = local
-        self.book = book
-        self.alerts = alerts
-        self.checkins = checkins
-        self.knowwho = knowwho
-        self.library = library
-        self.notices = notices  # raised once each, kept across restarts, as loud as duty says
-        self._network_keys = network_keys  # every network's, the first first
-        self._ingesting = ingesting  # sync is storing records: background checks wait
-        self._notify = notify  # we wrote records: poll and push them now
-        self._spawn = spawn  # run beside the node (cancelled when it stops)
-        self._unchecked_guides: deque[bytes] = deque()  # stored, not yet opened once
-        self._checking_guides = False
-        self._help_lock = asyncio.Lock()  # one pass over accepted referrals at a time
+    local: Local
+    book: PeerBook
+    _: KW_ONLY
+    alerts: Alerts
+    checkins: CheckinWatch
+    knowwho: KnowWho
+    library: Library
+    notices: Notices  # raised once each, kept across restarts, as loud as duty says
+    network_keys: Callable[[], tuple[bytes, ...]]  # every network's, the first first
+    ingesting: Callable[[], bool]  # sync is storing records: background checks wait
+    notify: Callable[[], None]  # we wrote records: poll and push them now
+    spawn: Callable[[Coroutine[object, object, None]], None]  # beside the node, until it stops
+    # stored, not yet opened once
+    _unchecked_guides: deque[bytes] = field(default_factory=deque, init=False)
+    _checking_guides: bool = field(default=False, init=False)
+    # one pass over accepted referrals at a time
+    _help_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     async def stored(
         self, fresh: Sequence[Record], purged: Sequence[bytes], now: int, *, from_peer: bool
@@ -104,9 +94,9 @@ class RecordHooks:
             self._unchecked_guides.extend(guides)
             if not self._checking_guides:
                 self._checking_guides = True
-                self._spawn(self._check_guides())
+                self.spawn(self._check_guides())
         if any(r.kind is Kind.HELP for r in fresh):  # an accepted referral of ours: send it
-            self._spawn(self._help_arrived())
+            self.spawn(self._help_arrived())
 
     async def written(self, records: Sequence[Record], now: int) -> None:
         """`canopy` wrote these records (our own: trusted, their bodies not checked again)."""
@@ -149,14 +139,14 @@ class RecordHooks:
     async def trust_changed(self, now: int) -> None:
         """Trust was reloaded: the peers circle (`--to peers`) follows it."""
         if await peers_circle.follow(self.local, now):
-            self._notify()
+            self.notify()
             await self.read_circle_keys()
 
     async def circles_changed(self, now: int) -> None:
         """A membership record or a revocation arrived: cut revoked keys out of our circles
         (a new epoch, pushed at once) and read with the keys we hold now."""
         if await circles.cut_off_revoked(self.local, now):
-            self._notify()
+            self.notify()
         await self.read_circle_keys()
         await self.notices.reload_duties()
         await self.checkins.start()  # check-ins held before their circle's key came
@@ -173,7 +163,7 @@ class RecordHooks:
 
         async with self._help_lock:
             if await send_accepted_referrals(self.local, now_ms()):
-                self._notify()  # our new contact copies: push them on
+                self.notify()  # our new contact copies: push them on
 
     async def _check_guides(self) -> None:
         """Open the guides this node can read once, after they are stored: one that breaks the
@@ -184,13 +174,13 @@ class RecordHooks:
         loop = asyncio.get_running_loop()
         try:
             while self._unchecked_guides:
-                if self._ingesting():
+                if self.ingesting():
                     await asyncio.sleep(limits.GUIDE_CHECK_IDLE_S)
                     continue
                 n = min(len(self._unchecked_guides), limits.GUIDE_CHECK_CHUNK)
                 ids = [self._unchecked_guides.popleft() for _ in range(n)]
                 datas = list((await self.local.store.get_records(ids)).values())
-                identity, network_keys = self.local.identity, self._network_keys()
+                identity, network_keys = self.local.identity, self.network_keys()
                 bad = await loop.run_in_executor(
                     None, malformed_among, datas, identity, network_keys, self.book.circle_keys
                 )

@@ -190,15 +190,15 @@ def mount(api_app: web.Application, node: actions.RunningNode) -> None:
     ui[STORE_READS_KEY] = StoreReads()
     ui[routes_staff.THROTTLE_KEY] = routes_staff.Throttle()
     ui.router.add_get("/signin", _signin)
-    routes_staff.add_routes(ui.router)
+    ui.router.add_routes(routes_staff.routes)
     ui.router.add_post("/signout", _signout)
     ui.router.add_post("/lang", _set_lang)
     ui.router.add_static("/static/", HERE / "static")
     for module in (routes_node, routes_content, routes_knowwho, routes_response):
-        module.add_routes(ui.router)
+        ui.router.add_routes(module.routes)
     api_app[NODE_KEY] = node
     api_app[UI_APP_KEY] = ui
     api_app.router.add_post("/v1/ui/link", _link)
-    routes_staff.add_api_routes(api_app.router)
+    api_app.router.add_routes(routes_staff.api_routes)
     if node.config.ui_enabled:
         api_app.add_subapp(UI_PREFIX, ui)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 from aiohttp import web
@@ -17,6 +17,7 @@ from node.web import actions, i18n, render, response, roles
 from node.web.kept import StoreReads
 from node.web.listings import GuideLists
 from node.web.sessions import Session, Sessions
+from protocol.errors import CanopyError
 
 HERE = Path(__file__).parent
 SESSIONS_KEY = web.AppKey("sessions", Sessions)
@@ -80,6 +81,20 @@ def versioned(path: str, version: str | None) -> bool:
     be kept for good); anything else, a missing file included, is not."""
     name = path.removeprefix(STATIC) if path.startswith(STATIC) else None
     return name is not None and version is not None and VERSIONS.get(name) == version
+
+
+PageHandler = TypeVar("PageHandler", bound=Callable[..., Awaitable[web.StreamResponse]])
+
+
+class Routes(web.RouteTableDef):
+    """aiohttp's table of routes declared on their handlers (`@routes.get(path)`), typed so a
+    decorated handler keeps its signature: pages call one another with an error to show."""
+
+    def get(self, path: str, **kwargs: Any) -> Callable[[PageHandler], PageHandler]:
+        return super().get(path, **kwargs)  # type: ignore[return-value]
+
+    def post(self, path: str, **kwargs: Any) -> Callable[[PageHandler], PageHandler]:
+        return super().post(path, **kwargs)  # type: ignore[return-value]
 
 
 def node_of(request: web.Request) -> actions.RunningNode:
@@ -154,6 +169,36 @@ def then(request: web.Request, target: str, flash: str) -> web.StreamResponse:
     """After an action: to `target` (303, so a reload does not repeat it), saying `flash`."""
     session_of(request).flash = flash
     return web.HTTPSeeOther(target)
+
+
+async def act(
+    request: web.Request,
+    action: Awaitable[object],
+    target: str,
+    flash: str,
+    again: Callable[..., Awaitable[web.StreamResponse]] | None = None,
+) -> web.StreamResponse:
+    """A form's action: done, to `target` saying `flash` (see then); refused, the page
+    `again` shown with the refusal as its error, or the error page (400) if there is none."""
+    try:
+        await action
+    except CanopyError as exc:
+        if again is None:
+            return refused(request, 400, str(exc))
+        return await again(request, error=str(exc))
+    return then(request, target, flash)
+
+
+async def found(
+    request: web.Request, lookup: Awaitable[object], template: str, name: str
+) -> web.StreamResponse:
+    """The page of one thing looked up by the id in its path (as `name` in `template`), or
+    the error page (404) when there is none to show."""
+    try:
+        row = await lookup
+    except CanopyError as exc:
+        return refused(request, 404, str(exc))
+    return page(request, template, {name: row})
 
 
 def refused(request: web.Request, status: int, message: str) -> web.Response:

@@ -13,13 +13,25 @@ from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from node.web import UI_PREFIX, actions, i18n, render, response
-from node.web.pages import GUIDE_LISTS_KEY, HEADERS, fragment, node_of, page, then
+from node.web.pages import (
+    GUIDE_LISTS_KEY,
+    HEADERS,
+    Routes,
+    act,
+    found,
+    fragment,
+    node_of,
+    page,
+    then,
+)
 from protocol import limits
 from protocol.errors import CanopyError
 
+routes = Routes()  # app.py mounts it under /ui
 FILTERS = ("q", "lang", "topic", "region", "author")
 
 
+@routes.get("/guides")
 async def guides(request: web.Request) -> web.StreamResponse:
     wanted = {k: request.query.get(k, "").strip()[:200] for k in FILTERS}
     per = limits.UI_GUIDES_PER_PAGE
@@ -56,14 +68,6 @@ def _page_link(query: dict[str, str], number: int) -> str:
     return "/ui/guides?" + urlencode({**query, "page": str(number)})
 
 
-async def guide(request: web.Request) -> web.StreamResponse:
-    try:
-        row = await actions.guide(node_of(request), request.match_info["id"])
-    except CanopyError as exc:
-        return page(request, "error.html", {"message": str(exc)}, status=404)
-    return page(request, "guide.html", {"guide": row})
-
-
 def _draft(form: MultiDictProxy[Any] | None, replaces: str = "") -> dict[str, Any]:
     get = lambda k: str(form.get(k, "")) if form else ""  # noqa: E731
     return {
@@ -90,6 +94,7 @@ async def _editor(
     )
 
 
+@routes.get("/guides/new")
 async def new_guide(request: web.Request) -> web.StreamResponse:
     replaces = request.query.get("replaces", "")
     draft = _draft(None, replaces)
@@ -105,6 +110,14 @@ async def new_guide(request: web.Request) -> web.StreamResponse:
     return await _editor(request, draft)
 
 
+# Routes are tried in the order they stand: this one after /guides/new, which it would match.
+@routes.get("/guides/{id}")
+async def guide(request: web.Request) -> web.StreamResponse:
+    lookup = actions.guide(node_of(request), request.match_info["id"])
+    return await found(request, lookup, "guide.html", "guide")
+
+
+@routes.post("/guides")
 async def publish(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     draft = _draft(form)
@@ -133,20 +146,20 @@ async def publish(request: web.Request) -> web.StreamResponse:
     return then(request, f"{UI_PREFIX}guides/{rid}", "published")
 
 
+@routes.post("/guides/preview")
 async def preview(request: web.Request) -> web.StreamResponse:
     """The editor's live preview (our own JS): the text rendered as a reader will see it."""
     form = await request.post()
     return web.Response(text=render.markdown(str(form.get("text", ""))), content_type="text/html")
 
 
+@routes.post("/guides/{id}/withdraw")
 async def withdraw(request: web.Request) -> web.StreamResponse:
-    try:
-        await actions.withdraw(node_of(request), request.match_info["id"])
-    except CanopyError as exc:
-        return page(request, "error.html", {"message": str(exc)}, status=400)
-    return then(request, f"{UI_PREFIX}guides", "withdrawn")
+    withdrawn = actions.withdraw(node_of(request), request.match_info["id"])
+    return await act(request, withdrawn, f"{UI_PREFIX}guides", "withdrawn")
 
 
+@routes.get("/alerts")
 async def alerts(request: web.Request, *, error: str = "") -> web.StreamResponse:
     node = node_of(request)
     return page(
@@ -162,6 +175,7 @@ async def alerts(request: web.Request, *, error: str = "") -> web.StreamResponse
     )
 
 
+@routes.post("/alerts")
 async def send_alert(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     to = str(form.get("to", "peers"))
@@ -183,6 +197,7 @@ async def send_alert(request: web.Request) -> web.StreamResponse:
     return then(request, f"{UI_PREFIX}alerts", "alert_sent")
 
 
+@routes.get("/alerts/feed")
 async def feed(request: web.Request) -> web.StreamResponse:
     """Server-sent events: each readable alert as it arrives, as JSON the page inserts as
     text (never as HTML); a comment line now and then notices a closed page."""
@@ -211,15 +226,3 @@ async def feed(request: web.Request) -> web.StreamResponse:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
     return response
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/guides", guides)
-    router.add_get("/guides/new", new_guide)
-    router.add_post("/guides", publish)
-    router.add_post("/guides/preview", preview)
-    router.add_get("/guides/{id}", guide)
-    router.add_post("/guides/{id}/withdraw", withdraw)
-    router.add_get("/alerts", alerts)
-    router.add_post("/alerts", send_alert)
-    router.add_get("/alerts/feed", feed)

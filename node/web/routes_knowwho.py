@@ -10,10 +10,11 @@ from typing import Any
 from aiohttp import web
 
 from node.web import UI_PREFIX, actions, render
-from node.web.pages import node_of, page, then
+from node.web.pages import Routes, act, node_of, page, then
 from protocol import limits
 from protocol.errors import CanopyError
 
+routes = Routes()  # app.py mounts it under /ui
 SEARCH = ("text", "kind", "region", "lang")
 CONTACT_FIELDS = (
     "kind", "name", "region", "langs", "channels", "specialties", "notes", "share", "review_days",
@@ -21,6 +22,7 @@ CONTACT_FIELDS = (
 BLANK_CONTACT = {"share": "peers", "review_days": str(limits.DEFAULT_REVIEW_DAYS)}
 
 
+@routes.get("/knowwho")
 async def knowwho(
     request: web.Request, *, error: str = "", draft: dict[str, str] | None = None
 ) -> web.StreamResponse:
@@ -57,6 +59,7 @@ async def knowwho(
     )
 
 
+@routes.post("/knowwho/contacts")
 async def add_contact(request: web.Request) -> web.StreamResponse:
     from node.directory import Draft
 
@@ -83,39 +86,24 @@ async def add_contact(request: web.Request) -> web.StreamResponse:
     return then(request, f"{UI_PREFIX}knowwho", "contact_added")
 
 
+@routes.post("/knowwho/vouch")
 async def vouch(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    try:
-        await actions.vouch(node_of(request), str(form.get("target", "")))
-    except CanopyError as exc:
-        return await knowwho(request, error=str(exc))
-    return then(request, f"{UI_PREFIX}knowwho", "vouched")
+    vouched = actions.vouch(node_of(request), str(form.get("target", "")))
+    return await act(request, vouched, f"{UI_PREFIX}knowwho", "vouched", knowwho)
 
 
+@routes.post("/knowwho/introduce")
 async def introduce(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    try:
-        await actions.introduce(
-            node_of(request), str(form.get("id", "")), str(form.get("note", ""))
-        )
-    except CanopyError as exc:
-        return await knowwho(request, error=str(exc))
-    return then(request, f"{UI_PREFIX}knowwho", "introduction_asked")
+    asked = actions.introduce(node_of(request), str(form.get("id", "")), str(form.get("note", "")))
+    return await act(request, asked, f"{UI_PREFIX}knowwho", "introduction_asked", knowwho)
 
 
+@routes.post("/knowwho/introductions/{id}")
 async def decide(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     approve = form.get("decision") == "approve"
-    try:
-        await actions.decide(node_of(request), request.match_info["id"], approve)
-    except CanopyError as exc:
-        return await knowwho(request, error=str(exc))
-    return then(request, f"{UI_PREFIX}knowwho", "approved" if approve else "declined")
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/knowwho", knowwho)
-    router.add_post("/knowwho/contacts", add_contact)
-    router.add_post("/knowwho/vouch", vouch)
-    router.add_post("/knowwho/introduce", introduce)
-    router.add_post("/knowwho/introductions/{id}", decide)
+    decided = actions.decide(node_of(request), request.match_info["id"], approve)
+    flash = "approved" if approve else "declined"
+    return await act(request, decided, f"{UI_PREFIX}knowwho", flash, knowwho)

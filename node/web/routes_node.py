@@ -13,6 +13,9 @@ from node.web.pages import (
     HEADERS,
     PENDING_KEY,
     STORE_READS_KEY,
+    Routes,
+    act,
+    found,
     node_of,
     page,
     session_of,
@@ -20,7 +23,10 @@ from node.web.pages import (
 )
 from protocol.errors import CanopyError
 
+routes = Routes()  # app.py mounts it under /ui
 
+
+@routes.get("/")
 async def home(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
     # What the store held when last read, while its version is the same: one round trip.
@@ -55,23 +61,24 @@ async def home(request: web.Request) -> web.StreamResponse:
     )
 
 
+@routes.get("/status")
 async def status(request: web.Request) -> web.StreamResponse:
     return page(request, "status.html", {"status": await actions.status(node_of(request))})
 
 
+@routes.get("/peers")
 async def peers(request: web.Request, **extra: object) -> web.StreamResponse:
     rows = await actions.peers(node_of(request))
     return page(request, "peers.html", {"peers": rows, "invite": None, "error": "", **extra})
 
 
+@routes.get("/peers/{id}")
 async def peer(request: web.Request) -> web.StreamResponse:
-    try:
-        row = await actions.peer(node_of(request), request.match_info["id"])
-    except CanopyError as exc:
-        return page(request, "error.html", {"message": str(exc)}, status=404)
-    return page(request, "peer.html", {"peer": row})
+    lookup = actions.peer(node_of(request), request.match_info["id"])
+    return await found(request, lookup, "peer.html", "peer")
 
 
+@routes.post("/peers/invite")
 async def make_invite(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     try:
@@ -86,6 +93,7 @@ async def make_invite(request: web.Request) -> web.StreamResponse:
     return await peers(request, invite={"code": code, "expires": expires, "qr": Markup(qr)})
 
 
+@routes.post("/peers/accept")
 async def accept(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     try:
@@ -95,18 +103,18 @@ async def accept(request: web.Request) -> web.StreamResponse:
     return then(request, f"{UI_PREFIX}peers/{trusted['id']}", "accepted")
 
 
+@routes.post("/peers/{id}/distrust")
 async def distrust(request: web.Request) -> web.StreamResponse:
-    try:
-        await actions.distrust(node_of(request), request.match_info["id"])
-    except CanopyError as exc:
-        return await peers(request, error=str(exc))
-    return then(request, f"{UI_PREFIX}peers", "distrusted")
+    distrusted = actions.distrust(node_of(request), request.match_info["id"])
+    return await act(request, distrusted, f"{UI_PREFIX}peers", "distrusted", peers)
 
 
+@routes.get("/wipe")
 async def wipe_confirm(request: web.Request) -> web.StreamResponse:
     return page(request, "wipe.html", {"error": False})
 
 
+@routes.post("/wipe")
 async def wipe(request: web.Request) -> web.StreamResponse:
     """Panic wipe, only after the word is typed: the keys go first, then this node."""
     form = await request.post()
@@ -123,15 +131,3 @@ async def wipe(request: web.Request) -> web.StreamResponse:
     await prepared.write_eof()  # the page is out before the node ends
     await actions.wipe(node_of(request))
     return prepared
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/", home)
-    router.add_get("/status", status)
-    router.add_get("/peers", peers)
-    router.add_get("/peers/{id}", peer)
-    router.add_post("/peers/invite", make_invite)
-    router.add_post("/peers/accept", accept)
-    router.add_post("/peers/{id}/distrust", distrust)
-    router.add_get("/wipe", wipe_confirm)
-    router.add_post("/wipe", wipe)

@@ -12,10 +12,13 @@ from aiohttp import web
 
 from node.web import UI_PREFIX, response
 from node.web.actions import KIND_CHOICES
-from node.web.pages import node_of, page, then
+from node.web.pages import Routes, act, node_of, page, then
 from protocol.errors import CanopyError
 
+routes = Routes()  # app.py mounts it under /ui
 
+
+@routes.get("/checkins")
 async def checkins(request: web.Request, *, error: str = "") -> web.StreamResponse:
     node = node_of(request)
     rows = await response.checkin_rows(node)
@@ -33,15 +36,14 @@ async def checkins(request: web.Request, *, error: str = "") -> web.StreamRespon
     )
 
 
+@routes.post("/checkins")
 async def check_in(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    try:
-        await response.check_in(node_of(request), str(form.get("pin", "")))
-    except CanopyError as exc:
-        return await checkins(request, error=str(exc))
-    return then(request, f"{UI_PREFIX}checkins", "checked_in")
+    checked = response.check_in(node_of(request), str(form.get("pin", "")))
+    return await act(request, checked, f"{UI_PREFIX}checkins", "checked_in", checkins)
 
 
+@routes.post("/checkins/{defender}/{outcome}")
 async def report(request: web.Request) -> web.StreamResponse:
     reached = request.match_info["outcome"] == "reached"
     if request.match_info["outcome"] not in ("reached", "unreachable"):
@@ -56,6 +58,7 @@ async def report(request: web.Request) -> web.StreamResponse:
     return then(request, f"{UI_PREFIX}checkins", flash)
 
 
+@routes.get("/help")
 async def help_list(
     request: web.Request, *, error: str = "", draft: dict[str, str] | None = None
 ) -> web.StreamResponse:
@@ -76,6 +79,7 @@ async def help_list(
     )
 
 
+@routes.get("/help/{id}")
 async def help_one(request: web.Request, *, error: str = "") -> web.StreamResponse:
     node, ref = node_of(request), request.match_info["id"]
     find = {k: request.query.get(k, "") for k in ("text", "kind", "region")}
@@ -93,6 +97,7 @@ async def help_one(request: web.Request, *, error: str = "") -> web.StreamRespon
     )
 
 
+@routes.post("/help")
 async def ask(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     draft: dict[str, Any] = {k: str(form.get(k, "")) for k in ("need", "region", "to", "text")}
@@ -110,6 +115,7 @@ async def ask(request: web.Request) -> web.StreamResponse:
     return then(request, f"{UI_PREFIX}help/{rid}", "help_asked")
 
 
+@routes.post("/help/{id}/{op}")
 async def help_step(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     ref, op = request.match_info["id"], request.match_info["op"]
@@ -125,6 +131,7 @@ async def help_step(request: web.Request) -> web.StreamResponse:
     return then(request, f"{UI_PREFIX}help/{ref}", flash)
 
 
+@routes.post("/away")
 async def away(request: web.Request) -> web.StreamResponse:
     """Off duty until a date, or back on duty (`canopy away`), from the help or check-ins
     page, and back to it."""
@@ -139,21 +146,7 @@ async def away(request: web.Request) -> web.StreamResponse:
     return then(request, f"{UI_PREFIX}{back}", "away" if until else "on_duty")
 
 
+@routes.post("/alerts/{id}/ack")
 async def acknowledge(request: web.Request) -> web.StreamResponse:
-    try:
-        await response.acknowledge(node_of(request), request.match_info["id"])
-    except CanopyError as exc:
-        return page(request, "error.html", {"message": str(exc)}, status=400)
-    return then(request, f"{UI_PREFIX}alerts", "acknowledged")
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/checkins", checkins)
-    router.add_post("/checkins", check_in)
-    router.add_post("/checkins/{defender}/{outcome}", report)
-    router.add_get("/help", help_list)
-    router.add_post("/help", ask)
-    router.add_get("/help/{id}", help_one)
-    router.add_post("/help/{id}/{op}", help_step)
-    router.add_post("/alerts/{id}/ack", acknowledge)
-    router.add_post("/away", away)
+    acked = response.acknowledge(node_of(request), request.match_info["id"])
+    return await act(request, acked, f"{UI_PREFIX}alerts", "acknowledged")

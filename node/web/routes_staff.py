@@ -16,10 +16,12 @@ from markupsafe import Markup
 
 from node.clock import now_ms
 from node.web import UI_PREFIX, staff
-from node.web.pages import COOKIE_KEY, SESSIONS_KEY, UI_APP_KEY, node_of, page
+from node.web.pages import COOKIE_KEY, SESSIONS_KEY, UI_APP_KEY, Routes, node_of, page
 from node.web.throttle import Throttle
 from protocol.errors import StaffError
 
+routes = Routes()  # app.py mounts it under /ui
+api_routes = Routes()  # on the local API itself, beside /v1/ui/link
 THROTTLE_KEY = web.AppKey("throttle", Throttle)
 
 
@@ -55,6 +57,7 @@ async def signin_form(request: web.Request, **context: Any) -> web.Response:
     return page(request, "signin.html", context, status=int(context.pop("status", 200)))
 
 
+@routes.post("/signin")
 async def signin(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     name, password, code = (str(form.get(k, ""))[:300] for k in ("name", "password", "code"))
@@ -72,6 +75,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
     return _signed_in(request, user.name, user.role)
 
 
+@routes.get("/enrol")
 async def enrol_page(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token", "")
     found = None
@@ -91,6 +95,7 @@ def _enrol_form(
     return page(request, "enrol.html", context, status=status)
 
 
+@routes.post("/enrol")
 async def enrol(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     token, password, again, code = (
@@ -112,6 +117,7 @@ async def enrol(request: web.Request) -> web.StreamResponse:
     return _signed_in(request, user.name, user.role)
 
 
+@routes.get("/staff")
 async def staff_page(request: web.Request) -> web.Response:
     users = await staff.users(node_of(request).local.store)
     return page(request, "staff.html", {"users": users})
@@ -124,6 +130,7 @@ def _error(exc: Exception) -> web.Response:
     return web.json_response({"error": str(exc)}, status=400)
 
 
+@api_routes.get("/v1/ui/users")
 async def api_users(request: web.Request) -> web.Response:
     users = await staff.users(node_of(request).local.store)
     return web.json_response({"users": [user_json(u) for u in users]})
@@ -138,6 +145,7 @@ def user_json(user: staff.User) -> dict[str, object]:
     }
 
 
+@api_routes.post("/v1/ui/users")
 async def api_add(request: web.Request) -> web.Response:
     try:
         body = await request.json()
@@ -157,6 +165,7 @@ def enrol_url(request: web.Request, token: str) -> str:
     return f"{base}{UI_PREFIX}enrol?token={token}"
 
 
+@api_routes.post("/v1/ui/users/remove")
 async def api_remove(request: web.Request) -> web.Response:
     try:
         name = str((await request.json())["name"])
@@ -167,16 +176,3 @@ async def api_remove(request: web.Request) -> web.Response:
     if not removed:
         return _error(StaffError(f"no staff user named {name}"))
     return web.json_response({"removed": name, "sessions_ended": ended})
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_post("/signin", signin)
-    router.add_get("/enrol", enrol_page)
-    router.add_post("/enrol", enrol)
-    router.add_get("/staff", staff_page)
-
-
-def add_api_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/v1/ui/users", api_users)
-    router.add_post("/v1/ui/users", api_add)
-    router.add_post("/v1/ui/users/remove", api_remove)
