@@ -246,6 +246,30 @@ def eager_peers(
     return set(ranked[:k])
 
 
+def push_plan(
+    records: Sequence[Record], targets: Mapping[NodeId, bool], now_ms: int
+) -> dict[NodeId, set[bytes]]:
+    """Records just stored here, to be pushed to `targets` (each with whether its link is
+    `pruned`): for each target, the ids it is offered by id (Have) instead of sent whole.
+    Alerts always go whole. A record created more than PUSH_FRESH_MS ago is old news
+    (caught up in a round, not just published): its id only, to every target. A fresh
+    one goes whole over every eager link, and over a pruned link only to its
+    `eager_peers` (docs/SPEC.md "Push")."""
+    plan: dict[NodeId, set[bytes]] = {peer: set() for peer in targets}
+    for r in records:
+        if r.kind is Kind.ALERT:
+            continue
+        if now_ms - r.created > limits.PUSH_FRESH_MS:
+            for offered in plan.values():
+                offered.add(r.id)
+            continue
+        eager = eager_peers(r.id, targets)
+        for peer, pruned in targets.items():
+            if pruned and peer not in eager:
+                plan[peer].add(r.id)
+    return plan
+
+
 def check_record(data: bytes, rid: bytes | None, now_ms: int, sender: NodeId) -> Record:
     """Decode, verify and time-check one record from `sender` (docs/SPEC.md "Validation
     on ingest", steps 1-5); RemoteProtocolError if it fails. Pure: may run on a thread."""
@@ -337,9 +361,9 @@ class Conversation:
         self._unchecked = 0  # CheckRecords not yet answered by records_done
         self._pushed: set[bytes] = set()  # ids sent to the peer whole or offered (Have)
         self._offered: set[bytes] = set()  # of _pushed, those offered by id only
-        # Pruned: records that do not rank this peer among their `eager_peers` reach it by
-        # id (Have) only; set when the peer pushes us a copy of one we pushed it (the link
-        # carried it both ways), cleared when it asks for one we offered (docs/SPEC.md "Push").
+        # Pruned (`push_plan`): records that do not rank this peer among their `eager_peers`
+        # reach it by id (Have) only; set when the peer pushes or offers us one we sent it
+        # whole (the link carried it both ways), cleared when it asks for one we offered.
         self.pruned = False
         self._now = now  # the latest `now` we were given (wants are stamped with it)
         self._asked: dict[bytes, float] = {}  # outstanding wants not yet released, by age
@@ -538,8 +562,7 @@ class Conversation:
     ) -> list[ConversationEvent]:
         """Records just stored here (received elsewhere or published): send the ones this
         peer may receive and has neither sent nor been sent. Alerts are urgent and always
-        go whole; of the others, those in `lazy` (this peer is not among their
-        `eager_peers`) are offered by id while the link is `pruned`."""
+        go whole; of the others, those in `lazy` (see `push_plan`) are offered by id."""
         self._require_open()
         chosen = [
             r
@@ -555,9 +578,7 @@ class Conversation:
             return []
         self._pushed.update(r.id for r in chosen)
         events: list[ConversationEvent] = []
-        offered = tuple(
-            r.id for r in chosen if r.kind is not Kind.ALERT and self.pruned and r.id in lazy
-        )
+        offered = tuple(r.id for r in chosen if r.kind is not Kind.ALERT and r.id in lazy)
         self._offered.update(offered)
         for urgent in (True, False):
             group = [

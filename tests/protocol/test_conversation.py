@@ -27,6 +27,7 @@ from protocol.conversation import (
     check_record,
     eager_peers,
     may_receive,
+    push_plan,
 )
 from protocol.encoding import Value
 from protocol.envelope import seal_record
@@ -532,7 +533,7 @@ def test_a_link_is_pruned_when_whole_copies_cross() -> None:
 def test_lazy_pushes_offer_ids_and_the_peer_fetches_only_what_it_lacks() -> None:
     """Over a pruned link, records offered by id (Have) reach the peer through its Want,
     once each; ids it already holds are not asked for; the offering side never pushes
-    them again; the Want grafts the link (whole again)."""
+    them again; the Want grafts the link (eager again)."""
     first = next(r for r in POOL if r.author == C.node_id and r.kind is Kind.GUIDE)
     a, b = _crossed_pair(first)
     a.sent_ids.clear()
@@ -552,10 +553,25 @@ def test_lazy_pushes_offer_ids_and_the_peer_fetches_only_what_it_lacks() -> None
     assert not a.conv.pruned, "a Want for an offered id grafts the link"
     a.act(a.conv.push(mine, 3.0))  # offered once: never pushed again on this connection
     assert not a.outbox
-    later = _record(A, 8, Scope.NETWORK)
-    a.sent_ids.clear()
-    a.act(a.conv.push([later], 3.0, {later.id}))
-    assert a.sent_ids == [later.id], "a grafted link carries records whole"
+
+
+def test_push_plan_offers_by_id_over_pruned_links_and_old_news_everywhere() -> None:
+    peers = [Identity(hashlib.sha256(bytes([n])).digest()).node_id for n in range(6)]
+    fresh = _record(A, 1, Scope.NETWORK)
+    now_ms = fresh.created + limits.PUSH_FRESH_MS
+    eager = eager_peers(fresh.id, peers)
+    targets = {p: n % 2 == 0 for n, p in enumerate(peers)}  # every other link pruned
+    plan = push_plan([fresh], targets, now_ms)
+    assert {p for p, ids in plan.items() if ids} == {
+        p for p, pruned in targets.items() if pruned and p not in eager
+    }
+    assert all(not ids for ids in push_plan([fresh], dict.fromkeys(peers, False), now_ms).values())
+    old = push_plan([fresh], dict.fromkeys(peers, False), now_ms + 1)
+    assert all(ids == {fresh.id} for ids in old.values()), "old news goes by id everywhere"
+    alert = _record(A, 7, Scope.NETWORK)
+    assert alert.kind is Kind.ALERT
+    late = push_plan([alert], dict.fromkeys(peers, True), alert.created + 10**9)
+    assert all(not ids for ids in late.values()), "alerts always go whole"
 
 
 def test_eager_peers_are_a_few_chosen_per_record() -> None:
