@@ -121,7 +121,7 @@ PEER_PUSH_RECORDS_PER_S = 500  # records nobody asked for (outside a peer's own 
 PEER_PUSH_RECORDS_BURST = 5000
 EAGER_PUSH_PEERS = 3  # peers a record goes whole to even over pruned links (the rest: Have)
 EAGER_PUSH_HUB_PEERS = 16  # a node pushing to more peers than this sends every one whole
-PUSH_FRESH_MS = 10_000  # a record created longer ago than this is pushed by id (Have) only
+PUSH_FRESH_MS = 20_000  # a record created longer ago than this is pushed by id (Have) only
 # Reconciliation rounds a peer starts with us (docs/spec/60-...).
 MIN_ROUND_INTERVAL_S = 1.0  # an initiator starts a round at most this often with one peer
 MIN_ROUND_GAP_S = 0.5  # responder: a round opened sooner than this after the last is refused
