@@ -23,7 +23,7 @@ from node.connection import PeerConnection, WebSocket
 from node.local import Local
 from node.peer_book import PeerBook
 from protocol import limits
-from protocol.conversation import Conversation, Role, eager_peers, hand_over
+from protocol.conversation import Conversation, Role, hand_over, push_plan
 from protocol.errors import RecordRejected, RemoteProtocolError
 from protocol.handshake import SessionKeys
 from protocol.identity import NodeId
@@ -314,13 +314,16 @@ class Sync:
 
     def push(self, records: Sequence[Record], exclude: NodeId | None = None) -> None:
         """Offer records just stored to every connected peer (never back to `exclude`):
-        whole to the few `eager_peers` of each record, by id to the others."""
-        targets = [p for p in self.connections if p != exclude]
-        eager = {r.id: eager_peers(r.id, targets) for r in records}
-        for peer_id in targets:
+        whole or by id as `push_plan` says for each (each conversation keeps whether its
+        link is pruned)."""
+        targets = {
+            p: c.conversation.pruned for p, c in self.connections.items() if p != exclude
+        }
+        plan = push_plan(records, targets, now_ms())
+        for peer_id, lazy in plan.items():
             conn = self.connections.get(peer_id)
             if conn is not None:
-                conn.push(records, {rid for rid, chosen in eager.items() if peer_id not in chosen})
+                conn.push(records, lazy)
 
     def resync_soon(self) -> None:
         """Records may have arrived by other paths (`canopy import`): reconcile again soon."""

@@ -233,12 +233,41 @@ def may_receive(
 def eager_peers(
     rid: bytes, peers: Iterable[NodeId], k: int = limits.EAGER_PUSH_PEERS
 ) -> set[NodeId]:
-    """Of the peers a record just stored here could be pushed to, the `k` that get it whole;
-    the others are offered its id (Have) and ask for it if they still lack it. The choice
-    is a hash of the record id and the peer, so it differs per record and nobody steers
-    it (docs/SPEC.md "Push")."""
+    """Of the peers a record just stored here could be pushed to, those that get it whole
+    even over a pruned link (`Conversation.pruned`); over a pruned link the others are
+    offered its id (Have) and ask for it if they still lack it. A hub (more than
+    EAGER_PUSH_HUB_PEERS of them) sends it whole to all: its copies are the graph's short
+    paths and mostly arrive first. Otherwise the `k` chosen by a hash of the record id and
+    the peer, so the choice differs per record and nobody steers it (docs/SPEC.md "Push")."""
+    peers = list(peers)
+    if len(peers) > limits.EAGER_PUSH_HUB_PEERS:
+        return set(peers)
     ranked = sorted(peers, key=lambda p: hashlib.blake2b(rid + p.raw, digest_size=8).digest())
     return set(ranked[:k])
+
+
+def push_plan(
+    records: Sequence[Record], targets: Mapping[NodeId, bool], now_ms: int
+) -> dict[NodeId, set[bytes]]:
+    """Records just stored here, to be pushed to `targets` (each with whether its link is
+    `pruned`): for each target, the ids it is offered by id (Have) instead of sent whole.
+    Alerts always go whole. A record created more than PUSH_FRESH_MS ago is old news
+    (caught up in a round, not just published): its id only, to every target. A fresh
+    one goes whole over every eager link, and over a pruned link only to its
+    `eager_peers` (docs/SPEC.md "Push")."""
+    plan: dict[NodeId, set[bytes]] = {peer: set() for peer in targets}
+    for r in records:
+        if r.kind is Kind.ALERT:
+            continue
+        if now_ms - r.created > limits.PUSH_FRESH_MS:
+            for offered in plan.values():
+                offered.add(r.id)
+            continue
+        eager = eager_peers(r.id, targets)
+        for peer, pruned in targets.items():
+            if pruned and peer not in eager:
+                plan[peer].add(r.id)
+    return plan
 
 
 def check_record(
@@ -335,7 +364,12 @@ class Conversation:
         self._requested = 0  # of _serve and the batch being looked up, asked by the peer
         self._lookup: tuple[tuple[bytes, bool], ...] | None = None  # batch being looked up
         self._unchecked = 0  # CheckRecords not yet answered by records_done
-        self._pushed: set[bytes] = set()
+        self._pushed: set[bytes] = set()  # ids sent to the peer whole or offered (Have)
+        self._offered: set[bytes] = set()  # of _pushed, those offered by id only
+        # Pruned (`push_plan`): records that do not rank this peer among their `eager_peers`
+        # reach it by id (Have) only; set when the peer pushes or offers us one we sent it
+        # whole (the link carried it both ways), cleared when it asks for one we offered.
+        self.pruned = False
         self._now = now  # the latest `now` we were given (wants are stamped with it)
         self._asked: dict[bytes, float] = {}  # outstanding wants not yet released, by age
         self._hedged: set[bytes] = set()  # of _asked, those a second holder was asked for
@@ -533,7 +567,7 @@ class Conversation:
     ) -> list[ConversationEvent]:
         """Records just stored here (received elsewhere or published): send the ones this
         peer may receive and has neither sent nor been sent. Alerts are urgent and always
-        go whole; of the others, those in `lazy` (see `eager_peers`) are offered by id."""
+        go whole; of the others, those in `lazy` (see `push_plan`) are offered by id."""
         self._require_open()
         chosen = [
             r
@@ -550,6 +584,7 @@ class Conversation:
         self._pushed.update(r.id for r in chosen)
         events: list[ConversationEvent] = []
         offered = tuple(r.id for r in chosen if r.kind is not Kind.ALERT and r.id in lazy)
+        self._offered.update(offered)
         for urgent in (True, False):
             group = [
                 r for r in chosen if (r.kind is Kind.ALERT) is urgent and r.id not in offered
@@ -563,6 +598,12 @@ class Conversation:
         if offered:
             events.append(self._send(self.session.have(offered)))
         return events
+
+    def _crossed(self, rid: bytes) -> None:
+        """The peer pushed or offered us `rid`, unasked: if we had sent it whole, that copy
+        was wasted (it held the record already), so the link is pruned."""
+        if rid in self._pushed and rid not in self._offered:
+            self.pruned = True
 
     def push_dropped(self) -> None:
         """The driver dropped bytes for this peer (its queue was too long): the next round
@@ -669,12 +710,16 @@ class Conversation:
             if self._requested > limits.MAX_SERVE_REQUESTED:
                 raise UnexpectedMessage("asked for more records than the protocol allows")
             self._serve.extend((i, True) for i in ids)
+            if self.pruned and not self._offered.isdisjoint(ids):
+                self.pruned = False  # graft: it lacked what only we offered
             return self._next_lookup()
         if isinstance(event, PeerHave):
             # Offers count against the push allowance as the records themselves would.
             if not self._pushes_in.take(len(event.ids), now):
                 raise QuotaExceeded("offered far more records than asked for")
             self._needs_unfiltered += 1
+            for rid in event.ids:
+                self._crossed(rid)
             return [FilterNeeds(event.ids)]
         if isinstance(event, PeerMissing):
             self._answered = now
@@ -711,6 +756,7 @@ class Conversation:
                     size += len(data)
                 else:
                     unasked += 1
+                    self._crossed(rid)
             if rid in seen:
                 continue  # a copy inside one message: charged above, checked once
             seen.add(rid)

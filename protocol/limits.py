@@ -119,7 +119,9 @@ PEER_QUERIES_PER_S = 100  # Want and Reconcile messages from one peer; over it, 
 PEER_QUERIES_BURST = 500
 PEER_PUSH_RECORDS_PER_S = 500  # records nobody asked for (outside a peer's own round); over: cut
 PEER_PUSH_RECORDS_BURST = 5000
-EAGER_PUSH_PEERS = 3  # peers a stored record is pushed to whole; the others get its id (Have)
+EAGER_PUSH_PEERS = 3  # peers a record goes whole to even over pruned links (the rest: Have)
+EAGER_PUSH_HUB_PEERS = 16  # a node pushing to more peers than this sends every one whole
+PUSH_FRESH_MS = 20_000  # a record created longer ago than this is pushed by id (Have) only
 # Reconciliation rounds a peer starts with us (docs/spec/60-...).
 MIN_ROUND_INTERVAL_S = 1.0  # an initiator starts a round at most this often with one peer
 MIN_ROUND_GAP_S = 0.5  # responder: a round opened sooner than this after the last is refused

@@ -26,8 +26,8 @@ from protocol.conversation import (
     Synced,
     Throttle,
     check_record,
-    eager_peers,
     hand_over,
+    push_plan,
 )
 from protocol.errors import QuotaExceeded, RemoteProtocolError
 from protocol.identity import Identity, NodeId
@@ -294,7 +294,8 @@ class SimNode:
         return end.conversation.records_done(errors)
 
     def store(self, records: Sequence[Record], source: int | None) -> list[Record]:
-        """Store records durably; push the new ones to every other connected peer."""
+        """Store records durably; push the new ones to every other connected peer (as
+        node/sync.py does: `push_plan` over each conversation's pruned or eager link)."""
         if not records:
             return []
         new: list[Record] = []
@@ -324,13 +325,16 @@ class SimNode:
                 r.id for r in new if late or self.peer_behind(source, r.id)
             )
         if new:
-            targets = [p for p in self.ends if p != source]
-            eager = {r.id: eager_peers(r.id, [self.ids(p) for p in targets]) for r in new}
+            targets = {
+                self.ids(p): end.conversation.pruned
+                for p, end in self.ends.items()
+                if p != source
+            }
+            plan = push_plan(new, targets, self.now_ms())
             for end in list(self.ends.values()):
                 end.conversation.items_changed()
                 if self.relay and end.peer != source and end.peer in self.ends:
-                    peer_id = self.ids(end.peer)
-                    lazy = {rid for rid, chosen in eager.items() if peer_id not in chosen}
+                    lazy = plan.get(self.ids(end.peer), set())
                     self.act(end, end.conversation.push(new, now, lazy))
         return new
 

@@ -54,6 +54,9 @@ class Figures:
     alert_p100_s: float | None
     alert_p99_online_s: float | None  # ... of all honest online nodes that stayed up
     alert_reached: float  # share of those online ones that had it at the end of phase one
+    # ... share of them reachable from its author when it was published: the ceiling of
+    # `alert_reached` (a node whose every peer is down or hostile cannot get it).
+    alert_reachable: float
     delivery_p50_s: float | None  # every network-scoped record to every reachable node
     delivery_p99_s: float | None
     delivery_max_s: float | None
@@ -235,6 +238,7 @@ def run(config: Config) -> Figures:
         delivery_max_s=_quantile(delays, 1.0, due),
         delivery_reached=round(len(delays) / max(1, due), 4),
         alert_reached=round(reached, 4),
+        alert_reachable=round(alert_due / max(1, len(stayed)), 4),
         hostile_cut_off=len(cut),
         hostile_to_cut=len(to_cut),
         penalties=sum(node.stats.penalties for node in honest),

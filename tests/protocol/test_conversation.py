@@ -27,6 +27,7 @@ from protocol.conversation import (
     check_record,
     eager_peers,
     may_receive,
+    push_plan,
 )
 from protocol.encoding import Value
 from protocol.envelope import seal_record
@@ -509,27 +510,79 @@ def test_ids_a_lookup_hands_back_are_served_by_the_next_and_the_sets_converge() 
     assert b.lookups >= len(held)  # one record per look-up: every id came back for the next
 
 
+def _crossed_pair(record: Record) -> tuple[Side, Side]:
+    """A and B both got `record` elsewhere and pushed it to each other at once: the copies
+    cross, so each side prunes the link."""
+    a, b = _pair([record], [record])
+    a.act(a.conv.push([record], 1.0))
+    b.act(b.conv.push([record], 1.0))
+    _run(a, b)
+    return a, b
+
+
+def test_a_link_is_pruned_when_whole_copies_cross() -> None:
+    network = [r for r in POOL if r.author == C.node_id and r.kind is Kind.GUIDE]
+    a, b = _pair([network[0]], [])
+    a.act(a.conv.push([network[0]], 1.0))
+    _run(a, b)
+    assert not a.conv.pruned and not b.conv.pruned, "a copy the peer lacked prunes nothing"
+    a, b = _crossed_pair(network[1])
+    assert a.conv.pruned and b.conv.pruned
+
+
 def test_lazy_pushes_offer_ids_and_the_peer_fetches_only_what_it_lacks() -> None:
-    """Records offered by id (Have) reach the peer through its Want, once each; ids it
-    already holds are not asked for; the offering side never pushes them again."""
+    """Over a pruned link, records offered by id (Have) reach the peer through its Want,
+    once each; ids it already holds are not asked for; the offering side never pushes
+    them again; the Want grafts the link (eager again)."""
+    first = next(r for r in POOL if r.author == C.node_id and r.kind is Kind.GUIDE)
+    a, b = _crossed_pair(first)
+    a.sent_ids.clear()
     mine = [_record(A, n, Scope.NETWORK) for n in range(1, 7)]  # no alert (n % 7 == 0)
-    a, b = _pair(mine, mine[:2])
+    a.store.update((r.id, r) for r in mine)
+    b.store.update((r.id, r) for r in mine[:2])
     lazy = {r.id for r in mine}
-    a.act(a.conv.push(mine, 2.0, lazy))
+    a.act(a.conv.push(mine[:2], 2.0, lazy))
     assert not a.sent_ids, "offered records went whole"
     _run(a, b, now=2.0)
-    assert sorted(b.received) == sorted(r.id for r in mine[2:])
-    assert set(b.store) == {r.id for r in mine}
+    assert a.conv.pruned, "ids the peer held (no Want) graft nothing"
+    a.act(a.conv.push(mine[2:], 2.0, lazy))
+    assert not a.sent_ids, "offered records went whole"
+    _run(a, b, now=2.0)
+    assert sorted(b.received) == sorted(r.id for r in [first, *mine[2:]])
+    assert set(b.store) == {r.id for r in [first, *mine]}
+    assert not a.conv.pruned, "a Want for an offered id grafts the link"
     a.act(a.conv.push(mine, 3.0))  # offered once: never pushed again on this connection
     assert not a.outbox
 
 
+def test_push_plan_offers_by_id_over_pruned_links_and_old_news_everywhere() -> None:
+    peers = [Identity(hashlib.sha256(bytes([n])).digest()).node_id for n in range(6)]
+    fresh = _record(A, 1, Scope.NETWORK)
+    now_ms = fresh.created + limits.PUSH_FRESH_MS
+    eager = eager_peers(fresh.id, peers)
+    targets = {p: n % 2 == 0 for n, p in enumerate(peers)}  # every other link pruned
+    plan = push_plan([fresh], targets, now_ms)
+    assert {p for p, ids in plan.items() if ids} == {
+        p for p, pruned in targets.items() if pruned and p not in eager
+    }
+    assert all(not ids for ids in push_plan([fresh], dict.fromkeys(peers, False), now_ms).values())
+    old = push_plan([fresh], dict.fromkeys(peers, False), now_ms + 1)
+    assert all(ids == {fresh.id} for ids in old.values()), "old news goes by id everywhere"
+    alert = _record(A, 7, Scope.NETWORK)
+    assert alert.kind is Kind.ALERT
+    late = push_plan([alert], dict.fromkeys(peers, True), alert.created + 10**9)
+    assert all(not ids for ids in late.values()), "alerts always go whole"
+
+
 def test_eager_peers_are_a_few_chosen_per_record() -> None:
-    peers = [Identity(hashlib.sha256(bytes([n])).digest()).node_id for n in range(8)]
-    chosen = [frozenset(eager_peers(bytes([n]) * 32, peers)) for n in range(40)]
+    peers = [Identity(hashlib.sha256(bytes([n])).digest()).node_id for n in range(40)]
+    chosen = [frozenset(eager_peers(bytes([n]) * 32, peers[:8])) for n in range(40)]
     assert all(len(c) == limits.EAGER_PUSH_PEERS for c in chosen)
     assert len(set(chosen)) > 10, "the same peers for every record"
     assert eager_peers(bytes(32), peers[:2]) == set(peers[:2])
+    hub = peers[: limits.EAGER_PUSH_HUB_PEERS + 1]
+    assert eager_peers(bytes(32), hub) == set(hub), "a hub sends every peer the record whole"
+    assert len(eager_peers(bytes(32), hub[:-1])) == limits.EAGER_PUSH_PEERS
 
 
 def test_a_flood_of_offers_is_charged_as_pushes() -> None:
