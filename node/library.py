@@ -211,6 +211,9 @@ class Library(PendingRemovals[GuideIndex]):
         self._gone: set[bytes] = set()  # withdrawn while their batch was being opened
         self._opening = False
         self._builds = 0  # builds started: a batch opened before one is dropped
+        # Told the author of each guide stored from elsewhere that opened malformed, as it
+        # is added or reopened (node.record_hooks charges them: they signed it).
+        self.malformed: Callable[[NodeId], None] | None = None
 
     async def start(self) -> None:
         """Build the index in the background; changes meanwhile are applied after it."""
@@ -291,7 +294,7 @@ class Library(PendingRemovals[GuideIndex]):
                     items = await self._open_on_threads(datas)
                     if self._pending is not None:
                         return  # a key went: the build opens everything again
-                    self._reopened(items, now_ms())
+                    self._reopened(items, datas, now_ms())
         finally:
             self._reopening = False
         if self.reopened > before:
@@ -301,10 +304,17 @@ class Library(PendingRemovals[GuideIndex]):
                 time.monotonic() - started,
             )
 
-    def _reopened(self, items: list[tuple[bytes, GuideEntry | int, int]], now: int) -> None:
+    def _reopened(
+        self,
+        items: list[tuple[bytes, GuideEntry | int, int]],
+        datas: Mapping[bytes, bytes],
+        now: int,
+    ) -> None:
         for rid, item, size in items:
             if item == UNREADABLE or rid not in self._unreadable:
                 continue  # still unreadable, or withdrawn meanwhile
+            if item == MALFORMED:
+                self._blame(datas[rid])
             del self._unreadable[rid]
             self.index.unreadable -= 1
             self.reopened += 1
@@ -382,6 +392,8 @@ class Library(PendingRemovals[GuideIndex]):
                     self._opened[rid] = (item, size)
                     if item == UNREADABLE:
                         self._unreadable[rid] = None
+                    elif item == MALFORMED:
+                        self._blame(batch[rid])
                     _count(self.index, item, now)
                 if self.keys() != keys:  # keys came while it was opened with the old ones
                     self._reopen = True
@@ -390,6 +402,12 @@ class Library(PendingRemovals[GuideIndex]):
             self._opening = False
             if self._pending is None:
                 self.ready.set()
+
+    def _blame(self, data: bytes) -> None:
+        """A guide opened malformed: its author is told to `malformed` (not ours)."""
+        author = Record.from_stored(data).author
+        if self.malformed is not None and author != self.local.node_id:
+            self.malformed(author)
 
     async def flush_opened(self) -> None:
         """Cache what was opened of the guides added since the last flush."""
