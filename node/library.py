@@ -2,6 +2,8 @@
 live copy of it (built in the background at start, kept current as guides are stored,
 withdrawn and expire, what it opened cached for the next start).
 
+Listings of it: node/guide_listing.py (re-exported here).
+
 `build_guides` is the one build, for the running node and for `canopy guides` / `show`
 when no node runs: it reads what was cached of each guide (`node.guide_index.pack_guide`)
 and opens only the guides with nothing valid cached. Cached values depend on the keys that
@@ -30,17 +32,17 @@ from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, open_stored
 from node.guide_index import (
     GuideEntry,
     GuideIndex,
-    Wanted,
     guide_entry_of,
-    lesson_row,
     pack_guide,
     unpack_guide,
 )
+from node.guide_listing import author_keys as author_keys  # listings: kept importable here
+from node.guide_listing import listing as listing
+from node.guide_listing import wanted_of as wanted_of
 from node.index_common import PendingRemovals, flush_openings
 from node.local import Local, Peer
-from node.trust import match_peers
 from protocol import limits
-from protocol.errors import CanopyError, RemoteProtocolError
+from protocol.errors import RemoteProtocolError
 from protocol.identity import Identity, NodeId
 from protocol.record import Kind, Record
 
@@ -412,79 +414,3 @@ class Library(PendingRemovals[GuideIndex]):
     async def flush_opened(self) -> None:
         """Cache what was opened of the guides added since the last flush."""
         await flush_openings(self.local.store, self._opened, pack_guide)
-
-
-def author_keys(index: GuideIndex, peers: Mapping[NodeId, Peer], ref: str) -> frozenset[bytes]:
-    """Authors `--from` may mean: a trusted peer (as `match_peers` finds them: a full id, an
-    exact name, an id prefix), or any author in the index whose id starts with `ref` (4+
-    characters). None found is an error that says so."""
-    found = {p.node_id.raw for p in match_peers(list(peers.values()), ref)}
-    low = ref.strip().lower()
-    if len(low) >= 4:
-        found |= {a for a in index.by_author if str(NodeId(a)).startswith(low)}
-    if not found:
-        raise CanopyError(f"--from {ref!r}: no trusted peer or author of a guide here by that")
-    return frozenset(found)
-
-
-def wanted_of(index: GuideIndex, peers: Mapping[NodeId, Peer], q: Mapping[str, str]) -> Wanted:
-    """A listing's filters from the local API's query (or the command line's, as a map)."""
-    for name in ("lang", "topic", "region", "from"):
-        if len(q.get(name, "").encode()) > limits.MAX_GUIDE_FIELD_BYTES:
-            raise CanopyError(f"--{name} is too long")
-    if len(q.get("search", "").encode()) > limits.MAX_GUIDE_TITLE_BYTES:
-        raise CanopyError("--search is too long")
-    ref = q.get("from", "").strip()
-    try:
-        limit = int(q.get("limit", "0"))
-    except ValueError:
-        raise CanopyError("--limit must be a number") from None
-    if not 0 <= limit <= limits.MAX_LOCAL_RESULTS:
-        raise CanopyError(f"--limit must be between 1 and {limits.MAX_LOCAL_RESULTS}")
-    return Wanted(
-        lang=q.get("lang", "").strip(),
-        topic=q.get("topic", "").strip(),
-        region=q.get("region", "").strip(),
-        authors=author_keys(index, peers, ref) if ref else None,
-        search=q.get("search", ""),
-        limit=limit,
-    )
-
-
-def listing(
-    index: GuideIndex,
-    wanted: Wanted,
-    now_ms: int,
-    prefer: Sequence[str],
-    peers: Mapping[NodeId, Peer],
-    me: NodeId,
-    revoked: Collection[NodeId],
-    skip: int = 0,
-) -> dict[str, object]:
-    """What `canopy guides --json` prints: one row per lesson (`node.guide_index.lesson_row`),
-    the newest `wanted.limit` (0: all) and how many matched, and how many guides are held here but
-    unreadable or malformed. `skip`: leave out that many of the newest (a page further on)."""
-    names: dict[tuple[bytes, bool], str] = {}  # a few authors, thousands of rows
-
-    def label(author: bytes, full: bool) -> str:
-        name = names.get((author, full))
-        if name is None:
-            node_id = NodeId(author)
-            peer = peers.get(node_id)
-            if full:
-                name = str(node_id)
-            elif author == me.raw:
-                name = "you"
-            else:
-                name = peer.label if peer else node_id.short
-            names[(author, full)] = name
-        return name
-
-    bad = {n.raw for n in revoked}
-    lessons, total = index.lessons(wanted, now_ms, prefer, wanted.limit)
-    return {
-        "guides": [lesson_row(c, versions, label, bad) for c, versions in lessons[skip:]],
-        "lessons": total,
-        "held_unreadable": index.unreadable,
-        "held_malformed": index.malformed,
-    }
