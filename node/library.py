@@ -216,6 +216,15 @@ class Library(PendingRemovals[GuideIndex]):
         # Told the author of each guide stored from elsewhere that opened malformed, as it
         # is added or reopened (node.record_hooks charges them: they signed it).
         self.malformed: Callable[[NodeId], None] | None = None
+        # A sync storing guides no key of ours opens (a circle's history comes before the
+        # membership record with its keys: a sync sends oldest first): the next ones it
+        # stores are held unopened, counted unreadable, until a key comes (the reopen pass
+        # opens them) or the ingest ends (`_open_held`): each opened once, not failed on
+        # arrival and opened again. `ingesting`: a sync is storing records (set by the node).
+        self.ingesting: Callable[[], bool] = lambda: False
+        self._unopened: dict[bytes, None] = {}  # held: in `_unreadable`, never opened
+        self._holding = False  # the last batch opened was (nearly) all unreadable
+        self._waiting = False  # `_open_held` runs
 
     async def start(self) -> None:
         """Build the index in the background; changes meanwhile are applied after it."""
@@ -261,6 +270,7 @@ class Library(PendingRemovals[GuideIndex]):
             return  # not started yet, or nothing changed
         added = holds_every(keys, self._seen)
         self._seen = keys
+        self._holding = False  # the new keys may open what comes next
         if added:
             self._reopen = True
             if self._pending is None:
@@ -273,6 +283,7 @@ class Library(PendingRemovals[GuideIndex]):
             return
         self._pending = []
         self._queued.clear()  # stored already: the build reads them
+        self._unopened.clear()
         self._builds += 1
         self._spawn(self._build())
 
@@ -313,13 +324,18 @@ class Library(PendingRemovals[GuideIndex]):
         now: int,
     ) -> None:
         for rid, item, size in items:
-            if item == UNREADABLE or rid not in self._unreadable:
-                continue  # still unreadable, or withdrawn meanwhile
+            if rid not in self._unreadable:
+                continue  # withdrawn meanwhile
+            held = self._unopened.pop(rid, 0) is None  # opened for the first time
+            if item == UNREADABLE:
+                if held:
+                    self._opened[rid] = (item, size)  # cached: not opened again at start
+                continue
             if item == MALFORMED:
                 self._blame(datas[rid])
             del self._unreadable[rid]
             self.index.unreadable -= 1
-            self.reopened += 1
+            self.reopened += not held
             self._opened[rid] = (item, size)
             _count(self.index, item, now)
 
@@ -332,6 +348,7 @@ class Library(PendingRemovals[GuideIndex]):
             self.index.unreadable -= len(gone)
             for rid in ids:
                 self._queued.pop(rid, None)
+                self._unopened.pop(rid, None)
             if self._opening:
                 self._gone.update(ids)
         super().remove(ids)
@@ -354,6 +371,9 @@ class Library(PendingRemovals[GuideIndex]):
             return
         if self._seen is None:
             return  # not started: the build at start reads it from the store
+        if self._holding and record.author != self.local.node_id and self.ingesting():
+            self._hold(record.id)  # (our own: always opened, and shown at once)
+            return
         self._queued[record.id] = record.to_bytes()
         if not self._opening:
             self._opening = True
@@ -400,10 +420,44 @@ class Library(PendingRemovals[GuideIndex]):
                 if self.keys() != keys:  # keys came while it was opened with the old ones
                     self._reopen = True
                     self._start_reopen()
+                else:
+                    unread = sum(item == UNREADABLE for _, item, _ in items)
+                    big = len(items) > limits.PARALLEL_VERIFY_OVER
+                    self._holding = big and 4 * unread >= 3 * len(items) and self.ingesting()
         finally:
             self._opening = False
             if self._pending is None:
                 self.ready.set()
+
+    def _hold(self, rid: bytes) -> None:
+        if rid not in self._unreadable:
+            self._unreadable[rid] = None
+            self._unopened[rid] = None
+            self.index.unreadable += 1
+        if not self._waiting:
+            self._waiting = True
+            self._spawn(self._open_held())
+
+    async def _open_held(self) -> None:
+        """Open the guides held unopened once no sync is storing records (those a key that
+        came meanwhile did not open already), a chunk at a time on the worker threads."""
+        try:
+            while self._unopened:
+                await asyncio.sleep(limits.GUIDE_CHECK_IDLE_S)
+                if self.ingesting() or self._pending is not None:
+                    continue  # (a build: it reads them from the store, and clears them)
+                self._holding = False
+                ids = list(self._unopened)
+                step = 2 * limits.OPENED_REPAIR_CHUNK  # half to each thread
+                for at in range(0, len(ids), step):
+                    chunk = [rid for rid in ids[at : at + step] if rid in self._unopened]
+                    datas = await self.local.store.get_records(chunk)
+                    items = await self._open_on_threads(datas)
+                    if self._pending is not None:
+                        break
+                    self._reopened(items, datas, now_ms())
+        finally:
+            self._waiting = False
 
     def _blame(self, data: bytes) -> None:
         """A guide opened malformed: its author is told to `malformed` (not ours)."""

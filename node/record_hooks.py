@@ -68,6 +68,7 @@ class RecordHooks:
         self._malformed_guides: list[NodeId] = []  # authors the library found, to charge
         self._charging = False
         library.malformed = self._guide_malformed  # it opens each stored guide: no 2nd open
+        library.ingesting = ingesting  # it holds guides it cannot open while a sync stores
         self._help_lock = asyncio.Lock()  # one pass over accepted referrals at a time
 
     async def stored(
