@@ -444,8 +444,8 @@ class Library(PendingRemovals[GuideIndex]):
         try:
             while self._unopened:
                 await asyncio.sleep(limits.GUIDE_CHECK_IDLE_S)
-                if self.ingesting() or self._pending is not None:
-                    continue  # (a build: it reads them from the store, and clears them)
+                if self.ingesting() or self._pending is not None or self._reopening:
+                    continue  # (a build reads them from the store; a reopen pass opens them)
                 self._holding = False
                 ids = list(self._unopened)
                 step = 2 * limits.OPENED_REPAIR_CHUNK  # half to each thread
