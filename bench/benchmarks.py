@@ -832,10 +832,18 @@ async def simulate(nodes: int = 1000, seed: int = 1, baseline: bool = True) -> R
     return await run(nodes, seed, baseline)
 
 
-async def circle_join(records: int = 10_000, epochs: int = 5, timeout: float = 300.0) -> Result:
+async def circle_join(
+    records: int = 10_000, epochs: int = 5, timeout: float = 300.0, library: int = 0
+) -> Result:
     from bench.circles import circle_join as run
 
-    return await run(records=records, epochs=epochs, timeout=timeout)
+    return await run(records=records, epochs=epochs, timeout=timeout, library=library)
+
+
+async def circle_join_library(library: int = 10_000, **kwargs: Any) -> Result:
+    return await circle_join(library=library, **kwargs)  # D holds guides of its own already
+
+
 # -- the web app (issue 13) ------------------------------------------------------------------------
 
 
@@ -875,6 +883,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Awaitable[Result]], str]] = {
     "query-network": (query_network, "know-who queries at depth 2 on 30 nodes: p50/p95"),
     "simulate": (simulate, "1,000 simulated nodes (and 100): convergence, bytes, alert, CPU"),
     "circle-join": (circle_join, "a member added to a circle with 10,000 records: read time"),
+    "circle-join-library": (circle_join_library, "circle-join, D holding 10,000 guides already"),
     "guides": (guides, "canopy guides with 10,000 guides; --search over 100,000 in a node"),
     "ui": (ui, "web app, 10,000 guides + 100,000 contacts: page p95, dashboard in Chromium"),
     "networks": (networks, "SHS1 handshake cost with 5 networks vs 1 (target within 10 %)"),
@@ -899,6 +908,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "query-network": {"nodes": 4, "per_node": 3, "queries": 6},
     "simulate": {"nodes": 20, "baseline": False},
     "circle-join": {"records": 60, "epochs": 3, "timeout": 60},
+    "circle-join-library": {"records": 60, "epochs": 3, "timeout": 60, "library": 30},
     "guides": {"listed": 200, "searched": 300, "searches": 20, "cli_searches": 2},
     "ui": {"guides": 30, "contacts": 300, "requests": 10, "loads": 2},
     "networks": {"handshakes": 50, "rounds": 2},

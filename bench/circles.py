@@ -99,7 +99,7 @@ async def circle_join(
 ) -> Result:
     """`library`: guides of its own D holds and reads before it joins (its cached index
     must not be opened again when the circle's keys come)."""
-    res = Result("circle-join")
+    res = Result("circle-join-library" if library else "circle-join")
     async with workspace("circle-join") as root:
         net = network_key(SEED)
         a_dir = await create_dir(root / "A", "A", free_port(), net, seed=derive(SEED, "owner"))

@@ -2,6 +2,8 @@
 live copy of it (built in the background at start, kept current as guides are stored,
 withdrawn and expire, what it opened cached for the next start).
 
+Listings of it: node/guide_listing.py (re-exported here).
+
 `build_guides` is the one build, for the running node and for `canopy guides` / `show`
 when no node runs: it reads what was cached of each guide (`node.guide_index.pack_guide`)
 and opens only the guides with nothing valid cached. Cached values depend on the keys that
@@ -30,17 +32,17 @@ from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, open_stored
 from node.guide_index import (
     GuideEntry,
     GuideIndex,
-    Wanted,
     guide_entry_of,
-    lesson_row,
     pack_guide,
     unpack_guide,
 )
+from node.guide_listing import author_keys as author_keys  # listings: kept importable here
+from node.guide_listing import listing as listing
+from node.guide_listing import wanted_of as wanted_of
 from node.index_common import PendingRemovals, flush_openings
 from node.local import Local, Peer
-from node.trust import match_peers
 from protocol import limits
-from protocol.errors import CanopyError, RemoteProtocolError
+from protocol.errors import RemoteProtocolError
 from protocol.identity import Identity, NodeId
 from protocol.record import Kind, Record
 
@@ -211,6 +213,18 @@ class Library(PendingRemovals[GuideIndex]):
         self._gone: set[bytes] = set()  # withdrawn while their batch was being opened
         self._opening = False
         self._builds = 0  # builds started: a batch opened before one is dropped
+        # Told the author of each guide stored from elsewhere that opened malformed, as it
+        # is added or reopened (node.record_hooks charges them: they signed it).
+        self.malformed: Callable[[NodeId], None] | None = None
+        # A sync storing guides no key of ours opens (a circle's history comes before the
+        # membership record with its keys: a sync sends oldest first): the next ones it
+        # stores are held unopened, counted unreadable, until a key comes (the reopen pass
+        # opens them) or the ingest ends (`_open_held`): each opened once, not failed on
+        # arrival and opened again. `ingesting`: a sync is storing records (set by the node).
+        self.ingesting: Callable[[], bool] = lambda: False
+        self._unopened: dict[bytes, None] = {}  # held: in `_unreadable`, never opened
+        self._holding = False  # the last batch opened was (nearly) all unreadable
+        self._waiting = False  # `_open_held` runs
 
     async def start(self) -> None:
         """Build the index in the background; changes meanwhile are applied after it."""
@@ -256,6 +270,7 @@ class Library(PendingRemovals[GuideIndex]):
             return  # not started yet, or nothing changed
         added = holds_every(keys, self._seen)
         self._seen = keys
+        self._holding = False  # the new keys may open what comes next
         if added:
             self._reopen = True
             if self._pending is None:
@@ -268,6 +283,7 @@ class Library(PendingRemovals[GuideIndex]):
             return
         self._pending = []
         self._queued.clear()  # stored already: the build reads them
+        self._unopened.clear()
         self._builds += 1
         self._spawn(self._build())
 
@@ -291,7 +307,7 @@ class Library(PendingRemovals[GuideIndex]):
                     items = await self._open_on_threads(datas)
                     if self._pending is not None:
                         return  # a key went: the build opens everything again
-                    self._reopened(items, now_ms())
+                    self._reopened(items, datas, now_ms())
         finally:
             self._reopening = False
         if self.reopened > before:
@@ -301,13 +317,25 @@ class Library(PendingRemovals[GuideIndex]):
                 time.monotonic() - started,
             )
 
-    def _reopened(self, items: list[tuple[bytes, GuideEntry | int, int]], now: int) -> None:
+    def _reopened(
+        self,
+        items: list[tuple[bytes, GuideEntry | int, int]],
+        datas: Mapping[bytes, bytes],
+        now: int,
+    ) -> None:
         for rid, item, size in items:
-            if item == UNREADABLE or rid not in self._unreadable:
-                continue  # still unreadable, or withdrawn meanwhile
+            if rid not in self._unreadable:
+                continue  # withdrawn meanwhile
+            held = self._unopened.pop(rid, 0) is None  # opened for the first time
+            if item == UNREADABLE:
+                if held:
+                    self._opened[rid] = (item, size)  # cached: not opened again at start
+                continue
+            if item == MALFORMED:
+                self._blame(datas[rid])
             del self._unreadable[rid]
             self.index.unreadable -= 1
-            self.reopened += 1
+            self.reopened += not held
             self._opened[rid] = (item, size)
             _count(self.index, item, now)
 
@@ -320,6 +348,7 @@ class Library(PendingRemovals[GuideIndex]):
             self.index.unreadable -= len(gone)
             for rid in ids:
                 self._queued.pop(rid, None)
+                self._unopened.pop(rid, None)
             if self._opening:
                 self._gone.update(ids)
         super().remove(ids)
@@ -342,6 +371,9 @@ class Library(PendingRemovals[GuideIndex]):
             return
         if self._seen is None:
             return  # not started: the build at start reads it from the store
+        if self._holding and record.author != self.local.node_id and self.ingesting():
+            self._hold(record.id)  # (our own: always opened, and shown at once)
+            return
         self._queued[record.id] = record.to_bytes()
         if not self._opening:
             self._opening = True
@@ -382,91 +414,57 @@ class Library(PendingRemovals[GuideIndex]):
                     self._opened[rid] = (item, size)
                     if item == UNREADABLE:
                         self._unreadable[rid] = None
+                    elif item == MALFORMED:
+                        self._blame(batch[rid])
                     _count(self.index, item, now)
                 if self.keys() != keys:  # keys came while it was opened with the old ones
                     self._reopen = True
                     self._start_reopen()
+                else:
+                    unread = sum(item == UNREADABLE for _, item, _ in items)
+                    big = len(items) > limits.PARALLEL_VERIFY_OVER
+                    self._holding = big and 4 * unread >= 3 * len(items) and self.ingesting()
         finally:
             self._opening = False
             if self._pending is None:
                 self.ready.set()
 
+    def _hold(self, rid: bytes) -> None:
+        if rid not in self._unreadable:
+            self._unreadable[rid] = None
+            self._unopened[rid] = None
+            self.index.unreadable += 1
+        if not self._waiting:
+            self._waiting = True
+            self._spawn(self._open_held())
+
+    async def _open_held(self) -> None:
+        """Open the guides held unopened once no sync is storing records (those a key that
+        came meanwhile did not open already), a chunk at a time on the worker threads."""
+        try:
+            while self._unopened:
+                await asyncio.sleep(limits.GUIDE_CHECK_IDLE_S)
+                if self.ingesting() or self._pending is not None or self._reopening:
+                    continue  # (a build reads them from the store; a reopen pass opens them)
+                self._holding = False
+                ids = list(self._unopened)
+                step = 2 * limits.OPENED_REPAIR_CHUNK  # half to each thread
+                for at in range(0, len(ids), step):
+                    chunk = [rid for rid in ids[at : at + step] if rid in self._unopened]
+                    datas = await self.local.store.get_records(chunk)
+                    items = await self._open_on_threads(datas)
+                    if self._pending is not None:
+                        break
+                    self._reopened(items, datas, now_ms())
+        finally:
+            self._waiting = False
+
+    def _blame(self, data: bytes) -> None:
+        """A guide opened malformed: its author is told to `malformed` (not ours)."""
+        author = Record.from_stored(data).author
+        if self.malformed is not None and author != self.local.node_id:
+            self.malformed(author)
+
     async def flush_opened(self) -> None:
         """Cache what was opened of the guides added since the last flush."""
         await flush_openings(self.local.store, self._opened, pack_guide)
-
-
-def author_keys(index: GuideIndex, peers: Mapping[NodeId, Peer], ref: str) -> frozenset[bytes]:
-    """Authors `--from` may mean: a trusted peer (as `match_peers` finds them: a full id, an
-    exact name, an id prefix), or any author in the index whose id starts with `ref` (4+
-    characters). None found is an error that says so."""
-    found = {p.node_id.raw for p in match_peers(list(peers.values()), ref)}
-    low = ref.strip().lower()
-    if len(low) >= 4:
-        found |= {a for a in index.by_author if str(NodeId(a)).startswith(low)}
-    if not found:
-        raise CanopyError(f"--from {ref!r}: no trusted peer or author of a guide here by that")
-    return frozenset(found)
-
-
-def wanted_of(index: GuideIndex, peers: Mapping[NodeId, Peer], q: Mapping[str, str]) -> Wanted:
-    """A listing's filters from the local API's query (or the command line's, as a map)."""
-    for name in ("lang", "topic", "region", "from"):
-        if len(q.get(name, "").encode()) > limits.MAX_GUIDE_FIELD_BYTES:
-            raise CanopyError(f"--{name} is too long")
-    if len(q.get("search", "").encode()) > limits.MAX_GUIDE_TITLE_BYTES:
-        raise CanopyError("--search is too long")
-    ref = q.get("from", "").strip()
-    try:
-        limit = int(q.get("limit", "0"))
-    except ValueError:
-        raise CanopyError("--limit must be a number") from None
-    if not 0 <= limit <= limits.MAX_LOCAL_RESULTS:
-        raise CanopyError(f"--limit must be between 1 and {limits.MAX_LOCAL_RESULTS}")
-    return Wanted(
-        lang=q.get("lang", "").strip(),
-        topic=q.get("topic", "").strip(),
-        region=q.get("region", "").strip(),
-        authors=author_keys(index, peers, ref) if ref else None,
-        search=q.get("search", ""),
-        limit=limit,
-    )
-
-
-def listing(
-    index: GuideIndex,
-    wanted: Wanted,
-    now_ms: int,
-    prefer: Sequence[str],
-    peers: Mapping[NodeId, Peer],
-    me: NodeId,
-    revoked: Collection[NodeId],
-    skip: int = 0,
-) -> dict[str, object]:
-    """What `canopy guides --json` prints: one row per lesson (`node.guide_index.lesson_row`),
-    the newest `wanted.limit` (0: all) and how many matched, and how many guides are held here but
-    unreadable or malformed. `skip`: leave out that many of the newest (a page further on)."""
-    names: dict[tuple[bytes, bool], str] = {}  # a few authors, thousands of rows
-
-    def label(author: bytes, full: bool) -> str:
-        name = names.get((author, full))
-        if name is None:
-            node_id = NodeId(author)
-            peer = peers.get(node_id)
-            if full:
-                name = str(node_id)
-            elif author == me.raw:
-                name = "you"
-            else:
-                name = peer.label if peer else node_id.short
-            names[(author, full)] = name
-        return name
-
-    bad = {n.raw for n in revoked}
-    lessons, total = index.lessons(wanted, now_ms, prefer, wanted.limit)
-    return {
-        "guides": [lesson_row(c, versions, label, bad) for c, versions in lessons[skip:]],
-        "lessons": total,
-        "held_unreadable": index.unreadable,
-        "held_malformed": index.malformed,
-    }

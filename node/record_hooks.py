@@ -29,6 +29,7 @@ from node.queries import KnowWho
 from node.readers import malformed as open_malformed
 from protocol import limits
 from protocol.errors import DecodeError
+from protocol.identity import NodeId
 from protocol.lifecycle import Withdrawal
 from protocol.record import Kind, Record
 
@@ -50,11 +51,18 @@ class RecordHooks:
     ingesting: Callable[[], bool]  # sync is storing records: background checks wait
     notify: Callable[[], None]  # we wrote records: poll and push them now
     spawn: Callable[[Coroutine[object, object, None]], None]  # beside the node, until it stops
-    # stored, not yet opened once
+    # checklists stored, not yet opened once
     _unchecked_guides: deque[bytes] = field(default_factory=deque, init=False)
     _checking_guides: bool = field(default=False, init=False)
+    # authors of malformed guides the library found, to charge
+    _malformed_guides: list[NodeId] = field(default_factory=list, init=False)
+    _charging: bool = field(default=False, init=False)
     # one pass over accepted referrals at a time
     _help_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.library.malformed = self._guide_malformed  # it opens each stored guide: no 2nd open
+        self.library.ingesting = self.ingesting  # it holds unreadables while a sync stores
 
     async def stored(
         self, fresh: Sequence[Record], purged: Sequence[bytes], now: int, *, from_peer: bool
@@ -86,9 +94,7 @@ class RecordHooks:
             elif record.kind is Kind.GUIDE:
                 self.library.add(record)
         guides = [
-            r.id
-            for r in fresh
-            if r.kind in (Kind.GUIDE, Kind.CHECKLIST) and r.author != self.local.node_id
+            r.id for r in fresh if r.kind is Kind.CHECKLIST and r.author != self.local.node_id
         ]
         if guides:
             self._unchecked_guides.extend(guides)
@@ -165,10 +171,29 @@ class RecordHooks:
             if await send_accepted_referrals(self.local, now_ms()):
                 self.notify()  # our new contact copies: push them on
 
+    def _guide_malformed(self, author: NodeId) -> None:
+        """The library opened a stored guide of `author`'s (on arrival, or when the key that
+        opens it came) and it breaks the guide schema: never shown; its author pays."""
+        self._malformed_guides.append(author)
+        if not self._charging:
+            self._charging = True
+            self.spawn(self._charge_malformed_guides())
+
+    async def _charge_malformed_guides(self) -> None:
+        error = DecodeError("guide breaks its kind's schema")
+        try:
+            while self._malformed_guides:
+                authors, self._malformed_guides = self._malformed_guides, []
+                for author in authors:
+                    await self.book.penalise(author, error, reason="content_malformed")
+        finally:
+            self._charging = False
+
     async def _check_guides(self) -> None:
-        """Open the guides this node can read once, after they are stored: one that breaks the
-        guide schema is never shown by any reader (open_record refuses it); here it is
-        counted and its author, who signed it, pays for it. Never urgent, so it waits while
+        """Open the checklists this node can read once, after they are stored (guides: the
+        library opens each as it is stored and tells `_guide_malformed`): one that breaks its
+        schema is never shown by any reader (open_record refuses it); here it is counted
+        and its author, who signed it, pays for it. Never urgent, so it waits while
         records are being ingested rather than take the cores from them; it keeps ids, not
         records, so a large sync does not hold them in memory meanwhile."""
         loop = asyncio.get_running_loop()

@@ -187,3 +187,88 @@ async def test_guides_stored_while_the_node_runs_are_opened_in_a_batch_off_the_l
         assert len(index.entries) == 40
     finally:
         await us.close()
+
+
+async def _holding_library(
+    us: Local, author: Local, ingesting: dict[str, bool]
+) -> tuple[Library, dict[str, tuple[Sequence[bytes], Sequence[bytes]]], list[Record]]:
+    """A running library to which a sync (`ingesting`) brought a batch of 20 guides of a
+    circle whose key has not come: it opened them all in vain, so it holds what comes next."""
+    held = {"keys": (tuple(await us.network_keys()), await circles.read_keys(us))}
+    library = Library(us, keys=lambda: held["keys"], people=lambda: ({}, ()))
+    library.ingesting = lambda: ingesting["on"]
+    await library.start()
+    await asyncio.wait_for(library.ready.wait(), 20)
+    first = await _guides(author, [f"h-{i}" for i in range(20)], f"circle:{CIRCLE}")
+    await _copy(first, us)
+    for record in first:
+        library.add(record)
+    await asyncio.wait_for(library.ready.wait(), 20)
+    assert library.index.unreadable == 4 + 20 and library._holding
+    return library, held, first
+
+
+async def test_a_circles_history_before_its_key_is_held_unopened_and_opened_once(
+    tmp_path: Path,
+) -> None:
+    us, author, ours, theirs = await _two(tmp_path)
+    ingesting = {"on": True}
+    try:
+        library, held, first = await _holding_library(us, author, ingesting)
+        later = await _guides(author, [f"l-{i}" for i in range(20)], f"circle:{CIRCLE}")
+        await _copy(later, us)
+        for record in later:
+            library.add(record)
+        assert library.ready.is_set()  # held, not being opened: counted unreadable at once
+        assert library.index.unreadable == 4 + 40 and len(library._unopened) == 20
+        own = await _guides(us, ["ours-late"], "network")
+        library.add(own[0])  # our own: opened (and shown) at once even while holding
+        await asyncio.wait_for(library.ready.wait(), 20)
+        assert own[0].id in library.index.entries
+        await _membership(author, us)  # the membership record, last (newest) as a sync sends
+        held["keys"] = (held["keys"][0], await circles.read_keys(us))
+        library.keys_changed()
+        assert not library._holding
+        await _until("every circle guide opened", lambda: library.index.unreadable == 0)
+        await _until("the reopen done", lambda: not library._reopening)
+        # The 4 held since the start and the first batch were opened again; the 20 held
+        # were opened once, with the key.
+        assert library.reopened == 4 + 20 and not library._unopened
+        everything = ours + theirs + first + later + own
+        assert set(library.index.entries) == {r.id for r in everything}
+        library.stop()
+    finally:
+        await us.close()
+        await author.close()
+
+
+async def test_guides_held_unopened_are_opened_when_the_sync_ends_without_a_key(
+    tmp_path: Path,
+) -> None:
+    us, author, _, _ = await _two(tmp_path)
+    ingesting = {"on": True}
+    try:
+        library, _, _ = await _holding_library(us, author, ingesting)
+        later = await _guides(author, [f"l-{i}" for i in range(20)], f"circle:{CIRCLE}")
+        readable_ones = await _guides(author, ["net-1", "net-2"], "network")
+        await _copy(later + readable_ones, us)
+        for record in later + readable_ones:
+            library.add(record)
+        assert len(library._unopened) == 22 and not library.index.entries.keys() & {
+            r.id for r in readable_ones
+        }
+        await asyncio.sleep(0.2)
+        assert len(library._unopened) == 22  # still ingesting: they wait
+        ingesting["on"] = False
+        await _until("the held guides opened", lambda: not library._unopened, timeout=30)
+        await _until("the held guides opened", lambda: not library._waiting, timeout=30)
+        assert {r.id for r in readable_ones} <= library.index.entries.keys()
+        assert library.index.unreadable == 4 + 40 and library.reopened == 0
+        assert not library._holding
+        await library.flush_opened()
+        library.stop()
+        index = await build_guides(us, _now())  # the next start: every one cached
+        assert index.opened == 0 and index.unreadable == 44
+    finally:
+        await us.close()
+        await author.close()
