@@ -49,7 +49,8 @@ _I = TypeVar("_I", bound=_Index)
 class PendingRemovals(Generic[_I]):
     """`remove` and `expire` of a live index that is rebuilt in the background: while a
     build runs (`_pending` is a list), removals are kept and applied to the new index when
-    it is done (which drops what expired then itself)."""
+    it is done (which drops what expired then itself), and to the index in place too when
+    it answers meanwhile (a rebuild after a key change), so a withdrawal shows at once."""
 
     index: _I
     _pending: list[Any] | None
@@ -57,8 +58,13 @@ class PendingRemovals(Generic[_I]):
     def remove(self, ids: Sequence[bytes]) -> None:
         if self._pending is not None:
             self._pending.append(list(ids))
-            return
-        self.index.remove(ids)
+            if not self._serving_during_build():
+                return
+        self.index.remove(ids)  # also from an old index that answers while a new one builds
+
+    def _serving_during_build(self) -> bool:
+        """Whether the index in place answers queries while a new one is built."""
+        return False
 
     def expire(self, now_ms: int) -> None:
         if self._pending is None:

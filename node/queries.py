@@ -152,7 +152,9 @@ class KnowWho(PendingRemovals[ContactIndex]):
         (False too while the index is being built: it is applied, and counted, after)."""
         if self._pending is not None:  # building: applied to the new index when it is done
             self._pending.append(_Added(record, verify_body))
-            return False
+            if not self._serving_during_build():
+                return False
+            # a rebuild (keys changed): the old index answers meanwhile, so it shows it too
         size = len(record.to_bytes())
         network_keys, circle_keys = self.keys()
         try:
@@ -173,6 +175,10 @@ class KnowWho(PendingRemovals[ContactIndex]):
         item = self.index.add(record, body)
         self._opened[record.id] = (item or MALFORMED, size)
         return item is None
+
+    def _serving_during_build(self) -> bool:
+        """A built index answers queries while another is built (after a key change)."""
+        return self.ready.is_set()
 
     async def flush_opened(self) -> None:
         """Cache what the index made of the records added since the last flush (see

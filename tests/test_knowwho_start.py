@@ -25,7 +25,7 @@ from tests.test_multinode import connected, link
 
 pytestmark = pytest.mark.timeout(240)
 
-CONTACTS = 40_000  # about four seconds of index build on a 2-core machine: a window to query in
+CONTACTS = 100_000  # seconds of index build even on a fast machine: a window to query in
 
 
 async def seed_contacts(node: NodeProcess) -> None:
@@ -53,14 +53,15 @@ async def test_index_builds_behind_a_running_node_and_keeps_what_arrived_meanwhi
         # Running (listening, dialling, answering its API) before the index is complete.
         assert status["knowwho"]["ready"] is False, status["knowwho"]
 
-        # Written while the index builds: kept aside, then applied to the built index.
+        # Written while an index builds (the first one, or the rebuild that the peers circle
+        # made for `--share peers` starts): kept aside and applied to the built index, and
+        # shown at once by an index already built that answers meanwhile.
         await node.cli(
             "contact", "add", "--kind", "lawyer", "--name", "Wakili Zawadi Kiptoo",
             "--region", "KE-30", "--lang", "sw", "--channel", "phone:+254700999111",
             "--share", "peers",
         )  # fmt: skip
-        assert (await node.api("/v1/status"))["knowwho"]["ready"] is False  # still building
-        during = await api_query(node, text="zawadi kiptoo")  # waits for the build
+        during = await api_query(node, text="zawadi kiptoo")  # waits for the first build
         assert [r["name"] for r in during["results"]] == ["Wakili Zawadi Kiptoo"]
         status = await node.api("/v1/status")
         assert status["knowwho"] == {"ready": True, "contacts": CONTACTS + 1}
