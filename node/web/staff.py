@@ -11,6 +11,7 @@ seen over someone's shoulder cannot be replayed in the same half minute.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import re
@@ -28,7 +29,22 @@ TABLE = "staff"
 ROLES = ("reader", "editor", "admin")  # each may do what the one before it may, and more
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _HASHER = argon2.PasswordHasher()  # Argon2id, RFC 9106 low-memory profile
-_DUMMY = _HASHER.hash("not a password of anyone")  # unknown names take as long as known ones
+
+
+@functools.cache
+def _dummy() -> str:
+    """A hash to check an unknown name's password against, so unknown names take as long as
+    known ones. Made on the first sign-in, not on import: every `canopy` process imports
+    this module and an Argon2id hash costs ~0.2 s of CPU."""
+    return _HASHER.hash("not a password of anyone")
+
+
+def _verify_hash(stored: str, password: str) -> bool:
+    """Argon2id check of `password` (in a worker thread); an unknown name (`stored` empty)
+    is checked against the dummy. The dummy is made on the first sign-in of either kind,
+    so which kind came first does not show in its time."""
+    dummy = _dummy()
+    return _HASHER.verify(stored or dummy, password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +188,7 @@ async def verify(store: Store, name: str, password: str, code: str, now_ms: int)
     stored = str(row.get("hash", "")) if row else ""
     password = password[: limits.UI_PASSWORD_MAX_CHARS]
     try:
-        ok = await asyncio.to_thread(_HASHER.verify, stored or _DUMMY, password)
+        ok = await asyncio.to_thread(_verify_hash, stored, password)
     except argon2.exceptions.VerificationError:
         ok = False
     except argon2.exceptions.InvalidHashError:
