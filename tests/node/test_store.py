@@ -518,19 +518,22 @@ _WRITER = textwrap.dedent(
     async def main():
         store = await Store.open(Path(sys.argv[1]), bytes.fromhex(sys.argv[2]))
         batch = int(sys.argv[3])
-        while True:
-            rows = [
-                RecordRow(
-                    id=hashlib.blake2b(f"{batch}/{i}".encode(), digest_size=32).digest(),
-                    kind="guide", scope=1, created=1, expires=2**62, author=b"a" * 32,
-                    local=True, data=f"batch {batch} row {i}".encode() * 20,
-                )
-                for i in range(20)
-            ]
-            flags = await store.put_records(rows, 1)
-            assert all(flags)
-            print(f"acked {batch}", flush=True)
-            batch += 1
+        try:  # closed on an error, so that the process ends (and the test sees it)
+            while True:
+                rows = [
+                    RecordRow(
+                        id=hashlib.blake2b(f"{batch}/{i}".encode(), digest_size=32).digest(),
+                        kind="guide", scope=1, created=1, expires=2**62, author=b"a" * 32,
+                        local=True, data=f"batch {batch} row {i}".encode() * 20,
+                    )
+                    for i in range(20)
+                ]
+                flags = await store.put_records(rows, 1)
+                assert all(flags), f"batch {batch} was there already"
+                print(f"acked {batch}", flush=True)
+                batch += 1
+        finally:
+            await store.close()
 
     asyncio.run(main())
     """
@@ -588,10 +591,12 @@ def test_acknowledged_record_survives_kill_9(tmp_path: Path) -> None:
             proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
         asyncio.run(_check_batches(path, range(last + 1)))
-        # A batch in flight at the kill is either wholly there or wholly absent.
-        in_flight = asyncio.run(_count_present(path, last + 1))
-        assert in_flight in (0, 20)
-        next_batch = last + 1 + (1 if in_flight else 0)
+        # The writer runs on until the kill lands: each batch it committed after the last
+        # acknowledgement we read is wholly there, and the one in flight wholly absent.
+        next_batch = last + 1
+        while (in_flight := asyncio.run(_count_present(path, next_batch))) == 20:
+            next_batch += 1
+        assert in_flight == 0
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 20 * next_batch
