@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node import directory, opened_cache
+from node import circles, directory, opened_cache
 from node.config import Config
 from node.contact_index import ContactIndex
 from node.content import row_of
@@ -28,7 +28,8 @@ from node.entries import Entry, Opened, VouchEntry
 from node.local import DB_FILE, Local
 from node.runtime import Node
 from node.trust import trust_node
-from protocol.contact import Contact, Share, Vouch, VouchAbout
+from protocol.circle import History
+from protocol.contact import Contact, Filter, Share, Vouch, VouchAbout
 from protocol.envelope import seal_record
 from protocol.identity import Identity
 from protocol.record import Kind, Record, Scope
@@ -345,4 +346,38 @@ async def test_values_queued_under_an_old_network_key_are_not_written(tmp_path: 
         await node.knowwho.flush_opened()
         assert all(plain is None for _, plain in await _cached(local))
     finally:
+        await local.close()
+
+
+async def test_the_index_in_place_shows_changes_made_while_it_is_rebuilt(tmp_path: Path) -> None:
+    """A key change (a circle created or joined) builds the know-who index again in the
+    background, and the built one answers meanwhile: what is stored or withdrawn during the
+    rebuild shows in it at once (a query right after `canopy contact add` finds the contact),
+    and in the new index once it is done."""
+    local = await _local(tmp_path)
+    try:
+        node = Node(local, Config())
+        await node._reload_trust()
+        await node.knowwho.start()
+        await node.knowwho.ready.wait()
+        await circles.create(local, "Land lawyers", History.ALL.value, _now())
+        await node._reload_trust()  # the epoch moved: a new key, so the index builds again
+        assert node.knowwho._pending is not None, "no rebuild under way"
+        contact = Contact(b"\x0a" * 16, Share.NETWORK, "lawyer", "KE", ("sw",), name="Zephyrine")
+        record = await _strangers_contact(local, contact, node.network_key)
+        node.knowwho.add(record, verify_body=True)
+
+        def names() -> list[str]:
+            found = node.knowwho.local_query(Filter.build(text="zephyrine"), 10)["results"]
+            return [r["name"] for r in found]  # type: ignore[attr-defined, index]
+
+        assert names() == ["Zephyrine"]  # the index in place shows it
+        node.knowwho.remove([record.id])
+        assert names() == []  # and a withdrawal
+        node.knowwho.add(record, verify_body=True)
+        await asyncio.gather(*node.knowwho._tasks)  # the rebuild, done
+        assert node.knowwho._pending is None
+        assert names() == ["Zephyrine"]  # the new index got both changes, in order
+    finally:
+        node.knowwho.stop()
         await local.close()
