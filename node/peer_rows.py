@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from node.local import Local, Peer
+from node.peer_book import PeerState
 from protocol.identity import NodeId
 
 NOT_RUNNING = "node not running"
@@ -27,6 +29,38 @@ class LivePeer:
     last_sync: int | None  # the node's own, newer than the store's (written now and then)
     direction: str | None = None  # in | out, when connected
     queued_bytes: int = 0
+
+
+class _Live(Protocol):
+    """What the running node holds of a connection (node/connection.py)."""
+
+    @property
+    def outbound(self) -> bool: ...
+    @property
+    def queued(self) -> int: ...
+
+
+def live_peers(
+    peers: Mapping[NodeId, Peer],
+    states: Mapping[NodeId, PeerState],
+    connections: Mapping[NodeId, _Live],
+    monotonic: float,
+) -> dict[NodeId, LivePeer]:
+    """What the running node knows live of each trusted peer (scores, bans, connections)."""
+    live: dict[NodeId, LivePeer] = {}
+    for node_id, peer in peers.items():
+        state = states.get(node_id, PeerState())
+        conn = connections.get(node_id)
+        live[node_id] = LivePeer(
+            state="connected" if conn else ("dialing" if state.dialing else "offline"),
+            score=state.score,
+            banned_for_s=max(0.0, round(state.banned_until - monotonic, 1)),
+            last_error=state.last_error,
+            last_sync=peer.last_sync,
+            direction=("out" if conn.outbound else "in") if conn else None,
+            queued_bytes=conn.queued if conn else 0,
+        )
+    return live
 
 
 def peer_rows(

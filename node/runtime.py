@@ -36,7 +36,7 @@ from node.library import Library
 from node.local import Local, Peer
 from node.metrics import Figures, prometheus, sync_lag_s
 from node.notices import Notices, response_counts
-from node.peer_book import PeerBook, PeerState
+from node.peer_book import PeerBook
 from node.peer_server import PeerServer
 from node.queries import KnowWho
 from node.record_hooks import RecordHooks
@@ -466,21 +466,9 @@ class Node:
         """The rows `canopy peers` prints: every stored peer (also one trusted since the last
         poll), with what this node knows of it live. `stored`: the stored peers and revoked
         keys when the caller has just read them (node/web/kept.py)."""
-        from node.peer_rows import LivePeer, peer_rows
+        from node.peer_rows import live_peers, peer_rows
 
-        live: dict[NodeId, LivePeer] = {}
-        for node_id, peer in self.peers.items():
-            state = self.book.state.get(node_id, PeerState())
-            conn = self.connections.get(node_id)
-            live[node_id] = LivePeer(
-                state="connected" if conn else ("dialing" if state.dialing else "offline"),
-                score=state.score,
-                banned_for_s=max(0.0, round(state.banned_until - time.monotonic(), 1)),
-                last_error=state.last_error,
-                last_sync=peer.last_sync,
-                direction=("out" if conn.outbound else "in") if conn else None,
-                queued_bytes=conn.queued if conn else 0,
-            )
+        live = live_peers(self.peers, self.book.state, self.connections, time.monotonic())
         if stored is None:
             stored = (await self.local.peers(), await revoked_ids(self.local))
         return peer_rows(stored[0], set(self.revoked) | set(stored[1]), live)
