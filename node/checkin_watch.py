@@ -19,7 +19,7 @@ from node.clock import now_ms
 from node.local import Local
 from node.notices import Notices
 from node.peer_book import PeerBook
-from protocol import checkin, oncall
+from protocol import checkin, limits, oncall
 from protocol.checkin import Event, Item, PlanState
 from protocol.errors import RemoteProtocolError
 from protocol.identity import NodeId
@@ -160,19 +160,31 @@ class CheckinWatch:
         while True:
             self._wake.clear()
             wake = self.check(now_ms())
-            await self.escalate_owed(now_ms())
+            owed = await self.escalate_owed(now_ms())
+            wake = owed if wake is None or (owed is not None and owed < wake) else wake
             timeout = None if wake is None else max(0.0, (wake + 1 - now_ms()) / 1000)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def escalate_owed(self, now: int) -> None:
+    async def escalate_owed(self, now: int) -> int | None:
         """A plan that escalated without a K-th report (a member went off duty after the
         reports were in, so fewer now suffice) and that nobody has escalated yet: of its
         "unreachable" reporters the one with the smallest id publishes the escalation, so
-        exactly one node sends it (docs/spec/90-rapid-response.md)."""
+        exactly one node sends it (docs/spec/90-rapid-response.md). Only once the last
+        report is OWED_ESCALATION_GRACE_MS old: the K-th reporter escalates as it reports,
+        and its record may come a little after its report. Returns when to look again."""
+        wake: int | None = None
         for key, state in self._watched():
             owed = checkin.needs_escalation(state) and state.unreachable
             if not owed or min(state.unreachable) != self.me or key in self._escalating:
+                continue
+            last = max(
+                (i[2] for i in self.items[key].values() if i[3].op is checkin.Op.UNREACHABLE),
+                default=0,
+            )
+            if now < last + limits.OWED_ESCALATION_GRACE_MS:
+                at = last + limits.OWED_ESCALATION_GRACE_MS
+                wake = at if wake is None else min(wake, at)
                 continue
             self._escalating.add(key)
             try:
@@ -183,6 +195,7 @@ class CheckinWatch:
                 log.exception("publishing an owed escalation failed")
             finally:
                 self._escalating.discard(key)
+        return wake
 
     def counts(self, others_only: bool = False) -> dict[str, int]:
         """Plans held here by state (counts only: `status`, `metrics`); `others_only`: those

@@ -24,8 +24,6 @@ import logging
 import time
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 
-import msgpack
-
 from node import circles
 from node.clock import now_ms
 from node.entries import MALFORMED, OPENED_VERSION, UNREADABLE, open_stored
@@ -48,6 +46,7 @@ from protocol.record import Kind, Record
 
 log = logging.getLogger("canopy.library")
 
+_PRINT = 16  # bytes of one key's print
 _PRINTS = "guide_key_prints"  # (the digest "guide_keys_stamp" before: opened again once)
 
 
@@ -57,28 +56,22 @@ def key_prints(network_keys: Iterable[bytes], circle_keys: Iterable[bytes]) -> f
     build can tell keys added (what opened still opens) from keys gone."""
     layout = f"guides {OPENED_VERSION}".encode()
     return frozenset(
-        hashlib.blake2b(layout + role, key=key, digest_size=16).digest()
+        hashlib.blake2b(layout + role, key=key, digest_size=_PRINT).digest()
         for role, keys in ((b" network", network_keys), (b" circle", circle_keys))
         for key in keys
     )
 
 
 def _packed_prints(prints: frozenset[bytes]) -> bytes:
-    packed: bytes = msgpack.packb([OPENED_VERSION, sorted(prints)])
-    return packed
+    """The layout's version (one byte), then the prints in order."""
+    return bytes([OPENED_VERSION]) + b"".join(sorted(prints))
 
 
 def _unpacked_prints(value: bytes | None) -> frozenset[bytes] | None:
     """What `_packed_prints` made; None if nothing (or something else) was kept."""
-    if value is None:
+    if not value or value[0] != OPENED_VERSION or (len(value) - 1) % _PRINT:
         return None
-    try:
-        version, prints = msgpack.unpackb(value)
-        if version != OPENED_VERSION or not all(isinstance(p, bytes) for p in prints):
-            return None
-        return frozenset(prints)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        return None
+    return frozenset(value[at : at + _PRINT] for at in range(1, len(value), _PRINT))
 
 
 def holds_every(

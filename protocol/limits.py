@@ -80,6 +80,7 @@ MAX_CHECKIN_EVERY_MS = 90 * 24 * 3600 * 1000  # and the longest (also the longes
 MAX_CHECKIN_MESSAGE_BYTES = 2048  # a plan's escalation message (it becomes an alert's text)
 MAX_CHECKIN_AUDIENCE_BYTES = 4096  # a plan's escalation audience, as `--to` writes it
 MAX_CHECKIN_MARK_SLOTS = 128  # responders one check-in's duress mark is sealed to
+OWED_ESCALATION_GRACE_MS = 10_000  # an owed escalation waits this long after the last report
 CHECKIN_MARK_SLOT_BYTES = 64  # one responder's slot: a sealed box of 16 bytes
 MAX_CHECKIN_SEQ = 2**32 - 1  # one author's records about one plan
 DEFAULT_CHECKIN_CONFIRMATIONS = 2  # members reporting "unreachable" before it escalates

@@ -22,7 +22,7 @@ KNOW_WHO = [
 # The opened-record caches are the node's own format (what an index made of a record), not
 # record bytes: the modules of node/ that pack and unpack msgpack themselves (contacts and
 # vouches; guides).
-MSGPACK_ALLOWED = {"node/opened_cache.py", "node/guide_index.py"}
+MSGPACK_ALLOWED = {"node/opened_cache.py", "node/guide_entry.py"}
 
 
 def _tree(rel: str) -> ast.Module:

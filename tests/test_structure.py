@@ -21,6 +21,7 @@ NODE_CONSTANTS_ALLOWED = {
     # the byte layout of a stored row: sizes fixed by the format, not chosen bounds
     ("node/at_rest.py", "_ID_BYTES"),
     ("node/at_rest.py", "_MARK_BYTES"),
+    ("node/library.py", "_PRINT"),  # a key's print in the guide cache's settings
     # EXIF tag numbers (GPS IFD, orientation): codes of the format metadata is stripped from
     ("node/metadata.py", "_GPS_IFD"),
     ("node/metadata.py", "_ORIENTATION"),
