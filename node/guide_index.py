@@ -30,7 +30,6 @@ from node.guide_entry import pack_guide as pack_guide
 from node.guide_entry import search_words as search_words
 from node.guide_entry import unpack_guide as unpack_guide
 from node.guide_words import EMPTY, BitCache, Field, Key, Posting, matching_slots
-from node.guide_words import discard_slot as _discard
 from node.guide_words import discard_sorted as _discard_sorted
 from node.guide_words import post_sorted as _post_sorted
 from node.index_common import discard
@@ -169,14 +168,14 @@ class GuideIndex:
                 self._shared -= 2 if left == 1 else 1
             discard(self.by_lesson, entry.lesson, rid)
             lang = primary_lang(entry.lang)
-            _discard(self.by_lang, lang, slot)
+            discard(self.by_lang, lang, slot)
             bits.drop(("l", lang))
             for topic in entry.topics:
-                _discard(self.by_topic, topic.casefold(), slot)
+                discard(self.by_topic, topic.casefold(), slot)
                 bits.drop(("t", topic.casefold()))
-            _discard(self.by_author, entry.author, slot)
+            discard(self.by_author, entry.author, slot)
             bits.drop(("a", entry.author))
-            _discard(self.by_region, entry.region.upper(), slot)
+            discard(self.by_region, entry.region.upper(), slot)
             bits.drop(("r", entry.region.upper()))
             if entry.expires == self._soonest:
                 self._soonest = None

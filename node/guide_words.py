@@ -73,27 +73,6 @@ def discard_sorted(index: dict[str, array[int]], key: str, slot: int) -> bool:
     return False
 
 
-def post_slot(index: dict[_K, set[int]], key: _K, slot: int) -> None:
-    """Add slot to index[key]."""
-    slots = index.get(key)
-    if slots is None:
-        index[key] = {slot}
-    else:
-        slots.add(slot)
-
-
-def discard_slot(index: dict[_K, set[int]], key: _K, slot: int) -> bool:
-    """Remove slot from index[key]; True if the key is gone."""
-    slots = index.get(key)
-    if slots is None:
-        return False
-    slots.discard(slot)
-    if not slots:
-        del index[key]
-        return True
-    return False
-
-
 def bits_of(slots: Iterable[int], size: int) -> int:
     """The bitset of `slots` (every one below `size`)."""
     buf = bytearray((size >> 3) + 1)

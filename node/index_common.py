@@ -13,11 +13,12 @@ if TYPE_CHECKING:  # the indexes stay importable without the store's I/O modules
     from node.store import Store
 
 _K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V", bound=Hashable)
 _T = TypeVar("_T")
 
 
-def post(index: dict[_K, set[bytes]], key: _K, rid: bytes) -> None:
-    """Add rid to index[key]."""
+def post(index: dict[_K, set[_V]], key: _K, rid: _V) -> None:
+    """Add rid (a record id, or a slot) to index[key]."""
     ids = index.get(key)
     if ids is None:
         index[key] = {rid}
@@ -25,8 +26,8 @@ def post(index: dict[_K, set[bytes]], key: _K, rid: bytes) -> None:
         ids.add(rid)
 
 
-def discard(index: dict[_K, set[bytes]], key: _K, rid: bytes) -> bool:
-    """Remove rid from index[key]; True if the key is gone."""
+def discard(index: dict[_K, set[_V]], key: _K, rid: _V) -> bool:
+    """Remove rid (a record id, or a slot) from index[key]; True if the key is gone."""
     ids = index.get(key)
     if ids is None:
         return False
