@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import NoReturn
 
 from commands.attachments import cmd_attachment_save
 from commands.bundles import cmd_export, cmd_import
@@ -80,6 +78,10 @@ from commands.lifecycle import (
 from commands.networks import cmd_networks, cmd_networks_leave
 from commands.output import Printable as _Printable
 from commands.output import printable
+from commands.parsing import Handler
+from commands.parsing import Parser as _Parser
+from commands.parsing import action as _action
+from commands.parsing import actions as _actions
 from commands.status import cmd_status
 from commands.trust import cmd_accept, cmd_distrust, cmd_invite, cmd_peers, cmd_trust
 from commands.ui import cmd_ui, cmd_ui_user
@@ -89,43 +91,6 @@ __all__ = ["EXIT_ERROR", "EXIT_USAGE", "UsageError", "build_parser", "main", "pr
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see: {self.prog} --help)")
-
-
-Handler = Callable[[argparse.Namespace], Awaitable[int]]
-Actions = argparse._SubParsersAction  # what `_actions` returns: add one with `_action`
-
-
-def _actions(
-    parent: argparse.ArgumentParser,
-    *,
-    dest: str = "what",
-    metavar: str = "ACTION",
-    required: bool = True,
-) -> Actions[argparse.ArgumentParser]:
-    """The ACTIONs of a command (`canopy circle create`...), as its `dest`."""
-    return parent.add_subparsers(
-        dest=dest, metavar=metavar, parser_class=_Parser, required=required
-    )
-
-
-def _action(
-    acts: Actions[argparse.ArgumentParser],
-    name: str,
-    func: Handler,
-    help: str,
-    *,
-    description: str | None = None,
-    **defaults: object,
-) -> argparse.ArgumentParser:
-    """One action: `func` runs it (with `defaults` set in its namespace)."""
-    parser = acts.add_parser(name, help=help, description=description)
-    parser.set_defaults(func=func, **defaults)
-    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
