@@ -427,15 +427,17 @@ class Node:
 
     # -- what the local API reads ------------------------------------------------------------
 
-    def _notify(self) -> None:
+    def _notify(self, *, wake: bool = True) -> None:
         """Poll now, and reconcile again soon (records may come by `canopy import` too)."""
-        self._wake.set()
+        if wake:
+            self._wake.set()
         self._notified += 1
         self.sync.resync_soon()
 
     async def read_changes(self) -> None:
-        """`canopy` or the web app wrote: read it (one poll at a time) before it answers."""
-        self._notify()
+        """`canopy` or the web app wrote: read it (one poll at a time) before it answers;
+        this poll is the one the loop would make, so the loop is not woken for another."""
+        self._notify(wake=False)
         async with self._polling:
             await self._poll_once()
 
