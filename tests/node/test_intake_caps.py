@@ -36,20 +36,25 @@ async def _nothing(*_: object) -> None:
     return None
 
 
+def _intake(store: Store, us: Identity) -> Intake:
+    book = PeerBook(
+        count_rejection=_nothing,
+        min_score=0,
+        reconnect_min=1.0,
+        reconnect_max=2.0,
+        disconnect=_nothing,
+    )
+    return Intake(store, book, us=us.node_id, max_source_records=10**6, trusted=lambda: {})
+
+
 async def test_copies_of_held_records_take_no_room_under_the_unknown_author_cap(
     tmp_path,
 ) -> None:
     store = await Store.open(tmp_path / "store.db", os.urandom(32))
     try:
-        book = PeerBook(
-            count_rejection=_nothing,
-            min_score=0,
-            reconnect_min=1.0,
-            reconnect_max=2.0,
-            disconnect=_nothing,
-        )
         us, source, stranger = (Identity(os.urandom(32)) for _ in range(3))
-        intake = Intake(store, book, us=us.node_id, max_source_records=10**6, trusted=lambda: {})
+        intake = _intake(store, us)
+        book = intake.book
         now = int(time.time() * 1000)
         most = limits.MAX_UNKNOWN_AUTHOR_RECORDS
         held = _records(stranger, most - 2, now)
@@ -85,16 +90,7 @@ async def test_a_copy_of_a_held_record_is_checked_again_but_for_its_signature(
     for held in (False, True):
         store = await Store.open(tmp_path / f"store-{held}.db", os.urandom(32))
         try:
-            book = PeerBook(
-                count_rejection=_nothing,
-                min_score=0,
-                reconnect_min=1.0,
-                reconnect_max=2.0,
-                disconnect=_nothing,
-            )
-            intake = Intake(
-                store, book, us=us.node_id, max_source_records=10**6, trusted=lambda: {}
-            )
+            intake = _intake(store, us)
             if held:
                 await store.put_records([row_of(r, local=False) for r in records], now)
             good, errors = await intake.check(
